@@ -1,0 +1,57 @@
+using static TorchSharp.torch;
+
+namespace TinyGrow.Abstractions;
+
+/// <summary>
+/// Second-order statistics of a junction, divided by the number of samples n (DESIGN §4), float64:
+/// S = Σbbᵀ/n (D1×D1), M = Σbgᵀ/n (D1×out), S2 = Σb̃b̃ᵀ/n (D2×D2), M2 = Σb̃gᵀ/n (D2×out),
+/// P = Σb̃bᵀ/n (D2×D1), TraceE = Σ|g|²/n.
+/// </summary>
+public sealed record JunctionStatistics(Tensor S, Tensor M, Tensor S2, Tensor M2, Tensor P, double TraceE, long Samples) : IDisposable
+{
+    /// <inheritdoc />
+    public void Dispose() { S.Dispose(); M.Dispose(); S2.Dispose(); M2.Dispose(); P.Dispose(); }
+}
+
+/// <summary>What a strategy is asked: propose at most <see cref="MaxNeurons"/> neurons for a junction.</summary>
+public sealed record GrowthRequest(
+    JunctionStatistics Statistics,
+    IGrowableLayer A,
+    IGrowableLayer B,
+    int MaxNeurons,
+    GrowthOptions Options,
+    Generator? Generator);
+
+/// <summary>
+/// A proposal for a junction (all tensors float64). Applying it with amplitude γ adds rows γ·FanIn to A,
+/// columns γ·FanOut to B, and (when <see cref="Delta"/> is set) W_B ← W_B − γ²·δ.
+/// Predicted first-order decrease of the mean loss: γ²(DeltaDecrease + σ′(0)·Σ NeuronScores).
+/// </summary>
+public sealed record NeuronProposal(
+    Tensor FanIn,
+    Tensor FanOut,
+    Tensor? Delta,
+    double DeltaDecrease,
+    double[] NeuronScores,
+    double ActivationSlope,
+    double Bottleneck) : IDisposable
+{
+    /// <summary>Number of proposed neurons K.</summary>
+    public int Count => NeuronScores.Length;
+
+    /// <summary>First-order decrease of the mean loss at amplitude γ.</summary>
+    public double PredictedDecrease(double gamma) =>
+        gamma * gamma * (DeltaDecrease + ActivationSlope * NeuronScores.Sum());
+
+    /// <inheritdoc />
+    public void Dispose() { FanIn.Dispose(); FanOut.Dispose(); Delta?.Dispose(); }
+}
+
+/// <summary>Proposes new neurons for a junction from its statistics only, so it works for every layer kind.</summary>
+public interface IGrowthStrategy
+{
+    /// <summary>Name used in Growth:Strategy.</summary>
+    string Name { get; }
+    /// <summary>Proposes neurons; a proposal with zero neurons means "nothing worth adding".</summary>
+    NeuronProposal Propose(GrowthRequest request);
+}

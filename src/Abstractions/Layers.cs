@@ -1,0 +1,83 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace TinyGrow.Abstractions;
+
+/// <summary>
+/// A layer whose width can grow. Its parameters live in replaceable cells: growing computes new
+/// tensors (<see cref="GrowOutputs"/>, <see cref="GrowInputs"/>, <see cref="UpdateExisting"/>) and
+/// <see cref="Load"/> swaps them in, so a candidate can be tried and undone by loading the old ones.
+/// New rows and columns are always appended, so an existing weight keeps its index (the optimizer
+/// state of existing weights is carried over by copying the leading block).
+/// </summary>
+public interface IGrowableLayer : IDisposable
+{
+    /// <summary>The layer kind's name, e.g. "dense".</summary>
+    string Kind { get; }
+    /// <summary>Input features (channels).</summary>
+    int InputWidth { get; }
+    /// <summary>Output neurons (channels): the width that grows.</summary>
+    int OutputWidth { get; }
+    /// <summary>Whether the layer has a bias (then statistics carry a trailing 1).</summary>
+    bool HasBias { get; }
+    /// <summary>The activation applied to this layer's output ("relu", "tanh", "selu", "gelu", "identity").</summary>
+    string Activation { get; }
+    /// <summary>Parameters in a stable order and count (e.g. weight, bias); the tensors change on growth.</summary>
+    IReadOnlyList<TorchSharp.Modules.Parameter> Parameters { get; }
+
+    /// <summary>Pre-activation output.</summary>
+    Tensor Forward(Tensor input);
+    /// <summary>Activation applied to a pre-activation.</summary>
+    Tensor Activate(Tensor preActivation);
+    /// <summary>σ′(0⁺) of the activation (ReLU 1, tanh 1, SELU 1.0507, GELU 0.5, identity 1).</summary>
+    double ActivationSlopeAtZero { get; }
+
+    /// <summary>Parameter values with K new output neurons: <paramref name="fanIn"/> is K×D2 (bias last when <see cref="HasBias"/>).</summary>
+    Tensor[] GrowOutputs(Tensor fanIn);
+    /// <summary>Parameter values with K new inputs: <paramref name="fanOut"/> is OutputWidth×K.</summary>
+    Tensor[] GrowInputs(Tensor fanOut);
+    /// <summary>Parameter values W ← W − scale·δ for the existing weights; δ is OutputWidth×D1 (bias last).</summary>
+    Tensor[] UpdateExisting(Tensor delta, double scale);
+    /// <summary>Replaces the parameter tensors (same order and count as <see cref="Parameters"/>). The
+    /// previous tensors are not disposed: the caller owns them (to undo a candidate).</summary>
+    void Load(IReadOnlyList<Tensor> values);
+}
+
+/// <summary>What a layer is built from (bound from the Model:Layers configuration).</summary>
+public sealed class LayerSpec
+{
+    /// <summary>Layer kind name, e.g. "dense".</summary>
+    public string Kind { get; set; } = "dense";
+    /// <summary>Starting width (neurons / channels).</summary>
+    public int Width { get; set; } = 1;
+    /// <summary>Largest width growth may reach.</summary>
+    public int MaxWidth { get; set; } = 256;
+    /// <summary>Activation after this layer.</summary>
+    public string Activation { get; set; } = "relu";
+    /// <summary>Whether the layer has a bias.</summary>
+    public bool Bias { get; set; } = true;
+}
+
+/// <summary>
+/// Per-position rows of one batch for a junction A → σ → B (DESIGN §4): <c>B</c> holds b (B's input,
+/// trailing 1 if B has a bias), <c>ATilde</c> holds b̃ (A's input aligned to the same position of B,
+/// trailing 1 if A has a bias), <c>G</c> holds g = ∂(sum loss)/∂(B's pre-activation). One row per
+/// (sample, position); <c>Samples</c> is the number of samples the rows came from.
+/// </summary>
+public sealed record JunctionRows(Tensor B, Tensor ATilde, Tensor G, long Samples) : IDisposable
+{
+    /// <inheritdoc />
+    public void Dispose() { B.Dispose(); ATilde.Dispose(); G.Dispose(); }
+}
+
+/// <summary>A kind of growable layer: builds layers and turns a junction's activations into rows.</summary>
+public interface ILayerKind
+{
+    /// <summary>Name used in Model:Layers:N:Kind.</summary>
+    string Name { get; }
+    /// <summary>Builds a layer for inputs of <paramref name="inputWidth"/> features.</summary>
+    IGrowableLayer Create(LayerSpec spec, int inputWidth, Device device, ScalarType dtype, Generator? generator);
+    /// <summary>Rows of the junction <paramref name="a"/> → σ → <paramref name="b"/> (b of this kind),
+    /// from A's input, B's input and the gradient at B's pre-activation.</summary>
+    JunctionRows Rows(IGrowableLayer a, IGrowableLayer b, Tensor aInput, Tensor bInput, Tensor gradB);
+}

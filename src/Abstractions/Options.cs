@@ -1,0 +1,79 @@
+using System.ComponentModel.DataAnnotations;
+
+namespace TinyGrow.Abstractions;
+
+// Option records bound from configuration sections of the same name (appsettings.json, an
+// experiment file, environment, command line). The host validates them at start.
+
+/// <summary>Section "Dataset".</summary>
+public sealed class DatasetOptions
+{
+    /// <summary>Dataset name served by a dataset plugin, e.g. "fashion-mnist".</summary>
+    [Required] public string Name { get; set; } = "fashion-mnist";
+    /// <summary>Folder searched first for the dataset's files.</summary>
+    public string Root { get; set; } = "data";
+}
+
+/// <summary>Section "Model": hidden layers (the output layer is added with one neuron per class).</summary>
+public sealed class ModelOptions
+{
+    /// <summary>Hidden layers in order, each with its starting width.</summary>
+    [MinLength(1)] public List<LayerSpec> Layers { get; set; } = new();
+    /// <summary>Whether the output layer has a bias.</summary>
+    public bool OutputBias { get; set; } = true;
+}
+
+/// <summary>Section "Training".</summary>
+public sealed class TrainingOptions
+{
+    /// <summary>Epochs of training.</summary>
+    [Range(1, 100_000)] public int Epochs { get; set; } = 10;
+    /// <summary>Mini-batch size.</summary>
+    [Range(1, 1_000_000)] public int BatchSize { get; set; } = 128;
+    /// <summary>"sgd" (with momentum) or "adam".</summary>
+    [RegularExpression("^(sgd|adam)$")] public string Optimizer { get; set; } = "sgd";
+    /// <summary>Learning rate.</summary>
+    [Range(1e-12, 100.0)] public double LearningRate { get; set; } = 0.05;
+    /// <summary>SGD momentum.</summary>
+    [Range(0.0, 0.9999)] public double Momentum { get; set; } = 0.9;
+    /// <summary>L2 weight decay.</summary>
+    [Range(0.0, 1.0)] public double WeightDecay { get; set; } = 0.0;
+    /// <summary>Cosine decay of the learning rate to zero over the run.</summary>
+    public bool CosineSchedule { get; set; } = true;
+    /// <summary>Random seed (weights, shuffling, growth).</summary>
+    public long Seed { get; set; } = 1;
+}
+
+/// <summary>Section "Growth": the strategy and the schedule.</summary>
+public sealed class GrowthOptions
+{
+    /// <summary>Strategy name served by a strategy plugin ("tiny"), or "none" for a fixed network.</summary>
+    [Required] public string Strategy { get; set; } = "tiny";
+    /// <summary>Growth steps per epoch, evenly spaced in the epoch.</summary>
+    [Range(0, 1000)] public int StepsPerEpoch { get; set; } = 4;
+    /// <summary>No growth after this many epochs (then the network trains at its final widths).</summary>
+    [Range(0, 100_000)] public int UntilEpoch { get; set; } = 5;
+    /// <summary>Training samples used by a statistics pass.</summary>
+    [Range(1, 10_000_000)] public int StatisticsSamples { get; set; } = 4096;
+    /// <summary>Held-out training samples (disjoint from the statistics ones) for the γ line search.</summary>
+    [Range(1, 10_000_000)] public int GammaSearchSamples { get; set; } = 2048;
+    /// <summary>Most neurons added to one junction in one step.</summary>
+    [Range(1, 100_000)] public int NeuronsPerStep { get; set; } = 16;
+    /// <summary>A direction k is kept only if λ_k ≥ RelativeThreshold·λ_1.</summary>
+    [Range(0.0, 1.0)] public double RelativeThreshold { get; set; } = 0.05;
+    /// <summary>Eigenvalues below EigenCutoff·λmax are dropped in pseudo-inverses (relative, never absolute).</summary>
+    [Range(0.0, 1.0)] public double EigenCutoff { get; set; } = 1e-10;
+    /// <summary>Also apply the best update δ of existing weights (W_B ← W_B − γ²δ).</summary>
+    public bool UseDelta { get; set; } = true;
+    /// <summary>"all": every junction each step; "best": the junction with the largest predicted decrease per added parameter.</summary>
+    [RegularExpression("^(all|best)$")] public string Selection { get; set; } = "all";
+}
+
+/// <summary>Section "Output".</summary>
+public sealed class OutputOptions
+{
+    /// <summary>Runs are written to &lt;Directory&gt;/&lt;run-id&gt;/.</summary>
+    [Required] public string Directory { get; set; } = "runs";
+    /// <summary>Run id; empty means a timestamp.</summary>
+    public string RunId { get; set; } = "";
+}

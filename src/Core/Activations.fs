@@ -1,0 +1,32 @@
+/// Activations by name, and their slope at 0⁺ (the σ′(0) of the first-order growth prediction).
+module TinyGrow.Core.Activations
+
+open TorchSharp
+
+let known = [ "relu"; "tanh"; "selu"; "gelu"; "identity" ]
+
+let private unknown (name: string) =
+    let names = String.concat ", " known
+    invalidArg "activation" $"Unknown activation '{name}'. Use one of: {names}."
+
+let validate (name: string) = if not (List.contains name known) then unknown name
+
+let apply (name: string) (z: torch.Tensor) : torch.Tensor =
+    match name with
+    | "relu" -> torch.nn.functional.relu z
+    | "tanh" -> torch.tanh z
+    | "selu" -> torch.nn.functional.selu z
+    | "gelu" -> torch.nn.functional.gelu z
+    | "identity" -> z.alias ()
+    | other -> unknown other
+
+/// σ′(0⁺): ReLU and SELU are not differentiable at 0; growth starts from a zero-amplitude
+/// neuron whose pre-activation grows from 0 on the side where the neuron is active.
+let slopeAtZero (name: string) =
+    match name with
+    | "relu" -> 1.0
+    | "tanh" -> 1.0
+    | "selu" -> 1.0507009873554805
+    | "gelu" -> 0.5
+    | "identity" -> 1.0
+    | other -> unknown other

@@ -1,0 +1,73 @@
+/// The closed forms of TINY (DESIGN §4), float64, from a junction's statistics:
+///   δ = (S⁺M)ᵀ                   best change of B's existing weights (least squares of g on b)
+///   Δ = tr(Mᵀ S⁺ M)              first-order loss decrease of W_B ← W_B − γ²δ
+///   bottleneck = tr(E) − Δ       what no change of B's weights can express
+///   N = −(M2 − P δᵀ)             Σ b̃ v_projᵀ / n with v_proj = −(g − δ b)
+///   S2^{-1/2} N = U diag(λ) Vᵀ   α_k = √λ_k S2^{-1/2} u_k,  ω_k = √λ_k v_k
+/// A reader meets the least-squares step first, then the new-neuron step built on it.
+module TinyGrow.Core.Bottleneck
+
+open TorchSharp
+open TinyGrow.Abstractions
+open TinyGrow.Core.LinearAlgebra
+
+/// The best update of B's existing weights and what it leaves unexplained.
+type ExistingWeightsUpdate =
+    { /// δ, out×D1 (bias column last when B has a bias).
+      Delta: Tensor
+      /// Δ = tr(Mᵀ S⁺ M) ≥ 0.
+      Decrease: float
+      /// tr(E) − Δ ≥ 0 (up to rounding).
+      Bottleneck: float }
+
+let existingWeightsUpdate (stats: JunctionStatistics) (cutoff: float) : ExistingWeightsUpdate =
+    use sPinv = pinvPsd stats.S cutoff
+    use sPinvM = sPinv.mm stats.M
+    let decrease = (stats.M * sPinvM).sum().item<float> ()
+    { Delta = sPinvM.t().contiguous ()
+      Decrease = decrease
+      Bottleneck = stats.TraceE - decrease }
+
+/// N = −(M2 − P δᵀ): the projected desired update seen from A's inputs. With δ = 0 it is −M2
+/// (the unprojected gradient, as GradMax uses it).
+let projectedN (stats: JunctionStatistics) (delta: Tensor) : Tensor =
+    use pdt = stats.P.mm (delta.t ())
+    pdt.sub_(stats.M2)
+
+/// New neurons, all of them, from the SVD of S2^{-1/2} N; sorted by λ descending.
+type NeuronDirections =
+    { /// K×D2: row k is α_k (A's new row, bias last).
+      FanIn: Tensor
+      /// out×K: column k is ω_k (B's new column).
+      FanOut: Tensor
+      /// λ_k, descending.
+      Lambdas: float[] }
+
+/// `whiten = false` replaces S2^{-1/2} by the identity (no covariance: GradMax-like directions).
+let neuronDirections (s2: Tensor) (n: Tensor) (cutoff: float) (whiten: bool) : NeuronDirections =
+    use r = if whiten then invSqrtPsd s2 cutoff else torch.eye (s2.shape[0], dtype = s2.dtype, device = s2.device)
+    use rn = r.mm n
+    let u, s, v = thinSvd rn
+    use u = u
+    use s = s
+    use v = v
+    use sq = s.sqrt ()
+    use ru = r.mm u
+    { FanIn = (ru * sq.unsqueeze 0L).t().contiguous ()
+      FanOut = v * sq.unsqueeze 0L
+      Lambdas = s.data<float>().ToArray () }
+
+/// The first K directions (rows of FanIn, columns of FanOut).
+let take (k: int) (d: NeuronDirections) : NeuronDirections =
+    let k = min k d.Lambdas.Length
+    { FanIn = d.FanIn.narrow(0L, 0L, int64 k).contiguous ()
+      FanOut = d.FanOut.narrow(1L, 0L, int64 k).contiguous ()
+      Lambdas = Array.sub d.Lambdas 0 k }
+
+/// Σ_k α_kᵀ P δᵀ ω_k: the cross term the first-order prediction ignores. Zero for a linear σ
+/// (v_proj is orthogonal to anything B's inputs can express); reported so tests and users can
+/// see its size for a nonlinear σ.
+let crossTerm (stats: JunctionStatistics) (delta: Tensor) (d: NeuronDirections) : float =
+    use pdt = stats.P.mm (delta.t ())
+    use a = d.FanIn.mm pdt
+    (a * d.FanOut.t ()).sum().item<float> ()
