@@ -33,13 +33,17 @@ public interface IGrowableLayer : IDisposable
     double ActivationSlopeAtZero { get; }
 
     /// <summary>Parameter values with K new output neurons: <paramref name="fanIn"/> is K×D2 (bias last when <see cref="HasBias"/>).</summary>
+    /// <remarks>The tensors passed to <see cref="GrowOutputs"/>, <see cref="GrowInputs"/> and <see cref="UpdateExisting"/> may
+    /// describe the layer as it was when the statistics were taken: inputs (outputs) added since then get zero weight.
+    /// They may be float64; the layer converts them to its own dtype and device.</remarks>
     Tensor[] GrowOutputs(Tensor fanIn);
     /// <summary>Parameter values with K new inputs: <paramref name="fanOut"/> is OutputWidth×K.</summary>
     Tensor[] GrowInputs(Tensor fanOut);
     /// <summary>Parameter values W ← W − scale·δ for the existing weights; δ is OutputWidth×D1 (bias last).</summary>
     Tensor[] UpdateExisting(Tensor delta, double scale);
-    /// <summary>Replaces the parameter tensors (same order and count as <see cref="Parameters"/>). The
-    /// previous tensors are not disposed: the caller owns them (to undo a candidate).</summary>
+    /// <summary>Replaces the parameter tensors (same order and count as <see cref="Parameters"/>), taking ownership of
+    /// <paramref name="values"/>. The previous parameters are not disposed: the caller keeps them to undo a
+    /// candidate (by loading them back) or disposes them.</summary>
     void Load(IReadOnlyList<Tensor> values);
 }
 

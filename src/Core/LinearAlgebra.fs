@@ -42,3 +42,8 @@ let thinSvd (a: Tensor) : Tensor * Tensor * Tensor =
     let struct (u, s, vh) = torch.linalg.svd (a, fullMatrices = false)
     use vh = vh
     u, s, vh.t().contiguous ()
+
+/// Nullable tensors for C# contracts (`Tensor?`) under F# nullness checking.
+module Null =
+    let from (t: Tensor) : Tensor | null = t
+    let none : Tensor | null = null

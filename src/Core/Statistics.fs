@@ -23,7 +23,10 @@ type JunctionAccumulator() =
             match sums with
             | Some s -> s
             | None ->
-                let z (r: int64) (c: int64) = torch.zeros ([| r; c |], dtype = torch.ScalarType.Float64, device = b.device)
+                // Created outside any caller's per-batch dispose scope's reach: they outlive the batch.
+                let z (r: int64) (c: int64) =
+                    let t = torch.zeros ([| r; c |], dtype = torch.ScalarType.Float64, device = b.device)
+                    t.DetachFromDisposeScope ()
                 let d1, d2, out = b.shape[1], bt.shape[1], g.shape[1]
                 let s = { S = z d1 d1; M = z d1 out; S2 = z d2 d2; M2 = z d2 out; P = z d2 d1; TraceE = 0.0; Samples = 0L }
                 sums <- Some s

@@ -1,0 +1,139 @@
+using System.Buffers.Binary;
+using System.IO.Compression;
+using TinyGrow.Abstractions;
+
+namespace TinyGrow.Datasets.Mnist;
+
+/// <summary>The header of an IDX file: its magic number and its dimensions.</summary>
+public sealed record IdxHeader(int Magic, int[] Dimensions)
+{
+    /// <summary>Product of the dimensions: the number of data bytes for uint8 data.</summary>
+    public long ElementCount => Dimensions.Aggregate(1L, (n, d) => n * d);
+}
+
+/// <summary>uint8 images [Count, Rows, Columns] in one contiguous row-major array.</summary>
+public sealed record IdxImages(int Count, int Rows, int Columns, byte[] Pixels);
+
+/// <summary>
+/// Reads IDX files (the MNIST format: big-endian header, then uint8 data), raw or gzip-compressed.
+/// Every failure is a <see cref="DatasetException"/> whose message starts with the file's path.
+/// </summary>
+public static class IdxReader
+{
+    /// <summary>uint8 data, 3 dimensions: images [n, rows, cols].</summary>
+    public const int ImagesMagic = 0x00000803;
+
+    /// <summary>uint8 data, 1 dimension: labels [n].</summary>
+    public const int LabelsMagic = 0x00000801;
+
+    /// <summary>Reads only the header (cheap even for a large gzip file).</summary>
+    public static IdxHeader ReadHeader(string path)
+    {
+        using var stream = Open(path);
+        return ReadHeader(stream, path, expectedMagic: null);
+    }
+
+    /// <summary>Reads an images file whole.</summary>
+    public static IdxImages ReadImages(string path)
+    {
+        using var stream = Open(path);
+        var header = ReadHeader(stream, path, ImagesMagic);
+        var pixels = ReadData(stream, path, header);
+        return new IdxImages(header.Dimensions[0], header.Dimensions[1], header.Dimensions[2], pixels);
+    }
+
+    /// <summary>Reads a labels file whole and checks that every label is below <paramref name="classes"/>.</summary>
+    public static byte[] ReadLabels(string path, int classes)
+    {
+        using var stream = Open(path);
+        var header = ReadHeader(stream, path, LabelsMagic);
+        var labels = ReadData(stream, path, header);
+        var bad = Array.FindIndex(labels, l => l >= classes);
+        if (bad >= 0)
+            throw new DatasetException($"{path}: label {labels[bad]} at index {bad} is out of range (expected 0..{classes - 1}); the file is corrupt or not an IDX labels file of this dataset.");
+        return labels;
+    }
+
+    // Decide by content, not by name: downloaders often keep gzip data under the raw name or vice versa.
+    static Stream Open(string path)
+    {
+        FileStream file;
+        try { file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new DatasetException($"{path}: cannot open ({e.Message}).", e);
+        }
+        Span<byte> magic = stackalloc byte[2];
+        var isGzip = file.Read(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b;
+        file.Position = 0;
+        return isGzip ? new GZipStream(file, CompressionMode.Decompress) : new BufferedStream(file, 1 << 16);
+    }
+
+    static IdxHeader ReadHeader(Stream stream, string path, int? expectedMagic)
+    {
+        var word = new byte[4];
+        Fill(stream, path, word, "header");
+        var magic = BinaryPrimitives.ReadInt32BigEndian(word);
+        if (expectedMagic is int expected && magic != expected)
+            throw new DatasetException($"{path}: bad IDX magic number: expected 0x{expected:X8} ({Describe(expected)}), found 0x{magic:X8}. The file is corrupt or is not the expected IDX file.");
+        // 0x08 in the third byte means uint8 data; the fourth byte is the number of dimensions.
+        if ((magic & ~0xFF) != 0x00000800)
+            throw new DatasetException($"{path}: bad IDX magic number: expected 0x000008NN (uint8 data, NN dimensions), found 0x{magic:X8}.");
+        var dims = new int[magic & 0xFF];
+        for (var i = 0; i < dims.Length; i++)
+        {
+            Fill(stream, path, word, "header");
+            dims[i] = BinaryPrimitives.ReadInt32BigEndian(word);
+            if (dims[i] < 0)
+                throw new DatasetException($"{path}: negative dimension {dims[i]} in the IDX header.");
+        }
+        return new IdxHeader(magic, dims);
+    }
+
+    // One contiguous array per file, so that the caller makes one tensor per split.
+    static byte[] ReadData(Stream stream, string path, IdxHeader header)
+    {
+        var expected = header.ElementCount;
+        if (expected > Array.MaxLength)
+            throw new DatasetException($"{path}: the IDX header announces {expected} bytes, more than one array can hold; the header is corrupt.");
+        var data = new byte[expected];
+        var found = ReadUpTo(stream, path, data);
+        if (found < expected)
+            throw new DatasetException($"{path}: truncated: expected {expected} bytes of data after the header ({string.Join('×', header.Dimensions)}), found {found}. Download the file again.");
+        if (SafeReadByte(stream, path) >= 0)
+            throw new DatasetException($"{path}: longer than its header says ({string.Join('×', header.Dimensions)} = {expected} bytes of data): the header is corrupt.");
+        return data;
+    }
+
+    static void Fill(Stream stream, string path, byte[] buffer, string what)
+    {
+        var found = ReadUpTo(stream, path, buffer);
+        if (found < buffer.Length)
+            throw new DatasetException($"{path}: truncated in the {what}: expected {buffer.Length} more bytes, found {found}.");
+    }
+
+    static int ReadUpTo(Stream stream, string path, byte[] buffer)
+    {
+        try { return stream.ReadAtLeast(buffer, buffer.Length, throwOnEndOfStream: false); }
+        catch (Exception e) when (e is IOException or InvalidDataException)
+        {
+            throw new DatasetException($"{path}: cannot read ({e.Message}). The file is corrupt: download it again.", e);
+        }
+    }
+
+    static int SafeReadByte(Stream stream, string path)
+    {
+        try { return stream.ReadByte(); }
+        catch (Exception e) when (e is IOException or InvalidDataException)
+        {
+            throw new DatasetException($"{path}: cannot read ({e.Message}). The file is corrupt: download it again.", e);
+        }
+    }
+
+    static string Describe(int magic) => magic switch
+    {
+        ImagesMagic => "uint8 images, 3 dimensions",
+        LabelsMagic => "uint8 labels, 1 dimension",
+        _ => "IDX",
+    };
+}

@@ -1,0 +1,41 @@
+/// TINY (Verbockhaven et al., TMLR 2024, "Growing Tiny Networks"): new neurons from the SVD of
+/// S2^{-1/2} N, the projected desired update whitened by A's input covariance, and optionally δ,
+/// the best least-squares update of B's existing weights.
+namespace TinyGrow.Growth.Strategies
+
+open TinyGrow.Abstractions
+open TinyGrow.Core
+
+type TinyStrategy() =
+    /// Directions kept: λ_k > 0, λ_k ≥ threshold·λ_1 (relative, so the test is independent of the
+    /// scale of the layer and the loss), at most `maxNeurons`.
+    static member SelectCount (lambdas: float[]) (relativeThreshold: float) (maxNeurons: int) =
+        if lambdas.Length = 0 || lambdas[0] <= 0.0 || maxNeurons <= 0 then 0
+        else
+            lambdas
+            |> Array.takeWhile (fun l -> l > 0.0 && l >= relativeThreshold * lambdas[0])
+            |> Array.length
+            |> min maxNeurons
+
+    interface IGrowthStrategy with
+        member _.Name = "tiny"
+
+        member _.Propose(request) =
+            let stats, options = request.Statistics, request.Options
+            let update = Bottleneck.existingWeightsUpdate stats options.EigenCutoff
+            use n = Bottleneck.projectedN stats update.Delta
+            let all = Bottleneck.neuronDirections stats.S2 n options.EigenCutoff true
+            let k = TinyStrategy.SelectCount all.Lambdas options.RelativeThreshold request.MaxNeurons
+            let chosen = Bottleneck.take k all
+            all.FanIn.Dispose ()
+            all.FanOut.Dispose ()
+            let delta, deltaDecrease =
+                if options.UseDelta then update.Delta |> LinearAlgebra.Null.from, update.Decrease
+                else
+                    update.Delta.Dispose ()
+                    LinearAlgebra.Null.none, 0.0
+            new NeuronProposal (
+                chosen.FanIn, chosen.FanOut, delta, deltaDecrease,
+                chosen.Lambdas |> Array.map (fun l -> l * l),
+                request.A.ActivationSlopeAtZero, // σ sits between A and B: it is A's activation
+                update.Bottleneck)

@@ -1,0 +1,161 @@
+/// One growth step (DESIGN §3): statistics pass → proposals from the strategy → amplitude γ by
+/// line search on held-out training samples → apply. Each stage is a function of values; a
+/// candidate is applied by loading new parameter tensors and undone by loading the old ones.
+module TinyGrow.Core.Growth
+
+open System
+open TorchSharp
+open TorchSharp.Modules
+open TinyGrow.Abstractions
+
+/// Statistics of every junction over (x, y): per batch one forward and one backward of the *sum*
+/// of the loss (so that g is a per-sample gradient), then GEMM sums.
+let statisticsPass (net: Network) (x: torch.Tensor) (y: torch.Tensor) (batchSize: int64) : JunctionStatistics[] =
+    let accumulators = Array.init net.JunctionCount (fun _ -> Statistics.JunctionAccumulator ())
+    let n = x.shape[0]
+    let mutable start = 0L
+    while start < n do
+        use scope = torch.NewDisposeScope ()
+        let count = min batchSize (n - start)
+        let xb, yb = x.narrow (0L, start, count), y.narrow (0L, start, count)
+        let inputs, preActivations = net.ForwardRecording xb
+        let loss = torch.nn.functional.cross_entropy (preActivations[preActivations.Length - 1], yb, reduction = torch.nn.Reduction.Sum)
+        let grads = torch.autograd.grad ([| loss |], preActivations[1..])
+        use _ = torch.no_grad ()
+        for j in 0 .. net.JunctionCount - 1 do
+            use rows = net.Kinds[j + 1].Rows (net.Layers[j], net.Layers[j + 1], inputs[j], inputs[j + 1], grads[j])
+            accumulators[j].Add rows
+        start <- start + count
+    accumulators |> Array.map (fun a -> a.Finish ())
+
+/// Parameters replaced by an applied candidate: load them back to undo it, dispose them to commit.
+type AppliedCandidate = { Replaced: (IGrowableLayer * Parameter[]) list }
+
+let private current (layer: IGrowableLayer) = Seq.toArray layer.Parameters
+
+/// Applies `proposal` to junction j at amplitude γ: W_B ← W_B − γ²δ (when δ is set), B gains
+/// columns γ·ω, A gains rows γ·α.
+let apply (net: Network) (j: int) (proposal: NeuronProposal) (gamma: float) : AppliedCandidate =
+    if gamma <= 0.0 then { Replaced = [] }
+    else
+        use _ = torch.no_grad ()
+        let a, b = net.Layers[j], net.Layers[j + 1]
+        let snapshotA, snapshotB = current a, current b
+        let mutable bReplaced = false
+        let replaceB (values: torch.Tensor[]) =
+            let before = current b
+            b.Load values
+            if bReplaced then before |> Array.iter (fun p -> p.Dispose ())
+            bReplaced <- true
+        match proposal.Delta with
+        | null -> ()
+        | delta -> replaceB (b.UpdateExisting (delta, gamma * gamma))
+        if proposal.Count > 0 then
+            use fanOut = proposal.FanOut * gamma
+            replaceB (b.GrowInputs fanOut)
+            use fanIn = proposal.FanIn * gamma
+            a.Load (a.GrowOutputs fanIn)
+        { Replaced =
+            [ if proposal.Count > 0 then yield a, snapshotA
+              if bReplaced then yield b, snapshotB ] }
+
+let undo (applied: AppliedCandidate) =
+    for layer, snapshot in applied.Replaced do
+        let candidate = current layer
+        layer.Load (snapshot |> Array.map (fun p -> p :> torch.Tensor))
+        candidate |> Array.iter (fun p -> p.Dispose ())
+
+let commit (applied: AppliedCandidate) =
+    for _, snapshot in applied.Replaced do
+        snapshot |> Array.iter (fun p -> p.Dispose ())
+
+/// γ search: γ = 0 is always a choice (it means "add nothing now"); from γ = 1 the search goes up
+/// by √2 while the loss keeps falling (never capped at 1), or down by √2 until the loss falls
+/// below the loss at γ = 0. Returns (γ, loss at γ, loss at 0).
+let lineSearch (lossAt: float -> float) (maxSteps: int) : float * float * float =
+    let factor = sqrt 2.0
+    let l0 = lossAt 0.0
+    let l1 = lossAt 1.0
+    if l1 < l0 then
+        let rec up gamma loss k =
+            if k >= maxSteps then gamma, loss
+            else
+                let next = lossAt (gamma * factor)
+                if next < loss then up (gamma * factor) next (k + 1) else gamma, loss
+        let gamma, loss = up 1.0 l1 0
+        gamma, loss, l0
+    else
+        let rec down gamma k =
+            if k >= maxSteps then 0.0, l0
+            else
+                let g = gamma / factor
+                let l = lossAt g
+                if l < l0 then g, l else down g (k + 1)
+        let gamma, loss = down 1.0 0
+        gamma, loss, l0
+
+/// What one junction's growth did (a `growth` line of metrics.jsonl).
+type GrowthEvent =
+    { Junction: int
+      Added: int
+      Gamma: float
+      PredictedDecrease: float
+      MeasuredDecrease: float
+      Bottleneck: float
+      Width: int }
+
+/// Loss on the held-out samples with the candidate (j, proposal, γ) applied, then undone.
+let candidateLoss (net: Network) (j: int) (proposal: NeuronProposal) (heldX: torch.Tensor) (heldY: torch.Tensor) (gamma: float) =
+    let applied = apply net j proposal gamma
+    try Training.meanLoss net heldX heldY
+    finally undo applied
+
+/// Searches γ for junction j's proposal and applies it if γ > 0.
+let growJunction (net: Network) (j: int) (proposal: NeuronProposal) (heldX: torch.Tensor) (heldY: torch.Tensor) : GrowthEvent =
+    let gamma, loss, loss0 = lineSearch (candidateLoss net j proposal heldX heldY) 24
+    if gamma > 0.0 then commit (apply net j proposal gamma)
+    { Junction = j
+      Added = (if gamma > 0.0 then proposal.Count else 0)
+      Gamma = gamma
+      PredictedDecrease = proposal.PredictedDecrease gamma
+      MeasuredDecrease = loss0 - loss
+      Bottleneck = proposal.Bottleneck
+      Width = net.Layers[j].OutputWidth }
+
+/// Room left in junction j (its A layer may not exceed its spec's MaxWidth).
+let room (net: Network) (j: int) = max 0 (net.Specs[j].MaxWidth - net.Layers[j].OutputWidth)
+
+/// Parameters that K new neurons of junction j would add.
+let private addedParameters (net: Network) (j: int) (k: int) =
+    let a, b = net.Layers[j], net.Layers[j + 1]
+    int64 k * int64 (a.InputWidth + (if a.HasBias then 1 else 0) + b.OutputWidth)
+
+/// One growth step over the junctions chosen by options.Selection. Statistics come from
+/// (statsX, statsY), γ is searched on the disjoint (heldX, heldY).
+let step (net: Network) (strategy: IGrowthStrategy) (options: GrowthOptions) (generator: torch.Generator | null)
+         (statsX: torch.Tensor) (statsY: torch.Tensor) (heldX: torch.Tensor) (heldY: torch.Tensor) : GrowthEvent list =
+    let growable = [ for j in 0 .. net.JunctionCount - 1 do if room net j > 0 then yield j ]
+    if growable.IsEmpty then []
+    else
+        let stats = statisticsPass net statsX statsY 1024L
+        try
+            let propose j =
+                let a, b = net.Layers[j], net.Layers[j + 1]
+                strategy.Propose (GrowthRequest (stats[j], a, b, min options.NeuronsPerStep (room net j), options, generator))
+            match options.Selection with
+            | "best" ->
+                let proposals = growable |> List.map (fun j -> j, propose j)
+                try
+                    let score (j, p: NeuronProposal) = p.PredictedDecrease 1.0 / float (max 1L (addedParameters net j p.Count))
+                    let j, best = proposals |> List.maxBy score
+                    [ growJunction net j best heldX heldY ]
+                finally
+                    proposals |> List.iter (fun (_, p) -> p.Dispose ())
+            | _ ->
+                // Junctions in order; a later junction's α was computed before an earlier one added
+                // inputs to its A layer: the layer gives those inputs zero weight (first order unchanged).
+                [ for j in growable do
+                    use proposal = propose j
+                    yield growJunction net j proposal heldX heldY ]
+        finally
+            stats |> Array.iter (fun s -> s.Dispose ())

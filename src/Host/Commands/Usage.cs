@@ -1,0 +1,28 @@
+namespace TinyGrow.Host.Commands;
+
+/// <summary>The short usage text.</summary>
+public static class Usage
+{
+    /// <summary>Writes the usage to <paramref name="output"/>.</summary>
+    public static void Write(TextWriter output) => output.Write(
+        """
+        Usage: tinygrow [run|plugins|help] [--experiment <file.json>] [--Section:Key=value ...]
+
+        Verbs:
+          run       train the experiment, growing the network (default)
+          plugins   list the layer kinds, growth strategies and datasets found in plugins/
+          help      this text (also --help, -h)
+
+        Configuration, lowest to highest precedence:
+          appsettings.json beside the executable
+          --experiment <file.json>          an experiment file (see experiments/)
+          TINYGROW_Section__Key=value       environment variables
+          --Section:Key=value               command line, e.g. --Training:Epochs=2
+                                            --Model:Layers:0:Width=8  --Growth:Strategy=none  --Device=cpu
+        Sections: Dataset, Model, Growth, Training, Output, Device, Plugins:Folders
+
+        Exit codes: 0 done, 1 run failed, 2 bad configuration or usage, 3 dataset missing or corrupt,
+                    130 interrupted. A failed or interrupted run keeps its <Output:Directory>/<run-id>.partial/.
+
+        """);
+}

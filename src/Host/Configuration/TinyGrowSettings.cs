@@ -1,0 +1,73 @@
+using Microsoft.Extensions.Configuration;
+using TinyGrow.Abstractions;
+
+namespace TinyGrow.Host.Configuration;
+
+/// <summary>Section "Plugins".</summary>
+public sealed class PluginsOptions
+{
+    /// <summary>Folders searched for plugins besides <c>plugins/</c> next to the executable
+    /// (relative paths are resolved against the current directory).</summary>
+    public List<string> Folders { get; set; } = new();
+}
+
+/// <summary>Every section of the configuration the host uses, bound once at start.</summary>
+public sealed class TinyGrowSettings
+{
+    /// <summary>Section names bound here; other root keys are ignored with a warning.</summary>
+    public static readonly IReadOnlyList<string> KnownRootKeys =
+        ["Dataset", "Model", "Growth", "Training", "Output", "Device", "Plugins", "Logging", ConfigurationLayers.ExperimentKey,
+         // set by the generic host itself
+         "contentRoot", "environment", "applicationName"];
+
+    /// <summary>Section "Dataset".</summary>
+    public DatasetOptions Dataset { get; init; } = new();
+    /// <summary>Section "Model".</summary>
+    public ModelOptions Model { get; init; } = new();
+    /// <summary>Section "Growth".</summary>
+    public GrowthOptions Growth { get; init; } = new();
+    /// <summary>Section "Training".</summary>
+    public TrainingOptions Training { get; init; } = new();
+    /// <summary>Section "Output".</summary>
+    public OutputOptions Output { get; init; } = new();
+    /// <summary>"auto" (CUDA when available), "cpu", "cuda" or "cuda:&lt;index&gt;".</summary>
+    public string Device { get; init; } = "auto";
+    /// <summary>Section "Plugins".</summary>
+    public PluginsOptions Plugins { get; init; } = new();
+
+    /// <summary>Binds every section. A key the option class does not have (a typo such as
+    /// <c>Training:Epoch</c>) or a value of the wrong type is an error, not silently ignored.</summary>
+    /// <exception cref="InvalidConfigurationException">The message names the key.</exception>
+    public static TinyGrowSettings Bind(IConfiguration configuration) => new()
+    {
+        Dataset = BindSection<DatasetOptions>(configuration, "Dataset"),
+        Model = BindSection<ModelOptions>(configuration, "Model"),
+        Growth = BindSection<GrowthOptions>(configuration, "Growth"),
+        Training = BindSection<TrainingOptions>(configuration, "Training"),
+        Output = BindSection<OutputOptions>(configuration, "Output"),
+        Plugins = BindSection<PluginsOptions>(configuration, "Plugins"),
+        Device = configuration["Device"] ?? "auto",
+    };
+
+    /// <summary>Root keys that no part of TinyGrow reads (probably typos), for a warning.</summary>
+    public static IReadOnlyList<string> UnknownRootKeys(IConfiguration configuration) =>
+        configuration.GetChildren()
+            .Select(s => s.Key)
+            .Where(k => !KnownRootKeys.Contains(k, StringComparer.OrdinalIgnoreCase))
+            .ToList();
+
+    static T BindSection<T>(IConfiguration configuration, string section) where T : new()
+    {
+        try
+        {
+            return configuration.GetSection(section).Get<T>(o => o.ErrorOnUnknownConfiguration = true) ?? new T();
+        }
+        catch (InvalidOperationException e)
+        {
+            // The binder names the key (conversion) or the unknown property and its type.
+            var detail = e.InnerException is { } inner ? $"{e.Message} ({inner.Message})" : e.Message;
+            throw new InvalidConfigurationException(
+                $"Configuration section '{section}' is invalid: {detail} Fix the key's name or value in the experiment file, environment (TINYGROW_{section}__Key) or command line (--{section}:Key=value).", e);
+        }
+    }
+}

@@ -1,0 +1,16 @@
+namespace TinyGrow.Host;
+
+/// <summary>Process exit codes (documented in <c>tinygrow --help</c>).</summary>
+public static class ExitCodes
+{
+    /// <summary>Success.</summary>
+    public const int Ok = 0;
+    /// <summary>The run failed while training (its <c>.partial</c> folder is kept).</summary>
+    public const int RunFailed = 1;
+    /// <summary>Bad command line or configuration, unknown plugin name, unavailable device, run folder exists. Nothing written.</summary>
+    public const int BadConfiguration = 2;
+    /// <summary>The dataset is missing or corrupt.</summary>
+    public const int DatasetError = 3;
+    /// <summary>Interrupted (Ctrl-C, SIGTERM); the <c>.partial</c> folder is kept. 128 + SIGINT, as shells do.</summary>
+    public const int Cancelled = 130;
+}

@@ -1,0 +1,133 @@
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using TinyGrow.Abstractions;
+
+namespace TinyGrow.Host.Plugins;
+
+/// <summary>One name served by a plugin.</summary>
+/// <param name="Kind">"layer kind", "growth strategy" or "dataset".</param>
+/// <param name="Name">The name used in configuration.</param>
+/// <param name="Plugin">The plugin file that serves it.</param>
+public sealed record CatalogueEntry(string Kind, string Name, DiscoveredPlugin Plugin);
+
+/// <summary>
+/// The layer kinds, growth strategies and datasets registered by plugins, by name (case-insensitive),
+/// each with the plugin file it came from. A name served twice: the first plugin (in search order)
+/// wins and a warning names both files.
+/// </summary>
+public sealed class PluginCatalogue : IDisposable
+{
+    /// <summary>Entry kind of an <see cref="ILayerKind"/>.</summary>
+    public const string LayerKindKind = "layer kind";
+    /// <summary>Entry kind of an <see cref="IGrowthStrategy"/>.</summary>
+    public const string StrategyKind = "growth strategy";
+    /// <summary>Entry kind of a dataset served by an <see cref="IDatasetProvider"/>.</summary>
+    public const string DatasetKind = "dataset";
+
+    readonly Dictionary<string, (ILayerKind Service, CatalogueEntry Entry)> _layerKinds = new(StringComparer.OrdinalIgnoreCase);
+    readonly Dictionary<string, (IGrowthStrategy Service, CatalogueEntry Entry)> _strategies = new(StringComparer.OrdinalIgnoreCase);
+    readonly Dictionary<string, (IDatasetProvider Service, CatalogueEntry Entry)> _datasets = new(StringComparer.OrdinalIgnoreCase);
+    readonly List<CatalogueEntry> _entries = new();
+    readonly List<string> _warnings = new();
+    readonly List<IDisposable> _owned = new();
+
+    /// <summary>Creates the services the plugins registered (each once) and indexes them.</summary>
+    public PluginCatalogue(DiscoveryResult discovery, IServiceProvider services, ILogger<PluginCatalogue> logger)
+    {
+        Folders = discovery.Folders;
+        foreach (var registration in discovery.Registrations)
+        {
+            var type = registration.Descriptor.ServiceType;
+            if (type != typeof(ILayerKind) && type != typeof(IGrowthStrategy) && type != typeof(IDatasetProvider)) continue;
+            object service;
+            try
+            {
+                service = Create(registration.Descriptor, services);
+            }
+            catch (Exception e)
+            {
+                Warn(logger, $"Plugin {registration.Plugin.Path}: its {type.Name} could not be created ({e.GetType().Name}: {e.Message}); it is left out. Fix the plugin.");
+                continue;
+            }
+            if (service is IDisposable disposable) _owned.Add(disposable);
+            switch (service)
+            {
+                case ILayerKind kind: Add(_layerKinds, LayerKindKind, kind.Name, kind, registration.Plugin, logger); break;
+                case IGrowthStrategy strategy: Add(_strategies, StrategyKind, strategy.Name, strategy, registration.Plugin, logger); break;
+                case IDatasetProvider provider:
+                    foreach (var name in provider.Names) Add(_datasets, DatasetKind, name, provider, registration.Plugin, logger);
+                    break;
+            }
+        }
+    }
+
+    /// <summary>Folders searched for plugins.</summary>
+    public IReadOnlyList<string> Folders { get; }
+    /// <summary>Every name served, in discovery order (duplicates left out).</summary>
+    public IReadOnlyList<CatalogueEntry> Entries => _entries;
+    /// <summary>Warnings raised while indexing (names served twice, services that failed to build).</summary>
+    public IReadOnlyList<string> Warnings => _warnings;
+
+    /// <summary>All layer kinds by name (what the engine is given).</summary>
+    public IReadOnlyDictionary<string, ILayerKind> LayerKinds =>
+        _layerKinds.ToDictionary(kv => kv.Key, kv => kv.Value.Service, StringComparer.OrdinalIgnoreCase);
+
+    /// <summary>The layer kind named <paramref name="name"/>.</summary>
+    /// <exception cref="UnknownPluginNameException">Lists the layer kinds available.</exception>
+    public ILayerKind GetLayerKind(string name) => Get(_layerKinds, LayerKindKind, name);
+    /// <summary>The growth strategy named <paramref name="name"/>.</summary>
+    /// <exception cref="UnknownPluginNameException">Lists the strategies available.</exception>
+    public IGrowthStrategy GetStrategy(string name) => Get(_strategies, StrategyKind, name);
+    /// <summary>The provider serving the dataset named <paramref name="name"/>.</summary>
+    /// <exception cref="UnknownPluginNameException">Lists the datasets available.</exception>
+    public IDatasetProvider GetDatasetProvider(string name) => Get(_datasets, DatasetKind, name);
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        foreach (var owned in _owned) owned.Dispose();
+        _owned.Clear();
+    }
+
+    T Get<T>(Dictionary<string, (T Service, CatalogueEntry Entry)> index, string kind, string name)
+    {
+        if (index.TryGetValue(name, out var found)) return found.Service;
+        var available = index.Count == 0 ? "none (no plugin serves one)" : string.Join(", ", index.Keys.Order(StringComparer.OrdinalIgnoreCase));
+        var none = kind == StrategyKind ? " (or \"none\" for a fixed network)" : "";
+        throw new UnknownPluginNameException(
+            $"no {kind} named '{name}'. Available: {available}{none}. Plugins are searched in {string.Join(", ", Folders)} " +
+            "as <folder>/<Name>/<Name>.dll; run `tinygrow plugins` to list what was found, or add a folder with Plugins:Folders.");
+    }
+
+    void Add<T>(Dictionary<string, (T Service, CatalogueEntry Entry)> index, string kind, string name, T service,
+        DiscoveredPlugin plugin, ILogger logger)
+    {
+        if (index.TryGetValue(name, out var first))
+        {
+            Warn(logger, $"The {kind} '{name}' is served by {first.Entry.Plugin.Path} and by {plugin.Path}: the first is used. Remove one of them.");
+            return;
+        }
+        var entry = new CatalogueEntry(kind, name, plugin);
+        index[name] = (service, entry);
+        _entries.Add(entry);
+    }
+
+    void Warn(ILogger logger, string message)
+    {
+        _warnings.Add(message);
+        logger.LogWarning("{Message}", message);
+    }
+
+    // Each registration is built from its own descriptor so that one failing constructor does not
+    // hide the other services, and so that the plugin file of each service is known.
+    static object Create(ServiceDescriptor d, IServiceProvider services)
+    {
+        if (d.IsKeyedService)
+            return d.KeyedImplementationInstance
+                ?? d.KeyedImplementationFactory?.Invoke(services, d.ServiceKey)
+                ?? ActivatorUtilities.CreateInstance(services, d.KeyedImplementationType!);
+        return d.ImplementationInstance
+            ?? d.ImplementationFactory?.Invoke(services)
+            ?? ActivatorUtilities.CreateInstance(services, d.ImplementationType!);
+    }
+}

@@ -1,0 +1,175 @@
+using System.Reflection;
+using McMaster.NETCore.Plugins;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using TinyGrow.Abstractions;
+
+namespace TinyGrow.Host.Plugins;
+
+/// <summary>
+/// Finds plugins laid out as <c>&lt;folder&gt;/&lt;Name&gt;/&lt;Name&gt;.dll</c>, loads each in its own load
+/// context sharing the host's TorchSharp, FSharp.Core, Abstractions, Core, DI and logging (a second
+/// TorchSharp in one process aborts it), and lets each <see cref="IPluginModule"/> register its
+/// services. A plugin that cannot be used is refused with a <see cref="PluginProblem"/> and the
+/// others still load: one bad DLL in <c>plugins/</c> must not take the host down.
+/// </summary>
+public static class PluginDiscovery
+{
+    /// <summary>Types whose assemblies every plugin takes from the host.</summary>
+    public static readonly Type[] SharedTypes =
+    [
+        typeof(IPluginModule), typeof(TorchSharp.torch), typeof(Microsoft.FSharp.Core.Unit),
+        typeof(TinyGrow.Core.GrowthEngine), typeof(IServiceCollection), typeof(ILogger),
+    ];
+
+    /// <summary><c>plugins/</c> beside the executable, then each extra folder (relative ones resolved
+    /// against <paramref name="currentDirectory"/>); absolute, without duplicates.</summary>
+    public static IReadOnlyList<string> SearchFolders(string appDirectory, IEnumerable<string> extraFolders, string currentDirectory) =>
+        extraFolders
+            .Where(f => !string.IsNullOrWhiteSpace(f))
+            .Select(f => Path.GetFullPath(f, currentDirectory))
+            .Prepend(Path.GetFullPath(Path.Combine(appDirectory, "plugins")))
+            .Select(f => Path.TrimEndingDirectorySeparator(f))
+            .Distinct(StringComparer.Ordinal)
+            .ToList();
+
+    /// <summary>Loads every plugin found in <paramref name="folders"/> and adds the services of those
+    /// accepted to <paramref name="services"/>.</summary>
+    /// <param name="folders">Absolute folders; the first is the default one (its absence is not a problem).</param>
+    /// <param name="services">Receives the plugins' registrations.</param>
+    public static DiscoveryResult Discover(IReadOnlyList<string> folders, IServiceCollection services)
+    {
+        var plugins = new List<DiscoveredPlugin>();
+        var registrations = new List<PluginRegistration>();
+        var problems = new List<PluginProblem>();
+        var loaders = new List<PluginLoader>();
+
+        for (var i = 0; i < folders.Count; i++)
+        {
+            var folder = folders[i];
+            if (!Directory.Exists(folder))
+            {
+                if (i > 0)
+                    problems.Add(new(folder, "the folder listed in Plugins:Folders does not exist",
+                        "correct the path in Plugins:Folders (relative paths are resolved against the current directory) or remove it"));
+                continue;
+            }
+            foreach (var pluginFolder in Directory.GetDirectories(folder).Order(StringComparer.Ordinal))
+            {
+                var name = Path.GetFileName(pluginFolder);
+                var dll = Path.Combine(pluginFolder, name + ".dll");
+                if (!File.Exists(dll))
+                {
+                    problems.Add(new(pluginFolder, $"no {name}.dll in it (a plugin folder <Name>/ must hold <Name>.dll)",
+                        "rename the folder after the plugin's main DLL, or remove the folder"));
+                    continue;
+                }
+                Load(name, dll, services, plugins, registrations, problems, loaders);
+            }
+        }
+        return new DiscoveryResult(folders, plugins, registrations, problems, loaders);
+    }
+
+    static void Load(string name, string dll, IServiceCollection services, List<DiscoveredPlugin> plugins,
+        List<PluginRegistration> registrations, List<PluginProblem> problems, List<PluginLoader> loaders)
+    {
+        void Refuse(string reason, string fix) => problems.Add(new(dll, reason, fix));
+
+        PluginLoader loader;
+        Assembly assembly;
+        Type[] types;
+        try
+        {
+            loader = PluginLoader.CreateFromAssemblyFile(dll, SharedTypes, config => config.PreferSharedTypes = true);
+            assembly = loader.LoadDefaultAssembly();
+            types = assembly.GetExportedTypes();
+        }
+        catch (BadImageFormatException e)
+        {
+            Refuse($"not a valid .NET assembly ({e.Message})", $"rebuild the plugin, or delete {Path.GetDirectoryName(dll)}");
+            return;
+        }
+        catch (Exception e) when (e is TypeLoadException or ReflectionTypeLoadException or FileNotFoundException or FileLoadException or MissingMethodException)
+        {
+            Refuse($"its types cannot be loaded ({FirstLoaderMessage(e)})",
+                "rebuild it against this host's TinyGrow.Abstractions, TinyGrow.Core, TorchSharp and FSharp.Core, and ship its own dependencies in its folder");
+            return;
+        }
+        catch (Exception e)
+        {
+            Refuse($"it cannot be loaded ({e.GetType().Name}: {e.Message})", "rebuild the plugin or remove its folder");
+            return;
+        }
+        loaders.Add(loader);
+
+        var moduleTypes = types.Where(t => t.IsClass && !t.IsAbstract && typeof(IPluginModule).IsAssignableFrom(t)).ToList();
+        if (moduleTypes.Count == 0)
+        {
+            var foreign = types.Any(t => t.GetInterfaces().Any(x => x.FullName == typeof(IPluginModule).FullName));
+            Refuse(foreign
+                    ? "its IPluginModule comes from another copy of TinyGrow.Abstractions"
+                    : "it has no public class implementing TinyGrow.Abstractions.IPluginModule",
+                foreign
+                    ? "reference TinyGrow.Abstractions with Private=false and ExcludeAssets=runtime (build/Plugin.targets does) and remove TinyGrow.Abstractions.dll from the plugin folder"
+                    : "add a public class implementing IPluginModule, or remove the DLL from the plugins folder");
+            return;
+        }
+
+        var plugin = new DiscoveredPlugin(name, dll, InformationalVersion(assembly));
+        var registered = false;
+        foreach (var type in moduleTypes)
+        {
+            IPluginModule module;
+            int version;
+            try
+            {
+                module = (IPluginModule)Activator.CreateInstance(type)!;
+                version = module.ContractVersion;
+            }
+            catch (Exception e)
+            {
+                var inner = e is TargetInvocationException { InnerException: { } ie } ? ie : e;
+                Refuse($"its module {type.FullName} cannot be created ({inner.GetType().Name}: {inner.Message})",
+                    "give the module a public parameterless constructor that does not throw");
+                continue;
+            }
+            if (version != Contract.Version)
+            {
+                Refuse($"built for contract v{version}, host speaks v{Contract.Version}",
+                    $"rebuild it against TinyGrow.Abstractions v{Contract.Version}");
+                continue;
+            }
+            // Register into a scratch collection first: a module that throws halfway adds nothing.
+            var scratch = new ServiceCollection();
+            try
+            {
+                module.Register(scratch);
+            }
+            catch (Exception e)
+            {
+                Refuse($"{type.FullName}.Register threw {e.GetType().Name}: {e.Message}", "fix the plugin's Register method");
+                continue;
+            }
+            foreach (var descriptor in scratch)
+            {
+                services.Add(descriptor);
+                registrations.Add(new(descriptor, plugin));
+            }
+            registered = true;
+        }
+        if (registered) plugins.Add(plugin);
+    }
+
+    static string InformationalVersion(Assembly assembly)
+    {
+        var version = assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion
+            ?? assembly.GetName().Version?.ToString() ?? "?";
+        // "1.0.0+<40-hex commit>" → "1.0.0+<7-hex>": enough to tell builds apart in a table.
+        var plus = version.IndexOf('+');
+        return plus >= 0 && version.Length > plus + 8 ? version[..(plus + 8)] : version;
+    }
+
+    static string FirstLoaderMessage(Exception e) => e is ReflectionTypeLoadException r && r.LoaderExceptions.FirstOrDefault(x => x is not null) is { } first
+        ? first.Message
+        : e.Message;
+}

@@ -1,0 +1,19 @@
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+
+namespace TinyGrow.Host.Plugins;
+
+/// <summary>Wires plugin discovery into the host's services.</summary>
+public static class PluginServiceCollectionExtensions
+{
+    /// <summary>Discovers the plugins in <paramref name="folders"/>, adds their services and a
+    /// <see cref="PluginCatalogue"/> over them. Refusals are in the result: log them once the host
+    /// has a logger (<see cref="DiscoveryResult.LogProblems"/>).</summary>
+    public static DiscoveryResult AddTinyGrowPlugins(this IServiceCollection services, IReadOnlyList<string> folders)
+    {
+        var discovery = PluginDiscovery.Discover(folders, services);
+        services.AddSingleton(discovery);
+        services.AddSingleton(sp => new PluginCatalogue(discovery, sp, sp.GetRequiredService<ILogger<PluginCatalogue>>()));
+        return discovery;
+    }
+}

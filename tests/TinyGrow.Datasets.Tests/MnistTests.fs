@@ -1,0 +1,244 @@
+/// MNIST / Fashion-MNIST provider and IDX reader on small files the tests write (and delete).
+module TinyGrow.Datasets.Tests.MnistTests
+
+open System.IO
+open Expecto
+open TorchSharp
+open TinyGrow.Abstractions
+open TinyGrow.Datasets.Mnist
+open TinyGrow.Datasets.Tests.IdxFiles
+
+/// A provider that ignores what is installed on this machine, unless told otherwise.
+let provider (systemFolders: (string * string) list) =
+    MnistDatasetProvider (SystemFolders = readOnlyDict systemFolders)
+
+let load (p: MnistDatasetProvider) name root =
+    p.Load (name, DatasetOptions (Name = name, Root = root), torch.CPU)
+
+/// The message of the DatasetException that `f` raises.
+let datasetError (f: unit -> unit) =
+    let message = try f (); None with :? DatasetException as e -> Some e.Message
+    match message with
+    | Some m -> m
+    | None -> failtest "expected a DatasetException"
+
+let loadError p name root = datasetError (fun () -> (load p name root).Dispose ())
+
+let expectContains (text: string) (part: string) =
+    Expect.stringContains text part (sprintf "message should mention %s" part)
+
+/// Inputs as the provider must produce them: (p/255 − mean)/std, in float32 like the provider.
+let expectedInputs (count: int) (mean: float32) (std: float32) =
+    Array.init (count * side * side) (fun k ->
+        let p = pixel (k / (side * side)) (k / side % side) (k % side)
+        (float32 p / 255.0f - mean) / std)
+
+let checkSplit (split: DataSplit) (labels: byte[]) mean std =
+    let n = int64 labels.Length
+    Expect.equal split.Inputs.shape [| n; 1L; 28L; 28L |] "inputs [n,1,28,28]"
+    Expect.equal split.Inputs.dtype torch.float32 "inputs float32"
+    Expect.equal split.Labels.shape [| n |] "labels [n]"
+    Expect.equal split.Labels.dtype torch.int64 "labels int64"
+    Expect.sequenceEqual (split.Labels.data<int64>().ToArray ()) (labels |> Array.map int64) "labels"
+    let actual = split.Inputs.data<float32>().ToArray ()
+    let expected = expectedInputs labels.Length mean std
+    let worst = Array.fold2 (fun m (a: float32) b -> max m (abs (a - b))) 0.0f actual expected
+    Expect.isLessThan worst 1e-5f "every normalised pixel"
+    // One known pixel spelled out: image 1, row 5, column 17.
+    let p = pixel 1 5 17
+    let value = split.Inputs[1L, 0L, 5L, 17L].item<float32> ()
+    Expect.floatClose Accuracy.high (float value) ((float p / 255.0 - float mean) / float std) "pixel (1, 5, 17)"
+
+let checkDataset (ds: LoadedDataset) name mean std =
+    Expect.equal ds.Name name "name"
+    Expect.equal ds.InputShape [| 1L; 28L; 28L |] "input shape"
+    Expect.equal ds.Classes 10 "classes"
+    checkSplit ds.Train trainLabels mean std
+    checkSplit ds.Test testLabels mean std
+
+let roundTrip =
+    testList "round trip" [
+        test "mnist, raw files in <Root>/mnist/" {
+            use tmp = new TempFolder ()
+            writeDataset (Path.Combine (tmp.Path, "mnist")) false
+            use ds = load (provider []) "mnist" tmp.Path
+            checkDataset ds "mnist" 0.1307f 0.3081f
+        }
+        test "fashion-mnist, gzip files in <Root>/fashion-mnist/" {
+            use tmp = new TempFolder ()
+            writeDataset (Path.Combine (tmp.Path, "fashion-mnist")) true
+            use ds = load (provider []) "fashion-mnist" tmp.Path
+            checkDataset ds "fashion-mnist" 0.2860f 0.3530f
+        }
+        test "files directly in <Root>/" {
+            use tmp = new TempFolder ()
+            writeDataset tmp.Path true
+            use ds = load (provider []) "mnist" tmp.Path
+            checkDataset ds "mnist" 0.1307f 0.3081f
+        }
+        test "the system folder is searched last" {
+            use tmp = new TempFolder ()
+            let system = Path.Combine (tmp.Path, "system")
+            writeDataset system false
+            use ds = load (provider [ "fashion-mnist", system ]) "fashion-mnist" (Path.Combine (tmp.Path, "empty"))
+            checkDataset ds "fashion-mnist" 0.2860f 0.3530f
+        }
+        test "<Root>/<name>/ wins over <Root>/" {
+            use tmp = new TempFolder ()
+            writeDataset (Path.Combine (tmp.Path, "mnist")) false
+            // Corrupt files in <Root>/ would fail the load if they were chosen.
+            for name in MnistFileLocator.FileNames do
+                File.WriteAllBytes (Path.Combine (tmp.Path, name), [| 0uy |])
+            use ds = load (provider []) "mnist" tmp.Path
+            checkDataset ds "mnist" 0.1307f 0.3081f
+        }
+        test "gzip is recognised by its content, not its name" {
+            use tmp = new TempFolder ()
+            let folder = Path.Combine (tmp.Path, "mnist")
+            writeDataset folder true
+            for name in MnistFileLocator.FileNames do
+                File.Move (Path.Combine (folder, name + ".gz"), Path.Combine (folder, name))
+            use ds = load (provider []) "mnist" tmp.Path
+            checkDataset ds "mnist" 0.1307f 0.3081f
+        }
+        test "dataset names are case-insensitive" {
+            use tmp = new TempFolder ()
+            writeDataset (Path.Combine (tmp.Path, "mnist")) false
+            use ds = load (provider []) "MNIST" tmp.Path
+            Expect.equal ds.Name "mnist" "canonical name"
+        }
+    ]
+
+/// Writes a valid dataset in <Root>/mnist/, then replaces one file with `bytes`.
+let withBrokenFile (fileName: string) (bytes: byte[]) (check: string -> string -> unit) =
+    use tmp = new TempFolder ()
+    let folder = Path.Combine (tmp.Path, "mnist")
+    writeDataset folder false
+    File.WriteAllBytes (Path.Combine (folder, fileName), bytes)
+    check tmp.Path (loadError (provider []) "mnist" tmp.Path)
+
+let errors =
+    testList "errors name the file" [
+        test "bad magic" {
+            withBrokenFile "train-images-idx3-ubyte" (idxBytes 0x801 [| 3; 28; 28 |] (Array.zeroCreate (3 * 784))) (fun _ m ->
+                expectContains m "train-images-idx3-ubyte"
+                expectContains m "expected 0x00000803"
+                expectContains m "found 0x00000801")
+        }
+        test "truncated data" {
+            let bytes = imagesBytes 2
+            withBrokenFile "t10k-images-idx3-ubyte" bytes[.. bytes.Length - 101] (fun _ m ->
+                expectContains m "t10k-images-idx3-ubyte"
+                expectContains m "truncated"
+                expectContains m "expected 1568 bytes"
+                expectContains m "found 1468")
+        }
+        test "truncated gzip data" {
+            let bytes = imagesBytes 3
+            withBrokenFile "train-images-idx3-ubyte" (gzip bytes[.. bytes.Length - 11]) (fun _ m ->
+                expectContains m "train-images-idx3-ubyte"
+                expectContains m "expected 2352 bytes"
+                expectContains m "found 2342")
+        }
+        test "truncated header" {
+            withBrokenFile "train-labels-idx1-ubyte" [| 0uy; 0uy; 8uy |] (fun _ m ->
+                expectContains m "train-labels-idx1-ubyte"
+                expectContains m "truncated")
+        }
+        test "corrupt gzip stream" {
+            withBrokenFile "t10k-labels-idx1-ubyte" [| 0x1fuy; 0x8buy; 8uy; 0uy; 1uy; 2uy; 3uy; 4uy; 5uy; 6uy |] (fun _ m ->
+                expectContains m "t10k-labels-idx1-ubyte")
+        }
+        test "label count differs from image count" {
+            withBrokenFile "train-labels-idx1-ubyte" (labelsBytes [| 1uy; 2uy |]) (fun _ m ->
+                expectContains m "train-labels-idx1-ubyte"
+                expectContains m "2 labels for 3 images")
+        }
+        test "label out of range" {
+            withBrokenFile "t10k-labels-idx1-ubyte" (labelsBytes [| 4uy; 10uy |]) (fun _ m ->
+                expectContains m "t10k-labels-idx1-ubyte"
+                expectContains m "label 10 at index 1")
+        }
+        test "images that are not 28×28" {
+            withBrokenFile "train-images-idx3-ubyte" (idxBytes 0x803 [| 3; 32; 32 |] (Array.zeroCreate (3 * 1024))) (fun _ m ->
+                expectContains m "train-images-idx3-ubyte"
+                expectContains m "32×32")
+        }
+        test "missing files: the folders searched and the fix" {
+            use tmp = new TempFolder ()
+            let m = loadError (provider []) "mnist" tmp.Path
+            for name in MnistFileLocator.FileNames do expectContains m name
+            expectContains m (Path.Combine (tmp.Path, "mnist"))
+            expectContains m "Fix: put the four files in"
+        }
+        test "missing fashion-mnist: the fix names the Debian package" {
+            use tmp = new TempFolder ()
+            let system = Path.Combine (tmp.Path, "not-installed")
+            let m = loadError (provider [ "fashion-mnist", system ]) "fashion-mnist" tmp.Path
+            expectContains m "train-images-idx3-ubyte"
+            expectContains m system
+            expectContains m "apt-get install dataset-fashion-mnist"
+        }
+        test "one missing file is named" {
+            use tmp = new TempFolder ()
+            let folder = Path.Combine (tmp.Path, "mnist")
+            writeDataset folder false
+            File.Delete (Path.Combine (folder, "t10k-labels-idx1-ubyte"))
+            let m = loadError (provider []) "mnist" tmp.Path
+            expectContains m "missing t10k-labels-idx1-ubyte"
+        }
+        test "unknown dataset name" {
+            use tmp = new TempFolder ()
+            let m = loadError (provider []) "cifar10" tmp.Path
+            expectContains m "cifar10"
+            expectContains m "fashion-mnist"
+        }
+    ]
+
+let plugin =
+    testList "plugin" [
+        test "module registers the provider for both names" {
+            let m = MnistPluginModule () :> IPluginModule
+            Expect.equal m.ContractVersion Contract.Version "contract version"
+            let services = Microsoft.Extensions.DependencyInjection.ServiceCollection ()
+            m.Register services
+            let d = Seq.exactlyOne services
+            Expect.equal d.ServiceType typeof<IDatasetProvider> "service type"
+            Expect.equal d.ImplementationType typeof<MnistDatasetProvider> "implementation type"
+            Expect.sequenceEqual (MnistDatasetProvider () :> IDatasetProvider).Names [ "mnist"; "fashion-mnist" ] "names"
+        }
+    ]
+
+// Real data from the Debian package dataset-fashion-mnist, when installed: headers and labels only (fast).
+let debianFolder = "/usr/share/datasets/fashion-mnist"
+
+let debian =
+    let trainImages = Path.Combine (debianFolder, "train-images-idx3-ubyte.gz")
+    testList "debian fashion-mnist" [
+        test "train images header: 60000×28×28" {
+            if not (File.Exists trainImages) then skiptest "dataset-fashion-mnist is not installed"
+            let h = IdxReader.ReadHeader trainImages
+            Expect.equal h.Magic IdxReader.ImagesMagic "images magic"
+            Expect.sequenceEqual h.Dimensions [ 60000; 28; 28 ] "dimensions"
+        }
+        test "train labels: 60000, balanced over 10 classes" {
+            if not (File.Exists trainImages) then skiptest "dataset-fashion-mnist is not installed"
+            let labels = IdxReader.ReadLabels (Path.Combine (debianFolder, "train-labels-idx1-ubyte.gz"), 10)
+            Expect.equal labels.Length 60000 "count"
+            Expect.allEqual (labels |> Array.countBy id |> Array.map snd) 6000 "6000 per class"
+        }
+        // The whole load takes about 0.6 s here; it checks the normalisation constants on real data.
+        test "full load: 60000 + 10000 images, train inputs with mean ≈ 0 and std ≈ 1" {
+            if not (File.Exists trainImages) then skiptest "dataset-fashion-mnist is not installed"
+            use ds = load (MnistDatasetProvider ()) "fashion-mnist" (Path.Combine (Path.GetTempPath (), "tinygrow-no-such-root"))
+            Expect.equal ds.Train.Inputs.shape [| 60000L; 1L; 28L; 28L |] "train inputs"
+            Expect.equal ds.Test.Inputs.shape [| 10000L; 1L; 28L; 28L |] "test inputs"
+            Expect.equal ds.Test.Count 10000L "test labels"
+            use mean = ds.Train.Inputs.mean ()
+            use std = ds.Train.Inputs.std ()
+            Expect.floatClose { absolute = 0.005; relative = 0.0 } (float (mean.item<float32> ())) 0.0 "mean"
+            Expect.floatClose { absolute = 0.005; relative = 0.0 } (float (std.item<float32> ())) 1.0 "std"
+        }
+    ]
+
+let tests = testList "mnist" [ roundTrip; errors; plugin; debian ]
