@@ -31,8 +31,8 @@ let existingWeightsUpdate (stats: JunctionStatistics) (cutoff: float) : Existing
 /// N = −(M2 − P δᵀ): the projected desired update seen from A's inputs. With δ = 0 it is −M2
 /// (the unprojected gradient, as GradMax uses it).
 let projectedN (stats: JunctionStatistics) (delta: Tensor) : Tensor =
-    use pdt = stats.P.mm (delta.t ())
-    pdt.sub_(stats.M2)
+    let pdt = stats.P.mm (delta.t ())
+    pdt.sub_ stats.M2
 
 /// New neurons, all of them, from the SVD of S2^{-1/2} N; sorted by λ descending.
 type NeuronDirections =

@@ -2,7 +2,10 @@
 /// run's outputs (metrics.jsonl, model) into the run folder.
 namespace TinyGrow.Core
 
+open System
 open System.Collections.Generic
+open System.Diagnostics
+open System.IO
 open System.Threading
 open Microsoft.Extensions.Logging
 open TorchSharp
@@ -13,10 +16,53 @@ type RunSummary =
     { TestAccuracy: float
       Parameters: int64
       Widths: int[]
-      Seconds: float }
+      Seconds: float
+      GrowthSeconds: float }
+
+/// Growth points of an epoch: batch indices evenly spaced, the first at the epoch's start.
+module Schedule =
+    let growthBatches (growth: GrowthOptions) (epoch: int) (batchesPerEpoch: int) : Set<int> =
+        if growth.StepsPerEpoch <= 0 || epoch > growth.UntilEpoch then Set.empty
+        else set [ for k in 0 .. growth.StepsPerEpoch - 1 -> k * batchesPerEpoch / growth.StepsPerEpoch ]
+
+    /// Cosine decay from lr0 to 0 over the run.
+    let learningRate (training: TrainingOptions) (step: int64) (totalSteps: int64) =
+        if training.CosineSchedule then
+            training.LearningRate * 0.5 * (1.0 + cos (Math.PI * float step / float (max 1L totalSteps)))
+        else training.LearningRate
 
 /// `strategy` may be null: the network then trains at its starting widths (a fixed baseline).
 type GrowthEngine(layerKinds: IReadOnlyDictionary<string, ILayerKind>, strategy: IGrowthStrategy, logger: ILogger) =
+    let growing = not (isNull (box strategy))
+
+    let makeOptimizer (training: TrainingOptions) (net: Network) : IOptimizer =
+        match training.Optimizer with
+        | "adam" -> Adam ((fun () -> net.Parameters), 0.9, 0.999, 1e-8, training.WeightDecay)
+        | _ -> Sgd ((fun () -> net.Parameters), training.Momentum, training.WeightDecay)
+
+    /// One growth step: statistics and held-out samples drawn from the training split, disjoint.
+    let grow (net: Network) (optimizer: IOptimizer) (growth: GrowthOptions) (train: DataSplit) (generator: torch.Generator) (log: RunLog) (epoch: int) =
+        use scope = torch.NewDisposeScope ()
+        let n = train.Count
+        let statsCount = min (int64 growth.StatisticsSamples) (n / 2L)
+        let heldCount = min (int64 growth.GammaSearchSamples) (n - statsCount)
+        let pick = torch.randperm(n, generator = generator).``to`` train.Labels.device
+        let select (start: int64) (count: int64) =
+            let idx = pick.narrow (0L, start, count)
+            train.Inputs.index_select (0L, idx), train.Labels.index_select (0L, idx)
+        let statsX, statsY = select 0L statsCount
+        let heldX, heldY = select statsCount heldCount
+        let events = Growth.step net strategy growth generator statsX statsY heldX heldY
+        optimizer.AfterGrowth ()
+        for e in events do
+            log.Write ("growth",
+                [ "epoch", box epoch; "junction", box e.Junction; "added", box e.Added; "width", box e.Width
+                  "gamma", box e.Gamma; "predicted_decrease", box e.PredictedDecrease
+                  "measured_decrease", box e.MeasuredDecrease; "bottleneck", box e.Bottleneck ])
+            if e.Added > 0 then
+                logger.LogDebug ("Growth: junction {Junction} +{Added} → width {Width}, γ={Gamma:g3}, predicted {Predicted:g3}, measured {Measured:g3}",
+                                 e.Junction, e.Added, e.Width, e.Gamma, e.PredictedDecrease, e.MeasuredDecrease)
+
     member _.Run
         (
             data: LoadedDataset,
@@ -27,4 +73,58 @@ type GrowthEngine(layerKinds: IReadOnlyDictionary<string, ILayerKind>, strategy:
             runDirectory: string,
             cancellation: CancellationToken
         ) : RunSummary =
-        failwith "under construction"
+        let clock = Stopwatch.StartNew ()
+        torch.manual_seed training.Seed |> ignore
+        use generator = new torch.Generator (uint64 training.Seed)
+        use net = Network.Build (layerKinds, model, data.InputShape, data.Classes, device, torch.ScalarType.Float32, generator)
+        let optimizer = makeOptimizer training net
+        use log = new RunLog (Path.Combine (runDirectory, "metrics.jsonl"))
+        let n = data.Train.Count
+        let batchSize = int64 training.BatchSize
+        let batchesPerEpoch = int ((n + batchSize - 1L) / batchSize)
+        let totalSteps = int64 training.Epochs * int64 batchesPerEpoch
+        let mutable step = 0L
+        let mutable growthSeconds = 0.0
+        let mutable lastProgress = Stopwatch.StartNew ()
+        logger.LogInformation ("Training on {Dataset} ({Train} train / {Test} test) on {Device}; widths {Widths}, {Parameters} parameters; strategy {Strategy}",
+                               data.Name, n, data.Test.Count, device.``type``, String.Join ("/", net.HiddenWidths), net.ParameterCount,
+                               (if growing then strategy.Name else "none (fixed widths)"))
+        for epoch in 1 .. training.Epochs do
+            cancellation.ThrowIfCancellationRequested ()
+            let growthPoints = if growing then Schedule.growthBatches growth epoch batchesPerEpoch else Set.empty
+            use order = torch.randperm(n, generator = generator).``to`` device
+            let mutable lossSum = 0.0
+            for b in 0 .. batchesPerEpoch - 1 do
+                if growthPoints.Contains b then
+                    let t = Stopwatch.StartNew ()
+                    grow net optimizer growth data.Train generator log epoch
+                    growthSeconds <- growthSeconds + t.Elapsed.TotalSeconds
+                cancellation.ThrowIfCancellationRequested ()
+                use scope = torch.NewDisposeScope ()
+                let start = int64 b * batchSize
+                let x, y = Training.batch data.Train order start (min batchSize (n - start))
+                let lr = Schedule.learningRate training step totalSteps
+                lossSum <- lossSum + Training.trainStep net optimizer lr x y
+                step <- step + 1L
+                if lastProgress.Elapsed.TotalSeconds > 15.0 then
+                    logger.LogInformation ("epoch {Epoch} batch {Batch}/{Batches}, loss {Loss:f4}", epoch, b + 1, batchesPerEpoch, lossSum / float (b + 1))
+                    lastProgress <- Stopwatch.StartNew ()
+            let trainLoss = lossSum / float batchesPerEpoch
+            let testLoss, testAccuracy = Training.evaluate net data.Test
+            log.Write ("epoch",
+                [ "epoch", box epoch; "train_loss", box trainLoss; "test_loss", box testLoss; "test_accuracy", box testAccuracy
+                  "parameters", box net.ParameterCount; "widths", box net.HiddenWidths; "seconds", box clock.Elapsed.TotalSeconds ])
+            logger.LogInformation ("epoch {Epoch}/{Epochs}: train loss {TrainLoss:f4}, test accuracy {Accuracy:p2}, widths {Widths}, {Parameters} parameters, {Seconds:f0} s",
+                                   epoch, training.Epochs, trainLoss, testAccuracy, String.Join ("/", net.HiddenWidths), net.ParameterCount, clock.Elapsed.TotalSeconds)
+        let _, testAccuracy = Training.evaluate net data.Test
+        ModelFile.save net runDirectory
+        let summary =
+            { TestAccuracy = testAccuracy
+              Parameters = net.ParameterCount
+              Widths = net.HiddenWidths
+              Seconds = clock.Elapsed.TotalSeconds
+              GrowthSeconds = growthSeconds }
+        log.Write ("final",
+            [ "test_accuracy", box summary.TestAccuracy; "parameters", box summary.Parameters; "widths", box summary.Widths
+              "seconds", box summary.Seconds; "growth_seconds", box summary.GrowthSeconds ])
+        summary
