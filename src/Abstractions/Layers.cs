@@ -57,7 +57,7 @@ public sealed class LayerSpec
     /// <summary>Largest width growth may reach.</summary>
     public int MaxWidth { get; set; } = 256;
     /// <summary>Activation after this layer.</summary>
-    public string Activation { get; set; } = "relu";
+    public string Activation { get; set; } = "tanh";
     /// <summary>Whether the layer has a bias.</summary>
     public bool Bias { get; set; } = true;
 }

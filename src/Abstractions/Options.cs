@@ -50,9 +50,9 @@ public sealed class GrowthOptions
     /// <summary>Strategy name served by a strategy plugin ("tiny"), or "none" for a fixed network.</summary>
     [Required] public string Strategy { get; set; } = "tiny";
     /// <summary>Growth steps per epoch, evenly spaced in the epoch.</summary>
-    [Range(0, 1000)] public int StepsPerEpoch { get; set; } = 4;
+    [Range(0, 1000)] public int StepsPerEpoch { get; set; } = 8;
     /// <summary>No growth after this many epochs (then the network trains at its final widths).</summary>
-    [Range(0, 100_000)] public int UntilEpoch { get; set; } = 5;
+    [Range(0, 100_000)] public int UntilEpoch { get; set; } = 3;
     /// <summary>Training samples used by a statistics pass.</summary>
     [Range(1, 10_000_000)] public int StatisticsSamples { get; set; } = 4096;
     /// <summary>Held-out training samples (disjoint from the statistics ones) for the γ line search.</summary>
@@ -60,7 +60,7 @@ public sealed class GrowthOptions
     /// <summary>Most neurons added to one junction in one step.</summary>
     [Range(1, 100_000)] public int NeuronsPerStep { get; set; } = 16;
     /// <summary>A direction k is kept only if λ_k ≥ RelativeThreshold·λ_1.</summary>
-    [Range(0.0, 1.0)] public double RelativeThreshold { get; set; } = 0.05;
+    [Range(0.0, 1.0)] public double RelativeThreshold { get; set; } = 0.01;
     /// <summary>Eigenvalues below EigenCutoff·λmax are dropped in pseudo-inverses (relative, never absolute).</summary>
     [Range(0.0, 1.0)] public double EigenCutoff { get; set; } = 1e-10;
     /// <summary>Also apply the best update δ of existing weights (W_B ← W_B − γ²δ).</summary>

@@ -32,8 +32,12 @@ module Schedule =
         else training.LearningRate
 
 /// `strategy` may be null: the network then trains at its starting widths (a fixed baseline).
-type GrowthEngine(layerKinds: IReadOnlyDictionary<string, ILayerKind>, strategy: IGrowthStrategy, logger: ILogger) =
-    let growing = not (isNull (box strategy))
+type GrowthEngine(layerKinds: IReadOnlyDictionary<string, ILayerKind>, strategy: IGrowthStrategy | null, logger: ILogger) =
+    let growingWith: IGrowthStrategy option =
+        match strategy with
+        | null -> None
+        | s -> Some s
+    let growing = growingWith.IsSome
 
     let makeOptimizer (training: TrainingOptions) (net: Network) : IOptimizer =
         match training.Optimizer with
@@ -52,7 +56,7 @@ type GrowthEngine(layerKinds: IReadOnlyDictionary<string, ILayerKind>, strategy:
             train.Inputs.index_select (0L, idx), train.Labels.index_select (0L, idx)
         let statsX, statsY = select 0L statsCount
         let heldX, heldY = select statsCount heldCount
-        let events = Growth.step net strategy growth generator statsX statsY heldX heldY
+        let events = Growth.step net growingWith.Value growth generator statsX statsY heldX heldY
         optimizer.AfterGrowth ()
         for e in events do
             log.Write ("growth",
@@ -88,7 +92,7 @@ type GrowthEngine(layerKinds: IReadOnlyDictionary<string, ILayerKind>, strategy:
         let mutable lastProgress = Stopwatch.StartNew ()
         logger.LogInformation ("Training on {Dataset} ({Train} train / {Test} test) on {Device}; widths {Widths}, {Parameters} parameters; strategy {Strategy}",
                                data.Name, n, data.Test.Count, device.``type``, String.Join ("/", net.HiddenWidths), net.ParameterCount,
-                               (if growing then strategy.Name else "none (fixed widths)"))
+                               (match growingWith with Some s -> s.Name | None -> "none (fixed widths)"))
         for epoch in 1 .. training.Epochs do
             cancellation.ThrowIfCancellationRequested ()
             let growthPoints = if growing then Schedule.growthBatches growth epoch batchesPerEpoch else Set.empty

@@ -33,11 +33,11 @@ public static class ConfigurationLayers
     public static IConfigurationBuilder AddTinyGrowLayers(
         this IConfigurationBuilder builder, string appDirectory, IReadOnlyList<string> arguments, string currentDirectory)
     {
-        var appSettings = ReadJson(Path.Combine(appDirectory, "appsettings.json"), optional: true, "appsettings.json");
+        var appSettings = ReadJson(Path.Combine(appDirectory, "appsettings.json"), optional: true, "settings file");
         var experimentPath = ExperimentPath(arguments, currentDirectory);
         var experiment = experimentPath is null
             ? new Dictionary<string, string?>()
-            : ReadJson(experimentPath, optional: false, $"experiment file (--experiment {experimentPath})");
+            : ReadJson(experimentPath, optional: false, "experiment file");
 
         return builder
             .AddInMemoryCollection(Overlay(appSettings, experiment))
@@ -61,7 +61,7 @@ public static class ConfigurationLayers
         {
             if (optional) return new();
             throw new InvalidConfigurationException(
-                $"The {description} does not exist: {path}. Check the path (a relative path is resolved against the current directory).");
+                $"The {description} {path} does not exist (--experiment; a relative path is resolved against the current directory). Check the path.");
         }
         try
         {
@@ -75,7 +75,7 @@ public static class ConfigurationLayers
         catch (Exception e) when (e is InvalidDataException or FormatException or IOException or UnauthorizedAccessException)
         {
             var detail = e.InnerException?.Message ?? e.Message;
-            throw new InvalidConfigurationException($"The {description} cannot be read: {path}: {detail} Fix the JSON.", e);
+            throw new InvalidConfigurationException($"The {description} {path} cannot be read: {detail} Fix the JSON.", e);
         }
     }
 

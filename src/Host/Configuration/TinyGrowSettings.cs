@@ -56,6 +56,11 @@ public sealed class TinyGrowSettings
             .Where(k => !KnownRootKeys.Contains(k, StringComparer.OrdinalIgnoreCase))
             .ToList();
 
+    static IEnumerable<Exception> Chain(Exception e)
+    {
+        for (Exception? x = e; x is not null; x = x.InnerException) yield return x;
+    }
+
     static T BindSection<T>(IConfiguration configuration, string section) where T : new()
     {
         try
@@ -64,10 +69,21 @@ public sealed class TinyGrowSettings
         }
         catch (InvalidOperationException e)
         {
-            // The binder names the key (conversion) or the unknown property and its type.
-            var detail = e.InnerException is { } inner ? $"{e.Message} ({inner.Message})" : e.Message;
+            // The binder names the key whose value does not convert, or lists the unknown properties
+            // (in an inner exception when they belong to a nested object such as a layer).
+            const string unknownMarker = "were not found on the instance of ";
+            var unknown = Chain(e).Select(x => x.Message).FirstOrDefault(m => m.Contains(unknownMarker, StringComparison.Ordinal));
+            string detail;
+            if (unknown is not null)
+            {
+                var at = unknown.IndexOf(unknownMarker, StringComparison.Ordinal) + unknownMarker.Length;
+                var colon = unknown.IndexOf(':', at);
+                detail = $"unknown key(s) {unknown[(colon + 2)..].TrimEnd('.', ')')} in section '{section}' (no such property on {unknown[at..colon]})";
+            }
+            else
+                detail = string.Join(" ", Chain(e).Select(x => x.Message.TrimEnd('.') + "."));
             throw new InvalidConfigurationException(
-                $"Configuration section '{section}' is invalid: {detail} Fix the key's name or value in the experiment file, environment (TINYGROW_{section}__Key) or command line (--{section}:Key=value).", e);
+                $"{detail.TrimEnd('.')}. Fix the key's name or value in the experiment file, environment (TINYGROW_{section}__Key) or command line (--{section}:Key=value).", e);
         }
     }
 }

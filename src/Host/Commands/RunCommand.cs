@@ -1,0 +1,198 @@
+using System.Globalization;
+using System.Text.Json;
+using Microsoft.Extensions.Logging;
+using TinyGrow.Abstractions;
+using TinyGrow.Core;
+using TinyGrow.Host.Configuration;
+using TinyGrow.Host.Plugins;
+using TorchSharp;
+
+namespace TinyGrow.Host.Commands;
+
+/// <summary>
+/// <c>tinygrow run</c>: validate, pick the device, load the dataset, then train in
+/// <c>&lt;Output:Directory&gt;/&lt;run-id&gt;.partial/</c> and rename it to <c>&lt;run-id&gt;</c> when the run
+/// completes, so a folder without the suffix is always a finished run.
+/// </summary>
+public sealed class RunCommand(TinyGrowSettings settings, PluginCatalogue catalogue, ILoggerFactory loggers, TimeProvider clock)
+{
+    /// <summary>How long an interrupted engine gets to stop before the command returns anyway.</summary>
+    public static readonly TimeSpan StopGrace = TimeSpan.FromSeconds(10);
+
+    readonly ILogger _log = loggers.CreateLogger("TinyGrow.Run");
+
+    /// <summary>Runs the experiment; returns an <see cref="ExitCodes"/> value.</summary>
+    public async Task<int> ExecuteAsync(CancellationToken cancellation)
+    {
+        var errors = SettingsValidator.Validate(settings, catalogue);
+        if (errors.Count > 0)
+        {
+            foreach (var error in errors) _log.LogError("Invalid configuration: {Error}", error);
+            return ExitCodes.BadConfiguration;
+        }
+        if (ResolveDevice(settings.Device, out var device, out var deviceError) is var code && code != ExitCodes.Ok)
+        {
+            _log.LogError("{Error}", deviceError);
+            return code;
+        }
+        if (!TryChooseRunFolder(out var runId, out var partial, out var final, out var folderError))
+        {
+            _log.LogError("{Error}", folderError);
+            return ExitCodes.BadConfiguration;
+        }
+
+        LoadedDataset data;
+        try
+        {
+            data = catalogue.GetDatasetProvider(settings.Dataset.Name).Load(settings.Dataset.Name, settings.Dataset, device);
+        }
+        catch (DatasetException e)
+        {
+            _log.LogError("Dataset '{Dataset}': {Error}", settings.Dataset.Name, e.Message);
+            return ExitCodes.DatasetError;
+        }
+        catch (Exception e)
+        {
+            _log.LogError(e, "Dataset '{Dataset}' could not be loaded: {Error}", settings.Dataset.Name, e.Message);
+            return ExitCodes.DatasetError;
+        }
+
+        using (data)
+        {
+            try
+            {
+                Directory.CreateDirectory(partial);
+                WriteConfig(Path.Combine(partial, "config.json"), runId, device);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                _log.LogError("Output:Directory = '{Directory}': cannot write {Folder} ({Error}). Choose a writable --Output:Directory.",
+                    settings.Output.Directory, partial, e.Message);
+                return ExitCodes.BadConfiguration;
+            }
+            _log.LogInformation("Run {RunId}: {Dataset} ({Train} train, {Test} test samples) on {Device}, strategy {Strategy}, writing to {Folder}",
+                runId, data.Name, data.Train.Count, data.Test.Count, DeviceName(device), settings.Growth.Strategy, partial);
+
+            // A null strategy means a fixed network (Growth:Strategy = none).
+            IGrowthStrategy? strategy = IsFixed ? null : catalogue.GetStrategy(settings.Growth.Strategy);
+            var engine = new GrowthEngine(catalogue.LayerKinds, strategy, loggers.CreateLogger("TinyGrow.Engine"));
+            var training = Task.Run(() => engine.Run(data, settings.Model, settings.Training, settings.Growth, device, partial, cancellation), CancellationToken.None);
+            try
+            {
+                var summary = await WaitOrGiveUp(training, cancellation);
+                Directory.Move(partial, final);
+                _log.LogInformation("Run {RunId} done: test accuracy {Accuracy}, {Parameters} parameters, widths {Widths}, {Seconds} s. Results in {Folder}",
+                    runId, summary.TestAccuracy.ToString("P2", CultureInfo.InvariantCulture), summary.Parameters,
+                    string.Join("/", summary.Widths), summary.Seconds.ToString("F1", CultureInfo.InvariantCulture), final);
+                return ExitCodes.Ok;
+            }
+            catch (Exception) when (cancellation.IsCancellationRequested)
+            {
+                _log.LogWarning("Run {RunId} interrupted; its partial results are left in {Folder}", runId, partial);
+                return ExitCodes.Cancelled;
+            }
+            catch (Exception e)
+            {
+                _log.LogError(e, "Run {RunId} failed: {Error}. Its partial results are left in {Folder}", runId, e.Message, partial);
+                return ExitCodes.RunFailed;
+            }
+        }
+    }
+
+    bool IsFixed => string.Equals(settings.Growth.Strategy, SettingsValidator.NoGrowth, StringComparison.OrdinalIgnoreCase);
+
+    // The engine is asked to stop through the token; if it has not after StopGrace, the command
+    // returns anyway so that Ctrl-C always ends the process.
+    static async Task<RunSummary> WaitOrGiveUp(Task<RunSummary> training, CancellationToken cancellation)
+    {
+        var interrupted = new TaskCompletionSource();
+        await using (cancellation.Register(() => interrupted.TrySetResult()))
+            await Task.WhenAny(training, interrupted.Task);
+        if (!training.IsCompleted)
+            await Task.WhenAny(training, Task.Delay(StopGrace));
+        if (!training.IsCompleted) throw new OperationCanceledException(cancellation);
+        return await training;
+    }
+
+    /// <summary>Resolves "auto", "cpu", "cuda", "cuda:N" to a device that exists here; returns
+    /// <see cref="ExitCodes.Ok"/> or the exit code for <paramref name="error"/>.</summary>
+    public static int ResolveDevice(string requested, out torch.Device device, out string error)
+    {
+        device = torch.CPU;
+        error = "";
+        bool cuda;
+        try
+        {
+            cuda = torch.cuda.is_available();
+        }
+        catch (Exception e)
+        {
+            error = $"TorchSharp could not load its native libraries ({e.Message}). Rebuild the application (make build) on this machine.";
+            return ExitCodes.RunFailed;
+        }
+        switch (requested)
+        {
+            case "cpu":
+                return ExitCodes.Ok;
+            case "auto":
+                device = cuda ? torch.CUDA : torch.CPU;
+                return ExitCodes.Ok;
+        }
+        if (!cuda)
+        {
+            error = $"Device = '{requested}' but CUDA is not available here (no GPU or driver, or a CPU build of libtorch). " +
+                    "Use --Device=cpu or --Device=auto, or on a GPU host build with -p:TorchBackend=cuda.";
+            return ExitCodes.BadConfiguration;
+        }
+        var index = requested.Length > 5 ? int.Parse(requested[5..], CultureInfo.InvariantCulture) : 0;
+        if (index >= torch.cuda.device_count())
+        {
+            error = $"Device = '{requested}' but this host has {torch.cuda.device_count()} CUDA device(s). Use cuda:0 … cuda:{torch.cuda.device_count() - 1}.";
+            return ExitCodes.BadConfiguration;
+        }
+        device = new torch.Device(DeviceType.CUDA, index);
+        return ExitCodes.Ok;
+    }
+
+    static string DeviceName(torch.Device device) =>
+        device.type == DeviceType.CUDA ? $"cuda:{Math.Max(device.index, 0)}" : "cpu";
+
+    bool TryChooseRunFolder(out string runId, out string partial, out string final, out string error)
+    {
+        var root = Path.GetFullPath(settings.Output.Directory);
+        var given = settings.Output.RunId;
+        runId = given.Length > 0 ? given : clock.GetUtcNow().ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture);
+        // Two timestamp ids in the same second get a suffix; an id the user chose is never reused.
+        for (var n = 2; given.Length == 0 && Taken(root, runId); n++)
+            runId = $"{clock.GetUtcNow():yyyyMMdd-HHmmss}-{n}";
+        partial = Path.Combine(root, runId + ".partial");
+        final = Path.Combine(root, runId);
+        error = "";
+        if (!Taken(root, runId)) return true;
+        error = $"Output:RunId = '{runId}': {(Directory.Exists(final) ? final : partial)} already exists. " +
+                "Choose another --Output:RunId, leave it empty for a timestamp, or remove that folder.";
+        return false;
+    }
+
+    static bool Taken(string root, string runId) =>
+        Directory.Exists(Path.Combine(root, runId)) || Directory.Exists(Path.Combine(root, runId + ".partial"));
+
+    // The whole resolved configuration, so that the run can be repeated from its own folder
+    // (tinygrow run --experiment runs/<id>/config.json --Output:RunId=<new id>).
+    void WriteConfig(string path, string runId, torch.Device device)
+    {
+        var resolved = new
+        {
+            settings.Dataset,
+            settings.Model,
+            settings.Growth,
+            settings.Training,
+            Output = new OutputOptions { Directory = settings.Output.Directory, RunId = runId },
+            Device = DeviceName(device),
+            settings.Plugins,
+        };
+        var temporary = path + ".tmp";
+        File.WriteAllText(temporary, JsonSerializer.Serialize(resolved, new JsonSerializerOptions { WriteIndented = true }));
+        File.Move(temporary, path);
+    }
+}

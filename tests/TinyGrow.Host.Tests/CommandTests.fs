@@ -1,0 +1,75 @@
+/// The verbs: command-line parsing, `plugins` output, `run` up to the point where the engine starts.
+module TinyGrow.Host.Tests.CommandTests
+
+open System
+open System.IO
+open Expecto
+open Microsoft.Extensions.Logging.Abstractions
+open TinyGrow.Host
+open TinyGrow.Host.Commands
+open TinyGrow.Host.Tests.TestUtil
+
+let private parse (args: string list) = CommandLine.Parse(List.toArray args)
+let private errorOf args = match (parse args).Error with | null -> "" | e -> e
+
+/// Runs `run` with the fixture plugin's names and `overrides`, writing under `output`.
+let private run (plugins: string) (output: string) overrides =
+    let _, catalogue = discover [ plugins ]
+    let settings = settingsFrom (fixtureExperiment @ [ "Output:Directory", output ] @ overrides)
+    RunCommand(settings, catalogue, NullLoggerFactory.Instance, TimeProvider.System).ExecuteAsync(Threading.CancellationToken.None)
+    |> Async.AwaitTask |> Async.RunSynchronously
+
+let tests =
+    testList "commands" [
+        test "command line: verb first (run by default), help anywhere, stray words and single dashes refused" {
+            Expect.equal (parse []).Verb Verb.Run "run by default"
+            Expect.equal (parse [ "--Training:Epochs=2" ]).Verb Verb.Run "options alone: run"
+            let plugins = parse [ "plugins"; "--Plugins:Folders:0"; "x" ]
+            Expect.equal plugins.Verb Verb.Plugins "plugins"
+            Expect.equal (List.ofSeq plugins.ConfigurationArguments) [ "--Plugins:Folders:0"; "x" ] "options passed on with their values"
+            Expect.equal (parse [ "run"; "--help" ]).Verb Verb.Help "--help"
+            Expect.equal (parse [ "help" ]).Verb Verb.Help "help"
+            Expect.stringContains (errorOf [ "frob" ]) "unknown verb 'frob'" "unknown verb"
+            Expect.stringContains (errorOf [ "run"; "extra" ]) "unexpected argument 'extra'" "stray word"
+            Expect.stringContains (errorOf [ "-x" ]) "'-x'" "single dash"
+            Expect.isNull (parse [ "--experiment"; "/abs/exp.json"; "run" ]).Error "a value that looks like a path is a value"
+        }
+
+        test "plugins: the table names the good plugin, its kinds, names and version" {
+            use tmp = new TempFolder()
+            addFixture tmp.Path "Fixture.GoodPlugin" |> ignore
+            addFixture tmp.Path "Fixture.OtherContract" |> ignore
+            let result, catalogue = discover [ tmp.Path ]
+            use output = new StringWriter()
+            Expect.equal (PluginsCommand(catalogue, result).Execute output) ExitCodes.Ok "exit code"
+            let lines = output.ToString().Split('\n') |> Array.map (fun l -> l.TrimEnd())
+            Expect.stringStarts lines[0] "PLUGIN" "header"
+            let row = Expect.wantSome (lines |> Array.tryFind (fun l -> contains l "fixture-strategy")) "a row for the strategy"
+            for part in [ "Fixture.GoodPlugin"; "growth strategy"; "1.2.3" ] do Expect.stringContains row part part
+            Expect.isTrue (lines |> Array.exists (fun l -> contains l "layer kind" && contains l "fixture-kind")) "layer kind row"
+            Expect.isTrue (lines |> Array.exists (fun l -> contains l "dataset" && contains l "fixture-data")) "dataset row"
+            Expect.equal (lines[0].IndexOf "NAME") (row.IndexOf "fixture-strategy") "columns aligned"
+            Expect.isTrue (lines |> Array.exists (fun l -> l.StartsWith "Refused:" && contains l "Fixture.OtherContract")) "refusals listed"
+        }
+
+        test "run: invalid configuration exits 2 and writes nothing" {
+            use plugins = new TempFolder()
+            use output = new TempFolder()
+            addFixture plugins.Path "Fixture.GoodPlugin" |> ignore
+            let runs = output.File "runs"
+            Expect.equal (run plugins.Path runs [ "Training:Epochs", "0" ]) ExitCodes.BadConfiguration "bad value"
+            Expect.equal (run plugins.Path runs [ "Growth:Strategy", "nope" ]) ExitCodes.BadConfiguration "unknown strategy"
+            Expect.isFalse (Directory.Exists runs) "nothing written"
+        }
+
+        test "run: a dataset error exits 3 and writes nothing; an existing run folder exits 2" {
+            use plugins = new TempFolder()
+            use output = new TempFolder()
+            addFixture plugins.Path "Fixture.GoodPlugin" |> ignore
+            let runs = output.File "runs"
+            Expect.equal (run plugins.Path runs []) ExitCodes.DatasetError "fixture-data is never there"
+            Expect.isFalse (Directory.Exists runs) "nothing written for a missing dataset"
+            Directory.CreateDirectory(Path.Combine(runs, "taken.partial")) |> ignore
+            Expect.equal (run plugins.Path runs [ "Output:RunId", "taken" ]) ExitCodes.BadConfiguration "run id in use"
+        }
+    ]

@@ -1,0 +1,105 @@
+/// Plugin discovery and the catalogue, on fixture plugins laid out in temporary folders.
+module TinyGrow.Host.Tests.DiscoveryTests
+
+open System.IO
+open Expecto
+open TinyGrow.Abstractions
+open TinyGrow.Host.Plugins
+open TinyGrow.Host.Tests.TestUtil
+
+let private problemsText (result: DiscoveryResult) =
+    result.Problems |> Seq.map (fun p -> p.Message) |> String.concat "\n"
+
+let tests =
+    testList "plugin discovery" [
+        test "finds the good plugin; the catalogue lists and resolves its names" {
+            use tmp = new TempFolder()
+            let dll = addFixture tmp.Path "Fixture.GoodPlugin"
+            let result, catalogue = discover [ tmp.Path ]
+            Expect.isEmpty result.Problems "no refusals"
+            let plugin = Expect.wantSome (result.Plugins |> Seq.tryExactlyOne) "one plugin"
+            Expect.equal plugin.Name "Fixture.GoodPlugin" "plugin name"
+            Expect.equal plugin.Path dll "plugin file"
+            Expect.equal plugin.Version "1.2.3" "informational version"
+            let listed = catalogue.Entries |> Seq.map (fun e -> e.Kind, e.Name, e.Plugin.Name) |> Set.ofSeq
+            Expect.equal listed (Set [ PluginCatalogue.StrategyKind, "fixture-strategy", "Fixture.GoodPlugin"
+                                       PluginCatalogue.LayerKindKind, "fixture-kind", "Fixture.GoodPlugin"
+                                       PluginCatalogue.DatasetKind, "fixture-data", "Fixture.GoodPlugin" ]) "listed"
+            let strategy = catalogue.GetStrategy "fixture-strategy"
+            Expect.equal strategy.Name "fixture-strategy" "resolved by name"
+            Expect.equal ((catalogue.GetStrategy "Fixture-Strategy").Name) "fixture-strategy" "names are case-insensitive like configuration keys"
+            Expect.throwsT<System.NotSupportedException> (fun () -> strategy.Propose Unchecked.defaultof<GrowthRequest> |> ignore) "the plugin's own code runs"
+            Expect.isTrue (catalogue.LayerKinds.ContainsKey "fixture-kind") "layer kinds for the engine"
+            Expect.equal ((catalogue.GetDatasetProvider "fixture-data").Names |> Seq.toList) [ "fixture-data" ] "dataset provider"
+        }
+
+        test "a plugin built for another contract version is refused by name; the good one loads" {
+            use tmp = new TempFolder()
+            addFixture tmp.Path "Fixture.GoodPlugin" |> ignore
+            let other = addFixture tmp.Path "Fixture.OtherContract"
+            let result, catalogue = discover [ tmp.Path ]
+            let problem = Expect.wantSome (result.Problems |> Seq.tryExactlyOne) "one refusal"
+            Expect.equal problem.Path other "names the file"
+            Expect.stringContains problem.Message "Fixture.OtherContract" "names the plugin"
+            Expect.stringContains problem.Message "contract v999, host speaks v1" "says why"
+            Expect.stringContains problem.Message "rebuild it against TinyGrow.Abstractions v1" "says the fix"
+            Expect.equal (result.Plugins |> Seq.map (fun p -> p.Name) |> List.ofSeq) [ "Fixture.GoodPlugin" ] "good plugin loaded"
+            Expect.equal ((catalogue.GetStrategy "fixture-strategy").Name) "fixture-strategy" "still usable"
+        }
+
+        test "a corrupt DLL is refused by name; the others load" {
+            use tmp = new TempFolder()
+            let broken = addCorrupt tmp.Path "Broken"
+            addFixture tmp.Path "Fixture.GoodPlugin" |> ignore
+            addFixture tmp.Path "Fixture.OtherContract" |> ignore
+            let result, _ = discover [ tmp.Path ]
+            let problem = Expect.wantSome (result.Problems |> Seq.tryFind (fun p -> p.Path = broken)) "Broken refused"
+            Expect.stringContains problem.Message "Broken.dll" "names the file"
+            Expect.stringContains problem.Reason "not a valid .NET assembly" "says why"
+            Expect.equal result.Problems.Count 2 "Broken and the other-contract plugin"
+            Expect.equal (result.Plugins |> Seq.map (fun p -> p.Name) |> List.ofSeq) [ "Fixture.GoodPlugin" ] "good plugin loaded"
+        }
+
+        test "a folder without <Name>.dll and a missing Plugins:Folders entry are reported; a missing default folder is not" {
+            use tmp = new TempFolder()
+            let misnamed = Directory.CreateDirectory(Path.Combine(tmp.Path, "plugins", "Misnamed")).FullName
+            File.Copy(fixtureDll "Fixture.GoodPlugin", Path.Combine(misnamed, "Other.dll"))
+            let missingExtra = tmp.File "no-such-folder"
+            let result, _ = discover [ tmp.File "no-default-folder"; Path.Combine(tmp.Path, "plugins"); missingExtra ]
+            let text = problemsText result
+            Expect.stringContains text "Misnamed.dll" "says which DLL the folder should hold"
+            Expect.stringContains text missingExtra "names the missing extra folder"
+            Expect.isFalse (contains text "no-default-folder") "the default folder may be absent"
+            Expect.isEmpty result.Plugins "nothing loaded"
+        }
+
+        test "a name served twice: the first plugin wins and the warning names both files" {
+            use first = new TempFolder()
+            use second = new TempFolder()
+            let firstDll = addFixture first.Path "Fixture.GoodPlugin"
+            let secondDll = addFixture second.Path "Fixture.GoodPlugin"
+            let result, catalogue = discover [ first.Path; second.Path ]
+            Expect.equal result.Plugins.Count 2 "both files load"
+            let warning = Expect.wantSome (catalogue.Warnings |> Seq.tryFind (fun w -> contains w "'fixture-strategy'")) "a warning for the strategy"
+            Expect.stringContains warning firstDll "names the first file"
+            Expect.stringContains warning secondDll "names the second file"
+            let owner = catalogue.Entries |> Seq.find (fun e -> e.Name = "fixture-strategy")
+            Expect.equal owner.Plugin.Path firstDll "first wins"
+        }
+
+        test "an unknown strategy name lists the available names and where plugins are searched" {
+            use tmp = new TempFolder()
+            addFixture tmp.Path "Fixture.GoodPlugin" |> ignore
+            let _, catalogue = discover [ tmp.Path ]
+            let e = thrown (fun () -> catalogue.GetStrategy "nope" |> ignore)
+            Expect.isTrue (e :? UnknownPluginNameException) "the catalogue's exception"
+            Expect.stringContains e.Message "'nope'" "names what was asked"
+            Expect.stringContains e.Message "Available: fixture-strategy" "lists what there is"
+            Expect.stringContains e.Message tmp.Path "says where plugins are searched"
+        }
+
+        test "search folders: plugins/ beside the executable first, relative extras against the current directory, no duplicates" {
+            let folders = PluginDiscovery.SearchFolders("/app", [ "extra"; "/abs/p/"; "/abs/p"; "" ], "/work")
+            Expect.equal (List.ofSeq folders) [ "/app/plugins"; "/work/extra"; "/abs/p" ] "folders"
+        }
+    ]

@@ -1,0 +1,13 @@
+module TinyGrow.Host.Tests.Main
+
+open Expecto
+
+let all =
+    testList "TinyGrow.Host" [
+        DiscoveryTests.tests
+        ConfigurationTests.tests
+        CommandTests.tests
+    ]
+
+[<EntryPoint>]
+let main argv = runTestsWithCLIArgs [] argv all

@@ -1,0 +1,74 @@
+module TinyGrow.Host.Tests.TestUtil
+
+open System
+open System.IO
+open Microsoft.Extensions.Configuration
+open Microsoft.Extensions.DependencyInjection
+open Microsoft.Extensions.Logging.Abstractions
+open TinyGrow.Host.Configuration
+open TinyGrow.Host.Plugins
+
+/// A fresh folder under the system temp folder, deleted on Dispose.
+type TempFolder() =
+    let path = Path.Combine(Path.GetTempPath(), "tinygrow-host-tests-" + Guid.NewGuid().ToString "N")
+    do Directory.CreateDirectory path |> ignore
+    member _.Path = path
+    member _.File(name: string) = Path.Combine(path, name)
+    interface IDisposable with
+        member _.Dispose() = try Directory.Delete(path, true) with _ -> ()
+
+/// The fixture plugin DLL copied into this test's output by the project file.
+let fixtureDll (name: string) =
+    let dll = Path.Combine(AppContext.BaseDirectory, "fixtures", name, name + ".dll")
+    if not (File.Exists dll) then failwithf "fixture %s missing: build tests/TinyGrow.Host.Tests" dll
+    dll
+
+/// Lays out <root>/<name>/<name>.dll from a fixture; returns the DLL's path.
+let addFixture (root: string) (name: string) =
+    let dir = Directory.CreateDirectory(Path.Combine(root, name))
+    let dll = Path.Combine(dir.FullName, name + ".dll")
+    File.Copy(fixtureDll name, dll)
+    dll
+
+/// Lays out <root>/<name>/<name>.dll holding random bytes; returns its path.
+let addCorrupt (root: string) (name: string) =
+    let dir = Directory.CreateDirectory(Path.Combine(root, name))
+    let dll = Path.Combine(dir.FullName, name + ".dll")
+    let bytes = Array.zeroCreate<byte> 4096
+    Random(42).NextBytes bytes
+    File.WriteAllBytes(dll, bytes)
+    dll
+
+/// Discovery over `folders` (the first is the default folder) and a catalogue over what it found.
+let discover (folders: string list) =
+    let services = ServiceCollection()
+    let result = PluginDiscovery.Discover(List.toArray folders, services)
+    let provider = services.BuildServiceProvider()
+    result, new PluginCatalogue(result, provider, NullLogger<PluginCatalogue>.Instance)
+
+/// Settings bound from `key = value` pairs (a later pair overrides an earlier one) over the option
+/// classes' defaults.
+let settingsFrom (pairs: (string * string) list) =
+    let values = Collections.Generic.Dictionary<string, string | null>(StringComparer.OrdinalIgnoreCase)
+    for k, v in pairs do values[k] <- v
+    ConfigurationBuilder()
+        .AddInMemoryCollection(values)
+        .Build()
+    |> TinyGrowSettings.Bind
+
+/// A valid experiment over the fixture plugin's names.
+let fixtureExperiment =
+    [ "Dataset:Name", "fixture-data"
+      "Model:Layers:0:Kind", "fixture-kind"
+      "Model:Layers:0:Width", "1"
+      "Growth:Strategy", "fixture-strategy"
+      "Device", "cpu" ]
+
+let contains (text: string) (part: string) =
+    text.Contains(part, StringComparison.Ordinal)
+
+/// The exception `f` throws (the test fails if it throws none).
+let thrown (f: unit -> unit) : exn =
+    match (try f (); None with e -> Some e) with
+    | Some e -> e
+    | None -> Expecto.Tests.failtest "expected an exception"
