@@ -25,7 +25,11 @@ type TinyStrategy() =
             let update = Bottleneck.existingWeightsUpdate stats options.EigenCutoff
             use n = Bottleneck.projectedN stats update.Delta
             let all = Bottleneck.neuronDirections stats.S2 n options.EigenCutoff true
-            let k = TinyStrategy.SelectCount all.Lambdas options.RelativeThreshold request.MaxNeurons
+            // λ_k² is neuron k's share of the first-order decrease; a share below EigenCutoff·tr E
+            // (E: the whole desired update) is rounding noise, even when it is λ_1 itself.
+            let floor = sqrt (options.EigenCutoff * stats.TraceE)
+            let real = all.Lambdas |> Array.takeWhile (fun l -> l > floor)
+            let k = TinyStrategy.SelectCount real options.RelativeThreshold request.MaxNeurons
             let chosen = Bottleneck.take k all
             all.FanIn.Dispose ()
             all.FanOut.Dispose ()

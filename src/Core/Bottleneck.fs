@@ -64,9 +64,10 @@ let take (k: int) (d: NeuronDirections) : NeuronDirections =
       FanOut = d.FanOut.narrow(1L, 0L, int64 k).contiguous ()
       Lambdas = Array.sub d.Lambdas 0 k }
 
-/// Σ_k α_kᵀ P δᵀ ω_k: the cross term the first-order prediction ignores. Zero for a linear σ
-/// (v_proj is orthogonal to anything B's inputs can express); reported so tests and users can
-/// see its size for a nonlinear σ.
+/// c = Σ_k α_kᵀ P δᵀ ω_k: the cross term the first-order prediction ignores. Since
+/// −M2 = N − Pδᵀ and α_kᵀ N ω_k = λ_k², the exact first-order decrease is
+/// γ²(Δ + σ′(0)(Σλ_k² − c)). c is zero for a linear σ (v_proj is orthogonal to anything B's
+/// inputs can express); reported so tests and users can see its size for a nonlinear σ.
 let crossTerm (stats: JunctionStatistics) (delta: Tensor) (d: NeuronDirections) : float =
     use pdt = stats.P.mm (delta.t ())
     use a = d.FanIn.mm pdt

@@ -69,20 +69,23 @@ let commit (applied: AppliedCandidate) =
     for _, snapshot in applied.Replaced do
         snapshot |> Array.iter (fun p -> p.Dispose ())
 
-/// γ search: γ = 0 is always a choice (it means "add nothing now"); from γ = 1 the search goes up
-/// by √2 while the loss keeps falling (never capped at 1), or down by √2 until the loss falls
-/// below the loss at γ = 0. Returns (γ, loss at γ, loss at 0).
+/// γ search on a √2 grid: γ = 0 is always a choice (it means "add nothing now"). From γ = 1 the
+/// search goes up while the loss keeps falling (never capped at 1); if γ = 1 is no better than
+/// γ = 0 it goes down until the loss falls below the loss at 0, then on down while it keeps
+/// falling (the first γ below L(0) can hold a small part of the available decrease).
+/// Returns (γ, loss at γ, loss at 0).
 let lineSearch (lossAt: float -> float) (maxSteps: int) : float * float * float =
     let factor = sqrt 2.0
     let l0 = lossAt 0.0
+    /// Moves γ by `step` while the loss keeps falling.
+    let rec follow (step: float) gamma loss k =
+        if k >= maxSteps then gamma, loss
+        else
+            let next = lossAt (gamma * step)
+            if next < loss then follow step (gamma * step) next (k + 1) else gamma, loss
     let l1 = lossAt 1.0
     if l1 < l0 then
-        let rec up gamma loss k =
-            if k >= maxSteps then gamma, loss
-            else
-                let next = lossAt (gamma * factor)
-                if next < loss then up (gamma * factor) next (k + 1) else gamma, loss
-        let gamma, loss = up 1.0 l1 0
+        let gamma, loss = follow factor 1.0 l1 0
         gamma, loss, l0
     else
         let rec down gamma k =
@@ -90,7 +93,7 @@ let lineSearch (lossAt: float -> float) (maxSteps: int) : float * float * float 
             else
                 let g = gamma / factor
                 let l = lossAt g
-                if l < l0 then g, l else down g (k + 1)
+                if l < l0 then follow (1.0 / factor) g l k else down g (k + 1)
         let gamma, loss = down 1.0 0
         gamma, loss, l0
 
@@ -110,9 +113,15 @@ let candidateLoss (net: Network) (j: int) (proposal: NeuronProposal) (heldX: tor
     try Training.meanLoss net heldX heldY
     finally undo applied
 
+/// Relative loss decrease below which a candidate is treated as no better than γ = 0.
+let acceptanceMargin = 1e-6
+
 /// Searches γ for junction j's proposal and applies it if γ > 0.
 let growJunction (net: Network) (j: int) (proposal: NeuronProposal) (heldX: torch.Tensor) (heldY: torch.Tensor) : GrowthEvent =
     let gamma, loss, loss0 = lineSearch (candidateLoss net j proposal heldX heldY) 24
+    // A decrease within rounding of the loss (float32: ~1e-7 relative) is noise, not a reason to
+    // add neurons: below this margin γ = 0 wins.
+    let gamma, loss = if loss0 - loss > acceptanceMargin * abs loss0 then gamma, loss else 0.0, loss0
     if gamma > 0.0 then commit (apply net j proposal gamma)
     { Junction = j
       Added = (if gamma > 0.0 then proposal.Count else 0)

@@ -5,6 +5,11 @@ open Expecto
 let all =
     testList "TinyGrow" [
         TorchLoadTests.tests
+        StatisticsTests.tests
+        BottleneckTests.tests
+        GrowthTests.tests
+        OptimizerTests.tests
+        GrowthRunTests.tests
     ]
 
 [<EntryPoint>]

@@ -1,0 +1,85 @@
+/// Small problems built by hand for the growth tests: dense layers and networks (float64 unless
+/// said), random data, a `tiny` proposal for a junction.
+module TinyGrow.Tests.Fixtures
+
+open TorchSharp
+open TinyGrow.Abstractions
+open TinyGrow.Core
+open TinyGrow.Growth.Linear
+open TinyGrow.Growth.Strategies
+
+let dense = DenseKind () :> ILayerKind
+let tiny = TinyStrategy () :> IGrowthStrategy
+
+let spec (width: int) (maxWidth: int) (activation: string) (bias: bool) =
+    LayerSpec (Kind = "dense", Width = width, MaxWidth = maxWidth, Activation = activation, Bias = bias)
+
+/// inputs → hidden… (activation) → classes (identity), all dense with or without biases, seeded.
+let mlpWith (bias: bool) (seed: int64) (dtype: torch.ScalarType) (inputs: int) (hidden: int list) (activation: string) (classes: int) =
+    use g = new torch.Generator (uint64 seed)
+    let specs = Array.append [| for h in hidden -> spec h 256 activation bias |] [| spec classes classes "identity" bias |]
+    let mutable width = inputs
+    let layers =
+        [| for s in specs do
+            let l = dense.Create (s, width, torch.CPU, dtype, g)
+            width <- l.OutputWidth
+            yield l |]
+    new Network (layers, Array.create layers.Length dense, specs)
+
+/// `mlpWith` with biases.
+let mlp seed dtype inputs hidden activation classes = mlpWith true seed dtype inputs hidden activation classes
+
+/// Random class labels (int64) in [0, classes).
+let labels (seed: int64) (n: int64) (classes: int64) =
+    use scores = TestUtil.randn seed n classes
+    scores.argmax 1L
+
+/// Parameters of a layer as plain tensors (weight, bias).
+let weightAndBias (layer: IGrowableLayer) =
+    let ps = Seq.toArray layer.Parameters
+    ps[0] :> torch.Tensor, ps[1] :> torch.Tensor
+
+let options (threshold: float) (useDelta: bool) =
+    GrowthOptions (RelativeThreshold = threshold, UseDelta = useDelta)
+
+/// The `tiny` proposal for junction j of `net` from `stats`.
+let propose (net: Network) (j: int) (stats: JunctionStatistics) (maxNeurons: int) (opts: GrowthOptions) =
+    tiny.Propose (GrowthRequest (stats, net.Layers[j], net.Layers[j + 1], maxNeurons, opts, null))
+
+/// The proposal's directions as Bottleneck's record (for crossTerm).
+let directions (p: NeuronProposal) : Bottleneck.NeuronDirections =
+    { FanIn = p.FanIn; FanOut = p.FanOut; Lambdas = p.NeuronScores |> Array.map sqrt }
+
+let isFinite (t: torch.Tensor) =
+    use ok = t.isfinite ()
+    ok.all().item<bool> ()
+
+/// Mean loss of the network with `proposal` applied to junction j at γ, then undone.
+let lossWith (net: Network) (j: int) (proposal: NeuronProposal) (x: torch.Tensor) (y: torch.Tensor) (gamma: float) =
+    let applied = Growth.apply net j proposal gamma
+    try Training.meanLoss net x y finally Growth.undo applied
+
+/// Largest absolute entry (0 for an empty tensor).
+let maxAbs (t: torch.Tensor) = if t.numel () = 0L then 0.0 else t.abs().max().ToDouble ()
+
+/// |a − b|∞ ≤ relTol · max(|a|∞, |b|∞), with the shapes equal.
+let allClose (a: torch.Tensor) (b: torch.Tensor) (relTol: float) =
+    a.shape = b.shape && TestUtil.maxAbsDiff a b <= relTol * max (maxAbs a) (maxAbs b)
+
+/// Every statistic of two junctions agrees to relTol (relative to the larger entry).
+let statsClose (a: JunctionStatistics) (b: JunctionStatistics) (relTol: float) =
+    [ "S", allClose a.S b.S relTol
+      "M", allClose a.M b.M relTol
+      "S2", allClose a.S2 b.S2 relTol
+      "M2", allClose a.M2 b.M2 relTol
+      "P", allClose a.P b.P relTol
+      "TraceE", abs (a.TraceE - b.TraceE) <= relTol * max (abs a.TraceE) (abs b.TraceE) ]
+    |> List.filter (fun (_, ok) -> not ok)
+    |> List.map fst
+
+/// Same shape, dtype and every entry equal (exact, no tolerance).
+let identical (a: torch.Tensor) (b: torch.Tensor) =
+    a.shape = b.shape && a.dtype = b.dtype
+    && (use e = a.eq b
+        use all = e.all ()
+        all.item<bool> ())

@@ -1,0 +1,133 @@
+/// Statistics (DESIGN §4) against brute force: δ is the least-squares fit of g on b, Δ and the
+/// bottleneck are its explained and residual sums of squares, and the statistics do not depend on
+/// how the data is cut into batches.
+module TinyGrow.Tests.StatisticsTests
+
+open Expecto
+open TorchSharp
+open TinyGrow.Abstractions
+open TinyGrow.Core
+open TinyGrow.Tests.TestUtil
+open TinyGrow.Tests.Fixtures
+
+/// Rows of junction 0 of a one-hidden-layer network, computed directly: b = [h, 1],
+/// b̃ = [x, 1], g = softmax(z) − onehot(y) (the gradient of the summed cross-entropy).
+let private directRows (net: Network) (x: torch.Tensor) (y: torch.Tensor) =
+    use _ = torch.no_grad ()
+    let a, b = net.Layers[0], net.Layers[1]
+    use z = a.Forward x
+    use h = a.Activate z
+    use logits = b.Forward h
+    use p = torch.nn.functional.softmax (logits, 1L)
+    use oneHot = torch.nn.functional.one_hot (y, logits.shape[1])
+    use target = oneHot.to_type f64
+    use ones = torch.ones ([| x.shape[0]; 1L |], dtype = f64)
+    torch.cat ([| h; ones |], 1L), torch.cat ([| x; ones |], 1L), p - target
+
+let private handRows (seed: int64) (n: int64) (d1: int64) (d2: int64) (out: int64) =
+    new JunctionRows (randn seed n d1, randn (seed + 1L) n d2, randn (seed + 2L) n out, n)
+
+let private accumulate (rows: JunctionRows list) =
+    let acc = Statistics.JunctionAccumulator ()
+    for r in rows do acc.Add r
+    acc.Finish ()
+
+let tests =
+    testList "statistics" [
+        test "statistics, δ, Δ and bottleneck equal a brute-force least-squares fit" {
+            use net = mlp 11L f64 5 [ 4 ] "tanh" 3
+            use x = randn 12L 100L 5L
+            use y = labels 13L 100L 3L
+            // 100 = 3·32 + 4: uneven batches on purpose.
+            let stats = Growth.statisticsPass net x y 32L
+            use s = stats[0]
+            let b, bt, g = directRows net x y
+            use b = b
+            use bt = bt
+            use g = g
+            let n = 100.0
+            // float64 sums of 100 products of O(1) numbers: rounding is ~1e-15 relative; 1e-12
+            // leaves room for reordered sums and still catches any missing 1/n or wrong operand.
+            let tol = 1e-12
+            Expect.isTrue (allClose s.S (b.t().mm b / n) tol) "S = Σ b bᵀ / n"
+            Expect.isTrue (allClose s.M (b.t().mm g / n) tol) "M = Σ b gᵀ / n"
+            Expect.isTrue (allClose s.S2 (bt.t().mm bt / n) tol) "S2 = Σ b̃ b̃ᵀ / n"
+            Expect.isTrue (allClose s.M2 (bt.t().mm g / n) tol) "M2 = Σ b̃ gᵀ / n"
+            Expect.isTrue (allClose s.P (bt.t().mm b / n) tol) "P = Σ b̃ bᵀ / n"
+            let traceE = g.square().sum().item<float> () / n
+            Expect.floatClose { absolute = 0.0; relative = tol } s.TraceE traceE "tr E = Σ |g|² / n"
+            Expect.equal s.Samples 100L "samples"
+
+            let update = Bottleneck.existingWeightsUpdate s 1e-10
+            use delta = update.Delta
+            let struct (solution, residuals, rank, singular) = torch.linalg.lstsq (b, g)
+            use _r = residuals
+            use _k = rank
+            use _s = singular
+            use bruteDelta = solution.t().contiguous ()
+            solution.Dispose ()
+            // b is 100×5 with condition number ~10: both solves are accurate to ~1e-14; 1e-10
+            // relative still fails on any real error (a wrong transpose or sign is O(1)).
+            Expect.isTrue (allClose delta bruteDelta 1e-10) $"δ = lstsq(b, g)ᵀ (max diff {maxAbsDiff delta bruteDelta})"
+            use fit = b.mm (bruteDelta.t ())
+            let explained = fit.square().sum().item<float> () / n
+            let residual = (g - fit).square().sum().item<float> () / n
+            // Same reasoning as for δ: sums of squares of accurate quantities, ~1e-14 relative.
+            Expect.floatClose { absolute = 0.0; relative = 1e-10 } update.Decrease explained "Δ = Σ |δ b|² / n"
+            Expect.floatClose { absolute = 1e-12 * traceE; relative = 1e-9 } update.Bottleneck residual "bottleneck = Σ |g − δ b|² / n"
+            Expect.isGreaterThan update.Bottleneck 0.0 "a 4-wide hidden layer cannot fit 3-class gradients exactly here"
+        }
+
+        test "duplicating the batch leaves the statistics unchanged" {
+            use rows = handRows 21L 37L 6L 4L 3L
+            use doubled = new JunctionRows (torch.cat ([| rows.B; rows.B |], 0L), torch.cat ([| rows.ATilde; rows.ATilde |], 0L),
+                                            torch.cat ([| rows.G; rows.G |], 0L), 2L * rows.Samples)
+            use once = accumulate [ rows ]
+            use twice = accumulate [ doubled ]
+            // Doubling sums and n is exact up to float64 rounding of reordered sums (~1e-16).
+            Expect.isEmpty (statsClose once twice 1e-13) "S, M, S2, M2, P, tr E agree"
+            Expect.equal twice.Samples 74L "samples counted twice"
+        }
+
+        test "duplicating the data in a statistics pass leaves the statistics unchanged" {
+            use net = mlp 22L f64 5 [ 3 ] "tanh" 4
+            use x = randn 23L 50L 5L
+            use y = labels 24L 50L 4L
+            use xx = torch.cat ([| x; x |], 0L)
+            use yy = torch.cat ([| y; y |], 0L)
+            use once = (Growth.statisticsPass net x y 50L)[0]
+            use twice = (Growth.statisticsPass net xx yy 100L)[0]
+            // float64 rounding of sums of ≤100 products: ~1e-15 relative.
+            Expect.isEmpty (statsClose once twice 1e-13) "S, M, S2, M2, P, tr E agree"
+        }
+
+        test "splitting the data into uneven batches leaves the statistics unchanged" {
+            use net = mlp 31L f64 6 [ 5; 4 ] "tanh" 3
+            use x = randn 32L 100L 6L
+            use y = labels 33L 100L 3L
+            let whole = Growth.statisticsPass net x y 1000L
+            // 100 = 14·7 + 2 and 100 = 3·30 + 10: two uneven cuts.
+            let sevens = Growth.statisticsPass net x y 7L
+            let thirties = Growth.statisticsPass net x y 30L
+            for j in 0 .. 1 do
+                // Only the summation order differs: float64 rounding, ~1e-15 relative.
+                Expect.isEmpty (statsClose whole[j] sevens[j] 1e-13) $"junction {j}: batches of 7"
+                Expect.isEmpty (statsClose whole[j] thirties[j] 1e-13) $"junction {j}: batches of 30"
+                Expect.equal sevens[j].Samples 100L "samples"
+            for s in Array.concat [ whole; sevens; thirties ] do s.Dispose ()
+        }
+
+        test "hand rows added in several uneven batches equal one batch" {
+            use rows = handRows 41L 40L 5L 7L 3L
+            let part (start: int64) (count: int64) =
+                new JunctionRows (rows.B.narrow (0L, start, count), rows.ATilde.narrow (0L, start, count),
+                                  rows.G.narrow (0L, start, count), count)
+            use one = accumulate [ rows ]
+            let parts = [ part 0L 3L; part 3L 30L; part 33L 1L; part 34L 6L ]
+            use several = accumulate parts
+            parts |> List.iter (fun p -> p.Dispose ())
+            // Only the summation order differs: float64 rounding, ~1e-15 relative.
+            Expect.isEmpty (statsClose one several 1e-13) "S, M, S2, M2, P, tr E agree"
+            Expect.equal several.Samples 40L "samples"
+        }
+    ]
