@@ -36,15 +36,16 @@ let main argv =
     | "compare" :: rest ->
         // The default experiment's growth next to a fixed network of the grown widths, same epochs,
         // same seed, same process: accuracy, parameters, seconds.
-        let activation, epochs, threshold, steps, until =
+        // Defaults: the default experiment (src/Host/appsettings.json); or ACTIVATION EPOCHS.
+        let activation, epochs =
             match rest with
-            | [ a; e; t; s; u ] -> a, int e, float t, int s, int u
-            | _ -> "tanh", 10, 0.01, 8, 3
+            | [ a; e ] -> a, int e
+            | _ -> "tanh", 10
         use data = loadFashion ()
         let run (strategy: IGrowthStrategy) (widths: int list) =
             let dir = Directory.CreateTempSubdirectory("tinygrow-compare-").FullName
             let engine = GrowthEngine (kinds, strategy, NullLogger.Instance)
-            let growth = GrowthOptions (RelativeThreshold = threshold, StepsPerEpoch = steps, UntilEpoch = until)
+            let growth = GrowthOptions ()
             engine.Run (data, model widths activation, TrainingOptions (Epochs = epochs), growth, torch.CPU, dir, Threading.CancellationToken.None)
         let grown = run (TinyStrategy ()) [ 1; 1 ]
         let fixedNet = run (Unchecked.defaultof<IGrowthStrategy>) (List.ofArray grown.Widths)
@@ -108,5 +109,5 @@ let main argv =
         printfn "solves (δ, N, S2^-1/2, SVD; %d junctions): %8.3f s  ratio %.3f" net.JunctionCount solve (solve / train)
         0
     | _ ->
-        eprintfn "usage: TinyGrow.Bench smoke ACTIVATION EPOCHS THRESHOLD STEPS | stats-ratio [WIDTH]"
+        eprintfn "usage: TinyGrow.Bench compare [ACTIVATION EPOCHS] | stats-ratio [WIDTH] | step-profile | smoke ACTIVATION EPOCHS THRESHOLD STEPS"
         2

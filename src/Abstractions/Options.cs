@@ -50,7 +50,7 @@ public sealed class GrowthOptions
     /// <summary>Strategy name served by a strategy plugin ("tiny"), or "none" for a fixed network.</summary>
     [Required] public string Strategy { get; set; } = "tiny";
     /// <summary>Growth steps per epoch, evenly spaced in the epoch.</summary>
-    [Range(0, 1000)] public int StepsPerEpoch { get; set; } = 8;
+    [Range(0, 1000)] public int StepsPerEpoch { get; set; } = 4;
     /// <summary>No growth after this many epochs (then the network trains at its final widths).</summary>
     [Range(0, 100_000)] public int UntilEpoch { get; set; } = 3;
     /// <summary>Training samples used by a statistics pass.</summary>
@@ -58,7 +58,7 @@ public sealed class GrowthOptions
     /// <summary>Held-out training samples (disjoint from the statistics ones) for the γ line search.</summary>
     [Range(1, 10_000_000)] public int GammaSearchSamples { get; set; } = 2048;
     /// <summary>Most neurons added to one junction in one step.</summary>
-    [Range(1, 100_000)] public int NeuronsPerStep { get; set; } = 16;
+    [Range(1, 100_000)] public int NeuronsPerStep { get; set; } = 32;
     /// <summary>A direction k is kept only if λ_k ≥ RelativeThreshold·λ_1.</summary>
     [Range(0.0, 1.0)] public double RelativeThreshold { get; set; } = 0.01;
     /// <summary>Eigenvalues below EigenCutoff·λmax are dropped in pseudo-inverses (relative, never absolute).</summary>

@@ -10,6 +10,7 @@ let all =
         GrowthTests.tests
         OptimizerTests.tests
         GrowthRunTests.tests
+        EngineTests.tests
     ]
 
 [<EntryPoint>]

@@ -1,0 +1,114 @@
+/// The engine end to end on a small synthetic task: what a run writes (metrics.jsonl events and
+/// their fields, model files), a fixed baseline, cancellation, and the model file round trip.
+module TinyGrow.Tests.EngineTests
+
+open System
+open System.Collections.Generic
+open System.IO
+open System.Text.Json
+open System.Threading
+open Expecto
+open Microsoft.Extensions.Logging.Abstractions
+open TorchSharp
+open TinyGrow.Abstractions
+open TinyGrow.Core
+open TinyGrow.Tests.TestUtil
+open TinyGrow.Tests.Fixtures
+
+let private f32 = torch.ScalarType.Float32
+
+/// 1200 train / 300 test samples in R^8, labels from a random 8 → 16 → 3 tanh teacher.
+let private teacherDataset () =
+    use teacher = mlp 301L f32 8 [ 16 ] "tanh" 3
+    let split (seed: int64) (n: int64) =
+        use x64 = randn seed n 8L
+        let x = x64.to_type f32
+        use _ = torch.no_grad ()
+        use logits = teacher.Forward x
+        new DataSplit (x, logits.argmax 1L)
+    new LoadedDataset ("teacher", split 302L 1200L, split 303L 300L, [| 8L |], 3)
+
+let private kinds = Dictionary<string, ILayerKind> (dict [ "dense", dense ]) :> IReadOnlyDictionary<_, _>
+
+let private model (widths: int list) =
+    ModelOptions (Layers = ResizeArray [ for w in widths -> spec w 32 "tanh" true ])
+
+let private training = TrainingOptions (Epochs = 3, BatchSize = 50, LearningRate = 0.05)
+let private growth = GrowthOptions (StepsPerEpoch = 2, UntilEpoch = 2, StatisticsSamples = 400, GammaSearchSamples = 300, NeuronsPerStep = 4)
+
+let private withRunFolder (f: string -> unit) =
+    let dir = Directory.CreateTempSubdirectory("tinygrow-engine-").FullName
+    try f dir finally Directory.Delete (dir, true)
+
+let private events (dir: string) =
+    File.ReadAllLines (Path.Combine (dir, "metrics.jsonl")) |> Array.map (fun l -> JsonDocument.Parse(l).RootElement)
+
+let private eventName (e: JsonElement) = e.GetProperty("event").GetString ()
+let private has (names: string list) (e: JsonElement) = names |> List.forall (fun n -> fst (e.TryGetProperty n))
+
+let tests =
+    testList "engine" [
+        test "a growing run writes epoch, growth and final events with their fields, and the model" {
+            use data = teacherDataset ()
+            withRunFolder (fun dir ->
+                let engine = GrowthEngine (kinds, tiny, NullLogger.Instance)
+                let summary = engine.Run (data, model [ 1; 1 ], training, growth, torch.CPU, dir, CancellationToken.None)
+                let lines = events dir
+                let epochs = lines |> Array.filter (fun e -> eventName e = "epoch")
+                let growths = lines |> Array.filter (fun e -> eventName e = "growth")
+                Expect.equal epochs.Length 3 "one epoch line per epoch"
+                for e in epochs do
+                    Expect.isTrue (has [ "epoch"; "train_loss"; "test_accuracy"; "parameters"; "widths" ] e) $"epoch fields in {e}"
+                // 2 steps per epoch × 2 growing epochs × 2 junctions.
+                Expect.equal growths.Length 8 "one growth line per junction and step"
+                for e in growths do
+                    Expect.isTrue (has [ "junction"; "added"; "gamma"; "predicted_decrease"; "measured_decrease"; "bottleneck" ] e) $"growth fields in {e}"
+                let final = lines[lines.Length - 1]
+                Expect.equal (eventName final) "final" "the last line is the final event"
+                Expect.isTrue (has [ "test_accuracy"; "parameters"; "widths"; "seconds" ] final) "final fields"
+                Expect.equal (lines |> Array.filter (fun e -> eventName e = "final")).Length 1 "one final line"
+                let finalWidths = [| for w in final.GetProperty("widths").EnumerateArray () -> w.GetInt32 () |]
+                Expect.equal finalWidths summary.Widths "final line = summary"
+                Expect.isGreaterThan (Array.sum summary.Widths) 2 "the network grew from 1/1"
+                let added = growths |> Array.sumBy (fun e -> e.GetProperty("added").GetInt32 ())
+                Expect.equal (Array.sum summary.Widths - 2) added "widths grew by exactly what the growth lines say"
+                Expect.isTrue (File.Exists (Path.Combine (dir, "model.json")) && File.Exists (Path.Combine (dir, "model.bin"))) "model written"
+                let layers = JsonDocument.Parse(File.ReadAllText (Path.Combine (dir, "model.json"))).RootElement.GetProperty "layers"
+                let savedWidths = [| for l in layers.EnumerateArray () -> l.GetProperty("output_width").GetInt32 () |]
+                Expect.equal savedWidths (Array.append summary.Widths [| 3 |]) "model.json has the final widths")
+        }
+
+        test "with no strategy the widths stay fixed and no growth line is written" {
+            use data = teacherDataset ()
+            withRunFolder (fun dir ->
+                let engine = GrowthEngine (kinds, null, NullLogger.Instance)
+                let summary = engine.Run (data, model [ 4; 3 ], training, growth, torch.CPU, dir, CancellationToken.None)
+                Expect.equal summary.Widths [| 4; 3 |] "fixed widths"
+                Expect.isEmpty (events dir |> Array.filter (fun e -> eventName e = "growth")) "no growth lines")
+        }
+
+        test "a cancelled run stops with OperationCanceledException" {
+            use data = teacherDataset ()
+            withRunFolder (fun dir ->
+                use cts = new CancellationTokenSource ()
+                cts.Cancel ()
+                let engine = GrowthEngine (kinds, tiny, NullLogger.Instance)
+                Expect.throwsT<OperationCanceledException>
+                    (fun () -> engine.Run (data, model [ 1; 1 ], training, growth, torch.CPU, dir, cts.Token) |> ignore)
+                    "cancelled")
+        }
+
+        test "model.bin round trip: a network loaded from the file computes the same outputs" {
+            use source = mlp 310L f32 8 [ 5; 4 ] "tanh" 3
+            use target = mlp 311L f32 8 [ 5; 4 ] "tanh" 3
+            use x = (randn 312L 20L 8L).to_type f32
+            withRunFolder (fun dir ->
+                ModelFile.save source dir
+                use before = target.Forward x
+                use expected = source.Forward x
+                Expect.isFalse (identical before expected) "different seeds differ before loading"
+                ModelFile.loadInto target dir
+                use after = target.Forward x
+                Expect.isTrue (identical after expected) "identical after loading")
+        }
+    ]
