@@ -2,6 +2,7 @@ namespace TinyGrow.Growth.Linear
 
 open TorchSharp
 open TinyGrow.Abstractions
+open TinyGrow.Core
 
 /// The "dense" layer kind. For a junction A → σ → B of dense layers, one row per sample:
 /// b = B's input, b̃ = A's input (each with a trailing 1 when the layer has a bias), g = ∂L/∂z_B.
@@ -15,6 +16,11 @@ type DenseKind() =
 
     interface ILayerKind with
         member _.Name = "dense"
+
+        member _.Validate(spec) =
+            [| if not (List.contains spec.Activation Activations.known) then
+                   let known = String.concat ", " Activations.known
+                   yield $"Activation '{spec.Activation}' is not known to the dense kind: use one of {known}." |]
 
         member _.Create(spec, inputWidth, device, dtype, generator) =
             if spec.Width < 1 then invalidArg "spec" $"A dense layer needs Width ≥ 1 (got {spec.Width})."

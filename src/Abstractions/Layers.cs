@@ -79,6 +79,10 @@ public interface ILayerKind
 {
     /// <summary>Name used in Model:Layers:N:Kind.</summary>
     string Name { get; }
+    /// <summary>Problems with <paramref name="spec"/> for this kind (e.g. an unknown activation), each a
+    /// sentence naming the field and the fix; empty when the spec is usable. Checked before a run
+    /// writes anything.</summary>
+    IReadOnlyList<string> Validate(LayerSpec spec);
     /// <summary>Builds a layer for inputs of <paramref name="inputWidth"/> features.</summary>
     IGrowableLayer Create(LayerSpec spec, int inputWidth, Device device, ScalarType dtype, Generator? generator);
     /// <summary>Rows of the junction <paramref name="a"/> → σ → <paramref name="b"/> (b of this kind),

@@ -111,6 +111,8 @@ let tests =
             Expect.stringContains unknown "Available: fixture-strategy" "available strategies"
             Expect.stringContains unknown "Model:Layers:0:Kind = 'conv'" "layer kind key"
             Expect.stringContains unknown "Dataset:Name = 'cifar'" "dataset key"
+            let refused = validate (fixtureExperiment @ [ "Model:Layers:0:Activation", "fixture-bad" ])
+            Expect.stringContains refused "Model:Layers:0: Activation 'fixture-bad' is refused by fixture-kind" "the layer kind validates its spec"
         }
 
         test "overlay: an upper array replaces the lower one whatever their lengths; other keys survive" {

@@ -11,6 +11,7 @@ let all =
         OptimizerTests.tests
         GrowthRunTests.tests
         EngineTests.tests
+        DenseKindTests.tests
     ]
 
 [<EntryPoint>]

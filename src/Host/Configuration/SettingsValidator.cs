@@ -75,8 +75,13 @@ public static partial class SettingsValidator
             Check("Growth:Strategy", settings.Growth.Strategy, catalogue.GetStrategy);
         var layers = settings.Model.Layers;
         for (var i = 0; i < layers.Count; i++)
-            if (!string.IsNullOrWhiteSpace(layers[i].Kind))
-                Check($"Model:Layers:{i}:Kind", layers[i].Kind, catalogue.GetLayerKind);
+        {
+            if (string.IsNullOrWhiteSpace(layers[i].Kind)) continue;
+            Check($"Model:Layers:{i}:Kind", layers[i].Kind, catalogue.GetLayerKind);
+            if (catalogue.LayerKinds.TryGetValue(layers[i].Kind, out var kind))
+                foreach (var problem in kind.Validate(layers[i]))
+                    errors.Add($"Model:Layers:{i}: {problem}");
+        }
     }
 
     static string Show(object? value) => value switch

@@ -26,6 +26,8 @@ public sealed class FixtureStrategy : IGrowthStrategy
 public sealed class FixtureLayerKind : ILayerKind
 {
     public string Name => "fixture-kind";
+    public IReadOnlyList<string> Validate(LayerSpec spec) =>
+        spec.Activation == "fixture-bad" ? ["Activation 'fixture-bad' is refused by fixture-kind: use any other."] : [];
     public IGrowableLayer Create(LayerSpec spec, int inputWidth, torch.Device device, torch.ScalarType dtype, torch.Generator? generator) =>
         throw new NotSupportedException("fixture: discovered and resolved only");
     public JunctionRows Rows(IGrowableLayer a, IGrowableLayer b, torch.Tensor aInput, torch.Tensor bInput, torch.Tensor gradB) =>
