@@ -77,13 +77,14 @@ let main argv =
             let events = time "grow junction 0 (γ search)" (fun () -> Growth.growJunction net 0 proposals[0] hx hy)
             printfn "  %A" events
         0
-    | [ "stats-ratio" ] | [ "stats-ratio"; _ ] ->
+    | "stats-ratio" :: widths ->
         // Cost of the statistics pass and of the solves, as ratios of one plain training epoch over
-        // the same samples, at the default experiment's largest widths. Both sides run in this process.
-        let width = if argv.Length > 1 then int argv[1] else 256
+        // the same samples, at the given hidden widths (default: the default experiment's final
+        // 239/85). Both sides run in this process, alternated 3 times; medians are reported.
+        let widths = if widths.IsEmpty then [ 239; 85 ] else widths |> List.map int
         use data = loadFashion ()
         use generator = new torch.Generator (1UL)
-        use net = Network.Build (kinds, model [ width; width ] "selu", data.InputShape, data.Classes, torch.CPU, torch.ScalarType.Float32, generator)
+        use net = Network.Build (kinds, model widths "tanh", data.InputShape, data.Classes, torch.CPU, torch.ScalarType.Float32, generator)
         let optimizer = Sgd ((fun () -> net.Parameters), 0.9, 0.0) :> IOptimizer
         let n = data.Train.Count
         let time f = let sw = Stopwatch.StartNew () in f (); sw.Elapsed.TotalSeconds
@@ -93,20 +94,32 @@ let main argv =
                 use scope = torch.NewDisposeScope ()
                 let x, y = Training.batch data.Train order b (min 128L (n - b))
                 Training.trainStep net optimizer 0.01 x y |> ignore
-        epoch () // warm-up
-        let train = time epoch
-        let mutable stats: JunctionStatistics[] = [||]
-        let pass = time (fun () -> stats <- Growth.statisticsPass net data.Train.Inputs data.Train.Labels 1024L)
         let strategy = TinyStrategy () :> IGrowthStrategy
-        let solve =
-            time (fun () ->
-                for j in 0 .. net.JunctionCount - 1 do
-                    use p = strategy.Propose (GrowthRequest (stats[j], net.Layers[j], net.Layers[j + 1], 16, GrowthOptions (), generator))
-                    ())
-        printfn "widths %d/%d, %d samples" width width n
-        printfn "training epoch (batch 128): %8.2f s" train
-        printfn "statistics pass (all junctions, batch 1024): %8.2f s  ratio %.2f" pass (pass / train)
-        printfn "solves (δ, N, S2^-1/2, SVD; %d junctions): %8.3f s  ratio %.3f" net.JunctionCount solve (solve / train)
+        let passAndSolve () =
+            let stats = Growth.statisticsPass net data.Train.Inputs data.Train.Labels 1024L
+            let solve =
+                time (fun () ->
+                    for j in 0 .. net.JunctionCount - 1 do
+                        use p = strategy.Propose (GrowthRequest (stats[j], net.Layers[j], net.Layers[j + 1], 32, GrowthOptions (), generator))
+                        ())
+            stats |> Array.iter (fun s -> s.Dispose ())
+            solve
+        epoch () // warm-up
+        let runs =
+            [ for _ in 1 .. 3 ->
+                let train = time epoch
+                let mutable solve = 0.0
+                let pass = time (fun () -> solve <- passAndSolve ())
+                train, pass - solve, solve ]
+        let median xs = xs |> List.sort |> List.item (List.length xs / 2)
+        let train = median [ for t, _, _ in runs -> t ]
+        let pass = median [ for _, p, _ in runs -> p ]
+        let solve = median [ for _, _, s in runs -> s ]
+        let ratio = median [ for t, p, _ in runs -> p / t ]
+        printfn "widths %s, %d samples (medians of 3 alternated runs)" (String.Join ("/", widths)) n
+        printfn "training epoch (batch 128):                   %6.2f s" train
+        printfn "statistics pass (all junctions, batch 1024):  %6.2f s   ratio to the epoch %.2f" pass ratio
+        printfn "solves (δ, N, S2^-1/2, SVD; %d junctions):     %6.3f s   ratio to the epoch %.3f" net.JunctionCount solve (solve / train)
         0
     | _ ->
         eprintfn "usage: TinyGrow.Bench compare [ACTIVATION EPOCHS] | stats-ratio [WIDTH] | step-profile | smoke ACTIVATION EPOCHS THRESHOLD STEPS"
