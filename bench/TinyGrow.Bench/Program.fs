@@ -31,7 +31,8 @@ let main argv =
         let s = engine.Run (data, model [ 1; 1 ] activation, TrainingOptions (Epochs = int epochs), GrowthOptions (RelativeThreshold = float threshold, StepsPerEpoch = int steps), torch.CPU, dir, Threading.CancellationToken.None)
         printfn "%A" s
         for l in File.ReadLines (Path.Combine (dir, "metrics.jsonl")) do
-            if l.Contains "epoch\":" && not (l.Contains "\"added\":0") then printfn "%s" l
+            // Epoch lines, and the growth lines that added neurons.
+            if l.Contains "\"event\":\"epoch\"" || (l.Contains "\"event\":\"growth\"" && not (l.Contains "\"added\":0,")) then printfn "%s" l
         0
     | "compare" :: rest ->
         // The default experiment's growth next to a fixed network of the grown widths, same epochs,

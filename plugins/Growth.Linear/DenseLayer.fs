@@ -38,9 +38,6 @@ type DenseLayer(weight: Tensor, bias: Tensor option, activation: string) =
         | Some _ -> fit (t.narrow (1L, 0L, d - 1L)) t.shape[0] cols, Some (t.narrow(1L, d - 1L, 1L).flatten ())
         | None -> fit t t.shape[0] cols, None
 
-    member _.Weight = w :> Tensor
-    member _.Bias = b |> Option.map (fun p -> p :> Tensor)
-
     interface IGrowableLayer with
         member _.Kind = "dense"
         member _.InputWidth = int w.shape[1]

@@ -24,10 +24,10 @@ type TinyStrategy() =
             let stats, options = request.Statistics, request.Options
             let update = Bottleneck.existingWeightsUpdate stats options.EigenCutoff
             use n = Bottleneck.projectedN stats update.Delta
-            let all = Bottleneck.neuronDirections stats.S2 n options.EigenCutoff true
-            // λ_k² is neuron k's share of the first-order decrease; a share below EigenCutoff·tr E
+            let all = Bottleneck.neuronDirections stats.S2 n (Bottleneck.effectiveCutoff options.EigenCutoff stats stats.S2.shape[0]) true
+            // λ_k² is neuron k's share of the first-order decrease; a share below NoiseFloor·tr E
             // (E: the whole desired update) is rounding noise, even when it is λ_1 itself.
-            let floor = sqrt (options.EigenCutoff * stats.TraceE)
+            let floor = sqrt (options.NoiseFloor * stats.TraceE)
             let real = all.Lambdas |> Array.takeWhile (fun l -> l > floor)
             let k = TinyStrategy.SelectCount real options.RelativeThreshold request.MaxNeurons
             let chosen = Bottleneck.take k all

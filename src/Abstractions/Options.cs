@@ -61,8 +61,11 @@ public sealed class GrowthOptions
     [Range(1, 100_000)] public int NeuronsPerStep { get; set; } = 32;
     /// <summary>A direction k is kept only if λ_k ≥ RelativeThreshold·λ_1.</summary>
     [Range(0.0, 1.0)] public double RelativeThreshold { get; set; } = 0.01;
+    /// <summary>A proposed neuron k is kept only if its share of the first-order decrease, λ_k², exceeds
+    /// NoiseFloor·tr(E) (E: the whole desired update): below that it is rounding noise, even as λ_1.</summary>
+    [Range(0.0, 1.0)] public double NoiseFloor { get; set; } = 1e-10;
     /// <summary>Eigenvalues below EigenCutoff·λmax are dropped in pseudo-inverses (relative, never absolute).</summary>
-    [Range(0.0, 1.0)] public double EigenCutoff { get; set; } = 1e-10;
+    [Range(1e-15, 1.0)] public double EigenCutoff { get; set; } = 1e-10;
     /// <summary>Also apply the best update δ of existing weights (W_B ← W_B − γ²δ).</summary>
     public bool UseDelta { get; set; } = true;
     /// <summary>"all": every junction each step; "best": the junction with the largest predicted decrease per added parameter.</summary>

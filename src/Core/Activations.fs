@@ -20,8 +20,10 @@ let apply (name: string) (z: torch.Tensor) : torch.Tensor =
     | "identity" -> z.alias ()
     | other -> unknown other
 
-/// σ′(0⁺): ReLU and SELU are not differentiable at 0; growth starts from a zero-amplitude
-/// neuron whose pre-activation grows from 0 on the side where the neuron is active.
+/// σ′(0⁺), the slope in the first-order prediction γ²(Δ + σ′(0)Σλ²). Exact to first order for
+/// smooth σ (tanh, GELU, identity); for ReLU and SELU, which bend at 0, a new neuron's output is
+/// σ(γαᵀb̃), not σ′(0⁺)·γαᵀb̃, on samples where αᵀb̃ < 0, so there the prediction is a heuristic
+/// and the γ line search on the real loss decides.
 let slopeAtZero (name: string) =
     match name with
     | "relu" -> 1.0

@@ -20,10 +20,16 @@ type ExistingWeightsUpdate =
       /// tr(E) − Δ ≥ 0 (up to rounding).
       Bottleneck: float }
 
+/// The relative eigenvalue cutoff for a D×D statistic: the configured one, but never below D times
+/// the unit roundoff in which the statistic was formed (the usual numerical-rank tolerance):
+/// directions under it are rounding, and S2^{-1/2} would amplify them into huge weights.
+let effectiveCutoff (configured: float) (stats: JunctionStatistics) (size: int64) =
+    max configured (float size * stats.UnitRoundoff)
+
 let existingWeightsUpdate (stats: JunctionStatistics) (cutoff: float) : ExistingWeightsUpdate =
-    use sPinv = pinvPsd stats.S cutoff
+    use sPinv = pinvPsd stats.S (effectiveCutoff cutoff stats stats.S.shape[0])
     use sPinvM = sPinv.mm stats.M
-    let decrease = (stats.M * sPinvM).sum().item<float> ()
+    let decrease = (use product = stats.M * sPinvM in product.sum().ToDouble ())
     { Delta = sPinvM.t().contiguous ()
       Decrease = decrease
       Bottleneck = stats.TraceE - decrease }
@@ -55,7 +61,7 @@ let neuronDirections (s2: Tensor) (n: Tensor) (cutoff: float) (whiten: bool) : N
     use ru = r.mm u
     { FanIn = (ru * sq.unsqueeze 0L).t().contiguous ()
       FanOut = v * sq.unsqueeze 0L
-      Lambdas = s.data<float>().ToArray () }
+      Lambdas = (use onCpu = s.cpu () in onCpu.data<float>().ToArray ()) }
 
 /// The first K directions (rows of FanIn, columns of FanOut).
 let take (k: int) (d: NeuronDirections) : NeuronDirections =
@@ -71,4 +77,5 @@ let take (k: int) (d: NeuronDirections) : NeuronDirections =
 let crossTerm (stats: JunctionStatistics) (delta: Tensor) (d: NeuronDirections) : float =
     use pdt = stats.P.mm (delta.t ())
     use a = d.FanIn.mm pdt
-    (a * d.FanOut.t ()).sum().item<float> ()
+    use terms = a * d.FanOut.t ()
+    terms.sum().ToDouble ()

@@ -50,7 +50,7 @@ type GrowthEngine(layerKinds: IReadOnlyDictionary<string, ILayerKind>, strategy:
         let n = train.Count
         let statsCount = min (int64 growth.StatisticsSamples) (n / 2L)
         let heldCount = min (int64 growth.GammaSearchSamples) (n - statsCount)
-        let pick = torch.randperm(n, generator = generator).``to`` train.Labels.device
+        let pick = torch.randperm(n, generator = generator).``to`` train.Labels.device // in the step's scope
         let select (start: int64) (count: int64) =
             let idx = pick.narrow (0L, start, count)
             train.Inputs.index_select (0L, idx), train.Labels.index_select (0L, idx)
@@ -84,19 +84,22 @@ type GrowthEngine(layerKinds: IReadOnlyDictionary<string, ILayerKind>, strategy:
         let optimizer = makeOptimizer training net
         use log = new RunLog (Path.Combine (runDirectory, "metrics.jsonl"))
         let n = data.Train.Count
+        if growing && n < 2L then
+            invalidArg "data" $"Growth needs at least 2 training samples (statistics and γ search use disjoint ones); {data.Name} has {n}."
         let batchSize = int64 training.BatchSize
         let batchesPerEpoch = int ((n + batchSize - 1L) / batchSize)
         let totalSteps = int64 training.Epochs * int64 batchesPerEpoch
         let mutable step = 0L
         let mutable growthSeconds = 0.0
         let mutable lastProgress = Stopwatch.StartNew ()
+        let mutable finalAccuracy = 0.0
         logger.LogInformation ("Training on {Dataset} ({Train} train / {Test} test) on {Device}; widths {Widths}, {Parameters} parameters; strategy {Strategy}",
                                data.Name, n, data.Test.Count, device.``type``, String.Join ("/", net.HiddenWidths), net.ParameterCount,
                                (match growingWith with Some s -> s.Name | None -> "none (fixed widths)"))
         for epoch in 1 .. training.Epochs do
             cancellation.ThrowIfCancellationRequested ()
             let growthPoints = if growing then Schedule.growthBatches growth epoch batchesPerEpoch else Set.empty
-            use order = torch.randperm(n, generator = generator).``to`` device
+            use order = (use onCpu = torch.randperm (n, generator = generator) in onCpu.``to`` device)
             let mutable lossSum = 0.0
             for b in 0 .. batchesPerEpoch - 1 do
                 if growthPoints.Contains b then
@@ -115,15 +118,15 @@ type GrowthEngine(layerKinds: IReadOnlyDictionary<string, ILayerKind>, strategy:
                     lastProgress <- Stopwatch.StartNew ()
             let trainLoss = lossSum / float batchesPerEpoch
             let testLoss, testAccuracy = Training.evaluate net data.Test
+            finalAccuracy <- testAccuracy
             log.Write ("epoch",
                 [ "epoch", box epoch; "train_loss", box trainLoss; "test_loss", box testLoss; "test_accuracy", box testAccuracy
                   "parameters", box net.ParameterCount; "widths", box net.HiddenWidths; "seconds", box clock.Elapsed.TotalSeconds ])
             logger.LogInformation ("epoch {Epoch}/{Epochs}: train loss {TrainLoss:f4}, test accuracy {Accuracy:p2}, widths {Widths}, {Parameters} parameters, {Seconds:f0} s",
                                    epoch, training.Epochs, trainLoss, testAccuracy, String.Join ("/", net.HiddenWidths), net.ParameterCount, clock.Elapsed.TotalSeconds)
-        let _, testAccuracy = Training.evaluate net data.Test
         ModelFile.save net runDirectory
         let summary =
-            { TestAccuracy = testAccuracy
+            { TestAccuracy = finalAccuracy
               Parameters = net.ParameterCount
               Widths = net.HiddenWidths
               Seconds = clock.Elapsed.TotalSeconds

@@ -109,6 +109,7 @@ type GrowthEvent =
 
 /// Loss on the held-out samples with the candidate (j, proposal, γ) applied, then undone.
 let candidateLoss (net: Network) (j: int) (proposal: NeuronProposal) (heldX: torch.Tensor) (heldY: torch.Tensor) (gamma: float) =
+    use scope = torch.NewDisposeScope () // the candidate's temporaries go with it
     let applied = apply net j proposal gamma
     try Training.meanLoss net heldX heldY
     finally undo applied
@@ -139,6 +140,14 @@ let private addedParameters (net: Network) (j: int) (k: int) =
     let a, b = net.Layers[j], net.Layers[j + 1]
     int64 k * int64 (a.InputWidth + (if a.HasBias then 1 else 0) + b.OutputWidth)
 
+/// Selection "best": the largest first-order decrease from new neurons per added parameter, among
+/// proposals that add neurons (δ adds no parameters and would win any ratio); δ alone only when
+/// no junction proposes a neuron. `added j k` is the parameter count of k neurons at junction j.
+let bestProposal (added: int -> int -> int64) (proposals: (int * NeuronProposal) list) : int * NeuronProposal =
+    let adding = proposals |> List.filter (fun (_, p) -> p.Count > 0)
+    if adding.IsEmpty then proposals |> List.maxBy (fun (_, p) -> p.PredictedDecrease 1.0)
+    else adding |> List.maxBy (fun (j, p) -> p.ActivationSlope * Array.sum p.NeuronScores / float (added j p.Count))
+
 /// One growth step over the junctions chosen by options.Selection. Statistics come from
 /// (statsX, statsY), γ is searched on the disjoint (heldX, heldY).
 let step (net: Network) (strategy: IGrowthStrategy) (options: GrowthOptions) (generator: torch.Generator | null)
@@ -146,25 +155,42 @@ let step (net: Network) (strategy: IGrowthStrategy) (options: GrowthOptions) (ge
     let growable = [ for j in 0 .. net.JunctionCount - 1 do if room net j > 0 then yield j ]
     if growable.IsEmpty then []
     else
-        let stats = statisticsPass net statsX statsY 1024L
-        try
-            let propose j =
-                let a, b = net.Layers[j], net.Layers[j + 1]
-                strategy.Propose (GrowthRequest (stats[j], a, b, min options.NeuronsPerStep (room net j), options, generator))
-            match options.Selection with
-            | "best" ->
-                let proposals = growable |> List.map (fun j -> j, propose j)
+        let pass () = statisticsPass net statsX statsY 1024L
+        let release (stats: JunctionStatistics[]) = stats |> Array.iter (fun s -> s.Dispose ())
+        let propose (stats: JunctionStatistics[]) j =
+            let a, b = net.Layers[j], net.Layers[j + 1]
+            strategy.Propose (GrowthRequest (stats[j], a, b, min options.NeuronsPerStep (room net j), options, generator))
+        match options.Selection with
+        | "best" ->
+            let stats = pass ()
+            try
+                let proposals = growable |> List.map (fun j -> j, propose stats j)
                 try
-                    let score (j, p: NeuronProposal) = p.PredictedDecrease 1.0 / float (max 1L (addedParameters net j p.Count))
-                    let j, best = proposals |> List.maxBy score
+                    let j, best = bestProposal (fun j k -> addedParameters net j k) proposals
                     [ growJunction net j best heldX heldY ]
                 finally
                     proposals |> List.iter (fun (_, p) -> p.Dispose ())
-            | _ ->
-                // Junctions in order; a later junction's α was computed before an earlier one added
-                // inputs to its A layer: the layer gives those inputs zero weight (first order unchanged).
+            finally
+                release stats
+        | _ ->
+            // Junctions in order. Once a junction has changed the network, the statistics of the
+            // next ones are taken again: they must describe the network being grown, or the
+            // prediction and the measured decrease of the later junctions are not comparable.
+            let mutable stats = None
+            try
                 [ for j in growable do
-                    use proposal = propose j
-                    yield growJunction net j proposal heldX heldY ]
-        finally
-            stats |> Array.iter (fun s -> s.Dispose ())
+                    let current =
+                        match stats with
+                        | Some s -> s
+                        | None ->
+                            let s = pass ()
+                            stats <- Some s
+                            s
+                    use proposal = propose current j
+                    let event = growJunction net j proposal heldX heldY
+                    if event.Gamma > 0.0 then
+                        release current
+                        stats <- None
+                    yield event ]
+            finally
+                stats |> Option.iter release

@@ -13,7 +13,7 @@ let eighKept (a: Tensor) (cutoff: float) : Tensor * Tensor =
     let struct (values, vectors) = torch.linalg.eigh sym
     use values = values
     use vectors = vectors
-    let lmax = if values.numel () = 0L then 0.0 else values.max().item<float> ()
+    let lmax = if values.numel () = 0L then 0.0 else (use m = values.max () in m.ToDouble ())
     let threshold = max (cutoff * lmax) 0.0
     use above = values.gt (threshold.ToScalar ())
     use keep = torch.nonzero(above).flatten ()

@@ -35,7 +35,8 @@ let save (net: Network) (directory: string) =
     writeAtomically (Path.Combine (directory, "model.bin")) (fun s ->
         use w = new BinaryWriter (s)
         for p in net.Parameters do
-            use cpu = p.detach().cpu ()
+            use detached = p.detach ()
+            use cpu = detached.cpu ()
             cpu.Save w |> ignore)
 
 /// Reads model.bin back into a network of the same architecture (for evaluation or a restart).

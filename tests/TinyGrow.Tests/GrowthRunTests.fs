@@ -18,8 +18,6 @@ let private teacherData () =
     let x = x64.to_type f32
     use _ = torch.no_grad ()
     use logits = teacher.Forward x
-    // A random teacher's logits are small: scale up its first layer's effect by using 3·x as input
-    // would change the task; argmax is scale-free, so the labels are fine as they are.
     x, logits.argmax 1L
 
 let private train (net: Network) (optimizer: IOptimizer) (x: torch.Tensor) (y: torch.Tensor) (epochs: int) =

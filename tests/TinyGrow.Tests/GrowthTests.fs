@@ -220,4 +220,20 @@ let tests =
                         yield $"{name}: γ = {gamma} gives decrease {loss0 - loss}, the grid's best is {loss0 - bestOnGrid}" ]
             Expect.isEmpty shortfalls $"the search keeps at least half of the grid's best decrease: %A{shortfalls}"
         }
+    
+        test "selection best: decrease per added parameter among neuron proposals; δ alone never wins over neurons" {
+            let proposal (k: int) (deltaDecrease: float) (scores: float[]) =
+                new NeuronProposal (torch.zeros (int64 k, 3L), torch.zeros (2L, int64 k), TinyGrow.Core.LinearAlgebra.Null.none,
+                                    deltaDecrease, scores, 1.0, 0.0)
+            let added (j: int) (k: int) = int64 k * (if j = 0 then 100L else 10L)
+            use onlyDelta = proposal 0 5.0 [||]
+            use wide = proposal 2 0.1 [| 0.3; 0.2 |]   // 0.5 over 200 parameters
+            use narrow = proposal 1 0.0 [| 0.1 |]      // 0.1 over 10 parameters: better per parameter
+            let j, _ = Growth.bestProposal added [ 0, wide; 1, narrow; 2, onlyDelta ]
+            Expect.equal j 1 "the best decrease per added parameter, not the δ-only junction"
+            use a = proposal 0 5.0 [||]
+            use b = proposal 0 1.0 [||]
+            let j, _ = Growth.bestProposal added [ 0, b; 1, a ]
+            Expect.equal j 1 "no neurons anywhere: the largest δ decrease"
+        }
     ]

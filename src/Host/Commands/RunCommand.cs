@@ -144,7 +144,9 @@ public sealed class RunCommand(TinyGrowSettings settings, PluginCatalogue catalo
                     "Use --Device=cpu or --Device=auto, or on a GPU host build with -p:TorchBackend=cuda.";
             return ExitCodes.BadConfiguration;
         }
-        var index = requested.Length > 5 ? int.Parse(requested[5..], CultureInfo.InvariantCulture) : 0;
+        var index = 0;
+        if (requested.Length > 5 && !int.TryParse(requested[5..], NumberStyles.None, CultureInfo.InvariantCulture, out index))
+            index = int.MaxValue; // more digits than any host has devices: reported just below
         if (index >= torch.cuda.device_count())
         {
             error = $"Device = '{requested}' but this host has {torch.cuda.device_count()} CUDA device(s). Use cuda:0 … cuda:{torch.cuda.device_count() - 1}.";
