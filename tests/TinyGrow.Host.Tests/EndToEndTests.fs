@@ -1,0 +1,67 @@
+/// `run` end to end with the shipped plugins (as built into artifacts/tinygrow/plugins) on small
+/// generated MNIST files: discovered, used, and the run folder holds what the README promises.
+module TinyGrow.Host.Tests.EndToEndTests
+
+open System
+open System.IO
+open System.Text.Json
+open Expecto
+open Microsoft.Extensions.Logging.Abstractions
+open TinyGrow.Host
+open TinyGrow.Host.Commands
+open TinyGrow.Host.Tests.TestUtil
+
+/// artifacts/tinygrow/plugins of this checkout (the tests run from tests/<project>/bin/<config>/net10.0/).
+let private shippedPlugins =
+    Path.GetFullPath(Path.Combine(AppContext.BaseDirectory, "..", "..", "..", "..", "..", "artifacts", "tinygrow", "plugins"))
+
+let private bigEndian (value: int) =
+    let b = BitConverter.GetBytes value
+    if BitConverter.IsLittleEndian then Array.Reverse b
+    b
+
+/// IDX files of n random 28×28 images and labels 0..9 in `folder`.
+let private writeMnist (folder: string) (prefix: string) (n: int) (seed: int) =
+    let rng = Random seed
+    let pixels = Array.zeroCreate<byte> (n * 28 * 28)
+    rng.NextBytes pixels
+    let labels = Array.init n (fun i -> byte (i % 10))
+    File.WriteAllBytes(Path.Combine(folder, prefix + "-images-idx3-ubyte"),
+                      Array.concat [ bigEndian 0x803; bigEndian n; bigEndian 28; bigEndian 28; pixels ])
+    File.WriteAllBytes(Path.Combine(folder, prefix + "-labels-idx1-ubyte"),
+                      Array.concat [ bigEndian 0x801; bigEndian n; labels ])
+
+let tests =
+    testList "end to end" [
+        test "run with the shipped plugins grows a network and writes config, metrics and model" {
+            Expect.isTrue (Directory.Exists shippedPlugins) $"shipped plugins built at {shippedPlugins}"
+            use data = new TempFolder()
+            let mnist = Directory.CreateDirectory(data.File "mnist").FullName
+            writeMnist mnist "train" 60 1
+            writeMnist mnist "t10k" 20 2
+            let _, catalogue = discover [ shippedPlugins ]
+            let runs = data.File "runs"
+            let settings =
+                settingsFrom [
+                    "Dataset:Name", "mnist"; "Dataset:Root", data.Path
+                    "Model:Layers:0:Kind", "dense"; "Model:Layers:0:Width", "1"; "Model:Layers:0:MaxWidth", "6"
+                    "Model:Layers:0:Activation", "tanh"
+                    "Growth:Strategy", "tiny"; "Growth:StepsPerEpoch", "2"; "Growth:UntilEpoch", "1"
+                    "Growth:StatisticsSamples", "30"; "Growth:GammaSearchSamples", "30"
+                    "Training:Epochs", "2"; "Training:BatchSize", "20"
+                    "Device", "cpu"; "Output:Directory", runs; "Output:RunId", "e2e" ]
+            let exit =
+                RunCommand(settings, catalogue, NullLoggerFactory.Instance, TimeProvider.System).ExecuteAsync(Threading.CancellationToken.None)
+                |> Async.AwaitTask |> Async.RunSynchronously
+            Expect.equal exit ExitCodes.Ok "exit code 0"
+            let run = Path.Combine(runs, "e2e")
+            Expect.isFalse (Directory.Exists(run + ".partial")) "the .partial folder was renamed"
+            for file in [ "config.json"; "metrics.jsonl"; "model.json"; "model.bin" ] do
+                Expect.isTrue (File.Exists(Path.Combine(run, file))) $"{file} written"
+            let config = JsonDocument.Parse(File.ReadAllText(Path.Combine(run, "config.json"))).RootElement
+            Expect.equal (config.GetProperty("Growth").GetProperty("Strategy").GetString()) "tiny" "config.json is the resolved configuration"
+            let lines = File.ReadAllLines(Path.Combine(run, "metrics.jsonl")) |> Array.map (fun l -> JsonDocument.Parse(l).RootElement)
+            let kinds = lines |> Array.map (fun e -> e.GetProperty("event").GetString()) |> Array.distinct |> Array.sort
+            Expect.equal kinds [| "epoch"; "final"; "growth" |] "epoch, growth and final events"
+        }
+    ]
