@@ -8,10 +8,12 @@ open TorchSharp
 open TorchSharp.Modules
 open TinyGrow.Abstractions
 
-/// Statistics of every junction over (x, y): per batch one forward and one backward of the *sum*
-/// of the loss (so that g is a per-sample gradient), then GEMM sums.
-let statisticsPass (net: Network) (x: torch.Tensor) (y: torch.Tensor) (batchSize: int64) : JunctionStatistics[] =
-    let accumulators = Array.init net.JunctionCount (fun _ -> Statistics.JunctionAccumulator ())
+/// Statistics of junctions first .. J−1 over (x, y) (element i is junction first + i): per batch one
+/// forward and one backward of the *sum* of the loss (so that g is a per-sample gradient), then
+/// GEMM sums. Starting later skips the earlier junctions' products (the first junction's S2, the
+/// input covariance, is the largest of all).
+let statisticsPassFrom (first: int) (net: Network) (x: torch.Tensor) (y: torch.Tensor) (batchSize: int64) : JunctionStatistics[] =
+    let accumulators = Array.init (net.JunctionCount - first) (fun _ -> Statistics.JunctionAccumulator ())
     let n = x.shape[0]
     let mutable start = 0L
     while start < n do
@@ -20,13 +22,17 @@ let statisticsPass (net: Network) (x: torch.Tensor) (y: torch.Tensor) (batchSize
         let xb, yb = x.narrow (0L, start, count), y.narrow (0L, start, count)
         let inputs, preActivations = net.ForwardRecording xb
         let loss = torch.nn.functional.cross_entropy (preActivations[preActivations.Length - 1], yb, reduction = torch.nn.Reduction.Sum)
-        let grads = torch.autograd.grad ([| loss |], preActivations[1..])
+        let grads = torch.autograd.grad ([| loss |], preActivations[first + 1 ..])
         use _ = torch.no_grad ()
-        for j in 0 .. net.JunctionCount - 1 do
-            use rows = net.Kinds[j + 1].Rows (net.Layers[j], net.Layers[j + 1], inputs[j], inputs[j + 1], grads[j])
-            accumulators[j].Add rows
+        for j in first .. net.JunctionCount - 1 do
+            use rows = net.Kinds[j + 1].Rows (net.Layers[j], net.Layers[j + 1], inputs[j], inputs[j + 1], grads[j - first])
+            accumulators[j - first].Add rows
         start <- start + count
     accumulators |> Array.map (fun a -> a.Finish ())
+
+/// Statistics of every junction (element j is junction j).
+let statisticsPass (net: Network) (x: torch.Tensor) (y: torch.Tensor) (batchSize: int64) : JunctionStatistics[] =
+    statisticsPassFrom 0 net x y batchSize
 
 /// Parameters replaced by an applied candidate: load them back to undo it, dispose them to commit.
 type AppliedCandidate = { Replaced: (IGrowableLayer * Parameter[]) list }
@@ -155,14 +161,15 @@ let step (net: Network) (strategy: IGrowthStrategy) (options: GrowthOptions) (ge
     let growable = [ for j in 0 .. net.JunctionCount - 1 do if room net j > 0 then yield j ]
     if growable.IsEmpty then []
     else
-        let pass () = statisticsPass net statsX statsY 1024L
-        let release (stats: JunctionStatistics[]) = stats |> Array.iter (fun s -> s.Dispose ())
-        let propose (stats: JunctionStatistics[]) j =
+        // Statistics of junctions first.. as (first, array indexed by j − first).
+        let pass first = first, statisticsPassFrom first net statsX statsY 1024L
+        let release (_, stats: JunctionStatistics[]) = stats |> Array.iter (fun s -> s.Dispose ())
+        let propose (first: int, stats: JunctionStatistics[]) j =
             let a, b = net.Layers[j], net.Layers[j + 1]
-            strategy.Propose (GrowthRequest (stats[j], a, b, min options.NeuronsPerStep (room net j), options, generator))
+            strategy.Propose (GrowthRequest (stats[j - first], a, b, min options.NeuronsPerStep (room net j), options, generator))
         match options.Selection with
         | "best" ->
-            let stats = pass ()
+            let stats = pass growable.Head
             try
                 let proposals = growable |> List.map (fun j -> j, propose stats j)
                 try
@@ -183,7 +190,7 @@ let step (net: Network) (strategy: IGrowthStrategy) (options: GrowthOptions) (ge
                         match stats with
                         | Some s -> s
                         | None ->
-                            let s = pass ()
+                            let s = pass j
                             stats <- Some s
                             s
                     use proposal = propose current j

@@ -114,7 +114,12 @@ let tests =
                 Expect.isEmpty (statsClose whole[j] sevens[j] 1e-13) $"junction {j}: batches of 7"
                 Expect.isEmpty (statsClose whole[j] thirties[j] 1e-13) $"junction {j}: batches of 30"
                 Expect.equal sevens[j].Samples 100L "samples"
-            for s in Array.concat [ whole; sevens; thirties ] do s.Dispose ()
+            // Starting at junction 1 (the pass retaken after junction 0 grew) gives junction 1's
+            // statistics alone, the same ones.
+            let fromOne = Growth.statisticsPassFrom 1 net x y 30L
+            Expect.equal fromOne.Length 1 "junctions 1.. only"
+            Expect.isEmpty (statsClose whole[1] fromOne[0] 1e-13) "junction 1 from statisticsPassFrom 1"
+            for s in Array.concat [ whole; sevens; thirties; fromOne ] do s.Dispose ()
         }
 
         test "hand rows added in several uneven batches equal one batch" {
