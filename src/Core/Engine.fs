@@ -63,9 +63,12 @@ type GrowthEngine(layerKinds: IReadOnlyDictionary<string, ILayerKind>, strategy:
                 [ "epoch", box epoch; "junction", box e.Junction; "added", box e.Added; "width", box e.Width
                   "gamma", box e.Gamma; "predicted_decrease", box e.PredictedDecrease
                   "measured_decrease", box e.MeasuredDecrease; "bottleneck", box e.Bottleneck ])
-            if e.Added > 0 then
-                logger.LogDebug ("Growth: junction {Junction} +{Added} → width {Width}, γ={Gamma:g3}, predicted {Predicted:g3}, measured {Measured:g3}",
-                                 e.Junction, e.Added, e.Width, e.Gamma, e.PredictedDecrease, e.MeasuredDecrease)
+            logger.LogDebug ("Growth: junction {Junction} +{Added} → width {Width}, γ={Gamma:g3}, predicted {Predicted:g3}, measured {Measured:g3}, bottleneck {Bottleneck:g3}",
+                             e.Junction, e.Added, e.Width, e.Gamma, e.PredictedDecrease, e.MeasuredDecrease, e.Bottleneck)
+        let added = events |> List.sumBy (fun e -> e.Added)
+        if added > 0 then
+            logger.LogInformation ("epoch {Epoch}: grew {Added} neurons → widths {Widths}, loss on held-out samples −{Decrease:g3}",
+                                   epoch, added, String.Join ("/", net.HiddenWidths), events |> List.sumBy (fun e -> e.MeasuredDecrease))
 
     member _.Run
         (
