@@ -47,14 +47,21 @@ let main argv =
             let dir = Directory.CreateTempSubdirectory("tinygrow-compare-").FullName
             let engine = GrowthEngine (kinds, strategy, NullLogger.Instance)
             let growth = GrowthOptions ()
-            engine.Run (data, model widths activation, TrainingOptions (Epochs = epochs), growth, torch.CPU, dir, Threading.CancellationToken.None)
+            let summary = engine.Run (data, model widths activation, TrainingOptions (Epochs = epochs), growth, torch.CPU, dir, Threading.CancellationToken.None)
+            summary, dir
         // Same seed, so each repetition gives the same networks and accuracies; only the seconds vary
         // (a shared, noisy machine): 3 alternated repetitions, medians.
-        let pairs =
+        let runs =
             [ for _ in 1 .. 3 ->
-                let grown = run (TinyStrategy ()) [ 1; 1 ]
-                let fixedNet = run null (List.ofArray grown.Widths)
-                grown, fixedNet ]
+                let grown, grownDir = run (TinyStrategy ()) [ 1; 1 ]
+                let fixedNet, fixedDir = run null (List.ofArray grown.Widths)
+                (grown, fixedNet), (grownDir, fixedDir) ]
+        let pairs = runs |> List.map fst
+        let grownDir, fixedDir = snd runs.Head
+        Directory.CreateDirectory "docs" |> ignore
+        Plots.accuracyAndSize "docs/compare" "Fashion-MNIST: grown from 1/1 (tiny) vs fixed at the grown widths"
+            [ "grown from 1/1", grownDir; "fixed", fixedDir ]
+        printfn "figures: docs/compare-accuracy.png, docs/compare-parameters.png"
         let median xs = xs |> List.sort |> List.item (List.length xs / 2)
         let grown, fixedNet = pairs.Head
         let seconds pick = median [ for p in pairs -> (pick p: RunSummary).Seconds ]
