@@ -61,11 +61,15 @@ type Network(layers: IGrowableLayer[], kinds: ILayerKind[], specs: LayerSpec[]) 
         let specs = Array.append hidden [| output |]
         let mutable inputWidth = int (Array.fold (*) 1L inputShape)
         let built = ResizeArray ()
-        for spec in specs do
-            let kind = kindOf spec.Kind
-            let layer = kind.Create (spec, inputWidth, device, dtype, generator)
-            built.Add (layer, kind)
-            inputWidth <- layer.OutputWidth
+        try
+            for spec in specs do
+                let kind = kindOf spec.Kind
+                let layer = kind.Create (spec, inputWidth, device, dtype, generator)
+                built.Add (layer, kind)
+                inputWidth <- layer.OutputWidth
+        with _ ->
+            for layer, _ in built do layer.Dispose ()
+            reraise ()
         new Network (built |> Seq.map fst |> Seq.toArray, built |> Seq.map snd |> Seq.toArray, specs)
 
     interface IDisposable with

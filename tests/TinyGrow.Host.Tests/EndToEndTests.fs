@@ -11,9 +11,25 @@ open TinyGrow.Host
 open TinyGrow.Host.Commands
 open TinyGrow.Host.Tests.TestUtil
 
-/// artifacts/tinygrow/plugins of this checkout (the tests run from tests/<project>/bin/<config>/net10.0/).
-let private shippedPlugins =
-    Path.GetFullPath(Path.Combine(AppContext.BaseDirectory, "..", "..", "..", "..", "..", "artifacts", "tinygrow", "plugins"))
+/// artifacts/tinygrow of this checkout (the tests run from tests/<project>/bin/<config>/net10.0/).
+let private app = Path.GetFullPath(Path.Combine(AppContext.BaseDirectory, "..", "..", "..", "..", "..", "artifacts", "tinygrow"))
+let private shippedPlugins = Path.Combine(app, "plugins")
+
+/// Runs the built application `dotnet artifacts/tinygrow/tinygrow.dll args` in `workingDirectory`;
+/// returns (exit code, standard error).
+let private runApp (workingDirectory: string) (args: string list) =
+    let info = Diagnostics.ProcessStartInfo("dotnet", WorkingDirectory = workingDirectory, RedirectStandardError = true, RedirectStandardOutput = true)
+    info.ArgumentList.Add(Path.Combine(app, "tinygrow.dll"))
+    for a in args do info.ArgumentList.Add a
+    use p =
+        match Diagnostics.Process.Start info with
+        | null -> failwith "could not start dotnet"
+        | p -> p
+    let stdout = p.StandardOutput.ReadToEndAsync()
+    let stderr = p.StandardError.ReadToEnd()
+    if not (p.WaitForExit 120_000) then p.Kill true
+    stdout.Wait()
+    p.ExitCode, stderr
 
 let private bigEndian (value: int) =
     let b = BitConverter.GetBytes value
@@ -63,5 +79,22 @@ let tests =
             let lines = File.ReadAllLines(Path.Combine(run, "metrics.jsonl")) |> Array.map (fun l -> JsonDocument.Parse(l).RootElement)
             let kinds = lines |> Array.map (fun e -> e.GetProperty("event").GetString()) |> Array.distinct |> Array.sort
             Expect.equal kinds [| "epoch"; "final"; "growth" |] "epoch, growth and final events"
+        }
+    
+        test "the built application (its own TorchSharp natives and plugins) runs and exits 0; bad configuration exits 2" {
+            use data = new TempFolder()
+            let mnist = Directory.CreateDirectory(data.File "mnist").FullName
+            writeMnist mnist "train" 40 3
+            writeMnist mnist "t10k" 10 4
+            let code, stderr =
+                runApp data.Path [ "run"; "--Dataset:Name=mnist"; $"--Dataset:Root={data.Path}"; "--Training:Epochs=1"; "--Training:BatchSize=20"
+                                   "--Growth:StatisticsSamples=20"; "--Growth:GammaSearchSamples=20"; "--Device=cpu"
+                                   "--Output:Directory=runs"; "--Output:RunId=app" ]
+            Expect.equal code ExitCodes.Ok $"exit 0 (stderr: {stderr})"
+            Expect.isTrue (File.Exists(Path.Combine(data.Path, "runs", "app", "metrics.jsonl"))) "metrics written in the working directory's runs/"
+            let bad, message = runApp data.Path [ "run"; "--Training:Epochs=0"; "--Output:Directory=runs2" ]
+            Expect.equal bad ExitCodes.BadConfiguration "exit 2"
+            Expect.stringContains message "Training:Epochs" "the message names the key"
+            Expect.isFalse (Directory.Exists(Path.Combine(data.Path, "runs2"))) "nothing written"
         }
     ]
