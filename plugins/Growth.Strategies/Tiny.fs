@@ -26,8 +26,9 @@ type TinyStrategy() =
             use n = Bottleneck.projectedN stats update.Delta
             let all = Bottleneck.neuronDirections stats.S2 n (Bottleneck.effectiveCutoff options.EigenCutoff stats stats.S2.shape[0]) true
             // λ_k² is neuron k's share of the first-order decrease; a share below NoiseFloor·tr E
-            // (E: the whole desired update) is rounding noise, even when it is λ_1 itself.
-            let floor = sqrt (options.NoiseFloor * stats.TraceE)
+            // (E: the whole desired update), or below the statistics' rounding level, is noise,
+            // even when it is λ_1 itself.
+            let floor = sqrt (max options.NoiseFloor (Bottleneck.roundingLevel stats stats.S2.shape[0]) * stats.TraceE)
             let real = all.Lambdas |> Array.takeWhile (fun l -> l > floor)
             let k = TinyStrategy.SelectCount real options.RelativeThreshold request.MaxNeurons
             let chosen = Bottleneck.take k all

@@ -6,10 +6,12 @@ namespace TinyGrow.Abstractions;
 /// Second-order statistics of a junction, divided by the number of samples n (DESIGN §4), float64:
 /// S = Σbbᵀ/n (D1×D1), M = Σbgᵀ/n (D1×out), S2 = Σb̃b̃ᵀ/n (D2×D2), M2 = Σb̃gᵀ/n (D2×out),
 /// P = Σb̃bᵀ/n (D2×D1), TraceE = Σ|g|²/n. <c>UnitRoundoff</c> is that of the dtype in which the per-batch
-/// products were formed (2⁻²⁴ for float32 rows, 2⁻⁵³ for float64): eigen-directions of S or S2
-/// below ~D·UnitRoundoff·λmax are rounding, whatever the configured cutoff.
+/// products were formed (2⁻²⁴ for float32 rows, 2⁻⁵³ for float64) and <c>RowsPerProduct</c> the most
+/// rows one such product summed: eigen-directions of S or S2 below ~(D + √rows)·UnitRoundoff·λmax are
+/// rounding, whatever the configured cutoff.
 /// </summary>
-public sealed record JunctionStatistics(Tensor S, Tensor M, Tensor S2, Tensor M2, Tensor P, double TraceE, long Samples, double UnitRoundoff) : IDisposable
+public sealed record JunctionStatistics(Tensor S, Tensor M, Tensor S2, Tensor M2, Tensor P, double TraceE, long Samples,
+                                        double UnitRoundoff, long RowsPerProduct) : IDisposable
 {
     /// <inheritdoc />
     public void Dispose() { S.Dispose(); M.Dispose(); S2.Dispose(); M2.Dispose(); P.Dispose(); }

@@ -43,7 +43,9 @@ public interface IGrowableLayer : IDisposable
     Tensor[] UpdateExisting(Tensor delta, double scale);
     /// <summary>Replaces the parameter tensors (same order and count as <see cref="Parameters"/>), taking ownership of
     /// <paramref name="values"/>. The previous parameters are not disposed: the caller keeps them to undo a
-    /// candidate (by loading them back) or disposes them.</summary>
+    /// candidate (by loading them back) or disposes them. Callers may have a dispose scope open (a candidate
+    /// is tried inside one): the layer must detach the parameters it keeps from it
+    /// (<c>DetachFromDisposeScope</c>), or the network's weights would be freed with the candidate.</summary>
     void Load(IReadOnlyList<Tensor> values);
 }
 

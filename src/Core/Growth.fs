@@ -76,9 +76,10 @@ let commit (applied: AppliedCandidate) =
         snapshot |> Array.iter (fun p -> p.Dispose ())
 
 /// γ search on a √2 grid: γ = 0 is always a choice (it means "add nothing now"). From γ = 1 the
-/// search goes up while the loss keeps falling (never capped at 1); if γ = 1 is no better than
-/// γ = 0 it goes down until the loss falls below the loss at 0, then on down while it keeps
-/// falling (the first γ below L(0) can hold a small part of the available decrease).
+/// search goes up while the loss keeps falling (never capped at 1), or, if γ = √2 is no better,
+/// down while it keeps falling; if γ = 1 is no better than γ = 0 it goes down until the loss falls
+/// below the loss at 0, then on down while it keeps falling (the first γ below L(0) can hold a
+/// small part of the available decrease).
 /// Returns (γ, loss at γ, loss at 0).
 let lineSearch (lossAt: float -> float) (maxSteps: int) : float * float * float =
     let factor = sqrt 2.0
@@ -92,6 +93,8 @@ let lineSearch (lossAt: float -> float) (maxSteps: int) : float * float * float 
     let l1 = lossAt 1.0
     if l1 < l0 then
         let gamma, loss = follow factor 1.0 l1 0
+        // Stopped at 1: the best γ may lie below it (L(1) barely under L(0)).
+        let gamma, loss = if gamma = 1.0 then follow (1.0 / factor) 1.0 l1 0 else gamma, loss
         gamma, loss, l0
     else
         let rec down gamma k =
@@ -196,8 +199,8 @@ let step (net: Network) (strategy: IGrowthStrategy) (options: GrowthOptions) (ge
                     use proposal = propose current j
                     let event = growJunction net j proposal heldX heldY
                     if event.Gamma > 0.0 then
-                        release current
                         stats <- None
+                        release current
                     yield event ]
             finally
                 stats |> Option.iter release

@@ -8,7 +8,7 @@ open TinyGrow.Abstractions
 
 type private Sums =
     { S: torch.Tensor; M: torch.Tensor; S2: torch.Tensor; M2: torch.Tensor; P: torch.Tensor
-      mutable TraceE: float; mutable Samples: int64; mutable UnitRoundoff: float }
+      mutable TraceE: float; mutable Samples: int64; mutable UnitRoundoff: float; mutable RowsPerProduct: int64 }
 
 /// Unit roundoff of a floating dtype (products formed per batch in float32 carry its rounding into
 /// the float64 sums).
@@ -16,7 +16,8 @@ let unitRoundoff (dtype: torch.ScalarType) =
     match dtype with
     | torch.ScalarType.Float64 -> 1.1102230246251565e-16
     | torch.ScalarType.Float32 -> 5.960464477539063e-08
-    | _ -> 4.8828125e-4 // float16 / bfloat16 (bfloat16: 3.9e-3) — coarse, but never finer than it is
+    | torch.ScalarType.Float16 -> 4.8828125e-4
+    | _ -> 3.90625e-3 // bfloat16, and anything coarser we do not expect
 
 /// Sums of b bᵀ, b gᵀ, b̃ b̃ᵀ, b̃ gᵀ, b̃ bᵀ and |g|² over every row added.
 type JunctionAccumulator() =
@@ -36,7 +37,7 @@ type JunctionAccumulator() =
                     let t = torch.zeros ([| r; c |], dtype = torch.ScalarType.Float64, device = b.device)
                     t.DetachFromDisposeScope ()
                 let d1, d2, out = b.shape[1], bt.shape[1], g.shape[1]
-                let s = { S = z d1 d1; M = z d1 out; S2 = z d2 d2; M2 = z d2 out; P = z d2 d1; TraceE = 0.0; Samples = 0L; UnitRoundoff = 0.0 }
+                let s = { S = z d1 d1; M = z d1 out; S2 = z d2 d2; M2 = z d2 out; P = z d2 d1; TraceE = 0.0; Samples = 0L; UnitRoundoff = 0.0; RowsPerProduct = 0L }
                 sums <- Some s
                 s
         use scope = torch.NewDisposeScope ()
@@ -48,6 +49,7 @@ type JunctionAccumulator() =
         s.TraceE <- s.TraceE + (f64 g).square().sum().item<float> ()
         s.Samples <- s.Samples + rows.Samples
         s.UnitRoundoff <- max s.UnitRoundoff (unitRoundoff b.dtype)
+        s.RowsPerProduct <- max s.RowsPerProduct b.shape[0]
 
     /// Statistics divided by the number of samples; the accumulator's tensors are handed over.
     member _.Finish() : JunctionStatistics =
@@ -57,4 +59,4 @@ type JunctionAccumulator() =
             let n = float s.Samples
             sums <- None
             let div (t: torch.Tensor) = t.div_ (n.ToScalar ())
-            new JunctionStatistics(div s.S, div s.M, div s.S2, div s.M2, div s.P, s.TraceE / n, s.Samples, s.UnitRoundoff)
+            new JunctionStatistics(div s.S, div s.M, div s.S2, div s.M2, div s.P, s.TraceE / n, s.Samples, s.UnitRoundoff, s.RowsPerProduct)

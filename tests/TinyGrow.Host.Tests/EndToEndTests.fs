@@ -27,7 +27,9 @@ let private runApp (workingDirectory: string) (args: string list) =
         | p -> p
     let stdout = p.StandardOutput.ReadToEndAsync()
     let stderr = p.StandardError.ReadToEnd()
-    if not (p.WaitForExit 120_000) then p.Kill true
+    if not (p.WaitForExit 120_000) then
+        p.Kill true
+        p.WaitForExit ()
     stdout.Wait()
     p.ExitCode, stderr
 
@@ -79,6 +81,9 @@ let tests =
             let lines = File.ReadAllLines(Path.Combine(run, "metrics.jsonl")) |> Array.map (fun l -> JsonDocument.Parse(l).RootElement)
             let kinds = lines |> Array.map (fun e -> e.GetProperty("event").GetString()) |> Array.distinct |> Array.sort
             Expect.equal kinds [| "epoch"; "final"; "growth" |] "epoch, growth and final events"
+            let final = lines[lines.Length - 1]
+            let widths = [| for w in final.GetProperty("widths").EnumerateArray() -> w.GetInt32() |]
+            Expect.isGreaterThan widths[0] 1 "the hidden layer grew from 1"
         }
     
         test "the built application (its own TorchSharp natives and plugins) runs and exits 0; bad configuration exits 2" {

@@ -203,12 +203,14 @@ let tests =
             Expect.equal loss loss0 "loss at 0 returned"
         }
 
-        test "lineSearch below 1 keeps most of the available decrease (optimum 0.36)" {
-            // Two unimodal shapes with their optimum at 0.36: a quadratic in γ, and the growth
-            // regime L = L0 − Pγ² + Qγ⁴ (first-order decrease, second-order penalty).
+        test "lineSearch below 1 keeps most of the available decrease (optima 0.36 and 0.72)" {
+            // Unimodal shapes with their optimum below 1: a quadratic in γ, and the growth regime
+            // L = L0 − Pγ² + Qγ⁴ (first-order decrease, second-order penalty). At 0.72, L(1) is just
+            // below L(0), so a search that only goes up from 1 stops there with 14 % of the decrease.
             let shapes =
-                [ "quadratic", (fun (g: float) -> (g - 0.36) ** 2.0)
-                  "quartic", (fun (g: float) -> 1.0 - g * g + (g ** 4.0) / (2.0 * 0.36 * 0.36)) ]
+                [ for opt in [ 0.36; 0.72 ] do
+                    yield $"quadratic {opt}", (fun (g: float) -> (g - opt) ** 2.0)
+                    yield $"quartic {opt}", (fun (g: float) -> 1.0 - g * g + (g ** 4.0) / (2.0 * opt * opt)) ]
             let shortfalls =
                 [ for name, lossAt in shapes do
                     let gamma, loss, loss0 = Growth.lineSearch lossAt 24
@@ -235,5 +237,26 @@ let tests =
             use b = proposal 0 1.0 [||]
             let j, _ = Growth.bestProposal added [ 0, b; 1, a ]
             Expect.equal j 1 "no neurons anywhere: the largest δ decrease"
+        }
+    
+        test "selection all: once a junction has grown, the next one is proposed from statistics of the grown network" {
+            // A spy around tiny records, for each request, the size of b̃ in the statistics and the
+            // A layer's input width (+ bias) at that moment: they agree only if the statistics were
+            // retaken after junction 0 widened junction 1's A layer.
+            let seen = ResizeArray<int * int64 * int> ()
+            let spy =
+                { new IGrowthStrategy with
+                    member _.Name = "spy"
+                    member _.Propose request =
+                        seen.Add (seen.Count, request.Statistics.S2.shape[0], request.A.InputWidth + 1)
+                        tiny.Propose request }
+            use net = mlp 401L f64 6 [ 1; 1 ] "tanh" 3
+            use x = randn 402L 200L 6L
+            use y = labels 403L 200L 3L
+            let events = Growth.step net spy (GrowthOptions (NeuronsPerStep = 3)) null x y x y
+            Expect.isGreaterThan events.[0].Added 0 "junction 0 grew (else this test shows nothing)"
+            Expect.equal seen.Count 2 "one proposal per junction"
+            for _, d2, inputs in seen do
+                Expect.equal d2 (int64 inputs) "b̃ of the statistics = A's current inputs + bias"
         }
     ]
