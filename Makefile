@@ -12,9 +12,12 @@ ARGS ?=
 build:
 	$(DOTNET) build Plugins.sln -c $(CONFIG) -nologo -clp:NoSummary -v minimal
 
-# Fashion-MNIST comes from Debian's dataset-fashion-mnist package when no copy is in data/.
+# Fashion-MNIST comes from Debian's dataset-fashion-mnist package unless data/fashion-mnist/ holds
+# all four IDX files (raw or .gz), which is where Dataset:Root=data looks first.
+FASHION_FILES := train-images-idx3-ubyte train-labels-idx1-ubyte t10k-images-idx3-ubyte t10k-labels-idx1-ubyte
 data:
-	@if [ -f data/fashion-mnist/train-images-idx3-ubyte.gz ] || [ -f data/fashion-mnist/train-images-idx3-ubyte ] || [ -f $(FASHION_MNIST)/train-images-idx3-ubyte.gz ]; then \
+	@complete() { for f in $(FASHION_FILES); do [ -f "$$1/$$f" ] || [ -f "$$1/$$f.gz" ] || return 1; done; }; \
+	if complete data/fashion-mnist || complete $(FASHION_MNIST); then \
 	  echo "Fashion-MNIST found."; \
 	else \
 	  echo "Installing Debian package dataset-fashion-mnist (Fashion-MNIST into $(FASHION_MNIST))"; \
