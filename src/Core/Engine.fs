@@ -45,7 +45,7 @@ type GrowthEngine(layerKinds: IReadOnlyDictionary<string, ILayerKind>, strategy:
         | _ -> Sgd ((fun () -> net.Parameters), training.Momentum, training.WeightDecay)
 
     /// One growth step: statistics and held-out samples drawn from the training split, disjoint.
-    let grow (net: Network) (optimizer: IOptimizer) (growth: GrowthOptions) (train: DataSplit) (generator: torch.Generator) (log: RunLog) (epoch: int) =
+    let grow (net: Network) (optimizer: IOptimizer) (growth: GrowthOptions) (train: DataSplit) (generator: torch.Generator) (log: RunLog) (board: TensorBoardLog) (epoch: int) =
         use scope = torch.NewDisposeScope ()
         let n = train.Count
         let statsCount = min (int64 growth.StatisticsSamples) (n / 2L)
@@ -58,6 +58,7 @@ type GrowthEngine(layerKinds: IReadOnlyDictionary<string, ILayerKind>, strategy:
         let heldX, heldY = select statsCount heldCount
         let events = Growth.step net growingWith.Value growth generator statsX statsY heldX heldY
         optimizer.AfterGrowth ()
+        board.Growth events
         for e in events do
             log.Write ("growth",
                 [ "epoch", box epoch; "junction", box e.Junction; "added", box e.Added; "width", box e.Width
@@ -86,6 +87,7 @@ type GrowthEngine(layerKinds: IReadOnlyDictionary<string, ILayerKind>, strategy:
         use net = Network.Build (layerKinds, model, data.InputShape, data.Classes, device, torch.ScalarType.Float32, generator)
         let optimizer = makeOptimizer training net
         use log = new RunLog (Path.Combine (runDirectory, "metrics.jsonl"))
+        let board = TensorBoardLog runDirectory
         let n = data.Train.Count
         if growing && n < 2L then
             invalidArg "data" $"Growth needs at least 2 training samples (statistics and γ search use disjoint ones); {data.Name} has {n}."
@@ -107,7 +109,7 @@ type GrowthEngine(layerKinds: IReadOnlyDictionary<string, ILayerKind>, strategy:
             for b in 0 .. batchesPerEpoch - 1 do
                 if growthPoints.Contains b then
                     let t = Stopwatch.StartNew ()
-                    grow net optimizer growth data.Train generator log epoch
+                    grow net optimizer growth data.Train generator log board epoch
                     growthSeconds <- growthSeconds + t.Elapsed.TotalSeconds
                 cancellation.ThrowIfCancellationRequested ()
                 use scope = torch.NewDisposeScope ()
@@ -122,6 +124,7 @@ type GrowthEngine(layerKinds: IReadOnlyDictionary<string, ILayerKind>, strategy:
             let trainLoss = lossSum / float batchesPerEpoch
             let testLoss, testAccuracy = Training.evaluate net data.Test
             finalAccuracy <- testAccuracy
+            board.Epoch (epoch, trainLoss, testLoss, testAccuracy, net.ParameterCount, net.HiddenWidths)
             log.Write ("epoch",
                 [ "epoch", box epoch; "train_loss", box trainLoss; "test_loss", box testLoss; "test_accuracy", box testAccuracy
                   "parameters", box net.ParameterCount; "widths", box net.HiddenWidths; "seconds", box clock.Elapsed.TotalSeconds ])

@@ -75,7 +75,10 @@ let tests =
                 Expect.isTrue (File.Exists (Path.Combine (dir, "model.json")) && File.Exists (Path.Combine (dir, "model.bin"))) "model written"
                 let layers = JsonDocument.Parse(File.ReadAllText (Path.Combine (dir, "model.json"))).RootElement.GetProperty "layers"
                 let savedWidths = [| for l in layers.EnumerateArray () -> l.GetProperty("output_width").GetInt32 () |]
-                Expect.equal savedWidths (Array.append summary.Widths [| 3 |]) "model.json has the final widths")
+                Expect.equal savedWidths (Array.append summary.Widths [| 3 |]) "model.json has the final widths"
+                let events = Directory.GetFiles (Path.Combine (dir, "tensorboard"), "events.out.tfevents.*", SearchOption.AllDirectories)
+                Expect.isNonEmpty events "a TensorBoard event file"
+                Expect.isGreaterThan (FileInfo(events[0]).Length) 100L "holding the scalars")
         }
 
         test "with no strategy the widths stay fixed and no growth line is written" {
