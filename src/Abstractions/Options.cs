@@ -68,8 +68,9 @@ public sealed class GrowthOptions
     [Range(1e-15, 1.0)] public double EigenCutoff { get; set; } = 1e-10;
     /// <summary>Also apply the best update δ of existing weights (W_B ← W_B − γ²δ).</summary>
     public bool UseDelta { get; set; } = true;
-    /// <summary>"all": every junction each step; "best": the junction with the largest predicted decrease per added parameter.</summary>
-    [RegularExpression("^(all|best)$")] public string Selection { get; set; } = "all";
+    /// <summary>"all": every junction each step; "best": the junction with the largest predicted decrease per added
+    /// parameter; "roundrobin": one junction per step, in turn.</summary>
+    [RegularExpression("^(all|best|roundrobin)$")] public string Selection { get; set; } = "all";
 }
 
 /// <summary>Section "Output".</summary>

@@ -45,7 +45,7 @@ type GrowthEngine(layerKinds: IReadOnlyDictionary<string, ILayerKind>, strategy:
         | _ -> Sgd ((fun () -> net.Parameters), training.Momentum, training.WeightDecay)
 
     /// One growth step: statistics and held-out samples drawn from the training split, disjoint.
-    let grow (net: Network) (optimizer: IOptimizer) (growth: GrowthOptions) (train: DataSplit) (generator: torch.Generator) (log: RunLog) (board: TensorBoardLog) (epoch: int) =
+    let grow (net: Network) (optimizer: IOptimizer) (growth: GrowthOptions) (train: DataSplit) (generator: torch.Generator) (log: RunLog) (board: TensorBoardLog) (epoch: int) (stepIndex: int) =
         use scope = torch.NewDisposeScope ()
         let n = train.Count
         let statsCount = min (int64 growth.StatisticsSamples) (n / 2L)
@@ -56,7 +56,7 @@ type GrowthEngine(layerKinds: IReadOnlyDictionary<string, ILayerKind>, strategy:
             train.Inputs.index_select (0L, idx), train.Labels.index_select (0L, idx)
         let statsX, statsY = select 0L statsCount
         let heldX, heldY = select statsCount heldCount
-        let events = Growth.step net growingWith.Value growth generator statsX statsY heldX heldY
+        let events = Growth.step net growingWith.Value growth generator stepIndex statsX statsY heldX heldY
         optimizer.AfterGrowth ()
         board.Growth events
         for e in events do
@@ -96,6 +96,7 @@ type GrowthEngine(layerKinds: IReadOnlyDictionary<string, ILayerKind>, strategy:
         let totalSteps = int64 training.Epochs * int64 batchesPerEpoch
         let mutable step = 0L
         let mutable growthSeconds = 0.0
+        let mutable growthSteps = 0
         let mutable lastProgress = Stopwatch.StartNew ()
         let mutable finalAccuracy = 0.0
         logger.LogInformation ("Training on {Dataset} ({Train} train / {Test} test) on {Device}; widths {Widths}, {Parameters} parameters; strategy {Strategy}",
@@ -109,7 +110,8 @@ type GrowthEngine(layerKinds: IReadOnlyDictionary<string, ILayerKind>, strategy:
             for b in 0 .. batchesPerEpoch - 1 do
                 if growthPoints.Contains b then
                     let t = Stopwatch.StartNew ()
-                    grow net optimizer growth data.Train generator log board epoch
+                    grow net optimizer growth data.Train generator log board epoch growthSteps
+                    growthSteps <- growthSteps + 1
                     growthSeconds <- growthSeconds + t.Elapsed.TotalSeconds
                 cancellation.ThrowIfCancellationRequested ()
                 use scope = torch.NewDisposeScope ()

@@ -157,9 +157,10 @@ let bestProposal (added: int -> int -> int64) (proposals: (int * NeuronProposal)
     if adding.IsEmpty then proposals |> List.maxBy (fun (_, p) -> p.PredictedDecrease 1.0)
     else adding |> List.maxBy (fun (j, p) -> p.ActivationSlope * Array.sum p.NeuronScores / float (added j p.Count))
 
-/// One growth step over the junctions chosen by options.Selection. Statistics come from
-/// (statsX, statsY), γ is searched on the disjoint (heldX, heldY).
-let step (net: Network) (strategy: IGrowthStrategy) (options: GrowthOptions) (generator: torch.Generator | null)
+/// Growth step `stepIndex` (0, 1, …) over the junctions chosen by options.Selection: "all" of them
+/// in order, the "best" one, or one in turn ("roundrobin"). Statistics come from (statsX, statsY),
+/// γ is searched on the disjoint (heldX, heldY).
+let step (net: Network) (strategy: IGrowthStrategy) (options: GrowthOptions) (generator: torch.Generator | null) (stepIndex: int)
          (statsX: torch.Tensor) (statsY: torch.Tensor) (heldX: torch.Tensor) (heldY: torch.Tensor) : GrowthEvent list =
     let growable = [ for j in 0 .. net.JunctionCount - 1 do if room net j > 0 then yield j ]
     if growable.IsEmpty then []
@@ -182,13 +183,14 @@ let step (net: Network) (strategy: IGrowthStrategy) (options: GrowthOptions) (ge
                     proposals |> List.iter (fun (_, p) -> p.Dispose ())
             finally
                 release stats
-        | _ ->
+        | selection ->
+            let chosen = if selection = "roundrobin" then [ growable[stepIndex % growable.Length] ] else growable
             // Junctions in order. Once a junction has changed the network, the statistics of the
             // next ones are taken again: they must describe the network being grown, or the
             // prediction and the measured decrease of the later junctions are not comparable.
             let mutable stats = None
             try
-                [ for j in growable do
+                [ for j in chosen do
                     let current =
                         match stats with
                         | Some s -> s

@@ -45,8 +45,8 @@ let private growingRun (hidden: int list) (selection: string) =
     train fixedStudent fixedOptimizer x y 5
     let events = ResizeArray ()
     let losses = ResizeArray [ Training.meanLoss student x y ]
-    for _ in 1 .. 4 do
-        events.AddRange (Growth.step student tiny opts null statsX statsY heldX heldY)
+    for stepIndex in 0 .. 3 do
+        events.AddRange (Growth.step student tiny opts null stepIndex statsX statsY heldX heldY)
         optimizer.AfterGrowth ()
         train student optimizer x y 3
         train fixedStudent fixedOptimizer x y 3
@@ -67,16 +67,21 @@ let private checkRun (hidden: int list) (selection: string) =
     Expect.isLessThan after before "the loss after the growth steps is below the loss before"
     // A student that grew must do better than the same student trained as long at its start widths.
     Expect.isLessThan after fixedLoss "growing beats staying at the start widths"
+    events
 
 let tests =
     testList "growth run" [
         test "a width-1 student (one hidden layer) grows on a teacher task, loss falls across growth steps" {
-            checkRun [ 1 ] "all"
+            checkRun [ 1 ] "all" |> ignore
         }
         test "a 1-1 student (two hidden layers, every junction each step) grows and its loss falls" {
-            checkRun [ 1; 1 ] "all"
+            checkRun [ 1; 1 ] "all" |> ignore
         }
         test "a 1-1 student grown with Selection = best grows and its loss falls" {
-            checkRun [ 1; 1 ] "best"
+            checkRun [ 1; 1 ] "best" |> ignore
+        }
+        test "a 1-1 student grown with Selection = roundrobin grows both junctions in turn" {
+            let events = checkRun [ 1; 1 ] "roundrobin"
+            Expect.equal [ for e in events -> e.Junction ] [ 0; 1; 0; 1 ] "one junction per step, in turn"
         }
     ]

@@ -253,7 +253,7 @@ let tests =
             use net = mlp 401L f64 6 [ 1; 1 ] "tanh" 3
             use x = randn 402L 200L 6L
             use y = labels 403L 200L 3L
-            let events = Growth.step net spy (GrowthOptions (NeuronsPerStep = 3)) null x y x y
+            let events = Growth.step net spy (GrowthOptions (NeuronsPerStep = 3)) null 0 x y x y
             Expect.isGreaterThan events.[0].Added 0 "junction 0 grew (else this test shows nothing)"
             Expect.equal seen.Count 2 "one proposal per junction"
             for _, d2, inputs in seen do
