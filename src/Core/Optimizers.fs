@@ -29,6 +29,17 @@ module private StateTensors =
         t.DetachFromDisposeScope () |> ignore
         t
 
+    /// Calls `update i p g` for every parameter that has a gradient, without autograd and with one
+    /// dispose scope per parameter; g includes the L2 weight decay λ·w.
+    let forEachGradient (ps: Parameter[]) (weightDecay: float) (update: int -> Parameter -> torch.Tensor -> unit) =
+        use _ = torch.no_grad ()
+        for i in 0 .. ps.Length - 1 do
+            match ps[i].grad with
+            | null -> ()
+            | g ->
+                use scope = torch.NewDisposeScope ()
+                update i ps[i] (if weightDecay > 0.0 then g + ps[i] * weightDecay else g)
+
 type IOptimizer =
     /// One update of every parameter that has a gradient.
     abstract Step: learningRate: float -> unit
@@ -47,16 +58,11 @@ type Sgd(parameters: unit -> Parameter[], momentum: float, weightDecay: float) =
         member _.Step lr =
             let ps = parameters ()
             ensure ps
-            use _ = torch.no_grad ()
-            for i in 0 .. ps.Length - 1 do
-                match ps[i].grad with
-                | null -> ()
-                | g ->
-                    use d = if weightDecay > 0.0 then g + ps[i] * weightDecay else g.alias ()
-                    if momentum > 0.0 then
-                        buffers[i].mul_(momentum.ToScalar ()).add_ d |> ignore
-                        ps[i].sub_ (buffers[i] * lr) |> ignore
-                    else ps[i].sub_ (d * lr) |> ignore
+            StateTensors.forEachGradient ps weightDecay (fun i p g ->
+                if momentum > 0.0 then
+                    buffers[i].mul_(momentum.ToScalar ()).add_ g |> ignore
+                    p.sub_ (buffers[i] * lr) |> ignore
+                else p.sub_ (g * lr) |> ignore)
 
         member _.AfterGrowth() =
             let ps = parameters ()
@@ -80,19 +86,13 @@ type Adam(parameters: unit -> Parameter[], beta1: float, beta2: float, eps: floa
         member _.Step lr =
             let ps = parameters ()
             ensure ps
-            use _ = torch.no_grad ()
-            for i in 0 .. ps.Length - 1 do
-                match ps[i].grad with
-                | null -> ()
-                | g ->
-                    use scope = torch.NewDisposeScope ()
-                    let g = if weightDecay > 0.0 then g + ps[i] * weightDecay else g
-                    t[i].add_ (1.0.ToScalar ()) |> ignore
-                    m[i].mul_(beta1.ToScalar ()).add_ (g * (1.0 - beta1)) |> ignore
-                    v[i].mul_(beta2.ToScalar ()).add_ (g.square () * (1.0 - beta2)) |> ignore
-                    let mHat = m[i] / (1.0 - torch.pow (beta1, t[i]))
-                    let vHat = v[i] / (1.0 - torch.pow (beta2, t[i]))
-                    ps[i].sub_ (mHat / (vHat.sqrt () + eps) * lr) |> ignore
+            StateTensors.forEachGradient ps weightDecay (fun i p g ->
+                t[i].add_ (1.0.ToScalar ()) |> ignore
+                m[i].mul_(beta1.ToScalar ()).add_ (g * (1.0 - beta1)) |> ignore
+                v[i].mul_(beta2.ToScalar ()).add_ (g.square () * (1.0 - beta2)) |> ignore
+                let mHat = m[i] / (1.0 - torch.pow (beta1, t[i]))
+                let vHat = v[i] / (1.0 - torch.pow (beta2, t[i]))
+                p.sub_ (mHat / (vHat.sqrt () + eps) * lr) |> ignore)
 
         member _.AfterGrowth() =
             let ps = parameters ()

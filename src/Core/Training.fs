@@ -23,37 +23,26 @@ let trainStep (net: Network) (optimizer: IOptimizer) (learningRate: float) (x: t
     optimizer.Step learningRate
     loss.ToDouble ()
 
-/// Mean cross-entropy and accuracy over `count` samples of `split` taken in `order` (no gradients).
-let evaluateOn (net: Network) (split: DataSplit) (order: torch.Tensor) (count: int64) (chunk: int64) =
-    use _ = torch.no_grad ()
-    let mutable lossSum = 0.0
-    let mutable correct = 0L
-    let mutable start = 0L
-    while start < count do
-        use scope = torch.NewDisposeScope ()
-        let n = min chunk (count - start)
-        let x, y = batch split order start n
-        let logits = net.Forward x
-        lossSum <- lossSum + (torch.nn.functional.cross_entropy (logits, y, reduction = torch.nn.Reduction.Sum)).ToDouble ()
-        correct <- correct + (logits.argmax(1L).eq y).sum().item<int64> ()
-        start <- start + n
-    lossSum / float count, float correct / float count
-
-/// Mean loss and accuracy over a whole split.
-let evaluate (net: Network) (split: DataSplit) =
-    use order = torch.arange (split.Count, device = split.Labels.device)
-    evaluateOn net split order split.Count 2048L
-
-/// Mean cross-entropy of the network on (x, y), in chunks, without gradients.
-let meanLoss (net: Network) (x: torch.Tensor) (y: torch.Tensor) =
+/// Mean cross-entropy and accuracy of the network on (x, y), in chunks of views (no copies),
+/// without gradients.
+let lossAndAccuracy (net: Network) (x: torch.Tensor) (y: torch.Tensor) =
     use _ = torch.no_grad ()
     let n = x.shape[0]
-    let mutable sum = 0.0
+    let mutable lossSum = 0.0
+    let mutable correct = 0L
     let mutable start = 0L
     while start < n do
         use scope = torch.NewDisposeScope ()
         let count = min 4096L (n - start)
         let logits = net.Forward (x.narrow (0L, start, count))
-        sum <- sum + (torch.nn.functional.cross_entropy (logits, y.narrow (0L, start, count), reduction = torch.nn.Reduction.Sum)).ToDouble ()
+        let labels = y.narrow (0L, start, count)
+        lossSum <- lossSum + (torch.nn.functional.cross_entropy (logits, labels, reduction = torch.nn.Reduction.Sum)).ToDouble ()
+        correct <- correct + (logits.argmax(1L).eq labels).sum().item<int64> ()
         start <- start + count
-    sum / float n
+    lossSum / float n, float correct / float n
+
+/// Mean loss and accuracy over a whole split.
+let evaluate (net: Network) (split: DataSplit) = lossAndAccuracy net split.Inputs split.Labels
+
+/// Mean cross-entropy of the network on (x, y).
+let meanLoss (net: Network) (x: torch.Tensor) (y: torch.Tensor) = fst (lossAndAccuracy net x y)
