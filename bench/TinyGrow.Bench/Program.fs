@@ -15,7 +15,8 @@ open TinyGrow.Datasets.Mnist
 let kinds = Dictionary<string, ILayerKind> (dict [ "dense", DenseKind () :> ILayerKind ]) :> IReadOnlyDictionary<_, _>
 
 let loadFashion () =
-    (MnistDatasetProvider () :> IDatasetProvider).Load ("fashion-mnist", DatasetOptions (Root = "data"), torch.CPU)
+    use downloader = new TinyGrow.Datasets.Downloads.DatasetDownloader (NullLogger<TinyGrow.Datasets.Downloads.DatasetDownloader>.Instance)
+    (MnistDatasetProvider downloader :> IDatasetProvider).Load ("fashion-mnist", DatasetOptions (Root = "data"), torch.CPU, Threading.CancellationToken.None)
 
 let model (widths: int list) (activation: string) =
     ModelOptions (Layers = ResizeArray [ for w in widths -> LayerSpec (Kind = "dense", Width = w, MaxWidth = 256, Activation = activation) ])
@@ -79,8 +80,9 @@ let main argv =
         use data = loadFashion ()
         use generator = new torch.Generator (1UL)
         use net = Network.Build (kinds, model [ 128; 128 ] "tanh", data.InputShape, data.Classes, torch.CPU, torch.ScalarType.Float32, generator)
-        let x, y = data.Train.Inputs.narrow (0L, 0L, 4096L), data.Train.Labels.narrow (0L, 0L, 4096L)
-        let hx, hy = data.Train.Inputs.narrow (0L, 4096L, 2048L), data.Train.Labels.narrow (0L, 4096L, 2048L)
+        use trainX = data.Pipeline.Inputs data.Train.Samples
+        let x, y = trainX.narrow (0L, 0L, 4096L), data.Train.Labels.narrow (0L, 0L, 4096L)
+        let hx, hy = trainX.narrow (0L, 4096L, 2048L), data.Train.Labels.narrow (0L, 4096L, 2048L)
         let time name f =
             let sw = Stopwatch.StartNew ()
             let r = f ()
@@ -105,16 +107,17 @@ let main argv =
         use net = Network.Build (kinds, model widths "tanh", data.InputShape, data.Classes, torch.CPU, torch.ScalarType.Float32, generator)
         let optimizer = Sgd ((fun () -> net.Parameters), 0.9, 0.0) :> IOptimizer
         let n = data.Train.Count
+        use trainX = data.Pipeline.Inputs data.Train.Samples
         let time f = let sw = Stopwatch.StartNew () in f (); sw.Elapsed.TotalSeconds
         let epoch () =
             use order = torch.randperm (n, generator = generator)
             for b in 0L .. 128L .. n - 1L do
                 use scope = torch.NewDisposeScope ()
-                let x, y = Training.batch data.Train order b (min 128L (n - b))
+                let x, y = Training.batch data order b (min 128L (n - b)) null
                 Training.trainStep net optimizer 0.01 x y |> ignore
         let strategy = TinyStrategy () :> IGrowthStrategy
         let passAndSolve () =
-            let stats = Growth.statisticsPass net data.Train.Inputs data.Train.Labels 1024L
+            let stats = Growth.statisticsPass net trainX data.Train.Labels 1024L
             let solve =
                 time (fun () ->
                     for j in 0 .. net.JunctionCount - 1 do

@@ -1,35 +1,72 @@
 using TinyGrow.Abstractions;
+using TinyGrow.Datasets.Downloads;
+using TinyGrow.Datasets.Images;
 using TorchSharp;
 
 namespace TinyGrow.Datasets.Mnist;
 
-/// <summary>Serves "mnist" and "fashion-mnist" from IDX files (see <see cref="MnistFileLocator"/>).</summary>
-public sealed class MnistDatasetProvider : IDatasetProvider
+/// <summary>Serves "mnist" and "fashion-mnist" from IDX files (see <see cref="MnistFileLocator"/>),
+/// downloading the published files into &lt;Root&gt;/&lt;name&gt;/ when no folder holds them.</summary>
+/// <param name="downloader">The host's shared downloader.</param>
+public sealed class MnistDatasetProvider(DatasetDownloader downloader) : IDatasetProvider
 {
     /// <summary>Folder searched last for each dataset name (a system package's location). Tests
     /// replace it so that what is installed on the machine does not change their outcome.</summary>
     public IReadOnlyDictionary<string, string> SystemFolders { get; init; } =
         MnistVariant.All.ToDictionary(v => v.Name, v => v.SystemFolder);
 
+    /// <summary>Official addresses per dataset name (tests point them at a local server).</summary>
+    public IReadOnlyDictionary<string, IReadOnlyList<string>> Addresses { get; init; } =
+        MnistVariant.All.ToDictionary(v => v.Name, v => v.Addresses);
+
     /// <inheritdoc />
     public IReadOnlyList<string> Names { get; } = MnistVariant.All.Select(v => v.Name).ToArray();
 
     /// <inheritdoc />
-    public LoadedDataset Load(string name, DatasetOptions options, torch.Device device)
+    public LoadedDataset Load(string name, DatasetOptions options, torch.Device device, CancellationToken cancellation)
     {
         var variant = MnistVariant.Find(name)
             ?? throw new DatasetException($"Dataset '{name}' is not served by the MNIST plugin (it serves {string.Join(", ", Names)}): check Dataset:Name.");
-        var files = MnistFileLocator.Locate(variant, options.Root, SystemFolders.GetValueOrDefault(variant.Name));
+        var files = LocateOrDownload(variant, options, cancellation);
         var train = LoadSplit(variant, files.TrainImages, files.TrainLabels, device);
         try
         {
             var test = LoadSplit(variant, files.TestImages, files.TestLabels, device);
-            return new LoadedDataset(variant.Name, train, test, [1, MnistVariant.Side, MnistVariant.Side], MnistVariant.Classes);
+            // No augmentation: flips and shifts change what a digit or a garment is, and the
+            // literature's MNIST numbers are without it.
+            var pipeline = new ImagePipeline([variant.Mean], [variant.Std], ImageAugmentation.None, device);
+            return new LoadedDataset(variant.Name, train, test, [1, MnistVariant.Side, MnistVariant.Side], MnistVariant.Classes, pipeline);
         }
         catch
         {
             train.Dispose();
             throw;
+        }
+    }
+
+    MnistFiles LocateOrDownload(MnistVariant variant, DatasetOptions options, CancellationToken cancellation)
+    {
+        var systemFolder = SystemFolders.GetValueOrDefault(variant.Name);
+        try
+        {
+            return MnistFileLocator.Locate(variant, options.Root, systemFolder);
+        }
+        catch (DatasetException missing) when (options.Download)
+        {
+            var folder = MnistFileLocator.SearchFolders(variant, options.Root, systemFolder)[0];
+            var addresses = DatasetDownloader.Addresses(options, Addresses.GetValueOrDefault(variant.Name) ?? variant.Addresses);
+            try
+            {
+                // Only what the download folder lacks (a file is there raw or compressed).
+                foreach (var file in variant.Published)
+                    if (!File.Exists(Path.Combine(folder, file.FileName)) && !File.Exists(Path.Combine(folder, Path.GetFileNameWithoutExtension(file.FileName))))
+                        downloader.Fetch(file, addresses, folder, options, cancellation);
+            }
+            catch (DatasetException failed)
+            {
+                throw new DatasetException($"{missing.Message} Downloading them failed: {failed.Message}", failed);
+            }
+            return MnistFileLocator.Locate(variant, options.Root, systemFolder);
         }
     }
 
@@ -43,14 +80,14 @@ public sealed class MnistDatasetProvider : IDatasetProvider
             throw new DatasetException($"{labelsPath}: {labels.Length} labels for {images.Count} images in {imagesPath}: the files do not belong together (re-download both).");
 
         using var scope = torch.NewDisposeScope();
-        // uint8 crosses to the device (a quarter of the float32 bytes); the conversion runs there.
-        using var pixels = torch.tensor(images.Pixels, [images.Count, 1, images.Rows, images.Columns], dtype: torch.uint8);
-        var inputs = pixels.to(device).to(torch.float32).div_(255f).sub_(variant.Mean).div_(variant.Std);
+        // Pixels stay uint8 on the device (a quarter of the float32 bytes); the pipeline
+        // normalises each batch.
+        var pixels = torch.tensor(images.Pixels, [images.Count, 1, images.Rows, images.Columns], dtype: torch.uint8).to(device);
         using var labelBytes = torch.tensor(labels, [labels.Length], dtype: torch.uint8);
         // Cross-entropy wants int64 class indices.
         var targets = labelBytes.to(device).to(torch.int64);
-        scope.MoveToOuter(inputs);
+        scope.MoveToOuter(pixels);
         scope.MoveToOuter(targets);
-        return new DataSplit(inputs, targets);
+        return new DataSplit(pixels, targets);
     }
 }

@@ -3,7 +3,7 @@ using TinyGrow.Abstractions;
 
 namespace TinyGrow.Datasets.Mnist;
 
-/// <summary>Registers the MNIST / Fashion-MNIST dataset provider.</summary>
+/// <summary>Registers the MNIST / Fashion-MNIST dataset provider (its downloader comes from the host).</summary>
 public sealed class MnistPluginModule : IPluginModule
 {
     /// <inheritdoc />

@@ -2,23 +2,66 @@ using TorchSharp;
 
 namespace TinyGrow.Abstractions;
 
-/// <summary>One split of a dataset, whole, on one device.</summary>
-/// <param name="Inputs">Float32 inputs, shape [n, ...InputShape], already normalised.</param>
+/// <summary>One split of a dataset, whole, on one device, in its storage form.</summary>
+/// <param name="Samples">Samples as stored, shape [n, ...]: e.g. uint8 pixels (a quarter of the
+/// float32 bytes). <see cref="LoadedDataset.Pipeline"/> turns a batch of them into network inputs.</param>
 /// <param name="Labels">Int64 class indices, shape [n].</param>
-public sealed record DataSplit(torch.Tensor Inputs, torch.Tensor Labels) : IDisposable
+public sealed record DataSplit(torch.Tensor Samples, torch.Tensor Labels) : IDisposable
 {
     /// <summary>Number of samples.</summary>
     public long Count => Labels.shape[0];
 
     /// <inheritdoc />
-    public void Dispose() { Inputs.Dispose(); Labels.Dispose(); }
+    public void Dispose() { Samples.Dispose(); Labels.Dispose(); }
+}
+
+/// <summary>Turns a batch of stored samples into float32 network inputs, on the samples' device.
+/// Called once per batch, so that the dataset stays in its compact storage form and random
+/// augmentation differs per sample and per epoch.</summary>
+public interface IInputPipeline
+{
+    /// <summary>Inputs for evaluation, statistics and γ search: deterministic (normalised only).</summary>
+    /// <param name="samples">A batch of stored samples, shape [b, ...].</param>
+    /// <returns>Float32 inputs of shape [b, ...InputShape]; a new tensor (in the caller's dispose scope).</returns>
+    torch.Tensor Inputs(torch.Tensor samples);
+
+    /// <summary>Inputs for a training step: the dataset's standard augmentation, drawn per sample
+    /// from <paramref name="generator"/> (a CPU generator: the same seed gives the same batches on
+    /// every device), then normalised. Equals <see cref="Inputs"/> when augmentation is off.</summary>
+    torch.Tensor AugmentedInputs(torch.Tensor samples, torch.Generator generator);
+}
+
+/// <summary>The pipeline of a dataset stored as ready float32 inputs: returns them unchanged.</summary>
+public sealed class StoredInputs : IInputPipeline
+{
+    /// <summary>The one instance.</summary>
+    public static readonly StoredInputs Instance = new();
+
+    StoredInputs() { }
+
+    /// <inheritdoc />
+    public torch.Tensor Inputs(torch.Tensor samples) => samples.alias();
+
+    /// <inheritdoc />
+    public torch.Tensor AugmentedInputs(torch.Tensor samples, torch.Generator generator) => samples.alias();
 }
 
 /// <summary>A dataset loaded for training.</summary>
-public sealed record LoadedDataset(string Name, DataSplit Train, DataSplit Test, long[] InputShape, int Classes) : IDisposable
+/// <param name="Name">Dataset name.</param>
+/// <param name="Train">Training split.</param>
+/// <param name="Test">Test split.</param>
+/// <param name="InputShape">Shape of one network input (after <paramref name="Pipeline"/>).</param>
+/// <param name="Classes">Number of classes.</param>
+/// <param name="Pipeline">Stored samples → network inputs; disposed with the dataset when disposable.</param>
+public sealed record LoadedDataset(string Name, DataSplit Train, DataSplit Test, long[] InputShape, int Classes, IInputPipeline Pipeline) : IDisposable
 {
     /// <inheritdoc />
-    public void Dispose() { Train.Dispose(); Test.Dispose(); }
+    public void Dispose()
+    {
+        Train.Dispose();
+        Test.Dispose();
+        (Pipeline as IDisposable)?.Dispose();
+    }
 }
 
 /// <summary>Supplies one or more named datasets.</summary>
@@ -28,9 +71,10 @@ public interface IDatasetProvider
     IReadOnlyList<string> Names { get; }
 
     /// <summary>Loads <paramref name="name"/> from <paramref name="options"/>.Root (or the provider's
-    /// known locations) onto <paramref name="device"/>. Throws <see cref="DatasetException"/> with a
-    /// message naming the file and the fix when data is missing or corrupt.</summary>
-    LoadedDataset Load(string name, DatasetOptions options, torch.Device device);
+    /// known locations, or a download when <see cref="DatasetOptions.Download"/> allows it) onto
+    /// <paramref name="device"/>. Throws <see cref="DatasetException"/> with a message naming the
+    /// file and the fix when data is missing or corrupt, and leaves no partial dataset behind.</summary>
+    LoadedDataset Load(string name, DatasetOptions options, torch.Device device, CancellationToken cancellation);
 }
 
 /// <summary>Missing or corrupt data: the message names the file and what to do.</summary>

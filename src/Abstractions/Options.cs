@@ -10,8 +10,25 @@ public sealed class DatasetOptions
 {
     /// <summary>Dataset name served by a dataset plugin, e.g. "fashion-mnist".</summary>
     [Required] public string Name { get; set; } = "fashion-mnist";
-    /// <summary>Folder searched first for the dataset's files.</summary>
+    /// <summary>Folder searched first for the dataset's files, and where downloads go.</summary>
     public string Root { get; set; } = "data";
+    /// <summary>Whether a dataset missing from disk is downloaded (once, verified against its
+    /// published checksum) into <see cref="Root"/>. Off: a missing dataset is an error that says
+    /// where to put the files.</summary>
+    public bool Download { get; set; } = true;
+    /// <summary>Base address used instead of the dataset's official one, e.g.
+    /// "http://mirror.lan/datasets/"; the official file names are appended to it.</summary>
+    [Url] public string? Mirror { get; set; }
+    /// <summary>Seconds a download may go without receiving a byte before it is abandoned.</summary>
+    [Range(1, 3600)] public int DownloadStallSeconds { get; set; } = 60;
+    /// <summary>Whether training batches get the dataset's standard augmentation (CIFAR: random
+    /// crop with zero padding and horizontal flip, drawn per sample). Datasets without a standard
+    /// augmentation (MNIST: flipping digits changes them) ignore it.</summary>
+    public bool Augment { get; set; } = true;
+    /// <summary>Zero padding, in pixels, around an image before a random crop of its own size (0: no crop).</summary>
+    [Range(0, 64)] public int CropPadding { get; set; } = 4;
+    /// <summary>Whether each training image is flipped left–right with probability ½.</summary>
+    public bool HorizontalFlip { get; set; } = true;
 }
 
 /// <summary>Section "Model": hidden layers (the output layer is added with one neuron per class).</summary>

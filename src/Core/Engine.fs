@@ -44,16 +44,17 @@ type GrowthEngine(layerKinds: IReadOnlyDictionary<string, ILayerKind>, strategy:
         | "adam" -> Adam ((fun () -> net.Parameters), 0.9, 0.999, 1e-8, training.WeightDecay)
         | _ -> Sgd ((fun () -> net.Parameters), training.Momentum, training.WeightDecay)
 
-    /// One growth step: statistics and held-out samples drawn from the training split, disjoint.
-    let grow (net: Network) (optimizer: IOptimizer) (growth: GrowthOptions) (train: DataSplit) (generator: torch.Generator) (log: RunLog) (board: TensorBoardLog) (epoch: int) (stepIndex: int) =
+    /// One growth step: statistics and held-out samples drawn from the training split, disjoint,
+    /// not augmented: the bottleneck of the data as it is, the same for a given seed.
+    let grow (net: Network) (optimizer: IOptimizer) (growth: GrowthOptions) (data: LoadedDataset) (generator: torch.Generator) (log: RunLog) (board: TensorBoardLog) (epoch: int) (stepIndex: int) =
         use scope = torch.NewDisposeScope ()
+        let train = data.Train
         let n = train.Count
         let statsCount = min (int64 growth.StatisticsSamples) (n / 2L)
         let heldCount = min (int64 growth.GammaSearchSamples) (n - statsCount)
         let pick = torch.randperm(n, generator = generator).``to`` train.Labels.device // in the step's scope
         let select (start: int64) (count: int64) =
-            let idx = pick.narrow (0L, start, count)
-            train.Inputs.index_select (0L, idx), train.Labels.index_select (0L, idx)
+            Training.select data train (pick.narrow (0L, start, count))
         let statsX, statsY = select 0L statsCount
         let heldX, heldY = select statsCount heldCount
         let events = Growth.step net growingWith.Value growth generator stepIndex statsX statsY heldX heldY
@@ -84,6 +85,9 @@ type GrowthEngine(layerKinds: IReadOnlyDictionary<string, ILayerKind>, strategy:
         let clock = Stopwatch.StartNew ()
         torch.manual_seed training.Seed |> ignore
         use generator = new torch.Generator (uint64 training.Seed)
+        // Augmentation draws from its own generator, so that switching it on or off leaves the
+        // shuffling, the initial weights and the growth samples unchanged.
+        use augmentation = new torch.Generator (uint64 training.Seed ^^^ 0x5DEECE66DUL)
         use net = Network.Build (layerKinds, model, data.InputShape, data.Classes, device, torch.ScalarType.Float32, generator)
         let optimizer = makeOptimizer training net
         use log = new RunLog (Path.Combine (runDirectory, "metrics.jsonl"))
@@ -110,13 +114,13 @@ type GrowthEngine(layerKinds: IReadOnlyDictionary<string, ILayerKind>, strategy:
             for b in 0 .. batchesPerEpoch - 1 do
                 if growthPoints.Contains b then
                     let t = Stopwatch.StartNew ()
-                    grow net optimizer growth data.Train generator log board epoch growthSteps
+                    grow net optimizer growth data generator log board epoch growthSteps
                     growthSteps <- growthSteps + 1
                     growthSeconds <- growthSeconds + t.Elapsed.TotalSeconds
                 cancellation.ThrowIfCancellationRequested ()
                 use scope = torch.NewDisposeScope ()
                 let start = int64 b * batchSize
-                let x, y = Training.batch data.Train order start (min batchSize (n - start))
+                let x, y = Training.batch data order start (min batchSize (n - start)) augmentation
                 let lr = Schedule.learningRate training step totalSteps
                 lossSum <- lossSum + Training.trainStep net optimizer lr x y
                 step <- step + 1L
@@ -124,7 +128,7 @@ type GrowthEngine(layerKinds: IReadOnlyDictionary<string, ILayerKind>, strategy:
                     logger.LogInformation ("epoch {Epoch} batch {Batch}/{Batches}, loss {Loss:f4}", epoch, b + 1, batchesPerEpoch, lossSum / float (b + 1))
                     lastProgress <- Stopwatch.StartNew ()
             let trainLoss = lossSum / float batchesPerEpoch
-            let testLoss, testAccuracy = Training.evaluate net data.Test
+            let testLoss, testAccuracy = Training.evaluate net data data.Test
             finalAccuracy <- testAccuracy
             board.Epoch (epoch, trainLoss, testLoss, testAccuracy, net.ParameterCount, net.HiddenWidths)
             log.Write ("epoch",

@@ -1,14 +1,26 @@
 /// Plain training and evaluation over whole-split tensors already on the device: batches are
-/// index_select'ed from the split, one dispose scope per batch keeps memory flat.
+/// index_select'ed from the split's stored samples and turned into inputs by the dataset's
+/// pipeline (normalisation, augmentation); one dispose scope per batch keeps memory flat.
 module TinyGrow.Core.Training
 
 open TorchSharp
 open TinyGrow.Abstractions
 
-/// Indices [start, start+count) of a permutation, as a batch of (inputs, labels).
-let batch (split: DataSplit) (order: torch.Tensor) (start: int64) (count: int64) =
+/// The samples at `idx` of a split as (network inputs, labels), without augmentation.
+let select (data: LoadedDataset) (split: DataSplit) (idx: torch.Tensor) =
+    use samples = split.Samples.index_select (0L, idx)
+    data.Pipeline.Inputs samples, split.Labels.index_select (0L, idx)
+
+/// Indices [start, start+count) of a permutation of the training split, as a training batch of
+/// (inputs, labels), augmented per sample with `augmentation` (null: no augmentation).
+let batch (data: LoadedDataset) (order: torch.Tensor) (start: int64) (count: int64) (augmentation: torch.Generator | null) =
     use idx = order.narrow (0L, start, count)
-    split.Inputs.index_select (0L, idx), split.Labels.index_select (0L, idx)
+    use samples = data.Train.Samples.index_select (0L, idx)
+    let inputs =
+        match augmentation with
+        | null -> data.Pipeline.Inputs samples
+        | generator -> data.Pipeline.AugmentedInputs (samples, generator)
+    inputs, data.Train.Labels.index_select (0L, idx)
 
 /// One SGD/Adam step on a batch; returns the batch's mean loss.
 let trainStep (net: Network) (optimizer: IOptimizer) (learningRate: float) (x: torch.Tensor) (y: torch.Tensor) =
@@ -23,9 +35,9 @@ let trainStep (net: Network) (optimizer: IOptimizer) (learningRate: float) (x: t
     optimizer.Step learningRate
     loss.ToDouble ()
 
-/// Mean cross-entropy and accuracy of the network on (x, y), in chunks of views (no copies),
-/// without gradients.
-let lossAndAccuracy (net: Network) (x: torch.Tensor) (y: torch.Tensor) =
+/// Mean cross-entropy and accuracy of the network on (inputsOf x, y), in chunks of views of x
+/// (no copies of x), without gradients.
+let private lossAndAccuracyOf (net: Network) (inputsOf: torch.Tensor -> torch.Tensor) (x: torch.Tensor) (y: torch.Tensor) =
     use _ = torch.no_grad ()
     let n = x.shape[0]
     let mutable lossSum = 0.0
@@ -34,15 +46,19 @@ let lossAndAccuracy (net: Network) (x: torch.Tensor) (y: torch.Tensor) =
     while start < n do
         use scope = torch.NewDisposeScope ()
         let count = min 4096L (n - start)
-        let logits = net.Forward (x.narrow (0L, start, count))
+        let logits = net.Forward (inputsOf (x.narrow (0L, start, count)))
         let labels = y.narrow (0L, start, count)
         lossSum <- lossSum + (torch.nn.functional.cross_entropy (logits, labels, reduction = torch.nn.Reduction.Sum)).ToDouble ()
         correct <- correct + (logits.argmax(1L).eq labels).sum().item<int64> ()
         start <- start + count
     lossSum / float n, float correct / float n
 
-/// Mean loss and accuracy over a whole split.
-let evaluate (net: Network) (split: DataSplit) = lossAndAccuracy net split.Inputs split.Labels
+/// Mean cross-entropy and accuracy of the network on inputs x and labels y.
+let lossAndAccuracy (net: Network) (x: torch.Tensor) (y: torch.Tensor) = lossAndAccuracyOf net id x y
+
+/// Mean loss and accuracy over a whole split of a dataset (no augmentation).
+let evaluate (net: Network) (data: LoadedDataset) (split: DataSplit) =
+    lossAndAccuracyOf net data.Pipeline.Inputs split.Samples split.Labels
 
 /// Mean cross-entropy of the network on (x, y).
 let meanLoss (net: Network) (x: torch.Tensor) (y: torch.Tensor) = fst (lossAndAccuracy net x y)

@@ -45,11 +45,3 @@ let writeDataset (folder: string) (compress: bool) =
     write "train-labels-idx1-ubyte" (labelsBytes trainLabels)
     write "t10k-images-idx3-ubyte" (imagesBytes testLabels.Length)
     write "t10k-labels-idx1-ubyte" (labelsBytes testLabels)
-
-/// A fresh temporary folder, deleted on Dispose.
-type TempFolder () =
-    let path = Path.Combine (Path.GetTempPath (), "tinygrow-datasets-" + Guid.NewGuid().ToString "N")
-    do Directory.CreateDirectory path |> ignore
-    member _.Path = path
-    interface IDisposable with
-        member _.Dispose () = if Directory.Exists path then Directory.Delete (path, true)

@@ -2,30 +2,24 @@
 module TinyGrow.Datasets.Tests.MnistTests
 
 open System.IO
+open System.Threading
 open Expecto
 open TorchSharp
 open TinyGrow.Abstractions
 open TinyGrow.Datasets.Mnist
+open TinyGrow.Datasets.Tests.Common
 open TinyGrow.Datasets.Tests.IdxFiles
 
-/// A provider that ignores what is installed on this machine, unless told otherwise.
+/// A provider that ignores what is installed on this machine, unless told otherwise, and never
+/// downloads (the download tests point it at a local server).
 let provider (systemFolders: (string * string) list) =
-    MnistDatasetProvider (SystemFolders = readOnlyDict systemFolders)
+    MnistDatasetProvider (downloader (), SystemFolders = readOnlyDict systemFolders)
 
 let load (p: MnistDatasetProvider) name root =
-    p.Load (name, DatasetOptions (Name = name, Root = root), torch.CPU)
+    p.Load (name, DatasetOptions (Name = name, Root = root, Download = false), torch.CPU, CancellationToken.None)
 
 /// The message of the DatasetException that `f` raises.
-let datasetError (f: unit -> unit) =
-    let message = try f (); None with :? DatasetException as e -> Some e.Message
-    match message with
-    | Some m -> m
-    | None -> failtest "expected a DatasetException"
-
 let loadError p name root = datasetError (fun () -> (load p name root).Dispose ())
-
-let expectContains (text: string) (part: string) =
-    Expect.stringContains text part (sprintf "message should mention %s" part)
 
 /// Inputs as the provider must produce them: (p/255 − mean)/std, in float32 like the provider.
 let expectedInputs (count: int) (mean: float32) (std: float32) =
@@ -33,28 +27,34 @@ let expectedInputs (count: int) (mean: float32) (std: float32) =
         let p = pixel (k / (side * side)) (k / side % side) (k % side)
         (float32 p / 255.0f - mean) / std)
 
-let checkSplit (split: DataSplit) (labels: byte[]) mean std =
+let checkSplit (pipeline: IInputPipeline) (split: DataSplit) (labels: byte[]) mean std =
     let n = int64 labels.Length
-    Expect.equal split.Inputs.shape [| n; 1L; 28L; 28L |] "inputs [n,1,28,28]"
-    Expect.equal split.Inputs.dtype torch.float32 "inputs float32"
+    Expect.equal split.Samples.shape [| n; 1L; 28L; 28L |] "samples [n,1,28,28]"
+    Expect.equal split.Samples.dtype torch.uint8 "samples stored as uint8"
+    use inputs = pipeline.Inputs split.Samples
+    Expect.equal inputs.dtype torch.float32 "inputs float32"
+    use generator = new torch.Generator (7UL)
+    use augmented = pipeline.AugmentedInputs (split.Samples, generator)
+    Expect.equal ((augmented - inputs).abs().max().item<float32> ()) 0.0f "no augmentation for MNIST (flips and shifts change digits)"
     Expect.equal split.Labels.shape [| n |] "labels [n]"
     Expect.equal split.Labels.dtype torch.int64 "labels int64"
     Expect.sequenceEqual (split.Labels.data<int64>().ToArray ()) (labels |> Array.map int64) "labels"
-    let actual = split.Inputs.data<float32>().ToArray ()
+    let actual = inputs.data<float32>().ToArray ()
     let expected = expectedInputs labels.Length mean std
     let worst = Array.fold2 (fun m (a: float32) b -> max m (abs (a - b))) 0.0f actual expected
     Expect.isLessThan worst 1e-5f "every normalised pixel"
     // One known pixel spelled out: image 1, row 5, column 17.
     let p = pixel 1 5 17
-    let value = split.Inputs[1L, 0L, 5L, 17L].item<float32> ()
-    Expect.floatClose Accuracy.high (float value) ((float p / 255.0 - float mean) / float std) "pixel (1, 5, 17)"
+    let value = inputs[1L, 0L, 5L, 17L].item<float32> ()
+    // float32 with three roundings (x·(1/(255σ)) − μ/σ): a few units of 2⁻²⁴ relative.
+    Expect.floatClose { absolute = 1e-6; relative = 5e-7 } (float value) ((float p / 255.0 - float mean) / float std) "pixel (1, 5, 17)"
 
 let checkDataset (ds: LoadedDataset) name mean std =
     Expect.equal ds.Name name "name"
     Expect.equal ds.InputShape [| 1L; 28L; 28L |] "input shape"
     Expect.equal ds.Classes 10 "classes"
-    checkSplit ds.Train trainLabels mean std
-    checkSplit ds.Test testLabels mean std
+    checkSplit ds.Pipeline ds.Train trainLabels mean std
+    checkSplit ds.Pipeline ds.Test testLabels mean std
 
 let roundTrip =
     testList "round trip" [
@@ -205,7 +205,7 @@ let plugin =
             let d = Seq.exactlyOne services
             Expect.equal d.ServiceType typeof<IDatasetProvider> "service type"
             Expect.equal d.ImplementationType typeof<MnistDatasetProvider> "implementation type"
-            Expect.sequenceEqual (MnistDatasetProvider () :> IDatasetProvider).Names [ "mnist"; "fashion-mnist" ] "names"
+            Expect.sequenceEqual (provider [] :> IDatasetProvider).Names [ "mnist"; "fashion-mnist" ] "names"
         }
     ]
 
@@ -230,12 +230,13 @@ let debian =
         // The whole load takes about 0.6 s here; it checks the normalisation constants on real data.
         test "full load: 60000 + 10000 images, train inputs with mean ≈ 0 and std ≈ 1" {
             if not (File.Exists trainImages) then skiptest "dataset-fashion-mnist is not installed"
-            use ds = load (MnistDatasetProvider ()) "fashion-mnist" (Path.Combine (Path.GetTempPath (), "tinygrow-no-such-root"))
-            Expect.equal ds.Train.Inputs.shape [| 60000L; 1L; 28L; 28L |] "train inputs"
-            Expect.equal ds.Test.Inputs.shape [| 10000L; 1L; 28L; 28L |] "test inputs"
+            use ds = load (provider [ "fashion-mnist", debianFolder ]) "fashion-mnist" (Path.Combine (Path.GetTempPath (), "tinygrow-no-such-root"))
+            Expect.equal ds.Train.Samples.shape [| 60000L; 1L; 28L; 28L |] "train samples"
+            Expect.equal ds.Test.Samples.shape [| 10000L; 1L; 28L; 28L |] "test samples"
             Expect.equal ds.Test.Count 10000L "test labels"
-            use mean = ds.Train.Inputs.mean ()
-            use std = ds.Train.Inputs.std ()
+            use inputs = ds.Pipeline.Inputs ds.Train.Samples
+            use mean = inputs.mean ()
+            use std = inputs.std ()
             Expect.floatClose { absolute = 0.005; relative = 0.0 } (float (mean.item<float32> ())) 0.0 "mean"
             Expect.floatClose { absolute = 0.005; relative = 0.0 } (float (std.item<float32> ())) 1.0 "std"
         }

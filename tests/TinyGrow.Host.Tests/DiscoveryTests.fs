@@ -41,8 +41,8 @@ let tests =
             let problem = Expect.wantSome (result.Problems |> Seq.tryExactlyOne) "one refusal"
             Expect.equal problem.Path other "names the file"
             Expect.stringContains problem.Message "Fixture.OtherContract" "names the plugin"
-            Expect.stringContains problem.Message "contract v999, host speaks v1" "says why"
-            Expect.stringContains problem.Message "rebuild it against TinyGrow.Abstractions v1" "says the fix"
+            Expect.stringContains problem.Message $"contract v999, host speaks v{Contract.Version}" "says why"
+            Expect.stringContains problem.Message $"rebuild it against TinyGrow.Abstractions v{Contract.Version}" "says the fix"
             Expect.equal (result.Plugins |> Seq.map (fun p -> p.Name) |> List.ofSeq) [ "Fixture.GoodPlugin" ] "good plugin loaded"
             Expect.equal ((catalogue.GetStrategy "fixture-strategy").Name) "fixture-strategy" "still usable"
         }

@@ -42,7 +42,7 @@ let addCorrupt (root: string) (name: string) =
 /// Discovery over `folders` (the first is the default folder) and a catalogue over what it found.
 let discover (folders: string list) =
     let services = ServiceCollection()
-    let result = PluginDiscovery.Discover(List.toArray folders, services)
+    let result = services.AddTinyGrowPlugins(List.toArray folders)
     let provider = services.BuildServiceProvider()
     result, new PluginCatalogue(result, provider, NullLogger<PluginCatalogue>.Instance)
 

@@ -26,7 +26,7 @@ let private teacherDataset () =
         use _ = torch.no_grad ()
         use logits = teacher.Forward x
         new DataSplit (x, logits.argmax 1L)
-    new LoadedDataset ("teacher", split 302L 1200L, split 303L 300L, [| 8L |], 3)
+    new LoadedDataset ("teacher", split 302L 1200L, split 303L 300L, [| 8L |], 3, StoredInputs.Instance)
 
 let private kinds = Dictionary<string, ILayerKind> (dict [ "dense", dense ]) :> IReadOnlyDictionary<_, _>
 

@@ -44,7 +44,12 @@ public sealed class RunCommand(TinyGrowSettings settings, PluginCatalogue catalo
         LoadedDataset data;
         try
         {
-            data = catalogue.GetDatasetProvider(settings.Dataset.Name).Load(settings.Dataset.Name, settings.Dataset, device);
+            data = catalogue.GetDatasetProvider(settings.Dataset.Name).Load(settings.Dataset.Name, settings.Dataset, device, cancellation);
+        }
+        catch (OperationCanceledException) when (cancellation.IsCancellationRequested)
+        {
+            _log.LogWarning("Cancelled while loading dataset '{Dataset}'; nothing was written", settings.Dataset.Name);
+            return ExitCodes.Cancelled;
         }
         catch (DatasetException e)
         {

@@ -8,7 +8,7 @@ namespace TinyGrow.Host.Plugins;
 
 /// <summary>
 /// Finds plugins laid out as <c>&lt;folder&gt;/&lt;Name&gt;/&lt;Name&gt;.dll</c>, loads each in its own load
-/// context sharing the host's TorchSharp, FSharp.Core, Abstractions, Core, DI and logging (a second
+/// context sharing the host's TorchSharp, FSharp.Core, Abstractions, Core, Datasets, DI and logging (a second
 /// TorchSharp in one process aborts it), and lets each <see cref="IPluginModule"/> register its
 /// services. A plugin that cannot be used is refused with a <see cref="PluginProblem"/> and the
 /// others still load: one bad DLL in <c>plugins/</c> must not take the host down.
@@ -19,7 +19,8 @@ public static class PluginDiscovery
     public static readonly Type[] SharedTypes =
     [
         typeof(IPluginModule), typeof(TorchSharp.torch), typeof(Microsoft.FSharp.Core.Unit),
-        typeof(TinyGrow.Core.GrowthEngine), typeof(IServiceCollection), typeof(ILogger),
+        typeof(TinyGrow.Core.GrowthEngine), typeof(TinyGrow.Datasets.Images.ImagePipeline),
+        typeof(IServiceCollection), typeof(ILogger),
     ];
 
     /// <summary><c>plugins/</c> beside the executable, then each extra folder (relative ones resolved

@@ -38,6 +38,6 @@ public sealed class FixtureLayerKind : ILayerKind
 public sealed class FixtureDatasets : IDatasetProvider
 {
     public IReadOnlyList<string> Names => ["fixture-data"];
-    public LoadedDataset Load(string name, DatasetOptions options, torch.Device device) =>
+    public LoadedDataset Load(string name, DatasetOptions options, torch.Device device, CancellationToken cancellation) =>
         throw new DatasetException($"fixture-data is never there (looked in {options.Root}): nothing to fix, this is a test.");
 }

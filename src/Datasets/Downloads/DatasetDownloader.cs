@@ -1,0 +1,168 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net.Http;
+using System.Security.Cryptography;
+using Microsoft.Extensions.Logging;
+using TinyGrow.Abstractions;
+
+namespace TinyGrow.Datasets.Downloads;
+
+/// <summary>
+/// Downloads a dataset's published files once, for every dataset plugin (registered by the host and
+/// injected into providers). A file appears under its final name only complete and verified: it is
+/// written to "&lt;name&gt;.partial", checked against its published MD5, then renamed; a failed,
+/// cancelled or killed download leaves at most the ".partial" file, which the next attempt replaces.
+/// Progress is logged every few seconds (a daemon has no terminal to redraw).
+/// </summary>
+public sealed class DatasetDownloader : IDisposable
+{
+    const int BufferSize = 1 << 20;
+    static readonly TimeSpan ProgressInterval = TimeSpan.FromSeconds(5);
+
+    readonly ILogger<DatasetDownloader> _log;
+    readonly HttpClient _http;
+
+    /// <param name="log">Receives progress and retries.</param>
+    public DatasetDownloader(ILogger<DatasetDownloader> log) : this(log, new HttpClientHandler()) { }
+
+    /// <param name="log">Receives progress and retries.</param>
+    /// <param name="handler">The HTTP handler (tests substitute one).</param>
+    public DatasetDownloader(ILogger<DatasetDownloader> log, HttpMessageHandler handler)
+    {
+        _log = log;
+        // The stall timeout (per read) replaces the whole-request timeout: a 160 MB archive on a slow
+        // link may take longer than any fixed limit and still be progressing.
+        _http = new HttpClient(handler) { Timeout = Timeout.InfiniteTimeSpan };
+        _http.DefaultRequestHeaders.UserAgent.ParseAdd("TinyGrow");
+    }
+
+    /// <summary>The addresses to try for a dataset: the mirror alone when one is configured (a
+    /// closed network should not reach out elsewhere), else the official ones in order.</summary>
+    public static IReadOnlyList<string> Addresses(DatasetOptions options, IReadOnlyList<string> official) =>
+        string.IsNullOrWhiteSpace(options.Mirror) ? official : [options.Mirror];
+
+    /// <summary>
+    /// Returns the path of <paramref name="file"/> in <paramref name="folder"/>, downloading it from the
+    /// first of <paramref name="addresses"/> that serves it when it is not there yet. A file already
+    /// there is verified, never replaced: a mismatch is an error naming it.
+    /// </summary>
+    /// <exception cref="DatasetException">No address served the file with its checksum, or the file
+    /// on disk does not match; the message names the file, the addresses and where to put it by hand.</exception>
+    public string Fetch(RemoteFile file, IReadOnlyList<string> addresses, string folder, DatasetOptions options, CancellationToken cancellation)
+    {
+        var target = Path.Combine(folder, file.FileName);
+        if (File.Exists(target))
+        {
+            VerifyExisting(file, target);
+            return target;
+        }
+        if (!options.Download)
+            throw new DatasetException($"{target} is missing and downloads are off (Dataset:Download=false). {ByHand(file, folder)}");
+
+        Directory.CreateDirectory(folder);
+        var failures = new List<string>();
+        foreach (var address in addresses)
+        {
+            var uri = AddressOf(address, file.FileName);
+            try
+            {
+                Download(file, uri, target, TimeSpan.FromSeconds(options.DownloadStallSeconds), cancellation);
+                return target;
+            }
+            // Network, disk and checksum failures move on to the next address; the caller's own
+            // cancellation (Ctrl+C) does not.
+            catch (Exception e) when (e is HttpRequestException or IOException or DownloadException or OperationCanceledException
+                                      && !cancellation.IsCancellationRequested)
+            {
+                var reason = e is OperationCanceledException ? $"no data for {options.DownloadStallSeconds} s" : e.Message;
+                _log.LogWarning("Download of {File} from {Address} failed: {Reason}", file.FileName, uri, reason);
+                failures.Add($"{uri}: {reason}");
+            }
+        }
+        throw new DatasetException(
+            $"Could not download {file.FileName} ({string.Join("; ", failures)}). " +
+            $"Without network access, {ByHand(file, folder)} With a local copy of the files served over HTTP, set Dataset:Mirror to its address.");
+    }
+
+    static string ByHand(RemoteFile file, string folder) =>
+        $"Put {file.FileName} (MD5 {file.Md5}) in {folder}/ and run again.";
+
+    static void VerifyExisting(RemoteFile file, string path)
+    {
+        var actual = RemoteFile.Md5Of(path);
+        if (!file.Matches(actual))
+            throw new DatasetException(
+                $"{path} has MD5 {actual}, but the published {file.FileName} has {file.Md5}: the file is damaged or another version. Delete it to download it again.");
+    }
+
+    static Uri AddressOf(string baseAddress, string fileName)
+    {
+        var text = baseAddress.EndsWith('/') ? baseAddress : baseAddress + "/";
+        return new Uri(new Uri(text, UriKind.Absolute), Uri.EscapeDataString(fileName));
+    }
+
+    void Download(RemoteFile file, Uri uri, string target, TimeSpan stall, CancellationToken cancellation)
+    {
+        var partial = target + ".partial";
+        try
+        {
+            _log.LogInformation("Downloading {File} from {Address}", file.FileName, uri);
+            using var stalled = CancellationTokenSource.CreateLinkedTokenSource(cancellation);
+            stalled.CancelAfter(stall);
+            using var response = _http.Send(new HttpRequestMessage(HttpMethod.Get, uri), HttpCompletionOption.ResponseHeadersRead, stalled.Token);
+            if (!response.IsSuccessStatusCode)
+                throw new DownloadException($"HTTP {(int)response.StatusCode} {response.ReasonPhrase}");
+            var length = response.Content.Headers.ContentLength;
+            using var md5 = IncrementalHash.CreateHash(HashAlgorithmName.MD5);
+            long received = 0;
+            using (var body = response.Content.ReadAsStream(stalled.Token))
+            using (var output = new FileStream(partial, FileMode.Create, FileAccess.Write, FileShare.None, BufferSize))
+            {
+                var buffer = new byte[BufferSize];
+                var clock = Stopwatch.StartNew();
+                var lastReport = TimeSpan.Zero;
+                while (true)
+                {
+                    stalled.CancelAfter(stall);
+                    var read = body.ReadAsync(buffer, stalled.Token).AsTask().GetAwaiter().GetResult();
+                    if (read == 0) break;
+                    output.Write(buffer, 0, read);
+                    md5.AppendData(buffer, 0, read);
+                    received += read;
+                    if (clock.Elapsed - lastReport >= ProgressInterval)
+                    {
+                        lastReport = clock.Elapsed;
+                        _log.LogInformation("{File}: {Progress}", file.FileName, Progress(received, length, clock.Elapsed));
+                    }
+                }
+            }
+            if (length is { } expected && received != expected)
+                throw new DownloadException($"the connection ended after {received} of {expected} bytes");
+            var actual = Convert.ToHexStringLower(md5.GetHashAndReset());
+            if (!file.Matches(actual))
+                throw new DownloadException($"the file received ({received} bytes) has MD5 {actual}, not the published {file.Md5}");
+            File.Move(partial, target);
+            _log.LogInformation("Downloaded {File} ({Megabytes:f1} MB), MD5 verified", file.FileName, received / 1e6);
+        }
+        finally
+        {
+            // Nothing half-written survives under any name but ".partial", and not even that
+            // unless the process was killed.
+            if (File.Exists(partial)) File.Delete(partial);
+        }
+    }
+
+    static string Progress(long received, long? length, TimeSpan elapsed)
+    {
+        var rate = received / 1e6 / Math.Max(elapsed.TotalSeconds, 1e-3);
+        return length is { } total and > 0
+            ? string.Create(CultureInfo.InvariantCulture, $"{received / 1e6:f1} of {total / 1e6:f1} MB ({100.0 * received / total:f0} %), {rate:f1} MB/s")
+            : string.Create(CultureInfo.InvariantCulture, $"{received / 1e6:f1} MB, {rate:f1} MB/s");
+    }
+
+    /// <inheritdoc />
+    public void Dispose() => _http.Dispose();
+
+    /// <summary>A server answered but not with the file.</summary>
+    sealed class DownloadException(string message) : Exception(message);
+}

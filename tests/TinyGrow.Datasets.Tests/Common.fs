@@ -1,0 +1,39 @@
+/// What every dataset test uses: temporary folders, a quiet downloader, error expectations.
+module TinyGrow.Datasets.Tests.Common
+
+open System
+open System.IO
+open Expecto
+open Microsoft.Extensions.Logging.Abstractions
+open TinyGrow.Abstractions
+open TinyGrow.Datasets.Downloads
+
+/// A fresh temporary folder, deleted on Dispose.
+type TempFolder () =
+    let path = Path.Combine (Path.GetTempPath (), "tinygrow-datasets-" + Guid.NewGuid().ToString "N")
+    do Directory.CreateDirectory path |> ignore
+    member _.Path = path
+    member _.File (name: string) = Path.Combine (path, name)
+    interface IDisposable with
+        member _.Dispose () = if Directory.Exists path then Directory.Delete (path, true)
+
+/// A downloader that logs nowhere.
+let downloader () = new DatasetDownloader (NullLogger<DatasetDownloader>.Instance)
+
+/// The message of the DatasetException that `f` raises.
+let datasetError (f: unit -> unit) =
+    let message = try f (); None with :? DatasetException as e -> Some e.Message
+    match message with
+    | Some m -> m
+    | None -> failtest "expected a DatasetException"
+
+let expectContains (text: string) (part: string) =
+    Expect.stringContains text part (sprintf "message should mention %s" part)
+
+/// Every file and folder under `folder`, relative, sorted.
+let listing (folder: string) =
+    if Directory.Exists folder then
+        Directory.EnumerateFileSystemEntries (folder, "*", SearchOption.AllDirectories)
+        |> Seq.map (fun p -> (Path.GetRelativePath (folder, p)).Replace ('\\', '/'))
+        |> Seq.sort |> Seq.toList
+    else []
