@@ -10,22 +10,18 @@ namespace TinyGrow.Datasets.Mnist;
 /// <param name="downloader">The host's shared downloader.</param>
 public sealed class MnistDatasetProvider(DatasetDownloader downloader) : IDatasetProvider
 {
-    /// <summary>Folder searched last for each dataset name (a system package's location). Tests
-    /// replace it so that what is installed on the machine does not change their outcome.</summary>
-    public IReadOnlyDictionary<string, string> SystemFolders { get; init; } =
-        MnistVariant.All.ToDictionary(v => v.Name, v => v.SystemFolder);
-
-    /// <summary>Official addresses per dataset name (tests point them at a local server).</summary>
-    public IReadOnlyDictionary<string, IReadOnlyList<string>> Addresses { get; init; } =
-        MnistVariant.All.ToDictionary(v => v.Name, v => v.Addresses);
+    /// <summary>The datasets served, with their system folders and addresses. Tests substitute
+    /// variants so that what is installed on the machine does not change their outcome, and so
+    /// that downloads come from a local server with the checksums of the files they serve.</summary>
+    public IReadOnlyList<MnistVariant> Variants { get; init; } = MnistVariant.All;
 
     /// <inheritdoc />
-    public IReadOnlyList<string> Names { get; } = MnistVariant.All.Select(v => v.Name).ToArray();
+    public IReadOnlyList<string> Names => Variants.Select(v => v.Name).ToArray();
 
     /// <inheritdoc />
     public LoadedDataset Load(string name, DatasetOptions options, torch.Device device, CancellationToken cancellation)
     {
-        var variant = MnistVariant.Find(name)
+        var variant = Variants.FirstOrDefault(v => string.Equals(v.Name, name, StringComparison.OrdinalIgnoreCase))
             ?? throw new DatasetException($"Dataset '{name}' is not served by the MNIST plugin (it serves {string.Join(", ", Names)}): check Dataset:Name.");
         var files = LocateOrDownload(variant, options, cancellation);
         var train = LoadSplit(variant, files.TrainImages, files.TrainLabels, device);
@@ -46,7 +42,7 @@ public sealed class MnistDatasetProvider(DatasetDownloader downloader) : IDatase
 
     MnistFiles LocateOrDownload(MnistVariant variant, DatasetOptions options, CancellationToken cancellation)
     {
-        var systemFolder = SystemFolders.GetValueOrDefault(variant.Name);
+        var systemFolder = variant.SystemFolder;
         try
         {
             return MnistFileLocator.Locate(variant, options.Root, systemFolder);
@@ -54,7 +50,7 @@ public sealed class MnistDatasetProvider(DatasetDownloader downloader) : IDatase
         catch (DatasetException missing) when (options.Download)
         {
             var folder = MnistFileLocator.SearchFolders(variant, options.Root, systemFolder)[0];
-            var addresses = DatasetDownloader.Addresses(options, Addresses.GetValueOrDefault(variant.Name) ?? variant.Addresses);
+            var addresses = DatasetDownloader.Addresses(options, variant.Addresses);
             try
             {
                 // Only what the download folder lacks (a file is there raw or compressed).

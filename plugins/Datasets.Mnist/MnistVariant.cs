@@ -40,8 +40,4 @@ public sealed record MnistVariant(
 
     /// <summary>Both variants.</summary>
     public static IReadOnlyList<MnistVariant> All { get; } = [Mnist, FashionMnist];
-
-    /// <summary>The variant named <paramref name="name"/> (case-insensitive), or null.</summary>
-    public static MnistVariant? Find(string name) =>
-        All.FirstOrDefault(v => string.Equals(v.Name, name, StringComparison.OrdinalIgnoreCase));
 }

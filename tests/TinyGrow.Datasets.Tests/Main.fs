@@ -5,6 +5,9 @@ open Expecto
 let tests =
     testList "TinyGrow.Datasets" [
         MnistTests.tests
+        CifarTests.tests
+        DownloadTests.tests
+        AugmentationTests.tests
     ]
 
 [<EntryPoint>]

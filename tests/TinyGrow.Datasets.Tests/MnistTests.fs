@@ -13,7 +13,10 @@ open TinyGrow.Datasets.Tests.IdxFiles
 /// A provider that ignores what is installed on this machine, unless told otherwise, and never
 /// downloads (the download tests point it at a local server).
 let provider (systemFolders: (string * string) list) =
-    MnistDatasetProvider (downloader (), SystemFolders = readOnlyDict systemFolders)
+    let folders = dict systemFolders
+    let systemFolder name = match folders.TryGetValue name with | true, f -> f | _ -> ""
+    let variants = [ for v in MnistVariant.All -> MnistVariant (v.Name, v.Mean, v.Std, systemFolder v.Name, v.InstallHint, v.Addresses, v.Published) ]
+    MnistDatasetProvider (downloader (), Variants = variants)
 
 let load (p: MnistDatasetProvider) name root =
     p.Load (name, DatasetOptions (Name = name, Root = root, Download = false), torch.CPU, CancellationToken.None)

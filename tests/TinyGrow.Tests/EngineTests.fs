@@ -28,6 +28,22 @@ let private teacherDataset () =
         new DataSplit (x, logits.argmax 1L)
     new LoadedDataset ("teacher", split 302L 1200L, split 303L 300L, [| 8L |], 3, StoredInputs.Instance)
 
+/// A pipeline that records which samples went through which path: training batches must be
+/// augmented (with a generator that depends only on the seed), everything else must not.
+type private RecordingPipeline () =
+    member val Augmented = ResizeArray<int64> () with get
+    member val Plain = ResizeArray<int64> () with get
+    member val Draws = ResizeArray<int64> () with get
+    interface IInputPipeline with
+        member this.Inputs samples =
+            this.Plain.Add samples.shape[0]
+            samples.alias ()
+        member this.AugmentedInputs (samples, generator) =
+            this.Augmented.Add samples.shape[0]
+            use draw = torch.randint (0L, 1_000_000L, [| 1L |], generator = generator)
+            this.Draws.Add (draw.item<int64> ())
+            samples.alias ()
+
 let private kinds = Dictionary<string, ILayerKind> (dict [ "dense", dense ]) :> IReadOnlyDictionary<_, _>
 
 let private model (widths: int list) =
@@ -88,6 +104,25 @@ let tests =
                 let summary = engine.Run (data, model [ 4; 3 ], training, growth, torch.CPU, dir, CancellationToken.None)
                 Expect.equal summary.Widths [| 4; 3 |] "fixed widths"
                 Expect.isEmpty (events dir |> Array.filter (fun e -> eventName e = "growth")) "no growth lines")
+        }
+
+        test "training batches go through the augmented path, statistics, γ search and evaluation through the plain one" {
+            use plain = teacherDataset ()
+            let run () =
+                let pipeline = RecordingPipeline ()
+                // Not disposed: the splits belong to `plain`.
+                let data = new LoadedDataset (plain.Name, plain.Train, plain.Test, plain.InputShape, plain.Classes, pipeline)
+                withRunFolder (fun dir ->
+                    GrowthEngine(kinds, tiny, NullLogger.Instance).Run (data, model [ 1; 1 ], training, growth, torch.CPU, dir, CancellationToken.None) |> ignore)
+                pipeline
+            let first = run ()
+            // 1200 samples in batches of 50, 3 epochs.
+            Expect.equal (List.ofSeq first.Augmented) (List.replicate 72 50L) "every training batch augmented, whole"
+            Expect.isTrue (first.Plain.Contains 400L && first.Plain.Contains 300L) "statistics (400) and γ-search (300) samples not augmented"
+            Expect.equal (first.Plain |> Seq.filter (fun n -> n = 300L) |> Seq.length) (3 + 4) "test split (300) evaluated plain after each epoch, besides 4 γ searches"
+            let second = run ()
+            Expect.sequenceEqual second.Draws first.Draws "the augmentation generator depends on the seed only"
+            Expect.isGreaterThan (Seq.length (Seq.distinct first.Draws)) 60 "a fresh draw per batch"
         }
 
         test "a cancelled run stops with OperationCanceledException" {
