@@ -76,6 +76,7 @@ let main argv =
         printfn "time ratio grown/fixed (median of the 3 ratios): %.2f; growth share of the grown run: %.0f %%"
             (median [ for g, f in pairs -> g.Seconds / f.Seconds ]) (100.0 * growthSeconds / seconds fst)
         0
+    | [ "cifar-pipeline" ] -> TinyGrow.Bench.CifarPipeline.run ()
     | [ "step-profile" ] ->
         use data = loadFashion ()
         use generator = new torch.Generator (1UL)

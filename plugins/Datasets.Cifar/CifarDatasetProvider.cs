@@ -87,12 +87,16 @@ public sealed class CifarDatasetProvider(DatasetDownloader downloader) : IDatase
 
     static DataSplit ToDevice(CifarSplit split, torch.Device device)
     {
-        using var scope = torch.NewDisposeScope();
-        var pixels = torch.tensor(split.Pixels, [split.Count, 3, CifarVariant.Side, CifarVariant.Side], dtype: torch.uint8).to(device);
-        using var labelBytes = torch.tensor(split.Labels, [split.Count], dtype: torch.uint8);
-        var labels = labelBytes.to(device).to(torch.int64);
-        scope.MoveToOuter(pixels);
-        scope.MoveToOuter(labels);
-        return new DataSplit(pixels, labels);
+        using (split)
+        {
+            using var scope = torch.NewDisposeScope();
+            // On the CPU this keeps the tensor the reader filled (no copy); elsewhere it is moved once.
+            var pixels = split.Pixels.to(device).alias();
+            using var labelBytes = torch.tensor(split.Labels, [split.Count], dtype: torch.uint8);
+            var labels = labelBytes.to(device).to(torch.int64);
+            scope.MoveToOuter(pixels);
+            scope.MoveToOuter(labels);
+            return new DataSplit(pixels, labels);
+        }
     }
 }

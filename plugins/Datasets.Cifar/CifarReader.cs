@@ -1,12 +1,16 @@
 using TinyGrow.Abstractions;
+using TorchSharp;
 
 namespace TinyGrow.Datasets.Cifar;
 
-/// <summary>One split read from disk: pixels [n, 3, 32, 32] as bytes, and one class byte per image.</summary>
-public sealed record CifarSplit(byte[] Pixels, byte[] Labels)
+/// <summary>One split read from disk: a CPU uint8 tensor [n, 3, 32, 32], and one class byte per image.</summary>
+public sealed record CifarSplit(torch.Tensor Pixels, byte[] Labels) : IDisposable
 {
     /// <summary>Number of images.</summary>
     public int Count => Labels.Length;
+
+    /// <inheritdoc />
+    public void Dispose() => Pixels.Dispose();
 }
 
 /// <summary>Reads the binary version of CIFAR: fixed-size records of label byte(s) then 3072 pixel
@@ -23,30 +27,44 @@ public static class CifarReader
     {
         var counts = files.Select(f => CountRecords(variant, f.Path, f.File)).ToArray();
         var total = counts.Sum(c => (long)c);
-        if (total * CifarVariant.PixelBytes > Array.MaxLength)
-            throw new DatasetException($"{files[0].Path}: {total} records are more than one array holds; this is not a {variant.Name} split.");
-        var pixels = new byte[total * CifarVariant.PixelBytes];
-        var labels = new byte[total];
+        // Records are read straight into the tensor's own memory: no managed copy of the split
+        // (which would double the memory held while loading) and no whole-file buffers.
+        var pixels = torch.empty([total, 3, CifarVariant.Side, CifarVariant.Side], dtype: torch.uint8);
+        try
+        {
+            var labels = new byte[total];
+            ReadInto(variant, files, counts, pixels.bytes, labels);
+            return new CifarSplit(pixels, labels);
+        }
+        catch
+        {
+            pixels.Dispose();
+            throw;
+        }
+    }
+
+    static void ReadInto(CifarVariant variant, IReadOnlyList<(string Path, CifarFile File)> files, int[] counts, Span<byte> pixels, byte[] labels)
+    {
+        Span<byte> labelBytes = stackalloc byte[variant.LabelBytes];
         var image = 0;
         for (var f = 0; f < files.Count; f++)
         {
             var path = files[f].Path;
-            var bytes = File.ReadAllBytes(path);
-            if (bytes.Length != (long)counts[f] * variant.RecordBytes)
+            using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 20);
+            if (stream.Length != (long)counts[f] * variant.RecordBytes)
                 throw new DatasetException($"{path} changed while it was read; run again.");
             for (var r = 0; r < counts[f]; r++, image++)
             {
-                var record = r * variant.RecordBytes;
-                var label = bytes[record + variant.LabelIndex];
+                stream.ReadExactly(labelBytes);
+                var label = labelBytes[variant.LabelIndex];
                 if (label >= variant.Classes)
                     throw new DatasetException(
                         $"{path}: record {r} has label {label}, but {variant.Name} has {variant.Classes} classes (0–{variant.Classes - 1}): " +
                         $"the file is corrupt or from another dataset. {Fix(path)}");
                 labels[image] = label;
-                Buffer.BlockCopy(bytes, record + variant.LabelBytes, pixels, image * CifarVariant.PixelBytes, CifarVariant.PixelBytes);
+                stream.ReadExactly(pixels.Slice(image * CifarVariant.PixelBytes, CifarVariant.PixelBytes));
             }
         }
-        return new CifarSplit(pixels, labels);
     }
 
     static int CountRecords(CifarVariant variant, string path, CifarFile file)

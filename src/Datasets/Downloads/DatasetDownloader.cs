@@ -59,6 +59,7 @@ public sealed class DatasetDownloader : IDisposable
         if (!options.Download)
             throw new DatasetException($"{target} is missing and downloads are off (Dataset:Download=false). {ByHand(file, folder)}");
 
+        var createdFolder = !Directory.Exists(folder);
         Directory.CreateDirectory(folder);
         var failures = new List<string>();
         foreach (var address in addresses)
@@ -79,9 +80,11 @@ public sealed class DatasetDownloader : IDisposable
                 failures.Add($"{uri}: {reason}");
             }
         }
+        // Leave the disk as it was found: no empty folder suggesting that a dataset is there.
+        if (createdFolder && !Directory.EnumerateFileSystemEntries(folder).Any()) Directory.Delete(folder);
         throw new DatasetException(
             $"Could not download {file.FileName} ({string.Join("; ", failures)}). " +
-            $"Without network access, {ByHand(file, folder)} With a local copy of the files served over HTTP, set Dataset:Mirror to its address.");
+            $"Without network access: {ByHand(file, folder)} With a copy of the files served over HTTP on your network: set Dataset:Mirror to its address.");
     }
 
     static string ByHand(RemoteFile file, string folder) =>
