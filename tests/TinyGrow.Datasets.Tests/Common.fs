@@ -20,6 +20,14 @@ type TempFolder () =
 /// A downloader that logs nowhere.
 let downloader () = new DatasetDownloader (NullLogger<DatasetDownloader>.Instance)
 
+/// A logger that keeps every formatted message.
+type ListLogger<'T> () =
+    member val Messages = Collections.Concurrent.ConcurrentQueue<string> () with get
+    interface Microsoft.Extensions.Logging.ILogger<'T> with
+        member _.BeginScope _ = null
+        member _.IsEnabled _ = true
+        member this.Log (_, _, state, error, formatter) = this.Messages.Enqueue (formatter.Invoke (state, error))
+
 /// The message of the DatasetException that `f` raises.
 let datasetError (f: unit -> unit) =
     let message = try f (); None with :? DatasetException as e -> Some e.Message

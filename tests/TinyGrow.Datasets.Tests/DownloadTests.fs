@@ -47,6 +47,18 @@ let downloads =
             fetch [ server.Address ] folder (online tmp.Path) |> ignore
             Expect.equal server.Requests [ "payload.bin" ] "downloaded once"
         }
+        test "progress: where from, how far along, and the verified end are logged" {
+            use server = new LocalServer ()
+            server.Serve ("payload.bin", Bytes payload)
+            use tmp = new TempFolder ()
+            let log = ListLogger<DatasetDownloader> ()
+            use d = new DatasetDownloader (log, TimeSpan.Zero)
+            d.Fetch (payloadFile, [ server.Address ], tmp.Path, online tmp.Path, CancellationToken.None) |> ignore
+            let messages = List.ofSeq log.Messages
+            Expect.equal messages.Head $"Downloading payload.bin from {server.Address}payload.bin" "first: the address"
+            Expect.exists messages (fun m -> m.StartsWith "payload.bin: " && m.Contains " of 0.3 MB (") "progress lines with the total"
+            Expect.equal (List.last messages) "Downloaded payload.bin (0.3 MB), MD5 verified" "last: verified"
+        }
         test "a wrong checksum is refused and nothing is kept" {
             use server = new LocalServer ()
             let other = Array.copy payload

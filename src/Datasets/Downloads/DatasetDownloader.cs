@@ -17,22 +17,23 @@ namespace TinyGrow.Datasets.Downloads;
 public sealed class DatasetDownloader : IDisposable
 {
     const int BufferSize = 1 << 20;
-    static readonly TimeSpan ProgressInterval = TimeSpan.FromSeconds(5);
 
     readonly ILogger<DatasetDownloader> _log;
     readonly HttpClient _http;
+    readonly TimeSpan _progressInterval;
 
     /// <param name="log">Receives progress and retries.</param>
-    public DatasetDownloader(ILogger<DatasetDownloader> log) : this(log, new HttpClientHandler()) { }
+    public DatasetDownloader(ILogger<DatasetDownloader> log) : this(log, TimeSpan.FromSeconds(5)) { }
 
     /// <param name="log">Receives progress and retries.</param>
-    /// <param name="handler">The HTTP handler (tests substitute one).</param>
-    public DatasetDownloader(ILogger<DatasetDownloader> log, HttpMessageHandler handler)
+    /// <param name="progressInterval">Least time between two progress lines of one download.</param>
+    public DatasetDownloader(ILogger<DatasetDownloader> log, TimeSpan progressInterval)
     {
         _log = log;
+        _progressInterval = progressInterval;
         // The stall timeout (per read) replaces the whole-request timeout: a 160 MB archive on a slow
         // link may take longer than any fixed limit and still be progressing.
-        _http = new HttpClient(handler) { Timeout = Timeout.InfiniteTimeSpan };
+        _http = new HttpClient { Timeout = Timeout.InfiniteTimeSpan };
         _http.DefaultRequestHeaders.UserAgent.ParseAdd("TinyGrow");
     }
 
@@ -132,7 +133,7 @@ public sealed class DatasetDownloader : IDisposable
                     output.Write(buffer, 0, read);
                     md5.AppendData(buffer, 0, read);
                     received += read;
-                    if (clock.Elapsed - lastReport >= ProgressInterval)
+                    if (clock.Elapsed - lastReport >= _progressInterval)
                     {
                         lastReport = clock.Elapsed;
                         _log.LogInformation("{File}: {Progress}", file.FileName, Progress(received, length, clock.Elapsed));
