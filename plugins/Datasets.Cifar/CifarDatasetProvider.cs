@@ -32,16 +32,18 @@ public sealed class CifarDatasetProvider(DatasetDownloader downloader) : IDatase
         var variant = Variants.FirstOrDefault(v => string.Equals(v.Name, name, StringComparison.OrdinalIgnoreCase))
             ?? throw new DatasetException($"Dataset '{name}' is not served by the CIFAR plugin (it serves {string.Join(", ", Names)}): check Dataset:Name.");
         var folder = LocateOrFetch(variant, options, cancellation);
-        var train = ToDevice(CifarReader.Read(variant, Files(folder, variant.Train)), device);
+        DataSplit? train = null, test = null;
         try
         {
-            var test = ToDevice(CifarReader.Read(variant, Files(folder, variant.Test)), device);
+            train = ToDevice(CifarReader.Read(variant, Files(folder, variant.Train)), device);
+            test = ToDevice(CifarReader.Read(variant, Files(folder, variant.Test)), device);
             var pipeline = new ImagePipeline(variant.Mean, variant.Std, ImageAugmentation.From(options), device);
             return new LoadedDataset(variant.Name, train, test, [3, CifarVariant.Side, CifarVariant.Side], variant.Classes, pipeline);
         }
         catch
         {
-            train.Dispose();
+            train?.Dispose();
+            test?.Dispose();
             throw;
         }
     }
@@ -59,6 +61,12 @@ public sealed class CifarDatasetProvider(DatasetDownloader downloader) : IDatase
         var found = folders.FirstOrDefault(f => Missing(variant, f).Count == 0);
         if (found is not null) return found;
 
+        var wanted = string.Join(", ", variant.Train.Concat(variant.Test).Select(f => f.Name));
+        if (Directory.Exists(folders[0]))
+            // Refused before any download: extraction would not replace it.
+            throw new DatasetException(
+                $"{folders[0]}/ is incomplete (missing {string.Join(", ", Missing(variant, folders[0]))}): delete it and run again to extract {variant.Archive.FileName} anew.");
+
         var downloadFolder = Path.GetDirectoryName(folders[0])!;
         string archive;
         try
@@ -67,11 +75,17 @@ public sealed class CifarDatasetProvider(DatasetDownloader downloader) : IDatase
         }
         catch (DatasetException e)
         {
-            var wanted = string.Join(", ", variant.Train.Concat(variant.Test).Select(f => f.Name));
             throw new DatasetException(
                 $"Dataset '{variant.Name}' not found: neither {folders[0]}/ nor {folders[1]}/ holds {wanted}. {e.Message}", e);
         }
-        TarGzArchive.Extract(archive, downloadFolder, cancellation);
+        try
+        {
+            TarGzArchive.Extract(archive, downloadFolder, cancellation);
+        }
+        catch (DatasetException) when (Missing(variant, folders[0]).Count == 0)
+        {
+            // Another run extracted the same archive meanwhile: its folder is complete.
+        }
         var missing = Missing(variant, folders[0]);
         if (missing.Count > 0)
             throw new DatasetException(

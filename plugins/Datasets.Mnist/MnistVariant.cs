@@ -15,10 +15,13 @@ public sealed record MnistVariant(
     /// <summary>Number of classes.</summary>
     public const int Classes = 10;
 
-    // The training-set pixel mean and standard deviation (of x/255) used throughout the literature,
-    // so that results compare with published numbers.
+    // Means and deviations: the training-set pixel statistics (of x/255) used throughout the
+    // literature, so that results compare with published numbers. MNIST's addresses and MD5s are
+    // torchvision's (yann.lecun.com often refuses, so its S3 copy first); Fashion-MNIST's MD5s are
+    // from the zalandoresearch/fashion-mnist README. Debian's package recompresses the files, so its
+    // .gz differ: files found on disk are read as they are, only downloads are checked.
+
     /// <summary>Handwritten digits.</summary>
-    // Addresses and MD5s as torchvision lists them (yann.lecun.com often refuses, so the S3 mirror first).
     public static readonly MnistVariant Mnist =
         new("mnist", 0.1307f, 0.3081f, "/usr/share/datasets/mnist", null,
             ["https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/"],
@@ -28,8 +31,6 @@ public sealed record MnistVariant(
              new("t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c")]);
 
     /// <summary>Zalando's clothing images; packaged for Debian as dataset-fashion-mnist.</summary>
-    // MD5s from the zalandoresearch/fashion-mnist README. (Debian's package recompresses the files,
-    // so its .gz differ; files found on disk are read as they are, only downloads are checked.)
     public static readonly MnistVariant FashionMnist =
         new("fashion-mnist", 0.2860f, 0.3530f, "/usr/share/datasets/fashion-mnist", "apt-get install dataset-fashion-mnist",
             ["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"],

@@ -17,8 +17,9 @@ public sealed class DatasetOptions
     /// where to put the files.</summary>
     public bool Download { get; set; } = true;
     /// <summary>Base address used instead of the dataset's official one, e.g.
-    /// "http://mirror.lan/datasets/"; the official file names are appended to it.</summary>
-    [Url] public string? Mirror { get; set; }
+    /// "http://mirror.lan/datasets/"; the official file names are appended to it. Empty: none.</summary>
+    [RegularExpression(@"^(https?://\S+)?$", ErrorMessage = "Use an http:// or https:// address (or nothing for the official one).")]
+    public string? Mirror { get; set; }
     /// <summary>Seconds a download may go without receiving a byte before it is abandoned.</summary>
     [Range(1, 3600)] public int DownloadStallSeconds { get; set; } = 60;
     /// <summary>Whether training batches get the dataset's standard augmentation (CIFAR: random

@@ -139,6 +139,10 @@ let tests =
             let e = Expect.throwsT<System.ArgumentException> (fun () -> p.Inputs flat |> ignore)
             use gray = torch.zeros ([| 2L; 1L; 32L; 32L |], dtype = torch.uint8)
             Expect.throwsT<System.ArgumentException> (fun () -> p.Inputs gray |> ignore) "1 channel for a 3-channel pipeline"
+            // float32 samples would be normalised in place (to(float32) returns them as they are).
+            use floats = torch.zeros ([| 2L; 3L; 8L; 8L |])
+            Expect.throwsT<System.ArgumentException> (fun () -> p.Inputs floats |> ignore) "float32 samples refused"
+            Expect.equal (floats.abs().sum().item<float32> ()) 0.0f "and left untouched"
             Expect.throwsT<System.ArgumentException> (fun () -> new ImagePipeline ([| 0.5f |], [| 0.0f |], ImageAugmentation.None, torch.CPU) |> ignore) "zero std"
             Expect.throwsT<System.ArgumentException> (fun () -> new ImagePipeline ([| 0.5f; 0.5f |], [| 0.2f |], ImageAugmentation.None, torch.CPU) |> ignore) "one std for two means"
         }

@@ -54,6 +54,8 @@ type Entry =
     | FileEntry of name: string * bytes: byte[]
     | FolderEntry of name: string
     | LinkEntry of name: string * target: string
+    | HardLinkEntry of name: string * target: string
+    | GlobalEntry
 
 /// A .tar.gz holding `entries`, written by .NET's TarWriter (PAX format).
 let tarGz (entries: Entry list) =
@@ -70,6 +72,10 @@ let tarGz (entries: Entry list) =
             | FolderEntry name -> writer.WriteEntry (PaxTarEntry (TarEntryType.Directory, name))
             | LinkEntry (name, target) ->
                 writer.WriteEntry (PaxTarEntry (TarEntryType.SymbolicLink, name, LinkName = target))
+            | HardLinkEntry (name, target) ->
+                writer.WriteEntry (PaxTarEntry (TarEntryType.HardLink, name, LinkName = target))
+            | GlobalEntry ->
+                writer.WriteEntry (PaxGlobalExtendedAttributesTarEntry (dict [ "comment", "made by a test" ]))
     memory.ToArray ()
 
 /// The CIFAR-10 archive as published: everything under cifar-10-batches-bin/.

@@ -17,14 +17,6 @@ open TinyGrow.Datasets.Tests.LocalServer
 
 let online root = DatasetOptions (Root = root, Download = true, DownloadStallSeconds = 10)
 
-/// An address where nothing listens (a port just freed), as an unreachable network looks.
-let deadAddress () =
-    let probe = new TcpListener (Net.IPAddress.Loopback, 0)
-    probe.Start ()
-    let port = (probe.LocalEndpoint :?> Net.IPEndPoint).Port
-    probe.Stop ()
-    $"http://127.0.0.1:{port}/"
-
 let payload = Array.init 300_000 (fun i -> byte (i * 7 % 251))
 let payloadFile = RemoteFile ("payload.bin", md5 payload)
 
@@ -83,6 +75,51 @@ let downloads =
             let path = fetch [ server.Address ] folder (online tmp.Path)
             Expect.sequenceEqual (File.ReadAllBytes path) payload "complete on retry"
         }
+        test "a stalled download is abandoned after Dataset:DownloadStallSeconds; nothing is kept" {
+            use server = new LocalServer ()
+            server.Serve ("payload.bin", Stall (payload, 50_000))
+            use tmp = new TempFolder ()
+            let options = online tmp.Path
+            options.DownloadStallSeconds <- 1
+            let m = datasetError (fun () -> fetch [ server.Address ] (tmp.File "data") options |> ignore)
+            expectContains m "stalled: no data for 1 s"
+            Expect.isEmpty (listing tmp.Path) "no file, no .partial"
+        }
+        test "cancelling a download (Ctrl+C) ends it as a cancellation and leaves nothing" {
+            use server = new LocalServer ()
+            server.Serve ("payload.bin", Stall (payload, 50_000))
+            use tmp = new TempFolder ()
+            use cancel = new CancellationTokenSource (TimeSpan.FromMilliseconds 300.0)
+            use d = downloader ()
+            Expect.throwsT<OperationCanceledException> (fun () ->
+                d.Fetch (payloadFile, [ server.Address ], tmp.File "data", online tmp.Path, cancel.Token) |> ignore) "cancelled"
+            Expect.isEmpty (listing tmp.Path) "no file, no .partial, no folder"
+        }
+        test "two downloads of the same file into the same folder at once both end with the file" {
+            use server = new LocalServer ()
+            server.Serve ("payload.bin", Bytes payload)
+            use tmp = new TempFolder ()
+            let folder = tmp.File "data"
+            let paths =
+                [ for _ in 1 .. 4 -> Threading.Tasks.Task.Run (fun () -> fetch [ server.Address ] folder (online tmp.Path)) ]
+                |> List.map (fun t -> t.Result)
+            Expect.allEqual paths (Path.Combine (folder, "payload.bin")) "same path"
+            Expect.sequenceEqual (File.ReadAllBytes paths.Head) payload "content"
+            Expect.equal (listing folder) [ "payload.bin" ] "no partial files left"
+        }
+        test "a partial file left by a killed download is removed by the next download once stale" {
+            use server = new LocalServer ()
+            server.Serve ("payload.bin", Bytes payload)
+            use tmp = new TempFolder ()
+            let folder = Directory.CreateDirectory(tmp.File "data").FullName
+            let stale = Path.Combine (folder, "payload.bin.999-dead.partial")
+            let fresh = Path.Combine (folder, "payload.bin.998-live.partial")
+            File.WriteAllBytes (stale, [| 1uy |])
+            File.SetLastWriteTimeUtc (stale, DateTime.UtcNow.AddMinutes -5.0)
+            File.WriteAllBytes (fresh, [| 1uy |])
+            fetch [ server.Address ] folder (online tmp.Path) |> ignore
+            Expect.equal (listing folder) [ "payload.bin"; "payload.bin.998-live.partial" ] "stale one removed, a live one (written recently) kept"
+        }
         test "addresses are tried in order: a 404 then a server that has the file" {
             use empty = new LocalServer ()
             use server = new LocalServer ()
@@ -94,9 +131,10 @@ let downloads =
         }
         test "no network: the error names each address and says where to put the file" {
             use tmp = new TempFolder ()
-            let dead = deadAddress ()
-            let m = datasetError (fun () -> fetch [ dead ] (tmp.File "data") (online tmp.Path) |> ignore)
-            expectContains m (dead + "payload.bin")
+            use dead = new DeadAddress ()
+            let m = datasetError (fun () -> fetch [ dead.Address ] (tmp.File "data") (online tmp.Path) |> ignore)
+            expectContains m (dead.Address + "payload.bin")
+            expectContains m "Connection refused"
             let folder = tmp.File "data"
             expectContains m $"Put payload.bin (MD5 {payloadFile.Md5}) in {folder}/"
             expectContains m "Dataset:Mirror"
@@ -105,7 +143,8 @@ let downloads =
             use tmp = new TempFolder ()
             let folder = Directory.CreateDirectory(tmp.File "data").FullName
             File.WriteAllBytes (Path.Combine (folder, "payload.bin"), [| 1uy; 2uy |])
-            let m = datasetError (fun () -> fetch [ deadAddress () ] folder (online tmp.Path) |> ignore)
+            use dead = new DeadAddress ()
+            let m = datasetError (fun () -> fetch [ dead.Address ] folder (online tmp.Path) |> ignore)
             expectContains m (Path.Combine (folder, "payload.bin"))
             expectContains m "Delete it to download it again"
             Expect.sequenceEqual (File.ReadAllBytes (Path.Combine (folder, "payload.bin"))) [| 1uy; 2uy |] "untouched"
@@ -133,19 +172,49 @@ let archives =
             Expect.equal (listing (tmp.File "target")) [ "top"; "top/a.bin"; "top/sub"; "top/sub/b.bin" ] "content, no staging folder"
             Expect.sequenceEqual (File.ReadAllBytes (tmp.File "target/top/sub/b.bin")) [| 3uy |] "bytes"
         }
+        // <tmp>/target/.extracting-…/ is where entries are written: "../../" reaches <tmp>/ and
+        // "../../../" its parent, so the listings below see any escape.
         for name, entries in
             [ "a '../' entry", [ FileEntry ("top/ok.bin", [| 1uy |]); FileEntry ("../escaped.bin", [| 6uy |]) ]
-              "a nested '..' entry", [ FileEntry ("top/../../escaped.bin", [| 6uy |]) ]
-              "an absolute path", [ FileEntry ("/tmp/tinygrow-escaped.bin", [| 6uy |]) ]
-              "a symbolic link", [ LinkEntry ("top/link", "/etc"); FileEntry ("top/link/escaped.bin", [| 6uy |]) ] ] do
+              "a '../../' entry", [ FileEntry ("../../escaped.bin", [| 6uy |]) ]
+              "a '../../../' entry", [ FileEntry ("../../../escaped.bin", [| 6uy |]) ]
+              "a nested '..' entry", [ FileEntry ("top/../../../escaped.bin", [| 6uy |]) ]
+              "a backslash '..' entry", [ FileEntry ("top\\..\\..\\..\\escaped.bin", [| 6uy |]) ]
+              "an absolute path", [ FileEntry ("/ABSOLUTE/escaped.bin", [| 6uy |]) ]
+              "a symbolic link", [ LinkEntry ("top/link", "/etc"); FileEntry ("top/link/escaped.bin", [| 6uy |]) ]
+              "a hard link", [ FileEntry ("top/a.bin", [| 1uy |]); HardLinkEntry ("top/b.bin", "../../../escaped.bin") ]
+              "a file named '.'", [ FileEntry ("./", [| 6uy |]) ] ] do
             test $"{name} refuses the archive; nothing is written inside or outside the target" {
                 use tmp = new TempFolder ()
+                let outside = Path.Combine (tmp.Path, "outside")
+                let entries = entries |> List.map (function FileEntry (n, b) -> FileEntry (n.Replace ("/ABSOLUTE", outside), b) | e -> e)
+                let siblingsBefore = listing (Path.GetDirectoryName tmp.Path |> string) |> List.filter (fun n -> n.Contains "escaped")
                 let m = Expect.wantSome (extract tmp (tarGz entries)) "refused"
                 expectContains m "a.tar.gz"
                 Expect.equal (listing tmp.Path) [ "a.tar.gz"; "target" ] "only the archive and the (empty) target"
                 Expect.isEmpty (listing (tmp.File "target")) "nothing extracted, no staging folder"
-                Expect.isFalse (File.Exists "/tmp/tinygrow-escaped.bin") "nothing at the absolute path"
+                let siblingsAfter = listing (Path.GetDirectoryName tmp.Path |> string) |> List.filter (fun n -> n.Contains "escaped")
+                Expect.equal siblingsAfter siblingsBefore "nothing beside the temporary folder"
             }
+        test "two entries with the same name: an error naming the archive and the entry" {
+            use tmp = new TempFolder ()
+            let m = Expect.wantSome (extract tmp (tarGz [ FileEntry ("top/a.bin", [| 1uy |]); FileEntry ("top/a.bin", [| 2uy |]) ])) "refused"
+            expectContains m "a.tar.gz: entry 'top/a.bin' could not be written"
+            Expect.isEmpty (listing (tmp.File "target")) "nothing extracted"
+        }
+        test "a global extended-attributes header (git archive writes one) is skipped, not refused" {
+            use tmp = new TempFolder ()
+            let error = extract tmp (tarGz [ GlobalEntry; FileEntry ("top/a.bin", [| 1uy |]) ])
+            Expect.isNone error "extracted"
+            Expect.equal (listing (tmp.File "target")) [ "top"; "top/a.bin" ] "content"
+        }
+        test "several top-level entries move all or none" {
+            use tmp = new TempFolder ()
+            Directory.CreateDirectory (tmp.File "target/b") |> ignore
+            let m = Expect.wantSome (extract tmp (tarGz [ FileEntry ("a/x.bin", [| 1uy |]); FileEntry ("b/y.bin", [| 2uy |]) ])) "refused"
+            expectContains m "already exists"
+            Expect.equal (listing (tmp.File "target")) [ "b" ] "'a' was moved back out: nothing added"
+        }
         test "an existing top-level entry is not overwritten" {
             use tmp = new TempFolder ()
             Directory.CreateDirectory (tmp.File "target/top") |> ignore
@@ -187,7 +256,8 @@ let providers =
             use server = new LocalServer ()
             server.Serve ("cifar-10-binary.tar.gz", Bytes archive)
             use tmp = new TempFolder ()
-            let p = CifarDatasetProvider (downloader (), Variants = [ small10 (md5 archive) ], Addresses = [ deadAddress () ])
+            use dead = new DeadAddress ()
+            let p = CifarDatasetProvider (downloader (), Variants = [ small10 (md5 archive) ], Addresses = [ dead.Address ])
             let options = cifarOnline tmp.Path
             options.Mirror <- server.Address
             use ds = p.Load ("cifar10", options, torch.CPU, CancellationToken.None)
@@ -209,7 +279,17 @@ let providers =
             let m = datasetError (fun () -> (refusing.Load ("cifar10", cifarOnline tmp.Path, torch.CPU, CancellationToken.None)).Dispose ())
             expectContains m "'../../escaped.bin' would be written outside the target folder"
             Expect.equal (listing tmp.Path) [ "cifar10"; "cifar10/cifar-10-binary.tar.gz" ] "only the (verified) archive; nothing extracted"
-            Expect.isFalse (File.Exists (Path.Combine (Path.GetTempPath (), "escaped.bin"))) "nothing outside"
+        }
+        test "CIFAR-10: an incomplete extracted folder is refused before anything is downloaded" {
+            let archive = cifar10Archive ()
+            use server = new LocalServer ()
+            server.Serve ("cifar-10-binary.tar.gz", Bytes archive)
+            use tmp = new TempFolder ()
+            writeFiles (Path.Combine (tmp.Path, "cifar10", "cifar-10-batches-bin")) (cifar10Files () |> List.take 3)
+            let p = CifarDatasetProvider (downloader (), Variants = [ small10 (md5 archive) ], Addresses = [ server.Address ])
+            let m = datasetError (fun () -> (p.Load ("cifar10", cifarOnline tmp.Path, torch.CPU, CancellationToken.None)).Dispose ())
+            expectContains m "cifar-10-batches-bin/ is incomplete (missing data_batch_4.bin, data_batch_5.bin, test_batch.bin): delete it"
+            Expect.isEmpty server.Requests "nothing downloaded"
         }
         test "MNIST: the four files downloaded into <Root>/mnist/, verified, loaded" {
             use server = new LocalServer ()
@@ -229,7 +309,8 @@ let providers =
         }
         test "MNIST with no network: the error lists the folders searched and the download failure" {
             let v = MnistVariant.Mnist
-            let variant = MnistVariant (v.Name, v.Mean, v.Std, "", v.InstallHint, [ deadAddress () ], v.Published)
+            use dead = new DeadAddress ()
+            let variant = MnistVariant (v.Name, v.Mean, v.Std, "", v.InstallHint, [ dead.Address ], v.Published)
             use tmp = new TempFolder ()
             let p = MnistDatasetProvider (downloader (), Variants = [ variant ])
             let m = datasetError (fun () -> (p.Load ("mnist", DatasetOptions (Name = "mnist", Root = tmp.Path), torch.CPU, CancellationToken.None)).Dispose ())

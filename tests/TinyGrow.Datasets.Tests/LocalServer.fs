@@ -13,6 +13,9 @@ type Reply =
     | Bytes of byte[]
     /// Announces the whole length, sends the first `sent` bytes, then aborts the connection.
     | CutShort of whole: byte[] * sent: int
+    /// Announces the whole length, sends the first `sent` bytes, then sends nothing more until the
+    /// server is disposed (a stalled connection).
+    | Stall of whole: byte[] * sent: int
 
 type LocalServer () =
     let files = ConcurrentDictionary<string, Reply> ()
@@ -49,6 +52,12 @@ type LocalServer () =
                     response.OutputStream.Write (whole, 0, sent)
                     response.OutputStream.Flush ()
                     response.Abort ()
+                | true, Stall (whole, sent) ->
+                    response.ContentLength64 <- int64 whole.Length
+                    response.OutputStream.Write (whole, 0, sent)
+                    response.OutputStream.Flush ()
+                    cancel.Token.WaitHandle.WaitOne (TimeSpan.FromSeconds 30.0) |> ignore
+                    response.Abort ()
                 | _ ->
                     response.StatusCode <- 404
                     response.Close ()
@@ -72,3 +81,13 @@ type LocalServer () =
         member _.Dispose () =
             cancel.Cancel ()
             try listener.Stop (); listener.Close () with _ -> ()
+
+/// An address where nothing listens: a port bound (so no other test can take it) but not
+/// listening, so connections are refused at once, as an unreachable network looks.
+type DeadAddress () =
+    let socket = new Socket (AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp)
+    do socket.Bind (IPEndPoint (IPAddress.Loopback, 0))
+    let port = match socket.LocalEndPoint with :? IPEndPoint as e -> e.Port | _ -> failwith "no local end point"
+    member _.Address = $"http://127.0.0.1:{port}/"
+    interface IDisposable with
+        member _.Dispose () = socket.Dispose ()

@@ -113,13 +113,16 @@ let tests =
                 // Not disposed: the splits belong to `plain`.
                 let data = new LoadedDataset (plain.Name, plain.Train, plain.Test, plain.InputShape, plain.Classes, pipeline)
                 withRunFolder (fun dir ->
+                    // 250 γ-search samples: distinct from the test split's 300.
+                    let growth = GrowthOptions (StepsPerEpoch = 2, UntilEpoch = 2, StatisticsSamples = 400, GammaSearchSamples = 250, NeuronsPerStep = 4)
                     GrowthEngine(kinds, tiny, NullLogger.Instance).Run (data, model [ 1; 1 ], training, growth, torch.CPU, dir, CancellationToken.None) |> ignore)
                 pipeline
             let first = run ()
             // 1200 samples in batches of 50, 3 epochs.
             Expect.equal (List.ofSeq first.Augmented) (List.replicate 72 50L) "every training batch augmented, whole"
-            Expect.isTrue (first.Plain.Contains 400L && first.Plain.Contains 300L) "statistics (400) and γ-search (300) samples not augmented"
-            Expect.equal (first.Plain |> Seq.filter (fun n -> n = 300L) |> Seq.length) (3 + 4) "test split (300) evaluated plain after each epoch, besides 4 γ searches"
+            Expect.equal (first.Plain |> Seq.filter (fun n -> n = 400L) |> Seq.length) 4 "statistics samples (400) of the 4 growth steps, plain"
+            Expect.equal (first.Plain |> Seq.filter (fun n -> n = 250L) |> Seq.length) 4 "γ-search samples (250) of the 4 growth steps, plain"
+            Expect.equal (first.Plain |> Seq.filter (fun n -> n = 300L) |> Seq.length) 3 "test split (300) evaluated plain after each epoch"
             let second = run ()
             Expect.sequenceEqual second.Draws first.Draws "the augmentation generator depends on the seed only"
             Expect.isGreaterThan (Seq.length (Seq.distinct first.Draws)) 60 "a fresh draw per batch"

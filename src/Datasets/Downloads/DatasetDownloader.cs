@@ -10,8 +10,9 @@ namespace TinyGrow.Datasets.Downloads;
 /// <summary>
 /// Downloads a dataset's published files once, for every dataset plugin (registered by the host and
 /// injected into providers). A file appears under its final name only complete and verified: it is
-/// written to "&lt;name&gt;.partial", checked against its published MD5, then renamed; a failed,
-/// cancelled or killed download leaves at most the ".partial" file, which the next attempt replaces.
+/// written to "&lt;name&gt;.&lt;pid&gt;-&lt;guid&gt;.partial", checked against its published MD5, then renamed; a
+/// failed or cancelled download leaves nothing, a killed one at most its ".partial" file, which the
+/// next download of that file removes once it is older than two stall periods.
 /// Progress is logged every few seconds (a daemon has no terminal to redraw).
 /// </summary>
 public sealed class DatasetDownloader : IDisposable
@@ -60,32 +61,69 @@ public sealed class DatasetDownloader : IDisposable
         if (!options.Download)
             throw new DatasetException($"{target} is missing and downloads are off (Dataset:Download=false). {ByHand(file, folder)}");
 
-        var createdFolder = !Directory.Exists(folder);
+        var firstCreated = FirstMissing(Path.GetFullPath(folder));
         Directory.CreateDirectory(folder);
+        var stall = TimeSpan.FromSeconds(options.DownloadStallSeconds);
+        RemoveStalePartials(folder, file.FileName, stall);
         var failures = new List<string>();
-        foreach (var address in addresses)
+        var fetched = false;
+        try
         {
-            var uri = AddressOf(address, file.FileName);
-            try
+            foreach (var address in addresses)
             {
-                Download(file, uri, target, TimeSpan.FromSeconds(options.DownloadStallSeconds), cancellation);
-                return target;
-            }
-            // Network, disk and checksum failures move on to the next address; the caller's own
-            // cancellation (Ctrl+C) does not.
-            catch (Exception e) when (e is HttpRequestException or IOException or DownloadException or OperationCanceledException
-                                      && !cancellation.IsCancellationRequested)
-            {
-                var reason = e is OperationCanceledException ? $"no data for {options.DownloadStallSeconds} s" : e.Message;
-                _log.LogWarning("Download of {File} from {Address} failed: {Reason}", file.FileName, uri, reason);
-                failures.Add($"{uri}: {reason}");
+                try
+                {
+                    var uri = AddressOf(address, file.FileName);
+                    Download(file, uri, target, stall, cancellation);
+                    fetched = true;
+                    return target;
+                }
+                // Network, disk and checksum failures move on to the next address; the caller's own
+                // cancellation (Ctrl+C) ends the download as a cancellation, whatever it interrupted.
+                catch (Exception e) when (e is HttpRequestException or IOException or DownloadException or OperationCanceledException
+                                              or NotSupportedException or UriFormatException)
+                {
+                    cancellation.ThrowIfCancellationRequested();
+                    var reason = e is OperationCanceledException ? $"stalled: no data for {options.DownloadStallSeconds} s" : e.Message;
+                    _log.LogWarning("Download of {File} from {Address} failed: {Reason}", file.FileName, address, reason);
+                    failures.Add($"{AddressText(address, file.FileName)}: {reason}");
+                }
             }
         }
-        // Leave the disk as it was found: no empty folder suggesting that a dataset is there.
-        if (createdFolder && !Directory.EnumerateFileSystemEntries(folder).Any()) Directory.Delete(folder);
+        finally
+        {
+            // Leave the disk as it was found: no empty folder suggesting that a dataset is there.
+            if (!fetched && firstCreated is not null) RemoveEmptyFolders(Path.GetFullPath(folder), firstCreated);
+        }
         throw new DatasetException(
             $"Could not download {file.FileName} ({string.Join("; ", failures)}). " +
             $"Without network access: {ByHand(file, folder)} With a copy of the files served over HTTP on your network: set Dataset:Mirror to its address.");
+    }
+
+    /// <summary>The outermost folder of <paramref name="folder"/>'s path that does not exist yet, or null.</summary>
+    static string? FirstMissing(string folder)
+    {
+        string? missing = null;
+        for (var f = folder; f is not null && !Directory.Exists(f); f = Path.GetDirectoryName(f)) missing = f;
+        return missing;
+    }
+
+    static void RemoveEmptyFolders(string folder, string upTo)
+    {
+        for (var f = folder; f is not null && f.Length >= upTo.Length; f = Path.GetDirectoryName(f))
+        {
+            if (!Directory.Exists(f) || Directory.EnumerateFileSystemEntries(f).Any()) return;
+            Directory.Delete(f);
+        }
+    }
+
+    /// <summary>Partial files of <paramref name="fileName"/> left by a killed process: a live download
+    /// writes at least once per stall period (or gives up), so one untouched for longer is dead.</summary>
+    static void RemoveStalePartials(string folder, string fileName, TimeSpan stall)
+    {
+        foreach (var partial in Directory.EnumerateFiles(folder, fileName + ".*.partial"))
+            if (DateTime.UtcNow - File.GetLastWriteTimeUtc(partial) > stall + stall)
+                try { File.Delete(partial); } catch (IOException) { } // being removed by its owner
     }
 
     static string ByHand(RemoteFile file, string folder) =>
@@ -101,13 +139,21 @@ public sealed class DatasetDownloader : IDisposable
 
     static Uri AddressOf(string baseAddress, string fileName)
     {
-        var text = baseAddress.EndsWith('/') ? baseAddress : baseAddress + "/";
-        return new Uri(new Uri(text, UriKind.Absolute), Uri.EscapeDataString(fileName));
+        var uri = new Uri(new Uri(AsFolder(baseAddress), UriKind.Absolute), Uri.EscapeDataString(fileName));
+        if (uri.Scheme is not ("http" or "https"))
+            throw new NotSupportedException($"only http and https addresses are supported, not {uri.Scheme}");
+        return uri;
     }
+
+    static string AsFolder(string baseAddress) => baseAddress.EndsWith('/') ? baseAddress : baseAddress + "/";
+
+    static string AddressText(string baseAddress, string fileName) => AsFolder(baseAddress) + fileName;
 
     void Download(RemoteFile file, Uri uri, string target, TimeSpan stall, CancellationToken cancellation)
     {
-        var partial = target + ".partial";
+        // A name of its own: two runs downloading the same file into the same folder do not write
+        // into (or delete) each other's partial file.
+        var partial = $"{target}.{Environment.ProcessId}-{Guid.NewGuid():N}.partial";
         try
         {
             _log.LogInformation("Downloading {File} from {Address}", file.FileName, uri);
@@ -145,13 +191,21 @@ public sealed class DatasetDownloader : IDisposable
             var actual = Convert.ToHexStringLower(md5.GetHashAndReset());
             if (!file.Matches(actual))
                 throw new DownloadException($"the file received ({received} bytes) has MD5 {actual}, not the published {file.Md5}");
-            File.Move(partial, target);
+            try
+            {
+                File.Move(partial, target);
+            }
+            catch (IOException) when (File.Exists(target))
+            {
+                // Another run finished first: use its file if it is the published one.
+                VerifyExisting(file, target);
+            }
             _log.LogInformation("Downloaded {File} ({Megabytes:f1} MB), MD5 verified", file.FileName, received / 1e6);
         }
         finally
         {
-            // Nothing half-written survives under any name but ".partial", and not even that
-            // unless the process was killed.
+            // Nothing half-written survives under any name but "*.partial", and not even that
+            // unless the process was killed (the next download of the file removes it).
             if (File.Exists(partial)) File.Delete(partial);
         }
     }

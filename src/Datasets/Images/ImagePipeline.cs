@@ -59,8 +59,9 @@ public sealed class ImagePipeline : IInputPipeline, IDisposable
     }
 
     /// <summary>The augmented uint8 images before normalisation: for each sample, the window of the
-    /// zero-padded image at a random offset, mirrored left–right at random. Draws, in this order,
-    /// row offsets, column offsets, flips, each [b] from <paramref name="generator"/>.</summary>
+    /// zero-padded image at a random offset, mirrored left–right at random. Draws from
+    /// <paramref name="generator"/>, in this order and only when enabled: row offsets and column
+    /// offsets (when CropPadding &gt; 0), then flips (when HorizontalFlip), each [b].</summary>
     public Tensor Crop(Tensor samples, Generator generator)
     {
         CheckShape(samples);
@@ -86,10 +87,12 @@ public sealed class ImagePipeline : IInputPipeline, IDisposable
         return scope.MoveToOuter(cropped);
     }
 
+    // uint8 only: the conversion to float32 then always makes a new tensor, so the in-place
+    // normalisation can never write into the stored split.
     void CheckShape(Tensor samples)
     {
-        if (samples.dim() != 4 || samples.shape[1] != Channels)
-            throw new ArgumentException($"Expected images of shape [b, {Channels}, H, W], got [{string.Join(", ", samples.shape)}].", nameof(samples));
+        if (samples.dim() != 4 || samples.shape[1] != Channels || samples.dtype != ScalarType.Byte)
+            throw new ArgumentException($"Expected uint8 images of shape [b, {Channels}, H, W], got {samples.dtype} [{string.Join(", ", samples.shape)}].", nameof(samples));
     }
 
     /// <inheritdoc />
