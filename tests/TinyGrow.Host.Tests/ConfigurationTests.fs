@@ -97,10 +97,12 @@ let tests =
             Expect.stringContains (errorsOf (fixtureExperiment @ [ "Training:Optimizer", "lbfgs" ])) "Training:Optimizer = 'lbfgs'" "optimizer"
             Expect.stringContains (errorsOf [ "Model:OutputBias", "true" ]) "Model:Layers" "at least one hidden layer"
             Expect.stringContains (errorsOf (fixtureExperiment @ [ "Output:RunId", "a/b" ])) "Output:RunId" "run id is a folder name"
-            Expect.stringContains (errorsOf (fixtureExperiment @ [ "Dataset:Mirror", "mirror.lan/data" ])) "Dataset:Mirror = 'mirror.lan/data'" "mirror must be an http(s) address"
+            Expect.stringContains (errorsOf (fixtureExperiment @ [ "Dataset:Mirror", "mirror.lan/data" ])) "Dataset:Mirror = 'mirror.lan/data'" "a mirror is an http(s) address"
             Expect.stringContains (errorsOf (fixtureExperiment @ [ "Dataset:CropPadding", "-1" ])) "Dataset:CropPadding = -1" "crop padding"
             Expect.stringContains (errorsOf (fixtureExperiment @ [ "Dataset:DownloadStallSeconds", "0" ])) "Dataset:DownloadStallSeconds = 0" "stall timeout"
             Expect.isEmpty (SettingsValidator.Validate(settingsFrom (fixtureExperiment @ [ "Dataset:Mirror", "http://127.0.0.1:8000/cifar/" ]))) "an http mirror is fine"
+            Expect.isEmpty (SettingsValidator.Validate(settingsFrom (fixtureExperiment @ [ "Dataset:Mirror", "" ]))) "an empty mirror means none (clears one set below)"
+            Expect.stringContains (errorsOf (fixtureExperiment @ [ "Dataset:Mirror", "ftp://mirror.lan/" ])) "Dataset:Mirror = 'ftp://mirror.lan/'" "ftp is not served"
         }
 
         test "named kinds, strategy and dataset must be served by a plugin; 'none' needs no strategy" {
