@@ -44,6 +44,9 @@ public sealed class StoredInputs : IInputPipeline
 
     /// <inheritdoc />
     public torch.Tensor AugmentedInputs(torch.Tensor samples, torch.Generator generator) => samples.alias();
+
+    /// <inheritdoc />
+    public override string ToString() => "inputs as stored, no augmentation";
 }
 
 /// <summary>A dataset loaded for training.</summary>

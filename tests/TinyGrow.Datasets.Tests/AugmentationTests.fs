@@ -133,6 +133,11 @@ let tests =
             use after = g.get_state ()
             Expect.isTrue (same before after) "generator untouched"
         }
+        test "the description for the run's log says what training batches get" {
+            Expect.equal (string (pipeline 0 false)) "inputs normalised per channel, no augmentation" "none"
+            Expect.equal (string (pipeline 4 true)) "inputs normalised per channel; training batches randomly cropped (zero padding 4) and flipped left–right at random, per sample" "both"
+            Expect.equal (string (pipeline 0 true)) "inputs normalised per channel; training batches flipped left–right at random, per sample" "flip only"
+        }
         test "bad input: wrong rank or channel count, and bad constants, are refused by name" {
             use p = pipeline 4 true
             use flat = torch.zeros ([| 2L; 3072L |], dtype = torch.uint8)

@@ -87,6 +87,15 @@ public sealed class ImagePipeline : IInputPipeline, IDisposable
         return scope.MoveToOuter(cropped);
     }
 
+    /// <summary>What the pipeline does, for the run's log.</summary>
+    public override string ToString() =>
+        (Augmentation.CropPadding, Augmentation.HorizontalFlip) switch
+        {
+            (0, false) => "inputs normalised per channel, no augmentation",
+            (var p, var flip) => "inputs normalised per channel; training batches " + string.Join(" and ",
+                new[] { p > 0 ? $"randomly cropped (zero padding {p})" : null, flip ? "flipped left–right at random" : null }.OfType<string>()) + ", per sample",
+        };
+
     // uint8 only: the conversion to float32 then always makes a new tensor, so the in-place
     // normalisation can never write into the stored split.
     void CheckShape(Tensor samples)

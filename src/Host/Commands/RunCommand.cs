@@ -75,8 +75,8 @@ public sealed class RunCommand(TinyGrowSettings settings, PluginCatalogue catalo
                     settings.Output.Directory, partial, e.Message);
                 return ExitCodes.BadConfiguration;
             }
-            _log.LogInformation("Run {RunId}: {Dataset} ({Train} train, {Test} test samples) on {Device}, strategy {Strategy}, writing to {Folder}",
-                runId, data.Name, data.Train.Count, data.Test.Count, DeviceName(device), settings.Growth.Strategy, partial);
+            _log.LogInformation("Run {RunId}: {Dataset} ({Train} train, {Test} test samples; {Pipeline}) on {Device}, strategy {Strategy}, writing to {Folder}",
+                runId, data.Name, data.Train.Count, data.Test.Count, data.Pipeline, DeviceName(device), settings.Growth.Strategy, partial);
 
             // A null strategy means a fixed network (Growth:Strategy = none).
             IGrowthStrategy? strategy = IsFixed ? null : catalogue.GetStrategy(settings.Growth.Strategy);
