@@ -159,7 +159,8 @@ public sealed class DatasetDownloader : IDisposable
             _log.LogInformation("Downloading {File} from {Address}", file.FileName, uri);
             using var stalled = CancellationTokenSource.CreateLinkedTokenSource(cancellation);
             stalled.CancelAfter(stall);
-            using var response = _http.Send(new HttpRequestMessage(HttpMethod.Get, uri), HttpCompletionOption.ResponseHeadersRead, stalled.Token);
+            using var request = new HttpRequestMessage(HttpMethod.Get, uri);
+            using var response = _http.Send(request, HttpCompletionOption.ResponseHeadersRead, stalled.Token);
             if (!response.IsSuccessStatusCode)
                 throw new DownloadException($"HTTP {(int)response.StatusCode} {response.ReasonPhrase}");
             var length = response.Content.Headers.ContentLength;
