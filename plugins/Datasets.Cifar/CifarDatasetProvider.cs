@@ -99,18 +99,6 @@ public sealed class CifarDatasetProvider(DatasetDownloader downloader) : IDatase
     static List<(string, CifarFile)> Files(string folder, IReadOnlyList<CifarFile> files) =>
         files.Select(f => (Path.Combine(folder, f.Name), f)).ToList();
 
-    static DataSplit ToDevice(CifarSplit split, torch.Device device)
-    {
-        using (split)
-        {
-            using var scope = torch.NewDisposeScope();
-            // On the CPU this keeps the tensor the reader filled (no copy); elsewhere it is moved once.
-            var pixels = split.Pixels.to(device).alias();
-            using var labelBytes = torch.tensor(split.Labels, [split.Count], dtype: torch.uint8);
-            var labels = labelBytes.to(device).to(torch.int64);
-            scope.MoveToOuter(pixels);
-            scope.MoveToOuter(labels);
-            return new DataSplit(pixels, labels);
-        }
-    }
+    static DataSplit ToDevice(CifarSplit split, torch.Device device) =>
+        ImageSplit.OnDevice(split.Pixels, split.Labels, device);
 }

@@ -4,14 +4,7 @@ using TorchSharp;
 namespace TinyGrow.Datasets.Cifar;
 
 /// <summary>One split read from disk: a CPU uint8 tensor [n, 3, 32, 32], and one class byte per image.</summary>
-public sealed record CifarSplit(torch.Tensor Pixels, byte[] Labels) : IDisposable
-{
-    /// <summary>Number of images.</summary>
-    public int Count => Labels.Length;
-
-    /// <inheritdoc />
-    public void Dispose() => Pixels.Dispose();
-}
+public sealed record CifarSplit(torch.Tensor Pixels, byte[] Labels);
 
 /// <summary>Reads the binary version of CIFAR: fixed-size records of label byte(s) then 3072 pixel
 /// bytes, no header. Every file is checked whole before anything is kept: a size that is not a

@@ -75,15 +75,8 @@ public sealed class MnistDatasetProvider(DatasetDownloader downloader) : IDatase
         if (labels.Length != images.Count)
             throw new DatasetException($"{labelsPath}: {labels.Length} labels for {images.Count} images in {imagesPath}: the files do not belong together (re-download both).");
 
-        using var scope = torch.NewDisposeScope();
         // Pixels stay uint8 on the device (a quarter of the float32 bytes); the pipeline
         // normalises each batch.
-        var pixels = torch.tensor(images.Pixels, [images.Count, 1, images.Rows, images.Columns], dtype: torch.uint8).to(device);
-        using var labelBytes = torch.tensor(labels, [labels.Length], dtype: torch.uint8);
-        // Cross-entropy wants int64 class indices.
-        var targets = labelBytes.to(device).to(torch.int64);
-        scope.MoveToOuter(pixels);
-        scope.MoveToOuter(targets);
-        return new DataSplit(pixels, targets);
+        return ImageSplit.OnDevice(torch.tensor(images.Pixels, [images.Count, 1, images.Rows, images.Columns], dtype: torch.uint8), labels, device);
     }
 }

@@ -54,7 +54,7 @@ type GrowthEngine(layerKinds: IReadOnlyDictionary<string, ILayerKind>, strategy:
         let heldCount = min (int64 growth.GammaSearchSamples) (n - statsCount)
         let pick = torch.randperm(n, generator = generator).``to`` train.Labels.device // in the step's scope
         let select (start: int64) (count: int64) =
-            Training.select data train (pick.narrow (0L, start, count))
+            Training.select data train (pick.narrow (0L, start, count)) null
         let statsX, statsY = select 0L statsCount
         let heldX, heldY = select statsCount heldCount
         let events = Growth.step net growingWith.Value growth generator stepIndex statsX statsY heldX heldY

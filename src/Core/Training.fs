@@ -6,21 +6,20 @@ module TinyGrow.Core.Training
 open TorchSharp
 open TinyGrow.Abstractions
 
-/// The samples at `idx` of a split as (network inputs, labels), without augmentation.
-let select (data: LoadedDataset) (split: DataSplit) (idx: torch.Tensor) =
+/// The samples at `idx` of a split as (network inputs, labels), augmented per sample with
+/// `augmentation` (null: plain inputs).
+let select (data: LoadedDataset) (split: DataSplit) (idx: torch.Tensor) (augmentation: torch.Generator | null) =
     use samples = split.Samples.index_select (0L, idx)
-    data.Pipeline.Inputs samples, split.Labels.index_select (0L, idx)
-
-/// Indices [start, start+count) of a permutation of the training split, as a training batch of
-/// (inputs, labels), augmented per sample with `augmentation` (null: no augmentation).
-let batch (data: LoadedDataset) (order: torch.Tensor) (start: int64) (count: int64) (augmentation: torch.Generator | null) =
-    use idx = order.narrow (0L, start, count)
-    use samples = data.Train.Samples.index_select (0L, idx)
     let inputs =
         match augmentation with
         | null -> data.Pipeline.Inputs samples
         | generator -> data.Pipeline.AugmentedInputs (samples, generator)
-    inputs, data.Train.Labels.index_select (0L, idx)
+    inputs, split.Labels.index_select (0L, idx)
+
+/// Indices [start, start+count) of a permutation of the training split, as a training batch.
+let batch (data: LoadedDataset) (order: torch.Tensor) (start: int64) (count: int64) (augmentation: torch.Generator | null) =
+    use idx = order.narrow (0L, start, count)
+    select data data.Train idx augmentation
 
 /// One SGD/Adam step on a batch; returns the batch's mean loss.
 let trainStep (net: Network) (optimizer: IOptimizer) (learningRate: float) (x: torch.Tensor) (y: torch.Tensor) =
