@@ -13,6 +13,7 @@ open TinyGrow.Growth.Strategies
 open TinyGrow.Datasets.Mnist
 
 let kinds = Dictionary<string, ILayerKind> (dict [ "dense", DenseKind () :> ILayerKind ]) :> IReadOnlyDictionary<_, _>
+let blockKinds = Dictionary<string, IBlockKind> (dict [ "mlp", MlpBlockKind () :> IBlockKind ]) :> IReadOnlyDictionary<_, _>
 
 let loadFashion () =
     use downloader = new TinyGrow.Datasets.Downloads.DatasetDownloader (NullLogger<TinyGrow.Datasets.Downloads.DatasetDownloader>.Instance)
@@ -28,7 +29,7 @@ let main argv =
         use data = loadFashion ()
         let dir = Path.Combine (Path.GetTempPath (), "tinygrow-smoke")
         Directory.CreateDirectory dir |> ignore
-        let engine = GrowthEngine (kinds, TinyStrategy (), NullLogger.Instance)
+        let engine = GrowthEngine (blockKinds, kinds, TinyStrategy (), NullLogger.Instance)
         let s = engine.Run (data, model [ 1; 1 ] activation, TrainingOptions (Epochs = int epochs), GrowthOptions (RelativeThreshold = float threshold, StepsPerEpoch = int steps), torch.CPU, dir, Threading.CancellationToken.None)
         printfn "%A" s
         for l in File.ReadLines (Path.Combine (dir, "metrics.jsonl")) do
@@ -46,7 +47,7 @@ let main argv =
         use data = loadFashion ()
         let run (strategy: IGrowthStrategy | null) (widths: int list) =
             let dir = Directory.CreateTempSubdirectory("tinygrow-compare-").FullName
-            let engine = GrowthEngine (kinds, strategy, NullLogger.Instance)
+            let engine = GrowthEngine (blockKinds, kinds, strategy, NullLogger.Instance)
             let growth = GrowthOptions ()
             let summary = engine.Run (data, model widths activation, TrainingOptions (Epochs = epochs), growth, torch.CPU, dir, Threading.CancellationToken.None)
             summary, dir
@@ -80,7 +81,7 @@ let main argv =
     | [ "step-profile" ] ->
         use data = loadFashion ()
         use generator = new torch.Generator (1UL)
-        use net = Network.Build (kinds, model [ 128; 128 ] "tanh", data.InputShape, data.Classes, torch.CPU, torch.ScalarType.Float32, generator)
+        use net = Network.Build (blockKinds, kinds, model [ 128; 128 ] "tanh", data.InputShape, data.Classes, torch.CPU, torch.ScalarType.Float32, generator)
         use trainX = data.Pipeline.Inputs data.Train.Samples
         let x, y = trainX.narrow (0L, 0L, 4096L), data.Train.Labels.narrow (0L, 0L, 4096L)
         let hx, hy = trainX.narrow (0L, 4096L, 2048L), data.Train.Labels.narrow (0L, 4096L, 2048L)
@@ -92,10 +93,10 @@ let main argv =
         for _ in 1 .. 2 do
             let stats = time "statistics pass 4096" (fun () -> Growth.statisticsPass net x y 1024L)
             let strategy = TinyStrategy () :> IGrowthStrategy
-            let proposals = time "proposals" (fun () -> [ for j in 0 .. 1 -> strategy.Propose (GrowthRequest (stats[j], net.Layers[j], net.Layers[j + 1], 16, GrowthOptions (), generator)) ])
+            let proposals = time "proposals" (fun () -> [ for j in 0 .. 1 -> strategy.Propose (GrowthRequest (stats[j], net.Junctions[j], 16, GrowthOptions (), generator)) ])
             time "loss 2048" (fun () -> Training.meanLoss net hx hy) |> ignore
-            time "candidate loss" (fun () -> Growth.candidateLoss net 0 proposals[0] hx hy 1.0) |> ignore
-            let events = time "grow junction 0 (γ search)" (fun () -> Growth.growJunction net 0 proposals[0] hx hy)
+            time "candidate loss" (fun () -> Growth.candidateLoss net 0 proposals[0] stats[0] hx hy 1.0) |> ignore
+            let events = time "grow junction 0 (γ search)" (fun () -> Growth.growJunction net 0 proposals[0] stats[0] hx hy)
             printfn "  %A" events
         0
     | "stats-ratio" :: widths ->
@@ -105,7 +106,7 @@ let main argv =
         let widths = if widths.IsEmpty then [ 239; 85 ] else widths |> List.map int
         use data = loadFashion ()
         use generator = new torch.Generator (1UL)
-        use net = Network.Build (kinds, model widths "tanh", data.InputShape, data.Classes, torch.CPU, torch.ScalarType.Float32, generator)
+        use net = Network.Build (blockKinds, kinds, model widths "tanh", data.InputShape, data.Classes, torch.CPU, torch.ScalarType.Float32, generator)
         let optimizer = Sgd ((fun () -> net.Parameters), 0.9, 0.0) :> IOptimizer
         let n = data.Train.Count
         use trainX = data.Pipeline.Inputs data.Train.Samples
@@ -122,7 +123,7 @@ let main argv =
             let solve =
                 time (fun () ->
                     for j in 0 .. net.JunctionCount - 1 do
-                        use p = strategy.Propose (GrowthRequest (stats[j], net.Layers[j], net.Layers[j + 1], 32, GrowthOptions (), generator))
+                        use p = strategy.Propose (GrowthRequest (stats[j], net.Junctions[j], 32, GrowthOptions (), generator))
                         ())
             stats |> Array.iter (fun s -> s.Dispose ())
             solve

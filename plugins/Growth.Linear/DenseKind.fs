@@ -4,16 +4,8 @@ open TorchSharp
 open TinyGrow.Abstractions
 open TinyGrow.Core
 
-/// The "dense" layer kind. For a junction A → σ → B of dense layers, one row per sample:
-/// b = B's input, b̃ = A's input (each with a trailing 1 when the layer has a bias), g = ∂L/∂z_B.
+/// The "dense" layer kind: y = xWᵀ + b, initialised like PyTorch's nn.Linear.
 type DenseKind() =
-    static let withOnes (hasBias: bool) (x: torch.Tensor) =
-        let x = if x.dim () > 2L then x.flatten 1L else x
-        if hasBias then
-            use ones = torch.ones ([| x.shape[0]; 1L |], dtype = x.dtype, device = x.device)
-            torch.cat ([| x; ones |], 1L)
-        else x.alias ()
-
     interface ILayerKind with
         member _.Name = "dense"
 
@@ -35,7 +27,3 @@ type DenseKind() =
             let w = uniform [| int64 spec.Width; int64 inputWidth |]
             let b = if spec.Bias then Some (uniform [| int64 spec.Width |]) else None
             new DenseLayer (w, b, spec.Activation)
-
-        member _.Rows(a, b, aInput, bInput, gradB) =
-            use _ = torch.no_grad ()
-            new JunctionRows (withOnes b.HasBias bInput, withOnes a.HasBias aInput, gradB.detach (), aInput.shape[0])

@@ -42,5 +42,5 @@ type TinyStrategy() =
             new NeuronProposal (
                 chosen.FanIn, chosen.FanOut, delta, deltaDecrease,
                 chosen.Lambdas |> Array.map (fun l -> l * l),
-                request.A.ActivationSlopeAtZero, // σ sits between A and B: it is A's activation
+                request.Junction.ActivationSlopeAtZero, // the σ between A and B
                 update.Bottleneck)

@@ -10,7 +10,7 @@ namespace TinyGrow.Abstractions;
 public static class Contract
 {
     /// <summary>Current contract version.</summary>
-    public const int Version = 2;
+    public const int Version = 3;
 }
 
 /// <summary>A plugin's single entry point: registers its services into dependency injection.</summary>

@@ -10,18 +10,21 @@ namespace TinyGrow.Abstractions;
 /// rows one such product summed: eigen-directions of S or S2 below ~(D + √rows)·UnitRoundoff·λmax are
 /// rounding, whatever the configured cutoff.
 /// </summary>
+/// <c>AMean</c> and <c>ASecondMoment</c> (optional) are the mean and second moment of A's input
+/// patches over (sample, A output position) rows, for a normalisation that grows with A.
 public sealed record JunctionStatistics(Tensor S, Tensor M, Tensor S2, Tensor M2, Tensor P, double TraceE, long Samples,
-                                        double UnitRoundoff, long RowsPerProduct) : IDisposable
+                                        double UnitRoundoff, long RowsPerProduct,
+                                        Tensor? AMean = null, Tensor? ASecondMoment = null) : IDisposable
 {
     /// <inheritdoc />
-    public void Dispose() { S.Dispose(); M.Dispose(); S2.Dispose(); M2.Dispose(); P.Dispose(); }
+    public void Dispose() { S.Dispose(); M.Dispose(); S2.Dispose(); M2.Dispose(); P.Dispose(); AMean?.Dispose(); ASecondMoment?.Dispose(); }
 }
 
-/// <summary>What a strategy is asked: propose at most <see cref="MaxNeurons"/> neurons for a junction.</summary>
+/// <summary>What a strategy is asked: propose at most <see cref="MaxNeurons"/> neurons for a junction
+/// (its layers are <c>Junction.A</c> and <c>Junction.B</c>; σ′(0) is <c>Junction.ActivationSlopeAtZero</c>).</summary>
 public sealed record GrowthRequest(
     JunctionStatistics Statistics,
-    IGrowableLayer A,
-    IGrowableLayer B,
+    IJunction Junction,
     int MaxNeurons,
     GrowthOptions Options,
     Generator? Generator);

@@ -60,23 +60,45 @@ public sealed class LayerSpec
     public int MaxWidth { get; set; } = 256;
     /// <summary>Activation after this layer.</summary>
     public string Activation { get; set; } = "tanh";
-    /// <summary>Whether the layer has a bias.</summary>
+    /// <summary>Whether the layer has a bias (a conv followed by BatchNorm needs none: BN's shift is one).</summary>
     public bool Bias { get; set; } = true;
+
+    // Convolutional layers only ("conv" kind); dense layers ignore them.
+    /// <summary>Kernel size (square).</summary>
+    public int Kernel { get; set; } = 3;
+    /// <summary>Stride.</summary>
+    public int Stride { get; set; } = 1;
+    /// <summary>Zero padding on each side; -1 means "same" for stride 1: Dilation·(Kernel−1)/2.</summary>
+    public int Padding { get; set; } = -1;
+    /// <summary>Dilation.</summary>
+    public int Dilation { get; set; } = 1;
+    /// <summary>BatchNorm between the conv and its activation (it grows with the conv).</summary>
+    public bool BatchNorm { get; set; } = true;
+    /// <summary>Pooling after the activation: "none", "max2" (a boundary: no junction across it) or
+    /// "avg2" (linear, so a junction may span it).</summary>
+    public string Pool { get; set; } = "none";
+
+    /// <summary>The padding in pixels (resolving -1).</summary>
+    public int ResolvedPadding => Padding >= 0 ? Padding : Dilation * (Kernel - 1) / 2;
 }
 
 /// <summary>
 /// Per-position rows of one batch for a junction A → σ → B (DESIGN §4): <c>B</c> holds b (B's input,
 /// trailing 1 if B has a bias), <c>ATilde</c> holds b̃ (A's input aligned to the same position of B,
 /// trailing 1 if A has a bias), <c>G</c> holds g = ∂(sum loss)/∂(B's pre-activation). One row per
-/// (sample, position); <c>Samples</c> is the number of samples the rows came from.
+/// (sample, position) kept; <c>Samples</c> is the number of samples the rows came from.
+/// <c>RowWeight</c> is the number of (sample, position) rows each kept row stands for (1 when every
+/// row is kept; L·n/r when r of the n·L rows were drawn at random), so sums stay unbiased.
+/// <c>APatches</c> (optional) holds A's input patches at A's own output positions (same subsampling
+/// weight), for junctions whose A is followed by a normalisation that must grow with it.
 /// </summary>
-public sealed record JunctionRows(Tensor B, Tensor ATilde, Tensor G, long Samples) : IDisposable
+public sealed record JunctionRows(Tensor B, Tensor ATilde, Tensor G, long Samples, double RowWeight = 1.0, Tensor? APatches = null) : IDisposable
 {
     /// <inheritdoc />
-    public void Dispose() { B.Dispose(); ATilde.Dispose(); G.Dispose(); }
+    public void Dispose() { B.Dispose(); ATilde.Dispose(); G.Dispose(); APatches?.Dispose(); }
 }
 
-/// <summary>A kind of growable layer: builds layers and turns a junction's activations into rows.</summary>
+/// <summary>A kind of growable layer: builds layers from a spec (blocks combine them into junctions).</summary>
 public interface ILayerKind
 {
     /// <summary>Name used in Model:Layers:N:Kind.</summary>
@@ -85,9 +107,6 @@ public interface ILayerKind
     /// sentence naming the field and the fix; empty when the spec is usable. Checked before a run
     /// writes anything.</summary>
     IReadOnlyList<string> Validate(LayerSpec spec);
-    /// <summary>Builds a layer for inputs of <paramref name="inputWidth"/> features.</summary>
+    /// <summary>Builds a layer for inputs of <paramref name="inputWidth"/> features (channels for a conv).</summary>
     IGrowableLayer Create(LayerSpec spec, int inputWidth, Device device, ScalarType dtype, Generator? generator);
-    /// <summary>Rows of the junction <paramref name="a"/> → σ → <paramref name="b"/> (b of this kind),
-    /// from A's input, B's input and the gradient at B's pre-activation.</summary>
-    JunctionRows Rows(IGrowableLayer a, IGrowableLayer b, Tensor aInput, Tensor bInput, Tensor gradB);
 }

@@ -32,13 +32,25 @@ public sealed class DatasetOptions
     public bool HorizontalFlip { get; set; } = true;
 }
 
-/// <summary>Section "Model": hidden layers (the output layer is added with one neuron per class).</summary>
+/// <summary>Section "Model": a preset, or hidden layers in list form (the output layer is added
+/// with one neuron per class). Dense layers only: a multilayer perceptron; conv layers first, then
+/// optional dense layers: a CNN whose feature maps enter the dense part through <see cref="Head"/>.</summary>
 public sealed class ModelOptions
 {
-    /// <summary>Hidden layers in order, each with its starting width.</summary>
-    [MinLength(1)] public List<LayerSpec> Layers { get; set; } = new();
+    /// <summary>Hidden layers in order, each with its starting width (ignored with a preset).</summary>
+    public List<LayerSpec> Layers { get; set; } = new();
     /// <summary>Whether the output layer has a bias.</summary>
     public bool OutputBias { get; set; } = true;
+    /// <summary>"" (use <see cref="Layers"/>) or "resnet18" (CIFAR form: 3×3 stem, no max pool,
+    /// four stages of two BasicBlocks whose inner channels grow toward 64/128/256/512).</summary>
+    [RegularExpression("^(|resnet18)$", ErrorMessage = "Use \"resnet18\" or leave it empty to use Model:Layers.")]
+    public string Preset { get; set; } = "";
+    /// <summary>A preset's starting inner widths as a fraction of its full widths (1/64 gives 1/2/4/8
+    /// for ResNet-18); the full widths are the maxima growth may reach.</summary>
+    [Range(1e-6, 1.0)] public double WidthFraction { get; set; } = 1.0 / 64.0;
+    /// <summary>How a CNN's last feature maps enter its dense layers: "gap" (global average pool) or
+    /// "flatten". Both are junctions that grow the last conv.</summary>
+    [RegularExpression("^(gap|flatten)$")] public string Head { get; set; } = "gap";
 }
 
 /// <summary>Section "Training".</summary>
@@ -75,6 +87,10 @@ public sealed class GrowthOptions
     [Range(1, 10_000_000)] public int StatisticsSamples { get; set; } = 4096;
     /// <summary>Held-out training samples (disjoint from the statistics ones) for the γ line search.</summary>
     [Range(1, 10_000_000)] public int GammaSearchSamples { get; set; } = 2048;
+    /// <summary>Statistics rows drawn per dimension of the largest statistic (DESIGN §4.3): a junction
+    /// keeps about RowsPerDimension·max(D1, D2) of its (sample, position) rows, drawn at random,
+    /// the same rows for every statistic. 0 keeps every row.</summary>
+    [Range(0, 1_000_000)] public int RowsPerDimension { get; set; } = 32;
     /// <summary>Most neurons added to one junction in one step.</summary>
     [Range(1, 100_000)] public int NeuronsPerStep { get; set; } = 32;
     /// <summary>A direction k is kept only if λ_k ≥ RelativeThreshold·λ_1.</summary>

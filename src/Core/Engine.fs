@@ -32,7 +32,8 @@ module Schedule =
         else training.LearningRate
 
 /// `strategy` may be null: the network then trains at its starting widths (a fixed baseline).
-type GrowthEngine(layerKinds: IReadOnlyDictionary<string, ILayerKind>, strategy: IGrowthStrategy | null, logger: ILogger) =
+type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKinds: IReadOnlyDictionary<string, ILayerKind>,
+                  strategy: IGrowthStrategy | null, logger: ILogger) =
     let growingWith: IGrowthStrategy option =
         match strategy with
         | null -> None
@@ -70,7 +71,7 @@ type GrowthEngine(layerKinds: IReadOnlyDictionary<string, ILayerKind>, strategy:
         let added = events |> List.sumBy (fun e -> e.Added)
         if added > 0 then
             logger.LogInformation ("epoch {Epoch}: grew {Added} neurons → widths {Widths}, loss on held-out samples −{Decrease:g3}",
-                                   epoch, added, String.Join ("/", net.HiddenWidths), events |> List.sumBy (fun e -> e.MeasuredDecrease))
+                                   epoch, added, String.Join ("/", net.Widths), events |> List.sumBy (fun e -> e.MeasuredDecrease))
 
     member _.Run
         (
@@ -88,7 +89,7 @@ type GrowthEngine(layerKinds: IReadOnlyDictionary<string, ILayerKind>, strategy:
         // Augmentation draws from its own generator, so that switching it on or off leaves the
         // shuffling, the initial weights and the growth samples unchanged.
         use augmentation = new torch.Generator (uint64 training.Seed ^^^ 0x5DEECE66DUL)
-        use net = Network.Build (layerKinds, model, data.InputShape, data.Classes, device, torch.ScalarType.Float32, generator)
+        use net = Network.Build (blockKinds, layerKinds, model, data.InputShape, data.Classes, device, torch.ScalarType.Float32, generator)
         let optimizer = makeOptimizer training net
         use log = new RunLog (Path.Combine (runDirectory, "metrics.jsonl"))
         let board = TensorBoardLog runDirectory
@@ -104,7 +105,7 @@ type GrowthEngine(layerKinds: IReadOnlyDictionary<string, ILayerKind>, strategy:
         let mutable lastProgress = Stopwatch.StartNew ()
         let mutable finalAccuracy = 0.0
         logger.LogInformation ("Training on {Dataset} ({Train} train / {Test} test) on {Device}; widths {Widths}, {Parameters} parameters; strategy {Strategy}",
-                               data.Name, n, data.Test.Count, device.``type``, String.Join ("/", net.HiddenWidths), net.ParameterCount,
+                               data.Name, n, data.Test.Count, device.``type``, String.Join ("/", net.Widths), net.ParameterCount,
                                (match growingWith with Some s -> s.Name | None -> "none (fixed widths)"))
         for epoch in 1 .. training.Epochs do
             cancellation.ThrowIfCancellationRequested ()
@@ -130,17 +131,17 @@ type GrowthEngine(layerKinds: IReadOnlyDictionary<string, ILayerKind>, strategy:
             let trainLoss = lossSum / float batchesPerEpoch
             let testLoss, testAccuracy = Training.evaluate net data data.Test
             finalAccuracy <- testAccuracy
-            board.Epoch (epoch, trainLoss, testLoss, testAccuracy, net.ParameterCount, net.HiddenWidths)
+            board.Epoch (epoch, trainLoss, testLoss, testAccuracy, net.ParameterCount, net.Widths)
             log.Write ("epoch",
                 [ "epoch", box epoch; "train_loss", box trainLoss; "test_loss", box testLoss; "test_accuracy", box testAccuracy
-                  "parameters", box net.ParameterCount; "widths", box net.HiddenWidths; "seconds", box clock.Elapsed.TotalSeconds ])
+                  "parameters", box net.ParameterCount; "widths", box net.Widths; "seconds", box clock.Elapsed.TotalSeconds ])
             logger.LogInformation ("epoch {Epoch}/{Epochs}: train loss {TrainLoss:f4}, test accuracy {Accuracy:p2}, widths {Widths}, {Parameters} parameters, {Seconds:f0} s",
-                                   epoch, training.Epochs, trainLoss, testAccuracy, String.Join ("/", net.HiddenWidths), net.ParameterCount, clock.Elapsed.TotalSeconds)
-        ModelFile.save net runDirectory
+                                   epoch, training.Epochs, trainLoss, testAccuracy, String.Join ("/", net.Widths), net.ParameterCount, clock.Elapsed.TotalSeconds)
+        ModelFile.save net data.InputShape data.Classes runDirectory
         let summary =
             { TestAccuracy = finalAccuracy
               Parameters = net.ParameterCount
-              Widths = net.HiddenWidths
+              Widths = net.Widths
               Seconds = clock.Elapsed.TotalSeconds
               GrowthSeconds = growthSeconds }
         log.Write ("final",

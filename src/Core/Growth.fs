@@ -8,11 +8,18 @@ open TorchSharp
 open TorchSharp.Modules
 open TinyGrow.Abstractions
 
+/// Rows a junction keeps from one batch of `count` out of `total` samples: RowsPerDimension·RowSize
+/// over the pass, spread in proportion to the batch (0: every row).
+let rowsPerBatch (rowsPerDimension: int) (junction: IJunction) (count: int64) (total: int64) =
+    if rowsPerDimension <= 0 then 0L
+    else max 1L ((int64 rowsPerDimension * junction.RowSize * count + total - 1L) / total)
+
 /// Statistics of junctions first .. J−1 over (x, y) (element i is junction first + i): per batch one
-/// forward and one backward of the *sum* of the loss (so that g is a per-sample gradient), then
-/// GEMM sums. Starting later skips the earlier junctions' products (the first junction's S2, the
-/// input covariance, is the largest of all).
-let statisticsPassFrom (first: int) (net: Network) (x: torch.Tensor) (y: torch.Tensor) (batchSize: int64) : JunctionStatistics[] =
+/// probe forward (batch statistics; running ones untouched) and one backward of the *sum* of the
+/// loss (so that g is a per-sample gradient), then GEMM sums over the rows each junction keeps.
+/// Starting later skips the earlier junctions' products.
+let statisticsPassFrom (first: int) (rowsPerDimension: int) (generator: torch.Generator | null) (net: Network)
+                       (x: torch.Tensor) (y: torch.Tensor) (batchSize: int64) : JunctionStatistics[] =
     let accumulators = Array.init (net.JunctionCount - first) (fun _ -> Statistics.JunctionAccumulator ())
     let n = x.shape[0]
     let mutable start = 0L
@@ -20,60 +27,29 @@ let statisticsPassFrom (first: int) (net: Network) (x: torch.Tensor) (y: torch.T
         use scope = torch.NewDisposeScope ()
         let count = min batchSize (n - start)
         let xb, yb = x.narrow (0L, start, count), y.narrow (0L, start, count)
-        let inputs, preActivations = net.ForwardRecording xb
-        let loss = torch.nn.functional.cross_entropy (preActivations[preActivations.Length - 1], yb, reduction = torch.nn.Reduction.Sum)
-        let grads = torch.autograd.grad ([| loss |], preActivations[first + 1 ..])
+        let logits, records = net.ForwardRecording xb
+        let loss = torch.nn.functional.cross_entropy (logits, yb, reduction = torch.nn.Reduction.Sum)
+        let grads = torch.autograd.grad ([| loss |], records[first ..] |> Array.map (fun r -> r.BOutput))
         use _ = torch.no_grad ()
         for j in first .. net.JunctionCount - 1 do
-            use rows = net.Kinds[j + 1].Rows (net.Layers[j], net.Layers[j + 1], inputs[j], inputs[j + 1], grads[j - first])
+            let junction = net.Junctions[j]
+            let cap = rowsPerBatch rowsPerDimension junction count n
+            use rows = junction.Rows (records[j], grads[j - first], cap, generator)
             accumulators[j - first].Add rows
         start <- start + count
     accumulators |> Array.map (fun a -> a.Finish ())
 
 /// Statistics of every junction (element j is junction j).
 let statisticsPass (net: Network) (x: torch.Tensor) (y: torch.Tensor) (batchSize: int64) : JunctionStatistics[] =
-    statisticsPassFrom 0 net x y batchSize
+    statisticsPassFrom 0 0 null net x y batchSize
 
-/// Parameters replaced by an applied candidate: load them back to undo it, dispose them to commit.
-type AppliedCandidate = { Replaced: (IGrowableLayer * Parameter[]) list }
+/// Applies `proposal` to junction j at amplitude γ (see IJunction.Apply).
+let apply (net: Network) (j: int) (proposal: NeuronProposal) (statistics: JunctionStatistics) (gamma: float) : IAppliedGrowth =
+    net.Junctions[j].Apply (proposal, gamma, statistics)
 
-let private current (layer: IGrowableLayer) = Seq.toArray layer.Parameters
+let undo (applied: IAppliedGrowth) = applied.Undo ()
 
-/// Applies `proposal` to junction j at amplitude γ: W_B ← W_B − γ²δ (when δ is set), B gains
-/// columns γ·ω, A gains rows γ·α.
-let apply (net: Network) (j: int) (proposal: NeuronProposal) (gamma: float) : AppliedCandidate =
-    if gamma <= 0.0 then { Replaced = [] }
-    else
-        use _ = torch.no_grad ()
-        let a, b = net.Layers[j], net.Layers[j + 1]
-        let snapshotA, snapshotB = current a, current b
-        let mutable bReplaced = false
-        let replaceB (values: torch.Tensor[]) =
-            let before = current b
-            b.Load values
-            if bReplaced then before |> Array.iter (fun p -> p.Dispose ())
-            bReplaced <- true
-        match proposal.Delta with
-        | null -> ()
-        | delta -> replaceB (b.UpdateExisting (delta, gamma * gamma))
-        if proposal.Count > 0 then
-            use fanOut = proposal.FanOut * gamma
-            replaceB (b.GrowInputs fanOut)
-            use fanIn = proposal.FanIn * gamma
-            a.Load (a.GrowOutputs fanIn)
-        { Replaced =
-            [ if proposal.Count > 0 then yield a, snapshotA
-              if bReplaced then yield b, snapshotB ] }
-
-let undo (applied: AppliedCandidate) =
-    for layer, snapshot in applied.Replaced do
-        let candidate = current layer
-        layer.Load (snapshot |> Array.map (fun p -> p :> torch.Tensor))
-        candidate |> Array.iter (fun p -> p.Dispose ())
-
-let commit (applied: AppliedCandidate) =
-    for _, snapshot in applied.Replaced do
-        snapshot |> Array.iter (fun p -> p.Dispose ())
+let commit (applied: IAppliedGrowth) = applied.Commit ()
 
 /// γ search on a √2 grid: γ = 0 is always a choice (it means "add nothing now"). From γ = 1 the
 /// search goes up while the loss keeps falling (never capped at 1), or, if γ = √2 is no better,
@@ -117,37 +93,35 @@ type GrowthEvent =
       Width: int }
 
 /// Loss on the held-out samples with the candidate (j, proposal, γ) applied, then undone.
-let candidateLoss (net: Network) (j: int) (proposal: NeuronProposal) (heldX: torch.Tensor) (heldY: torch.Tensor) (gamma: float) =
+let candidateLoss (net: Network) (j: int) (proposal: NeuronProposal) (statistics: JunctionStatistics) (heldX: torch.Tensor) (heldY: torch.Tensor) (gamma: float) =
     use scope = torch.NewDisposeScope () // the candidate's temporaries go with it
-    let applied = apply net j proposal gamma
-    try Training.meanLoss net heldX heldY
+    let applied = apply net j proposal statistics gamma
+    try Training.probeLoss net heldX heldY
     finally undo applied
 
 /// Relative loss decrease below which a candidate is treated as no better than γ = 0.
 let acceptanceMargin = 1e-6
 
 /// Searches γ for junction j's proposal and applies it if γ > 0.
-let growJunction (net: Network) (j: int) (proposal: NeuronProposal) (heldX: torch.Tensor) (heldY: torch.Tensor) : GrowthEvent =
-    let gamma, loss, loss0 = lineSearch (candidateLoss net j proposal heldX heldY) 24
+let growJunction (net: Network) (j: int) (proposal: NeuronProposal) (statistics: JunctionStatistics) (heldX: torch.Tensor) (heldY: torch.Tensor) : GrowthEvent =
+    let gamma, loss, loss0 = lineSearch (candidateLoss net j proposal statistics heldX heldY) 24
     // A decrease within rounding of the loss (float32: ~1e-7 relative) is noise, not a reason to
     // add neurons: below this margin γ = 0 wins.
     let gamma, loss = if loss0 - loss > acceptanceMargin * abs loss0 then gamma, loss else 0.0, loss0
-    if gamma > 0.0 then commit (apply net j proposal gamma)
+    if gamma > 0.0 then commit (apply net j proposal statistics gamma)
     { Junction = j
       Added = (if gamma > 0.0 then proposal.Count else 0)
       Gamma = gamma
       PredictedDecrease = proposal.PredictedDecrease gamma
       MeasuredDecrease = loss0 - loss
       Bottleneck = proposal.Bottleneck
-      Width = net.Layers[j].OutputWidth }
+      Width = net.Junctions[j].A.OutputWidth }
 
-/// Room left in junction j (its A layer may not exceed its spec's MaxWidth).
-let room (net: Network) (j: int) = max 0 (net.Specs[j].MaxWidth - net.Layers[j].OutputWidth)
+/// Room left in junction j (its A layer may not exceed the junction's MaxWidth).
+let room (net: Network) (j: int) = max 0 (net.Junctions[j].MaxWidth - net.Junctions[j].A.OutputWidth)
 
 /// Parameters that K new neurons of junction j would add.
-let private addedParameters (net: Network) (j: int) (k: int) =
-    let a, b = net.Layers[j], net.Layers[j + 1]
-    int64 k * int64 (a.InputWidth + (if a.HasBias then 1 else 0) + b.OutputWidth)
+let private addedParameters (net: Network) (j: int) (k: int) = int64 k * net.Junctions[j].ParametersPerNeuron
 
 /// Selection "best": the largest first-order decrease from new neurons per added parameter, among
 /// proposals that add neurons (δ adds no parameters and would win any ratio); δ alone only when
@@ -166,11 +140,11 @@ let step (net: Network) (strategy: IGrowthStrategy) (options: GrowthOptions) (ge
     if growable.IsEmpty then []
     else
         // Statistics of junctions first.. as (first, array indexed by j − first).
-        let pass first = first, statisticsPassFrom first net statsX statsY 1024L
+        let pass first = first, statisticsPassFrom first options.RowsPerDimension generator net statsX statsY 256L
         let release (_, stats: JunctionStatistics[]) = stats |> Array.iter (fun s -> s.Dispose ())
+        let statsOf (first: int, stats: JunctionStatistics[]) j = stats[j - first]
         let propose (first: int, stats: JunctionStatistics[]) j =
-            let a, b = net.Layers[j], net.Layers[j + 1]
-            strategy.Propose (GrowthRequest (stats[j - first], a, b, min options.NeuronsPerStep (room net j), options, generator))
+            strategy.Propose (GrowthRequest (stats[j - first], net.Junctions[j], min options.NeuronsPerStep (room net j), options, generator))
         match options.Selection with
         | "best" ->
             let stats = pass growable.Head
@@ -178,7 +152,7 @@ let step (net: Network) (strategy: IGrowthStrategy) (options: GrowthOptions) (ge
                 let proposals = growable |> List.map (fun j -> j, propose stats j)
                 try
                     let j, best = bestProposal (fun j k -> addedParameters net j k) proposals
-                    [ growJunction net j best heldX heldY ]
+                    [ growJunction net j best (statsOf stats j) heldX heldY ]
                 finally
                     proposals |> List.iter (fun (_, p) -> p.Dispose ())
             finally
@@ -199,7 +173,7 @@ let step (net: Network) (strategy: IGrowthStrategy) (options: GrowthOptions) (ge
                             stats <- Some s
                             s
                     use proposal = propose current j
-                    let event = growJunction net j proposal heldX heldY
+                    let event = growJunction net j proposal (statsOf current j) heldX heldY
                     if event.Gamma > 0.0 then
                         stats <- None
                         release current

@@ -1,5 +1,5 @@
-/// A feed-forward network of growable layers: x → L0 → σ0 → L1 → σ1 → … → L_last (logits).
-/// Junction j is L_j → σ_j → L_{j+1}; growing it widens L_j.
+/// A model: a sequence of blocks (DESIGN §3.1), each owning its layers and junctions. The engine
+/// sees the junctions in order (block by block) and never looks inside a block.
 namespace TinyGrow.Core
 
 open System
@@ -7,70 +7,77 @@ open System.Collections.Generic
 open TorchSharp
 open TinyGrow.Abstractions
 
-type Network(layers: IGrowableLayer[], kinds: ILayerKind[], specs: LayerSpec[]) =
-    do
-        if layers.Length < 2 then invalidArg "layers" "A growable network needs at least two layers (one junction)."
+type Network(blocks: IModelBlock[]) =
+    let junctions = blocks |> Array.collect (fun b -> Seq.toArray b.Junctions)
 
-    member _.Layers = layers
-    member _.Kinds = kinds
-    /// Specs of every layer (the last one is the output layer).
-    member _.Specs = specs
-    member _.JunctionCount = layers.Length - 1
+    member _.Blocks = blocks
+    member _.Junctions: IJunction[] = junctions
+    member _.JunctionCount = junctions.Length
 
-    /// Widths of the hidden layers (every layer but the output).
-    member _.HiddenWidths = layers[.. layers.Length - 2] |> Array.map (fun l -> l.OutputWidth)
+    /// Widths of the growable layers (each junction's A), in junction order.
+    member _.Widths = junctions |> Array.map (fun j -> j.A.OutputWidth)
 
-    member _.Parameters: Modules.Parameter[] = layers |> Array.collect (fun l -> Seq.toArray l.Parameters)
+    member _.Parameters: Modules.Parameter[] = blocks |> Array.collect (fun b -> Seq.toArray b.Parameters)
+
+    /// BatchNorm running statistics and other saved non-trained state.
+    member _.Buffers: torch.Tensor[] = blocks |> Array.collect (fun b -> Seq.toArray b.Buffers)
 
     member this.ParameterCount = this.Parameters |> Array.sumBy (fun p -> p.numel ())
 
-    member _.Forward(x: torch.Tensor) : torch.Tensor =
+    member _.Forward(x: torch.Tensor, pass: ForwardPass) : torch.Tensor =
+        // Intermediate tensors belong to the caller's dispose scope (one per batch).
         let mutable h = x
-        for i in 0 .. layers.Length - 1 do
-            let z = layers[i].Forward h
-            h <- if i = layers.Length - 1 then z else layers[i].Activate z
+        for b in blocks do h <- b.Forward (h, pass)
         h
 
-    /// Forward pass keeping every layer's input and pre-activation (for the statistics pass).
-    member _.ForwardRecording(x: torch.Tensor) : torch.Tensor[] * torch.Tensor[] =
-        let inputs = Array.zeroCreate layers.Length
-        let preActivations = Array.zeroCreate layers.Length
-        let mutable h = x
-        for i in 0 .. layers.Length - 1 do
-            inputs[i] <- h
-            let z = layers[i].Forward h
-            preActivations[i] <- z
-            h <- if i = layers.Length - 1 then z else layers[i].Activate z
-        inputs, preActivations
+    /// Evaluation-mode forward (normalisation from running statistics).
+    member this.Forward(x: torch.Tensor) : torch.Tensor = this.Forward (x, ForwardPass.Evaluation)
 
-    /// Builds the network of `model` (hidden layers) plus a dense-like output layer of `classes`
-    /// neurons of the last hidden layer's kind.
+    /// A probe forward pass (batch statistics, running ones untouched) that records every junction:
+    /// the logits and, in junction order, each junction's record.
+    member _.ForwardRecording(x: torch.Tensor) : torch.Tensor * JunctionRecord[] =
+        let recorded = Dictionary<IJunction, JunctionRecord> ()
+        let pass = ForwardPass (Training = true, UpdateRunningStatistics = false, Records = recorded)
+        let mutable h = x
+        for b in blocks do h <- b.Forward (h, pass)
+        let records =
+            junctions |> Array.map (fun j ->
+                match recorded.TryGetValue j with
+                | true, r -> r
+                | _ -> invalidOp $"Block did not record junction {j.Name} in a recording pass.")
+        h, records
+
+    /// Builds the blocks of `model` for inputs of `inputShape` (per sample) and `classes` outputs.
     static member Build
-        (kinds: IReadOnlyDictionary<string, ILayerKind>, model: ModelOptions, inputShape: int64[], classes: int,
+        (blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKinds: IReadOnlyDictionary<string, ILayerKind>,
+         model: ModelOptions, inputShape: int64[], classes: int,
+         device: torch.Device, dtype: torch.ScalarType, generator: torch.Generator | null) =
+        Network.BuildBlocks (blockKinds, layerKinds, ModelPlan.blocks model, inputShape, classes, device, dtype, generator)
+
+    /// Builds a network from block specs (a plan, or a saved model's).
+    static member BuildBlocks
+        (blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKinds: IReadOnlyDictionary<string, ILayerKind>,
+         specs: BlockSpec seq, inputShape: int64[], classes: int,
          device: torch.Device, dtype: torch.ScalarType, generator: torch.Generator | null) =
         let kindOf (name: string) =
-            match kinds.TryGetValue name with
+            match blockKinds.TryGetValue name with
             | true, k -> k
             | _ ->
-                let known = String.Join (", ", kinds.Keys)
-                invalidArg "Model:Layers" $"No layer kind '{name}' was discovered (known: {known}). Is its plugin in the plugins folder?"
-        let hidden = Seq.toArray model.Layers
-        let output =
-            LayerSpec (Kind = (if hidden.Length > 0 then hidden[hidden.Length - 1].Kind else "dense"),
-                       Width = classes, MaxWidth = classes, Activation = "identity", Bias = model.OutputBias)
-        let specs = Array.append hidden [| output |]
-        let mutable inputWidth = int (Array.fold (*) 1L inputShape)
-        let built = ResizeArray ()
+                let known = String.Join (", ", blockKinds.Keys)
+                invalidArg "Model" $"No block kind '{name}' was discovered (known: {known}). Is its plugin in the plugins folder?"
+        let built = ResizeArray<IModelBlock> ()
         try
+            let mutable shape = inputShape
+            let mutable index = 0
             for spec in specs do
-                let kind = kindOf spec.Kind
-                let layer = kind.Create (spec, inputWidth, device, dtype, generator)
-                built.Add (layer, kind)
-                inputWidth <- layer.OutputWidth
+                let block = (kindOf spec.Kind).Create (spec, BlockContext (shape, classes, layerKinds, device, dtype, generator, $"{spec.Kind}{index}"))
+                built.Add block
+                shape <- block.OutputShape
+                index <- index + 1
         with _ ->
-            for layer, _ in built do layer.Dispose ()
+            for b in built do b.Dispose ()
             reraise ()
-        new Network (built |> Seq.map fst |> Seq.toArray, built |> Seq.map snd |> Seq.toArray, specs)
+        new Network (built.ToArray ())
 
     interface IDisposable with
-        member _.Dispose() = layers |> Array.iter (fun l -> l.Dispose ())
+        member _.Dispose() = blocks |> Array.iter (fun b -> b.Dispose ())

@@ -8,7 +8,9 @@ open TinyGrow.Abstractions
 
 type private Sums =
     { S: torch.Tensor; M: torch.Tensor; S2: torch.Tensor; M2: torch.Tensor; P: torch.Tensor
-      mutable TraceE: float; mutable Samples: int64; mutable UnitRoundoff: float; mutable RowsPerProduct: int64 }
+      mutable TraceE: float; mutable Samples: int64; mutable UnitRoundoff: float; mutable RowsPerProduct: int64
+      /// Σ p and Σ p pᵀ of A's input patches (junctions whose A's normalisation grows with it).
+      mutable AMean: torch.Tensor option; mutable ASecond: torch.Tensor option; mutable APatchRows: float }
 
 /// Unit roundoff of a floating dtype (products formed per batch in float32 carry its rounding into
 /// the float64 sums).
@@ -19,7 +21,8 @@ let unitRoundoff (dtype: torch.ScalarType) =
     | torch.ScalarType.Float16 -> 4.8828125e-4
     | _ -> 3.90625e-3 // bfloat16, and anything coarser we do not expect
 
-/// Sums of b bᵀ, b gᵀ, b̃ b̃ᵀ, b̃ gᵀ, b̃ bᵀ and |g|² over every row added.
+/// Sums of b bᵀ, b gᵀ, b̃ b̃ᵀ, b̃ gᵀ, b̃ bᵀ and |g|² over every row added, each row counted
+/// RowWeight times (rows subsampled at random stand for the rows not drawn).
 type JunctionAccumulator() =
     let mutable sums: Sums option = None
 
@@ -37,16 +40,31 @@ type JunctionAccumulator() =
                     let t = torch.zeros ([| r; c |], dtype = torch.ScalarType.Float64, device = b.device)
                     t.DetachFromDisposeScope ()
                 let d1, d2, out = b.shape[1], bt.shape[1], g.shape[1]
-                let s = { S = z d1 d1; M = z d1 out; S2 = z d2 d2; M2 = z d2 out; P = z d2 d1; TraceE = 0.0; Samples = 0L; UnitRoundoff = 0.0; RowsPerProduct = 0L }
+                let s = { S = z d1 d1; M = z d1 out; S2 = z d2 d2; M2 = z d2 out; P = z d2 d1; TraceE = 0.0; Samples = 0L; UnitRoundoff = 0.0; RowsPerProduct = 0L
+                          AMean = None; ASecond = None; APatchRows = 0.0 }
                 sums <- Some s
                 s
         use scope = torch.NewDisposeScope ()
-        s.S.add_ (f64 (b.t().mm b)) |> ignore
-        s.M.add_ (f64 (b.t().mm g)) |> ignore
-        s.S2.add_ (f64 (bt.t().mm bt)) |> ignore
-        s.M2.add_ (f64 (bt.t().mm g)) |> ignore
-        s.P.add_ (f64 (bt.t().mm b)) |> ignore
-        s.TraceE <- s.TraceE + (f64 g).square().sum().item<float> ()
+        let w = rows.RowWeight
+        let add (sum: torch.Tensor) (product: torch.Tensor) =
+            (if w = 1.0 then sum.add_ (f64 product) else sum.add_ (f64 product, w.ToScalar ())) |> ignore
+        add s.S (b.t().mm b)
+        add s.M (b.t().mm g)
+        add s.S2 (bt.t().mm bt)
+        add s.M2 (bt.t().mm g)
+        add s.P (bt.t().mm b)
+        s.TraceE <- s.TraceE + w * (f64 g).square().sum().item<float> ()
+        match rows.APatches with
+        | null -> ()
+        | patches ->
+            let keep (t: torch.Tensor) = t.DetachFromDisposeScope ()
+            let mean = s.AMean |> Option.defaultWith (fun () -> keep (torch.zeros ([| patches.shape[1] |], dtype = torch.ScalarType.Float64, device = b.device)))
+            let second = s.ASecond |> Option.defaultWith (fun () -> keep (torch.zeros ([| patches.shape[1]; patches.shape[1] |], dtype = torch.ScalarType.Float64, device = b.device)))
+            s.AMean <- Some mean
+            s.ASecond <- Some second
+            add mean (patches.sum 0L)
+            add second (patches.t().mm patches)
+            s.APatchRows <- s.APatchRows + w * float patches.shape[0]
         s.Samples <- s.Samples + rows.Samples
         s.UnitRoundoff <- max s.UnitRoundoff (unitRoundoff b.dtype)
         s.RowsPerProduct <- max s.RowsPerProduct b.shape[0]
@@ -59,4 +77,8 @@ type JunctionAccumulator() =
             let n = float s.Samples
             sums <- None
             let div (t: torch.Tensor) = t.div_ (n.ToScalar ())
-            new JunctionStatistics(div s.S, div s.M, div s.S2, div s.M2, div s.P, s.TraceE / n, s.Samples, s.UnitRoundoff, s.RowsPerProduct)
+            // A's patch moments are averages over (sample, A-position) rows, as a normalisation sees them.
+            let optional (t: torch.Tensor option) : torch.Tensor | null =
+                match t with Some t -> t.div_ (s.APatchRows.ToScalar ()) | None -> null
+            new JunctionStatistics(div s.S, div s.M, div s.S2, div s.M2, div s.P, s.TraceE / n, s.Samples, s.UnitRoundoff, s.RowsPerProduct,
+                                   optional s.AMean, optional s.ASecond)

@@ -28,7 +28,7 @@ let trainStep (net: Network) (optimizer: IOptimizer) (learningRate: float) (x: t
         match p.grad with
         | null -> ()
         | g -> g.zero_ () |> ignore
-    let logits = net.Forward x
+    let logits = net.Forward (x, ForwardPass.TrainStep)
     let loss = torch.nn.functional.cross_entropy (logits, y)
     loss.backward ()
     optimizer.Step learningRate
@@ -36,7 +36,7 @@ let trainStep (net: Network) (optimizer: IOptimizer) (learningRate: float) (x: t
 
 /// Mean cross-entropy and accuracy of the network on (inputsOf x, y), in chunks of views of x
 /// (no copies of x), without gradients.
-let private lossAndAccuracyOf (net: Network) (inputsOf: torch.Tensor -> torch.Tensor) (x: torch.Tensor) (y: torch.Tensor) =
+let private lossAndAccuracyOf (pass: ForwardPass) (net: Network) (inputsOf: torch.Tensor -> torch.Tensor) (x: torch.Tensor) (y: torch.Tensor) =
     use _ = torch.no_grad ()
     let n = x.shape[0]
     let mutable lossSum = 0.0
@@ -45,19 +45,23 @@ let private lossAndAccuracyOf (net: Network) (inputsOf: torch.Tensor -> torch.Te
     while start < n do
         use scope = torch.NewDisposeScope ()
         let count = min 4096L (n - start)
-        let logits = net.Forward (inputsOf (x.narrow (0L, start, count)))
+        let logits = net.Forward (inputsOf (x.narrow (0L, start, count)), pass)
         let labels = y.narrow (0L, start, count)
         lossSum <- lossSum + (torch.nn.functional.cross_entropy (logits, labels, reduction = torch.nn.Reduction.Sum)).ToDouble ()
         correct <- correct + (logits.argmax(1L).eq labels).sum().item<int64> ()
         start <- start + count
     lossSum / float n, float correct / float n
 
-/// Mean cross-entropy and accuracy of the network on inputs x and labels y.
-let lossAndAccuracy (net: Network) (x: torch.Tensor) (y: torch.Tensor) = lossAndAccuracyOf net id x y
+/// Mean cross-entropy and accuracy of the network (eval mode) on inputs x and labels y.
+let lossAndAccuracy (net: Network) (x: torch.Tensor) (y: torch.Tensor) = lossAndAccuracyOf ForwardPass.Evaluation net id x y
 
-/// Mean loss and accuracy over a whole split of a dataset (no augmentation).
+/// Mean loss and accuracy over a whole split of a dataset (eval mode, no augmentation).
 let evaluate (net: Network) (data: LoadedDataset) (split: DataSplit) =
-    lossAndAccuracyOf net data.Pipeline.Inputs split.Samples split.Labels
+    lossAndAccuracyOf ForwardPass.Evaluation net data.Pipeline.Inputs split.Samples split.Labels
 
-/// Mean cross-entropy of the network on (x, y).
+/// Mean cross-entropy of the network (eval mode) on (x, y).
 let meanLoss (net: Network) (x: torch.Tensor) (y: torch.Tensor) = fst (lossAndAccuracy net x y)
+
+/// Mean cross-entropy as the next training steps see it: normalisation from batch statistics
+/// (chunks of up to 4,096 samples), running statistics untouched. The γ search measures this.
+let probeLoss (net: Network) (x: torch.Tensor) (y: torch.Tensor) = fst (lossAndAccuracyOf ForwardPass.Probe net id x y)

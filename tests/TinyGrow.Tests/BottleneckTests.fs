@@ -109,7 +109,7 @@ let tests =
             let a, bl = layersFor 4 5 3
             use a = a
             use bl = bl
-            use proposal = tiny.Propose (GrowthRequest (stats, a, bl, 8, GrowthOptions (), null))
+            use proposal = tiny.Propose (GrowthRequest (stats, junctionOf a bl, 8, GrowthOptions (), null))
             // λ_k/λ_1 ≥ threshold can never reject λ_1 itself: with N at rounding level (λ ~ 1e-15,
             // tr E ~ 7) every noise direction passes. Expected: nothing worth adding.
             Expect.equal proposal.Count 0 $"no neuron for a rounding-noise N (λ = %A{Array.map sqrt proposal.NeuronScores}, tr E = {stats.TraceE})"
@@ -181,7 +181,7 @@ let tests =
             let a, bl = layersFor 6 5 3
             use a = a
             use bl = bl
-            use proposal = tiny.Propose (GrowthRequest (stats, a, bl, 8, options 0.0 true, null))
+            use proposal = tiny.Propose (GrowthRequest (stats, junctionOf a bl, 8, options 0.0 true, null))
             Expect.isTrue (isFinite proposal.FanIn && isFinite proposal.FanOut) "α, ω finite"
             Expect.isTrue (proposal.NeuronScores |> Array.forall System.Double.IsFinite) "λ finite"
             Expect.isGreaterThanOrEqual update.Decrease 0.0 "Δ ≥ 0"

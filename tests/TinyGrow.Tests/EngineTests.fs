@@ -45,6 +45,7 @@ type private RecordingPipeline () =
             samples.alias ()
 
 let private kinds = Dictionary<string, ILayerKind> (dict [ "dense", dense ]) :> IReadOnlyDictionary<_, _>
+let private blockKinds = Dictionary<string, IBlockKind> (dict [ "mlp", mlpKind ]) :> IReadOnlyDictionary<_, _>
 
 let private model (widths: int list) =
     ModelOptions (Layers = ResizeArray [ for w in widths -> spec w 32 "tanh" true ])
@@ -67,7 +68,7 @@ let tests =
         test "a growing run writes epoch, growth and final events with their fields, and the model" {
             use data = teacherDataset ()
             withRunFolder (fun dir ->
-                let engine = GrowthEngine (kinds, tiny, NullLogger.Instance)
+                let engine = GrowthEngine (blockKinds, kinds, tiny, NullLogger.Instance)
                 let summary = engine.Run (data, model [ 1; 1 ], training, growth, torch.CPU, dir, CancellationToken.None)
                 let lines = events dir
                 let epochs = lines |> Array.filter (fun e -> eventName e = "epoch")
@@ -89,9 +90,10 @@ let tests =
                 let added = growths |> Array.sumBy (fun e -> e.GetProperty("added").GetInt32 ())
                 Expect.equal (Array.sum summary.Widths - 2) added "widths grew by exactly what the growth lines say"
                 Expect.isTrue (File.Exists (Path.Combine (dir, "model.json")) && File.Exists (Path.Combine (dir, "model.bin"))) "model written"
-                let layers = JsonDocument.Parse(File.ReadAllText (Path.Combine (dir, "model.json"))).RootElement.GetProperty "layers"
-                let savedWidths = [| for l in layers.EnumerateArray () -> l.GetProperty("output_width").GetInt32 () |]
-                Expect.equal savedWidths (Array.append summary.Widths [| 3 |]) "model.json has the final widths"
+                let blocks = JsonDocument.Parse(File.ReadAllText (Path.Combine (dir, "model.json"))).RootElement.GetProperty "Blocks"
+                let layers = blocks[0].GetProperty "Layers"
+                let savedWidths = [| for l in layers.EnumerateArray () -> l.GetProperty("Width").GetInt32 () |]
+                Expect.equal savedWidths summary.Widths "model.json has the final widths"
                 let events = Directory.GetFiles (Path.Combine (dir, "tensorboard"), "events.out.tfevents.*", SearchOption.AllDirectories)
                 Expect.isNonEmpty events "a TensorBoard event file"
                 Expect.isGreaterThan (FileInfo(events[0]).Length) 100L "holding the scalars")
@@ -100,7 +102,7 @@ let tests =
         test "with no strategy the widths stay fixed and no growth line is written" {
             use data = teacherDataset ()
             withRunFolder (fun dir ->
-                let engine = GrowthEngine (kinds, null, NullLogger.Instance)
+                let engine = GrowthEngine (blockKinds, kinds, null, NullLogger.Instance)
                 let summary = engine.Run (data, model [ 4; 3 ], training, growth, torch.CPU, dir, CancellationToken.None)
                 Expect.equal summary.Widths [| 4; 3 |] "fixed widths"
                 Expect.isEmpty (events dir |> Array.filter (fun e -> eventName e = "growth")) "no growth lines")
@@ -115,7 +117,7 @@ let tests =
                 withRunFolder (fun dir ->
                     // 250 γ-search samples: distinct from the test split's 300.
                     let growth = GrowthOptions (StepsPerEpoch = 2, UntilEpoch = 2, StatisticsSamples = 400, GammaSearchSamples = 250, NeuronsPerStep = 4)
-                    GrowthEngine(kinds, tiny, NullLogger.Instance).Run (data, model [ 1; 1 ], training, growth, torch.CPU, dir, CancellationToken.None) |> ignore)
+                    GrowthEngine(blockKinds, kinds, tiny, NullLogger.Instance).Run (data, model [ 1; 1 ], training, growth, torch.CPU, dir, CancellationToken.None) |> ignore)
                 pipeline
             let first = run ()
             // 1200 samples in batches of 50, 3 epochs.
@@ -133,7 +135,7 @@ let tests =
             withRunFolder (fun dir ->
                 use cts = new CancellationTokenSource ()
                 cts.Cancel ()
-                let engine = GrowthEngine (kinds, tiny, NullLogger.Instance)
+                let engine = GrowthEngine (blockKinds, kinds, tiny, NullLogger.Instance)
                 Expect.throwsT<OperationCanceledException>
                     (fun () -> engine.Run (data, model [ 1; 1 ], training, growth, torch.CPU, dir, cts.Token) |> ignore)
                     "cancelled")
@@ -144,12 +146,16 @@ let tests =
             use target = mlp 311L f32 8 [ 5; 4 ] "tanh" 3
             use x = (randn 312L 20L 8L).to_type f32
             withRunFolder (fun dir ->
-                ModelFile.save source dir
+                ModelFile.save source [| 8L |] 3 dir
                 use before = target.Forward x
                 use expected = source.Forward x
                 Expect.isFalse (identical before expected) "different seeds differ before loading"
                 ModelFile.loadInto target dir
                 use after = target.Forward x
-                Expect.isTrue (identical after expected) "identical after loading")
+                Expect.isTrue (identical after expected) "identical after loading"
+                use rebuilt = ModelFile.load blockKinds kinds dir torch.CPU
+                Expect.equal rebuilt.Widths [| 5; 4 |] "model.json rebuilds the widths"
+                use fromFile = rebuilt.Forward x
+                Expect.isTrue (identical fromFile expected) "a model rebuilt from model.json + model.bin computes the same outputs")
         }
     ]

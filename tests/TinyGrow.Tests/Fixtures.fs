@@ -9,6 +9,8 @@ open TinyGrow.Growth.Linear
 open TinyGrow.Growth.Strategies
 
 let dense = DenseKind () :> ILayerKind
+let mlpKind = MlpBlockKind () :> IBlockKind
+let layerKinds = readOnlyDict [ "dense", dense ]
 let tiny = TinyStrategy () :> IGrowthStrategy
 
 let spec (width: int) (maxWidth: int) (activation: string) (bias: bool) =
@@ -17,17 +19,23 @@ let spec (width: int) (maxWidth: int) (activation: string) (bias: bool) =
 /// inputs → hidden… (activation) → classes (identity), all dense with or without biases, seeded.
 let mlpWith (bias: bool) (seed: int64) (dtype: torch.ScalarType) (inputs: int) (hidden: int list) (activation: string) (classes: int) =
     use g = new torch.Generator (uint64 seed)
-    let specs = Array.append [| for h in hidden -> spec h 256 activation bias |] [| spec classes classes "identity" bias |]
-    let mutable width = inputs
-    let layers =
-        [| for s in specs do
-            let l = dense.Create (s, width, torch.CPU, dtype, g)
-            width <- l.OutputWidth
-            yield l |]
-    new Network (layers, Array.create layers.Length dense, specs)
+    let block = BlockSpec (Kind = "mlp", Layers = ResizeArray [ for h in hidden -> spec h 256 activation bias ], IsOutput = true, OutputBias = bias)
+    let context = BlockContext ([| int64 inputs |], classes, layerKinds, torch.CPU, dtype, g, "mlp")
+    new Network ([| mlpKind.Create (block, context) |])
+
+/// The layers of an MLP built by `mlp`: every junction's A, then the last junction's B.
+let layersOf (net: Network) : IGrowableLayer[] =
+    Array.append (net.Junctions |> Array.map (fun j -> j.A)) [| net.Junctions[net.JunctionCount - 1].B |]
+
+/// Layer i of an MLP built by `mlp`.
+let layerOf (net: Network) (i: int) = (layersOf net)[i]
 
 /// `mlpWith` with biases.
 let mlp seed dtype inputs hidden activation classes = mlpWith true seed dtype inputs hidden activation classes
+
+/// A dense junction A → σ → B over two free-standing layers (for requests built from hand rows).
+let junctionOf (a: IGrowableLayer) (b: IGrowableLayer) : IJunction =
+    Junctions.ChainJunction ("test", a, None, b, 1024, (fun () -> 0L), (fun () -> 0L), Junctions.denseRows a b, id)
 
 /// Random class labels (int64) in [0, classes).
 let labels (seed: int64) (n: int64) (classes: int64) =
@@ -44,7 +52,7 @@ let options (threshold: float) (useDelta: bool) =
 
 /// The `tiny` proposal for junction j of `net` from `stats`.
 let propose (net: Network) (j: int) (stats: JunctionStatistics) (maxNeurons: int) (opts: GrowthOptions) =
-    tiny.Propose (GrowthRequest (stats, net.Layers[j], net.Layers[j + 1], maxNeurons, opts, null))
+    tiny.Propose (GrowthRequest (stats, net.Junctions[j], maxNeurons, opts, null))
 
 /// The proposal's directions as Bottleneck's record (for crossTerm).
 let directions (p: NeuronProposal) : Bottleneck.NeuronDirections =
@@ -55,8 +63,8 @@ let isFinite (t: torch.Tensor) =
     ok.all().item<bool> ()
 
 /// Mean loss of the network with `proposal` applied to junction j at γ, then undone.
-let lossWith (net: Network) (j: int) (proposal: NeuronProposal) (x: torch.Tensor) (y: torch.Tensor) (gamma: float) =
-    let applied = Growth.apply net j proposal gamma
+let lossWith (net: Network) (j: int) (proposal: NeuronProposal) (stats: JunctionStatistics) (x: torch.Tensor) (y: torch.Tensor) (gamma: float) =
+    let applied = Growth.apply net j proposal stats gamma
     try Training.meanLoss net x y finally Growth.undo applied
 
 /// Largest absolute entry (0 for an empty tensor).

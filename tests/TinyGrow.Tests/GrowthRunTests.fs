@@ -55,8 +55,8 @@ let private growingRun (hidden: int list) (selection: string) =
     for e in events do
         printfn "growth event %A %s: junction %d added %d γ=%.4g predicted=%.4g measured=%.4g bottleneck=%.4g width=%d"
             hidden selection e.Junction e.Added e.Gamma e.PredictedDecrease e.MeasuredDecrease e.Bottleneck e.Width
-    printfn "growth run %A %s: losses %A, widths %A, fixed loss %.4f" hidden selection (Seq.toList losses) student.HiddenWidths fixedLoss
-    Seq.toList losses, Seq.toList events, student.HiddenWidths, fixedLoss
+    printfn "growth run %A %s: losses %A, widths %A, fixed loss %.4f" hidden selection (Seq.toList losses) student.Widths fixedLoss
+    Seq.toList losses, Seq.toList events, student.Widths, fixedLoss
 
 let private checkRun (hidden: int list) (selection: string) =
     let losses, events, widths, fixedLoss = growingRun hidden selection

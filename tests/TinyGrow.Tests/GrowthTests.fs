@@ -26,7 +26,7 @@ let private finiteDifference (activation: string) (useDelta: bool) =
     use delta = update.Delta
     let cross = Bottleneck.crossTerm stats delta (directions proposal)
     let l0 = Training.meanLoss net x y
-    let fd gamma = (l0 - lossWith net 0 proposal x y gamma) / (gamma * gamma)
+    let fd gamma = (l0 - lossWith net 0 proposal stats x y gamma) / (gamma * gamma)
     proposal.Count, proposal.PredictedDecrease 1.0, proposal.ActivationSlope, cross, fd 1e-3, fd 1e-4
 
 let private report name (count: int) pred cross fd3 fd4 =
@@ -36,8 +36,8 @@ let private report name (count: int) pred cross fd3 fd4 =
 /// applied at γ, computed from the tensors: z_B' = (W_B − γ²δ_W) h + (b_B − γ²δ_b) + γ ω σ(γ(α_W x + α_b)).
 let private handForward (net: Network) (p: NeuronProposal) (gamma: float) (x: torch.Tensor) =
     use _ = torch.no_grad ()
-    let wA, bA = weightAndBias net.Layers[0]
-    let wB, bB = weightAndBias net.Layers[1]
+    let wA, bA = weightAndBias (layerOf net 0)
+    let wB, bB = weightAndBias (layerOf net 1)
     let delta = deltaOf p
     let d1 = delta.shape[1]
     use dW = delta.narrow (1L, 0L, d1 - 1L)
@@ -104,11 +104,13 @@ let tests =
             use stats = (Growth.statisticsPass net x y 30L)[0]
             use proposal = propose net 0 stats 4 (options 0.0 true)
             use before = forward net x
-            let applied = Growth.apply net 0 proposal 0.0
-            Expect.isEmpty applied.Replaced "nothing replaced at γ = 0"
+            let parametersBefore = net.Parameters
+            let applied = Growth.apply net 0 proposal stats 0.0
+            Expect.isTrue (Array.forall2 (fun (a: Modules.Parameter) (b: Modules.Parameter) -> obj.ReferenceEquals (a, b)) parametersBefore net.Parameters) "nothing replaced at γ = 0"
+            applied.Commit ()
             use after = forward net x
             Expect.isTrue (identical before after) "outputs bit-identical"
-            Expect.equal net.HiddenWidths [| 3 |] "width unchanged"
+            Expect.equal net.Widths [| 3 |] "width unchanged"
         }
 
         test "apply then forward equals the candidate computed by hand; undo restores the exact outputs" {
@@ -121,9 +123,9 @@ let tests =
             use before = forward net x
             let gamma = 0.7
             use expected = handForward net proposal gamma x
-            let applied = Growth.apply net 0 proposal gamma
-            Expect.equal net.Layers[0].OutputWidth (3 + proposal.Count) "A gained K outputs"
-            Expect.equal net.Layers[1].InputWidth (3 + proposal.Count) "B gained K inputs"
+            let applied = Growth.apply net 0 proposal stats gamma
+            Expect.equal (layerOf net 0).OutputWidth (3 + proposal.Count) "A gained K outputs"
+            Expect.equal (layerOf net 1).InputWidth (3 + proposal.Count) "B gained K inputs"
             use after = forward net x
             // Same float64 operations in another order (one GEMM over [h, new] vs two): ~1e-15 relative.
             Expect.isTrue (allClose after expected 1e-12) $"forward after apply = hand candidate (max diff {maxAbsDiff after expected})"
@@ -131,7 +133,7 @@ let tests =
             Growth.undo applied
             use restored = forward net x
             Expect.isTrue (identical restored before) "undo restores bit-identical outputs"
-            Expect.equal net.HiddenWidths [| 3 |] "width restored"
+            Expect.equal net.Widths [| 3 |] "width restored"
         }
 
         test "without biases: apply then forward equals the candidate computed by hand" {
@@ -146,13 +148,13 @@ let tests =
             let gamma = 0.6
             use expected =
                 use _ = torch.no_grad ()
-                let wA = Seq.head net.Layers[0].Parameters
-                let wB = Seq.head net.Layers[1].Parameters
+                let wA = Seq.head (layerOf net 0).Parameters
+                let wB = Seq.head (layerOf net 1).Parameters
                 use h = torch.tanh (x.mm (wA.t ()))
                 use existing = h.mm ((wB - deltaOf proposal * (gamma * gamma)).t ())
                 use fresh = torch.tanh (x.mm (proposal.FanIn.t ()) * gamma)
                 existing + fresh.mm (proposal.FanOut.t ()) * gamma
-            Growth.commit (Growth.apply net 0 proposal gamma)
+            Growth.commit (Growth.apply net 0 proposal stats gamma)
             use after = forward net x
             // As with biases: the same float64 operations in another order.
             Expect.isTrue (allClose after expected 1e-12) $"forward after apply = hand candidate (max diff {maxAbsDiff after expected})"
@@ -165,12 +167,12 @@ let tests =
             let stats = Growth.statisticsPass net x y 40L
             use p0 = propose net 0 stats[0] 2 (options 0.0 true)
             use p1 = propose net 1 stats[1] 2 (options 0.0 true)
-            stats |> Array.iter (fun s -> s.Dispose ())
             let gamma = 0.5
-            Growth.commit (Growth.apply net 0 p0 gamma)
-            Expect.equal net.Layers[1].InputWidth 5 "layer 1 gained 2 inputs"
-            Growth.commit (Growth.apply net 1 p1 gamma)
-            let w1, b1 = weightAndBias net.Layers[1]
+            Growth.commit (Growth.apply net 0 p0 stats[0] gamma)
+            Expect.equal (layerOf net 1).InputWidth 5 "layer 1 gained 2 inputs"
+            Growth.commit (Growth.apply net 1 p1 stats[1] gamma)
+            stats |> Array.iter (fun s -> s.Dispose ())
+            let w1, b1 = weightAndBias (layerOf net 1)
             Expect.equal w1.shape [| 5L; 5L |] "layer 1: 3 + 2 rows, 3 + 2 columns"
             use newRows = w1.narrow (0L, 3L, 2L)
             use alphaW = p1.FanIn.narrow (1L, 0L, 3L)
@@ -248,7 +250,7 @@ let tests =
                 { new IGrowthStrategy with
                     member _.Name = "spy"
                     member _.Propose request =
-                        seen.Add (seen.Count, request.Statistics.S2.shape[0], request.A.InputWidth + 1)
+                        seen.Add (seen.Count, request.Statistics.S2.shape[0], request.Junction.A.InputWidth + 1)
                         tiny.Propose request }
             use net = mlp 401L f64 6 [ 1; 1 ] "tanh" 3
             use x = randn 402L 200L 6L

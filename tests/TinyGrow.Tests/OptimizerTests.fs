@@ -22,7 +22,7 @@ let private checkCarriesState (name: string) (makeOptimizer: Network -> IOptimiz
     use stats = (Growth.statisticsPass net x y 64L)[0]
     use proposal = propose net 0 stats 2 (options 0.0 true)
     Expect.equal proposal.Count 2 "two neurons"
-    Growth.commit (Growth.apply net 0 proposal 0.5)
+    Growth.commit (Growth.apply net 0 proposal stats 0.5)
     optimizer.AfterGrowth ()
     let grownShapes = net.Parameters |> Array.map (fun p -> p.shape)
     Expect.equal grownShapes[0] [| 5L; 5L |] "A's weight gained 2 rows"

@@ -14,7 +14,7 @@ open TinyGrow.Tests.Fixtures
 /// b̃ = [x, 1], g = softmax(z) − onehot(y) (the gradient of the summed cross-entropy).
 let private directRows (net: Network) (x: torch.Tensor) (y: torch.Tensor) =
     use _ = torch.no_grad ()
-    let a, b = net.Layers[0], net.Layers[1]
+    let a, b = (layerOf net 0), (layerOf net 1)
     use z = a.Forward x
     use h = a.Activate z
     use logits = b.Forward h
@@ -116,7 +116,7 @@ let tests =
                 Expect.equal sevens[j].Samples 100L "samples"
             // Starting at junction 1 (the pass retaken after junction 0 grew) gives junction 1's
             // statistics alone, the same ones.
-            let fromOne = Growth.statisticsPassFrom 1 net x y 30L
+            let fromOne = Growth.statisticsPassFrom 1 0 null net x y 30L
             Expect.equal fromOne.Length 1 "junctions 1.. only"
             Expect.isEmpty (statsClose whole[1] fromOne[0] 1e-13) "junction 1 from statisticsPassFrom 1"
             for s in Array.concat [ whole; sevens; thirties; fromOne ] do s.Dispose ()

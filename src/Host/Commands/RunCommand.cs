@@ -64,6 +64,15 @@ public sealed class RunCommand(TinyGrowSettings settings, PluginCatalogue catalo
 
         using (data)
         {
+            // Shapes are known once the dataset is: a kernel larger than its map, pooling to nothing,
+            // a flatten that does not fit are refused here, before the run folder exists.
+            var modelProblems = ModelPlan.problems(catalogue.BlockKinds, settings.Model, data.InputShape, data.Classes);
+            if (!modelProblems.IsEmpty)
+            {
+                foreach (var problem in modelProblems)
+                    _log.LogError("{Problem}", problem);
+                return ExitCodes.BadConfiguration;
+            }
             try
             {
                 Directory.CreateDirectory(partial);
@@ -80,7 +89,7 @@ public sealed class RunCommand(TinyGrowSettings settings, PluginCatalogue catalo
 
             // A null strategy means a fixed network (Growth:Strategy = none).
             IGrowthStrategy? strategy = IsFixed ? null : catalogue.GetStrategy(settings.Growth.Strategy);
-            var engine = new GrowthEngine(catalogue.LayerKinds, strategy, loggers.CreateLogger("TinyGrow.Engine"));
+            var engine = new GrowthEngine(catalogue.BlockKinds, catalogue.LayerKinds, strategy, loggers.CreateLogger("TinyGrow.Engine"));
             var training = Task.Run(() => engine.Run(data, settings.Model, settings.Training, settings.Growth, device, partial, cancellation), CancellationToken.None);
             try
             {

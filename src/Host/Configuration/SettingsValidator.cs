@@ -23,6 +23,8 @@ public static partial class SettingsValidator
         Annotations(errors, "Growth", settings.Growth);
         Annotations(errors, "Training", settings.Training);
         Annotations(errors, "Output", settings.Output);
+        if (settings.Model.Preset.Length == 0 && settings.Model.Layers.Count == 0)
+            errors.Add("Model:Layers is empty: list the hidden layers (e.g. --Model:Layers:0:Width=1) or choose a preset (--Model:Preset=resnet18).");
         Layers(errors, settings.Model.Layers);
         if (!DevicePattern().IsMatch(settings.Device))
             errors.Add($"Device = '{settings.Device}': use auto, cpu, cuda or cuda:<index> (e.g. --Device=cpu).");

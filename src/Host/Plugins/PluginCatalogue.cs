@@ -19,12 +19,15 @@ public sealed class PluginCatalogue : IDisposable
 {
     /// <summary>Entry kind of an <see cref="ILayerKind"/>.</summary>
     public const string LayerKindKind = "layer kind";
+    /// <summary>Entry kind of an <see cref="IBlockKind"/>.</summary>
+    public const string BlockKindKind = "block kind";
     /// <summary>Entry kind of an <see cref="IGrowthStrategy"/>.</summary>
     public const string StrategyKind = "growth strategy";
     /// <summary>Entry kind of a dataset served by an <see cref="IDatasetProvider"/>.</summary>
     public const string DatasetKind = "dataset";
 
     readonly Dictionary<string, (ILayerKind Service, CatalogueEntry Entry)> _layerKinds = new(StringComparer.OrdinalIgnoreCase);
+    readonly Dictionary<string, (IBlockKind Service, CatalogueEntry Entry)> _blockKinds = new(StringComparer.OrdinalIgnoreCase);
     readonly Dictionary<string, (IGrowthStrategy Service, CatalogueEntry Entry)> _strategies = new(StringComparer.OrdinalIgnoreCase);
     readonly Dictionary<string, (IDatasetProvider Service, CatalogueEntry Entry)> _datasets = new(StringComparer.OrdinalIgnoreCase);
     readonly List<CatalogueEntry> _entries = new();
@@ -38,7 +41,7 @@ public sealed class PluginCatalogue : IDisposable
         foreach (var registration in discovery.Registrations)
         {
             var type = registration.Descriptor.ServiceType;
-            if (type != typeof(ILayerKind) && type != typeof(IGrowthStrategy) && type != typeof(IDatasetProvider)) continue;
+            if (type != typeof(ILayerKind) && type != typeof(IBlockKind) && type != typeof(IGrowthStrategy) && type != typeof(IDatasetProvider)) continue;
             object service;
             try
             {
@@ -53,6 +56,7 @@ public sealed class PluginCatalogue : IDisposable
             switch (service)
             {
                 case ILayerKind kind: Add(_layerKinds, LayerKindKind, kind.Name, kind, registration.Plugin, logger); break;
+                case IBlockKind block: Add(_blockKinds, BlockKindKind, block.Name, block, registration.Plugin, logger); break;
                 case IGrowthStrategy strategy: Add(_strategies, StrategyKind, strategy.Name, strategy, registration.Plugin, logger); break;
                 case IDatasetProvider provider:
                     foreach (var name in provider.Names) Add(_datasets, DatasetKind, name, provider, registration.Plugin, logger);
@@ -72,9 +76,16 @@ public sealed class PluginCatalogue : IDisposable
     public IReadOnlyDictionary<string, ILayerKind> LayerKinds =>
         _layerKinds.ToDictionary(kv => kv.Key, kv => kv.Value.Service, StringComparer.OrdinalIgnoreCase);
 
+    /// <summary>All block kinds by name (what the engine builds models from).</summary>
+    public IReadOnlyDictionary<string, IBlockKind> BlockKinds =>
+        _blockKinds.ToDictionary(kv => kv.Key, kv => kv.Value.Service, StringComparer.OrdinalIgnoreCase);
+
     /// <summary>The layer kind named <paramref name="name"/>.</summary>
     /// <exception cref="UnknownPluginNameException">Lists the layer kinds available.</exception>
     public ILayerKind GetLayerKind(string name) => Get(_layerKinds, LayerKindKind, name);
+    /// <summary>The block kind named <paramref name="name"/>.</summary>
+    /// <exception cref="UnknownPluginNameException">Lists the block kinds available.</exception>
+    public IBlockKind GetBlockKind(string name) => Get(_blockKinds, BlockKindKind, name);
     /// <summary>The growth strategy named <paramref name="name"/>.</summary>
     /// <exception cref="UnknownPluginNameException">Lists the strategies available.</exception>
     public IGrowthStrategy GetStrategy(string name) => Get(_strategies, StrategyKind, name);

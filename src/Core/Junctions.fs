@@ -1,0 +1,139 @@
+/// What every junction kind shares: drawing the statistics rows, trailing ones for biases, and
+/// applying a proposal (A gains rows, its normalisation grows, B gains columns, δ) so that it can
+/// be undone by loading the old tensors back.
+module TinyGrow.Core.Junctions
+
+open TorchSharp
+open TorchSharp.Modules
+open TinyGrow.Abstractions
+
+type Tensor = torch.Tensor
+
+/// Rows to keep out of `total`: all (None, weight 1) when maxRows is 0 or not smaller; else
+/// `maxRows` drawn without replacement, each standing for total/maxRows rows.
+let sampleRows (total: int64) (maxRows: int64) (generator: torch.Generator | null) (device: torch.Device) : Tensor option * float =
+    if maxRows <= 0L || total <= maxRows then None, 1.0
+    else
+        use order = torch.randperm (total, generator = generator)
+        use first = order.narrow (0L, 0L, maxRows)
+        Some (first.``to`` device), float total / float maxRows
+
+/// Rows [r, d] with a trailing column of ones when the layer has a bias.
+let withOnes (hasBias: bool) (rows: Tensor) =
+    if hasBias then
+        use ones = torch.ones ([| rows.shape[0]; 1L |], dtype = rows.dtype, device = rows.device)
+        torch.cat ([| rows; ones |], 1L)
+    else rows.alias ()
+
+/// Keeps the rows at `idx` (all when None).
+let pick (idx: Tensor option) (rows: Tensor) =
+    match idx with
+    | Some i -> rows.index_select (0L, i)
+    | None -> rows.alias ()
+
+/// Rows of a dense → dense junction (one per sample): b = B's input, b̃ = A's input, g.
+let denseRows (a: IGrowableLayer) (b: IGrowableLayer) (record: JunctionRecord) (gradB: Tensor) (maxRows: int64) (generator: torch.Generator | null) =
+    use _ = torch.no_grad ()
+    let n = record.AInput.shape[0]
+    let idx, weight = sampleRows n maxRows generator record.AInput.device
+    use scope = torch.NewDisposeScope ()
+    let rowsOf hasBias (x: Tensor) = withOnes hasBias (pick idx (x.flatten 1L))
+    let bRows = (rowsOf b.HasBias record.BInput).MoveToOuterDisposeScope ()
+    let aRows = (rowsOf a.HasBias record.AInput).MoveToOuterDisposeScope ()
+    let g = (pick idx (gradB.detach ())).MoveToOuterDisposeScope ()
+    idx |> Option.iter (fun t -> t.Dispose ())
+    new JunctionRows (bRows, aRows, g, n, weight)
+
+/// Means and variances of the new channels' inputs z_k = α_kᵀp, from A's patch moments:
+/// E z = α·E p, Var z = αᵀ E[ppᵀ] α − (E z)².
+let newChannelMoments (fanIn: Tensor) (statistics: JunctionStatistics) =
+    match statistics.AMean, statistics.ASecondMoment with
+    | null, _ | _, null -> invalidOp "This junction's statistics hold no moments of A's inputs: its normalisation cannot grow."
+    | mean, second ->
+        use f = fanIn.to_type torch.ScalarType.Float64
+        let mu = f.mv mean
+        use fs = f.mm second
+        use sq = (fs * f).sum 1L
+        let var = (sq - mu.square ()).clamp_min (0.0.ToScalar ())
+        mu, var
+
+/// The tensors a candidate replaced, to put back (undo) or release (commit).
+type internal Replaced =
+    | LayerParameters of IGrowableLayer * Parameter[]
+    | NormState of IGrowingNorm * Tensor[]
+
+type AppliedGrowth private (replaced: Replaced list) =
+    static member None = AppliedGrowth []
+    static member internal Of replaced = AppliedGrowth replaced
+    interface IAppliedGrowth with
+        member _.Undo() =
+            for r in replaced do
+                match r with
+                | LayerParameters (layer, old) ->
+                    let candidate = Seq.toArray layer.Parameters
+                    layer.Load (old |> Array.map (fun p -> p :> Tensor))
+                    candidate |> Array.iter (fun p -> p.Dispose ())
+                | NormState (norm, old) ->
+                    let candidate = norm.State
+                    norm.Load old
+                    candidate |> Array.iter (fun t -> t.Dispose ())
+        member _.Commit() =
+            for r in replaced do
+                match r with
+                | LayerParameters (_, old) -> old |> Array.iter (fun p -> p.Dispose ())
+                | NormState (_, old) -> old |> Array.iter (fun t -> t.Dispose ())
+
+/// Applies `proposal` at γ: W_B ← W_B − γ²δ (when δ is set); B gains columns `fanOutOf (γ·ω)`
+/// (a junction through a flatten spreads each neuron over positions); A gains rows γ·α; the
+/// normalisation after A (if any) gains channels that pass the new inputs through.
+let apply (a: IGrowableLayer) (norm: IGrowingNorm option) (b: IGrowableLayer) (fanOutOf: Tensor -> Tensor)
+          (proposal: NeuronProposal) (gamma: float) (statistics: JunctionStatistics) : IAppliedGrowth =
+    if gamma <= 0.0 then AppliedGrowth.None
+    else
+        use _ = torch.no_grad ()
+        let snapshotA, snapshotB = Seq.toArray a.Parameters, Seq.toArray b.Parameters
+        let snapshotNorm = norm |> Option.map (fun n -> n, n.State)
+        let mutable bReplaced = false
+        let replaceB (values: Tensor[]) =
+            let before = Seq.toArray b.Parameters
+            b.Load values
+            if bReplaced then before |> Array.iter (fun p -> p.Dispose ())
+            bReplaced <- true
+        match proposal.Delta with
+        | null -> ()
+        | delta -> replaceB (b.UpdateExisting (delta, gamma * gamma))
+        if proposal.Count > 0 then
+            use scaled = proposal.FanOut * gamma
+            use fanOut = fanOutOf scaled
+            replaceB (b.GrowInputs fanOut)
+            use fanIn = proposal.FanIn * gamma
+            match norm with
+            | Some n ->
+                let mean, variance = newChannelMoments fanIn statistics
+                use mean = mean
+                use variance = variance
+                n.Load (n.Grown (mean, variance))
+            | None -> ()
+            a.Load (a.GrowOutputs fanIn)
+        AppliedGrowth.Of
+            [ if proposal.Count > 0 then
+                  yield LayerParameters (a, snapshotA)
+                  match snapshotNorm with Some (n, s) -> yield NormState (n, s) | None -> ()
+              if bReplaced then yield LayerParameters (b, snapshotB) ]
+
+/// A junction between two layers of one block, with its rows and apply given as functions: the
+/// dense chain, CNN stages and ResNet blocks are all this with different rows.
+type ChainJunction(name: string, a: IGrowableLayer, norm: IGrowingNorm option, b: IGrowableLayer, maxWidth: int,
+                   parametersPerNeuron: unit -> int64, rowSize: unit -> int64,
+                   rows: JunctionRecord -> Tensor -> int64 -> torch.Generator | null -> JunctionRows,
+                   fanOutOf: Tensor -> Tensor) =
+    interface IJunction with
+        member _.Name = name
+        member _.A = a
+        member _.B = b
+        member _.MaxWidth = maxWidth
+        member _.ActivationSlopeAtZero = a.ActivationSlopeAtZero
+        member _.ParametersPerNeuron = parametersPerNeuron ()
+        member _.RowSize = rowSize ()
+        member _.Rows(record, gradB, maxRows, generator) = rows record gradB maxRows generator
+        member _.Apply(proposal, gamma, statistics) = apply a norm b fanOutOf proposal gamma statistics
