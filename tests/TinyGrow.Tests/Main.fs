@@ -12,6 +12,7 @@ let all =
         GrowthRunTests.tests
         EngineTests.tests
         DenseKindTests.tests
+        ConvTests.tests
     ]
 
 [<EntryPoint>]

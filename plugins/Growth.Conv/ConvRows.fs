@@ -1,0 +1,124 @@
+/// Statistics rows of junctions whose A is a conv (DESIGN §4.3), from (sample, position) rows drawn
+/// at random, the same rows for S, M, S2, M2 and P. Only the patches of the drawn rows are
+/// gathered (never a whole batch's unfold), so memory is rows × D, not samples × positions × D.
+module TinyGrow.Growth.Conv.ConvRows
+
+open TorchSharp
+open TinyGrow.Abstractions
+open TinyGrow.Core
+
+type Tensor = torch.Tensor
+type TI = torch.TensorIndex
+
+/// Output size of a conv along one axis.
+let outputSize (size: int64) (kernel: int) (stride: int) (padding: int) (dilation: int) =
+    (size + 2L * int64 padding - int64 dilation * int64 (kernel - 1) - 1L) / int64 stride + 1L
+
+/// Patches of `x` ([n, C, H, W]) for a conv of (kernel, stride, padding, dilation) at output
+/// positions (sample[r], oh[r], ow[r]): [r, C·k·k] in unfold's layout (channel, kernel row, column).
+let patches (x: Tensor) (kernel: int) (stride: int) (padding: int) (dilation: int) (sample: Tensor) (oh: Tensor) (ow: Tensor) =
+    use scope = torch.NewDisposeScope ()
+    let p = int64 padding
+    let padded = if padding > 0 then torch.nn.functional.pad (x, [| p; p; p; p |]) else x.alias ()
+    let taps = torch.arange (int64 kernel, device = x.device) * int64 dilation
+    let hh = (oh * int64 stride).unsqueeze(1L) + taps.unsqueeze 0L // [r, k]
+    let ww = (ow * int64 stride).unsqueeze(1L) + taps.unsqueeze 0L
+    // Advanced indices split by a slice: the broadcast index dims [r, k, k] come first, C last.
+    let picked = padded.index ([| TI.Tensor (sample.view (-1L, 1L, 1L)); TI.Colon; TI.Tensor (hh.unsqueeze 2L); TI.Tensor (ww.unsqueeze 1L) |])
+    let r = sample.shape[0]
+    picked.permute(0L, 3L, 1L, 2L).reshape(r, -1L).MoveToOuterDisposeScope ()
+
+/// (sample, oh, ow) of flat row indices over an [n, H, W] grid.
+let private unflatten (rows: Tensor) (h: int64) (w: int64) =
+    let hw = (h * w).ToScalar ()
+    rows.floor_divide hw, (rows.remainder hw).floor_divide (w.ToScalar ()), rows.remainder (w.ToScalar ())
+
+/// Rows to draw from an [n, H, W] grid: indices (or all) and the weight each row stands for.
+let private draw (n: int64) (h: int64) (w: int64) (maxRows: int64) (generator: torch.Generator | null) (device: torch.Device) =
+    let total = n * h * w
+    match Junctions.sampleRows total maxRows generator device with
+    | Some idx, weight -> idx, weight
+    | None, weight -> torch.arange (total, device = device), weight
+
+/// Geometry of a conv layer as the rows need it.
+type Geometry = { Kernel: int; Stride: int; Padding: int; Dilation: int }
+
+let geometryOf (c: ConvLayer) = { Kernel = c.Kernel; Stride = c.Stride; Padding = c.Padding; Dilation = c.Dilation }
+
+/// A's input patches at A output positions (ah, aw) of `sample`, averaged over a q×q average
+/// pool between A and B when q > 1 (linear, so the pooled input of a new channel is α·(mean patch)).
+let private aPatchesAt (aInput: Tensor) (a: Geometry) (pool: int) (sample: Tensor) (ph: Tensor) (pw: Tensor) =
+    if pool <= 1 then patches aInput a.Kernel a.Stride a.Padding a.Dilation sample ph pw
+    else
+        use scope = torch.NewDisposeScope ()
+        let mutable sum = None
+        for u in 0 .. pool - 1 do
+            for v in 0 .. pool - 1 do
+                let p = patches aInput a.Kernel a.Stride a.Padding a.Dilation sample (ph * int64 pool + int64 u) (pw * int64 pool + int64 v)
+                sum <- Some (match sum with Some s -> s + p | None -> p)
+        let total: Tensor = sum.Value
+        (total / float (pool * pool)).MoveToOuterDisposeScope ()
+
+/// Rows of A's input patches at A's own output positions, drawn at random (for a normalisation
+/// that grows with A: the new channel's mean and variance).
+let aMomentRows (aInput: Tensor) (a: Geometry) (aHasBias: bool) (maxRows: int64) (generator: torch.Generator | null) =
+    let n = aInput.shape[0]
+    let ho = outputSize aInput.shape[2] a.Kernel a.Stride a.Padding a.Dilation
+    let wo = outputSize aInput.shape[3] a.Kernel a.Stride a.Padding a.Dilation
+    let idx, weight = draw n ho wo maxRows generator aInput.device
+    use idx = idx
+    use scope = torch.NewDisposeScope ()
+    let s, oh, ow = unflatten idx ho wo
+    (Junctions.withOnes aHasBias (patches aInput a.Kernel a.Stride a.Padding a.Dilation s oh ow)).MoveToOuterDisposeScope (), weight
+
+/// Rows of a conv → (norm, σ, q×q average pool) → conv junction, restricted mode: b is B's input
+/// patch at B output position p; b̃ is A's input patch at the A position under B's kernel centre
+/// for p (zero, bias entry included, when that centre lies in B's padding); g = ∂L/∂(B's output).
+let convToConv (aInput: Tensor) (a: Geometry) (aHasBias: bool) (pool: int) (bInput: Tensor) (b: Geometry) (bHasBias: bool)
+               (gradB: Tensor) (withMoments: bool) (maxRows: int64) (generator: torch.Generator | null) : JunctionRows =
+    use _ = torch.no_grad ()
+    let n, hb, wb = bInput.shape[0], bInput.shape[2], bInput.shape[3]
+    let ho, wo = gradB.shape[2], gradB.shape[3]
+    let idx, weight = draw n ho wo maxRows generator bInput.device
+    use idx = idx
+    use scope = torch.NewDisposeScope ()
+    let s, oh, ow = unflatten idx ho wo
+    let bRows = Junctions.withOnes bHasBias (patches bInput b.Kernel b.Stride b.Padding b.Dilation s oh ow)
+    // B's kernel centre for output p, in B-input pixels (may be padding).
+    let offset = int64 (b.Dilation * (b.Kernel - 1) / 2 - b.Padding)
+    let ch: Tensor = oh * int64 b.Stride + offset
+    let cw: Tensor = ow * int64 b.Stride + offset
+    let inside = (ch.ge (0L.ToScalar ())).logical_and(ch.lt (hb.ToScalar ())).logical_and(cw.ge (0L.ToScalar ())).logical_and (cw.lt (wb.ToScalar ()))
+    let ch, cw = ch.clamp (0L.ToScalar (), (hb - 1L).ToScalar ()), cw.clamp (0L.ToScalar (), (wb - 1L).ToScalar ())
+    let aRows = Junctions.withOnes aHasBias (aPatchesAt aInput a pool s ch cw) * inside.unsqueeze(1L).to_type bInput.dtype
+    let g = gradB.detach().permute(0L, 2L, 3L, 1L).reshape(-1L, gradB.shape[1]).index_select (0L, idx)
+    let moments =
+        if withMoments then
+            // Averaged by the accumulator with this batch's row weight: batches are weighed in
+            // proportion to their samples either way, so the moments are plain averages.
+            Some (fst (aMomentRows aInput a aHasBias maxRows generator))
+        else None
+    let keep (t: Tensor) = t.MoveToOuterDisposeScope ()
+    new JunctionRows (keep bRows, keep aRows, keep g, n, weight, (match moments with Some m -> keep m | None -> null))
+
+/// Rows of a conv → (norm, σ) → global average pool → dense junction: one row per sample; b is
+/// the dense layer's input, b̃ the mean over A's output positions of A's input patches (the
+/// pooled output of a new channel is, to first order, α·mean patch), g = ∂L/∂(dense output).
+let convToPooledDense (aInput: Tensor) (a: Geometry) (aHasBias: bool) (bInput: Tensor) (bHasBias: bool)
+                      (gradB: Tensor) (withMoments: bool) (maxRows: int64) (generator: torch.Generator | null) : JunctionRows =
+    use _ = torch.no_grad ()
+    let n = aInput.shape[0]
+    let idx, weight = Junctions.sampleRows n maxRows generator aInput.device
+    use scope = torch.NewDisposeScope ()
+    let x = Junctions.pick idx aInput
+    let unfolded = torch.nn.functional.unfold (x, int64 a.Kernel, int64 a.Dilation, int64 a.Padding, int64 a.Stride)
+    let aRows = Junctions.withOnes aHasBias (unfolded.mean ([| 2L |]))
+    let bRows = Junctions.withOnes bHasBias (Junctions.pick idx (bInput.flatten 1L))
+    let g = Junctions.pick idx (gradB.detach ())
+    let moments =
+        if withMoments then
+            Some (fst (aMomentRows aInput a aHasBias (if maxRows <= 0L then 0L else maxRows * 16L) generator))
+        else None
+    let keep (t: Tensor) = t.MoveToOuterDisposeScope ()
+    idx |> Option.iter (fun t -> t.Dispose ())
+    new JunctionRows (keep bRows, keep aRows, keep g, n, weight, (match moments with Some m -> keep m | None -> null))
