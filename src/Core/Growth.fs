@@ -14,13 +14,12 @@ let rowsPerBatch (rowsPerDimension: int) (junction: IJunction) (count: int64) (t
     if rowsPerDimension <= 0 then 0L
     else max 1L ((int64 rowsPerDimension * junction.RowSize * count + total - 1L) / total)
 
-/// Statistics of junctions first .. J−1 over (x, y) (element i is junction first + i): per batch one
-/// probe forward (batch statistics; running ones untouched) and one backward of the *sum* of the
-/// loss (so that g is a per-sample gradient), then GEMM sums over the rows each junction keeps.
-/// Starting later skips the earlier junctions' products.
-let statisticsPassFrom (first: int) (rowsPerDimension: int) (generator: torch.Generator | null) (net: Network)
-                       (x: torch.Tensor) (y: torch.Tensor) (batchSize: int64) : JunctionStatistics[] =
-    let accumulators = Array.init (net.JunctionCount - first) (fun _ -> Statistics.JunctionAccumulator ())
+/// Statistics of the given junctions over (x, y), in that order: per batch one probe forward
+/// (batch statistics; running ones untouched) and one backward of the *sum* of the loss (so that g
+/// is a per-sample gradient) to those junctions only, then GEMM sums over the rows each keeps.
+let statisticsFor (junctions: int[]) (rowsPerDimension: int) (generator: torch.Generator | null) (net: Network)
+                  (x: torch.Tensor) (y: torch.Tensor) (batchSize: int64) : JunctionStatistics[] =
+    let accumulators = junctions |> Array.map (fun _ -> Statistics.JunctionAccumulator ())
     let n = x.shape[0]
     let mutable start = 0L
     while start < n do
@@ -29,15 +28,20 @@ let statisticsPassFrom (first: int) (rowsPerDimension: int) (generator: torch.Ge
         let xb, yb = x.narrow (0L, start, count), y.narrow (0L, start, count)
         let logits, records = net.ForwardRecording xb
         let loss = torch.nn.functional.cross_entropy (logits, yb, reduction = torch.nn.Reduction.Sum)
-        let grads = torch.autograd.grad ([| loss |], records[first ..] |> Array.map (fun r -> r.BOutput))
+        let grads = torch.autograd.grad ([| loss |], junctions |> Array.map (fun j -> records[j].BOutput))
         use _ = torch.no_grad ()
-        for j in first .. net.JunctionCount - 1 do
-            let junction = net.Junctions[j]
+        for k in 0 .. junctions.Length - 1 do
+            let junction = net.Junctions[junctions[k]]
             let cap = rowsPerBatch rowsPerDimension junction count n
-            use rows = junction.Rows (records[j], grads[j - first], cap, generator)
-            accumulators[j - first].Add rows
+            use rows = junction.Rows (records[junctions[k]], grads[k], cap, generator)
+            accumulators[k].Add rows
         start <- start + count
     accumulators |> Array.map (fun a -> a.Finish ())
+
+/// Statistics of junctions first .. J−1 (element i is junction first + i).
+let statisticsPassFrom (first: int) (rowsPerDimension: int) (generator: torch.Generator | null) (net: Network)
+                       (x: torch.Tensor) (y: torch.Tensor) (batchSize: int64) : JunctionStatistics[] =
+    statisticsFor [| first .. net.JunctionCount - 1 |] rowsPerDimension generator net x y batchSize
 
 /// Statistics of every junction (element j is junction j).
 let statisticsPass (net: Network) (x: torch.Tensor) (y: torch.Tensor) (batchSize: int64) : JunctionStatistics[] =
@@ -139,20 +143,21 @@ let step (net: Network) (strategy: IGrowthStrategy) (options: GrowthOptions) (ge
     let growable = [ for j in 0 .. net.JunctionCount - 1 do if room net j > 0 then yield j ]
     if growable.IsEmpty then []
     else
-        // Statistics of junctions first.. as (first, array indexed by j − first).
-        let pass first = first, statisticsPassFrom first options.RowsPerDimension generator net statsX statsY 256L
-        let release (_, stats: JunctionStatistics[]) = stats |> Array.iter (fun s -> s.Dispose ())
-        let statsOf (first: int, stats: JunctionStatistics[]) j = stats[j - first]
-        let propose (first: int, stats: JunctionStatistics[]) j =
-            strategy.Propose (GrowthRequest (stats[j - first], net.Junctions[j], min options.NeuronsPerStep (room net j), options, generator))
+        // Statistics of the junctions `js` as a map from junction to its statistics.
+        let pass (js: int list) =
+            let stats = statisticsFor (List.toArray js) options.RowsPerDimension generator net statsX statsY 256L
+            Map.ofList (List.zip js (Array.toList stats))
+        let release (stats: Map<int, JunctionStatistics>) = stats |> Map.iter (fun _ s -> s.Dispose ())
+        let propose (stats: Map<int, JunctionStatistics>) j =
+            strategy.Propose (GrowthRequest (stats[j], net.Junctions[j], min options.NeuronsPerStep (room net j), options, generator))
         match options.Selection with
         | "best" ->
-            let stats = pass growable.Head
+            let stats = pass growable
             try
                 let proposals = growable |> List.map (fun j -> j, propose stats j)
                 try
                     let j, best = bestProposal (fun j k -> addedParameters net j k) proposals
-                    [ growJunction net j best (statsOf stats j) heldX heldY ]
+                    [ growJunction net j best stats[j] heldX heldY ]
                 finally
                     proposals |> List.iter (fun (_, p) -> p.Dispose ())
             finally
@@ -160,8 +165,8 @@ let step (net: Network) (strategy: IGrowthStrategy) (options: GrowthOptions) (ge
         | selection ->
             let chosen = if selection = "roundrobin" then [ growable[stepIndex % growable.Length] ] else growable
             // Junctions in order. Once a junction has changed the network, the statistics of the
-            // next ones are taken again: they must describe the network being grown, or the
-            // prediction and the measured decrease of the later junctions are not comparable.
+            // junctions still to grow are taken again (only theirs): they must describe the network
+            // being grown, or the prediction and the measured decrease are not comparable.
             let mutable stats = None
             try
                 [ for j in chosen do
@@ -169,11 +174,11 @@ let step (net: Network) (strategy: IGrowthStrategy) (options: GrowthOptions) (ge
                         match stats with
                         | Some s -> s
                         | None ->
-                            let s = pass j
+                            let s = pass (chosen |> List.filter (fun c -> c >= j))
                             stats <- Some s
                             s
                     use proposal = propose current j
-                    let event = growJunction net j proposal (statsOf current j) heldX heldY
+                    let event = growJunction net j proposal current[j] heldX heldY
                     if event.Gamma > 0.0 then
                         stats <- None
                         release current

@@ -70,6 +70,15 @@ let bruteForce (net: Network) (x: torch.Tensor) (y: torch.Tensor) (a: LayerSpec)
     let nf = float n
     bRows.t().mm bRows / nf, bRows.t().mm gRows / nf, bt.t().mm bt / nf, bt.t().mm gRows / nf, bt.t().mm bRows / nf, ua
 
+let forward (net: Network) (x: torch.Tensor) =
+    use _ = torch.no_grad ()
+    net.Forward x
+
+let withTempFolder (f: string -> unit) =
+    let dir = System.IO.Path.Combine (System.IO.Path.GetTempPath (), "tinygrow-conv-" + System.Guid.NewGuid().ToString "N")
+    System.IO.Directory.CreateDirectory dir |> ignore
+    try f dir finally System.IO.Directory.Delete (dir, true)
+
 let geometryCases =
     [ "stride 1, padding 1", conv 3 3 1 1 1 true false "tanh" "none", conv 2 3 1 1 1 true false "tanh" "none"
       "B stride 2, padding 0", conv 3 3 1 1 1 true false "tanh" "none", conv 2 3 2 0 1 true false "tanh" "none"
@@ -107,14 +116,209 @@ let tests =
             use y = labels 23L 6L 3L
             use full = (Growth.statisticsPass net x y 6L)[0]
             use g = new torch.Generator (24UL)
-            let draws = 200
+            let draws = 100
             use sum = torch.zeros_like full.S2
             for _ in 1 .. draws do
                 use s = (Growth.statisticsPassFrom 0 1 g net x y 6L)[0]
                 sum.add_ s.S2 |> ignore
             use mean = sum / float draws
-            // 200 draws of ~28 of 486 rows: the mean's relative error is ~1/√(200·28) ≈ 1.3 %; 10 % is
+            // 100 draws of ~28 of 486 rows: the mean's relative error is ~1/√(100·28) ≈ 2 %; 10 % is
             // far outside noise for a biased estimator (missing weight would be off by 17×).
             Expect.isTrue (allClose mean full.S2 0.1) $"mean of subsampled S2 ≈ full S2 (max diff {maxAbsDiff mean full.S2}, scale {maxAbs full.S2})"
+        }
+    
+        test "identity σ: (L(0) − L(γ))/γ² equals the exact first-order decrease Δ + Σλ² − c" {
+            // Restricted mode: b̃ is A's patch under B's kernel centre only, while b holds A's outputs at
+            // every tap, so the cross term c = Σ αᵀPδᵀω is not zero even for a linear σ: the first-order
+            // decrease is Δ + Σλ² − c, and the finite difference must match it (c is reported).
+            use net = cnn 31L f64 [| 2L; 8L; 8L |] [ conv 3 3 1 1 1 true false "identity" "none"; conv 2 3 2 1 1 true false "identity" "none" ] "gap" 3
+            use x = images 32L 20L 2L 8L
+            use y = labels 33L 20L 3L
+            use stats = (Growth.statisticsPass net x y 20L)[0]
+            use proposal = tiny.Propose (GrowthRequest (stats, net.Junctions[0], 10, options 0.0 true, null))
+            Expect.isGreaterThan proposal.Count 0 "neurons proposed"
+            let cross = Bottleneck.crossTerm stats (nonNull proposal.Delta) (directions proposal)
+            let l0 = Training.meanLoss net x y
+            let fd gamma = (l0 - lossWith net 0 proposal stats x y gamma) / (gamma * gamma)
+            let exact = proposal.PredictedDecrease 1.0 - proposal.ActivationSlope * cross
+            let fd3, fd4 = fd 1e-3, fd 1e-4
+            printfn "conv FD: K=%d predicted=%.10g cross=%.4g exact=%.10g FD(1e-3)=%.10g FD(1e-4)=%.10g" proposal.Count (proposal.PredictedDecrease 1.0) cross exact fd3 fd4
+            // The FD's own error is O(γ²) relative (1e-6 at γ = 1e-3) plus float64 cancellation
+            // (1e-16/γ² ~ 1e-10 relative to L): 1e-4 of the decrease is far above both.
+            Expect.isLessThan (abs (fd3 - exact)) (1e-4 * abs exact) "FD(1e-3) = Δ + Σλ² − c"
+            Expect.isLessThan (abs (fd4 - exact)) (1e-4 * abs exact) "FD(1e-4) = Δ + Σλ² − c"
+        }
+
+        test "apply then forward equals the candidate computed with conv2d by hand; undo restores the outputs" {
+            use net = cnn 41L f64 [| 2L; 8L; 8L |] [ conv 3 3 1 1 1 true false "tanh" "none"; conv 2 3 2 1 1 true false "tanh" "none" ] "gap" 3
+            use x = images 42L 10L 2L 8L
+            use y = labels 43L 10L 3L
+            use stats = (Growth.statisticsPass net x y 10L)[0]
+            use proposal = tiny.Propose (GrowthRequest (stats, net.Junctions[0], 4, options 0.0 true, null))
+            let k = int64 proposal.Count
+            Expect.isGreaterThan k 1L "several neurons"
+            let gamma = 0.7
+            use expected =
+                use _ = torch.no_grad ()
+                let ps (l: IGrowableLayer) = l.Parameters |> Seq.map (fun p -> p :> torch.Tensor) |> Seq.toArray
+                let a, b = ps net.Junctions[0].A, ps net.Junctions[0].B
+                let delta = nonNull proposal.Delta
+                let dW = delta.narrow(1L, 0L, 27L).reshape (2L, 3L, 3L, 3L) // B: 3 input channels × 3×3, bias last
+                let dB = delta.narrow(1L, 27L, 1L).flatten ()
+                let alphaW = proposal.FanIn.narrow(1L, 0L, 18L).reshape (k, 2L, 3L, 3L)
+                let alphaB = proposal.FanIn.narrow(1L, 18L, 1L).flatten ()
+                let omega = torch.zeros ([| 2L; k; 3L; 3L |], dtype = f64)
+                omega.select(3L, 1L).select(2L, 1L).copy_ (proposal.FanOut * gamma) |> ignore
+                let conv2d (input: torch.Tensor) (w: torch.Tensor) (bias: torch.Tensor | null) (stride: int64) =
+                    torch.nn.functional.conv2d (input, w, bias, [| stride; stride |], [| 1L; 1L |], [| 1L; 1L |])
+                let h = torch.tanh (conv2d x a[0] a[1] 1L)
+                let fresh = torch.tanh (conv2d x (alphaW * gamma) (alphaB * gamma) 1L)
+                conv2d h (b[0] - dW * (gamma * gamma)) (b[1] - dB * (gamma * gamma)) 2L + conv2d fresh omega null 2L
+            let bOutput () =
+                use _ = torch.no_grad ()
+                let _, records = net.ForwardRecording x
+                records[0].BOutput.clone ()
+            use before = forward net x
+            let applied = Growth.apply net 0 proposal stats gamma
+            Expect.equal net.Widths[0] (3 + int k) "A gained K channels"
+            use after = bOutput ()
+            // The same float64 products in another order: ~1e-15 relative.
+            Expect.isTrue (allClose after expected 1e-12) $"B's output after apply = hand candidate (max diff {maxAbsDiff after expected})"
+            Growth.undo applied
+            use restored = forward net x
+            Expect.isTrue (identical restored before) "undo restores bit-identical outputs"
+            Expect.equal net.Widths[0] 3 "width restored"
+        }
+
+        test "BatchNorm grows with its conv: new channels pass their input through in eval and train mode; γ = 0 changes nothing" {
+            use net = cnn 51L f64 [| 2L; 8L; 8L |] [ conv 3 3 1 1 1 false true "relu" "none"; conv 2 3 1 1 1 false true "relu" "none" ] "gap" 3
+            use x = images 52L 12L 2L 8L
+            use y = labels 53L 12L 3L
+            use stats = (Growth.statisticsPass net x y 12L)[0]
+            use proposal = tiny.Propose (GrowthRequest (stats, net.Junctions[0], 4, options 0.0 true, null))
+            let k = int64 proposal.Count
+            Expect.isGreaterThan k 0L "neurons proposed"
+            use evalBefore = net.Forward (x, ForwardPass.Evaluation)
+            use trainBefore = net.Forward (x, ForwardPass.Probe)
+            let parametersBefore = net.Parameters
+            (Growth.apply net 0 proposal stats 0.0).Commit ()
+            Expect.isTrue (Array.forall2 (fun (a: Modules.Parameter) (b: Modules.Parameter) -> obj.ReferenceEquals (a, b)) parametersBefore net.Parameters) "γ = 0 replaces nothing"
+            use evalZero = net.Forward (x, ForwardPass.Evaluation)
+            Expect.isTrue (identical evalZero evalBefore) "γ = 0: eval outputs bit-identical"
+            (Growth.apply net 0 proposal stats 0.8).Commit ()
+            let block = net.Blocks[0] :?> CnnBlock
+            let stage = block.Stages[0]
+            use _ = torch.no_grad ()
+            use z = (stage.Conv :> IGrowableLayer).Forward x
+            use fresh = z.narrow (1L, 3L, k)
+            use evalOut = stage.Norm.Value.Forward (z, ForwardPass.Evaluation)
+            use probeOut = stage.Norm.Value.Forward (z, ForwardPass.Probe)
+            // Eval: (z − μ)/√(σ² + ε)·√(σ² + ε) + μ = z up to rounding. Train: the batch is the data the
+            // moments were measured on (every position), so batch and measured moments agree.
+            Expect.isTrue (allClose (evalOut.narrow (1L, 3L, k)) fresh 1e-12) $"eval: new channels = their input (max diff {maxAbsDiff (evalOut.narrow (1L, 3L, k)) fresh})"
+            Expect.isTrue (allClose (probeOut.narrow (1L, 3L, k)) fresh 1e-9) $"train: new channels = their input (max diff {maxAbsDiff (probeOut.narrow (1L, 3L, k)) fresh})"
+            Expect.isFalse (allClose fresh (torch.zeros_like fresh) 1e-3) "the new channels carry a signal (else the checks are empty)"
+        }
+
+        test "growth the reference gets wrong: the same conv twice with bias, l then l−1 and the reverse, stride 2; each then forwards and trains" {
+            let layers = [ conv 2 3 1 1 1 true false "tanh" "none"; conv 2 3 2 1 1 true false "tanh" "none"; conv 2 3 1 1 1 true false "tanh" "none" ]
+            use x = images 62L 16L 1L 10L
+            use y = labels 63L 16L 3L
+            let trainsAfter (net: Network) (label: string) =
+                let opt = Sgd ((fun () -> net.Parameters), 0.9, 0.0) :> IOptimizer
+                let l0 = Training.trainStep net opt 0.01 x y
+                opt.AfterGrowth ()
+                let l1 = Training.trainStep net opt 0.01 x y
+                use out = forward net x
+                Expect.isTrue (isFinite out && System.Double.IsFinite l0 && System.Double.IsFinite l1) $"{label}: forward and training steps finite"
+            let grow (net: Network) (j: int) (stats: JunctionStatistics) =
+                use p = tiny.Propose (GrowthRequest (stats, net.Junctions[j], 2, options 0.0 true, null))
+                (Growth.apply net j p stats 0.5).Commit ()
+                p.Count
+            // The same conv (junction 0's A, with a bias) grown twice, statistics retaken between.
+            do
+                use net = cnn 61L f64 [| 1L; 10L; 10L |] layers "gap" 3
+                let first = (use s = (Growth.statisticsPass net x y 16L)[0] in grow net 0 s)
+                let second = (use s = (Growth.statisticsPass net x y 16L)[0] in grow net 0 s)
+                Expect.equal net.Widths[0] (2 + first + second) "grown twice"
+                let ps = net.Junctions[0].A.Parameters |> Seq.toArray
+                Expect.equal ps[1].shape[0] (int64 (2 + first + second)) "bias grew with the weight"
+                Expect.equal (net.Junctions[0].B.InputWidth) (2 + first + second) "B's inputs grew twice"
+                trainsAfter net "same conv twice"
+            // Conv l (junction 1) then conv l−1 (junction 0), from one set of statistics.
+            do
+                use net = cnn 61L f64 [| 1L; 10L; 10L |] layers "gap" 3
+                let stats = Growth.statisticsPass net x y 16L
+                let k1 = grow net 1 stats[1]
+                let k0 = grow net 0 stats[0]
+                stats |> Array.iter (fun s -> s.Dispose ())
+                Expect.equal net.Widths[0..1] [| 2 + k0; 2 + k1 |] "both grew"
+                trainsAfter net "l then l−1"
+            // The reverse: junction 1's proposal predates junction 0's growth, so conv 1's new rows
+            // give conv 1's newest input channels zero weight.
+            do
+                use net = cnn 61L f64 [| 1L; 10L; 10L |] layers "gap" 3
+                let stats = Growth.statisticsPass net x y 16L
+                let k0 = grow net 0 stats[0]
+                let k1 = grow net 1 stats[1]
+                stats |> Array.iter (fun s -> s.Dispose ())
+                let w1 = Seq.head net.Junctions[1].A.Parameters
+                Expect.equal w1.shape [| int64 (2 + k1); int64 (2 + k0); 3L; 3L |] "conv 1: new outputs and new inputs"
+                Expect.equal (maxAbs (w1.narrow(0L, 2L, int64 k1).narrow (1L, 2L, int64 k0))) 0.0 "inputs added since the statistics: zero weight"
+                trainsAfter net "l−1 then l"
+        }
+
+        test "ResNet-18 (CIFAR form, 10 classes) has 11,173,962 parameters at full width" {
+            use net = Network.Build (blockKinds, layerKinds, ModelOptions (Preset = "resnet18", WidthFraction = 1.0), [| 3L; 32L; 32L |], 10, torch.CPU, torch.ScalarType.Float32, null)
+            Expect.equal net.ParameterCount 11173962L "torchvision-style CIFAR ResNet-18"
+            Expect.equal net.Widths [| 64; 64; 128; 128; 256; 256; 512; 512 |] "inner widths at their maxima"
+        }
+
+        test "ResNet-18 at 1/64: forward, backward, a growth step; γ = 0 keeps the function; save/load keeps it too" {
+            use g = new torch.Generator (71UL)
+            // 16×16 images (4 stages still leave a 2×2 map) keep this test to seconds.
+            use net = Network.Build (blockKinds, layerKinds, ModelOptions (Preset = "resnet18"), [| 3L; 16L; 16L |], 10, torch.CPU, torch.ScalarType.Float32, g)
+            Expect.equal net.Widths [| 1; 1; 2; 2; 4; 4; 8; 8 |] "inner widths 1/2/4/8"
+            use x = torch.randn ([| 24L; 3L; 16L; 16L |], generator = g)
+            use y = labels 72L 24L 10L
+            let opt = Sgd ((fun () -> net.Parameters), 0.9, 0.0) :> IOptimizer
+            let loss = Training.trainStep net opt 0.05 x y
+            Expect.isTrue (System.Double.IsFinite loss) "a training step"
+            // Round-robin step 0 grows the first block only: a stage-4 junction's S2 is 4,608² (512
+            // residual channels × 3×3), whose float64 eigh alone takes seconds.
+            let options = GrowthOptions (NeuronsPerStep = 2, RelativeThreshold = 0.0, Selection = "roundrobin")
+            use stats = (Growth.statisticsFor [| 0 |] 0 null net (x.narrow (0L, 0L, 16L)) (y.narrow (0L, 0L, 16L)) 16L)[0]
+            use proposal = tiny.Propose (GrowthRequest (stats, net.Junctions[0], 2, options, null))
+            use before = forward net x
+            (Growth.apply net 0 proposal stats 0.0).Commit ()
+            use atZero = forward net x
+            Expect.isTrue (identical atZero before) "γ = 0: outputs bit-identical"
+            let events = Growth.step net tiny options null 0 (x.narrow (0L, 0L, 16L)) (y.narrow (0L, 0L, 16L)) (x.narrow (0L, 16L, 8L)) (y.narrow (0L, 16L, 8L))
+            Expect.equal events.Length 1 "one junction grown"
+            Expect.equal net.Widths[1..] [| 1; 2; 2; 4; 4; 8; 8 |] "the other blocks unchanged"
+            Expect.equal net.Widths[0] (1 + events.Head.Added) "block 1 grew by what its event says"
+            opt.AfterGrowth ()
+            Expect.isTrue (System.Double.IsFinite (Training.trainStep net opt 0.05 x y)) "trains after growth"
+            withTempFolder (fun dir ->
+                ModelFile.save net [| 3L; 16L; 16L |] 10 dir
+                use loaded = ModelFile.load blockKinds layerKinds dir torch.CPU
+                Expect.equal loaded.Widths net.Widths "widths saved"
+                use expected = forward net x
+                use fromFile = forward loaded x
+                Expect.isTrue (identical fromFile expected) "eval outputs identical after save/load (BN buffers included)")
+        }
+
+        test "a CNN saved and loaded computes the same outputs" {
+            use net = cnn 81L torch.ScalarType.Float32 [| 1L; 12L; 12L |] [ conv 2 3 1 1 1 false true "relu" "max2"; conv 3 3 1 1 1 false true "relu" "none"; denseSpec 4 ] "gap" 5
+            use x = (images 82L 6L 1L 12L).to_type torch.ScalarType.Float32
+            use y = labels 83L 6L 5L
+            let opt = Sgd ((fun () -> net.Parameters), 0.9, 0.0) :> IOptimizer
+            Training.trainStep net opt 0.05 x y |> ignore // moves the BN running statistics away from 0/1
+            withTempFolder (fun dir ->
+                ModelFile.save net [| 1L; 12L; 12L |] 5 dir
+                use loaded = ModelFile.load blockKinds layerKinds dir torch.CPU
+                use expected = forward net x
+                use fromFile = forward loaded x
+                Expect.isTrue (identical fromFile expected) "identical eval outputs")
         }
     ]
