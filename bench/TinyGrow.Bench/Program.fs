@@ -158,5 +158,5 @@ let main argv =
         printfn "solves (δ, N, S2^-1/2, SVD; %d junctions):     %6.3f s   ratio to the epoch %.3f" net.JunctionCount solve (solve / train)
         0
     | _ ->
-        eprintfn "usage: TinyGrow.Bench compare [ACTIVATION EPOCHS] | whitening-time [D2 ...] | stats-ratio [WIDTH] | step-profile | smoke ACTIVATION EPOCHS THRESHOLD STEPS"
+        eprintfn "usage: TinyGrow.Bench compare [ACTIVATION EPOCHS] | whitening-time [D2 ...] | whitening-parts | stats-ratio [WIDTH] | step-profile | smoke ACTIVATION EPOCHS THRESHOLD STEPS"
         2
