@@ -77,6 +77,20 @@ let main argv =
         printfn "time ratio grown/fixed (median of the 3 ratios): %.2f; growth share of the grown run: %.0f %%"
             (median [ for g, f in pairs -> g.Seconds / f.Seconds ]) (100.0 * growthSeconds / seconds fst)
         0
+    | "whitening-time" :: sizes ->
+        // One proposal's solves against D2, eigh path vs factor path (docs/whitening-time.md, .png).
+        let sizes = if sizes.IsEmpty then [ 577L; 785L; 3073L ] else sizes |> List.map int64
+        let fashion () =
+            let data = loadFashion ()
+            Some (fun dtype -> TinyGrow.Bench.WhiteningTime.fashionStats data kinds dtype)
+        TinyGrow.Bench.WhiteningTime.run sizes fashion
+    | [ "whitening-parts" ] ->
+        let data = loadFashion ()
+        for dtype in [ torch.ScalarType.Float32; torch.ScalarType.Float64 ] do
+            use stats = TinyGrow.Bench.WhiteningTime.fashionStats data kinds dtype
+            printfn "Fashion-MNIST input junction, %A rows" dtype
+            TinyGrow.Bench.WhiteningTime.parts stats
+        0
     | [ "cifar-pipeline" ] -> TinyGrow.Bench.CifarPipeline.run ()
     | [ "step-profile" ] ->
         use data = loadFashion ()
@@ -145,5 +159,5 @@ let main argv =
         printfn "solves (δ, N, S2^-1/2, SVD; %d junctions):     %6.3f s   ratio to the epoch %.3f" net.JunctionCount solve (solve / train)
         0
     | _ ->
-        eprintfn "usage: TinyGrow.Bench compare [ACTIVATION EPOCHS] | stats-ratio [WIDTH] | step-profile | smoke ACTIVATION EPOCHS THRESHOLD STEPS"
+        eprintfn "usage: TinyGrow.Bench compare [ACTIVATION EPOCHS] | whitening-time [D2 ...] | whitening-parts | stats-ratio [WIDTH] | step-profile | smoke ACTIVATION EPOCHS THRESHOLD STEPS"
         2

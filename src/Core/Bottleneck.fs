@@ -4,6 +4,8 @@
 ///   bottleneck = tr(E) − Δ       what no change of B's weights can express
 ///   N = −(M2 − P δᵀ)             Σ b̃ v_projᵀ / n with v_proj = −(g − δ b)
 ///   S2^{-1/2} N = U diag(λ) Vᵀ   α_k = √λ_k S2^{-1/2} u_k,  ω_k = √λ_k v_k
+/// S2^{-1/2} may be any W with WᵀW = S2⁺ (LinearAlgebra.psdFactor: L⁻¹ from Cholesky, eigh only
+/// when S2 is singular at the cutoff): λ_k and α_k do not depend on the choice.
 /// A reader meets the least-squares step first, then the new-neuron step built on it.
 module TinyGrow.Core.Bottleneck
 
@@ -32,7 +34,19 @@ let roundingLevel (stats: JunctionStatistics) (size: int64) =
 let effectiveCutoff (configured: float) (stats: JunctionStatistics) (size: int64) =
     max configured (roundingLevel stats size)
 
+/// δ, Δ and the bottleneck from S⁺M, S⁺ applied through a PSD factor (a Cholesky solve when S is
+/// well conditioned at the cutoff, eigh otherwise).
 let existingWeightsUpdate (stats: JunctionStatistics) (cutoff: float) : ExistingWeightsUpdate =
+    use factor = psdFactor stats.S (effectiveCutoff cutoff stats stats.S.shape[0])
+    use sPinvM = solvePsd factor stats.M
+    let decrease = (use product = stats.M * sPinvM in product.sum().ToDouble ())
+    { Delta = sPinvM.t().contiguous ()
+      Decrease = decrease
+      Bottleneck = stats.TraceE - decrease }
+
+/// The same through S⁺ formed by `eigh` (the path before issue 10): the reference the tests and
+/// the bench compare against.
+let existingWeightsUpdateEigh (stats: JunctionStatistics) (cutoff: float) : ExistingWeightsUpdate =
     use sPinv = pinvPsd stats.S (effectiveCutoff cutoff stats stats.S.shape[0])
     use sPinvM = sPinv.mm stats.M
     let decrease = (use product = stats.M * sPinvM in product.sum().ToDouble ())
@@ -55,19 +69,43 @@ type NeuronDirections =
       /// λ_k, descending.
       Lambdas: float[] }
 
+/// α_k = √λ_k Wᵀu_k, ω_k = √λ_k v_k from the thin SVD W·N = U diag(λ) Vᵀ. With a factor of
+/// rank r < D2 there are min(r, out) directions: the others would have λ = 0.
+let private fromSvd (wn: Tensor) (back: Tensor -> Tensor) (d2: int64) : NeuronDirections =
+    if wn.shape[0] = 0L || wn.shape[1] = 0L then
+        { FanIn = torch.zeros ([| 0L; d2 |], dtype = wn.dtype, device = wn.device)
+          FanOut = torch.zeros ([| wn.shape[1]; 0L |], dtype = wn.dtype, device = wn.device)
+          Lambdas = [||] }
+    else
+        let u, s, v = thinSvd wn
+        use u = u
+        use s = s
+        use v = v
+        use sq = s.sqrt ()
+        use wu = back u
+        { FanIn = (wu * sq.unsqueeze 0L).t().contiguous ()
+          FanOut = v * sq.unsqueeze 0L
+          Lambdas = (use onCpu = s.cpu () in onCpu.data<float>().ToArray ()) }
+
+/// New neurons from a factor W of S2⁺ (WᵀW = S2⁺), e.g. one kept from an earlier step.
+let neuronDirectionsWith (factor: PsdFactor) (n: Tensor) : NeuronDirections =
+    use wn = factorTimes factor n
+    fromSvd wn (factorTransposeTimes factor) n.shape[0]
+
 /// `whiten = false` replaces S2^{-1/2} by the identity (no covariance: GradMax-like directions).
+/// Whitening uses `psdFactor`: Cholesky when S2 is well conditioned at `cutoff`, eigh otherwise.
 let neuronDirections (s2: Tensor) (n: Tensor) (cutoff: float) (whiten: bool) : NeuronDirections =
-    use r = if whiten then invSqrtPsd s2 cutoff else torch.eye (s2.shape[0], dtype = s2.dtype, device = s2.device)
+    if whiten then
+        use factor = psdFactor s2 cutoff
+        neuronDirectionsWith factor n
+    else fromSvd n (fun u -> u.clone ()) n.shape[0]
+
+/// The same through S2^{-1/2} formed by `eigh` (the path before issue 10): the reference the tests
+/// and the bench compare against.
+let neuronDirectionsEigh (s2: Tensor) (n: Tensor) (cutoff: float) : NeuronDirections =
+    use r = invSqrtPsd s2 cutoff
     use rn = r.mm n
-    let u, s, v = thinSvd rn
-    use u = u
-    use s = s
-    use v = v
-    use sq = s.sqrt ()
-    use ru = r.mm u
-    { FanIn = (ru * sq.unsqueeze 0L).t().contiguous ()
-      FanOut = v * sq.unsqueeze 0L
-      Lambdas = (use onCpu = s.cpu () in onCpu.data<float>().ToArray ()) }
+    fromSvd rn (fun u -> r.mm u) n.shape[0]
 
 /// The first K directions (rows of FanIn, columns of FanOut).
 let take (k: int) (d: NeuronDirections) : NeuronDirections =

@@ -7,6 +7,7 @@ let all =
         TorchLoadTests.tests
         StatisticsTests.tests
         BottleneckTests.tests
+        WhiteningTests.tests
         GrowthTests.tests
         OptimizerTests.tests
         GrowthRunTests.tests

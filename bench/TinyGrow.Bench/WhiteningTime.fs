@@ -1,0 +1,153 @@
+/// Time of one proposal (δ, N, whitening, SVD) against A's input size D2: the eigh path (before
+/// issue 10) and the factor path (Cholesky where S2 is well conditioned at its cutoff, eigh over the
+/// kept eigenpairs otherwise), side by side in one process, alternated, medians and ratios.
+module TinyGrow.Bench.WhiteningTime
+
+open System
+open System.Diagnostics
+open System.IO
+open TorchSharp
+open TinyGrow.Abstractions
+open TinyGrow.Core
+
+let private f64 = torch.ScalarType.Float64
+
+/// Statistics of a synthetic junction: n rows of D2−1 uncentred features (mean 0.5, 16 strong
+/// factors over an isotropic bulk, like pixels), a tanh hidden layer of 32 (D1 = 33), 10 outputs.
+/// Rows are added 1,024 at a time (as the statistics pass does), in `dtype`.
+let private synthetic (d2: int64) (n: int64) (dtype: torch.ScalarType) =
+    use g = new torch.Generator (uint64 d2)
+    let acc = Statistics.JunctionAccumulator ()
+    use factors = torch.randn ([| 16L; d2 - 1L |], dtype = f64, generator = g)
+    use wa = torch.randn ([| d2; 32L |], dtype = f64, generator = g) / sqrt (float d2)
+    use c = torch.randn ([| 33L; 10L |], dtype = f64, generator = g)
+    let mutable start = 0L
+    while start < n do
+        use scope = torch.NewDisposeScope ()
+        let count = min 1024L (n - start)
+        let z = torch.randn ([| count; d2 - 1L |], dtype = f64, generator = g) * 0.3
+        let f = torch.randn ([| count; 16L |], dtype = f64, generator = g)
+        let x = z + f.mm factors * 0.5 + 0.5
+        let ones = torch.ones ([| count; 1L |], dtype = f64)
+        let bt = torch.cat ([| x; ones |], 1L)
+        let b = torch.cat ([| bt.mm(wa).tanh (); ones |], 1L)
+        let grad = b.mm c + torch.randn ([| count; 10L |], dtype = f64, generator = g)
+        use rows = new JunctionRows (b.to_type dtype, bt.to_type dtype, grad.to_type dtype, count)
+        acc.Add rows
+        start <- start + count
+    acc.Finish ()
+
+/// One proposal's solves, either path; every tensor disposed.
+let private propose (useFactor: bool) (stats: JunctionStatistics) =
+    let cutoff = 1e-10
+    let update = if useFactor then Bottleneck.existingWeightsUpdate stats cutoff else Bottleneck.existingWeightsUpdateEigh stats cutoff
+    use delta = update.Delta
+    use n = Bottleneck.projectedN stats delta
+    let c2 = Bottleneck.effectiveCutoff cutoff stats stats.S2.shape[0]
+    let d = if useFactor then Bottleneck.neuronDirections stats.S2 n c2 true else Bottleneck.neuronDirectionsEigh stats.S2 n c2
+    d.FanIn.Dispose ()
+    d.FanOut.Dispose ()
+    d.Lambdas
+
+let private seconds f =
+    let sw = Stopwatch.StartNew ()
+    f ()
+    sw.Elapsed.TotalSeconds
+
+let private median (xs: float list) = xs |> List.sort |> List.item (List.length xs / 2)
+
+type Row =
+    { Case: string; D2: int64; Path: string; Old: float; New: float; Ratio: float; MaxLambdaDiff: float }
+
+/// Old and new on the same statistics, alternated `reps` times: medians and the median ratio.
+let measure (case: string) (stats: JunctionStatistics) (reps: int) =
+    let c2 = Bottleneck.effectiveCutoff 1e-10 stats stats.S2.shape[0]
+    let path =
+        use f = LinearAlgebra.psdFactor stats.S2 c2
+        match f with
+        | LinearAlgebra.Cholesky _ -> "cholesky"
+        | LinearAlgebra.Eigen w -> $"eigh (rank {w.shape[0]})"
+    let lNew = propose true stats
+    let lOld = propose false stats
+    let k = min 10 (min lNew.Length lOld.Length)
+    let diff = Seq.max [ for i in 0 .. k - 1 -> abs (lNew[i] - lOld[i]) / lOld[0] ]
+    let runs = [ for _ in 1 .. reps -> let o = seconds (fun () -> propose false stats |> ignore) in o, seconds (fun () -> propose true stats |> ignore) ]
+    let row =
+        { Case = case; D2 = stats.S2.shape[0]; Path = path
+          Old = median (List.map fst runs); New = median (List.map snd runs)
+          Ratio = median [ for o, n in runs -> n / o ]; MaxLambdaDiff = diff }
+    printfn "%-34s D2 %5d  %-16s old %7.3f s  new %7.3f s  new/old %.3f  max|Δλ|/λ1 %.1e" row.Case row.D2 row.Path row.Old row.New row.Ratio row.MaxLambdaDiff
+    row
+
+/// Rows of the real input junction of Fashion-MNIST (784 pixels + bias → 32 → 32 → 10, tanh, at
+/// initialisation), 4,096 samples, with the network (so the rows) in `dtype`.
+let fashionStats (data: LoadedDataset) (kinds: Collections.Generic.IReadOnlyDictionary<string, ILayerKind>) (dtype: torch.ScalarType) =
+    use generator = new torch.Generator (1UL)
+    let model = ModelOptions (Layers = ResizeArray [ for w in [ 32; 32 ] -> LayerSpec (Kind = "dense", Width = w, MaxWidth = 256, Activation = "tanh") ])
+    use net = Network.Build (kinds, model, data.InputShape, data.Classes, torch.CPU, dtype, generator)
+    use x0 = data.Pipeline.Inputs (data.Train.Samples.narrow (0L, 0L, 4096L))
+    use x = x0.to_type dtype
+    let stats = Growth.statisticsPass net x (data.Train.Labels.narrow (0L, 0L, 4096L)) 1024L
+    for s in stats[1..] do s.Dispose ()
+    stats[0]
+
+let write (rows: Row list) =
+    Directory.CreateDirectory "docs" |> ignore
+    let lines =
+        [ yield "| statistics | D2 | factor path taken | eigh path (s) | factor path (s) | new/old (median of ratios) | max abs(λ_new − λ_eigh)/λ_1 |"
+          yield "|---|---:|---|---:|---:|---:|---:|"
+          for r in rows ->
+            $"| {r.Case} | {r.D2} | {r.Path} | %.3f{r.Old} | %.3f{r.New} | %.3f{r.Ratio} | %.0e{r.MaxLambdaDiff} |" ]
+    File.WriteAllLines ("docs/whitening-time.md", lines)
+    lines |> List.iter (printfn "%s")
+    let plot = new ScottPlot.Plot ()
+    for case in rows |> List.map (fun r -> r.Case) |> List.distinct do
+        let rs = rows |> List.filter (fun r -> r.Case = case) |> List.sortBy (fun r -> r.D2)
+        if rs.Length > 1 then
+            let xs = rs |> List.map (fun r -> float r.D2) |> Array.ofList
+            let o = plot.Add.Scatter (xs, rs |> List.map (fun r -> 1000.0 * r.Old) |> Array.ofList)
+            o.LegendText <- $"eigh path, {case}"
+            let n = plot.Add.Scatter (xs, rs |> List.map (fun r -> 1000.0 * r.New) |> Array.ofList)
+            n.LegendText <- $"factor path, {case}"
+    plot.Title "One proposal (δ, N, whitening, SVD) against D2, float64 solves, 2 CPU threads"
+    plot.XLabel "D2 (A's inputs + bias)"
+    plot.YLabel "milliseconds (median)"
+    plot.ShowLegend () |> ignore
+    plot.SavePng ("docs/whitening-time.png", 900, 500) |> ignore
+    printfn "written: docs/whitening-time.md, docs/whitening-time.png"
+
+/// The whole bench: synthetic junctions at D2 ∈ `sizes` with float64 and float32 rows, then the real
+/// Fashion-MNIST input junction (D2 = 785) with float32 rows (as training makes them) and float64 rows.
+let run (sizes: int64 list) (fashion: unit -> (torch.ScalarType -> JunctionStatistics) option) =
+    let reps = 5
+    let rows =
+        [ for dtype, name in [ f64, "synthetic, float64 rows"; torch.ScalarType.Float32, "synthetic, float32 rows" ] do
+            for d2 in sizes do
+                use stats = synthetic d2 (max 4096L (2L * d2)) dtype
+                yield measure name stats reps
+          match fashion () with
+          | Some statsOf ->
+              for dtype, name in [ torch.ScalarType.Float32, "Fashion-MNIST input, float32 rows"; f64, "Fashion-MNIST input, float64 rows" ] do
+                  use stats = statsOf dtype
+                  yield measure name stats reps
+          | None -> () ]
+    write rows
+    0
+
+/// Where a factor's time goes on one statistic (diagnostics for the table above).
+let parts (stats: JunctionStatistics) =
+    let a = stats.S2
+    let c2 = Bottleneck.effectiveCutoff 1e-10 stats a.shape[0]
+    let t name f = let r = [ for _ in 1 .. 3 -> seconds f ] in printfn "  %-28s %7.4f s" name (median r)
+    t "cholesky_ex" (fun () -> let struct (l, i) = torch.linalg.cholesky_ex a in l.Dispose (); i.Dispose ())
+    t "eigh" (fun () -> let struct (v, w) = torch.linalg.eigh a in v.Dispose (); w.Dispose ())
+    t "eighKept" (fun () -> let v, w = LinearAlgebra.eighKept a c2 in v.Dispose (); w.Dispose ())
+    t "invSqrtPsd (old)" (fun () -> (LinearAlgebra.invSqrtPsd a c2).Dispose ())
+    t "psdFactor (new)" (fun () -> (LinearAlgebra.psdFactor a c2 :> IDisposable).Dispose ())
+    // Inputs constant over the samples (variance S2_jj − S2_j,bias² = 0): exact dependencies on the bias.
+    let d = a.shape[0]
+    use mean = a.narrow(1L, d - 1L, 1L).narrow (0L, 0L, d - 1L)
+    use diag = a.diagonal().narrow (0L, 0L, d - 1L)
+    use variance = diag - mean.squeeze(1L).square ()
+    use constant = variance.le ((1e-12 * diag.max().ToDouble ()).ToScalar ())
+    printfn "  inputs constant over the samples: %d" (constant.sum().ToInt64 ())
