@@ -12,8 +12,8 @@ open TinyGrow.Growth.Linear
 open TinyGrow.Growth.Strategies
 open TinyGrow.Datasets.Mnist
 
-let kinds = Dictionary<string, ILayerKind> (dict [ "dense", DenseKind () :> ILayerKind ]) :> IReadOnlyDictionary<_, _>
-let blockKinds = Dictionary<string, IBlockKind> (dict [ "mlp", MlpBlockKind () :> IBlockKind ]) :> IReadOnlyDictionary<_, _>
+let kinds = Kinds.layerKinds
+let blockKinds = Kinds.blockKinds
 
 let loadFashion () =
     use downloader = new TinyGrow.Datasets.Downloads.DatasetDownloader (NullLogger<TinyGrow.Datasets.Downloads.DatasetDownloader>.Instance)

@@ -84,7 +84,7 @@ let measure (case: string) (stats: JunctionStatistics) (reps: int) =
 let fashionStats (data: LoadedDataset) (kinds: Collections.Generic.IReadOnlyDictionary<string, ILayerKind>) (dtype: torch.ScalarType) =
     use generator = new torch.Generator (1UL)
     let model = ModelOptions (Layers = ResizeArray [ for w in [ 32; 32 ] -> LayerSpec (Kind = "dense", Width = w, MaxWidth = 256, Activation = "tanh") ])
-    use net = Network.Build (kinds, model, data.InputShape, data.Classes, torch.CPU, dtype, generator)
+    use net = Network.Build (Kinds.blockKinds, kinds, model, data.InputShape, data.Classes, torch.CPU, dtype, generator)
     use x0 = data.Pipeline.Inputs (data.Train.Samples.narrow (0L, 0L, 4096L))
     use x = x0.to_type dtype
     let stats = Growth.statisticsPass net x (data.Train.Labels.narrow (0L, 0L, 4096L)) 1024L
