@@ -1,3 +1,4 @@
+using System.ComponentModel.DataAnnotations;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -54,10 +55,14 @@ public sealed class LayerSpec
 {
     /// <summary>Layer kind name, e.g. "dense".</summary>
     public string Kind { get; set; } = "dense";
+    /// <summary>Widest layer allowed: 16,384 neurons (channels) keeps one dense layer between two
+    /// such layers at 1 GiB of float32 weights; a width of 10⁷ would ask libtorch for tens of GB
+    /// and crash the process instead of failing with a message.</summary>
+    public const int WidthLimit = 16_384;
     /// <summary>Starting width (neurons / channels).</summary>
-    public int Width { get; set; } = 1;
+    [Range(1, WidthLimit)] public int Width { get; set; } = 1;
     /// <summary>Largest width growth may reach.</summary>
-    public int MaxWidth { get; set; } = 256;
+    [Range(1, WidthLimit)] public int MaxWidth { get; set; } = 256;
     /// <summary>Activation after this layer.</summary>
     public string Activation { get; set; } = "tanh";
     /// <summary>Whether the layer has a bias.</summary>

@@ -102,4 +102,54 @@ let tests =
             Expect.stringContains message "Training:Epochs" "the message names the key"
             Expect.isFalse (Directory.Exists(Path.Combine(data.Path, "runs2"))) "nothing written"
         }
+    
+        test "two runs started at once into one output folder, in the same second, both finish in separate folders" {
+            use data = new TempFolder()
+            let mnist = Directory.CreateDirectory(data.File "mnist").FullName
+            writeMnist mnist "train" 40 5
+            writeMnist mnist "t10k" 10 6
+            let _, catalogue = discover [ shippedPlugins ]
+            let runs = data.File "runs"
+            let settings =
+                settingsFrom [
+                    "Dataset:Name", "mnist"; "Dataset:Root", data.Path
+                    "Model:Layers:0:Kind", "dense"; "Model:Layers:0:Width", "2"; "Model:Layers:0:MaxWidth", "2"
+                    "Growth:Strategy", "none"; "Training:Epochs", "1"; "Training:BatchSize", "20"
+                    "Device", "cpu"; "Output:Directory", runs ]
+            // One clock for both: the same second, so the same timestamp id.
+            let clock = { new TimeProvider() with member _.GetUtcNow() = DateTimeOffset(2026, 3, 4, 5, 6, 7, TimeSpan.Zero) }
+            let start () =
+                Threading.Tasks.Task.Run<int>(Func<Threading.Tasks.Task<int>>(fun () ->
+                    RunCommand(settings, catalogue, NullLoggerFactory.Instance, clock).ExecuteAsync(Threading.CancellationToken.None)))
+            let exits = Threading.Tasks.Task.WhenAll [| start (); start () |] |> Async.AwaitTask |> Async.RunSynchronously
+            Expect.equal exits [| ExitCodes.Ok; ExitCodes.Ok |] "both finished"
+            Expect.equal (Directory.GetDirectories runs |> Array.map (fun d -> Path.GetFileName d |> string) |> Array.sort) [| "20260304-050607"; "20260304-050607-2" |] "two folders, no .partial left"
+            for id in [ "20260304-050607"; "20260304-050607-2" ] do
+                let folder = Path.Combine(runs, id)
+                Expect.equal (Directory.GetFiles folder |> Array.map (fun f -> Path.GetFileName f |> string) |> Array.filter (fun f -> f.EndsWith ".tmp")) [||] "no stray temporary file"
+                let config = JsonDocument.Parse(File.ReadAllText(Path.Combine(folder, "config.json"))).RootElement
+                Expect.equal (config.GetProperty("Output").GetProperty("RunId").GetString()) id "each config names its own id"
+                let last = File.ReadAllLines(Path.Combine(folder, "metrics.jsonl")) |> Array.last
+                Expect.equal (JsonDocument.Parse(last).RootElement.GetProperty("event").GetString()) "final" "each run completed in its own folder"
+        }
+
+        test "bad input exits with a documented code and a message, never a crash" {
+            use work = new TempFolder()
+            let plugins = Directory.CreateDirectory(work.File "plugins").FullName
+            addFixture plugins "Fixture.GoodPlugin" |> ignore
+            let expectExit args code (parts: string list) =
+                let exit, stderr = runApp work.Path ("run" :: "--Output:Directory=runs" :: args)
+                Expect.equal exit code $"exit {code} for {args} (stderr: {stderr})"
+                for part in parts do Expect.stringContains stderr part $"{args}: the message names {part}"
+            expectExit [ "--Trainig:Epochs=2" ] ExitCodes.BadConfiguration [ "'Trainig:Epochs'"; "'Training:Epochs'" ]
+            expectExit [ "--Logging:LogLevel:Default=Verbose" ] ExitCodes.BadConfiguration [ "Logging:LogLevel:Default = 'Verbose'" ]
+            expectExit [ "--Model:Layers:5:Width=8" ] ExitCodes.BadConfiguration [ "Model:Layers:5:Width" ]
+            expectExit [ "--Model:Layers:0:Width=10000000"; "--Model:Layers:0:MaxWidth=10000000" ] ExitCodes.BadConfiguration [ "Model:Layers:0:Width = 10000000" ]
+            expectExit [ "--Output:RunId=x.partial" ] ExitCodes.BadConfiguration [ "Output:RunId" ]
+            // A plugin that throws where it should answer: caught at the top, exit 1, said so.
+            expectExit [ $"--Plugins:Folders:0={plugins}"; "--Dataset:Name=fixture-data"; "--Model:Layers:0:Kind=fixture-kind"; "--Model:Layers:1:Kind=fixture-kind"
+                         "--Model:Layers:0:Activation=fixture-throw"; "--Growth:Strategy=none"; "--Device=cpu" ]
+                ExitCodes.RunFailed [ "unexpected error"; "fixture: a bug in a plugin"; "No run folder was written" ]
+            Expect.isFalse (Directory.Exists(work.File "runs")) "nothing written by any of them"
+        }
     ]

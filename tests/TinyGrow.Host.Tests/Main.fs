@@ -7,6 +7,7 @@ let all =
         DiscoveryTests.tests
         ConfigurationTests.tests
         CommandTests.tests
+        RunFolderTests.tests
         EndToEndTests.tests
     ]
 
