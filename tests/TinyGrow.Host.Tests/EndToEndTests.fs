@@ -13,7 +13,7 @@ open TinyGrow.Host.Tests.TestUtil
 
 /// artifacts/tinygrow of this checkout (the tests run from tests/<project>/bin/<config>/net10.0/).
 let private app = Path.GetFullPath(Path.Combine(AppContext.BaseDirectory, "..", "..", "..", "..", "..", "artifacts", "tinygrow"))
-let private shippedPlugins = Path.Combine(app, "plugins")
+let shippedPlugins = Path.Combine(app, "plugins")
 
 /// Runs the built application `dotnet artifacts/tinygrow/tinygrow.dll args` in `workingDirectory`;
 /// returns (exit code, standard error).
@@ -39,7 +39,7 @@ let private bigEndian (value: int) =
     b
 
 /// IDX files of n random 28×28 images and labels 0..9 in `folder`.
-let private writeMnist (folder: string) (prefix: string) (n: int) (seed: int) =
+let writeMnist (folder: string) (prefix: string) (n: int) (seed: int) =
     let rng = Random seed
     let pixels = Array.zeroCreate<byte> (n * 28 * 28)
     rng.NextBytes pixels

@@ -69,6 +69,11 @@ public sealed class RunCommand(TinyGrowSettings settings, PluginCatalogue catalo
 
         using (data)
         {
+            if (EmptySplit(data) is { } empty)
+            {
+                _log.LogError("Dataset '{Dataset}': {Error}", settings.Dataset.Name, empty);
+                return ExitCodes.DatasetError;
+            }
             // Nothing is written before the claim succeeds; the claim is the only test that counts
             // (another run may have taken the id while the dataset loaded).
             RunFolder claimed;
@@ -112,14 +117,48 @@ public sealed class RunCommand(TinyGrowSettings settings, PluginCatalogue catalo
             }
             catch (Exception) when (cancellation.IsCancellationRequested)
             {
+                Interrupted(training, partial, "interrupted (Ctrl-C or SIGTERM)", engine.Progress);
                 _log.LogWarning("Run {RunId} interrupted; its partial results are left in {Folder}", runId, partial);
                 return ExitCodes.Cancelled;
             }
+            catch (NonFiniteLossException e)
+            {
+                Interrupted(training, partial, e.Message, engine.Progress);
+                _log.LogError("Run {RunId} stopped: {Error} Its partial results are left in {Folder}", runId, e.Message, partial);
+                return ExitCodes.RunFailed;
+            }
             catch (Exception e)
             {
+                Interrupted(training, partial, e.Message, engine.Progress);
                 _log.LogError(e, "Run {RunId} failed: {Error}. Its partial results are left in {Folder}", runId, e.Message, partial);
                 return ExitCodes.RunFailed;
             }
+        }
+    }
+
+    // A split without samples gives an accuracy of NaN, or a run that "finishes" without training:
+    // nothing such a run reports would mean anything.
+    string? EmptySplit(LoadedDataset data)
+    {
+        if (data.Train.Count == 0 || data.Test.Count == 0)
+            return $"the {(data.Train.Count == 0 ? "training" : "test")} split has no samples ({data.Train.Count} training, {data.Test.Count} test). " +
+                   "Check the dataset's files under Dataset:Root.";
+        if (!IsFixed && data.Train.Count < 2)
+            return $"growth needs at least 2 training samples (statistics and the γ search use disjoint ones); there is {data.Train.Count}. " +
+                   "Use a larger dataset, or --Growth:Strategy=none.";
+        return null;
+    }
+
+    // The last line of metrics.jsonl of a run that stopped early says why and where; written only
+    // once the engine has stopped (and closed the file).
+    void Interrupted(Task training, string folder, string reason, RunProgress progress)
+    {
+        var metrics = Path.Combine(folder, "metrics.jsonl");
+        if (!training.IsCompleted || !File.Exists(metrics)) return;
+        try { RunGuards.writeInterrupted(metrics, reason, progress); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            _log.LogWarning("Could not record the interruption in {File}: {Error}", metrics, e.Message);
         }
     }
 
