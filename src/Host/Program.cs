@@ -20,6 +20,10 @@ if (commandLine.Error is not null)
 if (commandLine.Verb == Verb.Help) { Usage.Write(Console.Out); return ExitCodes.Ok; }
 
 RunCommand? run = null; // names the run folder, once claimed, in the report of an unexpected error
+// An exception on another thread would abort the process (exit 134, a bare trace): report it the
+// same way and exit with its code (checked by hand: Environment.Exit here does end the process so).
+AppDomain.CurrentDomain.UnhandledException += (_, e) => Environment.Exit(
+    Failure.Report(e.ExceptionObject as Exception ?? new Exception($"{e.ExceptionObject}"), run?.Folder, Console.Error));
 try
 {
     var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings

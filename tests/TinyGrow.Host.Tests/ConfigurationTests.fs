@@ -29,6 +29,8 @@ type ConvBlockProbe() =
     member val Kind = "conv" with get, set
     member val Kernel = 3 with get, set
     member val Pool = "" with get, set
+    /// Computed: nothing can set it, so no key names it.
+    member this.Area = this.Kernel * this.Kernel
 
 type ProbeOptions() =
     member val Preset = "" with get, set
@@ -204,6 +206,7 @@ let tests =
             Expect.stringContains typo "'Blocks:0:Kernal'" "full key"
             Expect.stringContains typo "'Blocks:0:Kernel'" "nearest, from the spec class"
             Expect.stringContains (problems [ "Blocks:0:Kernel", "three" ]) "Blocks:0:Kernel = 'three'" "value converted to the property's type"
+            Expect.stringContains (problems [ "Blocks:0:Area", "9" ]) "'Blocks:0:Area'" "a property without a setter is read by nothing"
         }
 
         test "run ids are plain folder names that never look unfinished" {

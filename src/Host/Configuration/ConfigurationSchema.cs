@@ -16,7 +16,7 @@ namespace TinyGrow.Host.Configuration;
 /// </summary>
 /// <remarks>The rules follow <c>ConfigurationBinder</c>: a type a <see cref="TypeConverter"/> makes from
 /// a string is a value; a dictionary takes any key; an array or list is indexed 0, 1, 2…; any other
-/// class is a section of its public readable properties (named by <see cref="ConfigurationKeyNameAttribute"/>
+/// class is a section of its public readable properties, values only when they have a setter (named by <see cref="ConfigurationKeyNameAttribute"/>
 /// when present).</remarks>
 public abstract class ConfigurationSchema
 {
@@ -76,6 +76,8 @@ public abstract class ConfigurationSchema
             foreach (var property in type.GetProperties(BindingFlags.Public | BindingFlags.Instance))
             {
                 if (property.GetIndexParameters().Length > 0 || property.GetMethod is not { IsPublic: true }) continue;
+                // The binder sets a value only through a setter (init included); a section or list it fills in place.
+                if (IsValue(Nullable.GetUnderlyingType(property.PropertyType) ?? property.PropertyType) && property.SetMethod is not { IsPublic: true }) continue;
                 var name = property.GetCustomAttribute<ConfigurationKeyNameAttribute>()?.Name ?? property.Name;
                 var propertyType = property.PropertyType;
                 children.Remove(name); // keep the spelling of the last type that has it
