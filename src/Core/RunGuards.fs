@@ -39,7 +39,7 @@ module RunGuards =
         progress.EpochLossSum <- progress.EpochLossSum + loss
         if batch = batches && progress.EpochLossSum / float batches > progress.FirstLoss then
             progress.Logger.LogWarning (
-                "epoch {Epoch}: the mean training loss {Mean:g4} stayed above the first batch's {First:g4}; the learning rate ({LearningRate:g3}) may be too high",
+                "epoch {Epoch}: the mean training loss {Mean:g4} stayed above the first batch's {First:g4}; Training:LearningRate may be too high (the rate was {LearningRate:g3} at the epoch's last batch)",
                 epoch, progress.EpochLossSum / float batches, progress.FirstLoss, learningRate)
         loss
 
