@@ -20,6 +20,9 @@ let shippedPlugins = Path.Combine(app, "plugins")
 let private runApp (workingDirectory: string) (args: string list) =
     let info = Diagnostics.ProcessStartInfo("dotnet", WorkingDirectory = workingDirectory, RedirectStandardError = true, RedirectStandardOutput = true)
     info.ArgumentList.Add(Path.Combine(app, "tinygrow.dll"))
+    // Configuration tests set TINYGROW_* variables (some misspelt on purpose): not for this process.
+    for name in info.Environment.Keys |> Seq.filter (fun k -> k.StartsWith "TINYGROW_") |> Seq.toList do
+        info.Environment.Remove name |> ignore
     for a in args do info.ArgumentList.Add a
     use p =
         match Diagnostics.Process.Start info with
@@ -131,6 +134,32 @@ let tests =
                 Expect.equal (config.GetProperty("Output").GetProperty("RunId").GetString()) id "each config names its own id"
                 let last = File.ReadAllLines(Path.Combine(folder, "metrics.jsonl")) |> Array.last
                 Expect.equal (JsonDocument.Parse(last).RootElement.GetProperty("event").GetString()) "final" "each run completed in its own folder"
+        }
+
+        test "a run never writes through a link planted at its folder's path" {
+            use data = new TempFolder()
+            let mnist = Directory.CreateDirectory(data.File "mnist").FullName
+            writeMnist mnist "train" 40 11
+            writeMnist mnist "t10k" 10 12
+            let _, catalogue = discover [ shippedPlugins ]
+            let runs = Directory.CreateDirectory(data.File "runs").FullName
+            let target = Directory.CreateDirectory(data.File "victim").FullName
+            let clock = { new TimeProvider() with member _.GetUtcNow() = DateTimeOffset(2026, 3, 4, 5, 6, 7, TimeSpan.Zero) }
+            Directory.CreateSymbolicLink(Path.Combine(runs, "20260304-050607.partial"), target) |> ignore
+            Directory.CreateSymbolicLink(Path.Combine(runs, "chosen.partial"), target) |> ignore
+            let run extra =
+                let settings =
+                    settingsFrom ([
+                        "Dataset:Name", "mnist"; "Dataset:Root", data.Path
+                        "Model:Layers:0:Kind", "dense"; "Model:Layers:0:Width", "2"; "Model:Layers:0:MaxWidth", "2"
+                        "Growth:Strategy", "none"; "Training:Epochs", "1"; "Training:BatchSize", "20"
+                        "Device", "cpu"; "Output:Directory", runs ] @ extra)
+                RunCommand(settings, catalogue, NullLoggerFactory.Instance, clock).ExecuteAsync(Threading.CancellationToken.None)
+                |> Async.AwaitTask |> Async.RunSynchronously
+            Expect.equal (run [ "Output:RunId", "chosen" ]) ExitCodes.BadConfiguration "a chosen id at a link: refused"
+            Expect.equal (run []) ExitCodes.Ok "a timestamp id at a link: the run goes on under the next id"
+            Expect.isTrue (File.Exists(Path.Combine(runs, "20260304-050607-2", "metrics.jsonl"))) "in its own folder"
+            Expect.isEmpty (Directory.GetFileSystemEntries target) "nothing written through the links"
         }
 
         test "bad input exits with a documented code and a message, never a crash" {

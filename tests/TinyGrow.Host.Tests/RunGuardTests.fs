@@ -46,7 +46,7 @@ let tests =
             for b, loss in [ 1, 2.5; 2, 3.0; 3, 2.2 ] do RunGuards.trained progress 2 b 3 100.0 loss |> ignore
             Expect.equal warnings.Count 1 "one warning for epoch 2"
             Expect.stringContains warnings[0] "epoch 2" "names the epoch"
-            Expect.stringContains warnings[0] "learning rate" "and the likely cause"
+            Expect.stringContains warnings[0] "Training:LearningRate may be too high" "and the likely cause"
         }
 
         test "an interrupted run ends its metrics.jsonl with an interrupted line (reason, epoch, batch) and exits 130" {
