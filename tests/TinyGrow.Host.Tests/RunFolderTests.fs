@@ -54,7 +54,7 @@ let tests =
             Expect.isNull (RunFolder.CheckChosen(root, "other")) "an unrelated id is free"
             Expect.stringContains (refused (fun () -> RunFolder.Claim(root, "planted", noon))) link "a chosen id whose .partial path is a link"
             Directory.CreateSymbolicLink(Path.Combine(root, "final"), target) |> ignore
-            Expect.stringContains (refused (fun () -> RunFolder.Claim(root, "final", noon))) "final" "a chosen id whose final path is a link"
+            Expect.stringContains (refused (fun () -> RunFolder.Claim(root, "final", noon))) (Path.Combine(root, "final") + " already exists") "a chosen id whose final path is a link"
             // A dangling link too: mkdir would not create its target, and neither may the run.
             File.CreateSymbolicLink(Path.Combine(root, "dangling.partial"), tmp.File "nowhere") |> ignore
             refused (fun () -> RunFolder.Claim(root, "dangling", noon)) |> ignore

@@ -36,8 +36,9 @@ public static partial class SettingsValidator
     // The DataAnnotations of an option class and, recursively, of the option objects it holds (a
     // list of layer specs, a nested section): a spec class added to ModelOptions is checked by its
     // own attributes, with its full key (Model:Layers:0:Width), and no change here.
-    static void Annotations(List<string> errors, string key, object options)
+    static void Annotations(List<string> errors, string key, object options, int depth = 0)
     {
+        if (depth > 8) return; // option classes are shallow trees; this only stops a cycle
         var results = new List<ValidationResult>();
         if (!Validator.TryValidateObject(options, new ValidationContext(options), results, validateAllProperties: true))
             foreach (var result in results)
@@ -62,12 +63,12 @@ public static partial class SettingsValidator
                     foreach (var item in items)
                     {
                         if (item is not null && !ConfigurationSchema.IsValue(item.GetType()))
-                            Annotations(errors, $"{key}:{property.Name}:{i}", item);
+                            Annotations(errors, $"{key}:{property.Name}:{i}", item, depth + 1);
                         i++;
                     }
                     break;
                 case var nested:
-                    Annotations(errors, $"{key}:{property.Name}", nested);
+                    Annotations(errors, $"{key}:{property.Name}", nested, depth + 1);
                     break;
             }
         }
