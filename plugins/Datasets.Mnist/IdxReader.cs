@@ -8,7 +8,8 @@ namespace TinyGrow.Datasets.Mnist;
 public sealed record IdxHeader(int Magic, int[] Dimensions)
 {
     /// <summary>Product of the dimensions: the number of data bytes for uint8 data.</summary>
-    public long ElementCount => Dimensions.Aggregate(1L, (n, d) => n * d);
+    /// <exception cref="OverflowException">The product does not fit in 64 bits (a corrupt header).</exception>
+    public long ElementCount => Dimensions.Aggregate(1L, (n, d) => checked(n * d));
 }
 
 /// <summary>uint8 images [Count, Rows, Columns] in one contiguous row-major array.</summary>
@@ -87,7 +88,14 @@ public static class IdxReader
             if (dims[i] < 0)
                 throw new DatasetException($"{path}: negative dimension {dims[i]} in the IDX header.");
         }
-        return new IdxHeader(magic, dims);
+        var header = new IdxHeader(magic, dims);
+        try { _ = header.ElementCount; }
+        catch (OverflowException)
+        {
+            // Unchecked, the product wraps around: to a negative size (a raw exception) or a small one.
+            throw new DatasetException($"{path}: the IDX header's dimensions {string.Join('×', dims)} overflow a 64-bit size; the header is corrupt.");
+        }
+        return header;
     }
 
     // One contiguous array per file, so that the caller makes one tensor per split.

@@ -1,3 +1,4 @@
+using System.ComponentModel.DataAnnotations;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -54,24 +55,28 @@ public sealed class LayerSpec
 {
     /// <summary>Layer kind name, e.g. "dense".</summary>
     public string Kind { get; set; } = "dense";
+    /// <summary>Widest layer allowed: 16,384 neurons (channels) keeps one dense layer between two
+    /// such layers at 1 GiB of float32 weights; a width of 10⁷ would ask libtorch for tens of GB
+    /// and crash the process instead of failing with a message.</summary>
+    public const int WidthLimit = 16_384;
     /// <summary>Starting width (neurons / channels).</summary>
-    public int Width { get; set; } = 1;
+    [Range(1, WidthLimit)] public int Width { get; set; } = 1;
     /// <summary>Largest width growth may reach.</summary>
-    public int MaxWidth { get; set; } = 256;
+    [Range(1, WidthLimit)] public int MaxWidth { get; set; } = 256;
     /// <summary>Activation after this layer.</summary>
     public string Activation { get; set; } = "tanh";
     /// <summary>Whether the layer has a bias (a conv followed by BatchNorm needs none: BN's shift is one).</summary>
     public bool Bias { get; set; } = true;
 
     // Convolutional layers only ("conv" kind); dense layers ignore them.
-    /// <summary>Kernel size (square).</summary>
-    public int Kernel { get; set; } = 3;
+    /// <summary>Kernel size (square, odd: a new channel's fan-out sits at the centre tap).</summary>
+    [Range(1, 31)] public int Kernel { get; set; } = 3;
     /// <summary>Stride.</summary>
-    public int Stride { get; set; } = 1;
+    [Range(1, 32)] public int Stride { get; set; } = 1;
     /// <summary>Zero padding on each side; -1 means "same" for stride 1: Dilation·(Kernel−1)/2.</summary>
-    public int Padding { get; set; } = -1;
+    [Range(-1, 256)] public int Padding { get; set; } = -1;
     /// <summary>Dilation.</summary>
-    public int Dilation { get; set; } = 1;
+    [Range(1, 32)] public int Dilation { get; set; } = 1;
     /// <summary>BatchNorm between the conv and its activation (it grows with the conv).</summary>
     public bool BatchNorm { get; set; } = true;
     /// <summary>Pooling after the activation: "none", "max2" (a boundary: no junction across it) or

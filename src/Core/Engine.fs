@@ -39,6 +39,7 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
         | null -> None
         | s -> Some s
     let growing = growingWith.IsSome
+    let progress = RunProgress logger
 
     let makeOptimizer (training: TrainingOptions) (net: Network) : IOptimizer =
         match training.Optimizer with
@@ -72,6 +73,9 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
         if added > 0 then
             logger.LogInformation ("epoch {Epoch}: grew {Added} neurons → widths {Widths}, loss on held-out samples −{Decrease:g3}",
                                    epoch, added, String.Join ("/", net.Widths), events |> List.sumBy (fun e -> e.MeasuredDecrease))
+
+    /// The last batch trained, for the report of a run that stops early.
+    member _.Progress = progress
 
     member _.Run
         (
@@ -123,7 +127,7 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
                 let start = int64 b * batchSize
                 let x, y = Training.batch data order start (min batchSize (n - start)) augmentation
                 let lr = Schedule.learningRate training step totalSteps
-                lossSum <- lossSum + Training.trainStep net optimizer lr x y
+                lossSum <- lossSum + RunGuards.trained progress epoch (b + 1) batchesPerEpoch lr (Training.trainStep net optimizer lr x y)
                 step <- step + 1L
                 if lastProgress.Elapsed.TotalSeconds > 15.0 then
                     logger.LogInformation ("epoch {Epoch} batch {Batch}/{Batches}, loss {Loss:f4}", epoch, b + 1, batchesPerEpoch, lossSum / float (b + 1))

@@ -1,6 +1,7 @@
 // tinygrow: grows neural networks while they train. This file only wires: configuration, options,
 // plugins, then the verb runs in the foreground and its result is the exit code (a
-// BackgroundService would turn a failure into exit code 0).
+// BackgroundService would turn a failure into exit code 0). Every exit is one of ExitCodes: what
+// escapes a verb is reported and mapped by Failure.
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -18,43 +19,54 @@ if (commandLine.Error is not null)
 }
 if (commandLine.Verb == Verb.Help) { Usage.Write(Console.Out); return ExitCodes.Ok; }
 
-var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings
-{
-    DisableDefaults = true, // no reload-on-change watchers, no unprefixed environment
-    ContentRootPath = AppContext.BaseDirectory,
-});
-TinyGrowSettings settings;
+RunCommand? run = null; // names the run folder, once claimed, in the report of an unexpected error
+// An exception on another thread would abort the process (exit 134, a bare trace): report it the
+// same way and exit with its code (checked by hand: Environment.Exit here does end the process so).
+AppDomain.CurrentDomain.UnhandledException += (_, e) => Environment.Exit(
+    Failure.Report(e.ExceptionObject as Exception ?? new Exception($"{e.ExceptionObject}"), run?.Folder, Console.Error));
 try
 {
-    builder.Configuration.AddTinyGrowLayers(AppContext.BaseDirectory, commandLine.ConfigurationArguments, Environment.CurrentDirectory);
-    settings = TinyGrowSettings.Bind(builder.Configuration);
+    var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings
+    {
+        DisableDefaults = true, // no reload-on-change watchers, no unprefixed environment
+        ContentRootPath = AppContext.BaseDirectory,
+    });
+    TinyGrowSettings settings;
+    try
+    {
+        builder.Configuration.AddTinyGrowLayers(AppContext.BaseDirectory, commandLine.ConfigurationArguments, Environment.CurrentDirectory);
+        settings = TinyGrowSettings.Bind(builder.Configuration);
+    }
+    catch (InvalidConfigurationException e)
+    {
+        foreach (var line in e.Message.Split(Environment.NewLine))
+            Console.Error.WriteLine($"tinygrow: {line}");
+        return ExitCodes.BadConfiguration;
+    }
+
+    builder.Logging.AddConfiguration(builder.Configuration.GetSection("Logging")).AddConsole();
+    builder.Services.Configure<ConsoleLifetimeOptions>(o => o.SuppressStatusMessages = true);
+    builder.Services.AddSystemd(); // active only when started by systemd (Type=notify)
+    builder.Services.AddTinyGrowSettings(settings).AddSingleton(TimeProvider.System);
+    var discovery = builder.Services.AddTinyGrowPlugins(
+        PluginDiscovery.SearchFolders(AppContext.BaseDirectory, settings.Plugins.Folders, Environment.CurrentDirectory));
+    builder.Services.AddSingleton<RunCommand>().AddSingleton<PluginsCommand>();
+
+    using var host = builder.Build();
+    var log = host.Services.GetRequiredService<ILoggerFactory>().CreateLogger("TinyGrow.Host");
+    discovery.LogProblems(log);
+
+    await host.StartAsync(); // Ctrl-C / SIGTERM now cancel ApplicationStopping
+    var stopping = host.Services.GetRequiredService<IHostApplicationLifetime>().ApplicationStopping;
+    var exitCode = commandLine.Verb switch
+    {
+        Verb.Plugins => host.Services.GetRequiredService<PluginsCommand>().Execute(Console.Out),
+        _ => await (run = host.Services.GetRequiredService<RunCommand>()).ExecuteAsync(stopping),
+    };
+    await host.StopAsync();
+    return exitCode;
 }
-catch (InvalidConfigurationException e)
+catch (Exception e)
 {
-    Console.Error.WriteLine($"tinygrow: {e.Message}");
-    return ExitCodes.BadConfiguration;
+    return Failure.Report(e, run?.Folder, Console.Error);
 }
-
-builder.Logging.AddConfiguration(builder.Configuration.GetSection("Logging")).AddConsole();
-builder.Services.Configure<ConsoleLifetimeOptions>(o => o.SuppressStatusMessages = true);
-builder.Services.AddSystemd(); // active only when started by systemd (Type=notify)
-builder.Services.AddTinyGrowSettings(settings).AddSingleton(TimeProvider.System);
-var discovery = builder.Services.AddTinyGrowPlugins(
-    PluginDiscovery.SearchFolders(AppContext.BaseDirectory, settings.Plugins.Folders, Environment.CurrentDirectory));
-builder.Services.AddSingleton<RunCommand>().AddSingleton<PluginsCommand>();
-
-using var host = builder.Build();
-var log = host.Services.GetRequiredService<ILoggerFactory>().CreateLogger("TinyGrow.Host");
-discovery.LogProblems(log);
-foreach (var key in TinyGrowSettings.UnknownRootKeys(builder.Configuration))
-    log.LogWarning("Configuration key '{Key}' is not used by tinygrow (known: {Known}); check its spelling", key, "Dataset, Model, Growth, Training, Output, Device, Plugins, Logging");
-
-await host.StartAsync(); // Ctrl-C / SIGTERM now cancel ApplicationStopping
-var stopping = host.Services.GetRequiredService<IHostApplicationLifetime>().ApplicationStopping;
-var exitCode = commandLine.Verb switch
-{
-    Verb.Plugins => host.Services.GetRequiredService<PluginsCommand>().Execute(Console.Out),
-    _ => await host.Services.GetRequiredService<RunCommand>().ExecuteAsync(stopping),
-};
-await host.StopAsync();
-return exitCode;

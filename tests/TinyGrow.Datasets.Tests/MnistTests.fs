@@ -162,6 +162,13 @@ let errors =
                 expectContains m "t10k-labels-idx1-ubyte"
                 expectContains m "label 10 at index 1")
         }
+        test "a header whose dimensions overflow is a dataset error naming the file, not a raw exception" {
+            // 2^63 wraps to a negative size, 2^64 to zero.
+            for dims in [ [| 2097152; 2097152; 2097152 |]; [| 4194304; 2097152; 2097152 |] ] do
+                withBrokenFile "train-images-idx3-ubyte" (idxBytes 0x803 dims (Array.zeroCreate 64)) (fun _ m ->
+                    expectContains m "train-images-idx3-ubyte"
+                    expectContains m "overflow")
+        }
         test "images that are not 28×28" {
             withBrokenFile "train-images-idx3-ubyte" (idxBytes 0x803 [| 3; 32; 32 |] (Array.zeroCreate (3 * 1024))) (fun _ m ->
                 expectContains m "train-images-idx3-ubyte"

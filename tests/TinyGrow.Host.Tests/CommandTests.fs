@@ -72,4 +72,23 @@ let tests =
             Directory.CreateDirectory(Path.Combine(runs, "taken.partial")) |> ignore
             Expect.equal (run plugins.Path runs [ "Output:RunId", "taken" ]) ExitCodes.BadConfiguration "run id in use"
         }
+    
+        test "an exception that escapes a verb is reported with the run folder and mapped to a documented exit code" {
+            let report (e: exn) folder =
+                use error = new StringWriter()
+                let code = Failure.Report(e, folder, error)
+                code, error.ToString()
+            let thrownBug = thrown (fun () -> raise (InvalidOperationException "boom"))
+            let code, text = report thrownBug (Some "/runs/x.partial" |> Option.toObj)
+            Expect.equal code ExitCodes.RunFailed "a bug: 1"
+            Expect.stringContains text "unexpected error (System.InvalidOperationException): boom" "says it was not foreseen"
+            Expect.stringContains text "kept in /runs/x.partial" "names the run folder"
+            Expect.stringContains text "\n   at " "with the stack trace a bug report needs"
+            let code, text = report (TinyGrow.Abstractions.DatasetException "f: corrupt") null
+            Expect.equal code ExitCodes.DatasetError "dataset: 3"
+            Expect.stringContains text "No run folder was written" "nothing claimed"
+            Expect.equal (Failure.ExitCode(OperationCanceledException())) ExitCodes.Cancelled "interrupted: 130"
+            Expect.equal (Failure.ExitCode(TinyGrow.Host.Configuration.InvalidConfigurationException "k")) ExitCodes.BadConfiguration "configuration: 2"
+            Expect.equal (Failure.ExitCode(RunFolderException "taken")) ExitCodes.BadConfiguration "run folder: 2"
+        }
     ]

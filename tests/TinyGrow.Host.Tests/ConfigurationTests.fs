@@ -24,6 +24,19 @@ let private experiment =
 let private build (dir: string) (args: string list) =
     ConfigurationBuilder().AddTinyGrowLayers(dir, List.toArray args, dir).Build()
 
+/// Stands for option classes another part of TinyGrow may add (e.g. convolutional blocks).
+type ConvBlockProbe() =
+    member val Kind = "conv" with get, set
+    member val Kernel = 3 with get, set
+    member val Pool = "" with get, set
+    /// Computed: nothing can set it, so no key names it.
+    member this.Area = this.Kernel * this.Kernel
+
+type ProbeOptions() =
+    member val Preset = "" with get, set
+    member val Blocks = Collections.Generic.List<ConvBlockProbe>() with get, set
+    member val Tags = Collections.Generic.Dictionary<string, string>() with get, set
+
 let private errorsOf pairs = SettingsValidator.Validate(settingsFrom pairs) |> String.concat "\n"
 
 // Sequenced: one test sets TINYGROW_* environment variables, which every other test here would read.
@@ -75,14 +88,132 @@ let tests =
             Expect.stringContains e.Message (tmp.File "bad.json") "names the path"
         }
 
-        test "an unknown key or a value of the wrong type is an error naming the key" {
+        test "an unknown key or a value of the wrong type is an error naming the full key and the nearest known one" {
             let typo = thrown (fun () -> settingsFrom [ "Training:Epoch", "3" ] |> ignore)
             Expect.isTrue (typo :? InvalidConfigurationException) "configuration error"
-            Expect.stringContains typo.Message "'Epoch'" "names the unknown key"
+            Expect.stringContains typo.Message "'Training:Epoch'" "names the unknown key"
+            Expect.stringContains typo.Message "nearest known key is 'Training:Epochs'" "and the one meant"
             let nested = thrown (fun () -> settingsFrom [ "Model:Layers:0:Widht", "3" ] |> ignore)
-            Expect.stringContains nested.Message "'Widht'" "names the unknown key of a layer"
+            Expect.stringContains nested.Message "'Model:Layers:0:Widht'" "names the unknown key of a layer"
+            Expect.stringContains nested.Message "'Model:Layers:0:Width'" "nearest, with its index"
+            let noIndex = thrown (fun () -> settingsFrom [ "Model:Layers:Width", "3" ] |> ignore)
+            Expect.stringContains noIndex.Message "'Model:Layers:0:Width'" "a list key without its index"
             let wrongType = thrown (fun () -> settingsFrom [ "Training:Epochs", "many" ] |> ignore)
-            Expect.stringContains wrongType.Message "Training:Epochs" "names the key"
+            Expect.stringContains wrongType.Message "Training:Epochs = 'many'" "names the key and value"
+            let section = thrown (fun () -> settingsFrom [ "Training", "3" ] |> ignore)
+            Expect.stringContains section.Message "Training = '3'" "a section given a value"
+            let two = thrown (fun () -> settingsFrom [ "Training:Epoch", "3"; "Growth:Stratgy", "x" ] |> ignore)
+            Expect.equal (two.Message.Split('\n').Length) 2 "every unknown key reported at once, one per line"
+        }
+
+        // Issue 8: these were a warning (the run went ahead with defaults, exit 0) or not reported at all.
+        test "a misspelt section from the command line, the environment or a file is an error naming where it was set" {
+            use tmp = new TempFolder()
+            File.WriteAllText(tmp.File "appsettings.json", appsettings)
+            let cli = thrown (fun () -> build tmp.Path [ "--Trainig:Epochs=2" ] |> TinyGrowSettings.Bind |> ignore)
+            Expect.isTrue (cli :? InvalidConfigurationException) "configuration error"
+            Expect.stringContains cli.Message "'Trainig:Epochs'" "full key"
+            Expect.stringContains cli.Message "'Training:Epochs'" "nearest known key"
+            Expect.stringContains cli.Message "--Trainig:Epochs" "set on the command line"
+            Environment.SetEnvironmentVariable("TINYGROW_Trainig__Epochs", "3")
+            try
+                let env = thrown (fun () -> build tmp.Path [] |> TinyGrowSettings.Bind |> ignore)
+                Expect.stringContains env.Message "'Trainig:Epochs'" "full key"
+                Expect.stringContains env.Message "'Training:Epochs'" "nearest known key"
+                Expect.stringContains env.Message "TINYGROW_Trainig__Epochs" "names the variable"
+            finally
+                Environment.SetEnvironmentVariable("TINYGROW_Trainig__Epochs", null)
+            File.WriteAllText(tmp.File "exp.json", """{ "Growth": { "Strategy": "x", "Neurons": 3 } }""")
+            let file = thrown (fun () -> build tmp.Path [ "--experiment"; "exp.json" ] |> TinyGrowSettings.Bind |> ignore)
+            Expect.stringContains file.Message "'Growth:Neurons'" "full key"
+            Expect.stringContains file.Message "'Growth:NeuronsPerStep'" "nearest known key"
+            Expect.stringContains file.Message (tmp.File "exp.json") "names the file"
+            let logging = thrown (fun () -> build tmp.Path [ "--Logging:Consle:FormatterName=json" ] |> TinyGrowSettings.Bind |> ignore)
+            Expect.stringContains logging.Message "'Logging:Consle:FormatterName'" "a logging key no provider reads"
+            Expect.stringContains logging.Message "'Logging:Console:FormatterName'" "nearest logging key"
+        }
+
+        test "logging levels and options are validated like every other key" {
+            let level = thrown (fun () -> settingsFrom (fixtureExperiment @ [ "Logging:LogLevel:Default", "Verbose" ]) |> ignore)
+            Expect.isTrue (level :? InvalidConfigurationException) "configuration error, not a crash at host build"
+            Expect.stringContains level.Message "Logging:LogLevel:Default = 'Verbose'" "names key and value"
+            Expect.stringContains level.Message "Information" "lists the levels"
+            let number = thrown (fun () -> settingsFrom (fixtureExperiment @ [ "Logging:Console:LogLevel:TinyGrow", "9" ]) |> ignore)
+            Expect.stringContains number.Message "Logging:Console:LogLevel:TinyGrow = '9'" "a number that is no level"
+            let flag = thrown (fun () -> settingsFrom (fixtureExperiment @ [ "Logging:Console:FormatterOptions:SingleLine", "yes" ]) |> ignore)
+            Expect.stringContains flag.Message "Logging:Console:FormatterOptions:SingleLine = 'yes'" "formatter option of the wrong type"
+            settingsFrom (fixtureExperiment @ [ "Logging:LogLevel:TinyGrow.Engine", "debug"
+                                                "Logging:Console:FormatterName", "json"
+                                                "Logging:Console:FormatterOptions:JsonWriterOptions:Indented", "true" ]) |> ignore
+        }
+
+        test "every key of the shipped appsettings.json and experiment files is known" {
+            let repo = Path.GetFullPath(Path.Combine(AppContext.BaseDirectory, "..", "..", "..", "..", ".."))
+            let host = Path.Combine(repo, "src", "Host")
+            let experiments = Directory.GetFiles(Path.Combine(repo, "experiments"), "*.json")
+            Expect.isNonEmpty experiments "experiment files found"
+            for experiment in experiments do
+                let settings = ConfigurationBuilder().AddTinyGrowLayers(host, [| "--experiment"; experiment |], repo).Build() |> TinyGrowSettings.Bind
+                Expect.isEmpty (SettingsValidator.Validate settings) $"{experiment} over appsettings.json is valid"
+        }
+
+        test "an empty Model:Layers in an experiment file replaces the default layers (and is then an error)" {
+            use tmp = new TempFolder()
+            File.WriteAllText(tmp.File "appsettings.json", appsettings)
+            File.WriteAllText(tmp.File "exp.json", """{ "Model": { "Layers": [] } }""")
+            let settings = build tmp.Path [ "--experiment"; "exp.json" ] |> TinyGrowSettings.Bind
+            Expect.isEmpty settings.Model.Layers "no layer inherited from appsettings"
+            Expect.stringContains (SettingsValidator.Validate settings |> String.concat "\n") "Model:Layers = 0 entries" "an error naming the key"
+        }
+
+        test "a gap in a list's indices is an error; the next index adds an element" {
+            use tmp = new TempFolder()
+            File.WriteAllText(tmp.File "appsettings.json", appsettings)
+            let gap = thrown (fun () -> build tmp.Path [ "--Model:Layers:5:Width=8" ] |> TinyGrowSettings.Bind |> ignore)
+            Expect.isTrue (gap :? InvalidConfigurationException) "configuration error"
+            Expect.stringContains gap.Message "Model:Layers:5:Width is set, but Model:Layers:2 is not" "names the key and the gap"
+            Expect.stringContains gap.Message "--Model:Layers:5:Width" "where it was set"
+            let added = build tmp.Path [ "--Model:Layers:2:Width=8" ] |> TinyGrowSettings.Bind
+            Expect.equal (added.Model.Layers |> Seq.map (fun l -> l.Width) |> List.ofSeq) [ 1; 2; 8 ] "a third layer"
+            let startsLate = thrown (fun () -> settingsFrom [ "Plugins:Folders:1", "p" ] |> ignore)
+            Expect.stringContains startsLate.Message "Plugins:Folders:0 is not" "any list, from 0"
+        }
+
+        test "widths are bounded: a huge width is an error, not a native crash" {
+            let huge = errorsOf (fixtureExperiment @ [ "Model:Layers:0:Width", "10000000"; "Model:Layers:0:MaxWidth", "10000000" ])
+            Expect.stringContains huge "Model:Layers:0:Width = 10000000" "width"
+            Expect.stringContains huge "Model:Layers:0:MaxWidth = 10000000" "max width"
+            Expect.isEmpty (SettingsValidator.Validate(settingsFrom (fixtureExperiment @ [ "Model:Layers:0:MaxWidth", string TinyGrow.Abstractions.LayerSpec.WidthLimit ]))) "the limit itself is fine"
+        }
+
+        test "a JSON error names the file, the line and the position" {
+            use tmp = new TempFolder()
+            File.WriteAllText(tmp.File "bad.json", "{\n  \"Training\": {\n    \"Epochs\": 2,\n    \"BatchSize\": }\n}")
+            let e = thrown (fun () -> build tmp.Path [ "--experiment"; "bad.json" ] |> ignore)
+            Expect.isTrue (e :? InvalidConfigurationException) "configuration error"
+            Expect.stringContains e.Message (tmp.File "bad.json") "names the path"
+            Expect.stringContains e.Message "line 4, position 18" "1-based line and position of the '}'"
+        }
+
+        test "keys are known from the option types: a property or spec class added there needs no list" {
+            let schema = ConfigurationSchema.SectionOf([ typeof<ProbeOptions> ])
+            let problems pairs =
+                let values = Collections.Generic.Dictionary<string, string | null>()
+                for k, v in pairs do values[k] <- v
+                StrictKeys.Problems(ConfigurationBuilder().AddInMemoryCollection(values).Build(), schema) |> String.concat "\n"
+            Expect.equal (problems [ "Preset", "resnet18"; "Blocks:0:Kernel", "3"; "Blocks:1:Pool", "max"; "Tags:any", "x" ]) "" "all known"
+            let typo = problems [ "Blocks:0:Kernal", "3" ]
+            Expect.stringContains typo "'Blocks:0:Kernal'" "full key"
+            Expect.stringContains typo "'Blocks:0:Kernel'" "nearest, from the spec class"
+            Expect.stringContains (problems [ "Blocks:0:Kernel", "three" ]) "Blocks:0:Kernel = 'three'" "value converted to the property's type"
+            Expect.stringContains (problems [ "Blocks:0:Area", "9" ]) "'Blocks:0:Area'" "a property without a setter is read by nothing"
+        }
+
+        test "run ids are plain folder names that never look unfinished" {
+            for bad in [ "a/b"; "x.partial"; "X.PARTIAL"; ".hidden"; "-flag"; "a\u0001b"; "tab\there"; "line\n"; String('a', 101) ] do
+                Expect.stringContains (errorsOf (fixtureExperiment @ [ "Output:RunId", bad ])) "Output:RunId" $"'{bad}' refused"
+            for good in [ "run-1"; "seed_3.lr0.05"; "20260101-120000" ] do
+                Expect.isEmpty (SettingsValidator.Validate(settingsFrom (fixtureExperiment @ [ "Output:RunId", good ]))) $"'{good}' accepted"
         }
 
         test "invalid values: one error per key, naming it" {

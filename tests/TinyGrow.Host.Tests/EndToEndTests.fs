@@ -13,13 +13,16 @@ open TinyGrow.Host.Tests.TestUtil
 
 /// artifacts/tinygrow of this checkout (the tests run from tests/<project>/bin/<config>/net10.0/).
 let private app = Path.GetFullPath(Path.Combine(AppContext.BaseDirectory, "..", "..", "..", "..", "..", "artifacts", "tinygrow"))
-let private shippedPlugins = Path.Combine(app, "plugins")
+let shippedPlugins = Path.Combine(app, "plugins")
 
 /// Runs the built application `dotnet artifacts/tinygrow/tinygrow.dll args` in `workingDirectory`;
 /// returns (exit code, standard error).
 let private runApp (workingDirectory: string) (args: string list) =
     let info = Diagnostics.ProcessStartInfo("dotnet", WorkingDirectory = workingDirectory, RedirectStandardError = true, RedirectStandardOutput = true)
     info.ArgumentList.Add(Path.Combine(app, "tinygrow.dll"))
+    // Configuration tests set TINYGROW_* variables (some misspelt on purpose): not for this process.
+    for name in info.Environment.Keys |> Seq.filter (fun k -> k.StartsWith "TINYGROW_") |> Seq.toList do
+        info.Environment.Remove name |> ignore
     for a in args do info.ArgumentList.Add a
     use p =
         match Diagnostics.Process.Start info with
@@ -39,7 +42,7 @@ let private bigEndian (value: int) =
     b
 
 /// IDX files of n random 28×28 images and labels 0..9 in `folder`.
-let private writeMnist (folder: string) (prefix: string) (n: int) (seed: int) =
+let writeMnist (folder: string) (prefix: string) (n: int) (seed: int) =
     let rng = Random seed
     let pixels = Array.zeroCreate<byte> (n * 28 * 28)
     rng.NextBytes pixels
@@ -101,5 +104,81 @@ let tests =
             Expect.equal bad ExitCodes.BadConfiguration "exit 2"
             Expect.stringContains message "Training:Epochs" "the message names the key"
             Expect.isFalse (Directory.Exists(Path.Combine(data.Path, "runs2"))) "nothing written"
+        }
+    
+        test "two runs started at once into one output folder, in the same second, both finish in separate folders" {
+            use data = new TempFolder()
+            let mnist = Directory.CreateDirectory(data.File "mnist").FullName
+            writeMnist mnist "train" 40 5
+            writeMnist mnist "t10k" 10 6
+            let _, catalogue = discover [ shippedPlugins ]
+            let runs = data.File "runs"
+            let settings =
+                settingsFrom [
+                    "Dataset:Name", "mnist"; "Dataset:Root", data.Path
+                    "Model:Layers:0:Kind", "dense"; "Model:Layers:0:Width", "2"; "Model:Layers:0:MaxWidth", "2"
+                    "Growth:Strategy", "none"; "Training:Epochs", "1"; "Training:BatchSize", "20"
+                    "Device", "cpu"; "Output:Directory", runs ]
+            // One clock for both: the same second, so the same timestamp id.
+            let clock = { new TimeProvider() with member _.GetUtcNow() = DateTimeOffset(2026, 3, 4, 5, 6, 7, TimeSpan.Zero) }
+            let start () =
+                Threading.Tasks.Task.Run<int>(Func<Threading.Tasks.Task<int>>(fun () ->
+                    RunCommand(settings, catalogue, NullLoggerFactory.Instance, clock).ExecuteAsync(Threading.CancellationToken.None)))
+            let exits = Threading.Tasks.Task.WhenAll [| start (); start () |] |> Async.AwaitTask |> Async.RunSynchronously
+            Expect.equal exits [| ExitCodes.Ok; ExitCodes.Ok |] "both finished"
+            Expect.equal (Directory.GetDirectories runs |> Array.map (fun d -> Path.GetFileName d |> string) |> Array.sort) [| "20260304-050607"; "20260304-050607-2" |] "two folders, no .partial left"
+            for id in [ "20260304-050607"; "20260304-050607-2" ] do
+                let folder = Path.Combine(runs, id)
+                Expect.equal (Directory.GetFiles folder |> Array.map (fun f -> Path.GetFileName f |> string) |> Array.filter (fun f -> f.EndsWith ".tmp")) [||] "no stray temporary file"
+                let config = JsonDocument.Parse(File.ReadAllText(Path.Combine(folder, "config.json"))).RootElement
+                Expect.equal (config.GetProperty("Output").GetProperty("RunId").GetString()) id "each config names its own id"
+                let last = File.ReadAllLines(Path.Combine(folder, "metrics.jsonl")) |> Array.last
+                Expect.equal (JsonDocument.Parse(last).RootElement.GetProperty("event").GetString()) "final" "each run completed in its own folder"
+        }
+
+        test "a run never writes through a link planted at its folder's path" {
+            use data = new TempFolder()
+            let mnist = Directory.CreateDirectory(data.File "mnist").FullName
+            writeMnist mnist "train" 40 11
+            writeMnist mnist "t10k" 10 12
+            let _, catalogue = discover [ shippedPlugins ]
+            let runs = Directory.CreateDirectory(data.File "runs").FullName
+            let target = Directory.CreateDirectory(data.File "victim").FullName
+            let clock = { new TimeProvider() with member _.GetUtcNow() = DateTimeOffset(2026, 3, 4, 5, 6, 7, TimeSpan.Zero) }
+            Directory.CreateSymbolicLink(Path.Combine(runs, "20260304-050607.partial"), target) |> ignore
+            Directory.CreateSymbolicLink(Path.Combine(runs, "chosen.partial"), target) |> ignore
+            let run extra =
+                let settings =
+                    settingsFrom ([
+                        "Dataset:Name", "mnist"; "Dataset:Root", data.Path
+                        "Model:Layers:0:Kind", "dense"; "Model:Layers:0:Width", "2"; "Model:Layers:0:MaxWidth", "2"
+                        "Growth:Strategy", "none"; "Training:Epochs", "1"; "Training:BatchSize", "20"
+                        "Device", "cpu"; "Output:Directory", runs ] @ extra)
+                RunCommand(settings, catalogue, NullLoggerFactory.Instance, clock).ExecuteAsync(Threading.CancellationToken.None)
+                |> Async.AwaitTask |> Async.RunSynchronously
+            Expect.equal (run [ "Output:RunId", "chosen" ]) ExitCodes.BadConfiguration "a chosen id at a link: refused"
+            Expect.equal (run []) ExitCodes.Ok "a timestamp id at a link: the run goes on under the next id"
+            Expect.isTrue (File.Exists(Path.Combine(runs, "20260304-050607-2", "metrics.jsonl"))) "in its own folder"
+            Expect.isEmpty (Directory.GetFileSystemEntries target) "nothing written through the links"
+        }
+
+        test "bad input exits with a documented code and a message, never a crash" {
+            use work = new TempFolder()
+            let plugins = Directory.CreateDirectory(work.File "plugins").FullName
+            addFixture plugins "Fixture.GoodPlugin" |> ignore
+            let expectExit args code (parts: string list) =
+                let exit, stderr = runApp work.Path ("run" :: "--Output:Directory=runs" :: args)
+                Expect.equal exit code $"exit {code} for {args} (stderr: {stderr})"
+                for part in parts do Expect.stringContains stderr part $"{args}: the message names {part}"
+            expectExit [ "--Trainig:Epochs=2" ] ExitCodes.BadConfiguration [ "'Trainig:Epochs'"; "'Training:Epochs'" ]
+            expectExit [ "--Logging:LogLevel:Default=Verbose" ] ExitCodes.BadConfiguration [ "Logging:LogLevel:Default = 'Verbose'" ]
+            expectExit [ "--Model:Layers:5:Width=8" ] ExitCodes.BadConfiguration [ "Model:Layers:5:Width" ]
+            expectExit [ "--Model:Layers:0:Width=10000000"; "--Model:Layers:0:MaxWidth=10000000" ] ExitCodes.BadConfiguration [ "Model:Layers:0:Width = 10000000" ]
+            expectExit [ "--Output:RunId=x.partial" ] ExitCodes.BadConfiguration [ "Output:RunId" ]
+            // A plugin that throws where it should answer: caught at the top, exit 1, said so.
+            expectExit [ $"--Plugins:Folders:0={plugins}"; "--Dataset:Name=fixture-data"; "--Model:Layers:0:Kind=fixture-kind"; "--Model:Layers:1:Kind=fixture-kind"
+                         "--Model:Layers:0:Activation=fixture-throw"; "--Growth:Strategy=none"; "--Device=cpu" ]
+                ExitCodes.RunFailed [ "unexpected error"; "fixture: a bug in a plugin"; "No run folder was written" ]
+            Expect.isFalse (Directory.Exists(work.File "runs")) "nothing written by any of them"
         }
     ]

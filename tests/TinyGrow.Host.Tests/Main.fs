@@ -7,7 +7,9 @@ let all =
         DiscoveryTests.tests
         ConfigurationTests.tests
         CommandTests.tests
+        RunFolderTests.tests
         EndToEndTests.tests
+        RunGuardTests.tests
     ]
 
 [<EntryPoint>]

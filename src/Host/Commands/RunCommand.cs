@@ -21,6 +21,10 @@ public sealed class RunCommand(TinyGrowSettings settings, PluginCatalogue catalo
 
     readonly ILogger _log = loggers.CreateLogger("TinyGrow.Run");
 
+    /// <summary>The run's folder once claimed (<c>.partial</c> until the run completes), for a report
+    /// of an error that escapes the command; null before the claim.</summary>
+    public string? Folder { get; private set; }
+
     /// <summary>Runs the experiment; returns an <see cref="ExitCodes"/> value.</summary>
     public async Task<int> ExecuteAsync(CancellationToken cancellation)
     {
@@ -35,9 +39,10 @@ public sealed class RunCommand(TinyGrowSettings settings, PluginCatalogue catalo
             _log.LogError("{Error}", deviceError);
             return code;
         }
-        if (!TryChooseRunFolder(out var runId, out var partial, out var final, out var folderError))
+        var root = Path.GetFullPath(settings.Output.Directory);
+        if (RunFolder.CheckChosen(root, settings.Output.RunId) is { } inUse)
         {
-            _log.LogError("{Error}", folderError);
+            _log.LogError("{Error}", inUse);
             return ExitCodes.BadConfiguration;
         }
 
@@ -64,6 +69,11 @@ public sealed class RunCommand(TinyGrowSettings settings, PluginCatalogue catalo
 
         using (data)
         {
+            if (EmptySplit(data) is { } empty)
+            {
+                _log.LogError("Dataset '{Dataset}': {Error}", settings.Dataset.Name, empty);
+                return ExitCodes.DatasetError;
+            }
             // Shapes are known once the dataset is: a kernel larger than its map, pooling to nothing,
             // a flatten that does not fit are refused here, before the run folder exists.
             var modelProblems = ModelPlan.problems(catalogue.BlockKinds, settings.Model, data.InputShape, data.Classes);
@@ -73,9 +83,22 @@ public sealed class RunCommand(TinyGrowSettings settings, PluginCatalogue catalo
                     _log.LogError("{Problem}", problem);
                 return ExitCodes.BadConfiguration;
             }
+            // Nothing is written before the claim succeeds; the claim is the only test that counts
+            // (another run may have taken the id while the dataset loaded).
+            RunFolder claimed;
             try
             {
-                Directory.CreateDirectory(partial);
+                claimed = RunFolder.Claim(root, settings.Output.RunId, clock.GetUtcNow());
+            }
+            catch (RunFolderException e)
+            {
+                _log.LogError("{Error}", e.Message);
+                return ExitCodes.BadConfiguration;
+            }
+            var (runId, partial, final) = claimed;
+            Folder = partial;
+            try
+            {
                 WriteConfig(Path.Combine(partial, "config.json"), runId, device);
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
@@ -95,6 +118,7 @@ public sealed class RunCommand(TinyGrowSettings settings, PluginCatalogue catalo
             {
                 var summary = await WaitOrGiveUp(training, cancellation);
                 Directory.Move(partial, final);
+                Folder = final;
                 _log.LogInformation("Run {RunId} done: test accuracy {Accuracy}, {Parameters} parameters, widths {Widths}, {Seconds} s. Results in {Folder}",
                     runId, summary.TestAccuracy.ToString("P2", CultureInfo.InvariantCulture), summary.Parameters,
                     string.Join("/", summary.Widths), summary.Seconds.ToString("F1", CultureInfo.InvariantCulture), final);
@@ -102,14 +126,48 @@ public sealed class RunCommand(TinyGrowSettings settings, PluginCatalogue catalo
             }
             catch (Exception) when (cancellation.IsCancellationRequested)
             {
+                Interrupted(training, partial, "interrupted (Ctrl-C or SIGTERM)", engine.Progress);
                 _log.LogWarning("Run {RunId} interrupted; its partial results are left in {Folder}", runId, partial);
                 return ExitCodes.Cancelled;
             }
+            catch (NonFiniteLossException e)
+            {
+                Interrupted(training, partial, e.Message, engine.Progress);
+                _log.LogError("Run {RunId} stopped: {Error} Its partial results are left in {Folder}", runId, e.Message, partial);
+                return ExitCodes.RunFailed;
+            }
             catch (Exception e)
             {
+                Interrupted(training, partial, e.Message, engine.Progress);
                 _log.LogError(e, "Run {RunId} failed: {Error}. Its partial results are left in {Folder}", runId, e.Message, partial);
                 return ExitCodes.RunFailed;
             }
+        }
+    }
+
+    // A split without samples gives an accuracy of NaN, or a run that "finishes" without training:
+    // nothing such a run reports would mean anything.
+    string? EmptySplit(LoadedDataset data)
+    {
+        if (data.Train.Count == 0 || data.Test.Count == 0)
+            return $"the {(data.Train.Count == 0 ? "training" : "test")} split has no samples ({data.Train.Count} training, {data.Test.Count} test). " +
+                   "Check the dataset's files under Dataset:Root.";
+        if (!IsFixed && data.Train.Count < 2)
+            return $"growth needs at least 2 training samples (statistics and the γ search use disjoint ones); there is {data.Train.Count}. " +
+                   "Use a larger dataset, or --Growth:Strategy=none.";
+        return null;
+    }
+
+    // The last line of metrics.jsonl of a run that stopped early says why and where; written only
+    // once the engine has stopped (and closed the file).
+    void Interrupted(Task training, string folder, string reason, RunProgress progress)
+    {
+        var metrics = Path.Combine(folder, "metrics.jsonl");
+        if (!training.IsCompleted || !File.Exists(metrics)) return;
+        try { RunGuards.writeInterrupted(metrics, reason, progress); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            _log.LogWarning("Could not record the interruption in {File}: {Error}", metrics, e.Message);
         }
     }
 
@@ -172,26 +230,6 @@ public sealed class RunCommand(TinyGrowSettings settings, PluginCatalogue catalo
 
     static string DeviceName(torch.Device device) =>
         device.type == DeviceType.CUDA ? $"cuda:{Math.Max(device.index, 0)}" : "cpu";
-
-    bool TryChooseRunFolder(out string runId, out string partial, out string final, out string error)
-    {
-        var root = Path.GetFullPath(settings.Output.Directory);
-        var given = settings.Output.RunId;
-        runId = given.Length > 0 ? given : clock.GetUtcNow().ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture);
-        // Two timestamp ids in the same second get a suffix; an id the user chose is never reused.
-        for (var n = 2; given.Length == 0 && Taken(root, runId); n++)
-            runId = $"{clock.GetUtcNow():yyyyMMdd-HHmmss}-{n}";
-        partial = Path.Combine(root, runId + ".partial");
-        final = Path.Combine(root, runId);
-        error = "";
-        if (!Taken(root, runId)) return true;
-        error = $"Output:RunId = '{runId}': {(Directory.Exists(final) ? final : partial)} already exists. " +
-                "Choose another --Output:RunId, leave it empty for a timestamp, or remove that folder.";
-        return false;
-    }
-
-    static bool Taken(string root, string runId) =>
-        Directory.Exists(Path.Combine(root, runId)) || Directory.Exists(Path.Combine(root, runId + ".partial"));
 
     // The whole resolved configuration, so that the run can be repeated from its own folder
     // (tinygrow run --experiment runs/<id>/config.json --Output:RunId=<new id>).

@@ -21,8 +21,11 @@ public static class Usage
                                             --Model:Layers:0:Width=8  --Growth:Strategy=none  --Device=cpu
         Sections: Dataset, Model, Growth, Training, Output, Device, Plugins:Folders
 
-        Exit codes: 0 done, 1 run failed, 2 bad configuration or usage, 3 dataset missing or corrupt,
-                    130 interrupted. A failed or interrupted run keeps its <Output:Directory>/<run-id>.partial/.
+        Unknown keys, gaps in list indices (Model:Layers:0, 1, 2…) and values of the wrong type are errors.
+
+        Exit codes: 0 done, 1 run failed or unexpected error, 2 bad configuration or usage,
+                    3 dataset missing or corrupt, 130 interrupted.
+                    A failed or interrupted run keeps its <Output:Directory>/<run-id>.partial/.
 
         """);
 }

@@ -1,4 +1,5 @@
 using System.ComponentModel.DataAnnotations;
+using System.Reflection;
 using System.Text.RegularExpressions;
 using TinyGrow.Host.Plugins;
 
@@ -23,29 +24,75 @@ public static partial class SettingsValidator
         Annotations(errors, "Growth", settings.Growth);
         Annotations(errors, "Training", settings.Training);
         Annotations(errors, "Output", settings.Output);
+        Annotations(errors, "Plugins", settings.Plugins);
         if (settings.Model.Preset.Length == 0 && settings.Model.Layers.Count == 0)
-            errors.Add("Model:Layers is empty: list the hidden layers (e.g. --Model:Layers:0:Width=1) or choose a preset (--Model:Preset=resnet18).");
+            errors.Add("Model:Layers = 0 entries: list the hidden layers (e.g. --Model:Layers:0:Width=1) or choose a preset (--Model:Preset=resnet18).");
         Layers(errors, settings.Model.Layers);
         if (!DevicePattern().IsMatch(settings.Device))
             errors.Add($"Device = '{settings.Device}': use auto, cpu, cuda or cuda:<index> (e.g. --Device=cpu).");
-        if (settings.Output.RunId.Length > 0 && (settings.Output.RunId.IndexOfAny(Path.GetInvalidFileNameChars()) >= 0 || settings.Output.RunId is "." or ".."))
-            errors.Add($"Output:RunId = '{settings.Output.RunId}': it names a folder, so it cannot contain '/' or other path characters. Choose a plain name.");
+        RunId(errors, settings.Output.RunId);
         if (catalogue is not null) Names(errors, settings, catalogue);
         return errors;
     }
 
-    static void Annotations(List<string> errors, string section, object options)
+    // The DataAnnotations of an option class and, recursively, of the option objects it holds (a
+    // list of layer specs, a nested section): a spec class added to ModelOptions is checked by its
+    // own attributes, with its full key (Model:Layers:0:Width), and no change here.
+    static void Annotations(List<string> errors, string key, object options, int depth = 0)
     {
+        if (depth > 8) return; // option classes are shallow trees; this only stops a cycle
         var results = new List<ValidationResult>();
-        if (Validator.TryValidateObject(options, new ValidationContext(options), results, validateAllProperties: true)) return;
-        foreach (var result in results)
-            foreach (var member in result.MemberNames.DefaultIfEmpty(""))
+        if (!Validator.TryValidateObject(options, new ValidationContext(options), results, validateAllProperties: true))
+            foreach (var result in results)
+                foreach (var member in result.MemberNames.DefaultIfEmpty(""))
+                {
+                    var memberKey = member.Length == 0 ? key : $"{key}:{member}";
+                    var value = member.Length == 0 ? null : options.GetType().GetProperty(member)?.GetValue(options);
+                    var how = value is System.Collections.ICollection
+                        ? $"Give its elements in the experiment file or with --{memberKey}:0…"
+                        : $"Set it in the experiment file or with --{memberKey}=<value>.";
+                    errors.Add($"{memberKey} = {Show(value)}: {result.ErrorMessage} {how}");
+                }
+        foreach (var property in options.GetType().GetProperties(BindingFlags.Public | BindingFlags.Instance))
+        {
+            if (property.GetIndexParameters().Length > 0 || ConfigurationSchema.IsValue(property.PropertyType)) continue;
+            switch (property.GetValue(options))
             {
-                var key = member.Length == 0 ? section : $"{section}:{member}";
-                var value = member.Length == 0 ? null : options.GetType().GetProperty(member)?.GetValue(options);
-                errors.Add($"{key} = {Show(value)}: {result.ErrorMessage} Set it in the experiment file or with --{key}=<value>.");
+                case null:
+                    break;
+                case System.Collections.IEnumerable items:
+                    var i = 0;
+                    foreach (var item in items)
+                    {
+                        if (item is not null && !ConfigurationSchema.IsValue(item.GetType()))
+                            Annotations(errors, $"{key}:{property.Name}:{i}", item, depth + 1);
+                        i++;
+                    }
+                    break;
+                case var nested:
+                    Annotations(errors, $"{key}:{property.Name}", nested, depth + 1);
+                    break;
             }
+        }
     }
+
+    /// <summary>Suffix of a run folder until the run completes.</summary>
+    public const string PartialSuffix = ".partial";
+
+    // A run id names a folder in a possibly shared output folder: a portable file name, no hidden
+    // files, no control characters, and never one that looks like an unfinished run.
+    static void RunId(List<string> errors, string runId)
+    {
+        if (runId.Length == 0) return;
+        if (!RunIdPattern().IsMatch(runId))
+            errors.Add($"Output:RunId = '{Printable(runId)}': a run id names a folder, so it may hold only letters, digits, '.', '_' and '-', " +
+                       "start with a letter or digit, and be at most 100 characters. Choose a plain name, or leave it empty for a timestamp.");
+        else if (runId.EndsWith(PartialSuffix, StringComparison.OrdinalIgnoreCase))
+            errors.Add($"Output:RunId = '{runId}': it may not end in '{PartialSuffix}', which marks a run that has not finished. Choose another name.");
+    }
+
+    static string Printable(string text) =>
+        string.Concat(text.Select(c => char.IsControl(c) ? $"\\u{(int)c:x4}" : c.ToString()));
 
     static void Layers(List<string> errors, IReadOnlyList<TinyGrow.Abstractions.LayerSpec> layers)
     {
@@ -53,9 +100,7 @@ public static partial class SettingsValidator
         {
             var layer = layers[i];
             var key = $"Model:Layers:{i}";
-            if (layer.Width < 1)
-                errors.Add($"{key}:Width = {layer.Width}: a layer needs at least one neuron; set it to 1 or more (growth starts from there).");
-            if (layer.MaxWidth < layer.Width)
+            if (layer.Width >= 1 && layer.MaxWidth < layer.Width)
                 errors.Add($"{key}:MaxWidth = {layer.MaxWidth} is below {key}:Width = {layer.Width}: set MaxWidth ≥ Width.");
             if (string.IsNullOrWhiteSpace(layer.Kind))
                 errors.Add($"{key}:Kind is empty: name a layer kind, e.g. \"dense\".");
@@ -95,6 +140,9 @@ public static partial class SettingsValidator
         _ => value.ToString() ?? "",
     };
 
-    [GeneratedRegex("^(auto|cpu|cuda(:[0-9]+)?)$")]
+    [GeneratedRegex(@"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}\z")]
+    private static partial Regex RunIdPattern();
+
+    [GeneratedRegex(@"^(auto|cpu|cuda(:[0-9]+)?)\z")]
     private static partial Regex DevicePattern();
 }

@@ -14,12 +14,6 @@ public sealed class PluginsOptions
 /// <summary>Every section of the configuration the host uses, bound once at start.</summary>
 public sealed class TinyGrowSettings
 {
-    /// <summary>Section names bound here; other root keys are ignored with a warning.</summary>
-    public static readonly IReadOnlyList<string> KnownRootKeys =
-        ["Dataset", "Model", "Growth", "Training", "Output", "Device", "Plugins", "Logging", ConfigurationLayers.ExperimentKey,
-         // set by the generic host itself
-         "contentRoot", "environment", "applicationName"];
-
     /// <summary>Section "Dataset".</summary>
     public DatasetOptions Dataset { get; init; } = new();
     /// <summary>Section "Model".</summary>
@@ -35,26 +29,26 @@ public sealed class TinyGrowSettings
     /// <summary>Section "Plugins".</summary>
     public PluginsOptions Plugins { get; init; } = new();
 
-    /// <summary>Binds every section. A key the option class does not have (a typo such as
-    /// <c>Training:Epoch</c>) or a value of the wrong type is an error, not silently ignored.</summary>
-    /// <exception cref="InvalidConfigurationException">The message names the key.</exception>
-    public static TinyGrowSettings Bind(IConfiguration configuration) => new()
+    /// <summary>Binds every section, strictly: a key nothing reads (a typo such as <c>Training:Epoch</c>
+    /// or <c>Trainig:Epochs</c>, a logging key no provider knows), a gap in a list's indices, or a value
+    /// that does not convert is an error, not silently ignored (<see cref="StrictKeys"/>).</summary>
+    /// <exception cref="InvalidConfigurationException">The message names each key (one per line).</exception>
+    public static TinyGrowSettings Bind(IConfiguration configuration)
     {
-        Dataset = BindSection<DatasetOptions>(configuration, "Dataset"),
-        Model = BindSection<ModelOptions>(configuration, "Model"),
-        Growth = BindSection<GrowthOptions>(configuration, "Growth"),
-        Training = BindSection<TrainingOptions>(configuration, "Training"),
-        Output = BindSection<OutputOptions>(configuration, "Output"),
-        Plugins = BindSection<PluginsOptions>(configuration, "Plugins"),
-        Device = configuration["Device"] ?? "auto",
-    };
-
-    /// <summary>Root keys that no part of TinyGrow reads (probably typos), for a warning.</summary>
-    public static IReadOnlyList<string> UnknownRootKeys(IConfiguration configuration) =>
-        configuration.GetChildren()
-            .Select(s => s.Key)
-            .Where(k => !KnownRootKeys.Contains(k, StringComparer.OrdinalIgnoreCase))
-            .ToList();
+        var problems = StrictKeys.Problems(configuration);
+        if (problems.Count > 0)
+            throw new InvalidConfigurationException(string.Join(Environment.NewLine, problems));
+        return new()
+        {
+            Dataset = BindSection<DatasetOptions>(configuration, "Dataset"),
+            Model = BindSection<ModelOptions>(configuration, "Model"),
+            Growth = BindSection<GrowthOptions>(configuration, "Growth"),
+            Training = BindSection<TrainingOptions>(configuration, "Training"),
+            Output = BindSection<OutputOptions>(configuration, "Output"),
+            Plugins = BindSection<PluginsOptions>(configuration, "Plugins"),
+            Device = configuration["Device"] ?? "auto",
+        };
+    }
 
     static IEnumerable<Exception> Chain(Exception e)
     {

@@ -27,7 +27,13 @@ public sealed class FixtureLayerKind : ILayerKind
 {
     public string Name => "fixture-kind";
     public IReadOnlyList<string> Validate(LayerSpec spec) =>
-        spec.Activation == "fixture-bad" ? ["Activation 'fixture-bad' is refused by fixture-kind: use any other."] : [];
+        spec.Activation switch
+        {
+            "fixture-bad" => ["Activation 'fixture-bad' is refused by fixture-kind: use any other."],
+            // A plugin bug: the host must still exit with a documented code and a message.
+            "fixture-throw" => throw new InvalidOperationException("fixture: a bug in a plugin"),
+            _ => [],
+        };
     public IGrowableLayer Create(LayerSpec spec, int inputWidth, torch.Device device, torch.ScalarType dtype, torch.Generator? generator) =>
         throw new NotSupportedException("fixture: discovered and resolved only");
     public JunctionRows Rows(IGrowableLayer a, IGrowableLayer b, torch.Tensor aInput, torch.Tensor bInput, torch.Tensor gradB) =>
