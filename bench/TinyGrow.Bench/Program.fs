@@ -113,6 +113,9 @@ let main argv =
             let events = time "grow junction 0 (γ search)" (fun () -> Growth.growJunction net 0 proposals[0] stats[0] hx hy)
             printfn "  %A" events
         0
+    | [ "conv-cost" ] -> ConvCost.costTable 1024L; 0
+    | [ "conv-cost"; n ] -> ConvCost.costTable (int64 n); 0
+    | [ "rows" ] -> ConvCost.rowsTable (); 0
     | "stats-ratio" :: widths ->
         // Cost of the statistics pass and of the solves, as ratios of one plain training epoch over
         // the same samples, at the given hidden widths (default: the default experiment's final
@@ -159,5 +162,5 @@ let main argv =
         printfn "solves (δ, N, S2^-1/2, SVD; %d junctions):     %6.3f s   ratio to the epoch %.3f" net.JunctionCount solve (solve / train)
         0
     | _ ->
-        eprintfn "usage: TinyGrow.Bench compare [ACTIVATION EPOCHS] | whitening-time [D2 ...] | whitening-parts | stats-ratio [WIDTH] | step-profile | smoke ACTIVATION EPOCHS THRESHOLD STEPS"
+        eprintfn "usage: TinyGrow.Bench compare [ACTIVATION EPOCHS] | conv-cost [SAMPLES] | rows | whitening-time [D2 ...] | whitening-parts | stats-ratio [WIDTH] | step-profile | smoke ACTIVATION EPOCHS THRESHOLD STEPS"
         2

@@ -35,7 +35,8 @@ module CnnShapes =
                 Error $"{key}:Pool = {s.Pool} pools a {ho}×{wo} map to nothing: remove the pool or a stride before it."
             else Ok (int64 s.Width, ho / q, wo / q)
 
-type CnnBlock(stages: ConvStage[], head: string, dense: IGrowableLayer[], denseSpecs: LayerSpec[], outputBias: bool, name: string) =
+/// `lastMap`: H·W of the last conv stage's output (the inputs one channel adds through a flatten).
+type CnnBlock(stages: ConvStage[], head: string, lastMap: int64, dense: IGrowableLayer[], denseSpecs: LayerSpec[], outputBias: bool, name: string) =
     let convs = stages |> Array.map (fun s -> s.Conv :> IGrowableLayer)
     let normOf (s: ConvStage) = s.Norm |> Option.map (fun n -> n :> IGrowingNorm)
     let biasOf (l: IGrowableLayer) = if l.HasBias then 1L else 0L
@@ -60,18 +61,23 @@ type CnnBlock(stages: ConvStage[], head: string, dense: IGrowableLayer[], denseS
                           (fun () -> max (convRowSize a.Conv) (convRowSize b.Conv)),
                           rows, id) :> IJunction
                   yield j, (fun t -> JunctionRecord (t.ConvIn[i], t.ConvIn[i + 1], t.ConvOut[i + 1]))
-          // last conv → global average pool → first dense
+          // last conv → global average pool or flatten → first dense (not across a pool: the head
+          // reads the conv's own map)
           let last = stages[stages.Length - 1]
-          if head = "gap" && last.Spec.Pool <> "max2" && last.Spec.Pool <> "avg2" then
+          if last.Spec.Pool = "none" then
               let d0 = dense[0]
+              let flatten = head = "flatten"
               let rows (r: JunctionRecord) (g: Tensor) (maxRows: int64) (gen: torch.Generator | null) =
-                  ConvRows.convToPooledDense r.AInput (ConvRows.geometryOf last.Conv) (last.Conv :> IGrowableLayer).HasBias r.BInput d0.HasBias g last.Norm.IsSome maxRows gen
+                  ConvRows.convToHead flatten r.AInput (ConvRows.geometryOf last.Conv) (last.Conv :> IGrowableLayer).HasBias r.BInput d0.HasBias g last.Norm.IsSome maxRows gen
+              // Through a flatten, neuron k's fan-out column is repeated over its H·W inputs.
+              let fanOutOf (f: Tensor) = if flatten then f.repeat_interleave (lastMap, 1L) else f.alias ()
+              let perPosition = if flatten then lastMap else 1L
               let j =
                   Junctions.ChainJunction (
-                      $"{name}.conv{stages.Length - 1}→gap→dense0", last.Conv, normOf last, d0, last.Spec.MaxWidth,
-                      (fun () -> convRowSize last.Conv + normParameters last + int64 d0.OutputWidth),
+                      $"{name}.conv{stages.Length - 1}→{head}→dense0", last.Conv, normOf last, d0, last.Spec.MaxWidth,
+                      (fun () -> convRowSize last.Conv + normParameters last + int64 d0.OutputWidth * perPosition),
                       (fun () -> max (convRowSize last.Conv) (int64 d0.InputWidth + biasOf d0)),
-                      rows, id) :> IJunction
+                      rows, fanOutOf) :> IJunction
               yield j, (fun t -> JunctionRecord (t.ConvIn[stages.Length - 1], t.DenseIn[0], t.DenseOut[0]))
           // dense i → dense i+1
           for i in 0 .. dense.Length - 2 do
@@ -200,7 +206,7 @@ type CnnBlockKind() =
                     let layer = context.LayerKinds["dense"].Create (s, width, context.Device, context.DType, context.Generator)
                     dense.Add layer
                     width <- layer.OutputWidth
-                new CnnBlock (stages.ToArray (), spec.Head, dense.ToArray (), denseSpecs, spec.OutputBias, context.Name)
+                new CnnBlock (stages.ToArray (), spec.Head, h * w, dense.ToArray (), denseSpecs, spec.OutputBias, context.Name)
             with _ ->
                 for s in stages do
                     (s.Conv :> IDisposable).Dispose ()

@@ -101,23 +101,32 @@ let convToConv (aInput: Tensor) (a: Geometry) (aHasBias: bool) (pool: int) (bInp
     let keep (t: Tensor) = t.MoveToOuterDisposeScope ()
     new JunctionRows (keep bRows, keep aRows, keep g, n, weight, (match moments with Some m -> keep m | None -> null))
 
-/// Rows of a conv → (norm, σ) → global average pool → dense junction: one row per sample; b is
-/// the dense layer's input, b̃ the mean over A's output positions of A's input patches (the
-/// pooled output of a new channel is, to first order, α·mean patch), g = ∂L/∂(dense output).
-let convToPooledDense (aInput: Tensor) (a: Geometry) (aHasBias: bool) (bInput: Tensor) (bHasBias: bool)
-                      (gradB: Tensor) (withMoments: bool) (maxRows: int64) (generator: torch.Generator | null) : JunctionRows =
+/// Rows of a conv → (norm, σ) → head → dense junction, one row per sample. Head "gap" (global
+/// average pool): b̃ is the mean over A's output positions of A's input patches (the pooled output
+/// of a new channel is, to first order, α·mean patch). Head "flatten": a new channel adds one dense
+/// input per position; restricted like a conv's centre tap, its fan-out is the same at every
+/// position, so its contribution is ω·(α·Σ patches): b̃ is the *sum* of the patches and ω is
+/// repeated over the positions when applied. b is the dense layer's input, g = ∂L/∂(dense output).
+let convToHead (flatten: bool) (aInput: Tensor) (a: Geometry) (aHasBias: bool) (bInput: Tensor) (bHasBias: bool)
+               (gradB: Tensor) (withMoments: bool) (maxRows: int64) (generator: torch.Generator | null) : JunctionRows =
     use _ = torch.no_grad ()
     let n = aInput.shape[0]
     let idx, weight = Junctions.sampleRows n maxRows generator aInput.device
     use scope = torch.NewDisposeScope ()
     let x = Junctions.pick idx aInput
     let unfolded = torch.nn.functional.unfold (x, int64 a.Kernel, int64 a.Dilation, int64 a.Padding, int64 a.Stride)
-    let aRows = Junctions.withOnes aHasBias (unfolded.mean ([| 2L |]))
+    let pooled = if flatten then unfolded.sum ([| 2L |]) else unfolded.mean ([| 2L |])
+    // The bias entry of a summed patch counts once per position, like the patches' other entries.
+    let positions = if flatten then float unfolded.shape[2] else 1.0
+    let aRows =
+        if aHasBias then
+            use ones = torch.full ([| pooled.shape[0]; 1L |], positions.ToScalar (), dtype = pooled.dtype, device = pooled.device)
+            torch.cat ([| pooled; ones |], 1L)
+        else pooled
     let bRows = Junctions.withOnes bHasBias (Junctions.pick idx (bInput.flatten 1L))
     let g = Junctions.pick idx (gradB.detach ())
     let moments =
-        if withMoments then
-            Some (fst (aMomentRows aInput a aHasBias (if maxRows <= 0L then 0L else maxRows * 16L) generator))
+        if withMoments then Some (fst (aMomentRows aInput a aHasBias (if maxRows <= 0L then 0L else maxRows * 16L) generator))
         else None
     let keep (t: Tensor) = t.MoveToOuterDisposeScope ()
     idx |> Option.iter (fun t -> t.Dispose ())

@@ -30,6 +30,10 @@ public sealed class DatasetOptions
     [Range(0, 64)] public int CropPadding { get; set; } = 4;
     /// <summary>Whether each training image is flipped left–right with probability ½.</summary>
     public bool HorizontalFlip { get; set; } = true;
+    /// <summary>Use only the first N training samples (0: all): smoke runs and quick trials.</summary>
+    [Range(0, 100_000_000)] public int TrainSamples { get; set; }
+    /// <summary>Use only the first N test samples (0: all).</summary>
+    [Range(0, 100_000_000)] public int TestSamples { get; set; }
 }
 
 /// <summary>Section "Model": a preset, or hidden layers in list form (the output layer is added

@@ -149,6 +149,59 @@ let tests =
             Expect.isLessThan (abs (fd4 - exact)) (1e-4 * abs exact) "FD(1e-4) = Δ + Σλ² − c"
         }
 
+        testList "head junctions, identity σ: (L(0) − L(γ))/γ² equals Δ + Σλ² − c; γ = 0 changes nothing; apply = hand forward" [
+            for head in [ "gap"; "flatten" ] ->
+                test head {
+                    // conv 2→3 (5×5 map, stride 2 from 9×9) → head → dense 4 → 3 classes. Junction 1 is
+                    // conv1 → head → dense0.
+                    use net = cnn 35L f64 [| 2L; 9L; 9L |] [ conv 2 3 1 1 1 true false "tanh" "none"; conv 3 3 2 1 1 true false "identity" "none"; denseSpec 4 ] head 3
+                    // More samples than the dense layer's inputs (27 + 1 through the flatten), or δ fits g
+                    // exactly and there is no bottleneck left to propose neurons for.
+                    use x = images 36L 80L 2L 9L
+                    use y = labels 37L 80L 3L
+                    use stats = (Growth.statisticsFor [| 1 |] 0 null net x y 80L)[0]
+                    use proposal = tiny.Propose (GrowthRequest (stats, net.Junctions[1], 6, options 0.0 true, null))
+                    Expect.isGreaterThan proposal.Count 0 "neurons proposed"
+                    let cross = Bottleneck.crossTerm stats (nonNull proposal.Delta) (directions proposal)
+                    let l0 = Training.meanLoss net x y
+                    let exact = proposal.PredictedDecrease 1.0 - proposal.ActivationSlope * cross
+                    let fd gamma = (l0 - lossWith net 1 proposal stats x y gamma) / (gamma * gamma)
+                    let fd3 = fd 1e-3
+                    printfn "%s head FD: K=%d predicted=%.10g cross=%.4g FD(1e-3)=%.10g" head proposal.Count (proposal.PredictedDecrease 1.0) cross fd3
+                    Expect.isLessThan (abs (fd3 - exact)) (1e-4 * abs exact) "FD(1e-3) = Δ + Σλ² − c"
+                    if head = "gap" then
+                        // b = W·mean patch + bias exactly: the GAP junction is a dense junction in disguise.
+                        Expect.isLessThan (abs cross) (1e-10 * proposal.PredictedDecrease 1.0) "GAP: c = 0"
+                    use before = forward net x
+                    (Growth.apply net 1 proposal stats 0.0).Commit ()
+                    use atZero = forward net x
+                    Expect.isTrue (identical atZero before) "γ = 0: outputs bit-identical"
+                    // By hand: the new channels' maps z_k = γ α_k ⋆ h (identity σ), then the dense layer
+                    // sees GAP(z_k) or flatten(z_k) with fan-out γ ω_k (repeated over positions).
+                    let gamma = 0.6
+                    let k = int64 proposal.Count
+                    use expected =
+                        use _ = torch.no_grad ()
+                        let _, records = net.ForwardRecording x
+                        let r = records[1]
+                        let dParams = net.Junctions[1].B.Parameters |> Seq.map (fun p -> p :> torch.Tensor) |> Seq.toArray
+                        let delta = nonNull proposal.Delta
+                        let d1 = delta.shape[1]
+                        let existing = torch.nn.functional.linear (r.BInput.flatten 1L, dParams[0] - delta.narrow (1L, 0L, d1 - 1L) * (gamma * gamma), dParams[1] - delta.narrow(1L, d1 - 1L, 1L).flatten () * (gamma * gamma))
+                        let alphaW = proposal.FanIn.narrow(1L, 0L, 18L).reshape (k, 2L, 3L, 3L)
+                        let alphaB = proposal.FanIn.narrow(1L, 18L, 1L).flatten ()
+                        let z = torch.nn.functional.conv2d (r.AInput, alphaW * gamma, alphaB * gamma, [| 2L; 2L |], [| 1L; 1L |], [| 1L; 1L |])
+                        let pooled = if head = "gap" then z.mean ([| 2L; 3L |]) else z.sum ([| 2L; 3L |])
+                        existing + pooled.mm (proposal.FanOut.t ()) * gamma
+                    (Growth.apply net 1 proposal stats gamma).Commit ()
+                    use after =
+                        use _ = torch.no_grad ()
+                        let _, records = net.ForwardRecording x
+                        records[1].BOutput.clone ()
+                    Expect.isTrue (allClose after expected 1e-12) $"dense output after apply = hand candidate (max diff {maxAbsDiff after expected})"
+                }
+        ]
+
         test "apply then forward equals the candidate computed with conv2d by hand; undo restores the outputs" {
             use net = cnn 41L f64 [| 2L; 8L; 8L |] [ conv 3 3 1 1 1 true false "tanh" "none"; conv 2 3 2 1 1 true false "tanh" "none" ] "gap" 3
             use x = images 42L 10L 2L 8L

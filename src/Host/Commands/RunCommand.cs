@@ -66,6 +66,7 @@ public sealed class RunCommand(TinyGrowSettings settings, PluginCatalogue catalo
             _log.LogError(e, "Dataset '{Dataset}' could not be loaded: {Error}", settings.Dataset.Name, e.Message);
             return ExitCodes.DatasetError;
         }
+        data = DatasetLimits.Apply(data, settings.Dataset);
 
         using (data)
         {

@@ -1,0 +1,126 @@
+/// `make bench ARGS=conv-cost`: what a statistics pass costs next to a training pass over the same
+/// samples, per junction kind and width (DESIGN §4.3, §4.5), and `make bench ARGS=rows`: how the
+/// proposal (λ, predicted decrease) moves with the number of statistics rows drawn. Inputs are
+/// random normal images of the datasets' shapes (the cost does not depend on pixel values); both
+/// sides run in one process, alternated, medians reported, so the ratios survive a noisy machine.
+module TinyGrow.Bench.ConvCost
+
+open System
+open System.Diagnostics
+open System.IO
+open TorchSharp
+open TinyGrow.Abstractions
+open TinyGrow.Core
+open TinyGrow.Growth.Strategies
+
+let private conv (width: int) (stride: int) =
+    LayerSpec (Kind = "conv", Width = width, MaxWidth = 1024, Kernel = 3, Stride = stride, Activation = "relu", BatchNorm = true)
+
+let private dense (width: int) = LayerSpec (Kind = "dense", Width = width, MaxWidth = 1024, Activation = "relu")
+
+/// (case, junction index, input shape, model).
+let private cases (c: int) =
+    [ $"dense 784→{c}→{c}→10", 0, [| 784L |], ModelOptions (Layers = ResizeArray [ dense c; dense c ])
+      $"conv 3×3 s1, 1→{c}→{c} on 28×28", 0, [| 1L; 28L; 28L |], ModelOptions (Layers = ResizeArray [ conv c 1; conv c 1 ])
+      $"conv 3×3 s2, 1→{c}→{c} on 28×28", 0, [| 1L; 28L; 28L |], ModelOptions (Layers = ResizeArray [ conv c 1; conv c 2 ])
+      $"conv→GAP→dense, {c}→{c}→10 on 28×28", 1, [| 1L; 28L; 28L |], ModelOptions (Layers = ResizeArray [ conv c 1; conv c 1 ]) ]
+
+let private resnetCase = "ResNet-18 at 1/64, block 1 (D2 = 577) on 32×32", 0, [| 3L; 32L; 32L |], ModelOptions (Preset = "resnet18")
+
+let private median xs = xs |> List.sort |> List.item (List.length xs / 2)
+
+let private time f =
+    let sw = Stopwatch.StartNew ()
+    f ()
+    sw.Elapsed.TotalSeconds
+
+/// Seconds of one training pass and of one statistics pass (given rows per dimension) over n samples.
+let private measure (name: string, j: int, shape: int64[], model: ModelOptions) (n: int64) (repeats: int) =
+    use g = new torch.Generator (1UL)
+    use net = Network.Build (Kinds.blockKinds, Kinds.layerKinds, model, shape, 10, torch.CPU, torch.ScalarType.Float32, g)
+    use x = torch.randn (Array.append [| n |] shape, generator = g)
+    use y = torch.randint (0L, 10L, [| n |], generator = g)
+    let optimizer = Sgd ((fun () -> net.Parameters), 0.9, 0.0) :> IOptimizer
+    let train () =
+        for b in 0L .. 128L .. n - 1L do
+            let count = min 128L (n - b)
+            Training.trainStep net optimizer 0.001 (x.narrow (0L, b, count)) (y.narrow (0L, b, count)) |> ignore
+    let stats rows () =
+        let s = Growth.statisticsFor [| j |] rows g net x y 256L
+        s |> Array.iter (fun t -> t.Dispose ())
+    train ()
+    stats 32 ()
+    let runs = [ for _ in 1 .. repeats -> time train, time (stats 32), time (stats 0) ]
+    let t = median [ for a, _, _ in runs -> a ]
+    let ratio = median [ for a, b, _ in runs -> b / a ]
+    let ratioAll = median [ for a, _, c in runs -> c / a ]
+    name, net.Junctions[j].RowSize, t, ratio, ratioAll
+
+/// `conv-cost [N]`: the table, into docs/conv-cost.md.
+let costTable (n: int64) =
+    let rows =
+        [ for c in [ 8; 16; 32 ] do
+            for case in cases c do
+                let r = measure case n 3
+                let name, d, t, ratio, all = r
+                printfn "%-40s D=%5d  train %.3f s  stats/train %.2f  (all rows %.2f)" name d t ratio all
+                yield r
+          let r = measure resnetCase (n / 4L) 3
+          let name, d, t, ratio, all = r
+          printfn "%-40s D=%5d  train %.3f s  stats/train %.2f  (all rows %.2f)" name d t ratio all
+          yield r ]
+    let commit =
+        try
+            match Process.Start (ProcessStartInfo ("git", "rev-parse --short HEAD", RedirectStandardOutput = true)) with
+            | null -> "?"
+            | p -> p.StandardOutput.ReadToEnd().Trim ()
+        with _ -> "?"
+    let lines =
+        [ yield $"Statistics pass / training pass over the same samples ({n} samples; ResNet {n / 4L}), one junction, "
+          yield $"RowsPerDimension = 32 (the default) and every row; medians of 3 alternated runs. {Environment.ProcessorCount} cores, commit {commit}, `make bench ARGS=\"conv-cost {n}\"`."
+          yield ""
+          yield "| junction | max(D1, D2) | training pass (s) | statistics / training (default rows) | statistics / training (all rows) |"
+          yield "|---|---:|---:|---:|---:|"
+          for name, d, t, ratio, all in rows -> $"| {name} | {d} | %.3f{t} | %.2f{ratio} | %.2f{all} |" ]
+    Directory.CreateDirectory "docs" |> ignore
+    File.WriteAllLines ("docs/conv-cost.md", lines)
+    printfn "wrote docs/conv-cost.md"
+
+/// `rows`: λ_1..3 and the predicted decrease of a conv junction's tiny proposal against the rows
+/// drawn per dimension, 5 draws each, relative to the proposal from every row.
+let rowsTable () =
+    let shape = [| 1L; 28L; 28L |]
+    use g = new torch.Generator (2UL)
+    use net = Network.Build (Kinds.blockKinds, Kinds.layerKinds, ModelOptions (Layers = ResizeArray [ conv 8 1; conv 8 1 ]), shape, 10, torch.CPU, torch.ScalarType.Float32, g)
+    let n = 2048L
+    use x = torch.randn (Array.append [| n |] shape, generator = g)
+    use y = torch.randint (0L, 10L, [| n |], generator = g)
+    let tiny = TinyStrategy () :> IGrowthStrategy
+    let options = GrowthOptions (RelativeThreshold = 0.0)
+    let proposal rows (seed: uint64) =
+        use gen = new torch.Generator (seed)
+        let stats = (Growth.statisticsFor [| 0 |] rows gen net x y 256L)[0]
+        use p = tiny.Propose (GrowthRequest (stats, net.Junctions[0], 8, options, null))
+        let lambdas = p.NeuronScores |> Array.map sqrt
+        let rowsUsed = stats.RowsPerProduct
+        stats.Dispose ()
+        lambdas, p.PredictedDecrease 1.0
+    let allL, allP = proposal 0 1UL
+    let lines =
+        [ yield $"Conv 3×3 junction 1→8→8 on 28×28, {n} samples ({n * 784L} (sample, position) rows, D = 73): tiny's λ_1..3 and predicted decrease"
+          yield "from drawn rows, relative to every row (mean ± std over 5 draws). `make bench ARGS=rows`."
+          yield ""
+          yield "| rows per dimension | rows drawn | λ1 / λ1(all) | λ2 / λ2(all) | λ3 / λ3(all) | predicted / predicted(all) |"
+          yield "|---:|---:|---:|---:|---:|---:|"
+          for r in [ 2; 4; 8; 16; 32; 64; 128 ] do
+              let draws = [ for s in 1 .. 5 -> proposal r (uint64 (10 + s)) ]
+              let stat (f: float[] * float -> float) =
+                  let v = draws |> List.map f
+                  let m = List.average v
+                  m, sqrt (List.averageBy (fun a -> (a - m) ** 2.0) v)
+              let rel k (l: float[], _) = if l.Length > k && allL.Length > k then l[k] / allL[k] else nan
+              let cell (m, s) = $"%.3f{m} ± %.3f{s}"
+              yield $"| {r} | {int64 r * 73L} | {cell (stat (rel 0))} | {cell (stat (rel 1))} | {cell (stat (rel 2))} | {cell (stat (fun (_, p) -> p / allP))} |" ]
+    for l in lines do printfn "%s" l
+    File.WriteAllLines ("docs/conv-rows.md", lines)
+    printfn "wrote docs/conv-rows.md"
