@@ -17,7 +17,7 @@ let shippedPlugins = Path.Combine(app, "plugins")
 
 /// Runs the built application `dotnet artifacts/tinygrow/tinygrow.dll args` in `workingDirectory`;
 /// returns (exit code, standard error).
-let private runApp (workingDirectory: string) (args: string list) =
+let runApp (workingDirectory: string) (args: string list) =
     let info = Diagnostics.ProcessStartInfo("dotnet", WorkingDirectory = workingDirectory, RedirectStandardError = true, RedirectStandardOutput = true)
     info.ArgumentList.Add(Path.Combine(app, "tinygrow.dll"))
     // Configuration tests set TINYGROW_* variables (some misspelt on purpose): not for this process.

@@ -9,6 +9,7 @@ let all =
         CommandTests.tests
         RunFolderTests.tests
         EndToEndTests.tests
+        ExperimentTests.tests
         RunGuardTests.tests
     ]
 
