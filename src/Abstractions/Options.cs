@@ -109,6 +109,10 @@ public sealed class GrowthOptions
     /// <summary>"all": every junction each step; "best": the junction with the largest predicted decrease per added
     /// parameter; "roundrobin": one junction per step, in turn.</summary>
     [RegularExpression("^(all|best|roundrobin)$")] public string Selection { get; set; } = "all";
+    /// <summary>Amplitude bound (DESIGN §4.6): γ is searched only where every new neuron's pre-activation spread
+    /// (root mean square on the held-out samples) is at most AmplitudeSpread × the median spread of the layer's
+    /// existing neurons. 0 turns the bound off. Not applied to identity activations (they cannot saturate).</summary>
+    [Range(0.0, 1e6)] public double AmplitudeSpread { get; set; } = 2.0;
 }
 
 /// <summary>Section "Output".</summary>

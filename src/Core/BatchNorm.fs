@@ -21,6 +21,8 @@ type IGrowingNorm =
     abstract Grown: mean: torch.Tensor * variance: torch.Tensor -> torch.Tensor[]
     /// Replaces the state (takes ownership; the previous tensors are the caller's).
     abstract Load: torch.Tensor[] -> unit
+    /// The normalisation's function for a pass (train/eval, running statistics updated or not).
+    abstract Forward: torch.Tensor * ForwardPass -> torch.Tensor
 
 type GrowableBatchNorm(channels: int, device: torch.Device, dtype: torch.ScalarType, ?eps: float, ?momentum: float) =
     let eps = defaultArg eps 1e-5
@@ -67,6 +69,7 @@ type GrowableBatchNorm(channels: int, device: torch.Device, dtype: torch.ScalarT
             bias <- cell values[1]
             runningMean <- keep values[2]
             runningVar <- keep values[3]
+        member this.Forward(x, pass) = this.Forward (x, pass)
 
     interface System.IDisposable with
         member _.Dispose() =

@@ -66,9 +66,17 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
             log.Write ("growth",
                 [ "epoch", box epoch; "junction", box e.Junction; "added", box e.Added; "width", box e.Width
                   "gamma", box e.Gamma; "predicted_decrease", box e.PredictedDecrease
-                  "measured_decrease", box e.MeasuredDecrease; "bottleneck", box e.Bottleneck ])
-            logger.LogDebug ("Growth: junction {Junction} +{Added} → width {Width}, γ={Gamma:g3}, predicted {Predicted:g3}, measured {Measured:g3}, bottleneck {Bottleneck:g3}",
-                             e.Junction, e.Added, e.Width, e.Gamma, e.PredictedDecrease, e.MeasuredDecrease, e.Bottleneck)
+                  "measured_decrease", box e.MeasuredDecrease; "bottleneck", box e.Bottleneck
+                  "loss_before", box e.LossBefore; "loss_after", box e.LossAfter
+                  "gamma_bound", box e.GammaBound; "existing_spread", box e.ExistingSpread
+                  "new_spread", box e.NewSpread; "new_spread_median", box e.NewSpreadMedian
+                  "loss_evaluations", box e.LossEvaluations
+                  "statistics_seconds", box e.StatisticsSeconds; "solve_seconds", box e.SolveSeconds
+                  "search_seconds", box e.SearchSeconds; "apply_seconds", box e.ApplySeconds ])
+            logger.LogDebug ("Growth: junction {Junction} +{Added} → width {Width}, γ={Gamma:g3} (bound {Bound:g3}), predicted {Predicted:g3}, measured {Measured:g3}, bottleneck {Bottleneck:g3}, spread new {NewSpread:g3} / existing {ExistingSpread:g3}",
+                             e.Junction, e.Added, e.Width, e.Gamma, e.GammaBound, e.PredictedDecrease, e.MeasuredDecrease, e.Bottleneck, e.NewSpread, e.ExistingSpread)
+            logger.LogDebug ("Growth time: junction {Junction} statistics {Statistics:f3} s, solve {Solve:f3} s, γ search {Search:f3} s ({Evaluations} loss evaluations), apply {Apply:f3} s",
+                             e.Junction, e.StatisticsSeconds, e.SolveSeconds, e.SearchSeconds, e.LossEvaluations, e.ApplySeconds)
         let added = events |> List.sumBy (fun e -> e.Added)
         if added > 0 then
             logger.LogInformation ("epoch {Epoch}: grew {Added} neurons → widths {Widths}, loss on held-out samples −{Decrease:g3}",

@@ -55,38 +55,63 @@ let undo (applied: IAppliedGrowth) = applied.Undo ()
 
 let commit (applied: IAppliedGrowth) = applied.Commit ()
 
-/// γ search on a √2 grid: γ = 0 is always a choice (it means "add nothing now"). From γ = 1 the
-/// search goes up while the loss keeps falling (never capped at 1), or, if γ = √2 is no better,
-/// down while it keeps falling; if γ = 1 is no better than γ = 0 it goes down until the loss falls
-/// below the loss at 0, then on down while it keeps falling (the first γ below L(0) can hold a
-/// small part of the available decrease).
-/// Returns (γ, loss at γ, loss at 0).
-let lineSearch (lossAt: float -> float) (maxSteps: int) : float * float * float =
-    let factor = sqrt 2.0
-    let l0 = lossAt 0.0
-    /// Moves γ by `step` while the loss keeps falling.
-    let rec follow (step: float) gamma loss k =
-        if k >= maxSteps then gamma, loss
-        else
-            let next = lossAt (gamma * step)
-            if next < loss then follow step (gamma * step) next (k + 1) else gamma, loss
-    let l1 = lossAt 1.0
-    if l1 < l0 then
-        let gamma, loss = follow factor 1.0 l1 0
-        // Stopped at 1: the best γ may lie below it (L(1) barely under L(0)).
-        let gamma, loss = if gamma = 1.0 then follow (1.0 / factor) 1.0 l1 0 else gamma, loss
-        gamma, loss, l0
-    else
-        let rec down gamma k =
-            if k >= maxSteps then 0.0, l0
-            else
-                let g = gamma / factor
-                let l = lossAt g
-                if l < l0 then follow (1.0 / factor) g l k else down g (k + 1)
-        let gamma, loss = down 1.0 0
-        gamma, loss, l0
+/// What a γ search found: γ, the loss there and at 0, and how many loss evaluations it took.
+type SearchResult =
+    { Gamma: float
+      Loss: float
+      Loss0: float
+      Evaluations: int }
 
-/// What one junction's growth did (a `growth` line of metrics.jsonl).
+/// γ search on a √2 grid below `gammaMax` (+∞: unbounded): γ = 0 is always a choice (it means
+/// "add nothing now"). From γ₁ = min(1, gammaMax) the search goes up while the loss keeps falling
+/// (never capped at 1; the last step up lands on gammaMax itself when the grid would cross it), or,
+/// if the next γ is no better, down while it keeps falling; if γ₁ is no better than γ = 0 it goes
+/// down until the loss falls below the loss at 0, then on down while it keeps falling (the first γ
+/// below L(0) can hold a small part of the available decrease).
+let lineSearchWithin (gammaMax: float) (lossAt: float -> float) (maxSteps: int) : SearchResult =
+    let factor = sqrt 2.0
+    let mutable evaluations = 0
+    let lossAt g =
+        evaluations <- evaluations + 1
+        lossAt g
+    let l0 = lossAt 0.0
+    let result gamma loss = { Gamma = gamma; Loss = loss; Loss0 = l0; Evaluations = evaluations }
+    if not (gammaMax > 0.0) then result 0.0 l0
+    else
+        /// Moves γ by `step` while the loss keeps falling, never above gammaMax.
+        let rec follow (step: float) gamma loss k =
+            if k >= maxSteps || (step > 1.0 && gamma >= gammaMax) then gamma, loss
+            else
+                let g = min gammaMax (gamma * step)
+                let next = lossAt g
+                if next < loss then follow step g next (k + 1) else gamma, loss
+        let g1 = min 1.0 gammaMax
+        let l1 = lossAt g1
+        if l1 < l0 then
+            let gamma, loss = follow factor g1 l1 0
+            // Stopped at γ₁: the best γ may lie below it (L(γ₁) barely under L(0)).
+            let gamma, loss = if gamma = g1 then follow (1.0 / factor) g1 l1 0 else gamma, loss
+            result gamma loss
+        else
+            let rec down gamma k =
+                if k >= maxSteps then 0.0, l0
+                else
+                    let g = gamma / factor
+                    let l = lossAt g
+                    if l < l0 then follow (1.0 / factor) g l k else down g (k + 1)
+            let gamma, loss = down g1 0
+            result gamma loss
+
+/// The unbounded search. Returns (γ, loss at γ, loss at 0).
+let lineSearch (lossAt: float -> float) (maxSteps: int) : float * float * float =
+    let r = lineSearchWithin infinity lossAt maxSteps
+    r.Gamma, r.Loss, r.Loss0
+
+/// What one junction's growth did (a `growth` line of metrics.jsonl). Spreads are root mean
+/// squares of pre-activations on held-out samples (Amplitude); NaN when not measured (no neuron
+/// proposed). Seconds: the statistics pass that served this junction (0 when an earlier junction's
+/// pass did), the strategy's solve (whitening, SVD), the γ search (spreads + loss evaluations), the
+/// final apply.
 type GrowthEvent =
     { Junction: int
       Added: int
@@ -94,7 +119,21 @@ type GrowthEvent =
       PredictedDecrease: float
       MeasuredDecrease: float
       Bottleneck: float
-      Width: int }
+      Width: int
+      /// Held-out loss before the step and with the committed candidate (what the search measured at γ).
+      LossBefore: float
+      LossAfter: float
+      /// The amplitude bound on γ (+∞: none).
+      GammaBound: float
+      /// Median spread of A's existing neurons; largest and median spread of the new ones at γ.
+      ExistingSpread: float
+      NewSpread: float
+      NewSpreadMedian: float
+      LossEvaluations: int
+      StatisticsSeconds: float
+      SolveSeconds: float
+      SearchSeconds: float
+      ApplySeconds: float }
 
 /// Loss on the held-out samples with the candidate (j, proposal, γ) applied, then undone.
 let candidateLoss (net: Network) (j: int) (proposal: NeuronProposal) (statistics: JunctionStatistics) (heldX: torch.Tensor) (heldY: torch.Tensor) (gamma: float) =
@@ -106,20 +145,58 @@ let candidateLoss (net: Network) (j: int) (proposal: NeuronProposal) (statistics
 /// Relative loss decrease below which a candidate is treated as no better than γ = 0.
 let acceptanceMargin = 1e-6
 
-/// Searches γ for junction j's proposal and applies it if γ > 0.
-let growJunction (net: Network) (j: int) (proposal: NeuronProposal) (statistics: JunctionStatistics) (heldX: torch.Tensor) (heldY: torch.Tensor) : GrowthEvent =
-    let gamma, loss, loss0 = lineSearch (candidateLoss net j proposal statistics heldX heldY) 24
+/// Held-out samples on which spreads are measured (RMS estimates; the loss uses all of them).
+let spreadSamples = 512L
+
+/// Spreads of junction j's proposal on (the first `spreadSamples` of) the held-out inputs.
+let spreadsOf (net: Network) (j: int) (proposal: NeuronProposal) (statistics: JunctionStatistics) (heldX: torch.Tensor) =
+    use _ = torch.no_grad ()
+    use scope = torch.NewDisposeScope ()
+    let _, records = net.ForwardRecording (heldX.narrow (0L, 0L, min spreadSamples heldX.shape[0]))
+    Amplitude.measure net.Junctions[j] proposal statistics records[j].AInput
+
+/// Searches γ for junction j's proposal below the amplitude bound (`amplitudeRatio`, see
+/// Amplitude; ≤ 0: none) and applies it if γ > 0. The committed network is the one the search
+/// measured: the same apply at the same γ.
+let growJunctionWithin (amplitudeRatio: float) (net: Network) (j: int) (proposal: NeuronProposal) (statistics: JunctionStatistics)
+                       (heldX: torch.Tensor) (heldY: torch.Tensor) : GrowthEvent =
+    let clock = Diagnostics.Stopwatch.StartNew ()
+    let junction = net.Junctions[j]
+    let spreads =
+        if proposal.Count > 0 && amplitudeRatio > 0.0 && Amplitude.isBounded junction then Some (spreadsOf net j proposal statistics heldX)
+        else None
+    let bound = spreads |> Option.map (Amplitude.gammaBound amplitudeRatio) |> Option.defaultValue infinity
+    let search = lineSearchWithin bound (candidateLoss net j proposal statistics heldX heldY) 24
     // A decrease within rounding of the loss (float32: ~1e-7 relative) is noise, not a reason to
-    // add neurons: below this margin γ = 0 wins.
-    let gamma, loss = if loss0 - loss > acceptanceMargin * abs loss0 then gamma, loss else 0.0, loss0
+    // add neurons: below this margin γ = 0 wins. A γ whose loss is above L(0) is never accepted.
+    let gamma, loss =
+        if search.Loss0 - search.Loss > acceptanceMargin * abs search.Loss0 then search.Gamma, search.Loss else 0.0, search.Loss0
+    let searchSeconds = clock.Elapsed.TotalSeconds
+    clock.Restart ()
     if gamma > 0.0 then commit (apply net j proposal statistics gamma)
+    let spreadAt (f: Amplitude.Spreads -> float) = spreads |> Option.map f |> Option.defaultValue nan
     { Junction = j
       Added = (if gamma > 0.0 then proposal.Count else 0)
       Gamma = gamma
       PredictedDecrease = proposal.PredictedDecrease gamma
-      MeasuredDecrease = loss0 - loss
+      MeasuredDecrease = search.Loss0 - loss
       Bottleneck = proposal.Bottleneck
-      Width = net.Junctions[j].A.OutputWidth }
+      Width = junction.A.OutputWidth
+      LossBefore = search.Loss0
+      LossAfter = loss
+      GammaBound = bound
+      ExistingSpread = spreadAt (fun s -> s.Existing)
+      NewSpread = spreadAt (fun s -> gamma * s.NewLargestAtOne)
+      NewSpreadMedian = spreadAt (fun s -> gamma * s.NewMedianAtOne)
+      LossEvaluations = search.Evaluations
+      StatisticsSeconds = 0.0
+      SolveSeconds = 0.0
+      SearchSeconds = searchSeconds
+      ApplySeconds = clock.Elapsed.TotalSeconds }
+
+/// growJunctionWithin with the default amplitude bound.
+let growJunction (net: Network) (j: int) (proposal: NeuronProposal) (statistics: JunctionStatistics) (heldX: torch.Tensor) (heldY: torch.Tensor) : GrowthEvent =
+    growJunctionWithin Amplitude.defaultRatio net j proposal statistics heldX heldY
 
 /// Room left in junction j (its A layer may not exceed the junction's MaxWidth).
 let room (net: Network) (j: int) = max 0 (net.Junctions[j].MaxWidth - net.Junctions[j].A.OutputWidth)
@@ -144,9 +221,23 @@ let step (net: Network) (strategy: IGrowthStrategy) (options: GrowthOptions) (ge
     if growable.IsEmpty then []
     else
         // Statistics of the junctions `js` as a map from junction to its statistics.
+        // Seconds of the statistics pass not yet reported in an event.
+        let statisticsSeconds = ref 0.0
         let pass (js: int list) =
+            let clock = Diagnostics.Stopwatch.StartNew ()
             let stats = statisticsFor (List.toArray js) options.RowsPerDimension generator net statsX statsY 256L
+            statisticsSeconds.Value <- statisticsSeconds.Value + clock.Elapsed.TotalSeconds
             Map.ofList (List.zip js (Array.toList stats))
+        let timed (f: unit -> 'T) =
+            let clock = Diagnostics.Stopwatch.StartNew ()
+            let r = f ()
+            r, clock.Elapsed.TotalSeconds
+        /// The event with the solve time and the statistics time not yet reported.
+        let withTimes solveSeconds (e: GrowthEvent) =
+            let e = { e with StatisticsSeconds = statisticsSeconds.Value; SolveSeconds = solveSeconds }
+            statisticsSeconds.Value <- 0.0
+            e
+        let grow j proposal stats = growJunctionWithin options.AmplitudeSpread net j proposal stats heldX heldY
         let release (stats: Map<int, JunctionStatistics>) = stats |> Map.iter (fun _ s -> s.Dispose ())
         let propose (stats: Map<int, JunctionStatistics>) j =
             strategy.Propose (GrowthRequest (stats[j], net.Junctions[j], min options.NeuronsPerStep (room net j), options, generator))
@@ -154,10 +245,10 @@ let step (net: Network) (strategy: IGrowthStrategy) (options: GrowthOptions) (ge
         | "best" ->
             let stats = pass growable
             try
-                let proposals = growable |> List.map (fun j -> j, propose stats j)
+                let proposals, solveSeconds = timed (fun () -> growable |> List.map (fun j -> j, propose stats j))
                 try
                     let j, best = bestProposal (fun j k -> addedParameters net j k) proposals
-                    [ growJunction net j best stats[j] heldX heldY ]
+                    [ withTimes solveSeconds (grow j best stats[j]) ]
                 finally
                     proposals |> List.iter (fun (_, p) -> p.Dispose ())
             finally
@@ -177,8 +268,9 @@ let step (net: Network) (strategy: IGrowthStrategy) (options: GrowthOptions) (ge
                             let s = pass (chosen |> List.filter (fun c -> c >= j))
                             stats <- Some s
                             s
-                    use proposal = propose current j
-                    let event = growJunction net j proposal current[j] heldX heldY
+                    let proposal, solveSeconds = timed (fun () -> propose current j)
+                    use proposal = proposal
+                    let event = withTimes solveSeconds (grow j proposal current[j])
                     if event.Gamma > 0.0 then
                         stats <- None
                         release current

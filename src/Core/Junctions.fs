@@ -121,6 +121,11 @@ let apply (a: IGrowableLayer) (norm: IGrowingNorm option) (b: IGrowableLayer) (f
                   match snapshotNorm with Some (n, s) -> yield NormState (n, s) | None -> ()
               if bReplaced then yield LayerParameters (b, snapshotB) ]
 
+/// What σ sees of a junction's A: its pre-activations (A's output, then A's normalisation in probe
+/// mode), channels on dimension 1. The amplitude bound compares new and existing channels on it.
+type IPreActivations =
+    abstract PreActivations: aInput: Tensor -> Tensor
+
 /// A junction between two layers of one block, with its rows and apply given as functions: the
 /// dense chain, CNN stages and ResNet blocks are all this with different rows.
 type ChainJunction(name: string, a: IGrowableLayer, norm: IGrowingNorm option, b: IGrowableLayer, maxWidth: int,
@@ -137,3 +142,9 @@ type ChainJunction(name: string, a: IGrowableLayer, norm: IGrowingNorm option, b
         member _.RowSize = rowSize ()
         member _.Rows(record, gradB, maxRows, generator) = rows record gradB maxRows generator
         member _.Apply(proposal, gamma, statistics) = apply a norm b fanOutOf proposal gamma statistics
+    interface IPreActivations with
+        member _.PreActivations aInput =
+            let z = a.Forward aInput
+            match norm with
+            | Some n -> n.Forward (z, ForwardPass.Probe)
+            | None -> z

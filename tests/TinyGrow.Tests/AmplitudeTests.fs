@@ -1,0 +1,176 @@
+/// The amplitude bound (DESIGN §4.6, Amplitude), the bounded γ search, the committed network
+/// against what the search measured, and σ′(0⁺) in the first-order prediction (GELU, SELU).
+module TinyGrow.Tests.AmplitudeTests
+
+open Expecto
+open TorchSharp
+open TinyGrow.Abstractions
+open TinyGrow.Core
+open TinyGrow.Tests.TestUtil
+open TinyGrow.Tests.Fixtures
+
+/// Two classes on either side of the hyperplane x₀ + x₁ = 0, pushed 1 away from it along (1, 1):
+/// a new tanh unit along x₀ + x₁ classifies them better the more it is a step function, so without
+/// a bound the γ search climbs far (the loss keeps falling as γ grows: ω scales with γ too).
+let private separable (seed: int64) (n: int64) (d: int64) =
+    use g = randn seed n d
+    use s = g.narrow(1L, 0L, 1L) + g.narrow (1L, 1L, 1L)
+    use positive = s.gt (0.0.ToScalar ())
+    use side = positive.to_type(f64) * 2.0 - 1.0
+    use shift = torch.cat ([| side; side; torch.zeros ([| n; d - 2L |], dtype = f64) |], 1L)
+    let x = g + shift
+    x, positive.flatten().to_type torch.ScalarType.Int64
+
+/// Replaces a dense layer's parameters by `scale` times themselves, with the weights of inputs 0
+/// and 1 set to 0 (the old tensors are disposed).
+let private shrinkAwayFromSignal (layer: IGrowableLayer) (scale: float) =
+    use _ = torch.no_grad ()
+    let old = Seq.toArray layer.Parameters
+    let w = old[0] * scale
+    w.narrow(1L, 0L, 2L).zero_ () |> ignore
+    layer.Load [| w; old[1] * scale |]
+    old |> Array.iter (fun p -> p.Dispose ())
+
+/// Pre-activation RMS per channel of junction j on x.
+let private spreadsNow (net: Network) (j: int) (x: torch.Tensor) =
+    use _ = torch.no_grad ()
+    use scope = torch.NewDisposeScope ()
+    let _, records = net.ForwardRecording x
+    Amplitude.channelRms (Amplitude.preActivations net.Junctions[j] records[j].AInput)
+
+let tests =
+    testList "amplitude" [
+        test "lineSearchWithin never evaluates above the bound and lands on it when the loss falls beyond" {
+            let seen = ResizeArray<float> ()
+            let lossAt (g: float) = seen.Add g; (g - 40.0) ** 2.0
+            let r = Growth.lineSearchWithin 7.0 lossAt 24
+            Expect.equal r.Gamma 7.0 "the bound itself (the loss still falls there)"
+            Expect.equal r.Loss (lossAt 7.0) "loss at the bound"
+            Expect.isTrue (seen |> Seq.forall (fun g -> g <= 7.0)) $"no γ above 7 evaluated: %A{seen}"
+            Expect.equal r.Evaluations (seen.Count - 1) "every evaluation counted (one more made here)"
+            // Below 1 the grid starts at the bound and goes down from it.
+            let r = Growth.lineSearchWithin 0.3 (fun g -> (g - 0.1) ** 2.0) 24
+            Expect.isTrue (r.Gamma >= 0.1 / sqrt 2.0 && r.Gamma <= 0.1 * sqrt 2.0) $"γ = {r.Gamma} within a grid step of 0.1"
+            let r = Growth.lineSearchWithin 0.0 (fun g -> (g - 5.0) ** 2.0) 24
+            Expect.equal (r.Gamma, r.Evaluations) (0.0, 1) "bound 0: γ = 0 after one evaluation"
+        }
+
+        test "tanh: where the unbounded search saturates the new units, the chosen γ keeps their spread within the bound" {
+            use net = mlp 501L f64 6 [ 2 ] "tanh" 2
+            // Small existing first-layer weights: existing pre-activations have a small spread. They
+            // ignore the signal (inputs 0, 1), so B's existing inputs cannot express it and the new
+            // neuron is the one that finds it.
+            shrinkAwayFromSignal (layerOf net 0) 0.05
+            let x, y = separable 502L 400L 6L
+            use x = x
+            use y = y
+            use stats = (Growth.statisticsPass net x y 400L)[0]
+            use proposal = propose net 0 stats 1 (options 0.0 false)
+            Expect.isGreaterThan proposal.Count 0 "neurons proposed"
+            let spreads = Growth.spreadsOf net 0 proposal stats x
+            let unbounded = Growth.lineSearchWithin infinity (Growth.candidateLoss net 0 proposal stats x y) 24
+            let ratio = 2.0
+            let limit = ratio * spreads.Existing
+            // The situation the bound is for: unbounded, the new units' pre-activations are far
+            // larger than the existing ones' and deep in tanh's flat part (tanh′(3) < 0.01).
+            Expect.isGreaterThan (unbounded.Gamma * spreads.NewLargestAtOne) (10.0 * limit) "unbounded: new spread ≫ the bound"
+            Expect.isGreaterThan (unbounded.Gamma * spreads.NewLargestAtOne) 3.0 $"unbounded: saturated tanh units (γ = {unbounded.Gamma}, spread at 1 = {spreads.NewLargestAtOne}, existing {spreads.Existing}, K = {proposal.Count}, loss {unbounded.Loss} from {unbounded.Loss0})"
+            let event = Growth.growJunctionWithin ratio net 0 proposal stats x y
+            Expect.isGreaterThan event.Added 0 "neurons added below the bound"
+            Expect.isLessThanOrEqual event.Gamma event.GammaBound "γ within the bound"
+            // Measured again on the committed network: the new channels are the last ones.
+            let rms = spreadsNow net 0 x
+            let fresh = rms[2..]
+            Expect.equal fresh.Length proposal.Count "K new channels"
+            // The bound is linear in γ; the recomputation differs by float64 rounding only.
+            Expect.isLessThanOrEqual (Array.max fresh) (limit * (1.0 + 1e-9)) $"every new neuron's spread ≤ {ratio} × the existing median: %A{fresh} vs {limit}"
+            Expect.floatClose Accuracy.veryHigh (Array.max fresh) event.NewSpread "reported spread = measured spread"
+            Expect.floatClose Accuracy.veryHigh (Amplitude.median rms[..1]) event.ExistingSpread "reported existing spread"
+            Expect.isLessThan event.LossAfter event.LossBefore "the held-out loss fell"
+            Expect.isTrue (event.LossEvaluations > 1) "evaluations reported"
+        }
+
+        test "identity σ: no bound, and the search finds the loss minimum" {
+            use net = mlp 511L f64 6 [ 2 ] "identity" 3
+            use x = randn 512L 300L 6L
+            use y = labels 513L 300L 3L
+            use stats = (Growth.statisticsPass net x y 300L)[0]
+            use proposal = propose net 0 stats 3 (options 0.0 true)
+            Expect.isGreaterThan proposal.Count 0 "neurons proposed"
+            // The minimum of the real loss over a fine log grid (0.01 … 100, 1 % steps).
+            let lossAt = Growth.candidateLoss net 0 proposal stats x y
+            let best = [ for k in 0 .. 925 -> 0.01 * 1.01 ** float k ] |> List.minBy lossAt
+            let event = Growth.growJunctionWithin 2.0 net 0 proposal stats x y
+            Expect.equal event.GammaBound infinity "no bound for a σ that cannot saturate"
+            Expect.isTrue (event.Gamma >= best / sqrt 2.0 && event.Gamma <= best * sqrt 2.0) $"γ = {event.Gamma} within a √2 grid step of the minimum {best}"
+            Expect.isLessThan event.LossAfter event.LossBefore "the loss fell"
+        }
+
+        test "the committed network's held-out loss equals the loss the search measured at the chosen γ" {
+            // Dense tanh (bound active), and a CNN with BatchNorm whose new channels are passed
+            // through in train mode (the probe loss the search measures uses batch statistics).
+            let check (name: string) (net: Network) (x: torch.Tensor) (y: torch.Tensor) =
+                use stats = (Growth.statisticsPass net x y 64L)[0]
+                use proposal = propose net 0 stats 3 (options 0.0 true)
+                let event = Growth.growJunctionWithin 2.0 net 0 proposal stats x y
+                Expect.isGreaterThan event.Added 0 $"{name}: neurons added (else this test shows nothing)"
+                let after = Training.probeLoss net x y
+                Expect.equal after event.LossAfter $"{name}: probe loss after commit = the search's loss at γ = {event.Gamma}, bit for bit"
+                Expect.equal (event.LossBefore - event.LossAfter) event.MeasuredDecrease $"{name}: measured decrease"
+            use dense = mlp 521L torch.ScalarType.Float32 6 [ 2 ] "tanh" 3
+            let x = (randn 522L 256L 6L).to_type torch.ScalarType.Float32
+            use y = labels 523L 256L 3L
+            check "dense" dense x y
+            let bn = ConvTests.conv 2 3 1 1 1 false true "tanh" "none"
+            use cnn = ConvTests.cnn 524L torch.ScalarType.Float32 [| 1L; 8L; 8L |] [ bn; ConvTests.conv 2 3 1 1 1 false true "tanh" "none"; ConvTests.denseSpec 3 ] "gap" 3
+            use images = (ConvTests.images 525L 48L 1L 8L).to_type torch.ScalarType.Float32
+            use y = labels 526L 48L 3L
+            check "conv + BatchNorm" cnn images y
+        }
+
+        test "the first-order prediction uses A's activation slope: GELU (½) and SELU (1.0507 at 0⁺)" {
+            // Without δ applied, the first-order decrease of the mean loss is
+            // (1/n) Σ_i Σ_k s_ik z_ik (−g_i·ω_k), z_ik = α_kᵀb̃_i, s_ik = σ′ at z_ik's side of 0. For a
+            // smooth σ (GELU) that is σ′(0) Σ_k α_kᵀ(−M2)ω_k = σ′(0)(Σλ_k² − cross) (N is projected
+            // with δ whether or not δ is applied); for SELU (slope 1.0507 above 0, 1.0507·1.6733
+            // below) the same sum with each sample's slope.
+            for activation, slope0 in [ "gelu", 0.5; "selu", 1.0507009873554805 ] do
+                use net = mlp 531L f64 5 [ 3 ] activation 3
+                use x = randn 532L 200L 5L
+                use y = labels 533L 200L 3L
+                use stats = (Growth.statisticsPass net x y 200L)[0]
+                use proposal = propose net 0 stats 3 (options 0.0 false)
+                Expect.isGreaterThan proposal.Count 0 $"{activation}: neurons proposed"
+                Expect.equal proposal.ActivationSlope slope0 $"{activation}: the proposal carries σ′(0⁺)"
+                Expect.equal proposal.ActivationSlope net.Junctions[0].ActivationSlopeAtZero $"{activation}: the junction's slope"
+                let sumLambda2 = Array.sum proposal.NeuronScores
+                Expect.floatClose Accuracy.veryHigh (proposal.PredictedDecrease 1.0) (slope0 * sumLambda2) $"{activation}: predicted = σ′(0)Σλ²"
+                // The first-order decrease by hand from per-sample gradients.
+                let firstOrder =
+                    let logits, records = net.ForwardRecording x
+                    use loss = torch.nn.functional.cross_entropy (logits, y, reduction = torch.nn.Reduction.Sum)
+                    use g = (torch.autograd.grad ([| loss |], [| records[0].BOutput |]))[0]
+                    use _ = torch.no_grad ()
+                    use ones = torch.ones ([| 200L; 1L |], dtype = f64)
+                    use bt = torch.cat ([| x; ones |], 1L)
+                    use z = bt.mm (proposal.FanIn.t ())
+                    use s =
+                        if activation = "selu" then torch.where (z.gt (0.0.ToScalar ()), torch.full_like (z, slope0.ToScalar ()), torch.full_like (z, (slope0 * 1.6732632423543772).ToScalar ()))
+                        else torch.full_like (z, slope0.ToScalar ())
+                    use gw = g.mm proposal.FanOut
+                    use terms = s * z * gw
+                    -(terms.sum().ToDouble ()) / 200.0
+                let l0 = Training.meanLoss net x y
+                let fd gamma = (l0 - lossWith net 0 proposal stats x y gamma) / (gamma * gamma)
+                // GELU(u) = u/2 + u²/√(2π) + …: the FD's error is O(γ) relative (the u² term), 1e-5
+                // at γ = 1e-5 times O(1) factors; loss rounding adds ~1e-16/1e-10. SELU is linear
+                // on each side of 0: exact up to samples whose sign γz flips (none) and rounding.
+                Expect.floatClose { absolute = 0.0; relative = 1e-3 } (fd 1e-5) firstOrder $"{activation}: finite difference = first-order decrease by hand"
+                if activation = "gelu" then
+                    let update = Bottleneck.existingWeightsUpdate stats 1e-10
+                    use delta = update.Delta
+                    let cross = Bottleneck.crossTerm stats delta (directions proposal)
+                    // The prediction's slope times the exact bracket: ½, not 1 (a slope of 1 would be 100 % off).
+                    Expect.floatClose { absolute = 0.0; relative = 1e-3 } (fd 1e-5) (proposal.ActivationSlope * (sumLambda2 - cross)) "gelu: finite difference = σ′(0)(Σλ² − cross)"
+        }
+    ]
