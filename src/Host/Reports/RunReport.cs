@@ -98,9 +98,10 @@ public static class RunReport
         var layers = metrics.Junctions;
         var points = Enumerable.Range(0, layers).Select(_ => new List<(double X, double Y)>()).ToArray();
         var current = new int?[layers];
-        // Merge epoch and growth lines in time order (a growth step of epoch e comes before its end).
-        var timeline = metrics.Epochs.Select(e => (X: (double)e.Epoch, Order: 1, Epoch: (EpochLine?)e, Growth: (GrowthLine?)null))
-            .Concat(metrics.Growths.Select((g, i) => (X: growthTimes[i], Order: 0, Epoch: (EpochLine?)null, Growth: (GrowthLine?)g)))
+        // Merge epoch and growth lines in time order: the end of epoch e (x = e) comes before the first
+        // growth step of epoch e + 1 (also at x = e).
+        var timeline = metrics.Epochs.Select(e => (X: (double)e.Epoch, Order: 0, Epoch: (EpochLine?)e, Growth: (GrowthLine?)null))
+            .Concat(metrics.Growths.Select((g, i) => (X: growthTimes[i], Order: 1, Epoch: (EpochLine?)null, Growth: (GrowthLine?)g)))
             .OrderBy(p => p.X).ThenBy(p => p.Order);
         foreach (var (x, _, epoch, growth) in timeline)
         {
