@@ -11,6 +11,7 @@ let all =
         EndToEndTests.tests
         RunGuardTests.tests
         ReportTests.tests
+        DaemonTests.tests
     ]
 
 [<EntryPoint>]
