@@ -43,6 +43,17 @@ let private report (folder: string) =
 
 let tests =
     testList "reports" [
+        test "report and submit take one operand; report takes no configuration" {
+            let parse (args: string list) = CommandLine.Parse(List.toArray args)
+            let r = parse [ "report"; "runs/x" ]
+            Expect.equal (r.Verb, r.Argument, r.Error) (Verb.Report, "runs/x", null) "report <folder>"
+            Expect.stringContains (string (parse [ "report" ]).Error) "needs the run folder" "report alone"
+            Expect.stringContains (string (parse [ "report"; "x"; "--Training:Epochs=2" ]).Error) "only a run folder" "no configuration"
+            let s = parse [ "submit"; "e.json"; "--Daemon:QueueFolder=q" ]
+            Expect.equal (s.Verb, s.Argument, List.ofSeq s.ConfigurationArguments) (Verb.Submit, "e.json", [ "--Daemon:QueueFolder=q" ]) "submit <file> with configuration"
+            Expect.stringContains (string (parse [ "jobs"; "extra" ]).Error) "unexpected argument" "jobs takes no operand"
+        }
+
         test "the figures decode as PNGs of the stated size and report.md shows them with the final numbers" {
             use folder = new TempFolder()
             let code, err = report (runFolder folder sampleMetrics)
