@@ -8,6 +8,7 @@ using Microsoft.Extensions.Logging;
 using TinyGrow.Host;
 using TinyGrow.Host.Commands;
 using TinyGrow.Host.Configuration;
+using TinyGrow.Host.Daemon;
 using TinyGrow.Host.Plugins;
 
 var commandLine = CommandLine.Parse(args);
@@ -18,6 +19,7 @@ if (commandLine.Error is not null)
     return ExitCodes.BadConfiguration;
 }
 if (commandLine.Verb == Verb.Help) { Usage.Write(Console.Out); return ExitCodes.Ok; }
+if (commandLine.Verb == Verb.Report) return ReportCommand.Execute(commandLine.Argument!, Console.Out, Console.Error);
 
 RunCommand? run = null; // names the run folder, once claimed, in the report of an unexpected error
 // An exception on another thread would abort the process (exit 134, a bare trace): report it the
@@ -51,6 +53,22 @@ try
     var discovery = builder.Services.AddTinyGrowPlugins(
         PluginDiscovery.SearchFolders(AppContext.BaseDirectory, settings.Plugins.Folders, Environment.CurrentDirectory));
     builder.Services.AddSingleton<RunCommand>().AddSingleton<PluginsCommand>();
+    if (commandLine.Verb is Verb.Daemon or Verb.Submit or Verb.Jobs)
+    {
+        if (SettingsValidator.Validate(settings) is { Count: > 0 } problems)
+        {
+            foreach (var problem in problems) Console.Error.WriteLine($"tinygrow: {problem}");
+            return ExitCodes.BadConfiguration;
+        }
+        builder.Services.AddSingleton<IJobQueue>(new FolderJobQueue(settings.Daemon.QueueFolder));
+    }
+    if (commandLine.Verb == Verb.Daemon)
+    {
+        builder.Services.AddSingleton<JobRunner>(s => new JobRunner(settings, s.GetRequiredService<ILogger<JobRunner>>()));
+        builder.Services.AddSingleton<DaemonService>().AddHostedService(s => s.GetRequiredService<DaemonService>());
+        // Room for the running job to stop on SIGTERM (it goes back to the queue) before the host gives up.
+        builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = JobRunner.StopGrace + TimeSpan.FromSeconds(10));
+    }
 
     using var host = builder.Build();
     var log = host.Services.GetRequiredService<ILoggerFactory>().CreateLogger("TinyGrow.Host");
@@ -61,12 +79,26 @@ try
     var exitCode = commandLine.Verb switch
     {
         Verb.Plugins => host.Services.GetRequiredService<PluginsCommand>().Execute(Console.Out),
+        Verb.Submit => QueueCommands.Submit(host.Services.GetRequiredService<IJobQueue>(), commandLine.Argument!, Console.Out, Console.Error),
+        Verb.Jobs => QueueCommands.Jobs(host.Services.GetRequiredService<IJobQueue>(), Console.Out),
+        Verb.Daemon => await UntilStopped(stopping),
         _ => await (run = host.Services.GetRequiredService<RunCommand>()).ExecuteAsync(stopping),
     };
-    await host.StopAsync();
+    await host.StopAsync(); // the daemon's running job is asked to stop and requeued
+    // A failed BackgroundService stops the host, which would still exit 0: take the code from it.
+    if (commandLine.Verb == Verb.Daemon && host.Services.GetRequiredService<DaemonService>().ExecuteTask is { IsFaulted: true } failed)
+        return Failure.Report(failed.Exception!.GetBaseException(), null, Console.Error);
     return exitCode;
 }
 catch (Exception e)
 {
     return Failure.Report(e, run?.Folder, Console.Error);
+}
+
+// The daemon works in its BackgroundService until SIGTERM / Ctrl-C, or until it fails (which stops the host).
+static async Task<int> UntilStopped(CancellationToken stopping)
+{
+    try { await Task.Delay(Timeout.Infinite, stopping); }
+    catch (OperationCanceledException) { }
+    return ExitCodes.Ok;
 }

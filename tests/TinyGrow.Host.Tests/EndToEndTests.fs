@@ -77,7 +77,7 @@ let tests =
             Expect.equal exit ExitCodes.Ok "exit code 0"
             let run = Path.Combine(runs, "e2e")
             Expect.isFalse (Directory.Exists(run + ".partial")) "the .partial folder was renamed"
-            for file in [ "config.json"; "metrics.jsonl"; "model.json"; "model.bin" ] do
+            for file in [ "config.json"; "metrics.jsonl"; "model.json"; "model.bin"; "report.md"; "loss-accuracy.png"; "widths.png"; "bottleneck.png"; "accuracy-parameters.png" ] do
                 Expect.isTrue (File.Exists(Path.Combine(run, file))) $"{file} written"
             let config = JsonDocument.Parse(File.ReadAllText(Path.Combine(run, "config.json"))).RootElement
             Expect.equal (config.GetProperty("Growth").GetProperty("Strategy").GetString()) "tiny" "config.json is the resolved configuration"
@@ -100,6 +100,13 @@ let tests =
                                    "--Output:Directory=runs"; "--Output:RunId=app" ]
             Expect.equal code ExitCodes.Ok $"exit 0 (stderr: {stderr})"
             Expect.isTrue (File.Exists(Path.Combine(data.Path, "runs", "app", "metrics.jsonl"))) "metrics written in the working directory's runs/"
+            // ScottPlot's natives (SkiaSharp) load from the application's folder: the run drew its report.
+            Expect.isTrue (File.Exists(Path.Combine(data.Path, "runs", "app", "widths.png"))) "the run's report figures"
+            File.WriteAllText(Path.Combine(data.Path, "runs", "app", "metrics.jsonl"), "{\"event\": \"epoch\", \"epo")
+            File.AppendAllText(Path.Combine(data.Path, "runs", "app", "metrics.jsonl"), "\n{}\n")
+            let corrupt, why = runApp data.Path [ "report"; Path.Combine("runs", "app") ]
+            Expect.equal corrupt ExitCodes.BadConfiguration $"report of a corrupt metrics.jsonl: exit 2 ({why})"
+            Expect.stringContains why "metrics.jsonl line 1" "the message names the file and the line"
             let bad, message = runApp data.Path [ "run"; "--Training:Epochs=0"; "--Output:Directory=runs2" ]
             Expect.equal bad ExitCodes.BadConfiguration "exit 2"
             Expect.stringContains message "Training:Epochs" "the message names the key"

@@ -11,6 +11,8 @@ let all =
         EndToEndTests.tests
         ExperimentTests.tests
         RunGuardTests.tests
+        ReportTests.tests
+        DaemonTests.tests
     ]
 
 [<EntryPoint>]

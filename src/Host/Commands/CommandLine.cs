@@ -9,6 +9,14 @@ public enum Verb
     Plugins,
     /// <summary>Print usage.</summary>
     Help,
+    /// <summary>Draw the figures and report.md of a run folder.</summary>
+    Report,
+    /// <summary>Run jobs from the queue, one at a time, until stopped.</summary>
+    Daemon,
+    /// <summary>Put an experiment file in the queue.</summary>
+    Submit,
+    /// <summary>List the queue's jobs and their states.</summary>
+    Jobs,
 }
 
 /// <summary>The command line split into the verb and the configuration arguments.</summary>
@@ -16,7 +24,8 @@ public enum Verb
 /// <param name="ConfigurationArguments">What the configuration's command-line layer reads
 /// (<c>--Section:Key=value</c>, <c>--Section:Key value</c>, <c>--experiment path</c>).</param>
 /// <param name="Error">A usage error, or null.</param>
-public sealed record CommandLine(Verb Verb, IReadOnlyList<string> ConfigurationArguments, string? Error)
+/// <param name="Argument">The verb's one operand (<c>report &lt;run-folder&gt;</c>, <c>submit &lt;experiment.json&gt;</c>), or null.</param>
+public sealed record CommandLine(Verb Verb, IReadOnlyList<string> ConfigurationArguments, string? Error, string? Argument = null)
 {
     /// <summary>Splits <paramref name="args"/>: the first bare word is the verb; <c>--help</c>, <c>-h</c>
     /// anywhere ask for usage; any other bare word or single-dash option is an error (the
@@ -24,6 +33,7 @@ public sealed record CommandLine(Verb Verb, IReadOnlyList<string> ConfigurationA
     public static CommandLine Parse(IReadOnlyList<string> args)
     {
         Verb? verb = null;
+        string? operand = null;
         var help = false;
         var rest = new List<string>();
         for (var i = 0; i < args.Count; i++)
@@ -40,18 +50,29 @@ public sealed record CommandLine(Verb Verb, IReadOnlyList<string> ConfigurationA
                 continue;
             }
             if (arg.StartsWith('-')) return Fail($"unknown option '{arg}': configuration overrides take two dashes, --Section:Key=value");
-            if (verb is not null) return Fail($"unexpected argument '{arg}' after the verb '{verb.Value.ToString().ToLowerInvariant()}'");
+            if (verb is Verb.Report or Verb.Submit && operand is null) { operand = arg; continue; }
+            if (verb is not null) return Fail($"unexpected argument '{arg}' after the verb '{Name(verb.Value)}'");
             verb = arg.ToLowerInvariant() switch
             {
                 "run" => Verb.Run,
                 "plugins" => Verb.Plugins,
                 "help" => Verb.Help,
+                "report" => Verb.Report,
+                "daemon" => Verb.Daemon,
+                "submit" => Verb.Submit,
+                "jobs" => Verb.Jobs,
                 _ => null,
             };
             if (verb is null) return Fail($"unknown verb '{arg}'");
         }
-        return new(help ? Verb.Help : verb ?? Verb.Run, rest, null);
+        if (help) return new(Verb.Help, rest, null);
+        if (verb is Verb.Report && operand is null) return Fail("report needs the run folder: tinygrow report runs/<run-id>");
+        if (verb is Verb.Report && rest.Count > 0) return Fail($"report takes only a run folder, not configuration ('{rest[0]}')");
+        if (verb is Verb.Submit && operand is null) return Fail("submit needs an experiment file: tinygrow submit experiments/quick.json");
+        return new(verb ?? Verb.Run, rest, null, operand);
     }
+
+    static string Name(Verb verb) => verb.ToString().ToLowerInvariant();
 
     static CommandLine Fail(string error) => new(Verb.Help, [], error);
 }

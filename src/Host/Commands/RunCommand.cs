@@ -118,6 +118,7 @@ public sealed class RunCommand(TinyGrowSettings settings, PluginCatalogue catalo
             try
             {
                 var summary = await WaitOrGiveUp(training, cancellation);
+                Report(partial);
                 Directory.Move(partial, final);
                 Folder = final;
                 _log.LogInformation("Run {RunId} done: test accuracy {Accuracy}, {Parameters} parameters, widths {Widths}, {Seconds} s. Results in {Folder}",
@@ -128,18 +129,21 @@ public sealed class RunCommand(TinyGrowSettings settings, PluginCatalogue catalo
             catch (Exception) when (cancellation.IsCancellationRequested)
             {
                 Interrupted(training, partial, "interrupted (Ctrl-C or SIGTERM)", engine.Progress);
+                if (training.IsCompleted) Report(partial);
                 _log.LogWarning("Run {RunId} interrupted; its partial results are left in {Folder}", runId, partial);
                 return ExitCodes.Cancelled;
             }
             catch (NonFiniteLossException e)
             {
                 Interrupted(training, partial, e.Message, engine.Progress);
+                Report(partial);
                 _log.LogError("Run {RunId} stopped: {Error} Its partial results are left in {Folder}", runId, e.Message, partial);
                 return ExitCodes.RunFailed;
             }
             catch (Exception e)
             {
                 Interrupted(training, partial, e.Message, engine.Progress);
+                if (training.IsCompleted) Report(partial);
                 _log.LogError(e, "Run {RunId} failed: {Error}. Its partial results are left in {Folder}", runId, e.Message, partial);
                 return ExitCodes.RunFailed;
             }
@@ -169,6 +173,22 @@ public sealed class RunCommand(TinyGrowSettings settings, PluginCatalogue catalo
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             _log.LogWarning("Could not record the interruption in {File}: {Error}", metrics, e.Message);
+        }
+    }
+
+    // The figures and report.md, written into the folder before it is renamed, so that a finished
+    // run's folder holds them. A report that cannot be drawn does not undo a finished run: it is a
+    // warning, and `tinygrow report <folder>` can try again.
+    void Report(string folder)
+    {
+        try
+        {
+            foreach (var warning in Reports.RunReport.Write(folder))
+                _log.LogWarning("Report: {Warning}", warning);
+        }
+        catch (Exception e)
+        {
+            _log.LogWarning("No report for {Folder}: {Error}", folder, e.Message);
         }
     }
 

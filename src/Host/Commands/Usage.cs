@@ -6,11 +6,17 @@ public static class Usage
     /// <summary>Writes the usage to <paramref name="output"/>.</summary>
     public static void Write(TextWriter output) => output.Write(
         """
-        Usage: tinygrow [run|plugins|help] [--experiment <file.json>] [--Section:Key=value ...]
+        Usage: tinygrow [run|plugins|daemon|jobs|help] [--experiment <file.json>] [--Section:Key=value ...]
+               tinygrow submit <experiment.json> [--Section:Key=value ...]
+               tinygrow report <run-folder>
 
         Verbs:
           run       train the experiment, growing the network (default)
           plugins   list the layer kinds, growth strategies and datasets found in plugins/
+          report    draw the figures and report.md of a run folder from its metrics.jsonl
+          daemon    run the jobs of the queue (Daemon:QueueFolder) one at a time, until stopped
+          submit    put a copy of an experiment file in the queue; prints the job's id
+          jobs      list the queue's jobs, their states and reasons
           help      this text (also --help, -h)
 
         Configuration, lowest to highest precedence:
@@ -19,7 +25,7 @@ public static class Usage
           TINYGROW_Section__Key=value       environment variables
           --Section:Key=value               command line, e.g. --Training:Epochs=2
                                             --Model:Layers:0:Width=8  --Growth:Strategy=none  --Device=cpu
-        Sections: Dataset, Model, Growth, Training, Output, Device, Plugins:Folders
+        Sections: Dataset, Model, Growth, Training, Output, Device, Plugins:Folders, Daemon
 
         Unknown keys, gaps in list indices (Model:Layers:0, 1, 2…) and values of the wrong type are errors.
 

@@ -28,6 +28,8 @@ public sealed class TinyGrowSettings
     public string Device { get; init; } = "auto";
     /// <summary>Section "Plugins".</summary>
     public PluginsOptions Plugins { get; init; } = new();
+    /// <summary>Section "Daemon".</summary>
+    public DaemonOptions Daemon { get; init; } = new();
 
     /// <summary>Binds every section, strictly: a key nothing reads (a typo such as <c>Training:Epoch</c>
     /// or <c>Trainig:Epochs</c>, a logging key no provider knows), a gap in a list's indices, or a value
@@ -46,6 +48,7 @@ public sealed class TinyGrowSettings
             Training = BindSection<TrainingOptions>(configuration, "Training"),
             Output = BindSection<OutputOptions>(configuration, "Output"),
             Plugins = BindSection<PluginsOptions>(configuration, "Plugins"),
+            Daemon = BindSection<DaemonOptions>(configuration, "Daemon"),
             Device = configuration["Device"] ?? "auto",
         };
     }

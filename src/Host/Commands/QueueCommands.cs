@@ -1,0 +1,56 @@
+using System.Text.Json;
+using TinyGrow.Host.Daemon;
+
+namespace TinyGrow.Host.Commands;
+
+/// <summary><c>tinygrow submit &lt;experiment.json&gt;</c> and <c>tinygrow jobs</c>: the queue seen from
+/// the command line (the queue named by <c>Daemon:QueueFolder</c>).</summary>
+public static class QueueCommands
+{
+    /// <summary>Puts a copy of <paramref name="experiment"/> in the queue (whole or not at all);
+    /// a file that cannot be read or is not JSON is refused (exit 2, naming it), nothing queued.</summary>
+    public static int Submit(IJobQueue queue, string experiment, TextWriter output, TextWriter error)
+    {
+        string text;
+        try
+        {
+            text = File.ReadAllText(experiment);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            error.WriteLine($"tinygrow: submit: cannot read {experiment} ({e.Message}).");
+            return ExitCodes.BadConfiguration;
+        }
+        try
+        {
+            // As the configuration reads experiment files: comments and trailing commas allowed.
+            using var _ = JsonDocument.Parse(text, new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true });
+        }
+        catch (JsonException e)
+        {
+            error.WriteLine($"tinygrow: submit: {experiment} is not valid JSON (line {e.LineNumber + 1}, position {e.BytePositionInLine + 1}): nothing queued.");
+            return ExitCodes.BadConfiguration;
+        }
+        var job = queue.Submit(Path.GetFileNameWithoutExtension(experiment), text);
+        output.WriteLine(job.Id);
+        return ExitCodes.Ok;
+    }
+
+    /// <summary>Lists every job: state, id, then its run folder (done) or reason (failed).</summary>
+    public static int Jobs(IJobQueue queue, TextWriter output)
+    {
+        var jobs = queue.List();
+        if (jobs.Count == 0) output.WriteLine("no jobs");
+        foreach (var job in jobs)
+        {
+            var detail = job.State switch
+            {
+                JobState.Failed => job.Reason,
+                JobState.Running => $"on {job.Owner}",
+                _ => job.RunFolder,
+            };
+            output.WriteLine($"{job.State.ToString().ToLowerInvariant(),-8} {job.Id}{(detail is null ? "" : "  " + detail)}");
+        }
+        return ExitCodes.Ok;
+    }
+}

@@ -1,0 +1,144 @@
+/// The folder queue and the daemon: claims are exclusive (threads with their own queue objects, and
+/// two daemons on one folder), a job whose daemon died is requeued only once its lock is free, and
+/// a malformed job ends in failed/ with its reason while a good one completes.
+module TinyGrow.Host.Tests.DaemonTests
+
+open System
+open System.IO
+open System.Threading
+open System.Threading.Tasks
+open Expecto
+open Microsoft.Extensions.Logging.Abstractions
+open TinyGrow.Host
+open TinyGrow.Host.Commands
+open TinyGrow.Host.Daemon
+open TinyGrow.Host.Tests.TestUtil
+
+let private app = Path.GetFullPath(Path.Combine(AppContext.BaseDirectory, "..", "..", "..", "..", "..", "artifacts", "tinygrow", "tinygrow.dll"))
+
+/// A tiny fixed MLP on generated MNIST files: a child run of a second or two.
+let private goodExperiment (dataRoot: string) =
+    $$"""{ "Dataset": { "Name": "mnist", "Root": "{{dataRoot.Replace("\\", "/")}}" },
+          "Model": { "Layers": [ { "Kind": "dense", "Width": 2, "MaxWidth": 2 } ] },
+          "Growth": { "Strategy": "none" },
+          "Training": { "Epochs": 1, "BatchSize": 20 },
+          "Device": "cpu" }"""
+
+/// A daemon over `queue`, its runs writing to `output`, polling every 50 ms.
+let private daemon (queue: string) (output: string) =
+    let settings = settingsFrom [ "Daemon:QueueFolder", queue; "Daemon:PollSeconds", "0.05"; "Output:Directory", output ]
+    let runner = JobRunner(settings, NullLogger<JobRunner>.Instance, [ "dotnet"; app ])
+    new DaemonService(FolderJobQueue(queue), runner, settings, NullLogger<DaemonService>.Instance)
+
+/// Runs the daemons until no job is queued or running (or a minute passes), then stops them.
+let private runUntilEmpty (queue: string) (daemons: DaemonService list) =
+    for d in daemons do d.StartAsync(CancellationToken.None).Wait()
+    let q = FolderJobQueue queue
+    let deadline = DateTime.UtcNow.AddSeconds 90.0
+    while DateTime.UtcNow < deadline && q.List() |> Seq.exists (fun j -> j.State = JobState.Queued || j.State = JobState.Running) do
+        Thread.Sleep 100
+    for d in daemons do d.StopAsync(CancellationToken.None).Wait()
+    q.List()
+
+let private dataFolder (folder: TempFolder) =
+    let mnist = Directory.CreateDirectory(folder.File "mnist").FullName
+    EndToEndTests.writeMnist mnist "train" 40 21
+    EndToEndTests.writeMnist mnist "t10k" 10 22
+    folder.Path
+
+let tests =
+    testList "daemon" [
+        test "concurrent claimers on one folder each claim a different job; every job is claimed once" {
+            use folder = new TempFolder()
+            let root = folder.File "queue"
+            let submitter = FolderJobQueue root
+            let ids = [ for i in 1 .. 30 -> submitter.Submit($"job{i}", "{}").Id ]
+            let claimed = Collections.Concurrent.ConcurrentBag<string>()
+            let claimer () =
+                let q = FolderJobQueue root // its own object: nothing shared but the folder
+                let mutable go = true
+                while go do
+                    match q.TryClaim() with
+                    | null -> go <- false
+                    | job ->
+                        claimed.Add job.Id
+                        job.Finish(JobOutcome(JobState.Done, null, null))
+            Task.WaitAll [| for _ in 1 .. 6 -> Task.Run claimer |]
+            Expect.equal (claimed |> Seq.sort |> Seq.toList) (List.sort ids) "each job claimed exactly once"
+            Expect.isTrue (submitter.List() |> Seq.forall (fun j -> j.State = JobState.Done)) "all done"
+        }
+
+        test "a running job is requeued only when its daemon's lock is free" {
+            use folder = new TempFolder()
+            let root = folder.File "queue"
+            let a = FolderJobQueue root
+            let id = a.Submit("exp", "{}").Id
+            let job = match a.TryClaim() with null -> failtest "not claimed" | j -> j
+            let other = FolderJobQueue root
+            Expect.isEmpty (other.RequeueAbandoned()) "its daemon holds the lock: left running"
+            Expect.equal (other.List() |> Seq.map (fun j -> j.State) |> Seq.toList) [ JobState.Running ] "running"
+            job.Dispose() // the daemon dies: its OS lock goes with it
+            Expect.equal (other.RequeueAbandoned() |> Seq.toList) [ id ] "requeued"
+            let again = match other.TryClaim() with null -> failtest "not claimed again" | j -> j
+            Expect.equal again.Id id "claimed again"
+            again.Finish(JobOutcome(JobState.Done, null, null))
+            Expect.equal (other.List() |> Seq.map (fun j -> j.State) |> Seq.toList) [ JobState.Done ] "done"
+        }
+
+        test "submit queues a copy whole; a file that is not JSON is refused; jobs lists states" {
+            use folder = new TempFolder()
+            let q = FolderJobQueue(folder.File "queue")
+            File.WriteAllText(folder.File "good.json", "{ \"Training\": { \"Epochs\": 1 }, // comment\n }")
+            File.WriteAllText(folder.File "bad.json", "{ \"Training\": ")
+            use out = new StringWriter()
+            use err = new StringWriter()
+            Expect.equal (QueueCommands.Submit(q, folder.File "good.json", out, err)) ExitCodes.Ok "submitted"
+            Expect.equal (QueueCommands.Submit(q, folder.File "bad.json", out, err)) ExitCodes.BadConfiguration "refused"
+            Expect.stringContains (err.ToString()) "bad.json is not valid JSON" "names the file"
+            let jobs = q.List()
+            Expect.equal jobs.Count 1 "one job"
+            Expect.stringContains jobs[0].Id "-good-" "named after its file"
+            Expect.isEmpty (Directory.GetFiles(folder.File "queue/incoming")) "no temporary file left"
+            use listing = new StringWriter()
+            QueueCommands.Jobs(q, listing) |> ignore
+            Expect.stringContains (listing.ToString()) $"queued   {jobs[0].Id}" "listed"
+        }
+
+        test "a malformed job ends in failed/ with its reason, a good one in done/ with its run folder; the daemon goes on" {
+            use folder = new TempFolder()
+            let data = dataFolder folder
+            let queue = folder.File "queue"
+            let q = FolderJobQueue queue
+            let bad = q.Submit("malformed", "{ \"Training\": { \"Epochs\": 1, ").Id
+            let good = q.Submit("good", goodExperiment data).Id
+            use d = daemon queue (folder.File "runs")
+            let jobs = runUntilEmpty queue [ d ]
+            let state id = jobs |> Seq.find (fun j -> j.Id = id)
+            Expect.equal (state bad).State JobState.Failed "malformed: failed"
+            let reason = string (state bad).Reason
+            Expect.stringContains reason "exit 2" "the reason gives the exit code"
+            Expect.stringContains reason $"{bad}.json" "and the run's error, naming the file"
+            Expect.equal (state good).State JobState.Done "good: done"
+            let run = string (state good).RunFolder
+            Expect.equal run (Path.Combine(folder.File "runs", good)) "the run id is the job id"
+            for file in [ "metrics.jsonl"; "report.md" ] do
+                Expect.isTrue (File.Exists(Path.Combine(run, file))) $"{file} in the run folder"
+            Expect.isTrue (File.Exists(Path.Combine(queue, "failed", bad + ".log"))) "the failed run's output is kept with it"
+            Expect.equal (d.Ran |> Seq.toList) [ bad; good ] "both run, in order"
+        }
+
+        test "two daemons on one folder run each job exactly once" {
+            use folder = new TempFolder()
+            let data = dataFolder folder
+            let queue = folder.File "queue"
+            let q = FolderJobQueue queue
+            let ids = [ for i in 1 .. 4 -> q.Submit($"job{i}", goodExperiment data).Id ]
+            use d1 = daemon queue (folder.File "runs")
+            use d2 = daemon queue (folder.File "runs")
+            let jobs = runUntilEmpty queue [ d1; d2 ]
+            let listing = jobs |> Seq.map string |> String.concat "; "
+            Expect.isTrue (jobs |> Seq.forall (fun j -> j.State = JobState.Done)) $"all done: {listing}"
+            Expect.equal (Seq.append d1.Ran d2.Ran |> Seq.sort |> Seq.toList) (List.sort ids) "each job run by exactly one daemon, once"
+            Expect.equal (Directory.GetDirectories(folder.File "runs") |> Array.map (fun d -> string (Path.GetFileName d)) |> Array.sort) (ids |> List.sort |> List.toArray) "one run folder per job"
+        }
+    ]
