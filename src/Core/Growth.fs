@@ -106,12 +106,19 @@ let candidateLoss (net: Network) (j: int) (proposal: NeuronProposal) (statistics
 /// Relative loss decrease below which a candidate is treated as no better than γ = 0.
 let acceptanceMargin = 1e-6
 
-/// Searches γ for junction j's proposal and applies it if γ > 0.
+/// Searches γ for junction j's proposal and applies it if γ > 0. A proposal with a fixed
+/// `Amplitude` (e.g. GradMax's zero fan-in, which leaves the loss unchanged at every γ) is applied
+/// at that γ without a search or the acceptance margin; its loss is still measured for the event.
 let growJunction (net: Network) (j: int) (proposal: NeuronProposal) (statistics: JunctionStatistics) (heldX: torch.Tensor) (heldY: torch.Tensor) : GrowthEvent =
-    let gamma, loss, loss0 = lineSearch (candidateLoss net j proposal statistics heldX heldY) 24
+    let fixedAmplitude = proposal.Amplitude.HasValue && proposal.Count > 0
+    let gamma, loss, loss0 =
+        if fixedAmplitude then
+            let lossAt = candidateLoss net j proposal statistics heldX heldY
+            proposal.Amplitude.Value, lossAt proposal.Amplitude.Value, lossAt 0.0
+        else lineSearch (candidateLoss net j proposal statistics heldX heldY) 24
     // A decrease within rounding of the loss (float32: ~1e-7 relative) is noise, not a reason to
     // add neurons: below this margin γ = 0 wins.
-    let gamma, loss = if loss0 - loss > acceptanceMargin * abs loss0 then gamma, loss else 0.0, loss0
+    let gamma, loss = if fixedAmplitude || loss0 - loss > acceptanceMargin * abs loss0 then gamma, loss else 0.0, loss0
     if gamma > 0.0 then commit (apply net j proposal statistics gamma)
     { Junction = j
       Added = (if gamma > 0.0 then proposal.Count else 0)

@@ -14,6 +14,7 @@ let all =
         EngineTests.tests
         DenseKindTests.tests
         ConvTests.tests
+        StrategyTests.tests
     ]
 
 [<EntryPoint>]
