@@ -77,6 +77,16 @@ let main argv =
         printfn "time ratio grown/fixed (median of the 3 ratios): %.2f; growth share of the grown run: %.0f %%"
             (median [ for g, f in pairs -> g.Seconds / f.Seconds ]) (100.0 * growthSeconds / seconds fst)
         0
+    | "strategies" :: rest ->
+        // tiny / gradmax / random grown from 1/1, and the fixed network of tiny's widths: EPOCHS
+        // (default 10, the default experiment) and SEEDS (default 1 2 3).
+        let epochs, seeds =
+            match rest with
+            | [] -> 10, [ 1; 2; 3 ]
+            | e :: seeds -> int e, (if seeds.IsEmpty then [ 1; 2; 3 ] else List.map int seeds)
+        use data = loadFashion ()
+        Strategies.run data (fun widths -> model widths "tanh") epochs seeds
+        0
     | "whitening-time" :: sizes ->
         // One proposal's solves against D2, eigh path vs factor path (docs/whitening-time.md, .png).
         let sizes = if sizes.IsEmpty then [ 577L; 785L; 3073L ] else sizes |> List.map int64
@@ -162,5 +172,5 @@ let main argv =
         printfn "solves (δ, N, S2^-1/2, SVD; %d junctions):     %6.3f s   ratio to the epoch %.3f" net.JunctionCount solve (solve / train)
         0
     | _ ->
-        eprintfn "usage: TinyGrow.Bench compare [ACTIVATION EPOCHS] | conv-cost [SAMPLES] | rows | whitening-time [D2 ...] | whitening-parts | stats-ratio [WIDTH] | step-profile | smoke ACTIVATION EPOCHS THRESHOLD STEPS"
+        eprintfn "usage: TinyGrow.Bench compare [ACTIVATION EPOCHS] | conv-cost [SAMPLES] | rows | whitening-time [D2 ...] | whitening-parts | stats-ratio [WIDTH] | step-profile | strategies [EPOCHS [SEED ...]] | smoke ACTIVATION EPOCHS THRESHOLD STEPS"
         2

@@ -17,30 +17,21 @@ type TinyStrategy() =
             |> Array.length
             |> min maxNeurons
 
+    /// TINY's count: the λ_k that are real (above the noise floor below) and pass SelectCount.
+    static member Select (request: GrowthRequest) (lambdas: float[]) =
+        let stats, options = request.Statistics, request.Options
+        // λ_k² is neuron k's share of the first-order decrease; a share below NoiseFloor·tr E
+        // (E: the whole desired update), or below the statistics' rounding level, is noise,
+        // even when it is λ_1 itself.
+        let floor = sqrt (max options.NoiseFloor (Bottleneck.roundingLevel stats stats.S2.shape[0]) * stats.TraceE)
+        let real = lambdas |> Array.takeWhile (fun l -> l > floor)
+        TinyStrategy.SelectCount real options.RelativeThreshold request.MaxNeurons
+
     interface IGrowthStrategy with
         member _.Name = "tiny"
 
         member _.Propose(request) =
-            let stats, options = request.Statistics, request.Options
-            let update = Bottleneck.existingWeightsUpdate stats options.EigenCutoff
-            use n = Bottleneck.projectedN stats update.Delta
-            let all = Bottleneck.neuronDirections stats.S2 n (Bottleneck.effectiveCutoff options.EigenCutoff stats stats.S2.shape[0]) true
-            // λ_k² is neuron k's share of the first-order decrease; a share below NoiseFloor·tr E
-            // (E: the whole desired update), or below the statistics' rounding level, is noise,
-            // even when it is λ_1 itself.
-            let floor = sqrt (max options.NoiseFloor (Bottleneck.roundingLevel stats stats.S2.shape[0]) * stats.TraceE)
-            let real = all.Lambdas |> Array.takeWhile (fun l -> l > floor)
-            let k = TinyStrategy.SelectCount real options.RelativeThreshold request.MaxNeurons
-            let chosen = Bottleneck.take k all
-            all.FanIn.Dispose ()
-            all.FanOut.Dispose ()
-            let delta, deltaDecrease =
-                if options.UseDelta then update.Delta |> LinearAlgebra.Null.from, update.Decrease
-                else
-                    update.Delta.Dispose ()
-                    LinearAlgebra.Null.none, 0.0
-            new NeuronProposal (
-                chosen.FanIn, chosen.FanOut, delta, deltaDecrease,
-                chosen.Lambdas |> Array.map (fun l -> l * l),
-                request.Junction.ActivationSlopeAtZero, // the σ between A and B
-                update.Bottleneck)
+            // Projection on, covariance on, δ as configured (Proposal.fs: one function, these settings).
+            Proposal.propose
+                { Project = true; Whiten = true; FanIn = Proposal.Optimal; ApplyDelta = request.Options.UseDelta }
+                (TinyStrategy.Select request) request

@@ -43,6 +43,14 @@ public sealed record NeuronProposal(
     double ActivationSlope,
     double Bottleneck) : IDisposable
 {
+    /// <summary>When set, the engine applies the proposal at this amplitude γ without a line search and
+    /// without the acceptance margin. For proposals that carry their own scale and do not change the loss
+    /// at first (GradMax: a zero fan-in leaves the function unchanged at every γ, so a search could only
+    /// reject it; the decrease appears once training moves the fan-in). Null (the default): γ is searched.
+    /// <see cref="PredictedDecrease"/> then reads as the strategy documents it (for GradMax, the rate
+    /// Σ‖∂L/∂α_k‖² at which training the new fan-ins starts to lower the loss).</summary>
+    public double? Amplitude { get; init; }
+
     /// <summary>Number of proposed neurons K.</summary>
     public int Count => NeuronScores.Length;
 

@@ -166,11 +166,19 @@ let growJunctionWithin (amplitudeRatio: float) (net: Network) (j: int) (proposal
         if proposal.Count > 0 && amplitudeRatio > 0.0 && Amplitude.isBounded junction then Some (spreadsOf net j proposal statistics heldX)
         else None
     let bound = spreads |> Option.map (Amplitude.gammaBound amplitudeRatio) |> Option.defaultValue infinity
-    let search = lineSearchWithin bound (candidateLoss net j proposal statistics heldX heldY) 24
+    // A proposal with a fixed Amplitude (GradMax's zero fan-in leaves the loss unchanged at every
+    // γ) is applied at that γ without a search or the acceptance margin; its loss is still measured.
+    let fixedAmplitude = proposal.Amplitude.HasValue && proposal.Count > 0
+    let search =
+        if fixedAmplitude then
+            let lossAt = candidateLoss net j proposal statistics heldX heldY
+            { Gamma = proposal.Amplitude.Value; Loss = lossAt proposal.Amplitude.Value; Loss0 = lossAt 0.0; Evaluations = 2 }
+        else lineSearchWithin bound (candidateLoss net j proposal statistics heldX heldY) 24
     // A decrease within rounding of the loss (float32: ~1e-7 relative) is noise, not a reason to
     // add neurons: below this margin γ = 0 wins. A γ whose loss is above L(0) is never accepted.
     let gamma, loss =
-        if search.Loss0 - search.Loss > acceptanceMargin * abs search.Loss0 then search.Gamma, search.Loss else 0.0, search.Loss0
+        if fixedAmplitude || search.Loss0 - search.Loss > acceptanceMargin * abs search.Loss0 then search.Gamma, search.Loss
+        else 0.0, search.Loss0
     let searchSeconds = clock.Elapsed.TotalSeconds
     clock.Restart ()
     if gamma > 0.0 then commit (apply net j proposal statistics gamma)

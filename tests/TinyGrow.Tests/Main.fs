@@ -15,6 +15,7 @@ let all =
         DenseKindTests.tests
         ConvTests.tests
         AmplitudeTests.tests
+        StrategyTests.tests
     ]
 
 [<EntryPoint>]
