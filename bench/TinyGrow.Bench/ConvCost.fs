@@ -124,3 +124,52 @@ let rowsTable () =
     for l in lines do printfn "%s" l
     File.WriteAllLines ("docs/conv-rows.md", lines)
     printfn "wrote docs/conv-rows.md"
+
+/// `stats-profile`: where one statistics batch's time goes for a two-conv CNN (forward, gradient,
+/// rows, sums), per junction; 5 repetitions, medians.
+let statsProfile () =
+    let shape = [| 1L; 28L; 28L |]
+    use g = new torch.Generator (3UL)
+    use net = Network.Build (Kinds.blockKinds, Kinds.layerKinds, ModelOptions (Layers = ResizeArray [ conv 8 1; conv 8 1 ]), shape, 10, torch.CPU, torch.ScalarType.Float32, g)
+    use x = torch.randn ([| 256L; 1L; 28L; 28L |], generator = g)
+    use y = torch.randint (0L, 10L, [| 256L |], generator = g)
+    let optimizer = Sgd ((fun () -> net.Parameters), 0.9, 0.0) :> IOptimizer
+    let parts = Collections.Generic.Dictionary<string, ResizeArray<float>> ()
+    let add k v = (match parts.TryGetValue k with | true, l -> l | _ -> (let l = ResizeArray () in parts[k] <- l; l)).Add v
+    for _ in 1 .. 5 do
+        add "train step (256)" (time (fun () -> Training.trainStep net optimizer 0.001 x y |> ignore))
+        use scope = torch.NewDisposeScope ()
+        let sw = Stopwatch.StartNew ()
+        let logits, records = net.ForwardRecording x
+        let loss = torch.nn.functional.cross_entropy (logits, y, reduction = torch.nn.Reduction.Sum)
+        add "recording forward" sw.Elapsed.TotalSeconds
+        for j in 0 .. 1 do
+            sw.Restart ()
+            let grad = (torch.autograd.grad ([| loss |], [| records[j].BOutput |], retain_graph = true))[0]
+            add $"gradient j{j}" sw.Elapsed.TotalSeconds
+            sw.Restart ()
+            use rows = net.Junctions[j].Rows (records[j], grad, Growth.rowsPerBatch 32 net.Junctions[j] 256L 1024L, g)
+            add $"rows j{j} ({rows.B.shape[0]} rows)" sw.Elapsed.TotalSeconds
+            sw.Restart ()
+            let acc = Statistics.JunctionAccumulator ()
+            acc.Add rows
+            use s = acc.Finish ()
+            add $"sums j{j}" sw.Elapsed.TotalSeconds
+    for kv in parts do printfn "%-28s %8.4f s" kv.Key (median (List.ofSeq kv.Value))
+
+/// `ops-profile`: the primitive operations the conv rows use, timed alone.
+let opsProfile () =
+    use g = new torch.Generator (4UL)
+    use x = torch.randn ([| 256L; 8L; 28L; 28L |], generator = g)
+    let t name f = printfn "%-36s %8.4f s" name (median [ for _ in 1 .. 5 -> time f ])
+    t "unfold [256,8,28,28] k3" (fun () -> use u = torch.nn.functional.unfold (x, 3L, 1L, 1L, 1L) in ())
+    t "unfold + mean" (fun () -> use u = torch.nn.functional.unfold (x, 3L, 1L, 1L, 1L) in use m = u.mean ([| 2L |]) in ())
+    t "meanPatch" (fun () -> use m = TinyGrow.Growth.Conv.ConvRows.meanPatch x 3 1 1 1 in ())
+    t "randperm 200704" (fun () -> use p = torch.randperm (200704L, generator = g) in ())
+    use idx = torch.randint (0L, 200704L, [| 576L |], generator = g)
+    let s, oh, ow = idx.floor_divide (784L.ToScalar ()), (idx.remainder (784L.ToScalar ())).floor_divide (28L.ToScalar ()), idx.remainder (28L.ToScalar ())
+    t "patches 576 rows" (fun () -> use p = TinyGrow.Growth.Conv.ConvRows.patches x 3 1 1 1 s oh ow in ())
+    use idx2 = torch.randint (0L, 200704L, [| 9216L |], generator = g)
+    let s2, oh2, ow2 = idx2.floor_divide (784L.ToScalar ()), (idx2.remainder (784L.ToScalar ())).floor_divide (28L.ToScalar ()), idx2.remainder (28L.ToScalar ())
+    t "patches 9216 rows" (fun () -> use p = TinyGrow.Growth.Conv.ConvRows.patches x 3 1 1 1 s2 oh2 ow2 in ())
+    t "conv2d 8→8 k3 forward" (fun () -> use w = torch.randn ([| 8L; 8L; 3L; 3L |]) in use z = torch.nn.functional.conv2d (x, w, null, [| 1L; 1L |], [| 1L; 1L |], [| 1L; 1L |]) in ())

@@ -126,6 +126,8 @@ let main argv =
     | [ "conv-cost" ] -> ConvCost.costTable 1024L; 0
     | [ "conv-cost"; n ] -> ConvCost.costTable (int64 n); 0
     | [ "rows" ] -> ConvCost.rowsTable (); 0
+    | [ "stats-profile" ] -> ConvCost.statsProfile (); 0
+    | [ "ops-profile" ] -> ConvCost.opsProfile (); 0
     | "stats-ratio" :: widths ->
         // Cost of the statistics pass and of the solves, as ratios of one plain training epoch over
         // the same samples, at the given hidden widths (default: the default experiment's final
