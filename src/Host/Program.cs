@@ -56,11 +56,13 @@ try
     var log = host.Services.GetRequiredService<ILoggerFactory>().CreateLogger("TinyGrow.Host");
     discovery.LogProblems(log);
 
+    StopSignal.Listen();
     await host.StartAsync(); // Ctrl-C / SIGTERM now cancel ApplicationStopping
     var stopping = host.Services.GetRequiredService<IHostApplicationLifetime>().ApplicationStopping;
     var exitCode = commandLine.Verb switch
     {
         Verb.Plugins => host.Services.GetRequiredService<PluginsCommand>().Execute(Console.Out),
+        Verb.Resume => await (run = host.Services.GetRequiredService<RunCommand>()).ResumeAsync(commandLine.Folder!, stopping),
         _ => await (run = host.Services.GetRequiredService<RunCommand>()).ExecuteAsync(stopping),
     };
     await host.StopAsync();

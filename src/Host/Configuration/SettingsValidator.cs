@@ -24,6 +24,7 @@ public static partial class SettingsValidator
         Annotations(errors, "Growth", settings.Growth);
         Annotations(errors, "Training", settings.Training);
         Annotations(errors, "Output", settings.Output);
+        Annotations(errors, "Checkpoint", settings.Checkpoint);
         Annotations(errors, "Plugins", settings.Plugins);
         if (settings.Model.Preset.Length == 0 && settings.Model.Layers.Count == 0)
             errors.Add("Model:Layers = 0 entries: list the hidden layers (e.g. --Model:Layers:0:Width=1) or choose a preset (--Model:Preset=resnet18).");
