@@ -231,3 +231,9 @@ let openLatest (logger: Microsoft.Extensions.Logging.ILogger) (directory: string
     | None ->
         Microsoft.Extensions.Logging.LoggerExtensions.LogWarning (logger, "No usable checkpoint in {Folder}: the run starts over from its beginning", directory)
         None
+
+/// Removes the checkpoints of a finished run (its model files hold the result; a finished run is
+/// not resumed).
+let remove (directory: string) =
+    for name in [ fileName; previousName; fileName + ".tmp" ] do
+        File.Delete (Path.Combine (directory, name))

@@ -10,6 +10,7 @@ let all =
         RunFolderTests.tests
         EndToEndTests.tests
         RunGuardTests.tests
+        CheckpointTests.tests
     ]
 
 [<EntryPoint>]

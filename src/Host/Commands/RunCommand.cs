@@ -143,6 +143,11 @@ public sealed class RunCommand(TinyGrowSettings settings, PluginCatalogue catalo
                 var summary = await WaitOrGiveUp(training, cancellation);
                 Directory.Move(partial, final);
                 Folder = final;
+                try { Checkpoint.remove(final); }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                {
+                    _log.LogWarning("Could not remove the checkpoints of the finished run in {Folder}: {Error}", final, e.Message);
+                }
                 _log.LogInformation("Run {RunId} done: test accuracy {Accuracy}, {Parameters} parameters, widths {Widths}, {Seconds} s. Results in {Folder}",
                     runId, summary.TestAccuracy.ToString("P2", CultureInfo.InvariantCulture), summary.Parameters,
                     string.Join("/", summary.Widths), summary.Seconds.ToString("F1", CultureInfo.InvariantCulture), final);
