@@ -38,6 +38,8 @@ module RunResume =
         let h = r.Header
         if h.InputShape <> data.InputShape || h.Classes <> data.Classes then
             invalidOp $"{r.Path} was written for inputs {String.Join ('×', h.InputShape)} and {h.Classes} classes; {data.Name} has {String.Join ('×', data.InputShape)} and {data.Classes}."
+        if h.Order <> 0L && h.Order <> data.Train.Count then
+            invalidOp $"{r.Path} was written for a training split of {h.Order} samples; {data.Name} has {data.Train.Count}."
         let net = Network.BuildBlocks (blockKinds, layerKinds, h.Blocks, h.InputShape, h.Classes, device, torch.ScalarType.Float32, null)
         try
             r.LoadNetwork net

@@ -55,7 +55,7 @@ let private waitFor (p: Process) (path: string) =
         Threading.Thread.Sleep 5
     File.Exists path
 
-/// A run small enough for seconds but long enough to be stopped mid-training: 2 epochs of 1,000
+/// A run small enough for seconds but long enough to be stopped mid-training: 2 epochs of 500
 /// batches of 4 random images, an MLP growing from 1/1, a checkpoint after each growth step and
 /// every 0.2 s.
 let private experiment (data: string) (runId: string) =
@@ -81,7 +81,7 @@ let private metricsOf (folder: string) =
 type private Fixture() =
     let folder = new TempFolder()
     let mnist = Directory.CreateDirectory(folder.File "mnist").FullName
-    do EndToEndTests.writeMnist mnist "train" 4000 21
+    do EndToEndTests.writeMnist mnist "train" 2000 21
     do EndToEndTests.writeMnist mnist "t10k" 200 22
     let reference =
         lazy (

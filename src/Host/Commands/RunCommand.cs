@@ -286,7 +286,25 @@ public sealed class RunCommand(TinyGrowSettings settings, PluginCatalogue catalo
         device.type == DeviceType.CUDA ? $"cuda:{Math.Max(device.index, 0)}" : "cpu";
 
     // The whole resolved configuration, so that the run can be repeated from its own folder
-    // (tinygrow run --experiment runs/<id>/config.json --Output:RunId=<new id>).
+    // (tinygrow run --experiment runs/<id>/config.json --Output:RunId=<new id>) and resumed from it.
+    // Computed properties (a layer's ResolvedPadding) are not keys: strict configuration refuses them.
+    static readonly JsonSerializerOptions ConfigJson = new()
+    {
+        WriteIndented = true,
+        TypeInfoResolver = new System.Text.Json.Serialization.Metadata.DefaultJsonTypeInfoResolver
+        {
+            Modifiers =
+            {
+                info =>
+                {
+                    if (info.Type.Namespace?.StartsWith("TinyGrow", StringComparison.Ordinal) != true) return;
+                    foreach (var property in info.Properties.Where(p => p.Set is null).ToList())
+                        info.Properties.Remove(property);
+                },
+            },
+        },
+    };
+
     void WriteConfig(string path, string runId, torch.Device device)
     {
         var resolved = new
@@ -301,7 +319,7 @@ public sealed class RunCommand(TinyGrowSettings settings, PluginCatalogue catalo
             settings.Plugins,
         };
         var temporary = path + ".tmp";
-        File.WriteAllText(temporary, JsonSerializer.Serialize(resolved, new JsonSerializerOptions { WriteIndented = true }));
+        File.WriteAllText(temporary, JsonSerializer.Serialize(resolved, ConfigJson));
         File.Move(temporary, path);
     }
 }
