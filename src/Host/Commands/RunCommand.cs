@@ -161,7 +161,7 @@ public sealed class RunCommand(TinyGrowSettings settings, PluginCatalogue catalo
                 var terminated = StopSignal.Terminated && engine.CheckpointedOnStop;
                 var how = StopSignal.Terminated ? "SIGTERM" : "Ctrl-C";
                 Interrupted(training, partial, engine.CheckpointedOnStop
-                    ? $"stopped ({how}); checkpoint written: tinygrow resume {partial}"
+                    ? $"interrupted ({how}); checkpoint written: tinygrow resume {partial}"
                     : $"interrupted ({how})", engine.Progress);
                 if (engine.CheckpointedOnStop)
                     _log.LogWarning("Run {RunId} stopped ({How}) at a checkpoint; continue it with: tinygrow resume {Folder}", runId, how, partial);
