@@ -59,7 +59,7 @@ let private measure (name: string, j: int, shape: int64[], model: ModelOptions) 
 /// `conv-cost [N]`: the table, into docs/conv-cost.md.
 let costTable (n: int64) =
     let rows =
-        [ for c in [ 8; 16; 32 ] do
+        [ for c in [ 8; 16 ] do
             for case in cases c do
                 let r = measure case n 3
                 let name, d, t, ratio, all = r

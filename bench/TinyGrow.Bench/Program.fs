@@ -101,6 +101,9 @@ let main argv =
             printfn "Fashion-MNIST input junction, %A rows" dtype
             TinyGrow.Bench.WhiteningTime.parts stats
         0
+    | [ "checkpoint-cost" ] ->
+        TinyGrow.Bench.CheckpointCost.run "resnet18" 1.0
+        0
     | [ "cifar-pipeline" ] -> TinyGrow.Bench.CifarPipeline.run ()
     | [ "step-profile" ] ->
         use data = loadFashion ()
@@ -174,5 +177,5 @@ let main argv =
         printfn "solves (δ, N, S2^-1/2, SVD; %d junctions):     %6.3f s   ratio to the epoch %.3f" net.JunctionCount solve (solve / train)
         0
     | _ ->
-        eprintfn "usage: TinyGrow.Bench compare [ACTIVATION EPOCHS] | conv-cost [SAMPLES] | rows | whitening-time [D2 ...] | whitening-parts | stats-ratio [WIDTH] | step-profile | strategies [EPOCHS [SEED ...]] | smoke ACTIVATION EPOCHS THRESHOLD STEPS"
+        eprintfn "usage: TinyGrow.Bench checkpoint-cost | compare [ACTIVATION EPOCHS] | conv-cost [SAMPLES] | rows | whitening-time [D2 ...] | whitening-parts | stats-ratio [WIDTH] | step-profile | strategies [EPOCHS [SEED ...]] | smoke ACTIVATION EPOCHS THRESHOLD STEPS"
         2

@@ -123,3 +123,15 @@ public sealed class OutputOptions
     /// <summary>Run id; empty means a timestamp.</summary>
     public string RunId { get; set; } = "";
 }
+
+/// <summary>Section "Checkpoint": when a run writes <c>checkpoint.bin</c> in its folder (everything
+/// <c>tinygrow resume</c> needs to continue it exactly).</summary>
+public sealed class CheckpointOptions
+{
+    /// <summary>Seconds of training between two checkpoints (checked after each batch); 0: none on a timer.</summary>
+    [Range(0.0, 1e9)] public double EverySeconds { get; set; } = 300;
+    /// <summary>Also checkpoint right after every growth step.</summary>
+    public bool AfterGrowth { get; set; } = true;
+    /// <summary>Checkpoint when the run is asked to stop (SIGTERM, Ctrl-C) before it exits.</summary>
+    public bool OnStop { get; set; } = true;
+}

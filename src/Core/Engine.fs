@@ -31,6 +31,36 @@ module Schedule =
             training.LearningRate * 0.5 * (1.0 + cos (Math.PI * float step / float (max 1L totalSteps)))
         else training.LearningRate
 
+/// What a resumed run takes from its checkpoint, in the order the file holds it.
+module RunResume =
+    /// The network at the checkpoint's widths, with its weights and buffers.
+    let network blockKinds layerKinds (data: LoadedDataset) (device: torch.Device) (r: Checkpoint.Reader) =
+        let h = r.Header
+        if h.InputShape <> data.InputShape || h.Classes <> data.Classes then
+            invalidOp $"{r.Path} was written for inputs {String.Join ('×', h.InputShape)} and {h.Classes} classes; {data.Name} has {String.Join ('×', data.InputShape)} and {data.Classes}."
+        if h.Order <> 0L && h.Order <> data.Train.Count then
+            invalidOp $"{r.Path} was written for a training split of {h.Order} samples; {data.Name} has {data.Train.Count}."
+        let net = Network.BuildBlocks (blockKinds, layerKinds, h.Blocks, h.InputShape, h.Classes, device, torch.ScalarType.Float32, null)
+        try
+            r.LoadNetwork net
+            net
+        with _ ->
+            (net :> IDisposable).Dispose ()
+            reraise ()
+
+    /// Optimizer state, generator states and the epoch's permutation; returns the schedule position
+    /// (also given to `progress`) and the permutation (null between epochs).
+    let rest (r: Checkpoint.Reader) (net: Network) (optimizer: IOptimizer) (generators: torch.Generator[]) (device: torch.Device) (progress: RunProgress) =
+        r.LoadOptimizer (net, optimizer)
+        r.LoadGenerators generators
+        let order = r.LoadOrder device
+        let state = r.Header.State
+        progress.Epoch <- state.Epoch
+        progress.Batch <- state.Batch
+        progress.FirstLoss <- state.FirstLoss
+        progress.EpochLossSum <- state.EpochLossSum
+        state, order
+
 /// `strategy` may be null: the network then trains at its starting widths (a fixed baseline).
 type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKinds: IReadOnlyDictionary<string, ILayerKind>,
                   strategy: IGrowthStrategy | null, logger: ILogger) =
@@ -40,6 +70,7 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
         | s -> Some s
     let growing = growingWith.IsSome
     let progress = RunProgress logger
+    let mutable checkpointedOnStop = false
 
     let makeOptimizer (training: TrainingOptions) (net: Network) : IOptimizer =
         match training.Optimizer with
@@ -85,7 +116,10 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
     /// The last batch trained, for the report of a run that stops early.
     member _.Progress = progress
 
-    member _.Run
+    /// The run stopped because it was asked to, right after writing a checkpoint.
+    member _.CheckpointedOnStop = checkpointedOnStop
+
+    member this.Run
         (
             data: LoadedDataset,
             model: ModelOptions,
@@ -95,67 +129,138 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
             runDirectory: string,
             cancellation: CancellationToken
         ) : RunSummary =
+        this.Run (data, model, training, growth, device, runDirectory, CheckpointOptions (), false, cancellation)
+
+    /// `resume`: continue the run in `runDirectory` from its newest good checkpoint (none: start over).
+    member _.Run
+        (
+            data: LoadedDataset,
+            model: ModelOptions,
+            training: TrainingOptions,
+            growth: GrowthOptions,
+            device: torch.Device,
+            runDirectory: string,
+            checkpointing: CheckpointOptions,
+            resume: bool,
+            cancellation: CancellationToken
+        ) : RunSummary =
         let clock = Stopwatch.StartNew ()
-        torch.manual_seed training.Seed |> ignore
+        let defaultGenerator = torch.manual_seed training.Seed
         use generator = new torch.Generator (uint64 training.Seed)
         // Augmentation draws from its own generator, so that switching it on or off leaves the
         // shuffling, the initial weights and the growth samples unchanged.
         use augmentation = new torch.Generator (uint64 training.Seed ^^^ 0x5DEECE66DUL)
-        use net = Network.Build (blockKinds, layerKinds, model, data.InputShape, data.Classes, device, torch.ScalarType.Float32, generator)
-        let optimizer = makeOptimizer training net
-        use log = new RunLog (Path.Combine (runDirectory, "metrics.jsonl"))
+        let generators = [| generator; augmentation; defaultGenerator |]
+        let net, optimizer, state, restoredOrder =
+            match (if resume then Checkpoint.openLatest logger runDirectory else None) with
+            | Some r ->
+                use r = r
+                let net = RunResume.network blockKinds layerKinds data device r
+                try
+                    let optimizer = makeOptimizer training net
+                    let state, order = RunResume.rest r net optimizer generators device progress
+                    net, optimizer, state, order
+                with _ ->
+                    (net :> IDisposable).Dispose ()
+                    reraise ()
+            | None ->
+                let net = Network.Build (blockKinds, layerKinds, model, data.InputShape, data.Classes, device, torch.ScalarType.Float32, generator)
+                net, makeOptimizer training net, RunState.Start (), null
+        use net = net
+        // The permutation of the epoch in progress (null between epochs).
+        let mutable order: torch.Tensor | null = restoredOrder
+        use log = new RunLog (Path.Combine (runDirectory, "metrics.jsonl"), state.MetricsBytes)
         let board = TensorBoardLog runDirectory
+        board.GrowthSteps <- state.GrowthSteps
         let n = data.Train.Count
         if growing && n < 2L then
             invalidArg "data" $"Growth needs at least 2 training samples (statistics and γ search use disjoint ones); {data.Name} has {n}."
         let batchSize = int64 training.BatchSize
         let batchesPerEpoch = int ((n + batchSize - 1L) / batchSize)
         let totalSteps = int64 training.Epochs * int64 batchesPerEpoch
-        let mutable step = 0L
-        let mutable growthSeconds = 0.0
-        let mutable growthSteps = 0
+        let secondsBefore = state.Seconds
+        let elapsed () = secondsBefore + clock.Elapsed.TotalSeconds
         let mutable lastProgress = Stopwatch.StartNew ()
-        let mutable finalAccuracy = 0.0
+        let mutable lastCheckpoint = Stopwatch.StartNew ()
+        let checkpoint (why: string) =
+            state.Seconds <- elapsed ()
+            state.MetricsBytes <- log.Length
+            state.FirstLoss <- progress.FirstLoss
+            let t = Stopwatch.StartNew ()
+            let bytes = Checkpoint.write runDirectory net data.InputShape data.Classes optimizer generators order state
+            logger.LogInformation ("Checkpoint ({Why}) at epoch {Epoch}, batch {Batch}: {Megabytes:f1} MB in {Milliseconds:f0} ms",
+                                   why, state.Epoch, state.Batch, float bytes / 1e6, t.Elapsed.TotalMilliseconds)
+            lastCheckpoint <- Stopwatch.StartNew ()
+        // Asked to stop (SIGTERM, Ctrl-C): checkpoint where the run is, then stop.
+        let stopIfAsked () =
+            if cancellation.IsCancellationRequested then
+                if checkpointing.OnStop then
+                    checkpoint "stopping"
+                    checkpointedOnStop <- true
+                cancellation.ThrowIfCancellationRequested ()
         logger.LogInformation ("Training on {Dataset} ({Train} train / {Test} test) on {Device}; widths {Widths}, {Parameters} parameters; strategy {Strategy}",
                                data.Name, n, data.Test.Count, device.``type``, String.Join ("/", net.Widths), net.ParameterCount,
                                (match growingWith with Some s -> s.Name | None -> "none (fixed widths)"))
-        for epoch in 1 .. training.Epochs do
-            cancellation.ThrowIfCancellationRequested ()
-            let growthPoints = if growing then Schedule.growthBatches growth epoch batchesPerEpoch else Set.empty
-            use order = (use onCpu = torch.randperm (n, generator = generator) in onCpu.``to`` device)
-            let mutable lossSum = 0.0
-            for b in 0 .. batchesPerEpoch - 1 do
-                if growthPoints.Contains b then
-                    let t = Stopwatch.StartNew ()
-                    grow net optimizer growth data generator log board epoch growthSteps
-                    growthSteps <- growthSteps + 1
-                    growthSeconds <- growthSeconds + t.Elapsed.TotalSeconds
-                cancellation.ThrowIfCancellationRequested ()
-                use scope = torch.NewDisposeScope ()
-                let start = int64 b * batchSize
-                let x, y = Training.batch data order start (min batchSize (n - start)) augmentation
-                let lr = Schedule.learningRate training step totalSteps
-                lossSum <- lossSum + RunGuards.trained progress epoch (b + 1) batchesPerEpoch lr (Training.trainStep net optimizer lr x y)
-                step <- step + 1L
-                if lastProgress.Elapsed.TotalSeconds > 15.0 then
-                    logger.LogInformation ("epoch {Epoch} batch {Batch}/{Batches}, loss {Loss:f4}", epoch, b + 1, batchesPerEpoch, lossSum / float (b + 1))
-                    lastProgress <- Stopwatch.StartNew ()
-            let trainLoss = lossSum / float batchesPerEpoch
-            let testLoss, testAccuracy = Training.evaluate net data data.Test
-            finalAccuracy <- testAccuracy
-            board.Epoch (epoch, trainLoss, testLoss, testAccuracy, net.ParameterCount, net.Widths)
-            log.Write ("epoch",
-                [ "epoch", box epoch; "train_loss", box trainLoss; "test_loss", box testLoss; "test_accuracy", box testAccuracy
-                  "parameters", box net.ParameterCount; "widths", box net.Widths; "seconds", box clock.Elapsed.TotalSeconds ])
-            logger.LogInformation ("epoch {Epoch}/{Epochs}: train loss {TrainLoss:f4}, test accuracy {Accuracy:p2}, widths {Widths}, {Parameters} parameters, {Seconds:f0} s",
-                                   epoch, training.Epochs, trainLoss, testAccuracy, String.Join ("/", net.Widths), net.ParameterCount, clock.Elapsed.TotalSeconds)
+        try
+            while state.Epoch <= training.Epochs do
+                let epoch = state.Epoch
+                stopIfAsked ()
+                let growthPoints = if growing then Schedule.growthBatches growth epoch batchesPerEpoch else Set.empty
+                let epochOrder: torch.Tensor =
+                    match order with
+                    | null ->
+                        let o = (use onCpu = torch.randperm (n, generator = generator) in onCpu.``to`` device)
+                        order <- o
+                        o
+                    | o -> o
+                for b in state.Batch .. batchesPerEpoch - 1 do
+                    if growthPoints.Contains b && not state.GrownAtBatch then
+                        let t = Stopwatch.StartNew ()
+                        grow net optimizer growth data generator log board epoch state.GrowthSteps
+                        state.GrowthSteps <- state.GrowthSteps + 1
+                        state.GrowthSeconds <- state.GrowthSeconds + t.Elapsed.TotalSeconds
+                        state.GrownAtBatch <- true
+                        if checkpointing.AfterGrowth then checkpoint "growth step"
+                    stopIfAsked ()
+                    use scope = torch.NewDisposeScope ()
+                    let start = int64 b * batchSize
+                    let x, y = Training.batch data epochOrder start (min batchSize (n - start)) augmentation
+                    let lr = Schedule.learningRate training state.Step totalSteps
+                    state.EpochLossSum <- state.EpochLossSum + RunGuards.trained progress epoch (b + 1) batchesPerEpoch lr (Training.trainStep net optimizer lr x y)
+                    state.Step <- state.Step + 1L
+                    state.Batch <- b + 1
+                    state.GrownAtBatch <- false
+                    if checkpointing.EverySeconds > 0.0 && lastCheckpoint.Elapsed.TotalSeconds >= checkpointing.EverySeconds then
+                        checkpoint "timer"
+                    if lastProgress.Elapsed.TotalSeconds > 15.0 then
+                        logger.LogInformation ("epoch {Epoch} batch {Batch}/{Batches}, loss {Loss:f4}", epoch, b + 1, batchesPerEpoch, state.EpochLossSum / float (b + 1))
+                        lastProgress <- Stopwatch.StartNew ()
+                let trainLoss = state.EpochLossSum / float batchesPerEpoch
+                let testLoss, testAccuracy = Training.evaluate net data data.Test
+                state.LastAccuracy <- testAccuracy
+                board.Epoch (epoch, trainLoss, testLoss, testAccuracy, net.ParameterCount, net.Widths)
+                log.Write ("epoch",
+                    [ "epoch", box epoch; "train_loss", box trainLoss; "test_loss", box testLoss; "test_accuracy", box testAccuracy
+                      "parameters", box net.ParameterCount; "widths", box net.Widths; "seconds", box (elapsed ()) ])
+                logger.LogInformation ("epoch {Epoch}/{Epochs}: train loss {TrainLoss:f4}, test accuracy {Accuracy:p2}, widths {Widths}, {Parameters} parameters, {Seconds:f0} s",
+                                       epoch, training.Epochs, trainLoss, testAccuracy, String.Join ("/", net.Widths), net.ParameterCount, elapsed ())
+                epochOrder.Dispose ()
+                order <- null
+                state.Epoch <- epoch + 1
+                state.Batch <- 0
+                state.GrownAtBatch <- false
+                state.EpochLossSum <- 0.0
+        finally
+            match order with
+            | null -> ()
+            | o -> o.Dispose ()
         ModelFile.save net data.InputShape data.Classes runDirectory
         let summary =
-            { TestAccuracy = finalAccuracy
+            { TestAccuracy = state.LastAccuracy
               Parameters = net.ParameterCount
               Widths = net.Widths
-              Seconds = clock.Elapsed.TotalSeconds
-              GrowthSeconds = growthSeconds }
+              Seconds = elapsed ()
+              GrowthSeconds = state.GrowthSeconds }
         log.Write ("final",
             [ "test_accuracy", box summary.TestAccuracy; "parameters", box summary.Parameters; "widths", box summary.Widths
               "seconds", box summary.Seconds; "growth_seconds", box summary.GrowthSeconds ])

@@ -47,6 +47,9 @@ type IOptimizer =
     abstract AfterGrowth: unit -> unit
     /// State tensors of parameter slot i (for tests and checkpoints).
     abstract State: slot: int -> torch.Tensor[]
+    /// Replaces the state by `states` (per slot, what `State` returned; all empty: no step yet),
+    /// taking ownership of the tensors (a resumed run).
+    abstract Restore: states: torch.Tensor[][] -> unit
 
 /// v ← μ v + (g + λ w);  w ← w − lr·v
 type Sgd(parameters: unit -> Parameter[], momentum: float, weightDecay: float) =
@@ -69,6 +72,10 @@ type Sgd(parameters: unit -> Parameter[], momentum: float, weightDecay: float) =
             if buffers.Length = ps.Length then buffers <- Array.map2 (fun p b -> StateTensors.padTo p b) ps buffers
 
         member _.State slot = if slot < buffers.Length then [| buffers[slot] |] else [||]
+
+        member _.Restore states =
+            for b in buffers do b.Dispose ()
+            buffers <- if states |> Array.forall Array.isEmpty then [||] else states |> Array.map (fun s -> s[0])
 
 /// Adam (Kingma & Ba) with a step count per entry, so that entries added by growth get their own
 /// bias correction from their first update instead of the run's global step count.
@@ -102,3 +109,10 @@ type Adam(parameters: unit -> Parameter[], beta1: float, beta2: float, eps: floa
                 t <- Array.map2 (fun p s -> StateTensors.padTo p s) ps t
 
         member _.State slot = if slot < m.Length then [| m[slot]; v[slot]; t[slot] |] else [||]
+
+        member _.Restore states =
+            for s in Array.concat [ m; v; t ] do s.Dispose ()
+            let empty = states |> Array.forall Array.isEmpty
+            m <- if empty then [||] else states |> Array.map (fun s -> s[0])
+            v <- if empty then [||] else states |> Array.map (fun s -> s[1])
+            t <- if empty then [||] else states |> Array.map (fun s -> s[2])

@@ -7,8 +7,16 @@ open System.IO
 open System.Text.Json
 open System.Text.Json.Nodes
 
-type RunLog(path: string) =
-    let writer = new StreamWriter (path, false)
+/// Writes `path` from byte `keep` on (what came after is dropped: a resumed run rewrites the lines
+/// written after its checkpoint); `RunLog path` starts a new file.
+type RunLog(path: string, keep: int64) =
+    let writer =
+        let stream = new FileStream (path, FileMode.OpenOrCreate, FileAccess.Write, FileShare.Read)
+        stream.SetLength (min keep stream.Length)
+        stream.Seek (0L, SeekOrigin.End) |> ignore
+        new StreamWriter (stream)
+
+    new(path: string) = new RunLog (path, 0L)
 
     static member private Node(value: obj | null) : JsonNode | null =
         match value with
@@ -23,6 +31,9 @@ type RunLog(path: string) =
         | other -> JsonValue.Create (string other)
 
     member _.Path = path
+
+    /// Bytes written so far (every line is flushed): what a checkpoint records.
+    member _.Length = writer.BaseStream.Position
 
     /// Writes {"event": name, fields...} as one line.
     member _.Write(name: string, fields: (string * obj | null) list) =

@@ -11,6 +11,9 @@ type TensorBoardLog(runDirectory: string) =
     let writer = torch.utils.tensorboard.SummaryWriter (Path.Combine (runDirectory, "tensorboard"))
     let mutable growthStep = 0
 
+    /// Growth steps already logged (a resumed run continues their numbering).
+    member _.GrowthSteps with get () = growthStep and set v = growthStep <- v
+
     member _.Epoch(epoch: int, trainLoss: float, testLoss: float, testAccuracy: float, parameters: int64, widths: int[]) =
         writer.add_scalar ("loss/train", float32 trainLoss, epoch)
         writer.add_scalar ("loss/test", float32 testLoss, epoch)

@@ -74,6 +74,7 @@ try
     var log = host.Services.GetRequiredService<ILoggerFactory>().CreateLogger("TinyGrow.Host");
     discovery.LogProblems(log);
 
+    StopSignal.Listen();
     await host.StartAsync(); // Ctrl-C / SIGTERM now cancel ApplicationStopping
     var stopping = host.Services.GetRequiredService<IHostApplicationLifetime>().ApplicationStopping;
     var exitCode = commandLine.Verb switch
@@ -82,6 +83,7 @@ try
         Verb.Submit => QueueCommands.Submit(host.Services.GetRequiredService<IJobQueue>(), commandLine.Argument!, Console.Out, Console.Error),
         Verb.Jobs => QueueCommands.Jobs(host.Services.GetRequiredService<IJobQueue>(), Console.Out),
         Verb.Daemon => await UntilStopped(stopping),
+        Verb.Resume => await (run = host.Services.GetRequiredService<RunCommand>()).ResumeAsync(commandLine.Argument!, stopping),
         _ => await (run = host.Services.GetRequiredService<RunCommand>()).ExecuteAsync(stopping),
     };
     await host.StopAsync(); // the daemon's running job is asked to stop and requeued

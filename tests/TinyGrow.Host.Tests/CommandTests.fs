@@ -35,6 +35,17 @@ let tests =
             Expect.isNull (parse [ "--experiment"; "/abs/exp.json"; "run" ]).Error "a value that looks like a path is a value"
         }
 
+        test "command line: resume takes the run folder, reads its config.json, keeps overrides, refuses --experiment" {
+            let resume = parse [ "resume"; "runs/x.partial"; "--Checkpoint:EverySeconds=5" ]
+            Expect.equal resume.Verb Verb.Resume "resume"
+            Expect.equal resume.Argument "runs/x.partial" "the folder"
+            Expect.equal (List.ofSeq resume.ConfigurationArguments)
+                [ "--Experiment"; IO.Path.Combine("runs/x.partial", "config.json"); "--Checkpoint:EverySeconds=5" ] "config.json is the experiment, overrides on top"
+            Expect.stringContains (errorOf [ "resume" ]) "needs the run folder" "no folder"
+            Expect.stringContains (errorOf [ "resume"; "a"; "b" ]) "unexpected argument 'b'" "one folder"
+            Expect.stringContains (errorOf [ "resume"; "a"; "--experiment"; "e.json" ]) "drop --experiment" "its own configuration only"
+        }
+
         test "plugins: the table names the good plugin, its kinds, names and version" {
             use tmp = new TempFolder()
             addFixture tmp.Path "Fixture.GoodPlugin" |> ignore

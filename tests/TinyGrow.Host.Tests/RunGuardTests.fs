@@ -74,6 +74,7 @@ let tests =
             Expect.equal (last.GetProperty("event").GetString()) "interrupted" "the last line says so"
             Expect.stringContains (last.GetProperty("reason").GetString() |> string) "interrupted" "why"
             Expect.equal (last.GetProperty("epoch").GetInt32(), last.GetProperty("batch").GetInt32()) (1, 2) "after epoch 1's two batches"
+            Expect.isTrue (File.Exists(Path.Combine(runs, "stopped.partial", "checkpoint.bin"))) "Ctrl-C writes a checkpoint too"
         }
 
         test "an empty split is a dataset error (exit 3) and nothing is written" {

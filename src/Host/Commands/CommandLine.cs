@@ -5,6 +5,8 @@ public enum Verb
 {
     /// <summary>Train (and grow) one experiment.</summary>
     Run,
+    /// <summary>Continue an interrupted run from its folder's checkpoint.</summary>
+    Resume,
     /// <summary>List the plugins discovered.</summary>
     Plugins,
     /// <summary>Print usage.</summary>
@@ -24,7 +26,7 @@ public enum Verb
 /// <param name="ConfigurationArguments">What the configuration's command-line layer reads
 /// (<c>--Section:Key=value</c>, <c>--Section:Key value</c>, <c>--experiment path</c>).</param>
 /// <param name="Error">A usage error, or null.</param>
-/// <param name="Argument">The verb's one operand (<c>report &lt;run-folder&gt;</c>, <c>submit &lt;experiment.json&gt;</c>), or null.</param>
+/// <param name="Argument">The verb's one operand (<c>report &lt;run-folder&gt;</c>, <c>submit &lt;experiment.json&gt;</c>, <c>resume &lt;run-folder&gt;</c>), or null.</param>
 public sealed record CommandLine(Verb Verb, IReadOnlyList<string> ConfigurationArguments, string? Error, string? Argument = null)
 {
     /// <summary>Splits <paramref name="args"/>: the first bare word is the verb; <c>--help</c>, <c>-h</c>
@@ -50,11 +52,12 @@ public sealed record CommandLine(Verb Verb, IReadOnlyList<string> ConfigurationA
                 continue;
             }
             if (arg.StartsWith('-')) return Fail($"unknown option '{arg}': configuration overrides take two dashes, --Section:Key=value");
-            if (verb is Verb.Report or Verb.Submit && operand is null) { operand = arg; continue; }
+            if (verb is Verb.Report or Verb.Submit or Verb.Resume && operand is null) { operand = arg; continue; }
             if (verb is not null) return Fail($"unexpected argument '{arg}' after the verb '{Name(verb.Value)}'");
             verb = arg.ToLowerInvariant() switch
             {
                 "run" => Verb.Run,
+                "resume" => Verb.Resume,
                 "plugins" => Verb.Plugins,
                 "help" => Verb.Help,
                 "report" => Verb.Report,
@@ -69,6 +72,14 @@ public sealed record CommandLine(Verb Verb, IReadOnlyList<string> ConfigurationA
         if (verb is Verb.Report && operand is null) return Fail("report needs the run folder: tinygrow report runs/<run-id>");
         if (verb is Verb.Report && rest.Count > 0) return Fail($"report takes only a run folder, not configuration ('{rest[0]}')");
         if (verb is Verb.Submit && operand is null) return Fail("submit needs an experiment file: tinygrow submit experiments/quick.json");
+        if (verb == Verb.Resume)
+        {
+            if (operand is null) return Fail("resume needs the run folder: tinygrow resume runs/<run-id>.partial");
+            if (rest.Any(a => a.StartsWith("--experiment", StringComparison.OrdinalIgnoreCase)))
+                return Fail("resume reads the run's own config.json: drop --experiment");
+            // The run's resolved configuration is its experiment file; overrides still apply on top.
+            return new(Verb.Resume, ["--Experiment", Path.Combine(operand, "config.json"), .. rest], null, operand);
+        }
         return new(verb ?? Verb.Run, rest, null, operand);
     }
 

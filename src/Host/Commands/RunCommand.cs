@@ -26,8 +26,21 @@ public sealed class RunCommand(TinyGrowSettings settings, PluginCatalogue catalo
     public string? Folder { get; private set; }
 
     /// <summary>Runs the experiment; returns an <see cref="ExitCodes"/> value.</summary>
-    public async Task<int> ExecuteAsync(CancellationToken cancellation)
+    public Task<int> ExecuteAsync(CancellationToken cancellation) => ExecuteAsync(null, cancellation);
+
+    /// <summary><c>tinygrow resume &lt;folder&gt;</c>: continues the run in <paramref name="folder"/>
+    /// (a <c>&lt;run-id&gt;.partial</c> folder; the settings are its config.json) from its newest good
+    /// checkpoint, or from its beginning when it has none; returns an <see cref="ExitCodes"/> value.</summary>
+    public Task<int> ResumeAsync(string folder, CancellationToken cancellation) => ExecuteAsync(folder, cancellation);
+
+    async Task<int> ExecuteAsync(string? resumeFolder, CancellationToken cancellation)
     {
+        string? resumeProblem = resumeFolder is null ? null : ResumeProblem(resumeFolder);
+        if (resumeProblem is not null)
+        {
+            _log.LogError("{Error}", resumeProblem);
+            return ExitCodes.BadConfiguration;
+        }
         var errors = SettingsValidator.Validate(settings, catalogue);
         if (errors.Count > 0)
         {
@@ -40,7 +53,7 @@ public sealed class RunCommand(TinyGrowSettings settings, PluginCatalogue catalo
             return code;
         }
         var root = Path.GetFullPath(settings.Output.Directory);
-        if (RunFolder.CheckChosen(root, settings.Output.RunId) is { } inUse)
+        if (resumeFolder is null && RunFolder.CheckChosen(root, settings.Output.RunId) is { } inUse)
         {
             _log.LogError("{Error}", inUse);
             return ExitCodes.BadConfiguration;
@@ -84,43 +97,59 @@ public sealed class RunCommand(TinyGrowSettings settings, PluginCatalogue catalo
                     _log.LogError("{Problem}", problem);
                 return ExitCodes.BadConfiguration;
             }
-            // Nothing is written before the claim succeeds; the claim is the only test that counts
-            // (another run may have taken the id while the dataset loaded).
-            RunFolder claimed;
-            try
+            string runId, partial, final;
+            if (resumeFolder is not null)
             {
-                claimed = RunFolder.Claim(root, settings.Output.RunId, clock.GetUtcNow());
+                partial = Path.GetFullPath(resumeFolder).TrimEnd(Path.DirectorySeparatorChar);
+                final = partial[..^SettingsValidator.PartialSuffix.Length];
+                runId = Path.GetFileName(final);
+                Folder = partial;
             }
-            catch (RunFolderException e)
+            else
             {
-                _log.LogError("{Error}", e.Message);
-                return ExitCodes.BadConfiguration;
+                // Nothing is written before the claim succeeds; the claim is the only test that counts
+                // (another run may have taken the id while the dataset loaded).
+                RunFolder claimed;
+                try
+                {
+                    claimed = RunFolder.Claim(root, settings.Output.RunId, clock.GetUtcNow());
+                }
+                catch (RunFolderException e)
+                {
+                    _log.LogError("{Error}", e.Message);
+                    return ExitCodes.BadConfiguration;
+                }
+                (runId, partial, final) = claimed;
+                Folder = partial;
+                try
+                {
+                    WriteConfig(Path.Combine(partial, "config.json"), runId, device);
+                }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                {
+                    _log.LogError("Output:Directory = '{Directory}': cannot write {Folder} ({Error}). Choose a writable --Output:Directory.",
+                        settings.Output.Directory, partial, e.Message);
+                    return ExitCodes.BadConfiguration;
+                }
             }
-            var (runId, partial, final) = claimed;
-            Folder = partial;
-            try
-            {
-                WriteConfig(Path.Combine(partial, "config.json"), runId, device);
-            }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-            {
-                _log.LogError("Output:Directory = '{Directory}': cannot write {Folder} ({Error}). Choose a writable --Output:Directory.",
-                    settings.Output.Directory, partial, e.Message);
-                return ExitCodes.BadConfiguration;
-            }
-            _log.LogInformation("Run {RunId}: {Dataset} ({Train} train, {Test} test samples; {Pipeline}) on {Device}, strategy {Strategy}, writing to {Folder}",
-                runId, data.Name, data.Train.Count, data.Test.Count, data.Pipeline, DeviceName(device), settings.Growth.Strategy, partial);
+            _log.LogInformation("{Verb} {RunId}: {Dataset} ({Train} train, {Test} test samples; {Pipeline}) on {Device}, strategy {Strategy}, writing to {Folder}",
+                resumeFolder is null ? "Run" : "Resuming run", runId, data.Name, data.Train.Count, data.Test.Count, data.Pipeline, DeviceName(device), settings.Growth.Strategy, partial);
 
             // A null strategy means a fixed network (Growth:Strategy = none).
             IGrowthStrategy? strategy = IsFixed ? null : catalogue.GetStrategy(settings.Growth.Strategy);
             var engine = new GrowthEngine(catalogue.BlockKinds, catalogue.LayerKinds, strategy, loggers.CreateLogger("TinyGrow.Engine"));
-            var training = Task.Run(() => engine.Run(data, settings.Model, settings.Training, settings.Growth, device, partial, cancellation), CancellationToken.None);
+            var training = Task.Run(() => engine.Run(data, settings.Model, settings.Training, settings.Growth, device, partial, settings.Checkpoint, resumeFolder is not null, cancellation), CancellationToken.None);
             try
             {
                 var summary = await WaitOrGiveUp(training, cancellation);
                 Report(partial);
                 Directory.Move(partial, final);
                 Folder = final;
+                try { Checkpoint.remove(final); }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                {
+                    _log.LogWarning("Could not remove the checkpoints of the finished run in {Folder}: {Error}", final, e.Message);
+                }
                 _log.LogInformation("Run {RunId} done: test accuracy {Accuracy}, {Parameters} parameters, widths {Widths}, {Seconds} s. Results in {Folder}",
                     runId, summary.TestAccuracy.ToString("P2", CultureInfo.InvariantCulture), summary.Parameters,
                     string.Join("/", summary.Widths), summary.Seconds.ToString("F1", CultureInfo.InvariantCulture), final);
@@ -128,10 +157,20 @@ public sealed class RunCommand(TinyGrowSettings settings, PluginCatalogue catalo
             }
             catch (Exception) when (cancellation.IsCancellationRequested)
             {
-                Interrupted(training, partial, "interrupted (Ctrl-C or SIGTERM)", engine.Progress);
+                // SIGTERM is how a service manager or scheduler stops a job it means to restart: once
+                // the checkpoint is written, that is a clean stop (0). Ctrl-C is a person stopping a
+                // run: 130, as shells expect, with the checkpoint written all the same.
+                var terminated = StopSignal.Terminated && engine.CheckpointedOnStop;
+                var how = StopSignal.Terminated ? "SIGTERM" : "Ctrl-C";
+                Interrupted(training, partial, engine.CheckpointedOnStop
+                    ? $"interrupted ({how}); checkpoint written: tinygrow resume {partial}"
+                    : $"interrupted ({how})", engine.Progress);
+                if (engine.CheckpointedOnStop)
+                    _log.LogWarning("Run {RunId} stopped ({How}) at a checkpoint; continue it with: tinygrow resume {Folder}", runId, how, partial);
+                else
+                    _log.LogWarning("Run {RunId} interrupted ({How}); its partial results are left in {Folder}", runId, how, partial);
                 if (training.IsCompleted) Report(partial);
-                _log.LogWarning("Run {RunId} interrupted; its partial results are left in {Folder}", runId, partial);
-                return ExitCodes.Cancelled;
+                return terminated ? ExitCodes.Ok : ExitCodes.Cancelled;
             }
             catch (NonFiniteLossException e)
             {
@@ -148,6 +187,21 @@ public sealed class RunCommand(TinyGrowSettings settings, PluginCatalogue catalo
                 return ExitCodes.RunFailed;
             }
         }
+    }
+
+    // What makes a folder impossible to resume, checked before the dataset loads; null if none.
+    static string? ResumeProblem(string folder)
+    {
+        var path = Path.GetFullPath(folder).TrimEnd(Path.DirectorySeparatorChar);
+        if (!Directory.Exists(path))
+            return $"resume {folder}: no such run folder.";
+        if (!path.EndsWith(SettingsValidator.PartialSuffix, StringComparison.Ordinal))
+            return $"resume {folder}: only an unfinished run (a folder named <run-id>{SettingsValidator.PartialSuffix}) can be resumed; this one has finished.";
+        if (Directory.Exists(path[..^SettingsValidator.PartialSuffix.Length]) || File.Exists(path[..^SettingsValidator.PartialSuffix.Length]))
+            return $"resume {folder}: {path[..^SettingsValidator.PartialSuffix.Length]} already exists (the run finished); nothing to resume.";
+        if (!File.Exists(Path.Combine(path, "config.json")))
+            return $"resume {folder}: it holds no config.json, so the run's settings are unknown.";
+        return null;
     }
 
     // A split without samples gives an accuracy of NaN, or a run that "finishes" without training:
@@ -253,7 +307,25 @@ public sealed class RunCommand(TinyGrowSettings settings, PluginCatalogue catalo
         device.type == DeviceType.CUDA ? $"cuda:{Math.Max(device.index, 0)}" : "cpu";
 
     // The whole resolved configuration, so that the run can be repeated from its own folder
-    // (tinygrow run --experiment runs/<id>/config.json --Output:RunId=<new id>).
+    // (tinygrow run --experiment runs/<id>/config.json --Output:RunId=<new id>) and resumed from it.
+    // Computed properties (a layer's ResolvedPadding) are not keys: strict configuration refuses them.
+    static readonly JsonSerializerOptions ConfigJson = new()
+    {
+        WriteIndented = true,
+        TypeInfoResolver = new System.Text.Json.Serialization.Metadata.DefaultJsonTypeInfoResolver
+        {
+            Modifiers =
+            {
+                info =>
+                {
+                    if (info.Type.Namespace?.StartsWith("TinyGrow", StringComparison.Ordinal) != true) return;
+                    foreach (var property in info.Properties.Where(p => p.Set is null).ToList())
+                        info.Properties.Remove(property);
+                },
+            },
+        },
+    };
+
     void WriteConfig(string path, string runId, torch.Device device)
     {
         var resolved = new
@@ -262,12 +334,13 @@ public sealed class RunCommand(TinyGrowSettings settings, PluginCatalogue catalo
             settings.Model,
             settings.Growth,
             settings.Training,
+            settings.Checkpoint,
             Output = new OutputOptions { Directory = settings.Output.Directory, RunId = runId },
             Device = DeviceName(device),
             settings.Plugins,
         };
         var temporary = path + ".tmp";
-        File.WriteAllText(temporary, JsonSerializer.Serialize(resolved, new JsonSerializerOptions { WriteIndented = true }));
+        File.WriteAllText(temporary, JsonSerializer.Serialize(resolved, ConfigJson));
         File.Move(temporary, path);
     }
 }

@@ -7,11 +7,14 @@ public static class Usage
     public static void Write(TextWriter output) => output.Write(
         """
         Usage: tinygrow [run|plugins|daemon|jobs|help] [--experiment <file.json>] [--Section:Key=value ...]
+               tinygrow resume <run-folder> [--Section:Key=value ...]
                tinygrow submit <experiment.json> [--Section:Key=value ...]
                tinygrow report <run-folder>
 
         Verbs:
           run       train the experiment, growing the network (default)
+          resume    continue an interrupted run (<id>.partial) from its last good checkpoint,
+                    with the configuration in its config.json
           plugins   list the layer kinds, growth strategies and datasets found in plugins/
           report    draw the figures and report.md of a run folder from its metrics.jsonl
           daemon    run the jobs of the queue (Daemon:QueueFolder) one at a time, until stopped
@@ -25,13 +28,14 @@ public static class Usage
           TINYGROW_Section__Key=value       environment variables
           --Section:Key=value               command line, e.g. --Training:Epochs=2
                                             --Model:Layers:0:Width=8  --Growth:Strategy=none  --Device=cpu
-        Sections: Dataset, Model, Growth, Training, Output, Device, Plugins:Folders, Daemon
+        Sections: Dataset, Model, Growth, Training, Output, Checkpoint, Device, Plugins:Folders, Daemon
 
         Unknown keys, gaps in list indices (Model:Layers:0, 1, 2…) and values of the wrong type are errors.
 
         Exit codes: 0 done, 1 run failed or unexpected error, 2 bad configuration or usage,
-                    3 dataset missing or corrupt, 130 interrupted.
-                    A failed or interrupted run keeps its <Output:Directory>/<run-id>.partial/.
+                    3 dataset missing or corrupt, 130 interrupted (Ctrl-C).
+                    SIGTERM checkpoints and exits 0. A failed or interrupted run keeps its
+                    <Output:Directory>/<run-id>.partial/ (tinygrow resume continues it).
 
         """);
 }

@@ -24,6 +24,7 @@ public static partial class SettingsValidator
         Annotations(errors, "Growth", settings.Growth);
         Annotations(errors, "Training", settings.Training);
         Annotations(errors, "Output", settings.Output);
+        Annotations(errors, "Checkpoint", settings.Checkpoint);
         Annotations(errors, "Plugins", settings.Plugins);
         Annotations(errors, "Daemon", settings.Daemon);
         if (settings.Model.Preset.Length == 0 && settings.Model.Layers.Count == 0)

@@ -24,6 +24,8 @@ public sealed class TinyGrowSettings
     public TrainingOptions Training { get; init; } = new();
     /// <summary>Section "Output".</summary>
     public OutputOptions Output { get; init; } = new();
+    /// <summary>Section "Checkpoint".</summary>
+    public CheckpointOptions Checkpoint { get; init; } = new();
     /// <summary>"auto" (CUDA when available), "cpu", "cuda" or "cuda:&lt;index&gt;".</summary>
     public string Device { get; init; } = "auto";
     /// <summary>Section "Plugins".</summary>
@@ -47,6 +49,7 @@ public sealed class TinyGrowSettings
             Growth = BindSection<GrowthOptions>(configuration, "Growth"),
             Training = BindSection<TrainingOptions>(configuration, "Training"),
             Output = BindSection<OutputOptions>(configuration, "Output"),
+            Checkpoint = BindSection<CheckpointOptions>(configuration, "Checkpoint"),
             Plugins = BindSection<PluginsOptions>(configuration, "Plugins"),
             Daemon = BindSection<DaemonOptions>(configuration, "Daemon"),
             Device = configuration["Device"] ?? "auto",
