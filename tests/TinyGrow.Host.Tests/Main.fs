@@ -13,6 +13,7 @@ let all =
         RunGuardTests.tests
         ReportTests.tests
         DaemonTests.tests
+        TemplateTests.tests
     ]
 
 [<EntryPoint>]
