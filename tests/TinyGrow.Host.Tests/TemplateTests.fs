@@ -67,6 +67,9 @@ let tests =
                 dotnet project [ "build"; "-c"; "Release"; "-nologo"; "-v"; "minimal"; "-nodeReuse:false"
                                  $"-p:RestorePackagesPath={ownPackages}"; $"-p:RestoreFallbackFolders={cache}" ]
             Expect.equal built 0 $"dotnet build of the template: {buildLog}"
+            // Offline: only TinyGrow.* were taken from a source (the local feed); the rest was in the cache.
+            let fetched = Directory.GetDirectories ownPackages |> Array.map (fun d -> DirectoryInfo(d).Name) |> Array.sort
+            Expect.equal fetched [| "tinygrow.abstractions"; "tinygrow.core" |] "nothing but TinyGrow.* restored from a source"
             let output = Path.Combine(project, "bin", "Release", "net10.0")
             let files = Directory.GetFiles output |> Array.map Path.GetFileName |> Array.sort
             Expect.contains files "Acme.Widen.dll" "the plugin's DLL"
