@@ -1,13 +1,14 @@
 # Two commands do all the set-up on a fresh Debian 12 machine with the .NET 10 SDK:
 #   make run    restore, build host + plugins, make sure Fashion-MNIST is there, run the default experiment
 #   make test   build and run every test project; ends with "N passed, N failed"
+#   make pack   NuGet packages of TinyGrow.Abstractions, .Core, .Datasets into artifacts/packages/ (plugin SDK)
 DOTNET ?= dotnet
 CONFIG ?= Release
 APP := artifacts/tinygrow
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
 ARGS ?=
 
-.PHONY: build run test data clean bench
+.PHONY: build run test data clean bench pack
 
 build:
 	$(DOTNET) build Plugins.sln -c $(CONFIG) -nologo -clp:NoSummary -v minimal
@@ -25,10 +26,16 @@ data:
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq dataset-fashion-mnist; \
 	fi
 
+# The plugin SDK: what a plugin outside this repository references (templates/, docs/plugins.md).
+# Only those three projects are packable (build/Packaging.props); the rest of the solution is skipped.
+pack: build
+	$(DOTNET) pack Plugins.sln -c $(CONFIG) --no-build -nologo -v minimal
+
 run: build data
 	$(DOTNET) $(APP)/tinygrow.dll run $(ARGS)
 
-test: build
+# The plugin template test builds an outside project against artifacts/packages: pack first.
+test: pack
 	CONFIG=$(CONFIG) scripts/run-tests.sh
 
 bench: build

@@ -179,6 +179,28 @@ let tests =
             Expect.stringContains startsLate.Message "Plugins:Folders:0 is not" "any list, from 0"
         }
 
+        test "Plugins:Folders takes one path as well as a list; a list of sections still does not take one value" {
+            use tmp = new TempFolder()
+            File.WriteAllText(tmp.File "appsettings.json", appsettings)
+            let one = build tmp.Path [ "--Plugins:Folders=/opt/plugins" ] |> TinyGrowSettings.Bind
+            Expect.equal (List.ofSeq one.Plugins.Folders) [ "/opt/plugins" ] "--Plugins:Folders=/path is a list of one"
+            let listed = build tmp.Path [ "--Plugins:Folders:0=/a"; "--Plugins:Folders:1=/b" ] |> TinyGrowSettings.Bind
+            Expect.equal (List.ofSeq listed.Plugins.Folders) [ "/a"; "/b" ] "the list form"
+            let both = build tmp.Path [ "--Plugins:Folders:0=/a"; "--Plugins:Folders=/c" ] |> TinyGrowSettings.Bind
+            Expect.equal (List.ofSeq both.Plugins.Folders) [ "/a"; "/c" ] "elements first, then the one value"
+            File.WriteAllText(tmp.File "exp.json", """{ "Plugins": { "Folders": "in-file" } }""")
+            let file = build tmp.Path [ "--experiment"; "exp.json" ] |> TinyGrowSettings.Bind
+            Expect.equal (List.ofSeq file.Plugins.Folders) [ "in-file" ] "a JSON string"
+            Environment.SetEnvironmentVariable("TINYGROW_Plugins__Folders", "/from-env")
+            try
+                let env = build tmp.Path [] |> TinyGrowSettings.Bind
+                Expect.equal (List.ofSeq env.Plugins.Folders) [ "/from-env" ] "TINYGROW_Plugins__Folders=/path"
+            finally
+                Environment.SetEnvironmentVariable("TINYGROW_Plugins__Folders", null)
+            let layers = thrown (fun () -> settingsFrom [ "Model:Layers", "3" ] |> ignore)
+            Expect.stringContains layers.Message "Model:Layers is a list, set its elements" "a list of sections needs its elements"
+        }
+
         test "widths are bounded: a huge width is an error, not a native crash" {
             let huge = errorsOf (fixtureExperiment @ [ "Model:Layers:0:Width", "10000000"; "Model:Layers:0:MaxWidth", "10000000" ])
             Expect.stringContains huge "Model:Layers:0:Width = 10000000" "width"

@@ -73,6 +73,27 @@ let tests =
             Expect.isEmpty result.Plugins "nothing loaded"
         }
 
+        test "a DLL lying loose in a plugins folder, or a folder holding another DLL, is refused with where it belongs" {
+            use tmp = new TempFolder()
+            let loose = tmp.File "Fixture.GoodPlugin.dll"
+            File.Copy(fixtureDll "Fixture.GoodPlugin", loose)
+            let misnamed = Directory.CreateDirectory(tmp.File "good").FullName
+            File.Copy(fixtureDll "Fixture.GoodPlugin", Path.Combine(misnamed, "Fixture.GoodPlugin.dll"))
+            let empty = Directory.CreateDirectory(tmp.File "Empty").FullName
+            let result, _ = discover [ tmp.Path ]
+            Expect.isEmpty result.Plugins "nothing loaded"
+            let problem path = Expect.wantSome (result.Problems |> Seq.tryFind (fun p -> p.Path = path)) $"{path} refused"
+            let l = problem loose
+            Expect.stringContains l.Reason "lying loose" "says why"
+            Expect.stringContains l.Reason (Path.Combine(tmp.Path, "Fixture.GoodPlugin", "Fixture.GoodPlugin.dll")) "says where it belongs"
+            Expect.stringContains l.Fix ("mkdir " + Path.Combine(tmp.Path, "Fixture.GoodPlugin")) "says how"
+            let m = problem misnamed
+            Expect.stringContains m.Reason "no good.dll in it" "names the DLL the folder should hold"
+            Expect.stringContains m.Reason "it holds Fixture.GoodPlugin.dll" "and what it holds"
+            Expect.stringContains m.Fix "rename the folder to Fixture.GoodPlugin" "the one DLL names the folder"
+            Expect.stringContains (problem empty).Reason "no DLL at all" "an empty folder"
+        }
+
         test "a name served twice: the first plugin wins and the warning names both files" {
             use first = new TempFolder()
             use second = new TempFolder()

@@ -14,6 +14,7 @@ let all =
         ReportTests.tests
         DaemonTests.tests
         CheckpointTests.tests
+        TemplateTests.tests
     ]
 
 [<EntryPoint>]

@@ -74,6 +74,9 @@ public static class StrictKeys
         {
             ConfigurationSchema.Value v => Convert(key, value, v.Type),
             _ when value.Length == 0 => null,
+            // A list of values also takes one value, a list of one (`--Plugins:Folders=/path`);
+            // TinyGrowSettings.Bind binds it so.
+            ConfigurationSchema.List { Element: ConfigurationSchema.Value element } => Convert(key, value, element.Type),
             ConfigurationSchema.List => $"{key} = '{value}': {key} is a list, set its elements ({key}:0, {key}:1, …), not one value",
             _ => $"{key} = '{value}': {key} is a section, set the keys below it ({key}:<Key>), not one value",
         };

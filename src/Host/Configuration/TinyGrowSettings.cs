@@ -7,7 +7,8 @@ namespace TinyGrow.Host.Configuration;
 public sealed class PluginsOptions
 {
     /// <summary>Folders searched for plugins besides <c>plugins/</c> next to the executable
-    /// (relative paths are resolved against the current directory).</summary>
+    /// (relative paths are resolved against the current directory). One folder may be given as one
+    /// value (<c>--Plugins:Folders=/path</c>) as well as a list (<c>--Plugins:Folders:0=/path</c>).</summary>
     public List<string> Folders { get; set; } = new();
 }
 
@@ -50,10 +51,28 @@ public sealed class TinyGrowSettings
             Training = BindSection<TrainingOptions>(configuration, "Training"),
             Output = BindSection<OutputOptions>(configuration, "Output"),
             Checkpoint = BindSection<CheckpointOptions>(configuration, "Checkpoint"),
-            Plugins = BindSection<PluginsOptions>(configuration, "Plugins"),
+            Plugins = WithOneValue(configuration, "Plugins", "Folders", (c, s) => BindSection<PluginsOptions>(c, s), p => p.Folders),
             Daemon = BindSection<DaemonOptions>(configuration, "Daemon"),
             Device = configuration["Device"] ?? "auto",
         };
+    }
+
+    /// <summary>A list of values set as one value (<c>--Plugins:Folders=/path</c>, <c>TINYGROW_Plugins__Folders=/path</c>,
+    /// <c>"Folders": "/path"</c>) is a list of one (StrictKeys accepts it). The binder cannot convert a
+    /// string to a list, so the section is bound without that value, which is then added after any
+    /// elements set as well (<c>Plugins:Folders:0</c>, in any layer).</summary>
+    static T WithOneValue<T>(IConfiguration configuration, string section, string list, Func<IConfiguration, string, T> bind, Func<T, List<string>> elements)
+    {
+        var key = ConfigurationPath.Combine(section, list);
+        if (configuration[key] is not { } one) return bind(configuration, section);
+        var rest = new ConfigurationBuilder()
+            .AddInMemoryCollection(configuration.GetSection(section).AsEnumerable()
+                .Where(kv => kv.Value is not null && !string.Equals(kv.Key, key, StringComparison.OrdinalIgnoreCase)))
+            .Build();
+        var options = bind(rest, section);
+        if (one.Length > 0 && !elements(options).Contains(one, StringComparer.Ordinal))
+            elements(options).Add(one);
+        return options;
     }
 
     static IEnumerable<Exception> Chain(Exception e)

@@ -55,14 +55,26 @@ public static class PluginDiscovery
                         "correct the path in Plugins:Folders (relative paths are resolved against the current directory) or remove it"));
                 continue;
             }
+            // A DLL dropped straight into the plugins folder is the usual first attempt: say where it belongs.
+            foreach (var loose in Directory.GetFiles(folder, "*.dll").Order(StringComparer.Ordinal))
+            {
+                var name = Path.GetFileNameWithoutExtension(loose);
+                problems.Add(new(loose, $"a DLL lying loose in the plugins folder is not loaded (a plugin is {Path.Combine(folder, name, name + ".dll")}, in a folder of its own, with its private dependencies beside it)",
+                    $"move it into a folder named after it: mkdir {Path.Combine(folder, name)} && mv {loose} {Path.Combine(folder, name)}/"));
+            }
             foreach (var pluginFolder in Directory.GetDirectories(folder).Order(StringComparer.Ordinal))
             {
                 var name = Path.GetFileName(pluginFolder);
                 var dll = Path.Combine(pluginFolder, name + ".dll");
                 if (!File.Exists(dll))
                 {
-                    problems.Add(new(pluginFolder, $"no {name}.dll in it (a plugin folder <Name>/ must hold <Name>.dll)",
-                        "rename the folder after the plugin's main DLL, or remove the folder"));
+                    var found = Directory.GetFiles(pluginFolder, "*.dll").Select(Path.GetFileName).Order(StringComparer.Ordinal).ToList();
+                    problems.Add(new(pluginFolder,
+                        $"no {name}.dll in it (a plugin folder <Name>/ must hold <Name>.dll; " +
+                        (found.Count == 0 ? "it holds no DLL at all)" : $"it holds {string.Join(", ", found.Take(5))}{(found.Count > 5 ? ", …" : "")})"),
+                        found.Count == 1
+                            ? $"rename the folder to {Path.GetFileNameWithoutExtension(found[0])} (the plugin's main DLL), or remove the folder"
+                            : "rename the folder after the plugin's main DLL, or remove the folder"));
                     continue;
                 }
                 Load(name, dll, services, plugins, registrations, problems, loaders);
