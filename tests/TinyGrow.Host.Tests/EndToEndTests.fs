@@ -77,7 +77,7 @@ let tests =
             Expect.equal exit ExitCodes.Ok "exit code 0"
             let run = Path.Combine(runs, "e2e")
             Expect.isFalse (Directory.Exists(run + ".partial")) "the .partial folder was renamed"
-            for file in [ "config.json"; "metrics.jsonl"; "model.json"; "model.bin"; "report.md"; "loss-accuracy.png"; "widths.png"; "bottleneck.png"; "accuracy-parameters.png" ] do
+            for file in [ "config.json"; "metrics.jsonl"; "model.json"; "model.bin"; "model.pt"; "tinygrow_model.py"; "report.md"; "loss-accuracy.png"; "widths.png"; "bottleneck.png"; "accuracy-parameters.png" ] do
                 Expect.isTrue (File.Exists(Path.Combine(run, file))) $"{file} written"
             let config = JsonDocument.Parse(File.ReadAllText(Path.Combine(run, "config.json"))).RootElement
             Expect.equal (config.GetProperty("Growth").GetProperty("Strategy").GetString()) "tiny" "config.json is the resolved configuration"
