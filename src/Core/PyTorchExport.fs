@@ -91,6 +91,45 @@ let stateDict (net: Network) (inputShape: int64[]) : (string * torch.Tensor)[] =
         for _, t in entries do t.Dispose ()
         reraise ()
 
+/// The state dict of a saved model (model.json + model.bin in `directory`, ModelFile's format),
+/// without building it (no plugin needed): model.bin's tensors are the blocks' parameters (counts
+/// from model.json's ParameterShapes), then the buffers (counts from `stateNames`), in block order.
+let stateDictOfFiles (directory: string) : (string * torch.Tensor)[] =
+    let jsonPath = Path.Combine (directory, "model.json")
+    let doc =
+        match Text.Json.JsonSerializer.Deserialize<ModelFile.SavedModel> (File.ReadAllText jsonPath) with
+        | null -> invalidArg "directory" $"{jsonPath} is empty."
+        | d when isNull (box d.Blocks) || isNull (box d.ParameterShapes) || d.Blocks.Length <> d.ParameterShapes.Length ->
+            invalidArg "directory" $"{jsonPath} is not a TinyGrow model (Blocks and ParameterShapes missing or of different lengths)."
+        | d -> d
+    // per block, its names; a block's input channels are the previous one's output channels
+    let names =
+        let mutable shape = doc.InputShape
+        [| for spec in doc.Blocks do
+             yield stateNames spec shape
+             shape <- match spec.Kind with
+                      | "resnet-stem" | "resnet-basic" -> [| int64 spec.Channels |]
+                      | _ -> [| int64 doc.Classes |] |]
+    let entries = ResizeArray<string * torch.Tensor> ()
+    try
+        use s = File.OpenRead (Path.Combine (directory, "model.bin"))
+        use r = new BinaryReader (s)
+        let read () =
+            if s.Position >= s.Length then invalidArg "directory" $"{directory}/model.bin ends before every tensor model.json lists was read."
+            torch.Tensor.Load r
+        names |> Array.iteri (fun i n ->
+            if n.Parameters.Length <> doc.ParameterShapes[i].Length then
+                invalidArg "directory" $"{jsonPath}: block {i} ({doc.Blocks[i].Kind}) lists {doc.ParameterShapes[i].Length} parameters, but its PyTorch names are {n.Parameters.Length}."
+            for name in n.Parameters do entries.Add ($"blocks.{i}.{name}", read ()))
+        names |> Array.iteri (fun i n ->
+            for name in n.Buffers do entries.Add ($"blocks.{i}.{name}", read ())
+            for bn in n.BatchNorms do entries.Add ($"blocks.{i}.{bn}.num_batches_tracked", torch.tensor (0L)))
+        if s.Position <> s.Length then invalidArg "directory" $"{directory}/model.bin holds more tensors than model.json lists."
+        entries.ToArray ()
+    with _ ->
+        for _, t in entries do t.Dispose ()
+        reraise ()
+
 /// The Python file that rebuilds the model (python/tinygrow_model.py, embedded).
 let pythonSource () =
     let assembly = typeof<BlockStateNames>.Assembly
@@ -106,10 +145,7 @@ let private writeAtomically (path: string) (write: Stream -> unit) =
     (using (File.Create tmp) write)
     File.Move (tmp, path, true)
 
-/// Writes model.pt (the state dict, loadable with Python's `torch.load`) and tinygrow_model.py into
-/// `directory`, beside the model.json that ModelFile.save writes (the architecture it reads).
-let write (net: Network) (inputShape: int64[]) (directory: string) =
-    let entries = stateDict net inputShape
+let private writeEntries (entries: (string * torch.Tensor)[]) (directory: string) =
     try
         let table = Hashtable ()
         for name, t in entries do table[name] <- t
@@ -121,3 +157,10 @@ let write (net: Network) (inputShape: int64[]) (directory: string) =
             w.Write source)
     finally
         for _, t in entries do t.Dispose ()
+
+/// Writes model.pt (the state dict, loadable with Python's `torch.load`) and tinygrow_model.py into
+/// `directory`, beside the model.json that ModelFile.save writes (the architecture it reads).
+let write (net: Network) (inputShape: int64[]) (directory: string) = writeEntries (stateDict net inputShape) directory
+
+/// The same export for a folder that holds model.json and model.bin (`tinygrow export <run-folder>`).
+let writeFromFiles (directory: string) = writeEntries (stateDictOfFiles directory) directory

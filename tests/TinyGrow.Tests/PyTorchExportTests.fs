@@ -154,6 +154,22 @@ let tests =
                     for _, t in entries do t.Dispose ()
         }
 
+        test "the export of a saved folder (tinygrow export) equals the export of the network" {
+            for name, build, shape, classes in cases do
+                use net = build ()
+                perturbNormalisation net 97UL
+                withTempFolder (fun dir ->
+                    ModelFile.save net shape classes dir
+                    let live = PyTorchExport.stateDict net shape |> Array.sortBy fst
+                    let saved = PyTorchExport.stateDictOfFiles dir |> Array.sortBy fst
+                    try
+                        Expect.equal (Array.map fst saved) (Array.map fst live) $"{name}: same names"
+                        for (n, a), (_, b) in Array.zip saved live do
+                            Expect.isTrue (identical a b) $"{name}: {n} identical"
+                    finally
+                        for _, t in Array.append live saved do t.Dispose ())
+        }
+
         test "an unknown block kind has no names and says where to add them" {
             Expect.throwsC (fun () -> PyTorchExport.stateNames (BlockSpec (Kind = "transformer")) [| 3L |] |> ignore)
                 (fun e -> Expect.stringContains e.Message "stateNames" "names the function")
