@@ -150,7 +150,7 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
             logger.LogInformation ("epoch {Epoch}/{Epochs}: train loss {TrainLoss:f4}, test accuracy {Accuracy:p2}, widths {Widths}, {Parameters} parameters, {Seconds:f0} s",
                                    epoch, training.Epochs, trainLoss, testAccuracy, String.Join ("/", net.Widths), net.ParameterCount, clock.Elapsed.TotalSeconds)
         ModelFile.save net data.InputShape data.Classes runDirectory
-        PyTorchExport.write net data.InputShape runDirectory
+        PyTorchExport.writeOrWarn logger net data.InputShape runDirectory
         let summary =
             { TestAccuracy = finalAccuracy
               Parameters = net.ParameterCount

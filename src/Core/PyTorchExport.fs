@@ -13,6 +13,7 @@ module TinyGrow.Core.PyTorchExport
 open System
 open System.Collections
 open System.IO
+open Microsoft.Extensions.Logging
 open TorchSharp
 open TinyGrow.Abstractions
 
@@ -164,3 +165,13 @@ let write (net: Network) (inputShape: int64[]) (directory: string) = writeEntrie
 
 /// The same export for a folder that holds model.json and model.bin (`tinygrow export <run-folder>`).
 let writeFromFiles (directory: string) = writeEntries (stateDictOfFiles directory) directory
+
+/// `write` at the end of a run: a failure (a block kind without PyTorch names, a full disk) is a
+/// warning, not a failed run; model.json and model.bin are already written, and
+/// `tinygrow export <run-folder>` can write the export later.
+let writeOrWarn (logger: ILogger) (net: Network) (inputShape: int64[]) (directory: string) =
+    try write net inputShape directory
+    with e ->
+        logger.LogWarning ("PyTorch export (model.pt, tinygrow_model.py) not written: {Reason}", e.Message)
+        for name in [ "model.pt"; "tinygrow_model.py" ] do
+            try File.Delete (Path.Combine (directory, name + ".tmp")) with _ -> ()

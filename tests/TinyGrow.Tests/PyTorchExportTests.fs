@@ -170,6 +170,23 @@ let tests =
                         for _, t in Array.append live saved do t.Dispose ())
         }
 
+        test "at the end of a run, a block kind without PyTorch names is a warning: nothing written, no exception" {
+            let block =
+                { new IModelBlock with
+                    member _.Kind = "custom"
+                    member _.Junctions = [||]
+                    member _.Parameters = [||]
+                    member _.Buffers = [||]
+                    member _.CurrentSpec = BlockSpec (Kind = "custom")
+                    member _.OutputShape = [| 2L |]
+                    member _.Forward(x, _) = x.alias ()
+                    member _.Dispose() = () }
+            use net = new Network ([| block |])
+            withTempFolder (fun dir ->
+                PyTorchExport.writeOrWarn Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance net [| 2L |] dir
+                Expect.isEmpty (Directory.GetFiles dir) "no model.pt, no tinygrow_model.py, no temporary file")
+        }
+
         test "an unknown block kind has no names and says where to add them" {
             Expect.throwsC (fun () -> PyTorchExport.stateNames (BlockSpec (Kind = "transformer")) [| 3L |] |> ignore)
                 (fun e -> Expect.stringContains e.Message "stateNames" "names the function")
