@@ -255,6 +255,7 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
             | null -> ()
             | o -> o.Dispose ()
         ModelFile.save net data.InputShape data.Classes runDirectory
+        PyTorchExport.writeOrWarn logger net data.InputShape runDirectory
         let summary =
             { TestAccuracy = state.LastAccuracy
               Parameters = net.ParameterCount

@@ -20,6 +20,7 @@ if (commandLine.Error is not null)
 }
 if (commandLine.Verb == Verb.Help) { Usage.Write(Console.Out); return ExitCodes.Ok; }
 if (commandLine.Verb == Verb.Report) return ReportCommand.Execute(commandLine.Argument!, Console.Out, Console.Error);
+if (commandLine.Verb == Verb.Export) return ExportCommand.Execute(commandLine.Argument!, Console.Out, Console.Error);
 
 RunCommand? run = null; // names the run folder, once claimed, in the report of an unexpected error
 // An exception on another thread would abort the process (exit 134, a bare trace): report it the

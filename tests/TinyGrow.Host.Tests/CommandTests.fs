@@ -33,6 +33,10 @@ let tests =
             Expect.stringContains (errorOf [ "run"; "extra" ]) "unexpected argument 'extra'" "stray word"
             Expect.stringContains (errorOf [ "-x" ]) "'-x'" "single dash"
             Expect.isNull (parse [ "--experiment"; "/abs/exp.json"; "run" ]).Error "a value that looks like a path is a value"
+            let export = parse [ "export"; "runs/x" ]
+            Expect.equal (export.Verb, export.Argument) (Verb.Export, "runs/x") "export <run-folder>"
+            Expect.stringContains (errorOf [ "export" ]) "export needs the run folder" "export without a folder"
+            Expect.stringContains (errorOf [ "export"; "runs/x"; "--Device=cpu" ]) "export takes only a run folder" "export with configuration"
         }
 
         test "command line: resume takes the run folder, reads its config.json, keeps overrides, refuses --experiment" {

@@ -77,7 +77,7 @@ let tests =
             Expect.equal exit ExitCodes.Ok "exit code 0"
             let run = Path.Combine(runs, "e2e")
             Expect.isFalse (Directory.Exists(run + ".partial")) "the .partial folder was renamed"
-            for file in [ "config.json"; "metrics.jsonl"; "model.json"; "model.bin"; "report.md"; "loss-accuracy.png"; "widths.png"; "bottleneck.png"; "accuracy-parameters.png" ] do
+            for file in [ "config.json"; "metrics.jsonl"; "model.json"; "model.bin"; "model.pt"; "tinygrow_model.py"; "report.md"; "loss-accuracy.png"; "widths.png"; "bottleneck.png"; "accuracy-parameters.png" ] do
                 Expect.isTrue (File.Exists(Path.Combine(run, file))) $"{file} written"
             let config = JsonDocument.Parse(File.ReadAllText(Path.Combine(run, "config.json"))).RootElement
             Expect.equal (config.GetProperty("Growth").GetProperty("Strategy").GetString()) "tiny" "config.json is the resolved configuration"
@@ -87,6 +87,14 @@ let tests =
             let final = lines[lines.Length - 1]
             let widths = [| for w in final.GetProperty("widths").EnumerateArray() -> w.GetInt32() |]
             Expect.isGreaterThan widths[0] 1 "the hidden layer grew from 1"
+            // tinygrow export writes the PyTorch export again from model.json + model.bin
+            File.Delete(Path.Combine(run, "model.pt"))
+            use out = new StringWriter()
+            use err = new StringWriter()
+            Expect.equal (ExportCommand.Execute(run, out, err)) ExitCodes.Ok $"export exits 0 ({err})"
+            Expect.isTrue (File.Exists(Path.Combine(run, "model.pt"))) "export wrote model.pt"
+            Expect.equal (ExportCommand.Execute(data.File "nothing", out, err)) ExitCodes.BadConfiguration "a folder without a model: exit 2"
+            Expect.stringContains (err.ToString()) "model.json does not exist" "names the missing file"
         }
     
         test "the built application (its own TorchSharp natives and plugins) runs and exits 0; bad configuration exits 2" {

@@ -90,6 +90,7 @@ let tests =
                 let added = growths |> Array.sumBy (fun e -> e.GetProperty("added").GetInt32 ())
                 Expect.equal (Array.sum summary.Widths - 2) added "widths grew by exactly what the growth lines say"
                 Expect.isTrue (File.Exists (Path.Combine (dir, "model.json")) && File.Exists (Path.Combine (dir, "model.bin"))) "model written"
+                Expect.isTrue (File.Exists (Path.Combine (dir, "model.pt")) && File.Exists (Path.Combine (dir, "tinygrow_model.py"))) "PyTorch export written"
                 let blocks = JsonDocument.Parse(File.ReadAllText (Path.Combine (dir, "model.json"))).RootElement.GetProperty "Blocks"
                 let layers = blocks[0].GetProperty "Layers"
                 let savedWidths = [| for l in layers.EnumerateArray () -> l.GetProperty("Width").GetInt32 () |]

@@ -19,6 +19,8 @@ public enum Verb
     Submit,
     /// <summary>List the queue's jobs and their states.</summary>
     Jobs,
+    /// <summary>Write the PyTorch export (model.pt, tinygrow_model.py) of a run folder.</summary>
+    Export,
 }
 
 /// <summary>The command line split into the verb and the configuration arguments.</summary>
@@ -26,7 +28,7 @@ public enum Verb
 /// <param name="ConfigurationArguments">What the configuration's command-line layer reads
 /// (<c>--Section:Key=value</c>, <c>--Section:Key value</c>, <c>--experiment path</c>).</param>
 /// <param name="Error">A usage error, or null.</param>
-/// <param name="Argument">The verb's one operand (<c>report &lt;run-folder&gt;</c>, <c>submit &lt;experiment.json&gt;</c>, <c>resume &lt;run-folder&gt;</c>), or null.</param>
+/// <param name="Argument">The verb's one operand (<c>report &lt;run-folder&gt;</c>, <c>submit &lt;experiment.json&gt;</c>, <c>resume &lt;run-folder&gt;</c>, <c>export &lt;run-folder&gt;</c>), or null.</param>
 public sealed record CommandLine(Verb Verb, IReadOnlyList<string> ConfigurationArguments, string? Error, string? Argument = null)
 {
     /// <summary>Splits <paramref name="args"/>: the first bare word is the verb; <c>--help</c>, <c>-h</c>
@@ -52,7 +54,7 @@ public sealed record CommandLine(Verb Verb, IReadOnlyList<string> ConfigurationA
                 continue;
             }
             if (arg.StartsWith('-')) return Fail($"unknown option '{arg}': configuration overrides take two dashes, --Section:Key=value");
-            if (verb is Verb.Report or Verb.Submit or Verb.Resume && operand is null) { operand = arg; continue; }
+            if (verb is Verb.Report or Verb.Submit or Verb.Resume or Verb.Export && operand is null) { operand = arg; continue; }
             if (verb is not null) return Fail($"unexpected argument '{arg}' after the verb '{Name(verb.Value)}'");
             verb = arg.ToLowerInvariant() switch
             {
@@ -64,6 +66,7 @@ public sealed record CommandLine(Verb Verb, IReadOnlyList<string> ConfigurationA
                 "daemon" => Verb.Daemon,
                 "submit" => Verb.Submit,
                 "jobs" => Verb.Jobs,
+                "export" => Verb.Export,
                 _ => null,
             };
             if (verb is null) return Fail($"unknown verb '{arg}'");
@@ -71,6 +74,8 @@ public sealed record CommandLine(Verb Verb, IReadOnlyList<string> ConfigurationA
         if (help) return new(Verb.Help, rest, null);
         if (verb is Verb.Report && operand is null) return Fail("report needs the run folder: tinygrow report runs/<run-id>");
         if (verb is Verb.Report && rest.Count > 0) return Fail($"report takes only a run folder, not configuration ('{rest[0]}')");
+        if (verb is Verb.Export && operand is null) return Fail("export needs the run folder: tinygrow export runs/<run-id>");
+        if (verb is Verb.Export && rest.Count > 0) return Fail($"export takes only a run folder, not configuration ('{rest[0]}')");
         if (verb is Verb.Submit && operand is null) return Fail("submit needs an experiment file: tinygrow submit experiments/quick.json");
         if (verb == Verb.Resume)
         {

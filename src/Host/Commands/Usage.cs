@@ -10,6 +10,7 @@ public static class Usage
                tinygrow resume <run-folder> [--Section:Key=value ...]
                tinygrow submit <experiment.json> [--Section:Key=value ...]
                tinygrow report <run-folder>
+               tinygrow export <run-folder>
 
         Verbs:
           run       train the experiment, growing the network (default)
@@ -17,6 +18,7 @@ public static class Usage
                     with the configuration in its config.json
           plugins   list the layer kinds, growth strategies and datasets found in plugins/
           report    draw the figures and report.md of a run folder from its metrics.jsonl
+          export    write model.pt and tinygrow_model.py (PyTorch) of a run folder's model.json + model.bin
           daemon    run the jobs of the queue (Daemon:QueueFolder) one at a time, until stopped
           submit    put a copy of an experiment file in the queue; prints the job's id
           jobs      list the queue's jobs, their states and reasons

@@ -1,0 +1,177 @@
+/// The PyTorch export of a model: model.pt, a state dict that Python's `torch.load` reads
+/// (TorchSharp.PyBridge's pickler), with PyTorch-style names (`blocks.0.layers.1.weight`,
+/// `blocks.0.bn1.running_mean`, …), and tinygrow_model.py, which rebuilds the model as a
+/// torch.nn.Module from model.json (ModelFile) and loads model.pt into it.
+///
+/// The names come from one place, `stateNames`: per block kind, the names of its `Parameters`
+/// and `Buffers` in the order the block lists them (derived from its spec, never from tensor
+/// shapes). tinygrow_model.py (python/ in the repository, embedded in this assembly) builds
+/// modules with exactly these attribute paths; `load_state_dict(strict=True)` checks every name
+/// and shape on the Python side.
+module TinyGrow.Core.PyTorchExport
+
+open System
+open System.Collections
+open System.IO
+open Microsoft.Extensions.Logging
+open TorchSharp
+open TinyGrow.Abstractions
+
+/// A block's state names, relative to the block: parameters and buffers in the block's order, and
+/// the BatchNorm modules (each gets PyTorch's `num_batches_tracked`, which TinyGrow does not keep).
+type BlockStateNames = { Parameters: string[]; Buffers: string[]; BatchNorms: string[] }
+
+let private isConv (s: LayerSpec) = String.Equals (s.Kind, "conv", StringComparison.OrdinalIgnoreCase)
+
+let private linear (prefix: string) (bias: bool) = [ yield $"{prefix}.weight"; if bias then yield $"{prefix}.bias" ]
+let private bnParameters (prefix: string) = [ $"{prefix}.weight"; $"{prefix}.bias" ]
+let private bnBuffers (prefix: string) = [ $"{prefix}.running_mean"; $"{prefix}.running_var" ]
+
+/// The state names of a block of `spec` whose input has `inputShape` (per sample). Mirrors each
+/// kind's `Parameters`/`Buffers` order: mlp (MlpBlock.fs), cnn (CnnBlock.fs), resnet-* (ResNet.fs).
+let stateNames (spec: BlockSpec) (inputShape: int64[]) : BlockStateNames =
+    match spec.Kind with
+    | "mlp" ->
+        // hidden dense layers, then the output layer (one neuron per class)
+        let hidden = [ for i in 0 .. spec.Layers.Count - 1 do yield! linear $"layers.{i}" spec.Layers[i].Bias ]
+        { Parameters = [| yield! hidden; yield! linear $"layers.{spec.Layers.Count}" spec.OutputBias |]
+          Buffers = [||]; BatchNorms = [||] }
+    | "cnn" ->
+        let layers = Seq.toArray spec.Layers
+        let convs = layers |> Array.takeWhile isConv
+        let denses = layers[convs.Length ..]
+        let stage (i: int) (s: LayerSpec) =
+            [ yield! linear $"stages.{i}.conv" (s.Bias && not s.BatchNorm)
+              if s.BatchNorm then yield! bnParameters $"stages.{i}.bn" ]
+        { Parameters =
+            [| for i in 0 .. convs.Length - 1 do yield! stage i convs[i]
+               for i in 0 .. denses.Length - 1 do yield! linear $"dense.{i}" denses[i].Bias
+               yield! linear $"dense.{denses.Length}" spec.OutputBias |]
+          Buffers = [| for i in 0 .. convs.Length - 1 do if convs[i].BatchNorm then yield! bnBuffers $"stages.{i}.bn" |]
+          BatchNorms = [| for i in 0 .. convs.Length - 1 do if convs[i].BatchNorm then yield $"stages.{i}.bn" |] }
+    | "resnet-stem" ->
+        { Parameters = [| yield "conv.weight"; yield! bnParameters "bn" |]; Buffers = Array.ofList (bnBuffers "bn"); BatchNorms = [| "bn" |] }
+    | "resnet-basic" ->
+        // a 1×1 conv + BN shortcut when the shape changes (as BasicBlockKind.Create decides)
+        let shortcut = spec.Stride <> 1 || (inputShape.Length > 0 && inputShape[0] <> int64 spec.Channels)
+        { Parameters =
+            [| yield "conv1.weight"; yield! bnParameters "bn1"; yield "conv2.weight"; yield! bnParameters "bn2"
+               if shortcut then
+                   yield "downsample.0.weight"
+                   yield! bnParameters "downsample.1" |]
+          Buffers = [| yield! bnBuffers "bn1"; yield! bnBuffers "bn2"; if shortcut then yield! bnBuffers "downsample.1" |]
+          BatchNorms = [| yield "bn1"; yield "bn2"; if shortcut then yield "downsample.1" |] }
+    | "resnet-head" ->
+        { Parameters = Array.ofList (linear "fc" spec.OutputBias); Buffers = [||]; BatchNorms = [||] }
+    | other ->
+        invalidArg "spec" $"No PyTorch export for block kind '{other}': add its names to PyTorchExport.stateNames and its module to python/tinygrow_model.py."
+
+/// The state dict of `net` (whose input per sample has `inputShape`): (name, tensor) in block order,
+/// parameters then buffers then `num_batches_tracked` per block. The tensors are new CPU float32
+/// copies (the caller disposes them). A block whose tensor count differs from its names is an error.
+let stateDict (net: Network) (inputShape: int64[]) : (string * torch.Tensor)[] =
+    use _ = torch.no_grad ()
+    let mutable shape = inputShape
+    let entries = ResizeArray<string * torch.Tensor> ()
+    try
+        net.Blocks
+        |> Array.iteri (fun i block ->
+            let names = stateNames block.CurrentSpec shape
+            let parameters = block.Parameters |> Seq.map (fun p -> p :> torch.Tensor) |> Seq.toArray
+            let buffers = Seq.toArray block.Buffers
+            if names.Parameters.Length <> parameters.Length || names.Buffers.Length <> buffers.Length then
+                invalidOp $"Block {i} ({block.Kind}) has {parameters.Length} parameters and {buffers.Length} buffers, but its PyTorch names are {names.Parameters.Length} and {names.Buffers.Length}: PyTorchExport.stateNames is out of date with the block."
+            let copy (t: torch.Tensor) = t.detach().cpu().contiguous().clone ()
+            for name, t in Array.append (Array.zip names.Parameters parameters) (Array.zip names.Buffers buffers) do
+                entries.Add ($"blocks.{i}.{name}", copy t)
+            for bn in names.BatchNorms do
+                entries.Add ($"blocks.{i}.{bn}.num_batches_tracked", torch.tensor (0L))
+            shape <- block.OutputShape)
+        entries.ToArray ()
+    with _ ->
+        for _, t in entries do t.Dispose ()
+        reraise ()
+
+/// The state dict of a saved model (model.json + model.bin in `directory`, ModelFile's format),
+/// without building it (no plugin needed): model.bin's tensors are the blocks' parameters (counts
+/// from model.json's ParameterShapes), then the buffers (counts from `stateNames`), in block order.
+let stateDictOfFiles (directory: string) : (string * torch.Tensor)[] =
+    let jsonPath = Path.Combine (directory, "model.json")
+    let doc =
+        match Text.Json.JsonSerializer.Deserialize<ModelFile.SavedModel> (File.ReadAllText jsonPath) with
+        | null -> invalidArg "directory" $"{jsonPath} is empty."
+        | d when isNull (box d.Blocks) || isNull (box d.ParameterShapes) || d.Blocks.Length <> d.ParameterShapes.Length ->
+            invalidArg "directory" $"{jsonPath} is not a TinyGrow model (Blocks and ParameterShapes missing or of different lengths)."
+        | d -> d
+    // per block, its names; a block's input channels are the previous one's output channels
+    let names =
+        let mutable shape = doc.InputShape
+        [| for spec in doc.Blocks do
+             yield stateNames spec shape
+             shape <- match spec.Kind with
+                      | "resnet-stem" | "resnet-basic" -> [| int64 spec.Channels |]
+                      | _ -> [| int64 doc.Classes |] |]
+    let entries = ResizeArray<string * torch.Tensor> ()
+    try
+        use s = File.OpenRead (Path.Combine (directory, "model.bin"))
+        use r = new BinaryReader (s)
+        let read () =
+            if s.Position >= s.Length then invalidArg "directory" $"{directory}/model.bin ends before every tensor model.json lists was read."
+            torch.Tensor.Load r
+        names |> Array.iteri (fun i n ->
+            if n.Parameters.Length <> doc.ParameterShapes[i].Length then
+                invalidArg "directory" $"{jsonPath}: block {i} ({doc.Blocks[i].Kind}) lists {doc.ParameterShapes[i].Length} parameters, but its PyTorch names are {n.Parameters.Length}."
+            for name in n.Parameters do entries.Add ($"blocks.{i}.{name}", read ()))
+        names |> Array.iteri (fun i n ->
+            for name in n.Buffers do entries.Add ($"blocks.{i}.{name}", read ())
+            for bn in n.BatchNorms do entries.Add ($"blocks.{i}.{bn}.num_batches_tracked", torch.tensor (0L)))
+        if s.Position <> s.Length then invalidArg "directory" $"{directory}/model.bin holds more tensors than model.json lists."
+        entries.ToArray ()
+    with _ ->
+        for _, t in entries do t.Dispose ()
+        reraise ()
+
+/// The Python file that rebuilds the model (python/tinygrow_model.py, embedded).
+let pythonSource () =
+    let assembly = typeof<BlockStateNames>.Assembly
+    use stream =
+        match assembly.GetManifestResourceStream "tinygrow_model.py" with
+        | null -> invalidOp "tinygrow_model.py is not embedded in TinyGrow.Core."
+        | s -> s
+    use reader = new StreamReader (stream)
+    reader.ReadToEnd ()
+
+let private writeAtomically (path: string) (write: Stream -> unit) =
+    let tmp = path + ".tmp"
+    (using (File.Create tmp) write)
+    File.Move (tmp, path, true)
+
+let private writeEntries (entries: (string * torch.Tensor)[]) (directory: string) =
+    try
+        let table = Hashtable ()
+        for name, t in entries do table[name] <- t
+        writeAtomically (Path.Combine (directory, "model.pt")) (fun s ->
+            TorchSharp.PyBridge.PyTorchPickler.PickleStateDict (s, table, true))
+        let source = pythonSource ()
+        writeAtomically (Path.Combine (directory, "tinygrow_model.py")) (fun s ->
+            use w = new StreamWriter (s)
+            w.Write source)
+    finally
+        for _, t in entries do t.Dispose ()
+
+/// Writes model.pt (the state dict, loadable with Python's `torch.load`) and tinygrow_model.py into
+/// `directory`, beside the model.json that ModelFile.save writes (the architecture it reads).
+let write (net: Network) (inputShape: int64[]) (directory: string) = writeEntries (stateDict net inputShape) directory
+
+/// The same export for a folder that holds model.json and model.bin (`tinygrow export <run-folder>`).
+let writeFromFiles (directory: string) = writeEntries (stateDictOfFiles directory) directory
+
+/// `write` at the end of a run: a failure (a block kind without PyTorch names, a full disk) is a
+/// warning, not a failed run; model.json and model.bin are already written, and
+/// `tinygrow export <run-folder>` can write the export later.
+let writeOrWarn (logger: ILogger) (net: Network) (inputShape: int64[]) (directory: string) =
+    try write net inputShape directory
+    with e ->
+        logger.LogWarning ("PyTorch export (model.pt, tinygrow_model.py) not written: {Reason}", e.Message)
+        for name in [ "model.pt"; "tinygrow_model.py" ] do
+            try File.Delete (Path.Combine (directory, name + ".tmp")) with _ -> ()

@@ -1,0 +1,35 @@
+using TinyGrow.Core;
+
+namespace TinyGrow.Host.Commands;
+
+/// <summary><c>tinygrow export &lt;run-folder&gt;</c>: the PyTorch export (model.pt, tinygrow_model.py)
+/// of a folder holding model.json and model.bin, e.g. a run written before the export existed. Every
+/// run already writes it; this needs no plugin, device or configuration.</summary>
+public static class ExportCommand
+{
+    /// <summary>Writes the export; returns <see cref="ExitCodes.Ok"/>, or
+    /// <see cref="ExitCodes.BadConfiguration"/> when the folder has no model or an unreadable one
+    /// (one line on <paramref name="error"/>; nothing written).</summary>
+    public static int Execute(string runFolder, TextWriter output, TextWriter error)
+    {
+        foreach (var file in new[] { "model.json", "model.bin" })
+        {
+            if (!File.Exists(Path.Combine(runFolder, file)))
+            {
+                error.WriteLine($"tinygrow: export: {Path.Combine(runFolder, file)} does not exist. Give a run folder (runs/<run-id>) that holds model.json and model.bin (a finished run).");
+                return ExitCodes.BadConfiguration;
+            }
+        }
+        try
+        {
+            PyTorchExport.writeFromFiles(runFolder);
+        }
+        catch (Exception e) when (e is ArgumentException or IOException or System.Text.Json.JsonException)
+        {
+            error.WriteLine($"tinygrow: export: {e.Message}");
+            return ExitCodes.BadConfiguration;
+        }
+        output.WriteLine($"PyTorch export written: {Path.Combine(runFolder, "model.pt")}, {Path.Combine(runFolder, "tinygrow_model.py")} (with model.json: python3 {Path.Combine(runFolder, "tinygrow_model.py")} {runFolder})");
+        return ExitCodes.Ok;
+    }
+}
