@@ -16,6 +16,7 @@ let all =
         ConvTests.tests
         AmplitudeTests.tests
         StrategyTests.tests
+        SignificanceTests.tests
     ]
 
 [<EntryPoint>]
