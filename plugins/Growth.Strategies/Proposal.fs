@@ -85,7 +85,7 @@ let propose (settings: Settings) (select: float[] -> int) (request: GrowthReques
         if options.SignificanceTest = "none" then None
         else
             let delta = if settings.Project then Some update.Delta else None
-            Bottleneck.noiseFloor stats delta factor options.SignificanceDraws options.SignificanceConfidence request.Generator
+            Bottleneck.noiseFloor stats delta factor cutoff options.SignificanceDraws options.SignificanceConfidence request.Generator
             |> Option.defaultValue infinity |> Some
     let significant =
         match noiseFloor with

@@ -14,15 +14,16 @@ namespace TinyGrow.Abstractions;
 /// patches over (sample, A output position) rows, for a normalisation that grows with A.
 /// <c>GroupM2</c>, <c>GroupP</c> and <c>GroupFractions</c> (optional, for a significance test, DESIGN §4.1):
 /// the rows split into G disjoint groups of whole batches, GroupM2[g] = Σ_{rows of g} b̃gᵀ/n (G×D2×out),
-/// GroupP[g] = Σ_{rows of g} b̃bᵀ/n (G×D2×D1), so that they sum to M2 and P; GroupFractions[g] is the
-/// share of the samples in group g.
+/// GroupP[g] = Σ_{rows of g} b̃bᵀ/n (G×D2×D1), GroupS2[g] = Σ_{rows of g} b̃b̃ᵀ/n (G×D2×D2), so that they
+/// sum to M2, P and S2; GroupFractions[g] is the share of the samples in group g.
 public sealed record JunctionStatistics(Tensor S, Tensor M, Tensor S2, Tensor M2, Tensor P, double TraceE, long Samples,
                                         double UnitRoundoff, long RowsPerProduct,
                                         Tensor? AMean = null, Tensor? ASecondMoment = null,
-                                        Tensor? GroupM2 = null, Tensor? GroupP = null, double[]? GroupFractions = null) : IDisposable
+                                        Tensor? GroupM2 = null, Tensor? GroupP = null, double[]? GroupFractions = null,
+                                        Tensor? GroupS2 = null) : IDisposable
 {
     /// <inheritdoc />
-    public void Dispose() { S.Dispose(); M.Dispose(); S2.Dispose(); M2.Dispose(); P.Dispose(); AMean?.Dispose(); ASecondMoment?.Dispose(); GroupM2?.Dispose(); GroupP?.Dispose(); }
+    public void Dispose() { S.Dispose(); M.Dispose(); S2.Dispose(); M2.Dispose(); P.Dispose(); AMean?.Dispose(); ASecondMoment?.Dispose(); GroupM2?.Dispose(); GroupP?.Dispose(); GroupS2?.Dispose(); }
 }
 
 /// <summary>What a strategy is asked: propose at most <see cref="MaxNeurons"/> neurons for a junction

@@ -11,8 +11,8 @@ type private Sums =
       mutable TraceE: float; mutable Samples: int64; mutable UnitRoundoff: float; mutable RowsPerProduct: int64
       /// Σ p and Σ p pᵀ of A's input patches (junctions whose A's normalisation grows with it).
       mutable AMean: torch.Tensor option; mutable ASecond: torch.Tensor option; mutable APatchRows: float
-      /// Per-group Σ b̃ gᵀ and Σ b̃ bᵀ (G×D2×out, G×D2×D1) and samples, when groups are kept.
-      GroupM2: torch.Tensor option; GroupP: torch.Tensor option; GroupSamples: int64[]; mutable Batches: int }
+      /// Per-group Σ b̃ gᵀ, Σ b̃ bᵀ and Σ b̃ b̃ᵀ (G×D2×out, G×D2×D1, G×D2×D2) and samples, when groups are kept.
+      GroupM2: torch.Tensor option; GroupP: torch.Tensor option; GroupS2: torch.Tensor option; GroupSamples: int64[]; mutable Batches: int }
 
 /// Unit roundoff of a floating dtype (products formed per batch in float32 carry its rounding into
 /// the float64 sums).
@@ -25,7 +25,7 @@ let unitRoundoff (dtype: torch.ScalarType) =
 
 /// Sums of b bᵀ, b gᵀ, b̃ b̃ᵀ, b̃ gᵀ, b̃ bᵀ and |g|² over every row added, each row counted
 /// RowWeight times (rows subsampled at random stand for the rows not drawn). With `groups` > 0 the
-/// M2 and P sums are also kept per group, batch i going to group i mod groups (whole batches, so that
+/// M2, P and S2 sums are also kept per group, batch i going to group i mod groups (whole batches, so that
 /// rows of one sample stay together), for the significance test of DESIGN §4.1.
 type JunctionAccumulator(groups: int) =
     let mutable sums: Sums option = None
@@ -52,6 +52,7 @@ type JunctionAccumulator(groups: int) =
                 let s = { S = z d1 d1; M = z d1 out; S2 = z d2 d2; M2 = z d2 out; P = z d2 d1; TraceE = 0.0; Samples = 0L; UnitRoundoff = 0.0; RowsPerProduct = 0L
                           AMean = None; ASecond = None; APatchRows = 0.0
                           GroupM2 = (if groups > 0 then zg d2 out else None); GroupP = (if groups > 0 then zg d2 d1 else None)
+                          GroupS2 = (if groups > 0 then zg d2 d2 else None)
                           GroupSamples = Array.zeroCreate (max groups 0); Batches = 0 }
                 sums <- Some s
                 s
@@ -61,16 +62,18 @@ type JunctionAccumulator(groups: int) =
             (if w = 1.0 then sum.add_ (f64 product) else sum.add_ (f64 product, w.ToScalar ())) |> ignore
         add s.S (b.t().mm b)
         add s.M (b.t().mm g)
-        add s.S2 (bt.t().mm bt)
+        let s2 = bt.t().mm bt
+        add s.S2 s2
         let m2 = bt.t().mm g
         let p = bt.t().mm b
         add s.M2 m2
         add s.P p
-        match s.GroupM2, s.GroupP with
-        | Some gm2, Some gp ->
+        match s.GroupM2, s.GroupP, s.GroupS2 with
+        | Some gm2, Some gp, Some gs2 ->
             let i = s.Batches % groups
             add (gm2.select (0L, int64 i)) m2
             add (gp.select (0L, int64 i)) p
+            add (gs2.select (0L, int64 i)) s2
             s.GroupSamples[i] <- s.GroupSamples[i] + rows.Samples
         | _ -> ()
         s.Batches <- s.Batches + 1
@@ -114,4 +117,4 @@ type JunctionAccumulator(groups: int) =
             let fractions : float[] | null =
                 if s.GroupM2.IsSome && used >= 2 then s.GroupSamples |> Array.take used |> Array.map (fun c -> float c / n) else null
             new JunctionStatistics(div s.S, div s.M, div s.S2, div s.M2, div s.P, s.TraceE / n, s.Samples, s.UnitRoundoff, s.RowsPerProduct,
-                                   optional s.AMean, optional s.ASecond, grouped s.GroupM2, grouped s.GroupP, fractions)
+                                   optional s.AMean, optional s.ASecond, grouped s.GroupM2, grouped s.GroupP, fractions, grouped s.GroupS2)

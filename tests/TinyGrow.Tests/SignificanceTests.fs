@@ -1,6 +1,7 @@
 /// Growth that stops by itself (Growth:SignificanceTest = signflip, DESIGN §4.1): a direction counts only
 /// if λ_k exceeds the sign-flip noise floor of N estimated across groups of batches.
-/// - Hand rows with a planted rank-3 signal under noise: exactly 3 directions are significant.
+/// - Hand rows with a planted rank-3 signal under noise: exactly 3 directions are significant; the
+///   floor is the random-matrix noise level (√D2 + √out)/√n, with or without the signal.
 /// - Zero bottleneck (g exactly expressible by B's existing weights): nothing is proposed.
 /// - Labels independent of the inputs: (almost) nothing is proposed, stated below.
 /// - A width-1 student of a 1-hidden-layer tanh teacher of width 5 (labels drawn from the teacher's
@@ -114,6 +115,8 @@ let tests =
                 printfn "planted rank 3, seed %d: λ %A, floor %A, without the test %d" seed (p.NeuronScores |> Array.map sqrt) p.NoiseFloor none.Count
                 Expect.isGreaterThan none.Count 3 "without the test, noise directions pass the relative threshold"
                 Expect.equal p.Count 3 "exactly the planted rank"
+                // The signal's own fluctuation is not counted as noise (the fit absorbs it).
+                Expect.isLessThan p.NoiseFloor.Value (1.3 * (sqrt 20.0 + sqrt 8.0) / sqrt 4096.0) "floor at the noise level, not inflated by the signal"
         }
         test "hand rows, pure noise (g independent of b̃): at most 1 direction over 10 seeds" {
             let counts =
@@ -124,8 +127,13 @@ let tests =
                     use g = g
                     use stats = handStatistics 16 256L b bt g
                     use p = proposeHand stats (signflip ())
+                    printfn "pure noise seed %d: floor %A" seed p.NoiseFloor
+                    // E‖Z‖₂ ≈ (√D2 + √out)/√n for a D2×out matrix of i.i.d. N(0, 1/n) entries (whitened b̃, unit noise).
+                    let expected = (sqrt 20.0 + sqrt 8.0) / sqrt 4096.0
+                    Expect.isTrue (p.NoiseFloor.Value > 0.9 * expected && p.NoiseFloor.Value < 1.3 * expected)
+                        $"the floor {p.NoiseFloor.Value} is the random-matrix noise level {expected} (within −10 %%, +30 %%)"
                     yield p.Count ]
-            printfn "pure noise, hand rows: counts %A" counts
+            printfn "pure noise, hand rows: counts %A (noise level expected ≈ (√20 + √8)/√4096 = 0.114)" counts
             Expect.isLessThanOrEqual (List.sum counts) 1 "the 95 % floor lets about 1 seed in 20 through"
         }
         test "zero bottleneck (g = δ b exactly): nothing is proposed" {
