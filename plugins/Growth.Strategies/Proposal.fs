@@ -72,8 +72,26 @@ let propose (settings: Settings) (select: float[] -> int) (request: GrowthReques
     let update = Bottleneck.existingWeightsUpdate stats options.EigenCutoff
     use n = if settings.Project then Bottleneck.projectedN stats update.Delta else stats.M2.neg ()
     let cutoff = Bottleneck.effectiveCutoff options.EigenCutoff stats stats.S2.shape[0]
-    let all = Bottleneck.neuronDirections stats.S2 n cutoff settings.Whiten
-    let chosen = Bottleneck.take (select all.Lambdas) all
+    let factor = if settings.Whiten then Some (LinearAlgebra.psdFactor stats.S2 cutoff) else None
+    use _ = { new System.IDisposable with member _.Dispose () = factor |> Option.iter (fun f -> (f :> System.IDisposable).Dispose ()) }
+    let all =
+        match factor with
+        | Some w -> Bottleneck.neuronDirectionsWith w n
+        | None -> Bottleneck.neuronDirections stats.S2 n cutoff false
+    // Growth that stops by itself (DESIGN §4.1): only the λ_k above SignificanceFactor × the noise
+    // floor of N (same space: projected or not, whitened or not) count; with no groups to estimate
+    // the noise from, no direction is shown significant.
+    let noiseFloor =
+        if options.SignificanceTest = "none" then None
+        else
+            let delta = if settings.Project then Some update.Delta else None
+            Bottleneck.noiseFloor stats delta factor cutoff options.SignificanceDraws options.SignificanceConfidence request.Generator
+            |> Option.defaultValue infinity |> Some
+    let significant =
+        match noiseFloor with
+        | Some floor -> all.Lambdas |> Array.takeWhile (fun l -> l > options.SignificanceFactor * floor)
+        | None -> all.Lambdas
+    let chosen = Bottleneck.take (select significant) all
     all.FanIn.Dispose ()
     all.FanOut.Dispose ()
     let k = chosen.Lambdas.Length
@@ -111,4 +129,5 @@ let propose (settings: Settings) (select: float[] -> int) (request: GrowthReques
             update.Delta.Dispose ()
             LinearAlgebra.Null.none, 0.0
     new NeuronProposal (fanIn, fanOut, delta, deltaDecrease, scores, slope, update.Bottleneck,
-                        Amplitude = (match amplitude with Some a -> System.Nullable a | None -> System.Nullable ()))
+                        Amplitude = (match amplitude with Some a -> System.Nullable a | None -> System.Nullable ()),
+                        NoiseFloor = (match noiseFloor with Some f -> System.Nullable (options.SignificanceFactor * f) | None -> System.Nullable ()))

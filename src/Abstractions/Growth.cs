@@ -12,12 +12,18 @@ namespace TinyGrow.Abstractions;
 /// </summary>
 /// <c>AMean</c> and <c>ASecondMoment</c> (optional) are the mean and second moment of A's input
 /// patches over (sample, A output position) rows, for a normalisation that grows with A.
+/// <c>GroupM2</c>, <c>GroupP</c> and <c>GroupFractions</c> (optional, for a significance test, DESIGN §4.1):
+/// the rows split into G disjoint groups of whole batches, GroupM2[g] = Σ_{rows of g} b̃gᵀ/n (G×D2×out),
+/// GroupP[g] = Σ_{rows of g} b̃bᵀ/n (G×D2×D1), GroupS2[g] = Σ_{rows of g} b̃b̃ᵀ/n (G×D2×D2), so that they
+/// sum to M2, P and S2; GroupFractions[g] is the share of the samples in group g.
 public sealed record JunctionStatistics(Tensor S, Tensor M, Tensor S2, Tensor M2, Tensor P, double TraceE, long Samples,
                                         double UnitRoundoff, long RowsPerProduct,
-                                        Tensor? AMean = null, Tensor? ASecondMoment = null) : IDisposable
+                                        Tensor? AMean = null, Tensor? ASecondMoment = null,
+                                        Tensor? GroupM2 = null, Tensor? GroupP = null, double[]? GroupFractions = null,
+                                        Tensor? GroupS2 = null) : IDisposable
 {
     /// <inheritdoc />
-    public void Dispose() { S.Dispose(); M.Dispose(); S2.Dispose(); M2.Dispose(); P.Dispose(); AMean?.Dispose(); ASecondMoment?.Dispose(); }
+    public void Dispose() { S.Dispose(); M.Dispose(); S2.Dispose(); M2.Dispose(); P.Dispose(); AMean?.Dispose(); ASecondMoment?.Dispose(); GroupM2?.Dispose(); GroupP?.Dispose(); GroupS2?.Dispose(); }
 }
 
 /// <summary>What a strategy is asked: propose at most <see cref="MaxNeurons"/> neurons for a junction
@@ -50,6 +56,10 @@ public sealed record NeuronProposal(
     /// <see cref="PredictedDecrease"/> then reads as the strategy documents it (for GradMax, the rate
     /// Σ‖∂L/∂α_k‖² at which training the new fan-ins starts to lower the loss).</summary>
     public double? Amplitude { get; init; }
+
+    /// <summary>With a significance test (GrowthOptions.SignificanceTest), the level λ_k had to exceed to count:
+    /// SignificanceFactor × the noise floor of N (+∞ when the noise could not be estimated). Null: no test.</summary>
+    public double? NoiseFloor { get; init; }
 
     /// <summary>Number of proposed neurons K.</summary>
     public int Count => NeuronScores.Length;

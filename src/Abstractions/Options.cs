@@ -113,6 +113,19 @@ public sealed class GrowthOptions
     /// (root mean square on the held-out samples) is at most AmplitudeSpread × the median spread of the layer's
     /// existing neurons. 0 turns the bound off. Not applied to identity activations (they cannot saturate).</summary>
     [Range(0.0, 1e6)] public double AmplitudeSpread { get; set; } = 2.0;
+    /// <summary>Growth that stops by itself (DESIGN §4.1): "none", or "signflip": a direction k is kept only if
+    /// λ_k exceeds SignificanceFactor × the noise floor of N, the SignificanceConfidence quantile of the top singular
+    /// value of sign-flipped group deviations of N (SignificanceGroups groups of whole batches, SignificanceDraws
+    /// draws), in the same space as λ (whitened or not). Widths are then set by the bottleneck; MaxWidth is a cap.</summary>
+    [RegularExpression("^(none|signflip)$")] public string SignificanceTest { get; set; } = "none";
+    /// <summary>Groups of whole batches the statistics samples are split into for the significance test.</summary>
+    [Range(4, 1024)] public int SignificanceGroups { get; set; } = 16;
+    /// <summary>Random sign draws of the significance test's null.</summary>
+    [Range(8, 10_000)] public int SignificanceDraws { get; set; } = 64;
+    /// <summary>Quantile of the null's top singular value taken as the noise floor.</summary>
+    [Range(0.5, 1.0)] public double SignificanceConfidence { get; set; } = 0.95;
+    /// <summary>λ_k must exceed this many times the noise floor.</summary>
+    [Range(1.0, 1000.0)] public double SignificanceFactor { get; set; } = 1.0;
 }
 
 /// <summary>Section "Output".</summary>

@@ -123,3 +123,55 @@ let crossTerm (stats: JunctionStatistics) (delta: Tensor) (d: NeuronDirections) 
     use a = d.FanIn.mm pdt
     use terms = a * d.FanOut.t ()
     terms.sum().ToDouble ()
+
+/// The noise floor of the singular values λ_k of W·N (DESIGN §4.1: a direction is real only if λ_k
+/// clearly exceeds the noise of N estimated across batches), by a sign-flip null over groups of
+/// batches. N = Σ_b̃ v_projᵀ/n is the moment of a least-squares fit of v_proj on b̃, Θ = S2⁺N; its
+/// sampling noise is that of Σ b̃ rᵀ/n with r = v_proj − Θᵀb̃ the fit's residual (the signal's own
+/// fluctuation, b̃b̃ᵀΘ from group to group, is not noise of the directions: it is absorbed by the
+/// fit). With N_g the group's share (N_g = −(M2_g − P_g δᵀ), or −M2_g without δ), the residual
+/// moments D_g = W(N_g − S2_g Θ) sum to zero; for random signs ε, Z_ε = c·Σ_g ε_g D_g has about the
+/// covariance of the noise of W·N, with c = √(G/(G−1))·√(n/(n−r)) (N is estimated from the same
+/// groups; the fit uses r = rank S2 degrees of freedom of the n samples). The floor is the
+/// `confidence` quantile of ‖Z_ε‖₂ over `draws` draws. Since σ_{r+1}(S + Z) ≤ ‖Z‖₂ (Weyl), a
+/// direction beyond the rank of the true signal S passes a floor at quantile q with probability about
+/// 1 − q. None when the statistics carry fewer than two groups or no more samples than r.
+/// `factor`: W (None: W = I, unwhitened directions; the fit still uses S2⁺ at `cutoff`).
+let noiseFloor (stats: JunctionStatistics) (delta: Tensor option) (factor: PsdFactor option) (cutoff: float)
+               (draws: int) (confidence: float) (generator: torch.Generator | null) : float option =
+    match stats.GroupM2, stats.GroupP, stats.GroupS2, stats.GroupFractions with
+    | null, _, _, _ | _, null, _, _ | _, _, null, _ | _, _, _, null -> None
+    | gm2, gp, gs2, fractions when fractions.Length >= 2 && draws >= 1 ->
+        use scope = torch.NewDisposeScope ()
+        let g = int64 fractions.Length
+        let ng =
+            match delta with
+            | Some d -> (gp.matmul (d.t ())).sub_ gm2             // G×D2×out
+            | None -> gm2.neg ()
+        let n = ng.sum 0L
+        let fit = match factor with Some w -> w | None -> psdFactor stats.S2 cutoff
+        let rank = fit.Rank
+        let theta = solvePsd fit n                                // S2⁺N, D2×out
+        if factor.IsNone then (fit :> System.IDisposable).Dispose ()
+        if float stats.Samples <= float rank then None
+        else
+            let deviation = ng - gs2.matmul theta                 // G×D2×out, Σ_g = 0
+            let d2, out = deviation.shape[1], deviation.shape[2]
+            let y =
+                match factor with
+                | Some w ->
+                    let flat = deviation.permute(1L, 0L, 2L).reshape (d2, g * out)
+                    let wf = factorTimes w flat
+                    wf.reshape(wf.shape[0], g, out).permute (1L, 0L, 2L)
+                | None -> deviation
+            let r = y.shape[1]
+            let u = torch.rand ([| int64 draws; g |], dtype = torch.float64, generator = generator)
+            let heads = (u.ge (0.5.ToScalar ())).to_type torch.float64
+            let signs = (heads * 2.0 - 1.0).``to`` ng.device
+            let z = signs.mm(y.reshape (g, r * out)).reshape (int64 draws, r, out)
+            let top = (torch.linalg.svdvals z).select (1L, 0L)
+            let values = (use c = top.cpu () in c.data<float>().ToArray ()) |> Array.sort
+            let index = min (draws - 1) (max 0 (int (ceil (confidence * float draws)) - 1))
+            let samples = float stats.Samples
+            Some (values[index] * sqrt (float g / float (g - 1L)) * sqrt (samples / (samples - float rank)))
+    | _ -> None

@@ -17,9 +17,10 @@ let rowsPerBatch (rowsPerDimension: int) (junction: IJunction) (count: int64) (t
 /// Statistics of the given junctions over (x, y), in that order: per batch one probe forward
 /// (batch statistics; running ones untouched) and one backward of the *sum* of the loss (so that g
 /// is a per-sample gradient) to those junctions only, then GEMM sums over the rows each keeps.
-let statisticsFor (junctions: int[]) (rowsPerDimension: int) (generator: torch.Generator | null) (net: Network)
-                  (x: torch.Tensor) (y: torch.Tensor) (batchSize: int64) : JunctionStatistics[] =
-    let accumulators = junctions |> Array.map (fun _ -> Statistics.JunctionAccumulator ())
+/// With `groups` > 0, M2 and P are also kept per group of batches (JunctionStatistics.GroupM2/GroupP).
+let statisticsGrouped (groups: int) (junctions: int[]) (rowsPerDimension: int) (generator: torch.Generator | null) (net: Network)
+                      (x: torch.Tensor) (y: torch.Tensor) (batchSize: int64) : JunctionStatistics[] =
+    let accumulators = junctions |> Array.map (fun _ -> Statistics.JunctionAccumulator groups)
     let n = x.shape[0]
     let mutable start = 0L
     while start < n do
@@ -37,6 +38,11 @@ let statisticsFor (junctions: int[]) (rowsPerDimension: int) (generator: torch.G
             accumulators[k].Add rows
         start <- start + count
     accumulators |> Array.map (fun a -> a.Finish ())
+
+/// statisticsGrouped without groups.
+let statisticsFor (junctions: int[]) (rowsPerDimension: int) (generator: torch.Generator | null) (net: Network)
+                  (x: torch.Tensor) (y: torch.Tensor) (batchSize: int64) : JunctionStatistics[] =
+    statisticsGrouped 0 junctions rowsPerDimension generator net x y batchSize
 
 /// Statistics of junctions first .. J−1 (element i is junction first + i).
 let statisticsPassFrom (first: int) (rowsPerDimension: int) (generator: torch.Generator | null) (net: Network)
@@ -233,7 +239,10 @@ let step (net: Network) (strategy: IGrowthStrategy) (options: GrowthOptions) (ge
         let statisticsSeconds = ref 0.0
         let pass (js: int list) =
             let clock = Diagnostics.Stopwatch.StartNew ()
-            let stats = statisticsFor (List.toArray js) options.RowsPerDimension generator net statsX statsY 256L
+            // A significance test needs groups of batches: batches small enough that there are `groups` of them.
+            let groups = if options.SignificanceTest = "none" then 0 else options.SignificanceGroups
+            let batch = if groups > 0 then max 1L (min 256L (statsX.shape[0] / int64 groups)) else 256L
+            let stats = statisticsGrouped groups (List.toArray js) options.RowsPerDimension generator net statsX statsY batch
             statisticsSeconds.Value <- statisticsSeconds.Value + clock.Elapsed.TotalSeconds
             Map.ofList (List.zip js (Array.toList stats))
         let timed (f: unit -> 'T) =

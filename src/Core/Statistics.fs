@@ -10,7 +10,9 @@ type private Sums =
     { S: torch.Tensor; M: torch.Tensor; S2: torch.Tensor; M2: torch.Tensor; P: torch.Tensor
       mutable TraceE: float; mutable Samples: int64; mutable UnitRoundoff: float; mutable RowsPerProduct: int64
       /// Σ p and Σ p pᵀ of A's input patches (junctions whose A's normalisation grows with it).
-      mutable AMean: torch.Tensor option; mutable ASecond: torch.Tensor option; mutable APatchRows: float }
+      mutable AMean: torch.Tensor option; mutable ASecond: torch.Tensor option; mutable APatchRows: float
+      /// Per-group Σ b̃ gᵀ, Σ b̃ bᵀ and Σ b̃ b̃ᵀ (G×D2×out, G×D2×D1, G×D2×D2) and samples, when groups are kept.
+      GroupM2: torch.Tensor option; GroupP: torch.Tensor option; GroupS2: torch.Tensor option; GroupSamples: int64[]; mutable Batches: int }
 
 /// Unit roundoff of a floating dtype (products formed per batch in float32 carry its rounding into
 /// the float64 sums).
@@ -22,9 +24,13 @@ let unitRoundoff (dtype: torch.ScalarType) =
     | _ -> 3.90625e-3 // bfloat16, and anything coarser we do not expect
 
 /// Sums of b bᵀ, b gᵀ, b̃ b̃ᵀ, b̃ gᵀ, b̃ bᵀ and |g|² over every row added, each row counted
-/// RowWeight times (rows subsampled at random stand for the rows not drawn).
-type JunctionAccumulator() =
+/// RowWeight times (rows subsampled at random stand for the rows not drawn). With `groups` > 0 the
+/// M2, P and S2 sums are also kept per group, batch i going to group i mod groups (whole batches, so that
+/// rows of one sample stay together), for the significance test of DESIGN §4.1.
+type JunctionAccumulator(groups: int) =
     let mutable sums: Sums option = None
+
+    new() = JunctionAccumulator 0
 
     member _.Add(rows: JunctionRows) =
         let b, bt, g = rows.B, rows.ATilde, rows.G
@@ -40,8 +46,14 @@ type JunctionAccumulator() =
                     let t = torch.zeros ([| r; c |], dtype = torch.ScalarType.Float64, device = b.device)
                     t.DetachFromDisposeScope ()
                 let d1, d2, out = b.shape[1], bt.shape[1], g.shape[1]
+                let zg (r: int64) (c: int64) =
+                    let t = torch.zeros ([| int64 groups; r; c |], dtype = torch.ScalarType.Float64, device = b.device)
+                    Some (t.DetachFromDisposeScope ())
                 let s = { S = z d1 d1; M = z d1 out; S2 = z d2 d2; M2 = z d2 out; P = z d2 d1; TraceE = 0.0; Samples = 0L; UnitRoundoff = 0.0; RowsPerProduct = 0L
-                          AMean = None; ASecond = None; APatchRows = 0.0 }
+                          AMean = None; ASecond = None; APatchRows = 0.0
+                          GroupM2 = (if groups > 0 then zg d2 out else None); GroupP = (if groups > 0 then zg d2 d1 else None)
+                          GroupS2 = (if groups > 0 then zg d2 d2 else None)
+                          GroupSamples = Array.zeroCreate (max groups 0); Batches = 0 }
                 sums <- Some s
                 s
         use scope = torch.NewDisposeScope ()
@@ -50,9 +62,21 @@ type JunctionAccumulator() =
             (if w = 1.0 then sum.add_ (f64 product) else sum.add_ (f64 product, w.ToScalar ())) |> ignore
         add s.S (b.t().mm b)
         add s.M (b.t().mm g)
-        add s.S2 (bt.t().mm bt)
-        add s.M2 (bt.t().mm g)
-        add s.P (bt.t().mm b)
+        let s2 = bt.t().mm bt
+        add s.S2 s2
+        let m2 = bt.t().mm g
+        let p = bt.t().mm b
+        add s.M2 m2
+        add s.P p
+        match s.GroupM2, s.GroupP, s.GroupS2 with
+        | Some gm2, Some gp, Some gs2 ->
+            let i = s.Batches % groups
+            add (gm2.select (0L, int64 i)) m2
+            add (gp.select (0L, int64 i)) p
+            add (gs2.select (0L, int64 i)) s2
+            s.GroupSamples[i] <- s.GroupSamples[i] + rows.Samples
+        | _ -> ()
+        s.Batches <- s.Batches + 1
         s.TraceE <- s.TraceE + w * (f64 g).square().sum().item<float> ()
         match rows.APatches with
         | null -> ()
@@ -80,5 +104,17 @@ type JunctionAccumulator() =
             // A's patch moments are averages over (sample, A-position) rows, as a normalisation sees them.
             let optional (t: torch.Tensor option) : torch.Tensor | null =
                 match t with Some t -> t.div_ (s.APatchRows.ToScalar ()) | None -> null
+            // Groups that received batches (the first min(batches, groups)), in the same 1/n scale as M2 and P.
+            let used = min s.Batches groups
+            let grouped (t: torch.Tensor option) : torch.Tensor | null =
+                match t with
+                | Some t when used >= 2 ->
+                    let kept = t.narrow(0L, 0L, int64 used).div(n.ToScalar ())
+                    t.Dispose ()
+                    kept
+                | Some t -> t.Dispose (); null
+                | None -> null
+            let fractions : float[] | null =
+                if s.GroupM2.IsSome && used >= 2 then s.GroupSamples |> Array.take used |> Array.map (fun c -> float c / n) else null
             new JunctionStatistics(div s.S, div s.M, div s.S2, div s.M2, div s.P, s.TraceE / n, s.Samples, s.UnitRoundoff, s.RowsPerProduct,
-                                   optional s.AMean, optional s.ASecond)
+                                   optional s.AMean, optional s.ASecond, grouped s.GroupM2, grouped s.GroupP, fractions, grouped s.GroupS2)

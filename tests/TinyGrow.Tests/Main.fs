@@ -17,6 +17,7 @@ let all =
         AmplitudeTests.tests
         StrategyTests.tests
         PyTorchExportTests.tests
+        SignificanceTests.tests
     ]
 
 [<EntryPoint>]
