@@ -28,12 +28,7 @@ type GrowableBatchNorm(channels: int, device: torch.Device, dtype: torch.ScalarT
     let eps = defaultArg eps 1e-5
     let momentum = defaultArg momentum 0.1
     let keep (t: torch.Tensor) = t.DetachFromDisposeScope ()
-    let cell (t: torch.Tensor) =
-        use d = t.detach ()
-        let p = new Parameter (d, true)
-        p.DetachFromDisposeScope () |> ignore
-        t.Dispose ()
-        p
+    let cell = Cells.parameter
     let full (value: float) = torch.full ([| int64 channels |], value.ToScalar (), dtype = dtype, device = device)
     let mutable weight = cell (full 1.0)
     let mutable bias = cell (full 0.0)
