@@ -72,7 +72,13 @@ let propose (settings: Settings) (select: float[] -> int) (request: GrowthReques
     let update = Bottleneck.existingWeightsUpdate stats options.EigenCutoff
     use n = if settings.Project then Bottleneck.projectedN stats update.Delta else stats.M2.neg ()
     let cutoff = Bottleneck.effectiveCutoff options.EigenCutoff stats stats.S2.shape[0]
-    let factor = if settings.Whiten then Some (LinearAlgebra.psdFactor stats.S2 cutoff) else None
+    // A junction reading the network's input comes with its whitening computed once per run.
+    let factor =
+        if not settings.Whiten then None
+        else
+            match request.Whitening with
+            | null -> Some (LinearAlgebra.psdFactor stats.S2 cutoff)
+            | w -> Some (LinearAlgebra.Eigen (w.alias ()))
     use _ = { new System.IDisposable with member _.Dispose () = factor |> Option.iter (fun f -> (f :> System.IDisposable).Dispose ()) }
     let all =
         match factor with

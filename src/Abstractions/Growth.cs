@@ -33,7 +33,13 @@ public sealed record GrowthRequest(
     IJunction Junction,
     int MaxNeurons,
     GrowthOptions Options,
-    Generator? Generator);
+    Generator? Generator)
+{
+    /// <summary>A whitening W (r×D2, float64, WᵀW = S2⁺) computed once per run, on more samples, for a
+    /// junction whose A reads the network's input (its S2 depends only on the data); null: none. A
+    /// strategy that whitens may use it instead of factoring <c>Statistics.S2</c> again.</summary>
+    public Tensor? Whitening { get; init; }
+}
 
 /// <summary>
 /// A proposal for a junction (all tensors float64). Applying it with amplitude γ adds rows γ·FanIn to A,

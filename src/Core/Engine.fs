@@ -79,7 +79,22 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
 
     /// One growth step: statistics and held-out samples drawn from the training split, disjoint,
     /// not augmented: the bottleneck of the data as it is, the same for a given seed.
-    let grow (net: Network) (optimizer: IOptimizer) (growth: GrowthOptions) (data: LoadedDataset) (generator: torch.Generator) (log: RunLog) (board: TensorBoardLog) (epoch: int) (stepIndex: int) =
+    /// Whitening of each junction whose A reads the network's input, computed once per run on the
+    /// first 4·StatisticsSamples training samples (no draw from the run's generators, so a resumed
+    /// run computes the same one): its S2 depends only on the data (DESIGN §4.5).
+    let inputWhitenings (net: Network) (growth: GrowthOptions) (data: LoadedDataset) (seed: int64) =
+        use scope = torch.NewDisposeScope ()
+        let count = min (4L * int64 growth.StatisticsSamples) data.Train.Count
+        use idx = torch.arange (count, device = data.Train.Labels.device)
+        let x, y = Training.select data data.Train idx null
+        use rows = new torch.Generator (uint64 seed ^^^ 0x9E3779B97F4A7C15UL)
+        let cache = Dictionary<int, torch.Tensor> ()
+        for j in Growth.readsInput net x do
+            cache[j] <- Growth.inputWhitening net j growth rows x y
+        cache
+
+    let grow (net: Network) (optimizer: IOptimizer) (growth: GrowthOptions) (data: LoadedDataset) (generator: torch.Generator) (log: RunLog) (board: TensorBoardLog) (epoch: int) (stepIndex: int)
+             (whitenings: Lazy<Dictionary<int, torch.Tensor>>) =
         use scope = torch.NewDisposeScope ()
         let train = data.Train
         let n = train.Count
@@ -90,7 +105,8 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
             Training.select data train (pick.narrow (0L, start, count)) null
         let statsX, statsY = select 0L statsCount
         let heldX, heldY = select statsCount heldCount
-        let events = Growth.step net growingWith.Value growth generator stepIndex statsX statsY heldX heldY
+        let whitening j : torch.Tensor | null = match whitenings.Value.TryGetValue j with | true, w -> w | _ -> null
+        let events = Growth.stepWith whitening net growingWith.Value growth generator stepIndex statsX statsY heldX heldY
         optimizer.AfterGrowth ()
         board.Growth events
         for e in events do
@@ -167,6 +183,9 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
                 let net = Network.Build (blockKinds, layerKinds, model, data.InputShape, data.Classes, device, torch.ScalarType.Float32, generator)
                 net, makeOptimizer training net, RunState.Start (), null
         use net = net
+        let whitenings = lazy (inputWhitenings net growth data training.Seed)
+        use _ = { new IDisposable with
+                    member _.Dispose () = if whitenings.IsValueCreated then for w in whitenings.Value.Values do w.Dispose () }
         // The permutation of the epoch in progress (null between epochs).
         let mutable order: torch.Tensor | null = restoredOrder
         use log = new RunLog (Path.Combine (runDirectory, "metrics.jsonl"), state.MetricsBytes)
@@ -216,7 +235,7 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
                 for b in state.Batch .. batchesPerEpoch - 1 do
                     if growthPoints.Contains b && not state.GrownAtBatch then
                         let t = Stopwatch.StartNew ()
-                        grow net optimizer growth data generator log board epoch state.GrowthSteps
+                        grow net optimizer growth data generator log board epoch state.GrowthSteps whitenings
                         state.GrowthSteps <- state.GrowthSteps + 1
                         state.GrowthSeconds <- state.GrowthSeconds + t.Elapsed.TotalSeconds
                         state.GrownAtBatch <- true

@@ -226,11 +226,40 @@ let bestProposal (added: int -> int -> int64) (proposals: (int * NeuronProposal)
     if adding.IsEmpty then proposals |> List.maxBy (fun (_, p) -> p.PredictedDecrease 1.0)
     else adding |> List.maxBy (fun (j, p) -> p.ActivationSlope * Array.sum p.NeuronScores / float (added j p.Count))
 
+/// Whitening W (WᵀW = S2⁺, as an explicit r×D2 matrix) of junction j from its S2 on (x, y):
+/// computed once per run for a junction whose A reads the network's input (DESIGN §4.5).
+let inputWhitening (net: Network) (j: int) (options: GrowthOptions) (generator: torch.Generator | null)
+                   (x: torch.Tensor) (y: torch.Tensor) : torch.Tensor =
+    use stats = (statisticsFor [| j |] options.RowsPerDimension generator net x y 256L)[0]
+    let cutoff = Bottleneck.effectiveCutoff options.EigenCutoff stats stats.S2.shape[0]
+    use factor = LinearAlgebra.psdFactor stats.S2 cutoff
+    let w =
+        match factor with
+        | LinearAlgebra.Cholesky l ->
+            use eye = torch.eye (l.shape[0], dtype = l.dtype, device = l.device)
+            torch.linalg.solve_triangular (l, eye, upper = false)
+        | LinearAlgebra.Eigen rows -> rows.clone ()
+    w.DetachFromDisposeScope ()
+
+/// Junctions whose A reads the network's input itself (their S2 depends only on the data).
+let readsInput (net: Network) (x: torch.Tensor) : int list =
+    use _ = torch.no_grad ()
+    use scope = torch.NewDisposeScope ()
+    let probe = x.narrow (0L, 0L, min 2L x.shape[0])
+    let _, records = net.ForwardRecording probe
+    let flat = probe.flatten 1L
+    [ for j in 0 .. net.JunctionCount - 1 do
+        let a = records[j].AInput.flatten 1L
+        // A's input is the network's input itself (a view of it, or its flattening): no weight feeds it.
+        if a.shape = flat.shape && (use same = a.eq flat in use all = same.all () in all.item<bool> ()) then yield j ]
+
 /// Growth step `stepIndex` (0, 1, …) over the junctions chosen by options.Selection: "all" of them
 /// in order, the "best" one, or one in turn ("roundrobin"). Statistics come from (statsX, statsY),
 /// γ is searched on the disjoint (heldX, heldY).
-let step (net: Network) (strategy: IGrowthStrategy) (options: GrowthOptions) (generator: torch.Generator | null) (stepIndex: int)
-         (statsX: torch.Tensor) (statsY: torch.Tensor) (heldX: torch.Tensor) (heldY: torch.Tensor) : GrowthEvent list =
+/// `whitening j`: a whitening computed once for junction j (see `inputWhitening`), or null.
+let stepWith (whitening: int -> torch.Tensor | null) (net: Network) (strategy: IGrowthStrategy) (options: GrowthOptions)
+             (generator: torch.Generator | null) (stepIndex: int)
+             (statsX: torch.Tensor) (statsY: torch.Tensor) (heldX: torch.Tensor) (heldY: torch.Tensor) : GrowthEvent list =
     let growable = [ for j in 0 .. net.JunctionCount - 1 do if room net j > 0 then yield j ]
     if growable.IsEmpty then []
     else
@@ -257,7 +286,8 @@ let step (net: Network) (strategy: IGrowthStrategy) (options: GrowthOptions) (ge
         let grow j proposal stats = growJunctionWithin options.AmplitudeSpread net j proposal stats heldX heldY
         let release (stats: Map<int, JunctionStatistics>) = stats |> Map.iter (fun _ s -> s.Dispose ())
         let propose (stats: Map<int, JunctionStatistics>) j =
-            strategy.Propose (GrowthRequest (stats[j], net.Junctions[j], min options.NeuronsPerStep (room net j), options, generator))
+            strategy.Propose (GrowthRequest (stats[j], net.Junctions[j], min options.NeuronsPerStep (room net j), options, generator,
+                                             Whitening = whitening j))
         match options.Selection with
         | "best" ->
             let stats = pass growable
@@ -294,3 +324,8 @@ let step (net: Network) (strategy: IGrowthStrategy) (options: GrowthOptions) (ge
                     yield event ]
             finally
                 stats |> Option.iter release
+
+/// A growth step with no whitening computed ahead.
+let step (net: Network) (strategy: IGrowthStrategy) (options: GrowthOptions) (generator: torch.Generator | null) (stepIndex: int)
+         (statsX: torch.Tensor) (statsY: torch.Tensor) (heldX: torch.Tensor) (heldY: torch.Tensor) : GrowthEvent list =
+    stepWith (fun _ -> null) net strategy options generator stepIndex statsX statsY heldX heldY

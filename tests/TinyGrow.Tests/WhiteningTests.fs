@@ -221,4 +221,27 @@ let tests =
             // (measured: 104.4 against 96.6, 8 % apart; the tolerance above is 1e-10)
             Expect.isFalse (relClose choleskyL1 dOld.Lambdas[0] 0.01) $"plain Cholesky λ_1 = {choleskyL1} differs from eigh's {dOld.Lambdas[0]}"
         }
+    
+        test "the input whitening computed once equals a fresh factor on the same samples, and gives the same proposal" {
+            use net = mlp 901L f64 6 [ 4; 3 ] "tanh" 3
+            use x = randn 902L 300L 6L
+            use y = labels 903L 300L 3L
+            Expect.equal (Growth.readsInput net x) [ 0 ] "only junction 0's A reads the network's input"
+            let options = GrowthOptions (RowsPerDimension = 0, RelativeThreshold = 0.0)
+            use w = Growth.inputWhitening net 0 options null x y
+            use stats = (Growth.statisticsFor [| 0 |] 0 null net x y 300L)[0]
+            // WᵀW = S2⁺ (the fresh pseudo-inverse from the same samples).
+            use wtw = w.t().mm w
+            use pinv = pinvPsd stats.S2 (Bottleneck.effectiveCutoff options.EigenCutoff stats stats.S2.shape[0])
+            Expect.isTrue (allClose wtw pinv 1e-10) $"WᵀW = S2⁺ (max diff {maxAbsDiff wtw pinv})"
+            use fresh = tiny.Propose (GrowthRequest (stats, net.Junctions[0], 3, options, null))
+            use cached = tiny.Propose (GrowthRequest (stats, net.Junctions[0], 3, options, null, Whitening = w))
+            Expect.equal cached.Count fresh.Count "same number of neurons"
+            for k in 0 .. fresh.Count - 1 do
+                Expect.floatClose { absolute = 0.0; relative = 1e-10 } cached.NeuronScores[k] fresh.NeuronScores[k] $"λ_{k}²"
+            // α_k ω_kᵀ summed over k: signs of single directions are arbitrary, the added map is not.
+            use mapFresh = fresh.FanOut.mm fresh.FanIn
+            use mapCached = cached.FanOut.mm cached.FanIn
+            Expect.isTrue (allClose mapCached mapFresh 1e-9) $"Σ ω_k α_kᵀ equal (max diff {maxAbsDiff mapCached mapFresh})"
+        }
     ]
