@@ -129,13 +129,8 @@ type CnnBlock(stages: ConvStage[], head: string, lastMap: int64, dense: IGrowabl
                      | "avg2" -> torch.nn.functional.avg_pool2d (a, 2L)
                      | _ -> a
             h <- if head = "gap" then h.mean ([| 2L; 3L |]) else h.flatten 1L
-            let denseIn = Array.zeroCreate dense.Length
-            let denseOut = Array.zeroCreate dense.Length
-            for i in 0 .. dense.Length - 1 do
-                denseIn[i] <- h
-                let z = dense[i].Forward h
-                denseOut[i] <- z
-                h <- if i = dense.Length - 1 then z else dense[i].Activate z
+            let denseIn, denseOut, logits = Junctions.chainForward dense h
+            h <- logits
             match pass.Records with
             | null -> ()
             | records ->

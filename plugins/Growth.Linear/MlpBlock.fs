@@ -33,14 +33,7 @@ type MlpBlock(layers: IGrowableLayer[], specs: LayerSpec[], outputBias: bool, na
             BlockSpec (Kind = "mlp", Layers = ResizeArray hidden, IsOutput = true, OutputBias = outputBias)
 
         member _.Forward(input, pass) =
-            let inputs = Array.zeroCreate layers.Length
-            let outputs = Array.zeroCreate layers.Length
-            let mutable h = if input.dim () > 2L then input.flatten 1L else input
-            for i in 0 .. layers.Length - 1 do
-                inputs[i] <- h
-                let z = layers[i].Forward h
-                outputs[i] <- z
-                h <- if i = layers.Length - 1 then z else layers[i].Activate z
+            let inputs, outputs, h = Junctions.chainForward layers (if input.dim () > 2L then input.flatten 1L else input)
             match pass.Records with
             | null -> ()
             | records ->

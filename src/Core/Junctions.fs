@@ -44,6 +44,19 @@ let denseRows (a: IGrowableLayer) (b: IGrowableLayer) (record: JunctionRecord) (
     idx |> Option.iter (fun t -> t.Dispose ())
     new JunctionRows (bRows, aRows, g, n, weight)
 
+/// Forward through a chain of layers with σ after every layer but the last: each layer's input and
+/// output before σ (what junction records hold), and the chain's output.
+let chainForward (layers: IGrowableLayer[]) (input: Tensor) : Tensor[] * Tensor[] * Tensor =
+    let inputs = Array.zeroCreate layers.Length
+    let outputs = Array.zeroCreate layers.Length
+    let mutable h = input
+    for i in 0 .. layers.Length - 1 do
+        inputs[i] <- h
+        let z = layers[i].Forward h
+        outputs[i] <- z
+        h <- if i = layers.Length - 1 then z else layers[i].Activate z
+    inputs, outputs, h
+
 /// Means and variances of the new channels' inputs z_k = α_kᵀp, from A's patch moments:
 /// E z = α·E p, Var z = αᵀ E[ppᵀ] α − (E z)².
 let newChannelMoments (fanIn: Tensor) (statistics: JunctionStatistics) =
