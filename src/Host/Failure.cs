@@ -13,7 +13,7 @@ public static class Failure
     /// <summary>The exit code for <paramref name="exception"/>.</summary>
     public static int ExitCode(Exception exception) => exception switch
     {
-        InvalidConfigurationException or OptionsValidationException or RunFolderException => ExitCodes.BadConfiguration,
+        InvalidConfigurationException or OptionsValidationException or RunFolderException or Daemon.QueueUnavailableException => ExitCodes.BadConfiguration,
         DatasetException => ExitCodes.DatasetError,
         OperationCanceledException => ExitCodes.Cancelled,
         _ => ExitCodes.RunFailed,
@@ -26,7 +26,8 @@ public static class Failure
     public static int Report(Exception exception, string? runFolder, TextWriter error)
     {
         var code = ExitCode(exception);
-        var where = runFolder is null ? "No run folder was written." : $"What the run wrote is kept in {runFolder}.";
+        var where = runFolder is not null ? $"What the run wrote is kept in {runFolder}."
+            : exception is Daemon.QueueUnavailableException ? "Nothing was queued or changed." : "No run folder was written.";
         if (code == ExitCodes.RunFailed)
         {
             // Not an error the code foresaw: say so, with the trace a bug report needs.

@@ -61,8 +61,12 @@ try
             foreach (var problem in problems) Console.Error.WriteLine($"tinygrow: {problem}");
             return ExitCodes.BadConfiguration;
         }
-        builder.Services.AddSingleton<IJobQueue>(new FolderJobQueue(settings.Daemon.QueueFolder));
+        builder.Services.AddSingleton<IJobQueue>(s => settings.Daemon.Queue == DaemonOptions.PostgresQueue
+            ? new PostgresJobQueue(settings.Daemon.ConnectionString, settings.Daemon.QueueFolder,
+                TimeSpan.FromSeconds(settings.Daemon.LeaseSeconds), s.GetRequiredService<ILogger<PostgresJobQueue>>())
+            : new FolderJobQueue(settings.Daemon.QueueFolder));
     }
+    if (commandLine.Verb is Verb.Run or Verb.Resume) ParentWatch.StartIfDaemonChild();
     if (commandLine.Verb == Verb.Daemon)
     {
         builder.Services.AddSingleton<JobRunner>(s => new JobRunner(settings, s.GetRequiredService<ILogger<JobRunner>>()));
@@ -74,6 +78,8 @@ try
     using var host = builder.Build();
     var log = host.Services.GetRequiredService<ILoggerFactory>().CreateLogger("TinyGrow.Host");
     discovery.LogProblems(log);
+    // Connects now: an unreachable queue server or refused credentials end the command (exit 2) here.
+    if (commandLine.Verb is Verb.Daemon or Verb.Submit or Verb.Jobs) host.Services.GetRequiredService<IJobQueue>();
 
     StopSignal.Listen();
     await host.StartAsync(); // Ctrl-C / SIGTERM now cancel ApplicationStopping

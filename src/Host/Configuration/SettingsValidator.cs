@@ -49,11 +49,14 @@ public static partial class SettingsValidator
                 foreach (var member in result.MemberNames.DefaultIfEmpty(""))
                 {
                     var memberKey = member.Length == 0 ? key : $"{key}:{member}";
-                    var value = member.Length == 0 ? null : options.GetType().GetProperty(member)?.GetValue(options);
+                    var property = member.Length == 0 ? null : options.GetType().GetProperty(member);
+                    var value = property?.GetValue(options);
+                    var shown = property?.GetCustomAttribute<System.ComponentModel.PasswordPropertyTextAttribute>()?.Password == true
+                        ? "(not shown: it may hold a password)" : Show(value);
                     var how = value is System.Collections.ICollection
                         ? $"Give its elements in the experiment file or with --{memberKey}:0…"
                         : $"Set it in the experiment file or with --{memberKey}=<value>.";
-                    errors.Add($"{memberKey} = {Show(value)}: {result.ErrorMessage} {how}");
+                    errors.Add($"{memberKey} = {shown}: {result.ErrorMessage} {how}");
                 }
         foreach (var property in options.GetType().GetProperties(BindingFlags.Public | BindingFlags.Instance))
         {

@@ -7,8 +7,10 @@ namespace TinyGrow.Host.Daemon;
 /// <summary>
 /// <c>tinygrow daemon</c>: takes jobs from the queue and runs them one at a time until the host
 /// stops (SIGTERM: the running job is asked to stop and goes back to the queue). A job that fails
-/// or is malformed ends in failed/ with its reason; the daemon goes on. An error of the queue
-/// itself (its folder unwritable) stops the daemon: the host reports it and exits 1.
+/// or is malformed ends in failed/ with its reason; the daemon goes on. A queue server that cannot
+/// be reached (<see cref="QueueUnavailableException"/>: a network partition, a restart) is waited
+/// for, polling; any other error of the queue itself (its folder unwritable) stops the daemon: the
+/// host reports it and exits 1.
 /// </summary>
 public sealed class DaemonService(IJobQueue queue, JobRunner runner, TinyGrowSettings settings, ILogger<DaemonService> log) : BackgroundService
 {
@@ -22,14 +24,24 @@ public sealed class DaemonService(IJobQueue queue, JobRunner runner, TinyGrowSet
     {
         await Task.Yield();
         var poll = TimeSpan.FromSeconds(settings.Daemon.PollSeconds);
-        log.LogInformation("Daemon {Owner}: queue {Queue}, results in {Output}, polling every {Poll} s",
-            FolderJobQueue.Owner, settings.Daemon.QueueFolder, Path.GetFullPath(settings.Output.Directory), poll.TotalSeconds);
+        log.LogInformation("Daemon: queue {Queue}, results in {Output}, polling every {Poll} s",
+            queue.Description, Path.GetFullPath(settings.Output.Directory), poll.TotalSeconds);
         while (!stoppingToken.IsCancellationRequested)
         {
-            // Every time, not only at start: another daemon on the same queue may have died.
-            foreach (var id in queue.RequeueAbandoned())
-                log.LogWarning("Job {Job}: its daemon died while running it; requeued", id);
-            using var job = queue.TryClaim();
+            IClaimedJob? claimed;
+            try
+            {
+                // Every time, not only at start: another daemon on the same queue may have died.
+                foreach (var id in queue.RequeueAbandoned())
+                    log.LogWarning("Job {Job}: its daemon died while running it; requeued", id);
+                claimed = queue.TryClaim();
+            }
+            catch (QueueUnavailableException e)
+            {
+                log.LogWarning("Queue unavailable, trying again in {Poll} s: {Error}", poll.TotalSeconds, e.Message);
+                claimed = null;
+            }
+            using var job = claimed;
             if (job is null)
             {
                 try { await Task.Delay(poll, stoppingToken); }
@@ -46,7 +58,16 @@ public sealed class DaemonService(IJobQueue queue, JobRunner runner, TinyGrowSet
             {
                 outcome = new(JobState.Failed, $"the daemon could not run it: {e.Message}", null);
             }
-            job.Finish(outcome);
+            try
+            {
+                job.Finish(outcome);
+            }
+            catch (QueueUnavailableException e)
+            {
+                // Not recorded: once the lease expires another daemon takes the job, and finds the
+                // run's folder finished (nothing run again) or resumes it.
+                log.LogError("Job {Job}: its outcome ({State}) could not be recorded: {Error}", job.Id, outcome.State, e.Message);
+            }
             if (outcome.State != JobState.Queued) lock (_ran) _ran.Add(job.Id);
             switch (outcome.State)
             {
@@ -61,6 +82,6 @@ public sealed class DaemonService(IJobQueue queue, JobRunner runner, TinyGrowSet
                     break;
             }
         }
-        log.LogInformation("Daemon {Owner}: stopped", FolderJobQueue.Owner);
+        log.LogInformation("Daemon: stopped");
     }
 }

@@ -40,14 +40,24 @@ public sealed partial class FolderJobQueue : IJobQueue
     /// <summary>Who holds a claim: written into the job's status.</summary>
     public static string Owner => $"{Environment.MachineName}:{Environment.ProcessId}";
 
+    /// <inheritdoc/>
+    public string Description => $"folder {Root} (daemon {Owner})";
+
+    /// <summary>A new job id: its UTC submission time (so ids sort oldest first), the safe part of
+    /// <paramref name="name"/>, and a random suffix.</summary>
+    public static string NewId(string name, DateTimeOffset now)
+    {
+        var stem = Unsafe().Replace(name, "_").Trim('_', '.', '-');
+        if (stem.Length > 40) stem = stem[..40];
+        return $"{now:yyyyMMdd-HHmmss-fff}-{(stem.Length > 0 ? stem + "-" : "")}{Guid.NewGuid().ToString("N")[..6]}";
+    }
+
     string In(string state, string file) => Path.Combine(Root, state, file);
 
     /// <inheritdoc/>
     public JobInfo Submit(string name, string experimentJson)
     {
-        var stem = Unsafe().Replace(name, "_").Trim('_', '.', '-');
-        if (stem.Length > 40) stem = stem[..40];
-        var id = $"{_clock.GetUtcNow():yyyyMMdd-HHmmss-fff}-{(stem.Length > 0 ? stem + "-" : "")}{Guid.NewGuid().ToString("N")[..6]}";
+        var id = NewId(name, _clock.GetUtcNow());
         // Written beside the queue and renamed in: a claimer never sees half a file.
         var temporary = In(Incoming, id + ".json");
         using (var file = new FileStream(temporary, FileMode.CreateNew, FileAccess.Write))
@@ -83,11 +93,12 @@ public sealed partial class FolderJobQueue : IJobQueue
             }
             MoveSidecars(id, Queued, Running);
             var status = ReadStatus(Running, id);
+            var previous = status.RunFolder; // of an attempt whose daemon died or stopped
             status.Owner = Owner;
             status.Started = _clock.GetUtcNow();
             status.Attempts++;
             WriteStatus(Running, id, status);
-            return new Claim(this, id, jobLock);
+            return new Claim(this, id, jobLock, previous);
         }
         return null;
     }
@@ -200,13 +211,22 @@ public sealed partial class FolderJobQueue : IJobQueue
         File.Move(path + ".tmp", path, overwrite: true);
     }
 
-    sealed class Claim(FolderJobQueue queue, string id, FileStream jobLock) : IClaimedJob
+    sealed class Claim(FolderJobQueue queue, string id, FileStream jobLock, string? previousRunFolder) : IClaimedJob
     {
         bool _finished;
 
         public string Id => id;
         public string ExperimentPath => queue.In(Running, id + ".json");
         public string LogPath => queue.In(Running, id + ".log");
+        public string? PreviousRunFolder => previousRunFolder;
+        public CancellationToken Lost => CancellationToken.None; // the OS lock is held until released
+
+        public void Started(string runFolder)
+        {
+            var status = queue.ReadStatus(Running, id);
+            status.RunFolder = runFolder;
+            queue.WriteStatus(Running, id, status);
+        }
 
         public void Finish(JobOutcome outcome)
         {

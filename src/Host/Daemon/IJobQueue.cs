@@ -42,14 +42,29 @@ public interface IClaimedJob : IDisposable
     /// kept with the job when it finishes.</summary>
     string LogPath { get; }
 
+    /// <summary>The run folder of the job's previous attempt (a daemon that died or stopped while
+    /// running it), or null: the daemon resumes that run from its checkpoint instead of starting again.</summary>
+    string? PreviousRunFolder { get; }
+
+    /// <summary>Signalled when the claim is lost (another daemon took the job over after the lease
+    /// expired): the run must stop, and <see cref="Finish"/> records nothing.</summary>
+    CancellationToken Lost { get; }
+
+    /// <summary>Records where this attempt's run writes (<c>&lt;run-id&gt;.partial</c>), before it starts:
+    /// the folder a later attempt resumes if this daemon dies.</summary>
+    void Started(string runFolder);
+
     /// <summary>Records the outcome and moves the job to its state.</summary>
     void Finish(JobOutcome outcome);
 }
 
 /// <summary>A queue of experiment files, each run once. Implementations: <see cref="FolderJobQueue"/>
-/// (one host); a PostgreSQL one is to follow (many hosts).</summary>
+/// (one host) and <see cref="PostgresJobQueue"/> (many daemons on many hosts).</summary>
 public interface IJobQueue
 {
+    /// <summary>What the queue is and who this daemon is in it, for the daemon's first log line.</summary>
+    string Description { get; }
+
     /// <summary>Adds a job whose experiment file holds <paramref name="experimentJson"/>; the job
     /// appears whole or not at all. <paramref name="name"/> (e.g. the file's name) goes into its id.</summary>
     JobInfo Submit(string name, string experimentJson);

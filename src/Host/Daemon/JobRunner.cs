@@ -34,7 +34,11 @@ public sealed class JobRunner(TinyGrowSettings settings, ILogger<JobRunner> log,
     public async Task<JobOutcome> RunAsync(IClaimedJob job, CancellationToken stopping)
     {
         var output = Path.GetFullPath(settings.Output.Directory);
-        var runId = FreeRunId(output, job.Id);
+        var resume = Resumable(job.PreviousRunFolder);
+        if (resume is null && Finished(job.PreviousRunFolder) is { } finished)
+            return new(JobState.Done, null, finished); // it completed, but its daemon died before recording it
+        var runId = resume is null ? FreeRunId(output, job.Id) : Path.GetFileName(resume)[..^SettingsValidator.PartialSuffix.Length];
+        if (resume is not null) output = Path.GetDirectoryName(resume)!;
         var info = new ProcessStartInfo(_command[0])
         {
             RedirectStandardOutput = true,
@@ -42,8 +46,15 @@ public sealed class JobRunner(TinyGrowSettings settings, ILogger<JobRunner> log,
             RedirectStandardInput = true, // not the daemon's: a child never reads the terminal
         };
         foreach (var a in _command.Skip(1)) info.ArgumentList.Add(a);
-        foreach (var a in new[] { "run", "--experiment", job.ExperimentPath, $"--Output:Directory={output}", $"--Output:RunId={runId}" })
-            info.ArgumentList.Add(a);
+        // An interrupted attempt is continued from its checkpoint exactly as `tinygrow resume` does;
+        // its settings are the run's config.json.
+        var arguments = resume is null
+            ? new[] { "run", "--experiment", job.ExperimentPath, $"--Output:Directory={output}", $"--Output:RunId={runId}" }
+            : ["resume", resume];
+        foreach (var a in arguments) info.ArgumentList.Add(a);
+        // The run stops at once if this daemon dies (ParentWatch): a daemon that takes the job over
+        // must not find it still writing the run folder.
+        info.Environment[ParentWatch.Variable] = Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture);
 
         var errors = new Queue<string>();
         using var logFile = new StreamWriter(job.LogPath, append: true) { AutoFlush = true };
@@ -58,8 +69,9 @@ public sealed class JobRunner(TinyGrowSettings settings, ILogger<JobRunner> log,
                 if (errors.Count > 40) errors.Dequeue();
             }
         }
-        lock (logFile) logFile.WriteLine($"# {DateTimeOffset.UtcNow:O} {FolderJobQueue.Owner}: {string.Join(' ', info.ArgumentList.Prepend(info.FileName))}");
+        lock (logFile) logFile.WriteLine($"# {DateTimeOffset.UtcNow:O} {Environment.MachineName}:{Environment.ProcessId}: {string.Join(' ', info.ArgumentList.Prepend(info.FileName))}");
 
+        job.Started(Path.Combine(output, runId + SettingsValidator.PartialSuffix));
         using var process = new Process { StartInfo = info };
         process.OutputDataReceived += (_, e) => Line(e.Data, false);
         process.ErrorDataReceived += (_, e) => Line(e.Data, true);
@@ -74,12 +86,16 @@ public sealed class JobRunner(TinyGrowSettings settings, ILogger<JobRunner> log,
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
         process.StandardInput.Close();
-        log.LogInformation("Job {Job}: started (pid {Pid}), run folder {Folder}", job.Id, process.Id, Path.Combine(output, runId));
+        if (resume is null)
+            log.LogInformation("Job {Job}: started (pid {Pid}), run folder {Folder}", job.Id, process.Id, Path.Combine(output, runId));
+        else
+            log.LogInformation("Job {Job}: resuming its interrupted run {Folder} from its checkpoint (pid {Pid})", job.Id, resume, process.Id);
 
         var interrupted = false;
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(stopping, job.Lost);
         try
         {
-            await process.WaitForExitAsync(stopping);
+            await process.WaitForExitAsync(stop.Token);
         }
         catch (OperationCanceledException)
         {
@@ -97,7 +113,10 @@ public sealed class JobRunner(TinyGrowSettings settings, ILogger<JobRunner> log,
         var partial = final + SettingsValidator.PartialSuffix;
         var folder = Directory.Exists(final) ? final : Directory.Exists(partial) ? partial : null;
         if (code == ExitCodes.Ok && !interrupted) return new(JobState.Done, null, folder);
-        if (interrupted) return new(JobState.Queued, $"requeued: the daemon stopped during the run (exit {code})", folder);
+        if (interrupted)
+            return new(JobState.Queued, job.Lost.IsCancellationRequested
+                ? $"stopped: the lease was lost to another daemon (exit {code})"
+                : $"requeued: the daemon stopped during the run (exit {code})", folder);
         string[] lines;
         lock (logFile) lines = errors.ToArray();
         return new(JobState.Failed, $"exit {code} ({Meaning(code)}): {Reason(lines)}", folder);
@@ -119,6 +138,25 @@ public sealed class JobRunner(TinyGrowSettings settings, ILogger<JobRunner> log,
         var errors = lines.Where(l => l.Contains(" fail: ", StringComparison.Ordinal) || l.Contains(" crit: ", StringComparison.Ordinal) || l.StartsWith("tinygrow:", StringComparison.Ordinal)).ToArray();
         var chosen = errors.Length > 0 ? errors : lines.TakeLast(3).ToArray();
         return chosen.Length == 0 ? "no output" : string.Join(" | ", chosen.Select(l => l.Trim()));
+    }
+
+    // The previous attempt's run folder if it can be resumed: unfinished (.partial), with its
+    // settings and a checkpoint that passes its checksum. Without a checkpoint the job starts again.
+    static string? Resumable(string? previous)
+    {
+        if (previous is null || !previous.EndsWith(SettingsValidator.PartialSuffix, StringComparison.Ordinal) || !Directory.Exists(previous))
+            return null;
+        if (!File.Exists(Path.Combine(previous, "config.json"))) return null;
+        var (checkpoint, _) = TinyGrow.Core.Checkpoint.latest(previous);
+        return checkpoint is not null ? previous : null; // F#'s None is null
+    }
+
+    // The previous attempt's folder renamed to its final name: that run completed.
+    static string? Finished(string? previous)
+    {
+        if (previous is null || !previous.EndsWith(SettingsValidator.PartialSuffix, StringComparison.Ordinal)) return null;
+        var final = previous[..^SettingsValidator.PartialSuffix.Length];
+        return !Directory.Exists(previous) && File.Exists(Path.Combine(final, "metrics.jsonl")) ? final : null;
     }
 
     // The job's id as its run id; a second attempt (after a daemon died) gets -2, -3, … so that the
