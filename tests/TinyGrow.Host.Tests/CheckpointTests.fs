@@ -18,7 +18,7 @@ let private app = Path.GetFullPath(Path.Combine(AppContext.BaseDirectory, "..", 
 extern int private sendSignal(int pid, int signal)
 
 /// Starts `dotnet tinygrow.dll args` in `folder`, standard error collected into `errors`.
-let private start (folder: string) (args: string list) (errors: Text.StringBuilder) =
+let start (folder: string) (args: string list) (errors: Text.StringBuilder) =
     let info = ProcessStartInfo("dotnet", WorkingDirectory = folder, RedirectStandardError = true, RedirectStandardOutput = true)
     info.ArgumentList.Add(Path.Combine(app, "tinygrow.dll"))
     for name in info.Environment.Keys |> Seq.filter (fun k -> k.StartsWith "TINYGROW_") |> Seq.toList do
@@ -34,7 +34,7 @@ let private start (folder: string) (args: string list) (errors: Text.StringBuild
     p.BeginOutputReadLine()
     p
 
-let private finish (p: Process) =
+let finish (p: Process) =
     if not (p.WaitForExit 180_000) then
         p.Kill true
         failtest "the application did not finish in 3 minutes"
@@ -49,7 +49,7 @@ let private runToEnd (folder: string) (args: string list) =
     code, string errors
 
 /// Waits until `path` exists (or the process ends); true if it appeared.
-let private waitFor (p: Process) (path: string) =
+let waitFor (p: Process) (path: string) =
     let clock = Stopwatch.StartNew()
     while not (File.Exists path) && not p.HasExited && clock.Elapsed.TotalSeconds < 120.0 do
         Threading.Thread.Sleep 5
@@ -67,7 +67,7 @@ let private experiment (data: string) (runId: string) =
       "--Checkpoint:EverySeconds=0.2"; "--Device=cpu"; "--Output:Directory=runs"; $"--Output:RunId={runId}" ]
 
 /// metrics.jsonl without its wall-clock fields (`seconds` and every `*_seconds`).
-let private metricsOf (folder: string) =
+let metricsOf (folder: string) =
     File.ReadAllLines(Path.Combine(folder, "metrics.jsonl"))
     |> Array.map (fun line ->
         match JsonNode.Parse line with

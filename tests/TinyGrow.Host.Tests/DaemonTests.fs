@@ -17,7 +17,7 @@ open TinyGrow.Host.Tests.TestUtil
 let private app = Path.GetFullPath(Path.Combine(AppContext.BaseDirectory, "..", "..", "..", "..", "..", "artifacts", "tinygrow", "tinygrow.dll"))
 
 /// A tiny fixed MLP on generated MNIST files: a child run of a second or two.
-let private goodExperiment (dataRoot: string) =
+let goodExperiment (dataRoot: string) =
     $$"""{ "Dataset": { "Name": "mnist", "Root": "{{dataRoot.Replace("\\", "/")}}" },
           "Model": { "Layers": [ { "Kind": "dense", "Width": 2, "MaxWidth": 2 } ] },
           "Growth": { "Strategy": "none" },
@@ -30,17 +30,18 @@ let private daemon (queue: string) (output: string) =
     let runner = JobRunner(settings, NullLogger<JobRunner>.Instance, [ "dotnet"; app ])
     new DaemonService(FolderJobQueue(queue), runner, settings, NullLogger<DaemonService>.Instance)
 
-/// Runs the daemons until no job is queued or running (or a minute passes), then stops them.
-let private runUntilEmpty (queue: string) (daemons: DaemonService list) =
+/// Runs the daemons until no job of `q` is queued or running (or 90 s pass), then stops them.
+let runUntilDone (q: IJobQueue) (daemons: DaemonService list) =
     for d in daemons do d.StartAsync(CancellationToken.None).Wait()
-    let q = FolderJobQueue queue
     let deadline = DateTime.UtcNow.AddSeconds 90.0
     while DateTime.UtcNow < deadline && q.List() |> Seq.exists (fun j -> j.State = JobState.Queued || j.State = JobState.Running) do
         Thread.Sleep 100
     for d in daemons do d.StopAsync(CancellationToken.None).Wait()
     q.List()
 
-let private dataFolder (folder: TempFolder) =
+let private runUntilEmpty (queue: string) (daemons: DaemonService list) = runUntilDone (FolderJobQueue queue) daemons
+
+let dataFolder (folder: TempFolder) =
     let mnist = Directory.CreateDirectory(folder.File "mnist").FullName
     EndToEndTests.writeMnist mnist "train" 40 21
     EndToEndTests.writeMnist mnist "t10k" 10 22

@@ -14,6 +14,8 @@ let all =
         ReportTests.tests
         DaemonTests.tests
         CheckpointTests.tests
+        PostgresQueueTests.tests
+        DaemonResumeTests.tests
         TemplateTests.tests
     ]
 

@@ -102,9 +102,15 @@ public abstract class ConfigurationSchema
         return match?.GetGenericArguments()[^1];
     }
 
+    /// <summary>The key <c>TINYGROW_CI</c> sets (read by the tests only).</summary>
+    public const string CiKey = "CI";
+
     /// <summary>Everything TinyGrow, its host and its logging read.</summary>
     public static Section TinyGrow { get; } = SectionOf([typeof(TinyGrowSettings)], [
         Named(ConfigurationLayers.ExperimentKey, new Value(typeof(string))),
+        // TINYGROW_CI=1, set by .ci/run for the tests (a server they need must be there); the
+        // application ignores it, but runs started under CI inherit it and must not refuse it.
+        Named(CiKey, new Value(typeof(string))),
         // Set by the generic host itself.
         Named(HostDefaults.ContentRootKey, new Value(typeof(string))),
         Named(HostDefaults.EnvironmentKey, new Value(typeof(string))),
