@@ -104,6 +104,13 @@ let main argv =
     | [ "checkpoint-cost" ] ->
         TinyGrow.Bench.CheckpointCost.run "resnet18" 1.0
         0
+    | "queue" :: rest ->
+        match rest with
+        | [] -> QueueBench.queue 300 QueueBench.defaultServer
+        | [ jobs ] -> QueueBench.queue (int jobs) QueueBench.defaultServer
+        | jobs :: server :: _ -> QueueBench.queue (int jobs) server
+    | "daemon-idle" :: rest ->
+        QueueBench.daemonIdle (match rest with s :: _ -> float s | [] -> 60.0) QueueBench.defaultServer
     | [ "cifar-pipeline" ] -> TinyGrow.Bench.CifarPipeline.run ()
     | [ "step-profile" ] ->
         use data = loadFashion ()
@@ -177,5 +184,5 @@ let main argv =
         printfn "solves (δ, N, S2^-1/2, SVD; %d junctions):     %6.3f s   ratio to the epoch %.3f" net.JunctionCount solve (solve / train)
         0
     | _ ->
-        eprintfn "usage: TinyGrow.Bench checkpoint-cost | compare [ACTIVATION EPOCHS] | conv-cost [SAMPLES] | rows | whitening-time [D2 ...] | whitening-parts | stats-ratio [WIDTH] | step-profile | strategies [EPOCHS [SEED ...]] | smoke ACTIVATION EPOCHS THRESHOLD STEPS"
+        eprintfn "usage: TinyGrow.Bench checkpoint-cost | queue [JOBS [CONNECTION]] | daemon-idle [SECONDS] | compare [ACTIVATION EPOCHS] | conv-cost [SAMPLES] | rows | whitening-time [D2 ...] | whitening-parts | stats-ratio [WIDTH] | step-profile | strategies [EPOCHS [SEED ...]] | smoke ACTIVATION EPOCHS THRESHOLD STEPS"
         2
