@@ -59,6 +59,20 @@ let queueOf (schema: Schema) (work: string) (leaseSeconds: float) =
 
 let tests =
     testList "postgres queue" [
+        test "configuration: Daemon:Queue is folder or postgres; postgres needs a connection string that parses; the value is never shown" {
+            let errors pairs =
+                TinyGrow.Host.Configuration.SettingsValidator.Validate(settingsFrom (("Model:Layers:0:Width", "1") :: pairs)) |> String.concat "\n"
+            Expect.equal (errors [ "Daemon:Queue", "postgres"; "Daemon:ConnectionString", server ]) "" "a good one passes"
+            Expect.stringContains (errors [ "Daemon:Queue", "postgress" ]) "Daemon:Queue = 'postgress': use folder or postgres" "a misspelt kind is named"
+            Expect.stringContains (errors [ "Daemon:Queue", "postgres" ]) "Daemon:ConnectionString = (not shown: it may hold a password): is required with Daemon:Queue=postgres" "a missing one is named"
+            let bad = errors [ "Daemon:Queue", "postgres"; "Daemon:ConnectionString", "Hots=db;Password=sekrit-3" ]
+            Expect.stringContains bad "Daemon:ConnectionString" "a malformed one is named"
+            Expect.stringContains bad "not an Npgsql connection string" "and why"
+            Expect.isFalse (bad.Contains "sekrit") "without the password"
+            Expect.stringContains (errors [ "Daemon:Queue", "postgres"; "Daemon:ConnectionString", server; "Daemon:LeaseSeconds", "0.5" ]) "Daemon:LeaseSeconds = 0.5" "a lease out of range is named"
+            Expect.equal (errors [ "Daemon:ConnectionString", "Hots=db" ]) "" "the folder queue ignores it"
+        }
+
         test "an unreachable server and refused credentials are named by host and port, never the password" {
             use folder = new TempFolder()
             let messageOf (connection: string) =
@@ -123,6 +137,20 @@ let tests =
             let listed = b.List() |> Seq.exactlyOne
             Expect.equal (listed.State, listed.RunFolder) (JobState.Done, "/runs/exp") "done, with its run folder"
             Expect.equal (schema.Scalar "SELECT attempts FROM tinygrow_jobs" :?> int) 2 "two attempts"
+        }
+
+        test "a claim taken over by another daemon is lost: its holder is told at the next renewal and its outcome is not recorded" {
+            use schema = new Schema()
+            use folder = new TempFolder()
+            use a = queueOf schema (folder.File "a") 1.0
+            a.Submit("exp", "{}") |> ignore
+            use job = match a.TryClaim() with null -> failtest "not claimed" | j -> j
+            Expect.isFalse job.Lost.IsCancellationRequested "held"
+            // What another daemon does after a lease expired during a network partition.
+            schema.Scalar "UPDATE tinygrow_jobs SET owner = 'elsewhere:1:abcdef' RETURNING 1" |> ignore
+            Expect.isTrue (job.Lost.WaitHandle.WaitOne 5000) "lost at the next renewal (every third of the lease)"
+            job.Finish(JobOutcome(JobState.Failed, "too late", null))
+            Expect.equal (schema.Scalar "SELECT state || ' ' || owner FROM tinygrow_jobs" :?> string) "running elsewhere:1:abcdef" "the new holder's row is untouched"
         }
 
         test "three daemons, ten jobs: each job is run exactly once" {

@@ -19,7 +19,8 @@ public static class Usage
           plugins   list the layer kinds, growth strategies and datasets found in plugins/
           report    draw the figures and report.md of a run folder from its metrics.jsonl
           export    write model.pt and tinygrow_model.py (PyTorch) of a run folder's model.json + model.bin
-          daemon    run the jobs of the queue (Daemon:QueueFolder) one at a time, until stopped
+          daemon    run the jobs of the queue one at a time, until stopped: a folder (Daemon:QueueFolder)
+                    or PostgreSQL (Daemon:Queue=postgres, Daemon:ConnectionString)
           submit    put a copy of an experiment file in the queue; prints the job's id
           jobs      list the queue's jobs, their states and reasons
           help      this text (also --help, -h)
@@ -34,7 +35,8 @@ public static class Usage
 
         Unknown keys, gaps in list indices (Model:Layers:0, 1, 2…) and values of the wrong type are errors.
 
-        Exit codes: 0 done, 1 run failed or unexpected error, 2 bad configuration or usage,
+        Exit codes: 0 done, 1 run failed or unexpected error, 2 bad configuration or usage
+                    (also: the queue's PostgreSQL server unreachable or refusing the credentials),
                     3 dataset missing or corrupt, 130 interrupted (Ctrl-C).
                     SIGTERM checkpoints and exits 0. A failed or interrupted run keeps its
                     <Output:Directory>/<run-id>.partial/ (tinygrow resume continues it).

@@ -102,6 +102,9 @@ public sealed class JobRunner(TinyGrowSettings settings, ILogger<JobRunner> log,
             // The daemon is stopping: ask the run to stop as Ctrl-C would (it keeps its .partial
             // folder), then insist.
             interrupted = true;
+            // A lost lease: another daemon runs the job now, maybe in this same run folder, so no
+            // checkpoint may be written on the way out.
+            if (job.Lost.IsCancellationRequested && !process.HasExited) process.Kill(entireProcessTree: true);
             if (!process.HasExited) _ = kill(process.Id, 15);
             using var grace = new CancellationTokenSource(StopGrace);
             try { await process.WaitForExitAsync(grace.Token); }
