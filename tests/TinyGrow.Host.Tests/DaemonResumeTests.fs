@@ -56,8 +56,9 @@ let private runsOf (daemon: int) =
         with _ -> None)
 
 /// Starts `tinygrow daemon args` as a process, waits for the job's second checkpoint (mid-training,
-/// past a growth step), kills the daemon with SIGKILL and checks that its run stopped itself.
-let private killMidJob (f: Fixture) (id: string) (args: string list) =
+/// past a growth step), kills the daemon with SIGKILL, calls `afterKill`, and checks that its run
+/// stopped itself.
+let private killMidJob (f: Fixture) (id: string) (args: string list) (afterKill: unit -> unit) =
     let errors = Text.StringBuilder()
     let runs = f.File "runs"
     use p = CheckpointTests.start f.Path ("daemon" :: "--Daemon:PollSeconds=0.1" :: $"--Output:Directory={runs}" :: args) errors
@@ -66,6 +67,7 @@ let private killMidJob (f: Fixture) (id: string) (args: string list) =
     Expect.isNonEmpty (runsOf p.Id) "the daemon's run is running"
     p.Kill() // SIGKILL, the daemon only: its run is orphaned
     p.WaitForExit()
+    afterKill ()
     let clock = Stopwatch.StartNew()
     while runsOf p.Id |> Array.isEmpty |> not && clock.Elapsed.TotalSeconds < 10.0 do Thread.Sleep 50
     Expect.isEmpty (runsOf p.Id) "the orphaned run stopped itself"
@@ -93,7 +95,7 @@ let tests =
             f.Reference |> ignore
             let queueFolder = f.File "queue"
             let id = (FolderJobQueue queueFolder).Submit("killed", f.Experiment).Id
-            killMidJob f id [ $"--Daemon:QueueFolder={queueFolder}" ]
+            killMidJob f id [ $"--Daemon:QueueFolder={queueFolder}" ] ignore
             resumeAndCheck f (FolderJobQueue queueFolder) id (fun () -> File.ReadAllText(Path.Combine(queueFolder, "done", id + ".log")))
         }
 
@@ -104,9 +106,10 @@ let tests =
             use submitter = PostgresQueueTests.queueOf schema (f.File "submit") 3.0
             let id = submitter.Submit("killed", f.Experiment).Id
             let work = f.File "work-a"
-            killMidJob f id [ "--Daemon:Queue=postgres"; $"--Daemon:ConnectionString={schema.ConnectionString}"; "--Daemon:LeaseSeconds=3"; $"--Daemon:QueueFolder={work}" ]
-            Expect.equal ((submitter.List() |> Seq.exactlyOne).State) JobState.Running "still running on the dead daemon: its lease has not expired"
-            Expect.isEmpty (submitter.RequeueAbandoned()) "not taken before the lease expires"
+            // Right after the kill the lease (3 s, renewed every second) has at least 2 s left.
+            killMidJob f id [ "--Daemon:Queue=postgres"; $"--Daemon:ConnectionString={schema.ConnectionString}"; "--Daemon:LeaseSeconds=3"; $"--Daemon:QueueFolder={work}" ] (fun () ->
+                Expect.isEmpty (submitter.RequeueAbandoned()) "not taken before the lease expires"
+                Expect.equal ((submitter.List() |> Seq.exactlyOne).State) JobState.Running "still running on the dead daemon")
             use other = PostgresQueueTests.queueOf schema (f.File "work-b") 3.0
             resumeAndCheck f other id (fun () -> File.ReadAllText(f.File(Path.Combine("work-b", id + ".log"))))
             Expect.equal (schema.Scalar "SELECT attempts FROM tinygrow_jobs" :?> int) 2 "two attempts: killed, resumed"

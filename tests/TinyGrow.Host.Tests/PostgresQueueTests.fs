@@ -117,18 +117,18 @@ let tests =
         test "a lease is renewed while its daemon lives and taken back after it expires, with the run folder of the attempt" {
             use schema = new Schema()
             use folder = new TempFolder()
-            use a = queueOf schema (folder.File "a") 1.0
-            use b = queueOf schema (folder.File "b") 1.0
+            use a = queueOf schema (folder.File "a") 2.0
+            use b = queueOf schema (folder.File "b") 2.0
             let id = a.Submit("exp", "{}").Id
             let job = match a.TryClaim() with null -> failtest "not claimed" | j -> j
             job.Started "/runs/exp.partial"
-            Thread.Sleep 2500 // 2.5 leases: renewed every third of one
+            Thread.Sleep 5000 // 2.5 leases: renewed every third of one
             Expect.isEmpty (b.RequeueAbandoned()) "a live daemon keeps its job"
             Expect.isNull (b.TryClaim()) "nothing else to claim"
             Expect.equal ((b.List() |> Seq.exactlyOne).Owner) a.Owner "running on a"
             job.Dispose() // the daemon dies: its lease is no longer renewed
             Expect.isEmpty (b.RequeueAbandoned()) "not before the lease expires"
-            Thread.Sleep 1500
+            Thread.Sleep 2500
             Expect.equal (b.RequeueAbandoned() |> Seq.toList) [ id ] "requeued once the lease expired"
             Expect.isEmpty (a.RequeueAbandoned()) "by one daemon only"
             let again = match b.TryClaim() with null -> failtest "not claimed again" | j -> j

@@ -58,6 +58,11 @@ public sealed class DaemonService(IJobQueue queue, JobRunner runner, TinyGrowSet
             {
                 outcome = new(JobState.Failed, $"the daemon could not run it: {e.Message}", null);
             }
+            catch (QueueUnavailableException e)
+            {
+                // Its run folder could not be recorded before the start: not run; back in the queue.
+                outcome = new(JobState.Queued, $"requeued: not started, the queue was unavailable ({e.Message})", null);
+            }
             try
             {
                 job.Finish(outcome);
