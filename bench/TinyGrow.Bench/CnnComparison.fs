@@ -33,9 +33,10 @@ let run (data: LoadedDataset) (experiment: string) (epochs: int option) (seeds: 
         t.Seed <- int64 seed
         t
     let rows = rows data model training growth
-    let measured, before, after = measure rows seeds
     let protocol =
         $"{data.Name}, the CNN of `{experiment}` (starting widths {String.Join ('/', [ for l in model.Layers -> l.Width ])}, GAP head) with its growth and training options, {epochs} epochs (the file says {base'.Epochs}); the fixed CNN has tiny's final widths and is trained from scratch. Command: `make bench ARGS=\"cnn {epochs} {String.Join (' ', seeds)}\"`."
-    let text = table "Fashion-MNIST CNN: tiny vs fixed" protocol rows measured before after
-    printfn "%s" text
-    writeSection results "cnn" text
+    let write measured before after =
+        let text = table "Fashion-MNIST CNN: tiny vs fixed" protocol rows seeds measured before after
+        printfn "%s" text
+        writeSection results "cnn" text
+    measure rows seeds write |> ignore

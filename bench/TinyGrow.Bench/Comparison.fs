@@ -105,23 +105,26 @@ let private commit () =
     | Some head -> if git "status --porcelain --untracked-files=no" |> Option.exists (fun s -> s <> "") then head + " + uncommitted changes" else head
     | None -> "unknown (not a git checkout)"
 
-/// Every row for every seed (seeds outermost), with progress on stderr; the load average before and after.
-let measure (rows: Row list) (seeds: int list) =
+/// Every row for every seed (seeds outermost), with progress (and each run's epoch curve) on stderr.
+/// `afterSeed results loadBefore loadNow` is called after each seed with the seeds done so far, so
+/// that a run stopped part way still leaves its table.
+let measure (rows: Row list) (seeds: int list) (afterSeed: (int * Map<string, Run>) list -> string -> string -> unit) =
     let before = loadAverage ()
-    let results =
-        [ for seed in seeds do
-            let mutable done' = Map.empty
-            for row in rows do
-                let r = row.Run seed done'
-                eprintfn "seed %d %s: widths %s accuracy %.4f parameters %d seconds %.1f growth %.1f"
-                    seed row.Name (String.Join ("/", r.Summary.Widths)) r.Summary.TestAccuracy r.Summary.Parameters
-                    r.Summary.Seconds r.Summary.GrowthSeconds
-                done' <- done'.Add (row.Name, r)
-            yield seed, done' ]
-    results, before, loadAverage ()
+    let mutable results = []
+    for seed in seeds do
+        let mutable done' = Map.empty
+        for row in rows do
+            let r = row.Run seed done'
+            eprintfn "seed %d %s: widths %s accuracy %.4f parameters %d seconds %.1f growth %.1f; epochs (s, accuracy) %s"
+                seed row.Name (String.Join ("/", r.Summary.Widths)) r.Summary.TestAccuracy r.Summary.Parameters
+                r.Summary.Seconds r.Summary.GrowthSeconds (String.Join (" ", [ for s, a in r.Epochs -> sprintf "%.0f:%.4f" s a ]))
+            done' <- done'.Add (row.Name, r)
+        results <- results @ [ seed, done' ]
+        afterSeed results before (loadAverage ())
+    results
 
 /// The markdown table of `measure`'s results, preceded by the machine and followed by the notes.
-let table (title: string) (protocol: string) (rows: Row list) (results: (int * Map<string, Run>) list) (loadBefore: string) (loadAfter: string) =
+let table (title: string) (protocol: string) (rows: Row list) (planned: int list) (results: (int * Map<string, Run>) list) (loadBefore: string) (loadAfter: string) =
     let w = new StringWriter ()
     let line (s: string) = w.WriteLine s
     let seeds = [ for s, _ in results -> s ]
@@ -131,7 +134,7 @@ let table (title: string) (protocol: string) (rows: Row list) (results: (int * M
     line ""
     let now = DateTime.UtcNow.ToString "yyyy-MM-dd HH:mm"
     let seedList = String.Join (", ", seeds)
-    line $"Measured by `make bench` on {Environment.MachineName}: {cpuModel ()}, {Environment.ProcessorCount} cores, one torch thread, shared with other jobs (load average {loadBefore} before, {loadAfter} after); commit {commit ()}; {now} UTC; seeds {seedList}, mean ± sample std over them."
+    line $"Measured by `make bench` on {Environment.MachineName}: {cpuModel ()}, {Environment.ProcessorCount} cores, one torch thread, shared with other jobs (load average {loadBefore} at the start, {loadAfter} when this table was written); commit {commit ()}; {now} UTC; seeds {seedList}, mean ± sample std over them."
     line ""
     line "| row | widths (per seed) | test accuracy % | parameters | seconds | growth seconds (share) | seconds to reach the target's final accuracy (per seed) | that time / the target's own time to it |"
     line "|---|---|---|---|---|---|---|---|"
@@ -159,6 +162,9 @@ let table (title: string) (protocol: string) (rows: Row list) (results: (int * M
         line (sprintf "| %s | %s | %.2f ± %.2f | %.0f ± %.0f | %.1f ± %.1f | %.1f ± %.1f (%.0f %%) | %s | %s |"
                   row.Name widths acc accSd pars parsSd secs secsSd growth growthSd share reach ratio)
     line ""
+    if results.Length < planned.Length then
+        line $"**Partial: {results.Length} of the {planned.Length} planned seeds** (the table is written after each seed; this run was stopped or is still going)."
+        line ""
     line "Seconds to reach: the end of the first epoch whose test accuracy reaches the target row's final test accuracy on the same seed (\"—\": not within the run); seconds include the per-epoch test evaluation."
     w.ToString ()
 

@@ -32,11 +32,12 @@ let run (data: LoadedDataset) (model: ModelOptions) (epochs: int) (seeds: int li
     let training seed = TrainingOptions (Epochs = epochs, Seed = int64 seed)
     let growth = GrowthOptions ()
     let rows = rows data model training growth
-    let measured, before, after = measure rows seeds
     let t = training 1
     let inputs = Array.fold (*) 1L data.InputShape
     let protocol =
         $"{data.Name}, MLP {inputs}→1→1→{data.Classes} (tanh), grown from one neuron per layer; the default training options ({t.Optimizer} {t.LearningRate}, batch {t.BatchSize}, cosine schedule {t.CosineSchedule}) for {epochs} epochs and the default growth options (StepsPerEpoch {growth.StepsPerEpoch}, UntilEpoch {growth.UntilEpoch}, NeuronsPerStep {growth.NeuronsPerStep}, SignificanceTest {growth.SignificanceTest}, StopAfterEmptySteps {growth.StopAfterEmptySteps}). gradmax and random grow from one neuron with MaxWidth set to tiny's final widths of the same seed; the fixed network has tiny's final widths and is trained from scratch. Command: `make bench ARGS=\"strategies {epochs} {String.Join (' ', seeds)}\"`."
-    let text = table "Strategies: Fashion-MNIST MLP" protocol rows measured before after
-    printfn "%s" text
-    writeSection results "strategies" text
+    let write measured before after =
+        let text = table "Strategies: Fashion-MNIST MLP" protocol rows seeds measured before after
+        printfn "%s" text
+        writeSection results "strategies" text
+    measure rows seeds write |> ignore

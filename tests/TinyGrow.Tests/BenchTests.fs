@@ -53,7 +53,9 @@ let tests =
             use data = dataset [| 8L |] 300L 100L
             let rows = Strategies.rows data (mlp ()) (fun seed -> TrainingOptions (Epochs = 2, BatchSize = 50, Seed = int64 seed))
                                        (GrowthOptions (StepsPerEpoch = 2, UntilEpoch = 1, StatisticsSamples = 150, GammaSearchSamples = 150, NeuronsPerStep = 4))
-            let results, _, _ = Comparison.measure rows [ 1; 2 ]
+            let mutable written = []
+            let results = Comparison.measure rows [ 1; 2 ] (fun sofar _ _ -> written <- written @ [ List.map fst sofar ])
+            Expect.equal written [ [ 1 ]; [ 1; 2 ] ] "results handed over after each seed"
             for seed, runs in results do
                 Expect.equal (runs.Count) 4 $"seed {seed}: every row ran"
                 let tiny = runs["tiny"].Summary.Widths
