@@ -22,6 +22,19 @@ let loadFashion () =
 let model (widths: int list) (activation: string) =
     ModelOptions (Layers = ResizeArray [ for w in widths -> LayerSpec (Kind = "dense", Width = w, MaxWidth = 256, Activation = activation) ])
 
+/// Where the comparison modes write their tables (each into its own section).
+let results = "docs/results.md"
+
+/// `[EPOCHS [SEED ...]]`, default seeds 1 2 3.
+let epochsAndSeeds (args: string list) (defaultEpochs: int) =
+    match args with
+    | [] -> defaultEpochs, [ 1; 2; 3 ]
+    | e :: seeds -> int e, (if seeds.IsEmpty then [ 1; 2; 3 ] else List.map int seeds)
+
+/// The comparison modes train with one torch thread: on a machine shared with other jobs, idle
+/// OpenMP threads spinning for a busy core slow small networks down many times over, and by run.
+let oneThread () = torch.set_num_threads 1
+
 [<EntryPoint>]
 let main argv =
     match argv |> Array.toList with
@@ -78,14 +91,26 @@ let main argv =
             (median [ for g, f in pairs -> g.Seconds / f.Seconds ]) (100.0 * growthSeconds / seconds fst)
         0
     | "strategies" :: rest ->
-        // tiny / gradmax / random grown from 1/1, and the fixed network of tiny's widths: EPOCHS
-        // (default 10, the default experiment) and SEEDS (default 1 2 3).
-        let epochs, seeds =
-            match rest with
-            | [] -> 10, [ 1; 2; 3 ]
-            | e :: seeds -> int e, (if seeds.IsEmpty then [ 1; 2; 3 ] else List.map int seeds)
+        // tiny grown from 1/1, gradmax and random grown to tiny's widths, the fixed network of
+        // tiny's widths: EPOCHS (default 10, the default experiment) and SEEDS (default 1 2 3).
+        let epochs, seeds = epochsAndSeeds rest 10
         use data = loadFashion ()
-        Strategies.run data (fun widths -> model widths "tanh") epochs seeds
+        oneThread ()
+        Strategies.run data (model [ 1; 1 ] "tanh") epochs seeds results
+        0
+    | "protocol" :: rest ->
+        // The Python reference's protocol (Adam, 20 epochs): its schedule and the front-loaded one.
+        let epochs, seeds = epochsAndSeeds rest 20
+        use data = loadFashion ()
+        oneThread ()
+        Protocol.run data (model [ 1; 1 ] "tanh") epochs seeds results
+        0
+    | "cnn" :: rest ->
+        // experiments/fashion-mnist-cnn.json grown vs fixed at its widths: EPOCHS (default: the file's).
+        let epochs, seeds = epochsAndSeeds rest 0
+        use data = loadFashion ()
+        oneThread ()
+        CnnComparison.run data "experiments/fashion-mnist-cnn.json" (if epochs > 0 then Some epochs else None) seeds results
         0
     | "whitening-time" :: sizes ->
         // One proposal's solves against D2, eigh path vs factor path (docs/whitening-time.md, .png).
@@ -184,5 +209,5 @@ let main argv =
         printfn "solves (δ, N, S2^-1/2, SVD; %d junctions):     %6.3f s   ratio to the epoch %.3f" net.JunctionCount solve (solve / train)
         0
     | _ ->
-        eprintfn "usage: TinyGrow.Bench checkpoint-cost | queue [JOBS [CONNECTION]] | daemon-idle [SECONDS] | compare [ACTIVATION EPOCHS] | conv-cost [SAMPLES] | rows | whitening-time [D2 ...] | whitening-parts | stats-ratio [WIDTH] | step-profile | strategies [EPOCHS [SEED ...]] | smoke ACTIVATION EPOCHS THRESHOLD STEPS"
+        eprintfn "usage: TinyGrow.Bench checkpoint-cost | queue [JOBS [CONNECTION]] | daemon-idle [SECONDS] | compare [ACTIVATION EPOCHS] | conv-cost [SAMPLES] | rows | whitening-time [D2 ...] | whitening-parts | stats-ratio [WIDTH] | step-profile | strategies [EPOCHS [SEED ...]] | protocol [EPOCHS [SEED ...]] | cnn [EPOCHS [SEED ...]] | smoke ACTIVATION EPOCHS THRESHOLD STEPS"
         2

@@ -126,6 +126,10 @@ public sealed class GrowthOptions
     [Range(0.5, 1.0)] public double SignificanceConfidence { get; set; } = 0.95;
     /// <summary>λ_k must exceed this many times the noise floor.</summary>
     [Range(1.0, 1000.0)] public double SignificanceFactor { get; set; } = 1.0;
+    /// <summary>Growth stops for good once this many scheduled growth steps in a row have added no neuron (with a
+    /// SignificanceTest: every junction's test said no): the network then trains at its widths for the rest of the run.
+    /// 0: never; the schedule (StepsPerEpoch, UntilEpoch) alone ends growth.</summary>
+    [Range(0, 100_000)] public int StopAfterEmptySteps { get; set; } = 0;
 }
 
 /// <summary>Section "Output".</summary>

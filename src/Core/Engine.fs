@@ -128,6 +128,7 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
         if added > 0 then
             logger.LogInformation ("epoch {Epoch}: grew {Added} neurons → widths {Widths}, loss on held-out samples −{Decrease:g3}",
                                    epoch, added, String.Join ("/", net.Widths), events |> List.sumBy (fun e -> e.MeasuredDecrease))
+        added
 
     /// The last batch trained, for the report of a run that stops early.
     member _.Progress = progress
@@ -225,6 +226,7 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
                 let epoch = state.Epoch
                 stopIfAsked ()
                 let growthPoints = if growing then Schedule.growthBatches growth epoch batchesPerEpoch else Set.empty
+                let settled () = growth.StopAfterEmptySteps > 0 && state.EmptyGrowthSteps >= growth.StopAfterEmptySteps
                 let epochOrder: torch.Tensor =
                     match order with
                     | null ->
@@ -233,10 +235,14 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
                         o
                     | o -> o
                 for b in state.Batch .. batchesPerEpoch - 1 do
-                    if growthPoints.Contains b && not state.GrownAtBatch then
+                    if growthPoints.Contains b && not state.GrownAtBatch && not (settled ()) then
                         let t = Stopwatch.StartNew ()
-                        grow net optimizer growth data generator log board epoch state.GrowthSteps whitenings
+                        let added = grow net optimizer growth data generator log board epoch state.GrowthSteps whitenings
                         state.GrowthSteps <- state.GrowthSteps + 1
+                        state.EmptyGrowthSteps <- if added > 0 then 0 else state.EmptyGrowthSteps + 1
+                        if settled () then
+                            logger.LogInformation ("epoch {Epoch}: growth stopped for good after {Empty} steps in a row that added no neuron; widths {Widths}",
+                                                   epoch, state.EmptyGrowthSteps, String.Join ("/", net.Widths))
                         state.GrowthSeconds <- state.GrowthSeconds + t.Elapsed.TotalSeconds
                         state.GrownAtBatch <- true
                         if checkpointing.AfterGrowth then checkpoint "growth step"

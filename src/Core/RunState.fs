@@ -14,6 +14,8 @@ type RunState =
       mutable Step: int64
       /// Growth steps done in the run (a growth step's index).
       mutable GrowthSteps: int
+      /// Growth steps in a row, up to now, that added no neuron (Growth:StopAfterEmptySteps).
+      mutable EmptyGrowthSteps: int
       /// Sum of the training losses of the epoch's batches so far.
       mutable EpochLossSum: float
       /// The run's first batch loss (NaN before it), for the divergence warning.
@@ -28,5 +30,5 @@ type RunState =
       mutable MetricsBytes: int64 }
 
     static member Start() =
-        { Epoch = 1; Batch = 0; GrownAtBatch = false; Step = 0L; GrowthSteps = 0; EpochLossSum = 0.0
+        { Epoch = 1; Batch = 0; GrownAtBatch = false; Step = 0L; GrowthSteps = 0; EmptyGrowthSteps = 0; EpochLossSum = 0.0
           FirstLoss = nan; Seconds = 0.0; GrowthSeconds = 0.0; LastAccuracy = 0.0; MetricsBytes = 0L }

@@ -100,6 +100,36 @@ let tests =
                 Expect.isGreaterThan (FileInfo(events[0]).Length) 100L "holding the scalars")
         }
 
+        test "StopAfterEmptySteps: growth stops for good after that many steps in a row add nothing, and not before" {
+            use data = teacherDataset ()
+            // A significance factor no direction can pass: every step adds nothing. 2 steps an epoch in
+            // epochs 1–2 are scheduled; each step writes one growth line per junction (2).
+            let never = GrowthOptions (StepsPerEpoch = 2, UntilEpoch = 2, StatisticsSamples = 400, GammaSearchSamples = 300, NeuronsPerStep = 4,
+                                       SignificanceTest = "signflip", SignificanceFactor = 1000.0)
+            let growthLines stopAfter =
+                never.StopAfterEmptySteps <- stopAfter
+                let mutable lines = 0
+                withRunFolder (fun dir ->
+                    let twoEpochs = TrainingOptions (Epochs = 2, BatchSize = 50, LearningRate = 0.05)
+                    let summary = GrowthEngine(blockKinds, kinds, tiny, NullLogger.Instance).Run (data, model [ 1; 1 ], twoEpochs, never, torch.CPU, dir, CancellationToken.None)
+                    Expect.equal summary.Widths [| 1; 1 |] "nothing significant: nothing added"
+                    let growths = events dir |> Array.filter (fun e -> eventName e = "growth")
+                    Expect.isTrue (growths |> Array.forall (fun e -> e.GetProperty("added").GetInt32 () = 0)) "every growth line adds nothing"
+                    lines <- growths.Length)
+                lines
+            Expect.equal (growthLines 0) 8 "0: the schedule alone decides (4 steps × 2 junctions)"
+            Expect.equal (growthLines 1) 2 "1: only the first step runs"
+            Expect.equal (growthLines 3) 6 "3: three steps run"
+            // A step that adds neurons resets the count: with the ordinary test the teacher's bottleneck is
+            // significant at first, so growth goes on past one step.
+            let grows = GrowthOptions (StepsPerEpoch = 2, UntilEpoch = 2, StatisticsSamples = 400, GammaSearchSamples = 300, NeuronsPerStep = 4,
+                                       StopAfterEmptySteps = 1)
+            withRunFolder (fun dir ->
+                GrowthEngine(blockKinds, kinds, tiny, NullLogger.Instance).Run (data, model [ 1; 1 ], training, grows, torch.CPU, dir, CancellationToken.None) |> ignore
+                let growths = events dir |> Array.filter (fun e -> eventName e = "growth")
+                Expect.isGreaterThan growths.Length 2 "steps that add neurons do not count toward the stop")
+        }
+
         test "with no strategy the widths stay fixed and no growth line is written" {
             use data = teacherDataset ()
             withRunFolder (fun dir ->

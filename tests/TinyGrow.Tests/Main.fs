@@ -18,6 +18,7 @@ let all =
         StrategyTests.tests
         PyTorchExportTests.tests
         SignificanceTests.tests
+        BenchTests.tests
     ]
 
 [<EntryPoint>]

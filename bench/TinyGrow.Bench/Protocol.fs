@@ -1,0 +1,62 @@
+/// `protocol [EPOCHS [SEED ...]]`: the Python reference's protocol (issue 11): Fashion-MNIST MLP
+/// 784 → 1 → 1 → 10 (tanh), Adam 1e-3, batch 128, 20 epochs, statistics on 5,000 samples. Two growth
+/// schedules, each next to the fixed network of its own final widths:
+/// - the reference's: one step at the start of epochs 1–16, the junctions in turn, ≤ 10 neurons a step;
+/// - front-loaded: 8 steps an epoch in epochs 1–2, every junction each step, as many neurons as the
+///   significance test keeps (≤ 32), stopping for good after two steps in a row add nothing.
+module TinyGrow.Bench.Protocol
+
+open System
+open TinyGrow.Abstractions
+open TinyGrow.Growth.Strategies
+open TinyGrow.Bench.Comparison
+
+/// The reference's training options (the learning rate stays constant: no schedule is named).
+let training (epochs: int) (seed: int) =
+    TrainingOptions (Epochs = epochs, BatchSize = 128, Optimizer = "adam", LearningRate = 1e-3, CosineSchedule = false, Seed = int64 seed)
+
+/// The reference's growth schedule.
+let referenceSchedule () =
+    GrowthOptions (StepsPerEpoch = 1, UntilEpoch = 16, Selection = "roundrobin", NeuronsPerStep = 10, StatisticsSamples = 5000)
+
+/// Growth early and in steps sized by the significance test, then never again.
+let frontLoaded () =
+    GrowthOptions (StepsPerEpoch = 8, UntilEpoch = 2, Selection = "all", NeuronsPerStep = 32, StatisticsSamples = 5000,
+                   SignificanceTest = "signflip", StopAfterEmptySteps = 2)
+
+let private describe (g: GrowthOptions) =
+    $"StepsPerEpoch {g.StepsPerEpoch}, UntilEpoch {g.UntilEpoch}, Selection {g.Selection}, NeuronsPerStep {g.NeuronsPerStep}, StatisticsSamples {g.StatisticsSamples}, SignificanceTest {g.SignificanceTest}, StopAfterEmptySteps {g.StopAfterEmptySteps}"
+
+/// A grown row and the fixed network of its final widths, for each schedule.
+let rows (data: LoadedDataset) (model: ModelOptions) (training: int -> TrainingOptions) (schedules: (string * GrowthOptions) list) =
+    [ for name, growth in schedules do
+        let fixedName = $"fixed at the widths of \"{name}\""
+        yield { Name = name; Target = fixedName; Run = fun seed _ -> train data (TinyStrategy ()) model (training seed) growth }
+        yield { Name = fixedName; Target = ""
+                Run = fun seed earlier ->
+                          train data null (withWidths model earlier[name].Summary.Widths true) (training seed) (GrowthOptions (Strategy = "none")) } ]
+
+/// The Python reference's figures as the issue quotes them (not measured by us).
+let referenceRow =
+    "| reference (Python, quoted from issue 11) | ≈63/60 | 86.76 ± 0.35 grown; 87.92 ± 0.58 fixed at those widths | — | — | growth 18.9 % of the run | fixed 63/61 reaches the grown network's final accuracy in 9–14 s, the grown one in 30–37 s | 2.9× slower |"
+
+let run (data: LoadedDataset) (model: ModelOptions) (epochs: int) (seeds: int list) (results: string) =
+    let schedules = [ "tiny, reference schedule", referenceSchedule (); "tiny, front-loaded", frontLoaded () ]
+    let rows = rows data model (training epochs) schedules
+    let protocol =
+        String.concat " "
+            [ yield $"{data.Name}, MLP {Array.fold (*) 1L data.InputShape}→1→1→{data.Classes} (tanh, MaxWidth {model.Layers[0].MaxWidth}), Adam 1e-3 with a constant learning rate, batch 128, {epochs} epochs."
+              for name, g in schedules -> $"\"{name}\": {describe g}."
+              yield $"Command: `make bench ARGS=\"protocol {epochs} {String.Join (' ', seeds)}\"`." ]
+    let write measured before after =
+        let text = table $"The reference's protocol: Fashion-MNIST MLP, Adam, {epochs} epochs" protocol rows seeds measured before after
+        // The quoted reference row goes under the header of the measured table.
+        let lines = text.Split '\n' |> ResizeArray
+        let header = lines.FindIndex (fun l -> l.StartsWith "|---")
+        lines.Insert (header + 1, referenceRow)
+        let text =
+            String.Join ("\n", lines)
+            + "\nThe reference row quotes issue 11: figures of the Python reference measured by the issue's author on this kind of machine (2 CPU cores), not by us; its time columns compare the fixed 63/61 network with the grown one, both against the grown network's final accuracy.\n"
+        printfn "%s" text
+        writeSection results "protocol" text
+    measure rows seeds write |> ignore

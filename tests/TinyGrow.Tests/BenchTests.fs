@@ -1,0 +1,130 @@
+/// The benchmark's comparison modes (bench/TinyGrow.Bench: strategies, protocol, cnn) run end to end
+/// in a tiny configuration on synthetic data, so they cannot rot: every row for every seed, the
+/// widths each row is defined to have, and the table written into its own section of a results file.
+module TinyGrow.Tests.BenchTests
+
+open System
+open System.IO
+open Expecto
+open TorchSharp
+open TinyGrow.Abstractions
+open TinyGrow.Bench
+open TinyGrow.Tests.TestUtil
+
+let private f32 = torch.ScalarType.Float32
+
+/// `n` samples of shape `shape`, labelled by a random linear teacher over 3 classes.
+let private dataset (shape: int64[]) (train: int64) (test: int64) =
+    let features = Array.fold (*) 1L shape
+    use teacher = (randn 401L features 3L).to_type f32
+    let split seed n =
+        use flat64 = randn seed n features
+        let flat = flat64.to_type f32
+        use logits = flat.matmul teacher
+        new DataSplit (flat.reshape (Array.append [| n |] shape), logits.argmax 1L)
+    new LoadedDataset ("synthetic", split 402L train, split 403L test, shape, 3, StoredInputs.Instance)
+
+let private mlp () =
+    ModelOptions (Layers = ResizeArray [ for _ in 1 .. 2 -> LayerSpec (Kind = "dense", Width = 1, MaxWidth = 12, Activation = "tanh") ])
+
+let private experiments = Path.GetFullPath (Path.Combine (AppContext.BaseDirectory, "..", "..", "..", "..", "..", "experiments"))
+
+/// Runs `write` on a results file that already holds other text; returns its text afterwards.
+let private intoResults (write: string -> unit) =
+    let path = Path.GetTempFileName ()
+    try
+        File.WriteAllText (path, "# Results\n\nearlier text\n")
+        write path
+        File.ReadAllText path
+    finally File.Delete path
+
+/// The table's data rows (after the |---| line), split into cells.
+let private rowsOf (section: string) (text: string) =
+    let body = text.Substring (text.IndexOf $"<!-- bench:{section} -->")
+    let lines = body.Split '\n'
+    let header = lines |> Array.findIndex (fun l -> l.StartsWith "|---")
+    lines[header + 1 ..] |> Array.takeWhile (fun l -> l.StartsWith "|") |> Array.map (fun l -> l.Trim('|').Split '|' |> Array.map (fun c -> c.Trim ()))
+
+let private widthsOf (cell: string) = cell.Split ", " |> Array.map (fun w -> w.Split '/' |> Array.map int)
+
+let tests =
+    testList "bench" [
+        test "strategies: tiny, gradmax and random to tiny's widths, the fixed network at tiny's widths, per seed" {
+            use data = dataset [| 8L |] 300L 100L
+            let rows = Strategies.rows data (mlp ()) (fun seed -> TrainingOptions (Epochs = 2, BatchSize = 50, Seed = int64 seed))
+                                       (GrowthOptions (StepsPerEpoch = 2, UntilEpoch = 1, StatisticsSamples = 150, GammaSearchSamples = 150, NeuronsPerStep = 4))
+            let mutable written = []
+            let results = Comparison.measure rows [ 1; 2 ] (fun sofar _ _ -> written <- written @ [ List.map fst sofar ])
+            Expect.equal written [ [ 1 ]; [ 1; 2 ] ] "results handed over after each seed"
+            for seed, runs in results do
+                Expect.equal (runs.Count) 4 $"seed {seed}: every row ran"
+                let tiny = runs["tiny"].Summary.Widths
+                Expect.isGreaterThan (Array.sum tiny) 2 "tiny grew"
+                Expect.equal runs["fixed at tiny's widths"].Summary.Widths tiny "the fixed network has tiny's widths"
+                for name in [ "gradmax (to tiny's widths)"; "random (to tiny's widths)" ] do
+                    let w = runs[name].Summary.Widths
+                    Expect.isTrue (Array.forall2 (<=) w tiny) $"{name} stays within tiny's widths ({w} vs {tiny})"
+                for KeyValue (name, run) in runs do
+                    Expect.equal run.Epochs.Length 2 $"{name}: a (seconds, accuracy) pair per epoch"
+                    Expect.isTrue (run.Summary.TestAccuracy >= 0.0 && run.Summary.TestAccuracy <= 1.0) $"{name}: an accuracy"
+        }
+
+        test "strategies mode writes its table into its own section, and a second run replaces it" {
+            use data = dataset [| 8L |] 200L 50L
+            let text =
+                intoResults (fun path ->
+                    Strategies.run data (mlp ()) 1 [ 1 ] path
+                    Strategies.run data (mlp ()) 1 [ 1 ] path)
+            Expect.stringStarts text "# Results\n\nearlier text\n" "the text around the section is kept"
+            Expect.equal (text.Split "<!-- bench:strategies -->").Length 2 "one section after two runs"
+            Expect.stringContains text "<!-- /bench:strategies -->" "closed"
+            let table = rowsOf "strategies" text
+            Expect.equal (table |> Array.map (fun r -> r[0])) [| "tiny"; "gradmax (to tiny's widths)"; "random (to tiny's widths)"; "fixed at tiny's widths" |] "a row per strategy"
+            Expect.equal (widthsOf table.[3].[1]) (widthsOf table.[0].[1]) "fixed row: tiny's widths"
+            for r in table do
+                let accuracy = float (r[2].Split " ± ").[0]
+                Expect.isTrue (accuracy >= 0.0 && accuracy <= 100.0) $"{r[0]}: accuracy in percent ({r[2]})"
+            Expect.stringContains text "cores" "the machine is named"
+            Expect.stringContains text "load average" "with its load"
+        }
+
+        test "protocol mode: the quoted reference row, both schedules beside the fixed network of their widths" {
+            use data = dataset [| 8L |] 400L 100L
+            let text = intoResults (Protocol.run data (mlp ()) 1 [ 1 ])
+            let table = rowsOf "protocol" text
+            Expect.equal (table |> Array.map (fun r -> r[0]))
+                [| "reference (Python, quoted from issue 11)"; "tiny, reference schedule"; "fixed at the widths of \"tiny, reference schedule\""
+                   "tiny, front-loaded"; "fixed at the widths of \"tiny, front-loaded\"" |] "rows"
+            Expect.equal (widthsOf table.[2].[1]) (widthsOf table.[1].[1]) "fixed at the reference schedule's widths"
+            Expect.equal (widthsOf table.[4].[1]) (widthsOf table.[3].[1]) "fixed at the front-loaded widths"
+            Expect.stringContains table.[0].[2] "86.76 ± 0.35" "the issue's figures quoted"
+            Expect.stringContains text "not by us" "and said to be quoted"
+        }
+
+        test "cnn mode binds experiments/fashion-mnist-cnn.json and compares tiny with the CNN fixed at its widths" {
+            let experiment = Path.Combine (experiments, "fashion-mnist-cnn.json")
+            let model = CnnComparison.section<ModelOptions> experiment "Model"
+            Expect.equal model.Layers.Count 5 "the experiment's 5 layers"
+            Expect.equal model.Layers[0].Kind "conv" "conv first"
+            let growth = CnnComparison.section<GrowthOptions> experiment "Growth"
+            Expect.equal growth.NeuronsPerStep 8 "the experiment's growth options"
+            Expect.throwsC (fun () -> CnnComparison.section<ModelOptions> experiment "Nothing" |> ignore)
+                (fun e -> Expect.stringContains e.Message "no \"Nothing\" section" "names the section")
+            use data = dataset [| 1L; 28L; 28L |] 128L 32L
+            let text = intoResults (CnnComparison.run data experiment (Some 1) [ 1 ])
+            let table = rowsOf "cnn" text
+            Expect.equal (table |> Array.map (fun r -> r[0])) [| "tiny"; "fixed at tiny's widths" |] "rows"
+            Expect.equal (widthsOf table.[1].[1]) (widthsOf table.[0].[1]) "fixed at tiny's widths"
+            Expect.stringContains text "1 epochs (the file says 5)" "the epochs run and the file's"
+        }
+
+        test "a results file with one marker of a section and not the other is refused, untouched" {
+            let path = Path.GetTempFileName ()
+            try
+                File.WriteAllText (path, "<!-- bench:x -->\nhalf\n")
+                Expect.throwsC (fun () -> Comparison.writeSection path "x" "body")
+                    (fun e -> Expect.stringContains e.Message "broken bench:x section" "names the section")
+                Expect.equal (File.ReadAllText path) "<!-- bench:x -->\nhalf\n" "untouched"
+            finally File.Delete path
+        }
+    ]
