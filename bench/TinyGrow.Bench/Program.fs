@@ -161,6 +161,15 @@ let main argv =
     | [ "conv-cost" ] -> ConvCost.costTable 1024L; 0
     | [ "conv-cost"; n ] -> ConvCost.costTable (int64 n); 0
     | [ "rows" ] -> ConvCost.rowsTable (); 0
+    | "conv-modes" :: rest ->
+        // Restricted vs full conv fan-out: EPOCHS (default 5, the experiment's) and SEEDS (default 1).
+        let epochs, seeds =
+            match rest with
+            | [] -> 5, [ 1 ]
+            | e :: seeds -> int e, (if seeds.IsEmpty then [ 1 ] else List.map int seeds)
+        use data = loadFashion ()
+        TinyGrow.Bench.ConvModes.run data epochs seeds
+        0
     | [ "stats-profile" ] -> ConvCost.statsProfile (); 0
     | [ "ops-profile" ] -> ConvCost.opsProfile (); 0
     | "stats-ratio" :: widths ->

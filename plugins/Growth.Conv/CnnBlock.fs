@@ -36,7 +36,9 @@ module CnnShapes =
             else Ok (int64 s.Width, ho / q, wo / q)
 
 /// `lastMap`: H·W of the last conv stage's output (the inputs one channel adds through a flatten).
-type CnnBlock(stages: ConvStage[], head: string, lastMap: int64, dense: IGrowableLayer[], denseSpecs: LayerSpec[], outputBias: bool, name: string) =
+/// `mode`: how new channels' fan-outs enter the conv or flatten after them (ConvRows.FanOutMode).
+type CnnBlock(stages: ConvStage[], head: string, lastMap: int64, dense: IGrowableLayer[], denseSpecs: LayerSpec[], outputBias: bool,
+              mode: ConvRows.FanOutMode, name: string) =
     let convs = stages |> Array.map (fun s -> s.Conv :> IGrowableLayer)
     let normOf (s: ConvStage) = s.Norm |> Option.map (fun n -> n :> IGrowingNorm)
     let biasOf (l: IGrowableLayer) = if l.HasBias then 1L else 0L
@@ -52,14 +54,15 @@ type CnnBlock(stages: ConvStage[], head: string, lastMap: int64, dense: IGrowabl
               if a.Spec.Pool <> "max2" then
                   let pool = CnnShapes.poolFactor a.Spec.Pool
                   let rows (r: JunctionRecord) (g: Tensor) (maxRows: int64) (gen: torch.Generator | null) =
-                      ConvRows.convToConv r.AInput (ConvRows.geometryOf a.Conv) (a.Conv :> IGrowableLayer).HasBias pool
+                      ConvRows.convToConv mode r.AInput (ConvRows.geometryOf a.Conv) (a.Conv :> IGrowableLayer).HasBias pool
                                           r.BInput (ConvRows.geometryOf b.Conv) (b.Conv :> IGrowableLayer).HasBias g a.Norm.IsSome maxRows gen
+                  let fanOutOf (f: Tensor) = match mode with ConvRows.Full -> ConvRows.fullKernels b.Conv.Kernel f | ConvRows.Restricted -> f.alias ()
                   let j =
                       Junctions.ChainJunction (
                           $"{name}.conv{i}→conv{i + 1}", a.Conv, normOf a, b.Conv, a.Spec.MaxWidth,
                           (fun () -> convRowSize a.Conv + normParameters a + int64 (b.Conv :> IGrowableLayer).OutputWidth * taps b.Conv),
                           (fun () -> max (convRowSize a.Conv) (convRowSize b.Conv)),
-                          rows, id) :> IJunction
+                          rows, fanOutOf) :> IJunction
                   yield j, (fun t -> JunctionRecord (t.ConvIn[i], t.ConvIn[i + 1], t.ConvOut[i + 1]))
           // last conv → global average pool or flatten → first dense (not across a pool: the head
           // reads the conv's own map)
@@ -68,9 +71,9 @@ type CnnBlock(stages: ConvStage[], head: string, lastMap: int64, dense: IGrowabl
               let d0 = dense[0]
               let flatten = head = "flatten"
               let rows (r: JunctionRecord) (g: Tensor) (maxRows: int64) (gen: torch.Generator | null) =
-                  ConvRows.convToHead flatten r.AInput (ConvRows.geometryOf last.Conv) (last.Conv :> IGrowableLayer).HasBias r.BInput d0.HasBias g last.Norm.IsSome maxRows gen
-              // Through a flatten, neuron k's fan-out column is repeated over its H·W inputs.
-              let fanOutOf (f: Tensor) = if flatten then f.repeat_interleave (lastMap, 1L) else f.alias ()
+                  ConvRows.convToHead mode flatten r.AInput (ConvRows.geometryOf last.Conv) (last.Conv :> IGrowableLayer).HasBias r.BInput d0.HasBias g last.Norm.IsSome maxRows gen
+              // Through a flatten, neuron k adds H·W inputs: its fan-out repeated over them (restricted) or one per position (full).
+              let fanOutOf (f: Tensor) = if flatten then ConvRows.flattenColumns mode lastMap f else f.alias ()
               let perPosition = if flatten then lastMap else 1L
               let j =
                   Junctions.ChainJunction (
@@ -111,7 +114,8 @@ type CnnBlock(stages: ConvStage[], head: string, lastMap: int64, dense: IGrowabl
             let layers =
                 [ for s in stages -> withWidth s.Spec (s.Conv :> IGrowableLayer).OutputWidth
                   for i in 0 .. dense.Length - 2 -> withWidth denseSpecs[i] dense[i].OutputWidth ]
-            BlockSpec (Kind = "cnn", Layers = ResizeArray layers, Head = head, IsOutput = true, OutputBias = outputBias)
+            BlockSpec (Kind = "cnn", Layers = ResizeArray layers, Head = head, IsOutput = true, OutputBias = outputBias,
+                       ConvFanOut = (match mode with ConvRows.Full -> "full" | ConvRows.Restricted -> "restricted"))
 
         member _.Forward(input, pass) =
             let convIn = Array.zeroCreate stages.Length
@@ -166,6 +170,7 @@ type CnnBlockKind() =
                            yield $"{key}:Layers:{convs.Length + i}:Kind = '{denses[i].Kind}': after the first dense layer only dense layers may follow (conv layers come first)."
                    if spec.Head <> "gap" && spec.Head <> "flatten" then
                        yield $"{key}:Head = '{spec.Head}': use gap or flatten."
+                   yield! ConvRows.fanOutProblems key spec.ConvFanOut
                    let mutable shape = Ok (inputShape[0], inputShape[1], inputShape[2])
                    for i in 0 .. convs.Length - 1 do
                        for p in ConvKind.Problems convs[i] do yield $"{key}:Layers:{i}: {p}"
@@ -201,7 +206,8 @@ type CnnBlockKind() =
                     let layer = context.LayerKinds["dense"].Create (s, width, context.Device, context.DType, context.Generator)
                     dense.Add layer
                     width <- layer.OutputWidth
-                new CnnBlock (stages.ToArray (), spec.Head, h * w, dense.ToArray (), denseSpecs, spec.OutputBias, context.Name)
+                new CnnBlock (stages.ToArray (), spec.Head, h * w, dense.ToArray (), denseSpecs, spec.OutputBias,
+                              ConvRows.fanOutMode spec.ConvFanOut, context.Name)
             with _ ->
                 for s in stages do
                     (s.Conv :> IDisposable).Dispose ()

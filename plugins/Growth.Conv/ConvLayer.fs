@@ -2,7 +2,7 @@
 /// Statistics rows use the unfold layout (channel-major, then kernel row, then column: the layout
 /// of W reshaped to out×(in·k·k)), bias last. Growing appends output channels (rows of W) or input
 /// channels; a new input channel's fan-out touches only the kernel's centre tap (restricted mode,
-/// DESIGN §4.3), so its other taps start at zero and train from there.
+/// DESIGN §4.3; its other taps start at zero and train from there), or the whole kernel (full mode).
 namespace TinyGrow.Growth.Conv
 
 open TorchSharp
@@ -73,12 +73,20 @@ type ConvLayer(weight: Tensor, bias: Tensor option, stride: int, padding: int, d
 
         member _.GrowInputs(fanOut) =
             use _ = torch.no_grad ()
-            // fanOut: (out at statistics time) × K; the centre tap of K new input channels.
             let f = toLayer fanOut |> padDim 0L cells.Weight.shape[0]
-            let k = f.shape[1]
-            let cols = torch.zeros ([| cells.Weight.shape[0]; k; int64 kernel; int64 kernel |], dtype = cells.Weight.dtype, device = cells.Weight.device)
-            let centre = int64 ((kernel - 1) / 2)
-            cols.select(3L, centre).select(2L, centre).copy_ f |> ignore
+            let cols =
+                if f.dim () = 4L then
+                    // Full mode: (out at statistics time) × K × k × k, whole kernels of K new input channels.
+                    if f.shape[2] <> int64 kernel || f.shape[3] <> int64 kernel then
+                        invalidArg "fanOut" $"Full fan-out kernels are {f.shape[2]}×{f.shape[3]}; this conv's kernel is {kernel}×{kernel}."
+                    f
+                else
+                    // Restricted mode: (out at statistics time) × K, the centre tap of K new input channels.
+                    let k = f.shape[1]
+                    let cols = torch.zeros ([| cells.Weight.shape[0]; k; int64 kernel; int64 kernel |], dtype = cells.Weight.dtype, device = cells.Weight.device)
+                    let centre = int64 ((kernel - 1) / 2)
+                    cols.select(3L, centre).select(2L, centre).copy_ f |> ignore
+                    cols
             [| yield torch.cat ([| cells.Weight :> Tensor; cols |], 1L)
                match cells.Bias with Some p -> yield p.clone () | None -> () |]
 

@@ -95,10 +95,48 @@ let aMomentRows (aInput: Tensor) (a: Geometry) (aHasBias: bool) (maxRows: int64)
     let s, oh, ow = unflatten idx ho wo
     (Junctions.withOnes aHasBias (patches aInput a.Kernel a.Stride a.Padding a.Dilation s oh ow)).MoveToOuterDisposeScope (), weight
 
-/// Rows of a conv → (norm, σ, q×q average pool) → conv junction, restricted mode: b is B's input
-/// patch at B output position p; b̃ is A's input patch at the A position under B's kernel centre
-/// for p (zero, bias entry included, when that centre lies in B's padding); g = ∂L/∂(B's output).
-let convToConv (aInput: Tensor) (a: Geometry) (aHasBias: bool) (pool: int) (bInput: Tensor) (b: Geometry) (bHasBias: bool)
+/// How a new channel's fan-out enters B's kernel (DESIGN §4.3): `Restricted` (default) writes only
+/// the centre tap, and S2 is taken from the same aligned b̃ as N (exact); `Full` writes every tap
+/// (T = k·k), b̃ rows carry one patch per tap ([r, T, D2]), M2 and P get a column block per tap and
+/// S2 sums over taps, ignoring cross-tap terms (the tap-diagonal approximation).
+type FanOutMode =
+    | Restricted
+    | Full
+
+/// The mode a BlockSpec's ConvFanOut names (checked by the block kinds' Validate).
+let tryFanOutMode (name: string) =
+    match name with
+    | "restricted" -> Some Restricted
+    | "full" -> Some Full
+    | _ -> None
+
+let fanOutMode (name: string) =
+    tryFanOutMode name |> Option.defaultWith (fun () -> invalidArg "ConvFanOut" $"ConvFanOut = '{name}': use restricted or full.")
+
+/// The Validate problem for a spec's ConvFanOut, if any.
+let fanOutProblems (key: string) (name: string) =
+    match tryFanOutMode name with
+    | Some _ -> []
+    | None -> [ $"{key}:ConvFanOut = '{name}': use restricted or full." ]
+
+/// b̃ at B's kernel tap whose B-input pixel is (oh·s + offH, ow·s + offW) for B output (oh, ow):
+/// A's input patch at that pixel (averaged over the pool between A and B), zero with its bias
+/// entry when the pixel lies in B's padding.
+let private aRowsAt (aInput: Tensor) (a: Geometry) (aHasBias: bool) (pool: int) (hb: int64) (wb: int64) (bStride: int)
+                    (s: Tensor) (oh: Tensor) (ow: Tensor) (offH: int64) (offW: int64) =
+    use scope = torch.NewDisposeScope ()
+    let ch: Tensor = oh * int64 bStride + offH
+    let cw: Tensor = ow * int64 bStride + offW
+    let inside = (ch.ge (0L.ToScalar ())).logical_and(ch.lt (hb.ToScalar ())).logical_and(cw.ge (0L.ToScalar ())).logical_and (cw.lt (wb.ToScalar ()))
+    let ch, cw = ch.clamp (0L.ToScalar (), (hb - 1L).ToScalar ()), cw.clamp (0L.ToScalar (), (wb - 1L).ToScalar ())
+    let rows = Junctions.withOnes aHasBias (aPatchesAt aInput a pool s ch cw) * inside.unsqueeze(1L).to_type aInput.dtype
+    rows.MoveToOuterDisposeScope ()
+
+/// Rows of a conv → (norm, σ, q×q average pool) → conv junction: b is B's input patch at B output
+/// position p; g = ∂L/∂(B's output) at p. Restricted: b̃ is A's input patch at the A position under
+/// B's kernel centre for p (zero, bias entry included, when that centre lies in B's padding). Full:
+/// the same under every tap of B's kernel, [r, k·k, D2] in the kernel's (row, column) order.
+let convToConv (mode: FanOutMode) (aInput: Tensor) (a: Geometry) (aHasBias: bool) (pool: int) (bInput: Tensor) (b: Geometry) (bHasBias: bool)
                (gradB: Tensor) (withMoments: bool) (maxRows: int64) (generator: torch.Generator | null) : JunctionRows =
     use _ = torch.no_grad ()
     let n, hb, wb = bInput.shape[0], bInput.shape[2], bInput.shape[3]
@@ -108,13 +146,17 @@ let convToConv (aInput: Tensor) (a: Geometry) (aHasBias: bool) (pool: int) (bInp
     use scope = torch.NewDisposeScope ()
     let s, oh, ow = unflatten idx ho wo
     let bRows = Junctions.withOnes bHasBias (patches bInput b.Kernel b.Stride b.Padding b.Dilation s oh ow)
-    // B's kernel centre for output p, in B-input pixels (may be padding).
-    let offset = int64 (b.Dilation * (b.Kernel - 1) / 2 - b.Padding)
-    let ch: Tensor = oh * int64 b.Stride + offset
-    let cw: Tensor = ow * int64 b.Stride + offset
-    let inside = (ch.ge (0L.ToScalar ())).logical_and(ch.lt (hb.ToScalar ())).logical_and(cw.ge (0L.ToScalar ())).logical_and (cw.lt (wb.ToScalar ()))
-    let ch, cw = ch.clamp (0L.ToScalar (), (hb - 1L).ToScalar ()), cw.clamp (0L.ToScalar (), (wb - 1L).ToScalar ())
-    let aRows = Junctions.withOnes aHasBias (aPatchesAt aInput a pool s ch cw) * inside.unsqueeze(1L).to_type bInput.dtype
+    let at = aRowsAt aInput a aHasBias pool hb wb b.Stride s oh ow
+    let aRows =
+        match mode with
+        | Restricted ->
+            // B's kernel centre for output p, in B-input pixels (may be padding).
+            let offset = int64 (b.Dilation * (b.Kernel - 1) / 2 - b.Padding)
+            at offset offset
+        | Full ->
+            let tap (u: int) = int64 (u * b.Dilation - b.Padding)
+            torch.stack ([| for u in 0 .. b.Kernel - 1 do
+                              for v in 0 .. b.Kernel - 1 -> at (tap u) (tap v) |], 1L)
     let g = gradB.detach().permute(0L, 2L, 3L, 1L).reshape(-1L, gradB.shape[1]).index_select (0L, idx)
     let moments =
         if withMoments then
@@ -125,29 +167,49 @@ let convToConv (aInput: Tensor) (a: Geometry) (aHasBias: bool) (pool: int) (bInp
     let keep (t: Tensor) = t.MoveToOuterDisposeScope ()
     new JunctionRows (keep bRows, keep aRows, keep g, n, weight, (match moments with Some m -> keep m | None -> null))
 
+/// A new channel's fan-out as B's kernel columns in full mode: ω_k is (T·out) tap-major (row
+/// t·out + o, t = kernel row·k + column), turned into [out, K, k, k].
+let fullKernels (kernel: int) (fanOut: Tensor) =
+    let taps = int64 (kernel * kernel)
+    let out, k = fanOut.shape[0] / taps, fanOut.shape[1]
+    use perTap = fanOut.reshape (int64 kernel, int64 kernel, out, k)
+    perTap.permute(2L, 3L, 0L, 1L).contiguous ()
+
 /// Rows of a conv → (norm, σ) → head → dense junction, one row per sample. Head "gap" (global
 /// average pool): b̃ is the mean over A's output positions of A's input patches (the pooled output
-/// of a new channel is, to first order, α·mean patch). Head "flatten": a new channel adds one dense
-/// input per position; restricted like a conv's centre tap, its fan-out is the same at every
-/// position, so its contribution is ω·(α·Σ patches): b̃ is the *sum* of the patches and ω is
-/// repeated over the positions when applied. b is the dense layer's input, g = ∂L/∂(dense output).
-let convToHead (flatten: bool) (aInput: Tensor) (a: Geometry) (aHasBias: bool) (bInput: Tensor) (bHasBias: bool)
+/// of a new channel is, to first order, α·mean patch); both modes alike (no kernel to restrict).
+/// Head "flatten": a new channel adds one dense input per position. Restricted like a conv's centre
+/// tap, its fan-out is the same at every position, so its contribution is ω·(α·Σ patches): b̃ is
+/// the *sum* of the patches and ω is repeated over the positions when applied. Full: a fan-out per
+/// position (the positions are the taps), b̃ is [r, H·W, D2], A's patch at each position in
+/// flatten's order. b is the dense layer's input, g = ∂L/∂(dense output).
+let convToHead (mode: FanOutMode) (flatten: bool) (aInput: Tensor) (a: Geometry) (aHasBias: bool) (bInput: Tensor) (bHasBias: bool)
                (gradB: Tensor) (withMoments: bool) (maxRows: int64) (generator: torch.Generator | null) : JunctionRows =
     use _ = torch.no_grad ()
     let n = aInput.shape[0]
     let idx, weight = Junctions.sampleRows n maxRows generator aInput.device
     use scope = torch.NewDisposeScope ()
     let x = Junctions.pick idx aInput
-    let mean = meanPatch x a.Kernel a.Stride a.Padding a.Dilation
-    let positions = float (outputSize x.shape[2] a.Kernel a.Stride a.Padding a.Dilation * outputSize x.shape[3] a.Kernel a.Stride a.Padding a.Dilation)
-    let pooled = if flatten then mean * positions else mean
-    // The bias entry of a summed patch counts once per position, like the patches' other entries.
-    let positions = if flatten then positions else 1.0
+    let ho = outputSize x.shape[2] a.Kernel a.Stride a.Padding a.Dilation
+    let wo = outputSize x.shape[3] a.Kernel a.Stride a.Padding a.Dilation
     let aRows =
-        if aHasBias then
-            use ones = torch.full ([| pooled.shape[0]; 1L |], positions.ToScalar (), dtype = pooled.dtype, device = pooled.device)
-            torch.cat ([| pooled; ones |], 1L)
-        else pooled
+        match flatten, mode with
+        | true, Full ->
+            let r, hw = x.shape[0], ho * wo
+            let sample = torch.arange(r, device = x.device).repeat_interleave (hw)
+            let position = torch.arange(hw, device = x.device).repeat (r)
+            let each = patches x a.Kernel a.Stride a.Padding a.Dilation sample (position.floor_divide (wo.ToScalar ())) (position.remainder (wo.ToScalar ()))
+            (Junctions.withOnes aHasBias each).reshape (r, hw, -1L)
+        | _ ->
+            let mean = meanPatch x a.Kernel a.Stride a.Padding a.Dilation
+            let positions = float (ho * wo)
+            let pooled = if flatten then mean * positions else mean
+            // The bias entry of a summed patch counts once per position, like the patches' other entries.
+            let positions = if flatten then positions else 1.0
+            if aHasBias then
+                use ones = torch.full ([| pooled.shape[0]; 1L |], positions.ToScalar (), dtype = pooled.dtype, device = pooled.device)
+                torch.cat ([| pooled; ones |], 1L)
+            else pooled
     let bRows = Junctions.withOnes bHasBias (Junctions.pick idx (bInput.flatten 1L))
     let g = Junctions.pick idx (gradB.detach ())
     let moments =
@@ -156,3 +218,15 @@ let convToHead (flatten: bool) (aInput: Tensor) (a: Geometry) (aHasBias: bool) (
     let keep (t: Tensor) = t.MoveToOuterDisposeScope ()
     idx |> Option.iter (fun t -> t.Dispose ())
     new JunctionRows (keep bRows, keep aRows, keep g, n, weight, (match moments with Some m -> keep m | None -> null))
+
+/// A new channel's fan-out as the dense layer's columns after a flatten of an H·W map. Restricted:
+/// ω_k (out) repeated over the positions. Full: ω_k is (H·W·out) position-major (row q·out + o),
+/// turned into out × (K·H·W) columns, channel-major like flatten's inputs.
+let flattenColumns (mode: FanOutMode) (positions: int64) (fanOut: Tensor) =
+    match mode with
+    | Restricted -> fanOut.repeat_interleave (positions, 1L)
+    | Full ->
+        let out, k = fanOut.shape[0] / positions, fanOut.shape[1]
+        use perPosition = fanOut.reshape (positions, out, k)
+        use columns = perPosition.permute (1L, 2L, 0L)
+        columns.reshape (out, k * positions)

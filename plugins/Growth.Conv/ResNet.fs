@@ -47,14 +47,15 @@ type ResNetStemKind() =
 type BasicBlock(conv1: ConvLayer, bn1: GrowableBatchNorm, conv2: ConvLayer, bn2: GrowableBatchNorm,
                 shortcut: (ConvLayer * GrowableBatchNorm) option, spec: BlockSpec, outputShape: int64[], name: string) =
     let taps = 9L
+    let mode = ConvRows.fanOutMode spec.ConvFanOut
     let junction =
         Junctions.ChainJunction (
             $"{name}.conv1→conv2", conv1, Some (bn1 :> IGrowingNorm), conv2, spec.MaxWidth,
             (fun () -> int64 (conv1 :> IGrowableLayer).InputWidth * taps + 2L + int64 (conv2 :> IGrowableLayer).OutputWidth * taps),
             (fun () -> max (int64 (conv1 :> IGrowableLayer).InputWidth * taps) (int64 (conv2 :> IGrowableLayer).InputWidth * taps)),
             (fun r g maxRows gen ->
-                ConvRows.convToConv r.AInput (ConvRows.geometryOf conv1) false 1 r.BInput (ConvRows.geometryOf conv2) false g true maxRows gen),
-            id) :> IJunction
+                ConvRows.convToConv mode r.AInput (ConvRows.geometryOf conv1) false 1 r.BInput (ConvRows.geometryOf conv2) false g true maxRows gen),
+            (fun f -> match mode with ConvRows.Full -> ConvRows.fullKernels conv2.Kernel f | ConvRows.Restricted -> f.alias ())) :> IJunction
 
     interface IModelBlock with
         member _.Kind = "resnet-basic"
@@ -75,7 +76,7 @@ type BasicBlock(conv1: ConvLayer, bn1: GrowableBatchNorm, conv2: ConvLayer, bn2:
                match shortcut with Some (_, n) -> yield! n.Buffers | None -> () |] :> _
         member _.CurrentSpec =
             BlockSpec (Kind = "resnet-basic", Channels = spec.Channels, Width = (conv1 :> IGrowableLayer).OutputWidth,
-                       MaxWidth = spec.MaxWidth, Stride = spec.Stride)
+                       MaxWidth = spec.MaxWidth, Stride = spec.Stride, ConvFanOut = spec.ConvFanOut)
         member _.OutputShape = outputShape
         member _.Forward(input, pass) =
             let h = torch.nn.functional.relu (bn1.Forward ((conv1 :> IGrowableLayer).Forward input, pass))
@@ -101,6 +102,7 @@ type BasicBlockKind() =
                if spec.Width < 1 then yield $"{key}:Width = {spec.Width}: a block needs at least one inner channel."
                if spec.MaxWidth < spec.Width then yield $"{key}:MaxWidth = {spec.MaxWidth} is below Width = {spec.Width}: set MaxWidth ≥ Width."
                if spec.Channels < 1 then yield $"{key}:Channels = {spec.Channels}: use 1 or more."
+               yield! ConvRows.fanOutProblems key spec.ConvFanOut
                if spec.Stride < 1 then yield $"{key}:Stride = {spec.Stride}: use 1 or more."
                elif shape.Length = 3 && (shape[1] < int64 spec.Stride || shape[2] < int64 spec.Stride) then
                    yield $"{key}: stride {spec.Stride} on a {shape[1]}×{shape[2]} map leaves nothing: the input images are too small for this preset." |]

@@ -110,6 +110,9 @@ public sealed class BlockSpec
     public int Stride { get; set; } = 1;
     /// <summary>How a CNN's feature maps enter its dense layers: "gap" (global average pool) or "flatten".</summary>
     public string Head { get; set; } = "gap";
+    /// <summary>How a new channel's fan-out enters a conv B (DESIGN §4.3): "restricted" (the kernel's
+    /// centre tap; S2 exact) or "full" (every tap; S2 summed over taps, an approximation).</summary>
+    public string ConvFanOut { get; set; } = "restricted";
     /// <summary>Whether the block ends the model: its last layer gets one output per class.</summary>
     public bool IsOutput { get; set; }
     /// <summary>Bias of the output layer.</summary>

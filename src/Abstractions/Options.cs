@@ -55,6 +55,13 @@ public sealed class ModelOptions
     /// <summary>How a CNN's last feature maps enter its dense layers: "gap" (global average pool) or
     /// "flatten". Both are junctions that grow the last conv.</summary>
     [RegularExpression("^(gap|flatten)$")] public string Head { get; set; } = "gap";
+    /// <summary>How a new channel's fan-out enters the conv (or flatten) after it (DESIGN §4.3):
+    /// "restricted" (default: the kernel's centre tap only, and S2 from the same aligned patches as
+    /// N, exact for any stride, padding, dilation) or "full" (every tap, or every position after a
+    /// flatten: more freedom per neuron, at k·k times the statistics of M2 and P, with S2 summed over
+    /// taps, ignoring cross-tap terms).</summary>
+    [RegularExpression("^(restricted|full)$", ErrorMessage = "Use \"restricted\" or \"full\".")]
+    public string ConvFanOut { get; set; } = "restricted";
 }
 
 /// <summary>Section "Training".</summary>

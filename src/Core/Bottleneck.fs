@@ -54,10 +54,24 @@ let existingWeightsUpdateEigh (stats: JunctionStatistics) (cutoff: float) : Exis
       Decrease = decrease
       Bottleneck = stats.TraceE - decrease }
 
+/// P δᵀ (…×D2×out), or per tap when b̃ carries T taps (full conv mode, DESIGN §4.3): P is
+/// …×D2×(T·D1) in tap-major blocks and the result …×D2×(T·out), laid out like M2. Leading
+/// dimensions (groups) pass through.
+let pTimesDeltaT (p: Tensor) (delta: Tensor) : Tensor =
+    let d1, out = delta.shape[1], delta.shape[0]
+    let last = p.dim () - 1L
+    let taps = p.shape[int last] / d1
+    if taps = 1L then p.matmul (delta.t ())
+    else
+        let lead = p.shape[.. int last - 1]
+        use perTap = p.reshape (Array.append lead [| taps; d1 |])
+        use product = perTap.matmul (delta.t ())
+        product.reshape (Array.append lead [| taps * out |])
+
 /// N = −(M2 − P δᵀ): the projected desired update seen from A's inputs. With δ = 0 it is −M2
 /// (the unprojected gradient, as GradMax uses it).
 let projectedN (stats: JunctionStatistics) (delta: Tensor) : Tensor =
-    let pdt = stats.P.mm (delta.t ())
+    let pdt = pTimesDeltaT stats.P delta
     pdt.sub_ stats.M2
 
 /// New neurons, all of them, from the SVD of S2^{-1/2} N; sorted by λ descending.
@@ -119,7 +133,7 @@ let take (k: int) (d: NeuronDirections) : NeuronDirections =
 /// γ²(Δ + σ′(0)(Σλ_k² − c)). c is zero for a linear σ (v_proj is orthogonal to anything B's
 /// inputs can express); reported so tests and users can see its size for a nonlinear σ.
 let crossTerm (stats: JunctionStatistics) (delta: Tensor) (d: NeuronDirections) : float =
-    use pdt = stats.P.mm (delta.t ())
+    use pdt = pTimesDeltaT stats.P delta
     use a = d.FanIn.mm pdt
     use terms = a * d.FanOut.t ()
     terms.sum().ToDouble ()
@@ -146,7 +160,7 @@ let noiseFloor (stats: JunctionStatistics) (delta: Tensor option) (factor: PsdFa
         let g = int64 fractions.Length
         let ng =
             match delta with
-            | Some d -> (gp.matmul (d.t ())).sub_ gm2             // G×D2×out
+            | Some d -> (pTimesDeltaT gp d).sub_ gm2              // G×D2×out (×taps in full conv mode)
             | None -> gm2.neg ()
         let n = ng.sum 0L
         let fit = match factor with Some w -> w | None -> psdFactor stats.S2 cutoff

@@ -20,7 +20,7 @@ let resnet18 (model: ModelOptions) : BlockSpec list =
           for k in 0 .. 1 do
               let full = resnet18Widths[stage]
               yield BlockSpec (Kind = "resnet-basic", Channels = full, Width = startWidth model.WidthFraction full, MaxWidth = full,
-                               Stride = (if stage > 0 && k = 0 then 2 else 1))
+                               Stride = (if stage > 0 && k = 0 then 2 else 1), ConvFanOut = model.ConvFanOut)
       yield BlockSpec (Kind = "resnet-head", IsOutput = true, OutputBias = model.OutputBias) ]
 
 let private isConv (spec: LayerSpec) = String.Equals (spec.Kind, "conv", StringComparison.OrdinalIgnoreCase)
@@ -32,7 +32,8 @@ let blocks (model: ModelOptions) : BlockSpec list =
     | "" ->
         let layers = ResizeArray model.Layers
         let kind = if layers.Count > 0 && isConv layers[0] then "cnn" else "mlp"
-        [ BlockSpec (Kind = kind, Layers = layers, Head = model.Head, IsOutput = true, OutputBias = model.OutputBias) ]
+        [ BlockSpec (Kind = kind, Layers = layers, Head = model.Head, IsOutput = true, OutputBias = model.OutputBias,
+                     ConvFanOut = model.ConvFanOut) ]
     | other -> invalidArg "Model:Preset" $"Unknown preset '{other}': use \"resnet18\" or leave it empty."
 
 /// Problems with the model for inputs of `inputShape` (per sample), each naming the key and the

@@ -23,6 +23,16 @@ let unitRoundoff (dtype: torch.ScalarType) =
     | torch.ScalarType.Float16 -> 4.8828125e-4
     | _ -> 3.90625e-3 // bfloat16, and anything coarser we do not expect
 
+/// Σ_r b̃_r xᵀ_r: D2×C for b̃ rows [r, D2]; for b̃ rows with taps [r, T, D2], D2×(T·C) with column
+/// t·C + c = Σ_r b̃_{r,t} x_{r,c} (a block per tap, tap-major: the layout of M2 and P in full conv mode).
+let tapMajor (bt: torch.Tensor) (x: torch.Tensor) =
+    if bt.dim () = 2L then bt.t().mm x
+    else
+        let r, taps, d2 = bt.shape[0], bt.shape[1], bt.shape[2]
+        use perTap = bt.permute(2L, 1L, 0L).reshape (d2 * taps, r)
+        use product = perTap.mm x
+        product.reshape (d2, taps * x.shape[1])
+
 /// Sums of b bᵀ, b gᵀ, b̃ b̃ᵀ, b̃ gᵀ, b̃ bᵀ and |g|² over every row added, each row counted
 /// RowWeight times (rows subsampled at random stand for the rows not drawn). With `groups` > 0 the
 /// M2, P and S2 sums are also kept per group, batch i going to group i mod groups (whole batches, so that
@@ -36,6 +46,9 @@ type JunctionAccumulator(groups: int) =
         let b, bt, g = rows.B, rows.ATilde, rows.G
         if b.shape[0] <> bt.shape[0] || b.shape[0] <> g.shape[0] then
             invalidArg "rows" $"Junction rows disagree on the number of positions: b {b.shape[0]}, b̃ {bt.shape[0]}, g {g.shape[0]}."
+        if bt.dim () <> 2L && bt.dim () <> 3L then
+            invalidArg "rows" $"Junction rows: b̃ must be [rows, D2] or [rows, taps, D2], not {bt.dim ()}-dimensional."
+        let taps = if bt.dim () = 3L then bt.shape[1] else 1L
         let f64 (t: torch.Tensor) = t.to_type torch.ScalarType.Float64
         let s =
             match sums with
@@ -45,13 +58,16 @@ type JunctionAccumulator(groups: int) =
                 let z (r: int64) (c: int64) =
                     let t = torch.zeros ([| r; c |], dtype = torch.ScalarType.Float64, device = b.device)
                     t.DetachFromDisposeScope ()
-                let d1, d2, out = b.shape[1], bt.shape[1], g.shape[1]
+                // Full conv mode (DESIGN §4.3): b̃ rows carry T taps ([r, T, D2]); M2 and P get a
+                // column block per tap (tap-major), S2 sums over taps.
+                let d1, d2, out = b.shape[1], bt.shape[int (bt.dim ()) - 1], g.shape[1]
+                let outTaps, d1Taps = out * taps, d1 * taps
                 let zg (r: int64) (c: int64) =
                     let t = torch.zeros ([| int64 groups; r; c |], dtype = torch.ScalarType.Float64, device = b.device)
                     Some (t.DetachFromDisposeScope ())
-                let s = { S = z d1 d1; M = z d1 out; S2 = z d2 d2; M2 = z d2 out; P = z d2 d1; TraceE = 0.0; Samples = 0L; UnitRoundoff = 0.0; RowsPerProduct = 0L
+                let s = { S = z d1 d1; M = z d1 out; S2 = z d2 d2; M2 = z d2 outTaps; P = z d2 d1Taps; TraceE = 0.0; Samples = 0L; UnitRoundoff = 0.0; RowsPerProduct = 0L
                           AMean = None; ASecond = None; APatchRows = 0.0
-                          GroupM2 = (if groups > 0 then zg d2 out else None); GroupP = (if groups > 0 then zg d2 d1 else None)
+                          GroupM2 = (if groups > 0 then zg d2 outTaps else None); GroupP = (if groups > 0 then zg d2 d1Taps else None)
                           GroupS2 = (if groups > 0 then zg d2 d2 else None)
                           GroupSamples = Array.zeroCreate (max groups 0); Batches = 0 }
                 sums <- Some s
@@ -62,10 +78,10 @@ type JunctionAccumulator(groups: int) =
             (if w = 1.0 then sum.add_ (f64 product) else sum.add_ (f64 product, w.ToScalar ())) |> ignore
         add s.S (b.t().mm b)
         add s.M (b.t().mm g)
-        let s2 = bt.t().mm bt
+        let s2 = (let flat = bt.reshape (-1L, bt.shape[int (bt.dim ()) - 1]) in flat.t().mm flat)
         add s.S2 s2
-        let m2 = bt.t().mm g
-        let p = bt.t().mm b
+        let m2 = tapMajor bt g
+        let p = tapMajor bt b
         add s.M2 m2
         add s.P p
         match s.GroupM2, s.GroupP, s.GroupS2 with
@@ -91,7 +107,7 @@ type JunctionAccumulator(groups: int) =
             s.APatchRows <- s.APatchRows + w * float patches.shape[0]
         s.Samples <- s.Samples + rows.Samples
         s.UnitRoundoff <- max s.UnitRoundoff (unitRoundoff b.dtype)
-        s.RowsPerProduct <- max s.RowsPerProduct b.shape[0]
+        s.RowsPerProduct <- max s.RowsPerProduct (b.shape[0] * taps) // S2's product sums every tap's rows
 
     /// Statistics divided by the number of samples; the accumulator's tensors are handed over.
     member _.Finish() : JunctionStatistics =

@@ -25,13 +25,16 @@ let conv (width: int) (kernel: int) (stride: int) (padding: int) (dilation: int)
 
 let denseSpec (width: int) = LayerSpec (Kind = "dense", Width = width, MaxWidth = 64, Activation = "tanh")
 
-/// A one-block CNN over [channels, size, size] inputs.
-let cnn (seed: int64) (dtype: torch.ScalarType) (inputShape: int64[]) (layers: LayerSpec list) (head: string) (classes: int) =
+/// A one-block CNN over [channels, size, size] inputs, new channels' fan-outs in `fanOut` mode.
+let cnnWith (fanOut: string) (seed: int64) (dtype: torch.ScalarType) (inputShape: int64[]) (layers: LayerSpec list) (head: string) (classes: int) =
     use g = new torch.Generator (uint64 seed)
-    let spec = BlockSpec (Kind = "cnn", Layers = ResizeArray layers, Head = head, IsOutput = true)
+    let spec = BlockSpec (Kind = "cnn", Layers = ResizeArray layers, Head = head, IsOutput = true, ConvFanOut = fanOut)
     let problems = (blockKinds["cnn"]).Validate (spec, inputShape, "Model")
     if problems.Count > 0 then failwithf "invalid test CNN: %A" problems
     new Network ([| blockKinds["cnn"].Create (spec, BlockContext (inputShape, classes, layerKinds, torch.CPU, dtype, g, "cnn")) |])
+
+/// A one-block CNN, restricted mode (the default).
+let cnn seed dtype inputShape layers head classes = cnnWith "restricted" seed dtype inputShape layers head classes
 
 let images (seed: int64) (n: int64) (c: int64) (size: int64) =
     use g = new torch.Generator (uint64 seed)

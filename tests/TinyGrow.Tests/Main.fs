@@ -14,6 +14,7 @@ let all =
         EngineTests.tests
         DenseKindTests.tests
         ConvTests.tests
+        ConvFullTests.tests
         AmplitudeTests.tests
         StrategyTests.tests
         PyTorchExportTests.tests
