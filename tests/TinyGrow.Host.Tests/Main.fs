@@ -15,6 +15,9 @@ let all =
         DaemonTests.tests
         CheckpointTests.tests
         TemplateTests.tests
+        SlurmTests.tests
+        ProgressTests.tests
+        DeployTests.tests
     ]
 
 [<EntryPoint>]

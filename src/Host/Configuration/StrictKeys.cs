@@ -17,6 +17,10 @@ namespace TinyGrow.Host.Configuration;
 /// level is an unhandled exception.</remarks>
 public static class StrictKeys
 {
+    // Variables with the TINYGROW_ prefix that are not configuration: TINYGROW_CI=1, which .ci/run
+    // exports so that a test whose server CI should have started fails instead of skipping.
+    static readonly HashSet<string> NotKeys = new(["CI"], StringComparer.OrdinalIgnoreCase);
+
     /// <summary>All problems, one sentence each; empty when every key is read and every value converts.</summary>
     public static IReadOnlyList<string> Problems(IConfiguration configuration, ConfigurationSchema.Section? schema = null)
     {
@@ -25,7 +29,7 @@ public static class StrictKeys
         // list path ("Model:Layers") → the indices given for it, to find gaps
         var lists = new Dictionary<string, SortedDictionary<int, string>>(StringComparer.OrdinalIgnoreCase);
         // Only keys holding a value: the others are the sections above them (or an empty JSON array).
-        foreach (var (key, value) in configuration.AsEnumerable().Where(kv => kv.Value is not null).OrderBy(kv => kv.Key, StringComparer.OrdinalIgnoreCase))
+        foreach (var (key, value) in configuration.AsEnumerable().Where(kv => kv.Value is not null && !NotKeys.Contains(kv.Key)).OrderBy(kv => kv.Key, StringComparer.OrdinalIgnoreCase))
         {
             var problem = Check(schema, key, value!, lists);
             if (problem is not null) problems.Add($"{problem}{Origin(configuration, key)}.");
