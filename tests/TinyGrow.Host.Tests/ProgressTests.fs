@@ -97,6 +97,13 @@ let tests =
             display.Growing(1, 0)
             Expect.stringContains (render ()) "step 1 running" "during the first growth step"
             Expect.stringContains (render ()) "0/5" "no batch trained yet"
+            display.Grown(0, 0, 3, [| 4 |])
+            for b in 1 .. 5 do display.Batch(1, b, 5, 0.7)
+            display.Growing(2, 1)
+            let text = render ()
+            Expect.stringContains text "2/2" $"the step at epoch 2's start shows epoch 2 before its first batch:\n{text}"
+            Expect.stringContains text "0/5" "and none of its batches"
+            Expect.isFalse (contains text "loss 0.7000") "nor the last epoch's running loss"
         }
 
         test "log lines go through the display's console while it runs, and its last state stays" {

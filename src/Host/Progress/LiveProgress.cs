@@ -47,6 +47,8 @@ public sealed class LiveProgress(IAnsiConsole console) : IRunProgress, IDownload
         {
             _growingStep = step;
             _lastGrowth.Clear();
+            // The step at an epoch's start comes before its first batch: show the new epoch already.
+            if (epoch != _epoch) (_epoch, _batch, _meanLoss) = (epoch, 0, double.NaN);
         }
     }
 
