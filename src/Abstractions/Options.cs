@@ -146,6 +146,12 @@ public sealed class OutputOptions
     [Required] public string Directory { get; set; } = "runs";
     /// <summary>Run id; empty means a timestamp.</summary>
     public string RunId { get; set; } = "";
+    /// <summary>How a run shows its progress: "live" redraws a display on the terminal (epochs, batches,
+    /// widths, growth steps, downloads), "plain" writes a log line every few seconds, "auto" (the
+    /// default) is live when standard output and error are both a terminal (TERM not dumb) and plain
+    /// otherwise (a daemon's job, CI, a pipe, a file).</summary>
+    [RegularExpression("^(auto|live|plain)$", ErrorMessage = "Use auto, live or plain.")]
+    public string Progress { get; set; } = "auto";
 }
 
 /// <summary>Section "Checkpoint": when a run writes <c>checkpoint.bin</c> in its folder (everything

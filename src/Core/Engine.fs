@@ -71,6 +71,7 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
     let growing = growingWith.IsSome
     let progress = RunProgress logger
     let mutable checkpointedOnStop = false
+    let mutable observer: IRunProgress = ProgressLog logger
 
     let makeOptimizer (training: TrainingOptions) (net: Network) : IOptimizer =
         match training.Optimizer with
@@ -106,10 +107,12 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
         let statsX, statsY = select 0L statsCount
         let heldX, heldY = select statsCount heldCount
         let whitening j : torch.Tensor | null = match whitenings.Value.TryGetValue j with | true, w -> w | _ -> null
+        observer.Growing (epoch, stepIndex)
         let events = Growth.stepWith whitening net growingWith.Value growth generator stepIndex statsX statsY heldX heldY
         optimizer.AfterGrowth ()
         board.Growth events
         for e in events do
+            observer.Grown (stepIndex, e.Junction, e.Added, net.Widths)
             log.Write ("growth",
                 [ "epoch", box epoch; "junction", box e.Junction; "added", box e.Added; "width", box e.Width
                   "gamma", box e.Gamma; "predicted_decrease", box e.PredictedDecrease
@@ -135,6 +138,12 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
 
     /// The run stopped because it was asked to, right after writing a checkpoint.
     member _.CheckpointedOnStop = checkpointedOnStop
+
+    /// Where the run reports its epochs, batches and growth steps as they happen (a live display);
+    /// by default a log line every 15 s (ProgressLog). Set before `Run`.
+    member _.Observer
+        with get () = observer
+        and set (value: IRunProgress) = observer <- value
 
     member this.Run
         (
@@ -200,7 +209,6 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
         let totalSteps = int64 training.Epochs * int64 batchesPerEpoch
         let secondsBefore = state.Seconds
         let elapsed () = secondsBefore + clock.Elapsed.TotalSeconds
-        let mutable lastProgress = Stopwatch.StartNew ()
         let mutable lastCheckpoint = Stopwatch.StartNew ()
         let checkpoint (why: string) =
             state.Seconds <- elapsed ()
@@ -221,6 +229,7 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
         logger.LogInformation ("Training on {Dataset} ({Train} train / {Test} test) on {Device}; widths {Widths}, {Parameters} parameters; strategy {Strategy}",
                                data.Name, n, data.Test.Count, device.``type``, String.Join ("/", net.Widths), net.ParameterCount,
                                (match growingWith with Some s -> s.Name | None -> "none (fixed widths)"))
+        observer.Started (training.Epochs, batchesPerEpoch, state.Epoch, state.Batch, net.Widths)
         try
             while state.Epoch <= training.Epochs do
                 let epoch = state.Epoch
@@ -257,9 +266,7 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
                     state.GrownAtBatch <- false
                     if checkpointing.EverySeconds > 0.0 && lastCheckpoint.Elapsed.TotalSeconds >= checkpointing.EverySeconds then
                         checkpoint "timer"
-                    if lastProgress.Elapsed.TotalSeconds > 15.0 then
-                        logger.LogInformation ("epoch {Epoch} batch {Batch}/{Batches}, loss {Loss:f4}", epoch, b + 1, batchesPerEpoch, state.EpochLossSum / float (b + 1))
-                        lastProgress <- Stopwatch.StartNew ()
+                    observer.Batch (epoch, b + 1, batchesPerEpoch, state.EpochLossSum / float (b + 1))
                 let trainLoss = state.EpochLossSum / float batchesPerEpoch
                 let testLoss, testAccuracy = Training.evaluate net data data.Test
                 state.LastAccuracy <- testAccuracy
@@ -267,6 +274,7 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
                 log.Write ("epoch",
                     [ "epoch", box epoch; "train_loss", box trainLoss; "test_loss", box testLoss; "test_accuracy", box testAccuracy
                       "parameters", box net.ParameterCount; "widths", box net.Widths; "seconds", box (elapsed ()) ])
+                observer.Epoch (epoch, training.Epochs, trainLoss, testAccuracy, net.Widths)
                 logger.LogInformation ("epoch {Epoch}/{Epochs}: train loss {TrainLoss:f4}, test accuracy {Accuracy:p2}, widths {Widths}, {Parameters} parameters, {Seconds:f0} s",
                                        epoch, training.Epochs, trainLoss, testAccuracy, String.Join ("/", net.Widths), net.ParameterCount, elapsed ())
                 epochOrder.Dispose ()

@@ -10,6 +10,7 @@ using TinyGrow.Host.Commands;
 using TinyGrow.Host.Configuration;
 using TinyGrow.Host.Daemon;
 using TinyGrow.Host.Plugins;
+using TinyGrow.Host.Progress;
 
 var commandLine = CommandLine.Parse(args);
 if (commandLine.Error is not null)
@@ -47,7 +48,17 @@ try
         return ExitCodes.BadConfiguration;
     }
 
-    builder.Logging.AddConfiguration(builder.Configuration.GetSection("Logging")).AddConsole();
+    // A live display on a terminal, or log lines: never both on one screen. With the display, log
+    // lines go through its console (above it), and it shows the downloads the downloader would log.
+    var live = ProgressDisplay.Choose(settings.Output.Progress, commandLine.Verb, Console.IsOutputRedirected, Console.IsErrorRedirected,
+        Environment.GetEnvironmentVariable("TERM")) == ProgressMode.Live ? new LiveProgress(Spectre.Console.AnsiConsole.Console) : null;
+    builder.Logging.AddConfiguration(builder.Configuration.GetSection("Logging"));
+    if (live is null) builder.Logging.AddConsole();
+    else
+    {
+        builder.Logging.AddProvider(new LiveConsoleLoggerProvider(live));
+        builder.Services.AddSingleton<TinyGrow.Abstractions.IRunProgress>(live).AddSingleton<TinyGrow.Abstractions.IDownloadProgress>(live);
+    }
     builder.Services.Configure<ConsoleLifetimeOptions>(o => o.SuppressStatusMessages = true);
     builder.Services.AddSystemd(); // active only when started by systemd (Type=notify)
     builder.Services.AddTinyGrowSettings(settings).AddSingleton(TimeProvider.System);
@@ -84,6 +95,8 @@ try
     StopSignal.Listen();
     await host.StartAsync(); // Ctrl-C / SIGTERM now cancel ApplicationStopping
     var stopping = host.Services.GetRequiredService<IHostApplicationLifetime>().ApplicationStopping;
+    // The display stops (its last state left on screen) when this block is left, before an error is reported.
+    await using var display = live?.Start();
     var exitCode = commandLine.Verb switch
     {
         Verb.Plugins => host.Services.GetRequiredService<PluginsCommand>().Execute(Console.Out),

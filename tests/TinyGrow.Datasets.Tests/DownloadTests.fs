@@ -51,6 +51,24 @@ let downloads =
             Expect.exists messages (fun m -> m.StartsWith "payload.bin: " && m.Contains " of 0.3 MB (") "progress lines with the total"
             Expect.equal (List.last messages) "Downloaded payload.bin (0.3 MB), MD5 verified" "last: verified"
         }
+        test "progress to a display: the bytes after every read and the end, instead of progress lines" {
+            use server = new LocalServer ()
+            server.Serve ("payload.bin", Bytes payload)
+            use tmp = new TempFolder ()
+            let log = ListLogger<DatasetDownloader> ()
+            let heard = ResizeArray<string * int64 * Nullable<int64> * bool> ()
+            let display = { new IDownloadProgress with member _.Download (file, received, total, isDone) = heard.Add ((file, received, total, isDone)) }
+            use d = new DatasetDownloader (log, display)
+            d.Fetch (payloadFile, [ server.Address ], tmp.Path, online tmp.Path, CancellationToken.None) |> ignore
+            let received = [ for _, r, _, _ in heard -> r ]
+            Expect.isGreaterThan heard.Count 1 "reports while the file arrives"
+            Expect.equal received (List.sort received) "the bytes received only grow"
+            Expect.equal (Seq.last heard) ("payload.bin", int64 payload.Length, Nullable (int64 payload.Length), true) "the last report: complete, with the total"
+            Expect.isTrue (heard |> Seq.take (heard.Count - 1) |> Seq.forall (fun (_, _, _, isDone) -> not isDone)) "done only at the end"
+            let messages = List.ofSeq log.Messages
+            Expect.isFalse (messages |> List.exists (fun m -> m.StartsWith "payload.bin: ")) $"no progress lines: {messages}"
+            Expect.equal (List.last messages) "Downloaded payload.bin (0.3 MB), MD5 verified" "the start and end are still logged"
+        }
         test "a wrong checksum is refused and nothing is kept" {
             use server = new LocalServer ()
             let other = Array.copy payload

@@ -17,6 +17,9 @@ let all =
         PostgresQueueTests.tests
         DaemonResumeTests.tests
         TemplateTests.tests
+        SlurmTests.tests
+        ProgressTests.tests
+        DeployTests.tests
     ]
 
 [<EntryPoint>]

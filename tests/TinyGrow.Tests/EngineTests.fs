@@ -130,6 +130,39 @@ let tests =
                 Expect.isGreaterThan growths.Length 2 "steps that add neurons do not count toward the stop")
         }
 
+        test "the progress observer hears every batch, growth step and epoch, as metrics.jsonl records them" {
+            use data = teacherDataset ()
+            let heard = ResizeArray<string> ()
+            let observer =
+                { new IRunProgress with
+                    member _.Started (epochs, batches, epoch, batch, widths) = heard.Add $"start {epochs} {batches} {epoch} {batch} {String.Join ('/', widths)}"
+                    member _.Batch (epoch, batch, batches, _) = heard.Add $"batch {epoch} {batch}/{batches}"
+                    member _.Growing (epoch, step) = heard.Add $"growing {epoch} {step}"
+                    member _.Grown (step, junction, added, widths) = heard.Add $"grown {step} {junction} {added} {String.Join ('/', widths)}"
+                    member _.Epoch (epoch, epochs, _, _, widths) = heard.Add $"epoch {epoch}/{epochs} {String.Join ('/', widths)}" }
+            withRunFolder (fun dir ->
+                let engine = GrowthEngine (blockKinds, kinds, tiny, NullLogger.Instance, Observer = observer)
+                let summary = engine.Run (data, model [ 1; 1 ], training, growth, torch.CPU, dir, CancellationToken.None)
+                let lines = events dir
+                let named (prefix: string) = heard |> Seq.filter (fun h -> h.StartsWith (prefix + " ")) |> List.ofSeq
+                Expect.equal (named "start") [ "start 3 24 1 0 1/1" ] "3 epochs of 24 batches of 50, from epoch 1, batch 0, widths 1/1"
+                Expect.equal (named "batch") [ for e in 1 .. 3 do for b in 1 .. 24 -> $"batch {e} {b}/24" ] "every batch, 1-based"
+                Expect.equal (named "growing") [ for step, epoch in List.indexed [ 1; 1; 2; 2 ] -> $"growing {epoch} {step}" ] "4 steps: 2 per epoch until epoch 2"
+                let growthLines = lines |> Array.filter (fun e -> eventName e = "growth")
+                let grownReports =
+                    named "grown" |> List.map (fun h ->
+                        match h.Split ' ' with
+                        | [| _; _; junction; added; widths |] -> $"{junction} +{added} → {(widths.Split '/').[int junction]}"
+                        | _ -> failtest $"unexpected report {h}")
+                let field (e: JsonElement) (name: string) = e.GetProperty(name).GetInt32 ()
+                Expect.equal grownReports [ for e in growthLines -> sprintf "%d +%d → %d" (field e "junction") (field e "added") (field e "width") ]
+                    "a report per junction grown, with the growth line's junction, neurons added and width"
+                let widths (e: JsonElement) = String.Join ('/', e.GetProperty("widths").EnumerateArray () |> Seq.map (fun w -> w.GetInt32 ()))
+                Expect.equal (named "epoch") [ for e in lines |> Array.filter (fun e -> eventName e = "epoch") -> sprintf "epoch %d/3 %s" (field e "epoch") (widths e) ]
+                    "the epochs and widths of metrics.jsonl"
+                Expect.stringContains (Seq.last heard) (String.Join ('/', summary.Widths)) "the last report has the final widths")
+        }
+
         test "with no strategy the widths stay fixed and no growth line is written" {
             use data = teacherDataset ()
             withRunFolder (fun dir ->

@@ -13,7 +13,8 @@ namespace TinyGrow.Datasets.Downloads;
 /// written to "&lt;name&gt;.&lt;pid&gt;-&lt;guid&gt;.partial", checked against its published MD5, then renamed; a
 /// failed or cancelled download leaves nothing, a killed one at most its ".partial" file, which the
 /// next download of that file removes once it is older than two stall periods.
-/// Progress is logged every few seconds (a daemon has no terminal to redraw).
+/// Progress is logged every few seconds (a daemon has no terminal to redraw), or reported to the
+/// host's <see cref="IDownloadProgress"/> when it shows downloads itself (a live display on a terminal).
 /// </summary>
 public sealed class DatasetDownloader : IDisposable
 {
@@ -22,9 +23,15 @@ public sealed class DatasetDownloader : IDisposable
     readonly ILogger<DatasetDownloader> _log;
     readonly HttpClient _http;
     readonly TimeSpan _progressInterval;
+    readonly IDownloadProgress? _progress;
 
     /// <param name="log">Receives progress and retries.</param>
     public DatasetDownloader(ILogger<DatasetDownloader> log) : this(log, TimeSpan.FromSeconds(5)) { }
+
+    /// <param name="log">Receives retries and the start and end of each download.</param>
+    /// <param name="progress">Receives the bytes received, after every read (no progress lines are logged).</param>
+    public DatasetDownloader(ILogger<DatasetDownloader> log, IDownloadProgress progress) : this(log, TimeSpan.FromSeconds(5)) =>
+        _progress = progress;
 
     /// <param name="log">Receives progress and retries.</param>
     /// <param name="progressInterval">Least time between two progress lines of one download.</param>
@@ -180,7 +187,8 @@ public sealed class DatasetDownloader : IDisposable
                     output.Write(buffer, 0, read);
                     md5.AppendData(buffer, 0, read);
                     received += read;
-                    if (clock.Elapsed - lastReport >= _progressInterval)
+                    _progress?.Download(file.FileName, received, length, done: false);
+                    if (_progress is null && clock.Elapsed - lastReport >= _progressInterval)
                     {
                         lastReport = clock.Elapsed;
                         _log.LogInformation("{File}: {Progress}", file.FileName, Progress(received, length, clock.Elapsed));
@@ -201,6 +209,7 @@ public sealed class DatasetDownloader : IDisposable
                 // Another run finished first: use its file if it is the published one.
                 VerifyExisting(file, target);
             }
+            _progress?.Download(file.FileName, received, length, done: true);
             _log.LogInformation("Downloaded {File} ({Megabytes:f1} MB), MD5 verified", file.FileName, received / 1e6);
         }
         finally

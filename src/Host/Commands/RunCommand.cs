@@ -14,7 +14,13 @@ namespace TinyGrow.Host.Commands;
 /// <c>&lt;Output:Directory&gt;/&lt;run-id&gt;.partial/</c> and rename it to <c>&lt;run-id&gt;</c> when the run
 /// completes, so a folder without the suffix is always a finished run.
 /// </summary>
-public sealed class RunCommand(TinyGrowSettings settings, PluginCatalogue catalogue, ILoggerFactory loggers, TimeProvider clock)
+/// <param name="settings">The run's settings.</param>
+/// <param name="catalogue">The plugins (layer and block kinds, strategies, datasets).</param>
+/// <param name="loggers">Loggers of the command and the engine.</param>
+/// <param name="clock">Names the run folder by time when no run id is set.</param>
+/// <param name="progress">Where the engine reports epochs, batches and growth steps (the live display);
+/// null: a log line every 15 s.</param>
+public sealed class RunCommand(TinyGrowSettings settings, PluginCatalogue catalogue, ILoggerFactory loggers, TimeProvider clock, IRunProgress? progress = null)
 {
     /// <summary>How long an interrupted engine gets to stop before the command returns anyway.</summary>
     public static readonly TimeSpan StopGrace = TimeSpan.FromSeconds(10);
@@ -138,6 +144,7 @@ public sealed class RunCommand(TinyGrowSettings settings, PluginCatalogue catalo
             // A null strategy means a fixed network (Growth:Strategy = none).
             IGrowthStrategy? strategy = IsFixed ? null : catalogue.GetStrategy(settings.Growth.Strategy);
             var engine = new GrowthEngine(catalogue.BlockKinds, catalogue.LayerKinds, strategy, loggers.CreateLogger("TinyGrow.Engine"));
+            if (progress is not null) engine.Observer = progress;
             var training = Task.Run(() => engine.Run(data, settings.Model, settings.Training, settings.Growth, device, partial, settings.Checkpoint, resumeFolder is not null, cancellation), CancellationToken.None);
             try
             {
