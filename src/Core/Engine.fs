@@ -88,13 +88,13 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
         use idx = torch.arange (count, device = data.Train.Labels.device)
         let x, y = Training.select data data.Train idx null
         use rows = new torch.Generator (uint64 seed ^^^ 0x9E3779B97F4A7C15UL)
-        let cache = Dictionary<int, torch.Tensor> ()
+        let cache = Dictionary<int, Growth.InputCovariance> ()
         for j in Growth.readsInput net x do
-            cache[j] <- Growth.inputWhitening net j growth rows x y
+            cache[j] <- Growth.inputCovariance net j growth rows x y
         cache
 
     let grow (net: Network) (optimizer: IOptimizer) (growth: GrowthOptions) (data: LoadedDataset) (generator: torch.Generator) (log: RunLog) (board: TensorBoardLog) (epoch: int) (stepIndex: int)
-             (whitenings: Lazy<Dictionary<int, torch.Tensor>>) =
+             (whitenings: Lazy<Dictionary<int, Growth.InputCovariance>>) =
         use scope = torch.NewDisposeScope ()
         let train = data.Train
         let n = train.Count
@@ -105,8 +105,8 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
             Training.select data train (pick.narrow (0L, start, count)) null
         let statsX, statsY = select 0L statsCount
         let heldX, heldY = select statsCount heldCount
-        let whitening j : torch.Tensor | null = match whitenings.Value.TryGetValue j with | true, w -> w | _ -> null
-        let events = Growth.stepWith whitening net growingWith.Value growth generator stepIndex statsX statsY heldX heldY
+        let cached j = match whitenings.Value.TryGetValue j with | true, c -> Some c | _ -> None
+        let events = Growth.stepWith cached net growingWith.Value growth generator stepIndex statsX statsY heldX heldY
         optimizer.AfterGrowth ()
         board.Growth events
         for e in events do
@@ -185,7 +185,7 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
         use net = net
         let whitenings = lazy (inputWhitenings net growth data training.Seed)
         use _ = { new IDisposable with
-                    member _.Dispose () = if whitenings.IsValueCreated then for w in whitenings.Value.Values do w.Dispose () }
+                    member _.Dispose () = if whitenings.IsValueCreated then for c in whitenings.Value.Values do (c :> IDisposable).Dispose () }
         // The permutation of the epoch in progress (null between epochs).
         let mutable order: torch.Tensor | null = restoredOrder
         use log = new RunLog (Path.Combine (runDirectory, "metrics.jsonl"), state.MetricsBytes)

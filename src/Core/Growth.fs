@@ -18,9 +18,11 @@ let rowsPerBatch (rowsPerDimension: int) (junction: IJunction) (count: int64) (t
 /// (batch statistics; running ones untouched) and one backward of the *sum* of the loss (so that g
 /// is a per-sample gradient) to those junctions only, then GEMM sums over the rows each keeps.
 /// With `groups` > 0, M2 and P are also kept per group of batches (JunctionStatistics.GroupM2/GroupP).
-let statisticsGrouped (groups: int) (junctions: int[]) (rowsPerDimension: int) (generator: torch.Generator | null) (net: Network)
-                      (x: torch.Tensor) (y: torch.Tensor) (batchSize: int64) : JunctionStatistics[] =
-    let accumulators = junctions |> Array.map (fun _ -> Statistics.JunctionAccumulator groups)
+/// `givenS2 j`: an S2 of junction j known ahead (its product is then not formed, see
+/// Statistics.JunctionAccumulator), or null.
+let statisticsWith (givenS2: int -> torch.Tensor | null) (groups: int) (junctions: int[]) (rowsPerDimension: int) (generator: torch.Generator | null)
+                   (net: Network) (x: torch.Tensor) (y: torch.Tensor) (batchSize: int64) : JunctionStatistics[] =
+    let accumulators = junctions |> Array.map (fun j -> Statistics.JunctionAccumulator (groups, givenS2 j))
     let n = x.shape[0]
     let mutable start = 0L
     while start < n do
@@ -38,6 +40,11 @@ let statisticsGrouped (groups: int) (junctions: int[]) (rowsPerDimension: int) (
             accumulators[k].Add rows
         start <- start + count
     accumulators |> Array.map (fun a -> a.Finish ())
+
+/// statisticsWith, every product formed.
+let statisticsGrouped (groups: int) (junctions: int[]) (rowsPerDimension: int) (generator: torch.Generator | null) (net: Network)
+                      (x: torch.Tensor) (y: torch.Tensor) (batchSize: int64) : JunctionStatistics[] =
+    statisticsWith (fun _ -> null) groups junctions rowsPerDimension generator net x y batchSize
 
 /// statisticsGrouped without groups.
 let statisticsFor (junctions: int[]) (rowsPerDimension: int) (generator: torch.Generator | null) (net: Network)
@@ -226,10 +233,20 @@ let bestProposal (added: int -> int -> int64) (proposals: (int * NeuronProposal)
     if adding.IsEmpty then proposals |> List.maxBy (fun (_, p) -> p.PredictedDecrease 1.0)
     else adding |> List.maxBy (fun (j, p) -> p.ActivationSlope * Array.sum p.NeuronScores / float (added j p.Count))
 
-/// Whitening W (WᵀW = S2⁺, as an explicit r×D2 matrix) of junction j from its S2 on (x, y):
-/// computed once per run for a junction whose A reads the network's input (DESIGN §4.5).
-let inputWhitening (net: Network) (j: int) (options: GrowthOptions) (generator: torch.Generator | null)
-                   (x: torch.Tensor) (y: torch.Tensor) : torch.Tensor =
+/// A junction's input covariance S2 and its whitening W (WᵀW = S2⁺, an explicit r×D2 matrix),
+/// kept for the whole run when A reads the network's input (DESIGN §4.5): the statistics pass then
+/// skips S2 and the strategy skips the factorisation.
+type InputCovariance =
+    { S2: torch.Tensor
+      Whitening: torch.Tensor }
+    interface IDisposable with
+        member this.Dispose () =
+            this.S2.Dispose ()
+            this.Whitening.Dispose ()
+
+/// Junction j's InputCovariance from its S2 on (x, y).
+let inputCovariance (net: Network) (j: int) (options: GrowthOptions) (generator: torch.Generator | null)
+                    (x: torch.Tensor) (y: torch.Tensor) : InputCovariance =
     use stats = (statisticsFor [| j |] options.RowsPerDimension generator net x y 256L)[0]
     let cutoff = Bottleneck.effectiveCutoff options.EigenCutoff stats stats.S2.shape[0]
     use factor = LinearAlgebra.psdFactor stats.S2 cutoff
@@ -239,7 +256,14 @@ let inputWhitening (net: Network) (j: int) (options: GrowthOptions) (generator: 
             use eye = torch.eye (l.shape[0], dtype = l.dtype, device = l.device)
             torch.linalg.solve_triangular (l, eye, upper = false)
         | LinearAlgebra.Eigen rows -> rows.clone ()
-    w.DetachFromDisposeScope ()
+    { S2 = stats.S2.clone().DetachFromDisposeScope (); Whitening = w.DetachFromDisposeScope () }
+
+/// The whitening alone (see inputCovariance).
+let inputWhitening (net: Network) (j: int) (options: GrowthOptions) (generator: torch.Generator | null)
+                   (x: torch.Tensor) (y: torch.Tensor) : torch.Tensor =
+    let c = inputCovariance net j options generator x y
+    c.S2.Dispose ()
+    c.Whitening
 
 /// Junctions whose A reads the network's input itself (their S2 depends only on the data).
 let readsInput (net: Network) (x: torch.Tensor) : int list =
@@ -256,8 +280,8 @@ let readsInput (net: Network) (x: torch.Tensor) : int list =
 /// Growth step `stepIndex` (0, 1, …) over the junctions chosen by options.Selection: "all" of them
 /// in order, the "best" one, or one in turn ("roundrobin"). Statistics come from (statsX, statsY),
 /// γ is searched on the disjoint (heldX, heldY).
-/// `whitening j`: a whitening computed once for junction j (see `inputWhitening`), or null.
-let stepWith (whitening: int -> torch.Tensor | null) (net: Network) (strategy: IGrowthStrategy) (options: GrowthOptions)
+/// `cached j`: junction j's input covariance computed once (see `inputCovariance`), if any.
+let stepWith (cached: int -> InputCovariance option) (net: Network) (strategy: IGrowthStrategy) (options: GrowthOptions)
              (generator: torch.Generator | null) (stepIndex: int)
              (statsX: torch.Tensor) (statsY: torch.Tensor) (heldX: torch.Tensor) (heldY: torch.Tensor) : GrowthEvent list =
     let growable = [ for j in 0 .. net.JunctionCount - 1 do if room net j > 0 then yield j ]
@@ -271,7 +295,8 @@ let stepWith (whitening: int -> torch.Tensor | null) (net: Network) (strategy: I
             // A significance test needs groups of batches: batches small enough that there are `groups` of them.
             let groups = if options.SignificanceTest = "none" then 0 else options.SignificanceGroups
             let batch = if groups > 0 then max 1L (min 256L (statsX.shape[0] / int64 groups)) else 256L
-            let stats = statisticsGrouped groups (List.toArray js) options.RowsPerDimension generator net statsX statsY batch
+            let givenS2 j : torch.Tensor | null = match cached j with Some c -> c.S2 | None -> null
+            let stats = statisticsWith givenS2 groups (List.toArray js) options.RowsPerDimension generator net statsX statsY batch
             statisticsSeconds.Value <- statisticsSeconds.Value + clock.Elapsed.TotalSeconds
             Map.ofList (List.zip js (Array.toList stats))
         let timed (f: unit -> 'T) =
@@ -286,8 +311,9 @@ let stepWith (whitening: int -> torch.Tensor | null) (net: Network) (strategy: I
         let grow j proposal stats = growJunctionWithin options.AmplitudeSpread net j proposal stats heldX heldY
         let release (stats: Map<int, JunctionStatistics>) = stats |> Map.iter (fun _ s -> s.Dispose ())
         let propose (stats: Map<int, JunctionStatistics>) j =
+            let whitening : torch.Tensor | null = match cached j with Some c -> c.Whitening | None -> null
             strategy.Propose (GrowthRequest (stats[j], net.Junctions[j], min options.NeuronsPerStep (room net j), options, generator,
-                                             Whitening = whitening j))
+                                             Whitening = whitening))
         match options.Selection with
         | "best" ->
             let stats = pass growable
@@ -328,4 +354,4 @@ let stepWith (whitening: int -> torch.Tensor | null) (net: Network) (strategy: I
 /// A growth step with no whitening computed ahead.
 let step (net: Network) (strategy: IGrowthStrategy) (options: GrowthOptions) (generator: torch.Generator | null) (stepIndex: int)
          (statsX: torch.Tensor) (statsY: torch.Tensor) (heldX: torch.Tensor) (heldY: torch.Tensor) : GrowthEvent list =
-    stepWith (fun _ -> null) net strategy options generator stepIndex statsX statsY heldX heldY
+    stepWith (fun _ -> None) net strategy options generator stepIndex statsX statsY heldX heldY
