@@ -94,7 +94,7 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
         cache
 
     let grow (net: Network) (optimizer: IOptimizer) (growth: GrowthOptions) (data: LoadedDataset) (generator: torch.Generator) (log: RunLog) (board: TensorBoardLog) (epoch: int) (stepIndex: int)
-             (whitenings: Lazy<Dictionary<int, Growth.InputCovariance>>) =
+             (whitenings: Lazy<Dictionary<int, Growth.InputCovariance>>) (state: RunState) =
         use scope = torch.NewDisposeScope ()
         let train = data.Train
         let n = train.Count
@@ -106,18 +106,25 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
         let statsX, statsY = select 0L statsCount
         let heldX, heldY = select statsCount heldCount
         let cached j = match whitenings.Value.TryGetValue j with | true, c -> Some c | _ -> None
-        let events = Growth.stepWith cached net growingWith.Value growth generator stepIndex statsX statsY heldX heldY
+        // Each junction's γ search starts at the γ it chose last time (cold until it has grown).
+        let last = match state.LastGammas with | null -> [||] | g -> g
+        let start j = if j < last.Length && last[j] > 0.0 then last[j] else nan
+        let events = Growth.stepWith cached start net growingWith.Value growth generator stepIndex statsX statsY heldX heldY
+        let updated = Array.init net.JunctionCount (fun j -> if j < last.Length then last[j] else 0.0)
+        for e in events do
+            if e.Gamma > 0.0 then updated[e.Junction] <- e.Gamma
+        state.LastGammas <- updated
         optimizer.AfterGrowth ()
         board.Growth events
         for e in events do
             log.Write ("growth",
-                [ "epoch", box epoch; "junction", box e.Junction; "added", box e.Added; "width", box e.Width
+                [ "epoch", box epoch; "step", box stepIndex; "junction", box e.Junction; "added", box e.Added; "width", box e.Width
                   "gamma", box e.Gamma; "predicted_decrease", box e.PredictedDecrease
                   "measured_decrease", box e.MeasuredDecrease; "bottleneck", box e.Bottleneck
                   "loss_before", box e.LossBefore; "loss_after", box e.LossAfter
                   "gamma_bound", box e.GammaBound; "existing_spread", box e.ExistingSpread
                   "new_spread", box e.NewSpread; "new_spread_median", box e.NewSpreadMedian
-                  "loss_evaluations", box e.LossEvaluations
+                  "loss_evaluations", box e.LossEvaluations; "search_start", box e.SearchStart
                   "statistics_seconds", box e.StatisticsSeconds; "solve_seconds", box e.SolveSeconds
                   "search_seconds", box e.SearchSeconds; "apply_seconds", box e.ApplySeconds ])
             logger.LogDebug ("Growth: junction {Junction} +{Added} → width {Width}, γ={Gamma:g3} (bound {Bound:g3}), predicted {Predicted:g3}, measured {Measured:g3}, bottleneck {Bottleneck:g3}, spread new {NewSpread:g3} / existing {ExistingSpread:g3}",
@@ -125,9 +132,11 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
             logger.LogDebug ("Growth time: junction {Junction} statistics {Statistics:f3} s, solve {Solve:f3} s, γ search {Search:f3} s ({Evaluations} loss evaluations), apply {Apply:f3} s",
                              e.Junction, e.StatisticsSeconds, e.SolveSeconds, e.SearchSeconds, e.LossEvaluations, e.ApplySeconds)
         let added = events |> List.sumBy (fun e -> e.Added)
+        let evaluations = events |> List.sumBy (fun e -> e.LossEvaluations)
         if added > 0 then
-            logger.LogInformation ("epoch {Epoch}: grew {Added} neurons → widths {Widths}, loss on held-out samples −{Decrease:g3}",
-                                   epoch, added, String.Join ("/", net.Widths), events |> List.sumBy (fun e -> e.MeasuredDecrease))
+            logger.LogInformation ("epoch {Epoch}: grew {Added} neurons → widths {Widths}, loss on held-out samples −{Decrease:g3} ({Evaluations} loss evaluations)",
+                                   epoch, added, String.Join ("/", net.Widths), events |> List.sumBy (fun e -> e.MeasuredDecrease), evaluations)
+        else logger.LogDebug ("epoch {Epoch}: growth step added nothing ({Evaluations} loss evaluations)", epoch, evaluations)
 
     /// The last batch trained, for the report of a run that stops early.
     member _.Progress = progress
@@ -235,7 +244,7 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
                 for b in state.Batch .. batchesPerEpoch - 1 do
                     if growthPoints.Contains b && not state.GrownAtBatch then
                         let t = Stopwatch.StartNew ()
-                        grow net optimizer growth data generator log board epoch state.GrowthSteps whitenings
+                        grow net optimizer growth data generator log board epoch state.GrowthSteps whitenings state
                         state.GrowthSteps <- state.GrowthSteps + 1
                         state.GrowthSeconds <- state.GrowthSeconds + t.Elapsed.TotalSeconds
                         state.GrownAtBatch <- true

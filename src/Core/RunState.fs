@@ -25,8 +25,12 @@ type RunState =
       mutable LastAccuracy: float
       /// Length of metrics.jsonl when the state was taken: a resumed run truncates it there, so no
       /// line is lost or written twice.
-      mutable MetricsBytes: int64 }
+      mutable MetricsBytes: int64
+      /// γ chosen at each junction's last growth (0: none yet); the next γ search starts there.
+      /// Null in checkpoints written before it existed (then every search starts cold).
+      mutable LastGammas: float[] | null }
 
     static member Start() =
         { Epoch = 1; Batch = 0; GrownAtBatch = false; Step = 0L; GrowthSteps = 0; EpochLossSum = 0.0
-          FirstLoss = nan; Seconds = 0.0; GrowthSeconds = 0.0; LastAccuracy = 0.0; MetricsBytes = 0L }
+          FirstLoss = nan; Seconds = 0.0; GrowthSeconds = 0.0; LastAccuracy = 0.0; MetricsBytes = 0L
+          LastGammas = [||] }
