@@ -229,6 +229,8 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
         logger.LogInformation ("Training on {Dataset} ({Train} train / {Test} test) on {Device}; widths {Widths}, {Parameters} parameters; strategy {Strategy}",
                                data.Name, n, data.Test.Count, device.``type``, String.Join ("/", net.Widths), net.ParameterCount,
                                (match growingWith with Some s -> s.Name | None -> "none (fixed widths)"))
+        let writeAfterGrowth (step: int, batches: int, meanLoss: float) =
+            log.Write ("after_growth", [ "step", box step; "batches", box batches; "train_loss", box meanLoss ])
         try
             while state.Epoch <= training.Epochs do
                 let epoch = state.Epoch
@@ -243,6 +245,7 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
                     | o -> o
                 for b in state.Batch .. batchesPerEpoch - 1 do
                     if growthPoints.Contains b && not state.GrownAtBatch then
+                        AfterGrowth.start state state.GrowthSteps |> Option.iter writeAfterGrowth
                         let t = Stopwatch.StartNew ()
                         grow net optimizer growth data generator log board epoch state.GrowthSteps whitenings state
                         state.GrowthSteps <- state.GrowthSteps + 1
@@ -254,7 +257,9 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
                     let start = int64 b * batchSize
                     let x, y = Training.batch data epochOrder start (min batchSize (n - start)) augmentation
                     let lr = Schedule.learningRate training state.Step totalSteps
-                    state.EpochLossSum <- state.EpochLossSum + RunGuards.trained progress epoch (b + 1) batchesPerEpoch lr (Training.trainStep net optimizer lr x y)
+                    let loss = RunGuards.trained progress epoch (b + 1) batchesPerEpoch lr (Training.trainStep net optimizer lr x y)
+                    state.EpochLossSum <- state.EpochLossSum + loss
+                    AfterGrowth.add state loss |> Option.iter writeAfterGrowth
                     state.Step <- state.Step + 1L
                     state.Batch <- b + 1
                     state.GrownAtBatch <- false
@@ -278,6 +283,7 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
                 state.Batch <- 0
                 state.GrownAtBatch <- false
                 state.EpochLossSum <- 0.0
+            AfterGrowth.flush state |> Option.iter writeAfterGrowth
         finally
             match order with
             | null -> ()
