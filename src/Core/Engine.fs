@@ -79,9 +79,9 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
 
     /// One growth step: statistics and held-out samples drawn from the training split, disjoint,
     /// not augmented: the bottleneck of the data as it is, the same for a given seed.
-    /// Whitening of each junction whose A reads the network's input, computed once per run on the
+    /// S2 and whitening of each junction whose A reads the network's input, computed once per run on the
     /// first 4·StatisticsSamples training samples (no draw from the run's generators, so a resumed
-    /// run computes the same one): its S2 depends only on the data (DESIGN §4.5).
+    /// run computes the same one): its S2 depends only on the data (DESIGN §4.5); the statistics pass then skips it.
     let inputWhitenings (net: Network) (growth: GrowthOptions) (data: LoadedDataset) (seed: int64) =
         use scope = torch.NewDisposeScope ()
         let count = min (4L * int64 growth.StatisticsSamples) data.Train.Count
