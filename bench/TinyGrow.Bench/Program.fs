@@ -105,7 +105,8 @@ let main argv =
         TinyGrow.Bench.CheckpointCost.run "resnet18" 1.0
         0
     | [ "cifar-pipeline" ] -> TinyGrow.Bench.CifarPipeline.run ()
-    | "step-time" :: sizes -> TinyGrow.Bench.StepTime.run (sizes |> List.map int64)
+    | "step-time" :: sizes -> TinyGrow.Bench.StepTime.run sizes
+    | "step-time-from" :: files -> TinyGrow.Bench.StepTime.fromOutputs files
     | [ "step-profile" ] ->
         use data = loadFashion ()
         use generator = new torch.Generator (1UL)
@@ -178,5 +179,5 @@ let main argv =
         printfn "solves (δ, N, S2^-1/2, SVD; %d junctions):     %6.3f s   ratio to the epoch %.3f" net.JunctionCount solve (solve / train)
         0
     | _ ->
-        eprintfn "usage: TinyGrow.Bench checkpoint-cost | compare [ACTIVATION EPOCHS] | conv-cost [SAMPLES] | rows | whitening-time [D2 ...] | step-time [D2 ...] | whitening-parts | stats-ratio [WIDTH] | step-profile | strategies [EPOCHS [SEED ...]] | smoke ACTIVATION EPOCHS THRESHOLD STEPS"
+        eprintfn "usage: TinyGrow.Bench checkpoint-cost | compare [ACTIVATION EPOCHS] | conv-cost [SAMPLES] | rows | whitening-time [D2 ...] | step-time [D2 ... | conv] | step-time-from OUTPUT ... | whitening-parts | stats-ratio [WIDTH] | step-profile | strategies [EPOCHS [SEED ...]] | smoke ACTIVATION EPOCHS THRESHOLD STEPS"
         2

@@ -154,9 +154,11 @@ let private conv (channels: int64) =
     let spec w = LayerSpec (Kind = "conv", Width = w, MaxWidth = 64, Kernel = 3, Stride = 1, Activation = "relu", BatchNorm = true)
     "conv", [| channels; 16L; 16L |], ModelOptions (Layers = ResizeArray [ spec 8; spec 8 ])
 
-/// Dense junctions at D2 ∈ `sizes` (default 65 … 3,073) and conv junctions of C = 8 … 128 channels.
-let run (sizes: int64 list) =
-    let sizes = if sizes.IsEmpty then [ 65L; 257L; 785L; 1537L; 3073L ] else sizes
+/// Dense junctions at D2 ∈ `sizes` (default 65 … 3,073) and conv junctions of C = 8 … 128 channels
+/// (`sizes` = ["conv"]: the conv junctions only).
+let run (sizes: string list) =
+    let convOnly = sizes = [ "conv" ]
+    let sizes = if sizes.IsEmpty then [ 65L; 257L; 785L; 1537L; 3073L ] elif convOnly then [] else sizes |> List.map int64
     let reps = 3
     let rows =
         [ for d2 in sizes do
@@ -165,5 +167,21 @@ let run (sizes: int64 list) =
           for c in [ 8L; 32L; 64L; 128L ] do
             let kind, shape, model = conv c
             yield measure kind shape model reps ]
+    write rows
+    0
+
+/// The table and plot from the lines `measure` printed (one or more bench outputs), e.g. when the
+/// dense and conv junctions were measured by two processes.
+let fromOutputs (files: string list) =
+    let pattern =
+        Text.RegularExpressions.Regex @"^(\w+)\s+D2\s+(\d+)\s+(.+?)\s+before\s+([\d.]+)\s+factor\s+([\d.]+)\s+cached\s+([\d.]+)\s+cached\+skip\s+([\d.]+)\s+search\s+([\d.]+)\s+cache once\s+([\d.]+) s"
+    let rows =
+        [ for file in files do
+            for line in File.ReadLines file do
+                let m = pattern.Match line
+                if m.Success then
+                    let f (i: int) = float m.Groups[i].Value
+                    yield { Kind = m.Groups[1].Value; D2 = int64 m.Groups[2].Value; Path = m.Groups[3].Value
+                            Before = f 4; Factor = f 5; Cached = f 6; Skipped = f 7; Search = f 8; OneTime = f 9 } ]
     write rows
     0
