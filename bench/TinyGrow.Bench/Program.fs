@@ -137,6 +137,8 @@ let main argv =
     | "daemon-idle" :: rest ->
         QueueBench.daemonIdle (match rest with s :: _ -> float s | [] -> 60.0) QueueBench.defaultServer
     | [ "cifar-pipeline" ] -> TinyGrow.Bench.CifarPipeline.run ()
+    | "step-time" :: sizes -> TinyGrow.Bench.StepTime.run sizes
+    | "step-time-from" :: files -> TinyGrow.Bench.StepTime.fromOutputs files
     | [ "step-profile" ] ->
         use data = loadFashion ()
         use generator = new torch.Generator (1UL)
@@ -218,5 +220,5 @@ let main argv =
         printfn "solves (δ, N, S2^-1/2, SVD; %d junctions):     %6.3f s   ratio to the epoch %.3f" net.JunctionCount solve (solve / train)
         0
     | _ ->
-        eprintfn "usage: TinyGrow.Bench checkpoint-cost | queue [JOBS [CONNECTION]] | daemon-idle [SECONDS] | compare [ACTIVATION EPOCHS] | conv-cost [SAMPLES] | rows | conv-modes [EPOCHS [SEED ...]] | whitening-time [D2 ...] | whitening-parts | stats-ratio [WIDTH] | step-profile | strategies [EPOCHS [SEED ...]] | protocol [EPOCHS [SEED ...]] | cnn [EPOCHS [SEED ...]] | smoke ACTIVATION EPOCHS THRESHOLD STEPS"
+        eprintfn "usage: TinyGrow.Bench checkpoint-cost | queue [JOBS [CONNECTION]] | daemon-idle [SECONDS] | compare [ACTIVATION EPOCHS] | conv-cost [SAMPLES] | rows | conv-modes [EPOCHS [SEED ...]] | whitening-time [D2 ...] | step-time [D2 ... | conv] | step-time-from OUTPUT ... | whitening-parts | stats-ratio [WIDTH] | step-profile | strategies [EPOCHS [SEED ...]] | protocol [EPOCHS [SEED ...]] | cnn [EPOCHS [SEED ...]] | smoke ACTIVATION EPOCHS THRESHOLD STEPS"
         2

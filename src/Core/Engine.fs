@@ -80,22 +80,22 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
 
     /// One growth step: statistics and held-out samples drawn from the training split, disjoint,
     /// not augmented: the bottleneck of the data as it is, the same for a given seed.
-    /// Whitening of each junction whose A reads the network's input, computed once per run on the
+    /// S2 and whitening of each junction whose A reads the network's input, computed once per run on the
     /// first 4·StatisticsSamples training samples (no draw from the run's generators, so a resumed
-    /// run computes the same one): its S2 depends only on the data (DESIGN §4.5).
+    /// run computes the same one): its S2 depends only on the data (DESIGN §4.5); the statistics pass then skips it.
     let inputWhitenings (net: Network) (growth: GrowthOptions) (data: LoadedDataset) (seed: int64) =
         use scope = torch.NewDisposeScope ()
         let count = min (4L * int64 growth.StatisticsSamples) data.Train.Count
         use idx = torch.arange (count, device = data.Train.Labels.device)
         let x, y = Training.select data data.Train idx null
         use rows = new torch.Generator (uint64 seed ^^^ 0x9E3779B97F4A7C15UL)
-        let cache = Dictionary<int, torch.Tensor> ()
+        let cache = Dictionary<int, Growth.InputCovariance> ()
         for j in Growth.readsInput net x do
-            cache[j] <- Growth.inputWhitening net j growth rows x y
+            cache[j] <- Growth.inputCovariance net j growth rows x y
         cache
 
     let grow (net: Network) (optimizer: IOptimizer) (growth: GrowthOptions) (data: LoadedDataset) (generator: torch.Generator) (log: RunLog) (board: TensorBoardLog) (epoch: int) (stepIndex: int)
-             (whitenings: Lazy<Dictionary<int, torch.Tensor>>) =
+             (whitenings: Lazy<Dictionary<int, Growth.InputCovariance>>) (state: RunState) =
         use scope = torch.NewDisposeScope ()
         let train = data.Train
         let n = train.Count
@@ -106,21 +106,28 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
             Training.select data train (pick.narrow (0L, start, count)) null
         let statsX, statsY = select 0L statsCount
         let heldX, heldY = select statsCount heldCount
-        let whitening j : torch.Tensor | null = match whitenings.Value.TryGetValue j with | true, w -> w | _ -> null
+        let cached j = match whitenings.Value.TryGetValue j with | true, c -> Some c | _ -> None
+        // Each junction's γ search starts at the γ it chose last time (cold until it has grown).
+        let last = match state.LastGammas with | null -> [||] | g -> g
+        let start j = if j < last.Length && last[j] > 0.0 then last[j] else nan
         observer.Growing (epoch, stepIndex)
-        let events = Growth.stepWith whitening net growingWith.Value growth generator stepIndex statsX statsY heldX heldY
+        let events = Growth.stepWith cached start net growingWith.Value growth generator stepIndex statsX statsY heldX heldY
+        let updated = Array.init net.JunctionCount (fun j -> if j < last.Length then last[j] else 0.0)
+        for e in events do
+            if e.Gamma > 0.0 then updated[e.Junction] <- e.Gamma
+        state.LastGammas <- updated
         optimizer.AfterGrowth ()
         board.Growth events
         for e in events do
             observer.Grown (stepIndex, e.Junction, e.Added, net.Widths)
             log.Write ("growth",
-                [ "epoch", box epoch; "junction", box e.Junction; "added", box e.Added; "width", box e.Width
+                [ "epoch", box epoch; "step", box stepIndex; "junction", box e.Junction; "added", box e.Added; "width", box e.Width
                   "gamma", box e.Gamma; "predicted_decrease", box e.PredictedDecrease
                   "measured_decrease", box e.MeasuredDecrease; "bottleneck", box e.Bottleneck
                   "loss_before", box e.LossBefore; "loss_after", box e.LossAfter
                   "gamma_bound", box e.GammaBound; "existing_spread", box e.ExistingSpread
                   "new_spread", box e.NewSpread; "new_spread_median", box e.NewSpreadMedian
-                  "loss_evaluations", box e.LossEvaluations
+                  "loss_evaluations", box e.LossEvaluations; "search_start", box e.SearchStart
                   "statistics_seconds", box e.StatisticsSeconds; "solve_seconds", box e.SolveSeconds
                   "search_seconds", box e.SearchSeconds; "apply_seconds", box e.ApplySeconds ])
             logger.LogDebug ("Growth: junction {Junction} +{Added} → width {Width}, γ={Gamma:g3} (bound {Bound:g3}), predicted {Predicted:g3}, measured {Measured:g3}, bottleneck {Bottleneck:g3}, spread new {NewSpread:g3} / existing {ExistingSpread:g3}",
@@ -128,9 +135,11 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
             logger.LogDebug ("Growth time: junction {Junction} statistics {Statistics:f3} s, solve {Solve:f3} s, γ search {Search:f3} s ({Evaluations} loss evaluations), apply {Apply:f3} s",
                              e.Junction, e.StatisticsSeconds, e.SolveSeconds, e.SearchSeconds, e.LossEvaluations, e.ApplySeconds)
         let added = events |> List.sumBy (fun e -> e.Added)
+        let evaluations = events |> List.sumBy (fun e -> e.LossEvaluations)
         if added > 0 then
-            logger.LogInformation ("epoch {Epoch}: grew {Added} neurons → widths {Widths}, loss on held-out samples −{Decrease:g3}",
-                                   epoch, added, String.Join ("/", net.Widths), events |> List.sumBy (fun e -> e.MeasuredDecrease))
+            logger.LogInformation ("epoch {Epoch}: grew {Added} neurons → widths {Widths}, loss on held-out samples −{Decrease:g3} ({Evaluations} loss evaluations)",
+                                   epoch, added, String.Join ("/", net.Widths), events |> List.sumBy (fun e -> e.MeasuredDecrease), evaluations)
+        else logger.LogDebug ("epoch {Epoch}: growth step added nothing ({Evaluations} loss evaluations)", epoch, evaluations)
         added
 
     /// The last batch trained, for the report of a run that stops early.
@@ -195,7 +204,7 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
         use net = net
         let whitenings = lazy (inputWhitenings net growth data training.Seed)
         use _ = { new IDisposable with
-                    member _.Dispose () = if whitenings.IsValueCreated then for w in whitenings.Value.Values do w.Dispose () }
+                    member _.Dispose () = if whitenings.IsValueCreated then for c in whitenings.Value.Values do (c :> IDisposable).Dispose () }
         // The permutation of the epoch in progress (null between epochs).
         let mutable order: torch.Tensor | null = restoredOrder
         use log = new RunLog (Path.Combine (runDirectory, "metrics.jsonl"), state.MetricsBytes)
@@ -230,6 +239,8 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
                                data.Name, n, data.Test.Count, device.``type``, String.Join ("/", net.Widths), net.ParameterCount,
                                (match growingWith with Some s -> s.Name | None -> "none (fixed widths)"))
         observer.Started (training.Epochs, batchesPerEpoch, state.Epoch, state.Batch, net.Widths)
+        let writeAfterGrowth (step: int, batches: int, meanLoss: float) =
+            log.Write ("after_growth", [ "step", box step; "batches", box batches; "train_loss", box meanLoss ])
         try
             while state.Epoch <= training.Epochs do
                 let epoch = state.Epoch
@@ -245,8 +256,9 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
                     | o -> o
                 for b in state.Batch .. batchesPerEpoch - 1 do
                     if growthPoints.Contains b && not state.GrownAtBatch && not (settled ()) then
+                        AfterGrowth.start state state.GrowthSteps |> Option.iter writeAfterGrowth
                         let t = Stopwatch.StartNew ()
-                        let added = grow net optimizer growth data generator log board epoch state.GrowthSteps whitenings
+                        let added = grow net optimizer growth data generator log board epoch state.GrowthSteps whitenings state
                         state.GrowthSteps <- state.GrowthSteps + 1
                         state.EmptyGrowthSteps <- if added > 0 then 0 else state.EmptyGrowthSteps + 1
                         if settled () then
@@ -260,7 +272,9 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
                     let start = int64 b * batchSize
                     let x, y = Training.batch data epochOrder start (min batchSize (n - start)) augmentation
                     let lr = Schedule.learningRate training state.Step totalSteps
-                    state.EpochLossSum <- state.EpochLossSum + RunGuards.trained progress epoch (b + 1) batchesPerEpoch lr (Training.trainStep net optimizer lr x y)
+                    let loss = RunGuards.trained progress epoch (b + 1) batchesPerEpoch lr (Training.trainStep net optimizer lr x y)
+                    state.EpochLossSum <- state.EpochLossSum + loss
+                    AfterGrowth.add state loss |> Option.iter writeAfterGrowth
                     state.Step <- state.Step + 1L
                     state.Batch <- b + 1
                     state.GrownAtBatch <- false
@@ -283,6 +297,7 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
                 state.Batch <- 0
                 state.GrownAtBatch <- false
                 state.EpochLossSum <- 0.0
+            AfterGrowth.flush state |> Option.iter writeAfterGrowth
         finally
             match order with
             | null -> ()

@@ -18,9 +18,11 @@ let rowsPerBatch (rowsPerDimension: int) (junction: IJunction) (count: int64) (t
 /// (batch statistics; running ones untouched) and one backward of the *sum* of the loss (so that g
 /// is a per-sample gradient) to those junctions only, then GEMM sums over the rows each keeps.
 /// With `groups` > 0, M2 and P are also kept per group of batches (JunctionStatistics.GroupM2/GroupP).
-let statisticsGrouped (groups: int) (junctions: int[]) (rowsPerDimension: int) (generator: torch.Generator | null) (net: Network)
-                      (x: torch.Tensor) (y: torch.Tensor) (batchSize: int64) : JunctionStatistics[] =
-    let accumulators = junctions |> Array.map (fun _ -> Statistics.JunctionAccumulator groups)
+/// `givenS2 j`: an S2 of junction j known ahead (its product is then not formed, see
+/// Statistics.JunctionAccumulator), or null.
+let statisticsWith (givenS2: int -> torch.Tensor | null) (groups: int) (junctions: int[]) (rowsPerDimension: int) (generator: torch.Generator | null)
+                   (net: Network) (x: torch.Tensor) (y: torch.Tensor) (batchSize: int64) : JunctionStatistics[] =
+    let accumulators = junctions |> Array.map (fun j -> Statistics.JunctionAccumulator (groups, givenS2 j))
     let n = x.shape[0]
     let mutable start = 0L
     while start < n do
@@ -38,6 +40,11 @@ let statisticsGrouped (groups: int) (junctions: int[]) (rowsPerDimension: int) (
             accumulators[k].Add rows
         start <- start + count
     accumulators |> Array.map (fun a -> a.Finish ())
+
+/// statisticsWith, every product formed.
+let statisticsGrouped (groups: int) (junctions: int[]) (rowsPerDimension: int) (generator: torch.Generator | null) (net: Network)
+                      (x: torch.Tensor) (y: torch.Tensor) (batchSize: int64) : JunctionStatistics[] =
+    statisticsWith (fun _ -> null) groups junctions rowsPerDimension generator net x y batchSize
 
 /// statisticsGrouped without groups.
 let statisticsFor (junctions: int[]) (rowsPerDimension: int) (generator: torch.Generator | null) (net: Network)
@@ -68,13 +75,23 @@ type SearchResult =
       Loss0: float
       Evaluations: int }
 
-/// γ search on a √2 grid below `gammaMax` (+∞: unbounded): γ = 0 is always a choice (it means
-/// "add nothing now"). From γ₁ = min(1, gammaMax) the search goes up while the loss keeps falling
-/// (never capped at 1; the last step up lands on gammaMax itself when the grid would cross it), or,
-/// if the next γ is no better, down while it keeps falling; if γ₁ is no better than γ = 0 it goes
-/// down until the loss falls below the loss at 0, then on down while it keeps falling (the first γ
-/// below L(0) can hold a small part of the available decrease).
-let lineSearchWithin (gammaMax: float) (lossAt: float -> float) (maxSteps: int) : SearchResult =
+/// The point of the search's grid (1·√2^k) nearest to `gamma` (> 0).
+let gridPoint (gamma: float) = 2.0 ** (Math.Round (2.0 * Math.Log2 gamma) / 2.0)
+
+/// The first γ a search from `start` evaluates: the grid point of `start` below `gammaMax`; a start
+/// that is not a positive finite number means 1 (the cold search).
+let firstGamma (start: float) (gammaMax: float) =
+    min gammaMax (if start > 0.0 && Double.IsFinite start then gridPoint start else 1.0)
+
+/// γ search on the √2 grid 2^(k/2) (and gammaMax) below `gammaMax` (+∞: unbounded) starting at `start`: γ = 0 is always a
+/// choice (it means "add nothing now"). From γ₁ = min(grid point of `start`, gammaMax) the search
+/// goes up while the loss keeps falling (never capped: the last step up lands on gammaMax itself
+/// when the grid would cross it), or, if the next γ is no better, down while it keeps falling; if
+/// γ₁ is no better than γ = 0 it goes down until the loss falls below the loss at 0, then on down
+/// while it keeps falling (the first γ below L(0) can hold a small part of the available decrease).
+/// Every start on the grid ends on the same γ when the loss is unimodal in γ; a start near the answer
+/// (e.g. the γ chosen for the junction last time) saves the evaluations of the way there from 1.
+let lineSearchFrom (start: float) (gammaMax: float) (lossAt: float -> float) (maxSteps: int) : SearchResult =
     let factor = sqrt 2.0
     let mutable evaluations = 0
     let lossAt g =
@@ -88,10 +105,11 @@ let lineSearchWithin (gammaMax: float) (lossAt: float -> float) (maxSteps: int) 
         let rec follow (step: float) gamma loss k =
             if k >= maxSteps || (step > 1.0 && gamma >= gammaMax) then gamma, loss
             else
-                let g = min gammaMax (gamma * step)
+                // Snapped to the grid so that every start walks the same points 2^(k/2), bit for bit.
+                let g = min gammaMax (gridPoint (gamma * step))
                 let next = lossAt g
                 if next < loss then follow step g next (k + 1) else gamma, loss
-        let g1 = min 1.0 gammaMax
+        let g1 = firstGamma start gammaMax
         let l1 = lossAt g1
         if l1 < l0 then
             let gamma, loss = follow factor g1 l1 0
@@ -102,11 +120,15 @@ let lineSearchWithin (gammaMax: float) (lossAt: float -> float) (maxSteps: int) 
             let rec down gamma k =
                 if k >= maxSteps then 0.0, l0
                 else
-                    let g = gamma / factor
+                    let g = gridPoint (gamma / factor)
                     let l = lossAt g
                     if l < l0 then follow (1.0 / factor) g l k else down g (k + 1)
             let gamma, loss = down g1 0
             result gamma loss
+
+/// The cold search: lineSearchFrom γ₁ = 1.
+let lineSearchWithin (gammaMax: float) (lossAt: float -> float) (maxSteps: int) : SearchResult =
+    lineSearchFrom 1.0 gammaMax lossAt maxSteps
 
 /// The unbounded search. Returns (γ, loss at γ, loss at 0).
 let lineSearch (lossAt: float -> float) (maxSteps: int) : float * float * float =
@@ -136,6 +158,8 @@ type GrowthEvent =
       NewSpread: float
       NewSpreadMedian: float
       LossEvaluations: int
+      /// Where the γ search started (γ₁; NaN: no search).
+      SearchStart: float
       StatisticsSeconds: float
       SolveSeconds: float
       SearchSeconds: float
@@ -162,9 +186,9 @@ let spreadsOf (net: Network) (j: int) (proposal: NeuronProposal) (statistics: Ju
     Amplitude.measure net.Junctions[j] proposal statistics records[j].AInput
 
 /// Searches γ for junction j's proposal below the amplitude bound (`amplitudeRatio`, see
-/// Amplitude; ≤ 0: none) and applies it if γ > 0. The committed network is the one the search
-/// measured: the same apply at the same γ.
-let growJunctionWithin (amplitudeRatio: float) (net: Network) (j: int) (proposal: NeuronProposal) (statistics: JunctionStatistics)
+/// Amplitude; ≤ 0: none), starting at `start` (see lineSearchFrom; NaN: the cold search), and
+/// applies it if γ > 0. The committed network is the one the search measured: the same apply at the same γ.
+let growJunctionFrom (start: float) (amplitudeRatio: float) (net: Network) (j: int) (proposal: NeuronProposal) (statistics: JunctionStatistics)
                        (heldX: torch.Tensor) (heldY: torch.Tensor) : GrowthEvent =
     let clock = Diagnostics.Stopwatch.StartNew ()
     let junction = net.Junctions[j]
@@ -179,7 +203,7 @@ let growJunctionWithin (amplitudeRatio: float) (net: Network) (j: int) (proposal
         if fixedAmplitude then
             let lossAt = candidateLoss net j proposal statistics heldX heldY
             { Gamma = proposal.Amplitude.Value; Loss = lossAt proposal.Amplitude.Value; Loss0 = lossAt 0.0; Evaluations = 2 }
-        else lineSearchWithin bound (candidateLoss net j proposal statistics heldX heldY) 24
+        else lineSearchFrom start bound (candidateLoss net j proposal statistics heldX heldY) 24
     // A decrease within rounding of the loss (float32: ~1e-7 relative) is noise, not a reason to
     // add neurons: below this margin γ = 0 wins. A γ whose loss is above L(0) is never accepted.
     let gamma, loss =
@@ -203,10 +227,16 @@ let growJunctionWithin (amplitudeRatio: float) (net: Network) (j: int) (proposal
       NewSpread = spreadAt (fun s -> gamma * s.NewLargestAtOne)
       NewSpreadMedian = spreadAt (fun s -> gamma * s.NewMedianAtOne)
       LossEvaluations = search.Evaluations
+      SearchStart = (if fixedAmplitude || not (bound > 0.0) then nan else firstGamma start bound)
       StatisticsSeconds = 0.0
       SolveSeconds = 0.0
       SearchSeconds = searchSeconds
       ApplySeconds = clock.Elapsed.TotalSeconds }
+
+/// growJunctionFrom with the cold search.
+let growJunctionWithin (amplitudeRatio: float) (net: Network) (j: int) (proposal: NeuronProposal) (statistics: JunctionStatistics)
+                       (heldX: torch.Tensor) (heldY: torch.Tensor) : GrowthEvent =
+    growJunctionFrom nan amplitudeRatio net j proposal statistics heldX heldY
 
 /// growJunctionWithin with the default amplitude bound.
 let growJunction (net: Network) (j: int) (proposal: NeuronProposal) (statistics: JunctionStatistics) (heldX: torch.Tensor) (heldY: torch.Tensor) : GrowthEvent =
@@ -226,10 +256,20 @@ let bestProposal (added: int -> int -> int64) (proposals: (int * NeuronProposal)
     if adding.IsEmpty then proposals |> List.maxBy (fun (_, p) -> p.PredictedDecrease 1.0)
     else adding |> List.maxBy (fun (j, p) -> p.ActivationSlope * Array.sum p.NeuronScores / float (added j p.Count))
 
-/// Whitening W (WᵀW = S2⁺, as an explicit r×D2 matrix) of junction j from its S2 on (x, y):
-/// computed once per run for a junction whose A reads the network's input (DESIGN §4.5).
-let inputWhitening (net: Network) (j: int) (options: GrowthOptions) (generator: torch.Generator | null)
-                   (x: torch.Tensor) (y: torch.Tensor) : torch.Tensor =
+/// A junction's input covariance S2 and its whitening W (WᵀW = S2⁺, an explicit r×D2 matrix),
+/// kept for the whole run when A reads the network's input (DESIGN §4.5): the statistics pass then
+/// skips S2 and the strategy skips the factorisation.
+type InputCovariance =
+    { S2: torch.Tensor
+      Whitening: torch.Tensor }
+    interface IDisposable with
+        member this.Dispose () =
+            this.S2.Dispose ()
+            this.Whitening.Dispose ()
+
+/// Junction j's InputCovariance from its S2 on (x, y).
+let inputCovariance (net: Network) (j: int) (options: GrowthOptions) (generator: torch.Generator | null)
+                    (x: torch.Tensor) (y: torch.Tensor) : InputCovariance =
     use stats = (statisticsFor [| j |] options.RowsPerDimension generator net x y 256L)[0]
     let cutoff = Bottleneck.effectiveCutoff options.EigenCutoff stats stats.S2.shape[0]
     use factor = LinearAlgebra.psdFactor stats.S2 cutoff
@@ -239,7 +279,14 @@ let inputWhitening (net: Network) (j: int) (options: GrowthOptions) (generator: 
             use eye = torch.eye (l.shape[0], dtype = l.dtype, device = l.device)
             torch.linalg.solve_triangular (l, eye, upper = false)
         | LinearAlgebra.Eigen rows -> rows.clone ()
-    w.DetachFromDisposeScope ()
+    { S2 = stats.S2.clone().DetachFromDisposeScope (); Whitening = w.DetachFromDisposeScope () }
+
+/// The whitening alone (see inputCovariance).
+let inputWhitening (net: Network) (j: int) (options: GrowthOptions) (generator: torch.Generator | null)
+                   (x: torch.Tensor) (y: torch.Tensor) : torch.Tensor =
+    let c = inputCovariance net j options generator x y
+    c.S2.Dispose ()
+    c.Whitening
 
 /// Junctions whose A reads the network's input itself (their S2 depends only on the data).
 let readsInput (net: Network) (x: torch.Tensor) : int list =
@@ -256,8 +303,9 @@ let readsInput (net: Network) (x: torch.Tensor) : int list =
 /// Growth step `stepIndex` (0, 1, …) over the junctions chosen by options.Selection: "all" of them
 /// in order, the "best" one, or one in turn ("roundrobin"). Statistics come from (statsX, statsY),
 /// γ is searched on the disjoint (heldX, heldY).
-/// `whitening j`: a whitening computed once for junction j (see `inputWhitening`), or null.
-let stepWith (whitening: int -> torch.Tensor | null) (net: Network) (strategy: IGrowthStrategy) (options: GrowthOptions)
+/// `cached j`: junction j's input covariance computed once (see `inputCovariance`), if any.
+/// `gammaStart j`: where junction j's γ search starts (see lineSearchFrom; NaN: the cold search).
+let stepWith (cached: int -> InputCovariance option) (gammaStart: int -> float) (net: Network) (strategy: IGrowthStrategy) (options: GrowthOptions)
              (generator: torch.Generator | null) (stepIndex: int)
              (statsX: torch.Tensor) (statsY: torch.Tensor) (heldX: torch.Tensor) (heldY: torch.Tensor) : GrowthEvent list =
     let growable = [ for j in 0 .. net.JunctionCount - 1 do if room net j > 0 then yield j ]
@@ -271,7 +319,8 @@ let stepWith (whitening: int -> torch.Tensor | null) (net: Network) (strategy: I
             // A significance test needs groups of batches: batches small enough that there are `groups` of them.
             let groups = if options.SignificanceTest = "none" then 0 else options.SignificanceGroups
             let batch = if groups > 0 then max 1L (min 256L (statsX.shape[0] / int64 groups)) else 256L
-            let stats = statisticsGrouped groups (List.toArray js) options.RowsPerDimension generator net statsX statsY batch
+            let givenS2 j : torch.Tensor | null = match cached j with Some c -> c.S2 | None -> null
+            let stats = statisticsWith givenS2 groups (List.toArray js) options.RowsPerDimension generator net statsX statsY batch
             statisticsSeconds.Value <- statisticsSeconds.Value + clock.Elapsed.TotalSeconds
             Map.ofList (List.zip js (Array.toList stats))
         let timed (f: unit -> 'T) =
@@ -283,11 +332,12 @@ let stepWith (whitening: int -> torch.Tensor | null) (net: Network) (strategy: I
             let e = { e with StatisticsSeconds = statisticsSeconds.Value; SolveSeconds = solveSeconds }
             statisticsSeconds.Value <- 0.0
             e
-        let grow j proposal stats = growJunctionWithin options.AmplitudeSpread net j proposal stats heldX heldY
+        let grow j proposal stats = growJunctionFrom (gammaStart j) options.AmplitudeSpread net j proposal stats heldX heldY
         let release (stats: Map<int, JunctionStatistics>) = stats |> Map.iter (fun _ s -> s.Dispose ())
         let propose (stats: Map<int, JunctionStatistics>) j =
+            let whitening : torch.Tensor | null = match cached j with Some c -> c.Whitening | None -> null
             strategy.Propose (GrowthRequest (stats[j], net.Junctions[j], min options.NeuronsPerStep (room net j), options, generator,
-                                             Whitening = whitening j))
+                                             Whitening = whitening))
         match options.Selection with
         | "best" ->
             let stats = pass growable
@@ -328,4 +378,4 @@ let stepWith (whitening: int -> torch.Tensor | null) (net: Network) (strategy: I
 /// A growth step with no whitening computed ahead.
 let step (net: Network) (strategy: IGrowthStrategy) (options: GrowthOptions) (generator: torch.Generator | null) (stepIndex: int)
          (statsX: torch.Tensor) (statsY: torch.Tensor) (heldX: torch.Tensor) (heldY: torch.Tensor) : GrowthEvent list =
-    stepWith (fun _ -> null) net strategy options generator stepIndex statsX statsY heldX heldY
+    stepWith (fun _ -> None) (fun _ -> nan) net strategy options generator stepIndex statsX statsY heldX heldY

@@ -27,8 +27,50 @@ type RunState =
       mutable LastAccuracy: float
       /// Length of metrics.jsonl when the state was taken: a resumed run truncates it there, so no
       /// line is lost or written twice.
-      mutable MetricsBytes: int64 }
+      mutable MetricsBytes: int64
+      /// γ chosen at each junction's last growth (0: none yet); the next γ search starts there.
+      /// Null in checkpoints written before it existed (then every search starts cold).
+      mutable LastGammas: float[] | null
+      /// The growth step (1-based; 0: none) whose following training batches are being averaged
+      /// (AfterGrowth), how many of them so far, and the sum of their losses.
+      mutable AfterGrowthStep: int
+      mutable AfterGrowthBatches: int
+      mutable AfterGrowthLossSum: float }
 
     static member Start() =
         { Epoch = 1; Batch = 0; GrownAtBatch = false; Step = 0L; GrowthSteps = 0; EmptyGrowthSteps = 0; EpochLossSum = 0.0
-          FirstLoss = nan; Seconds = 0.0; GrowthSeconds = 0.0; LastAccuracy = 0.0; MetricsBytes = 0L }
+          FirstLoss = nan; Seconds = 0.0; GrowthSeconds = 0.0; LastAccuracy = 0.0; MetricsBytes = 0L
+          LastGammas = [||]; AfterGrowthStep = 0; AfterGrowthBatches = 0; AfterGrowthLossSum = 0.0 }
+
+/// The mean training loss of the batches right after a growth step (an `after_growth` line of
+/// metrics.jsonl): how much the step disturbed training, which the held-out loss just after the step
+/// does not show (DESIGN §4.6). Kept in RunState so that a resumed run writes the same lines.
+module AfterGrowth =
+    /// Batches averaged after each growth step.
+    let batches = 50
+
+    /// (growth step, batches, mean loss) of the step followed so far, and stops following it.
+    let private finish (state: RunState) =
+        let line = state.AfterGrowthStep - 1, state.AfterGrowthBatches, state.AfterGrowthLossSum / float state.AfterGrowthBatches
+        state.AfterGrowthStep <- 0
+        line
+
+    /// The step followed until now, cut short (by the next growth step or the end of the run), if it had batches.
+    let flush (state: RunState) =
+        if state.AfterGrowthStep > 0 && state.AfterGrowthBatches > 0 then Some (finish state) else None
+
+    /// Follows growth step `step` (0-based); the step followed until now, cut short, if it had batches.
+    let start (state: RunState) (step: int) =
+        let pending = flush state
+        state.AfterGrowthStep <- step + 1
+        state.AfterGrowthBatches <- 0
+        state.AfterGrowthLossSum <- 0.0
+        pending
+
+    /// Counts a trained batch's loss; the followed step once it has `batches` of them.
+    let add (state: RunState) (loss: float) =
+        if state.AfterGrowthStep = 0 then None
+        else
+            state.AfterGrowthBatches <- state.AfterGrowthBatches + 1
+            state.AfterGrowthLossSum <- state.AfterGrowthLossSum + loss
+            if state.AfterGrowthBatches >= batches then Some (finish state) else None

@@ -37,10 +37,20 @@ let tapMajor (bt: torch.Tensor) (x: torch.Tensor) =
 /// RowWeight times (rows subsampled at random stand for the rows not drawn). With `groups` > 0 the
 /// M2, P and S2 sums are also kept per group, batch i going to group i mod groups (whole batches, so that
 /// rows of one sample stay together), for the significance test of DESIGN §4.1.
-type JunctionAccumulator(groups: int) =
+/// `givenS2` (D2×D2, float64, already divided by its own samples; null: none) is an S2 known ahead,
+/// e.g. the input covariance kept for the whole run (DESIGN §4.5): Σ b̃ b̃ᵀ, the largest product of a
+/// junction whose A reads the network's input (D2² per row against D2·D1), is then not formed and
+/// Finish hands over an alias of `givenS2`. Per-group S2 (groups > 0) cannot come from it, so with
+/// groups every product is formed and `givenS2` is ignored.
+type JunctionAccumulator(groups: int, givenS2: torch.Tensor | null) =
     let mutable sums: Sums option = None
+    let skipS2 = not (isNull givenS2) && groups <= 0
 
-    new() = JunctionAccumulator 0
+    new() = JunctionAccumulator (0, null)
+    new(groups: int) = JunctionAccumulator (groups, null)
+
+    /// Whether Add forms Σ b̃ b̃ᵀ (false: S2 is the given one).
+    member _.FormsS2 = not skipS2
 
     member _.Add(rows: JunctionRows) =
         let b, bt, g = rows.B, rows.ATilde, rows.G
@@ -65,7 +75,7 @@ type JunctionAccumulator(groups: int) =
                 let zg (r: int64) (c: int64) =
                     let t = torch.zeros ([| int64 groups; r; c |], dtype = torch.ScalarType.Float64, device = b.device)
                     Some (t.DetachFromDisposeScope ())
-                let s = { S = z d1 d1; M = z d1 out; S2 = z d2 d2; M2 = z d2 outTaps; P = z d2 d1Taps; TraceE = 0.0; Samples = 0L; UnitRoundoff = 0.0; RowsPerProduct = 0L
+                let s = { S = z d1 d1; M = z d1 out; S2 = (if skipS2 then z 0L 0L else z d2 d2); M2 = z d2 outTaps; P = z d2 d1Taps; TraceE = 0.0; Samples = 0L; UnitRoundoff = 0.0; RowsPerProduct = 0L
                           AMean = None; ASecond = None; APatchRows = 0.0
                           GroupM2 = (if groups > 0 then zg d2 outTaps else None); GroupP = (if groups > 0 then zg d2 d1Taps else None)
                           GroupS2 = (if groups > 0 then zg d2 d2 else None)
@@ -78,8 +88,8 @@ type JunctionAccumulator(groups: int) =
             (if w = 1.0 then sum.add_ (f64 product) else sum.add_ (f64 product, w.ToScalar ())) |> ignore
         add s.S (b.t().mm b)
         add s.M (b.t().mm g)
-        let s2 = (let flat = bt.reshape (-1L, bt.shape[int (bt.dim ()) - 1]) in flat.t().mm flat)
-        add s.S2 s2
+        let s2 = if skipS2 then None else Some (let flat = bt.reshape (-1L, bt.shape[int (bt.dim ()) - 1]) in flat.t().mm flat)
+        s2 |> Option.iter (add s.S2)
         let m2 = tapMajor bt g
         let p = tapMajor bt b
         add s.M2 m2
@@ -89,7 +99,7 @@ type JunctionAccumulator(groups: int) =
             let i = s.Batches % groups
             add (gm2.select (0L, int64 i)) m2
             add (gp.select (0L, int64 i)) p
-            add (gs2.select (0L, int64 i)) s2
+            add (gs2.select (0L, int64 i)) s2.Value // groups > 0: S2 is formed
             s.GroupSamples[i] <- s.GroupSamples[i] + rows.Samples
         | _ -> ()
         s.Batches <- s.Batches + 1
@@ -132,5 +142,9 @@ type JunctionAccumulator(groups: int) =
                 | None -> null
             let fractions : float[] | null =
                 if s.GroupM2.IsSome && used >= 2 then s.GroupSamples |> Array.take used |> Array.map (fun c -> float c / n) else null
-            new JunctionStatistics(div s.S, div s.M, div s.S2, div s.M2, div s.P, s.TraceE / n, s.Samples, s.UnitRoundoff, s.RowsPerProduct,
+            let s2 =
+                match givenS2 with
+                | NonNull g when skipS2 -> s.S2.Dispose (); g.alias ()
+                | _ -> div s.S2
+            new JunctionStatistics(div s.S, div s.M, s2, div s.M2, div s.P, s.TraceE / n, s.Samples, s.UnitRoundoff, s.RowsPerProduct,
                                    optional s.AMean, optional s.ASecond, grouped s.GroupM2, grouped s.GroupP, fractions, grouped s.GroupS2)

@@ -55,6 +55,59 @@ let tests =
             Expect.equal (r.Gamma, r.Evaluations) (0.0, 1) "bound 0: γ = 0 after one evaluation"
         }
 
+        test "a γ search started near its answer makes fewer evaluations and ends on the cold search's γ" {
+            // L = 1 − γ² + γ⁴/(2·opt²): the growth regime (first-order decrease, second-order
+            // penalty), unimodal in γ with its minimum at opt.
+            for opt in [ 0.3; 5.0; 40.0; 300.0 ] do
+                let lossAt (g: float) = 1.0 - g * g + (g ** 4.0) / (2.0 * opt * opt)
+                let cold = Growth.lineSearchFrom nan infinity lossAt 24
+                Expect.isGreaterThan cold.Gamma 0.0 $"opt {opt}: cold search adds"
+                // Starts on the grid (the answer, two grid steps off either way) and off it.
+                for start in [ cold.Gamma; cold.Gamma * 2.0; cold.Gamma / 2.0; cold.Gamma * 1.1 ] do
+                    let warm = Growth.lineSearchFrom start infinity lossAt 24
+                    Expect.equal warm.Gamma cold.Gamma $"opt {opt}, start {start}: the cold search's γ"
+                    Expect.equal warm.Loss cold.Loss $"opt {opt}, start {start}: the same loss"
+                let atAnswer = Growth.lineSearchFrom cold.Gamma infinity lossAt 24
+                // L(0), L(γ), one step up, one step down.
+                Expect.isLessThanOrEqual atAnswer.Evaluations 4 $"opt {opt}: started at the answer"
+                if opt >= 5.0 then
+                    Expect.isLessThan atAnswer.Evaluations (cold.Evaluations - 3) $"opt {opt}: {atAnswer.Evaluations} evaluations against the cold search's {cold.Evaluations}"
+            // γ = 0 stays a choice from any start, and the upward extension is not capped by the start.
+            let r = Growth.lineSearchFrom 8.0 infinity (fun g -> 1.0 + g * g) 24
+            Expect.equal r.Gamma 0.0 "every γ > 0 worse: γ = 0"
+            let r = Growth.lineSearchFrom 2.0 infinity (fun g -> (g - 300.0) ** 2.0) 24
+            Expect.isTrue (r.Gamma >= 300.0 / sqrt 2.0 && r.Gamma <= 300.0 * sqrt 2.0) $"from 2 up to γ = {r.Gamma} ≈ 300"
+            // The bound still holds: a start above it begins at the bound.
+            let r = Growth.lineSearchFrom 64.0 7.0 (fun g -> (g - 40.0) ** 2.0) 24
+            Expect.equal (r.Gamma, r.Evaluations) (7.0, 3) "start 64 under bound 7: L(0), L(7), L(the grid point under 7/√2)"
+        }
+
+        test "on a real junction a warm start from the cold γ finds that γ again with fewer evaluations" {
+            use net = mlp 541L f64 6 [ 2 ] "tanh" 2
+            shrinkAwayFromSignal (layerOf net 0) 0.05
+            let x, y = separable 542L 400L 6L
+            use x = x
+            use y = y
+            use stats = (Growth.statisticsPass net x y 400L)[0]
+            use proposal = propose net 0 stats 1 (options 0.0 false)
+            let lossAt = Growth.candidateLoss net 0 proposal stats x y
+            // Unbounded: the γ climbs far from the cold start at 1.
+            let cold = Growth.lineSearchFrom nan infinity lossAt 24
+            let warm = Growth.lineSearchFrom cold.Gamma infinity lossAt 24
+            Expect.isGreaterThan cold.Gamma 8.0 $"the answer is far from the cold start ({cold.Gamma})"
+            Expect.equal (warm.Gamma, warm.Loss) (cold.Gamma, cold.Loss) "same γ, same loss"
+            Expect.isLessThan warm.Evaluations (cold.Evaluations - 3) $"{warm.Evaluations} evaluations against {cold.Evaluations}"
+            // Bounded (here below 1: the answer is the bound): no worse than the cold search.
+            let bound = 2.0 * (Growth.spreadsOf net 0 proposal stats x |> fun s -> s.Existing / s.NewLargestAtOne)
+            let cold = Growth.lineSearchFrom nan bound lossAt 24
+            let warm = Growth.lineSearchFrom cold.Gamma bound lossAt 24
+            Expect.equal (warm.Gamma, warm.Loss) (cold.Gamma, cold.Loss) $"bound {bound}: same γ, same loss"
+            Expect.isLessThanOrEqual warm.Evaluations cold.Evaluations $"bound {bound}: {warm.Evaluations} evaluations against {cold.Evaluations}"
+            // Through growJunctionFrom: the start is reported.
+            let event = Growth.growJunctionFrom 3.0 0.0 net 0 proposal stats x y
+            Expect.equal event.SearchStart (Growth.gridPoint 3.0) "search start reported (3 on the √2 grid: 2√2)"
+        }
+
         test "tanh: where the unbounded search saturates the new units, the chosen γ keeps their spread within the bound" {
             use net = mlp 501L f64 6 [ 2 ] "tanh" 2
             // Small existing first-layer weights: existing pre-activations have a small spread. They

@@ -244,4 +244,27 @@ let tests =
             use mapCached = cached.FanOut.mm cached.FanIn
             Expect.isTrue (allClose mapCached mapFresh 1e-9) $"Σ ω_k α_kᵀ equal (max diff {maxAbsDiff mapCached mapFresh})"
         }
+        test "with its input covariance cached the statistics pass does not form S2, and the proposal is the one with S2 formed" {
+            use net = mlp 911L f64 6 [ 4; 3 ] "tanh" 3
+            use x = randn 912L 600L 6L
+            use y = labels 913L 600L 3L
+            let options = GrowthOptions (RowsPerDimension = 0, RelativeThreshold = 0.0)
+            // The cache is taken on other samples than the step's, as the engine does: its S2 differs
+            // from the step's own, so an S2 formed in the pass would show.
+            use cache = Growth.inputCovariance net 0 options null (x.narrow (0L, 0L, 300L)) (y.narrow (0L, 0L, 300L))
+            let stepX, stepY = x.narrow (0L, 300L, 300L), y.narrow (0L, 300L, 300L)
+            use formed = (Growth.statisticsFor [| 0 |] 0 null net stepX stepY 100L)[0]
+            use skipped = (Growth.statisticsWith (fun j -> if j = 0 then cache.S2 else null) 0 [| 0 |] 0 null net stepX stepY 100L)[0]
+            Expect.isFalse (allClose formed.S2 cache.S2 1e-3) "the cached S2 is not the step's own"
+            Expect.isTrue (identical skipped.S2 cache.S2) "the pass hands over the cached S2, not one it formed"
+            for name, a, b in [ "S", skipped.S, formed.S; "M", skipped.M, formed.M; "M2", skipped.M2, formed.M2; "P", skipped.P, formed.P ] do
+                Expect.isTrue (identical a b) $"{name} is the one formed with S2"
+            Expect.isFalse (Statistics.JunctionAccumulator (0, cache.S2)).FormsS2 "no groups: S2 is not formed"
+            Expect.isTrue (Statistics.JunctionAccumulator (4, cache.S2)).FormsS2 "groups need their own S2: formed"
+            use withFormed = tiny.Propose (GrowthRequest (formed, net.Junctions[0], 3, options, null, Whitening = cache.Whitening))
+            use withSkipped = tiny.Propose (GrowthRequest (skipped, net.Junctions[0], 3, options, null, Whitening = cache.Whitening))
+            Expect.isGreaterThan withFormed.Count 0 "neurons proposed"
+            Expect.sequenceEqual withSkipped.NeuronScores withFormed.NeuronScores "same λ_k², bit for bit"
+            Expect.isTrue (identical withSkipped.FanIn withFormed.FanIn && identical withSkipped.FanOut withFormed.FanOut) "same α and ω, bit for bit"
+        }
     ]
