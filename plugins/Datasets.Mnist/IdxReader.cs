@@ -1,6 +1,6 @@
 using System.Buffers.Binary;
-using System.IO.Compression;
 using TinyGrow.Abstractions;
+using TinyGrow.Datasets.Downloads;
 
 namespace TinyGrow.Datasets.Mnist;
 
@@ -77,7 +77,7 @@ public static class IdxReader
         var isGzip = file.Read(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b;
         file.Position = 0;
         return isGzip
-            ? new IdxStream(new GZipStream(file, CompressionMode.Decompress), null)
+            ? new IdxStream(new VerifiedGzipStream(file), null)
             : new IdxStream(new BufferedStream(file, 1 << 16), file.Length);
     }
 
@@ -132,6 +132,13 @@ public static class IdxReader
             throw new DatasetException($"{path}: truncated: expected {expected} bytes of data after the header ({shape}), found {found}. Download the file again.");
         if (SafeReadByte(file.Stream, path) >= 0)
             throw new DatasetException($"{path}: longer than its header says ({shape} = {expected} bytes of data): the header is corrupt.");
+        // .NET's gzip ends quietly where a file is cut: only the trailer tells a complete file.
+        if (file.Stream is VerifiedGzipStream gzip)
+            try { gzip.ReadToEndAndVerify(CancellationToken.None); }
+            catch (Exception e) when (e is IOException or InvalidDataException)
+            {
+                throw new DatasetException($"{path}: {e.Message}. Download the file again.", e);
+            }
         return data;
     }
 

@@ -8,9 +8,10 @@ namespace TinyGrow.Datasets.Downloads;
 /// Decompresses a single-member gzip file and, once read to its end, checks the file's trailer
 /// (CRC-32 and length of the data) against what was actually decompressed. .NET's GZipStream ends
 /// silently on a truncated file, so without this a cut archive would extract its first entries as
-/// if they were all of it.
+/// if they were all of it (and a cut IDX file with a damaged block would give other data).
 /// </summary>
-sealed class VerifiedGzipStream(FileStream file) : Stream
+/// <param name="file">The gzip file, at its start; disposed with this stream.</param>
+public sealed class VerifiedGzipStream(FileStream file) : Stream
 {
     readonly GZipStream _gzip = new(file, CompressionMode.Decompress);
     readonly Crc32 _crc = new();
@@ -31,8 +32,10 @@ sealed class VerifiedGzipStream(FileStream file) : Stream
             throw new InvalidDataException($"the gzip trailer (CRC-32 {crc:x8}, {size} bytes) does not match the data ({_crc.GetCurrentHashAsUInt32():x8}, {_length} bytes): the file is truncated or corrupt");
     }
 
+    /// <inheritdoc />
     public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
 
+    /// <inheritdoc />
     public override int Read(Span<byte> buffer)
     {
         var read = _gzip.Read(buffer);
@@ -41,16 +44,26 @@ sealed class VerifiedGzipStream(FileStream file) : Stream
         return read;
     }
 
+    /// <inheritdoc />
     public override bool CanRead => true;
+    /// <inheritdoc />
     public override bool CanSeek => false;
+    /// <inheritdoc />
     public override bool CanWrite => false;
+    /// <inheritdoc />
     public override long Length => throw new NotSupportedException();
+    /// <inheritdoc />
     public override long Position { get => _length; set => throw new NotSupportedException(); }
+    /// <inheritdoc />
     public override void Flush() { }
+    /// <inheritdoc />
     public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+    /// <inheritdoc />
     public override void SetLength(long value) => throw new NotSupportedException();
+    /// <inheritdoc />
     public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
 
+    /// <inheritdoc />
     protected override void Dispose(bool disposing)
     {
         if (disposing) _gzip.Dispose();
