@@ -34,7 +34,8 @@ public static class Usage
 
         Unknown keys, gaps in list indices (Model:Layers:0, 1, 2…) and values of the wrong type are errors.
 
-        Exit codes: 0 done, 1 run failed or unexpected error, 2 bad configuration or usage,
+        Exit codes: 0 done, 1 run failed or unexpected error, 2 bad configuration or usage
+                    (a run that would not fit in memory at its MaxWidths included),
                     3 dataset missing or corrupt, 130 interrupted (Ctrl-C).
                     SIGTERM checkpoints and exits 0. A failed or interrupted run keeps its
                     <Output:Directory>/<run-id>.partial/ (tinygrow resume continues it).
