@@ -28,12 +28,17 @@ let private mnistRun (data: TempFolder) (extra: (string * string) list) =
         "Growth:Strategy", "none"; "Training:Epochs", "1"; "Training:BatchSize", "20"
         "Device", "cpu"; "Output:Directory", data.File "runs"; "Output:RunId", "r" ] @ extra)
 
+/// The estimate's terms for a dataset of this shape whose tensors hold nothing.
+let private termsFor settings (shape: int64[]) classes =
+    let empty () = new DataSplit(TorchSharp.torch.zeros(0L), TorchSharp.torch.zeros(0L))
+    use data = new LoadedDataset("x", empty (), empty (), shape, classes, StoredInputs.Instance)
+    MemoryEstimate.Terms(settings, data) |> fst |> nonNull
+
 /// The estimate's parameter count (the layers' terms).
 let private parameters settings (shape: int64[]) classes =
-    let empty = new DataSplit(TorchSharp.torch.zeros(0L), TorchSharp.torch.zeros(0L))
-    use data = new LoadedDataset("x", empty, new DataSplit(TorchSharp.torch.zeros(0L), TorchSharp.torch.zeros(0L)), shape, classes, StoredInputs.Instance)
-    let terms = MemoryEstimate.Terms(settings, data) |> fst |> nonNull
-    terms |> Seq.sumBy (fun t -> t.Parameters)
+    termsFor settings shape classes |> Seq.sumBy (fun t -> t.Parameters)
+
+let private experiments = Path.GetFullPath(Path.Combine(AppContext.BaseDirectory, "..", "..", "..", "..", "..", "experiments"))
 
 let tests =
     testList "provenance and memory" [
@@ -89,6 +94,19 @@ let tests =
             Expect.equal (parameters mlp [| 1L; 28L; 28L |] 10) (256.0 * 785.0 + 256.0 * 257.0 + 10.0 * 257.0) "784→256→256→10 with biases"
             let resnet = settingsFrom [ "Model:Preset", "resnet18" ]
             Expect.equal (parameters resnet [| 3L; 32L; 32L |] 10) 11_173_962.0 "ResNet-18 (CIFAR form) at full width"
+        }
+
+        test "the shipped experiments and the default are estimated well below a small machine's memory (logged at Information by a run)" {
+            let cases =
+                [ yield "default", settingsFrom [], [| 1L; 28L; 28L |], 10
+                  for file, shape in [ "fashion-mnist-cnn.json", [| 1L; 28L; 28L |]; "cifar10-vgg.json", [| 3L; 32L; 32L |]
+                                       "cifar10-dense.json", [| 3L; 32L; 32L |]; "cifar10-resnet18.json", [| 3L; 32L; 32L |] ] ->
+                      let json = Configuration.ConfigurationLayers.ReadJson(Path.Combine(experiments, file), false, "experiment")
+                      file, Configuration.TinyGrowSettings.Bind(ConfigurationBuilder().AddInMemoryCollection(json.Values).Build()), shape, 10 ]
+            for name, settings, shape, classes in cases do
+                let total = termsFor settings shape classes |> Seq.sumBy (fun t -> t.Bytes)
+                printfn "memory estimate without the dataset, %s: %s" name (MemoryEstimate.Text total)
+                Expect.isLessThan total 4e9 $"{name}: under 4 GB"
         }
 
         test "the memory refusal compares with what is available plus the dataset already loaded" {
