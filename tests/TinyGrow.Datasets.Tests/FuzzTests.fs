@@ -34,6 +34,23 @@ let tests =
                     Expect.isGreaterThan tally.Refused 0 "some corruptions refused"
                     Expect.isGreaterThan (tally.Same + tally.Changed) 0 "some corruptions harmless or read as data"
         ]
+        testList "Corruptions the longer bench run found (each crashed or passed unnoticed before its fix)" [
+            testCase "a tar size field of 8 GB in a PAX header (InvalidOperationException in TarReader)" <| fun () ->
+                let tally = check 1 seed (fun folder tally _ -> tarGzArchive Raw folder tally [ Overwrite (124, "77777777777\000"B) ])
+                Expect.equal tally.Refused 1 "refused, naming the archive"
+            testCase "an archive cut before its gzip trailer (the tar's end marker was reached, so it extracted whole)" <| fun () ->
+                use tmp = new TempFolder ()
+                let archive = tmp.File "cifar-10-binary.tar.gz"
+                let bytes = CifarFiles.cifar10Archive ()
+                File.WriteAllBytes (archive, bytes[.. bytes.Length - 9])
+                let message = datasetError (fun () -> TinyGrow.Datasets.Downloads.TarGzArchive.Extract (archive, tmp.File "out") |> ignore)
+                expectContains message archive
+                expectContains message "trailer"
+                Expect.isEmpty (listing (tmp.File "out")) "nothing extracted"
+            testCase "a .gz IDX file whose corruption leaves a valid raw IDX file is read as what it holds" <| fun () ->
+                let tally = check 1 seed (fun folder tally _ -> idx CorruptedGzip true folder tally [ Overwrite (0, [| 0uy; 0uy; 8uy; 1uy; 0uy; 0uy; 0uy; 0uy |]); Truncate 8 ])
+                Expect.equal tally.Changed 1 "an empty labels file, as its bytes say"
+        ]
         testList "A header announcing 2^30 items in a 100-byte file" [
             for compressed in [ false; true ] ->
                 testCase (if compressed then "gzip: refused without allocating them" else "raw: refused without allocating them") <| fun () ->
