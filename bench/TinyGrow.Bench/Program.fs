@@ -172,6 +172,22 @@ let main argv =
         use data = loadFashion ()
         TinyGrow.Bench.ConvModes.run data epochs seeds
         0
+    | "fuzz-readers" :: rest ->
+        // The suite's corruption properties (tests/TinyGrow.Datasets.Tests/ReaderFuzz.fs) with more
+        // cases and a fresh seed (printed, to replay a failure).
+        let cases, seed =
+            match rest with
+            | [ n; s ] -> int n, uint64 s
+            | [ n ] -> int n, uint64 DateTime.UtcNow.Ticks
+            | _ -> 20_000, uint64 DateTime.UtcNow.Ticks
+        printfn "seed %d, %d cases per target" seed cases
+        printfn "| target | cases | original data | other data the bytes hold | refused (DatasetException naming the file) | seconds |"
+        printfn "|---|---|---|---|---|---|"
+        for name, property in TinyGrow.Datasets.Tests.ReaderFuzz.targets do
+            let clock = Stopwatch.StartNew ()
+            let t = TinyGrow.Datasets.Tests.ReaderFuzz.check cases seed property
+            printfn "| %s | %d | %d | %d | %d | %.0f |" name cases t.Same t.Changed t.Refused clock.Elapsed.TotalSeconds
+        0
     | [ "stats-profile" ] -> ConvCost.statsProfile (); 0
     | [ "ops-profile" ] -> ConvCost.opsProfile (); 0
     | "stats-ratio" :: widths ->
@@ -220,5 +236,5 @@ let main argv =
         printfn "solves (δ, N, S2^-1/2, SVD; %d junctions):     %6.3f s   ratio to the epoch %.3f" net.JunctionCount solve (solve / train)
         0
     | _ ->
-        eprintfn "usage: TinyGrow.Bench checkpoint-cost | queue [JOBS [CONNECTION]] | daemon-idle [SECONDS] | compare [ACTIVATION EPOCHS] | conv-cost [SAMPLES] | rows | conv-modes [EPOCHS [SEED ...]] | whitening-time [D2 ...] | step-time [D2 ... | conv] | step-time-from OUTPUT ... | whitening-parts | stats-ratio [WIDTH] | step-profile | strategies [EPOCHS [SEED ...]] | protocol [EPOCHS [SEED ...]] | cnn [EPOCHS [SEED ...]] | smoke ACTIVATION EPOCHS THRESHOLD STEPS"
+        eprintfn "usage: TinyGrow.Bench checkpoint-cost | queue [JOBS [CONNECTION]] | daemon-idle [SECONDS] | compare [ACTIVATION EPOCHS] | conv-cost [SAMPLES] | fuzz-readers [CASES [SEED]] | rows | conv-modes [EPOCHS [SEED ...]] | whitening-time [D2 ...] | step-time [D2 ... | conv] | step-time-from OUTPUT ... | whitening-parts | stats-ratio [WIDTH] | step-profile | strategies [EPOCHS [SEED ...]] | protocol [EPOCHS [SEED ...]] | cnn [EPOCHS [SEED ...]] | smoke ACTIVATION EPOCHS THRESHOLD STEPS"
         2

@@ -31,14 +31,18 @@ public sealed class CifarDatasetProvider(DatasetDownloader downloader) : IDatase
     {
         var variant = Variants.FirstOrDefault(v => string.Equals(v.Name, name, StringComparison.OrdinalIgnoreCase))
             ?? throw new DatasetException($"Dataset '{name}' is not served by the CIFAR plugin (it serves {string.Join(", ", Names)}): check Dataset:Name.");
-        var folder = LocateOrFetch(variant, options, cancellation);
+        var (folder, origin) = LocateOrFetch(variant, options, cancellation);
         DataSplit? train = null, test = null;
         try
         {
-            train = ToDevice(CifarReader.Read(variant, Files(folder, variant.Train)), device);
-            test = ToDevice(CifarReader.Read(variant, Files(folder, variant.Test)), device);
+            var trainFiles = Files(folder, variant.Train);
+            var testFiles = Files(folder, variant.Test);
+            var sources = trainFiles.Select(f => DataFile.Of("train", f.Item1, origin))
+                .Concat(testFiles.Select(f => DataFile.Of("test", f.Item1, origin))).ToArray();
+            train = ToDevice(CifarReader.Read(variant, trainFiles), device);
+            test = ToDevice(CifarReader.Read(variant, testFiles), device);
             var pipeline = new ImagePipeline(variant.Mean, variant.Std, ImageAugmentation.From(options), device);
-            return new LoadedDataset(variant.Name, train, test, [3, CifarVariant.Side, CifarVariant.Side], variant.Classes, pipeline);
+            return new LoadedDataset(variant.Name, train, test, [3, CifarVariant.Side, CifarVariant.Side], variant.Classes, pipeline) { Sources = sources };
         }
         catch
         {
@@ -55,11 +59,12 @@ public sealed class CifarDatasetProvider(DatasetDownloader downloader) : IDatase
         return [Path.Combine(full, variant.Folder, variant.ArchiveFolder), Path.Combine(full, variant.ArchiveFolder)];
     }
 
-    string LocateOrFetch(CifarVariant variant, DatasetOptions options, CancellationToken cancellation)
+    // The folder holding the extracted files, and Download when this run fetched the archive.
+    (string Folder, DataFileOrigin Origin) LocateOrFetch(CifarVariant variant, DatasetOptions options, CancellationToken cancellation)
     {
         var folders = SearchFolders(variant, options.Root);
         var found = folders.FirstOrDefault(f => Missing(variant, f).Count == 0);
-        if (found is not null) return found;
+        if (found is not null) return (found, DataFileOrigin.Root);
 
         var wanted = string.Join(", ", variant.Train.Concat(variant.Test).Select(f => f.Name));
         if (Directory.Exists(folders[0]))
@@ -69,6 +74,7 @@ public sealed class CifarDatasetProvider(DatasetDownloader downloader) : IDatase
 
         var downloadFolder = Path.GetDirectoryName(folders[0])!;
         string archive;
+        var fetched = !File.Exists(Path.Combine(downloadFolder, variant.Archive.FileName));
         try
         {
             archive = downloader.Fetch(variant.Archive, DatasetDownloader.Addresses(options, Addresses), downloadFolder, options, cancellation);
@@ -90,7 +96,7 @@ public sealed class CifarDatasetProvider(DatasetDownloader downloader) : IDatase
         if (missing.Count > 0)
             throw new DatasetException(
                 $"{archive} did not unpack to {folders[0]}/ with {string.Join(", ", missing)}: it is not the {variant.Name} binary archive. Delete it (and what it unpacked) and run again.");
-        return folders[0];
+        return (folders[0], fetched ? DataFileOrigin.Download : DataFileOrigin.Root);
     }
 
     static List<string> Missing(CifarVariant variant, string folder) =>

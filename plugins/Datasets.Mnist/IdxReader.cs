@@ -1,6 +1,6 @@
 using System.Buffers.Binary;
-using System.IO.Compression;
 using TinyGrow.Abstractions;
+using TinyGrow.Datasets.Downloads;
 
 namespace TinyGrow.Datasets.Mnist;
 
@@ -30,33 +30,42 @@ public static class IdxReader
     /// <summary>Reads only the header (cheap even for a large gzip file).</summary>
     public static IdxHeader ReadHeader(string path)
     {
-        using var stream = Open(path);
-        return ReadHeader(stream, path, expectedMagic: null);
+        using var file = Open(path);
+        return ReadHeader(file.Stream, path, expectedMagic: null);
     }
 
     /// <summary>Reads an images file whole.</summary>
     public static IdxImages ReadImages(string path)
     {
-        using var stream = Open(path);
-        var header = ReadHeader(stream, path, ImagesMagic);
-        var pixels = ReadData(stream, path, header);
+        using var file = Open(path);
+        var header = ReadHeader(file.Stream, path, ImagesMagic);
+        var pixels = ReadData(file, path, header);
         return new IdxImages(header.Dimensions[0], header.Dimensions[1], header.Dimensions[2], pixels);
     }
 
     /// <summary>Reads a labels file whole and checks that every label is below <paramref name="classes"/>.</summary>
     public static byte[] ReadLabels(string path, int classes)
     {
-        using var stream = Open(path);
-        var header = ReadHeader(stream, path, LabelsMagic);
-        var labels = ReadData(stream, path, header);
+        using var file = Open(path);
+        var header = ReadHeader(file.Stream, path, LabelsMagic);
+        var labels = ReadData(file, path, header);
         var bad = Array.FindIndex(labels, l => l >= classes);
         if (bad >= 0)
             throw new DatasetException($"{path}: label {labels[bad]} at index {bad} is out of range (expected 0..{classes - 1}); the file is corrupt or not an IDX labels file of this dataset.");
         return labels;
     }
 
+    // An open IDX file: the stream to read (decompressed if gzip) and, for a raw file, its length in
+    // bytes, which bounds what the header may announce before anything is allocated.
+    sealed class IdxStream(Stream stream, long? rawLength) : IDisposable
+    {
+        public Stream Stream { get; } = stream;
+        public long? RawLength { get; } = rawLength;
+        public void Dispose() => Stream.Dispose();
+    }
+
     // Decide by content, not by name: downloaders often keep gzip data under the raw name or vice versa.
-    static Stream Open(string path)
+    static IdxStream Open(string path)
     {
         FileStream file;
         try { file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16); }
@@ -67,7 +76,9 @@ public static class IdxReader
         Span<byte> magic = stackalloc byte[2];
         var isGzip = file.Read(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b;
         file.Position = 0;
-        return isGzip ? new GZipStream(file, CompressionMode.Decompress) : new BufferedStream(file, 1 << 16);
+        return isGzip
+            ? new IdxStream(new VerifiedGzipStream(file), null)
+            : new IdxStream(new BufferedStream(file, 1 << 16), file.Length);
     }
 
     static IdxHeader ReadHeader(Stream stream, string path, int? expectedMagic)
@@ -98,21 +109,56 @@ public static class IdxReader
         return header;
     }
 
-    // One contiguous array per file, so that the caller makes one tensor per split.
-    static byte[] ReadData(Stream stream, string path, IdxHeader header)
+    // One contiguous array per file, so that the caller makes one tensor per split. The size the
+    // header announces is never allocated on its word: a raw file's length bounds it before the
+    // allocation, and gzip data (whose decompressed length is unknown until its end) is read into a
+    // buffer that grows only as bytes actually arrive.
+    static byte[] ReadData(IdxStream file, string path, IdxHeader header)
     {
         var expected = header.ElementCount;
+        var shape = string.Join('×', header.Dimensions);
+        if (file.RawLength is long length)
+        {
+            var available = length - HeaderBytes(header);
+            if (expected > available)
+                throw new DatasetException($"{path}: truncated: expected {expected} bytes of data after the header ({shape}), found {Math.Max(available, 0)}. Download the file again.");
+            if (expected < available)
+                throw new DatasetException($"{path}: longer than its header says ({shape} = {expected} bytes of data, {available} in the file): the header is corrupt.");
+        }
         if (expected > Array.MaxLength)
             throw new DatasetException($"{path}: the IDX header announces {expected} bytes, more than one array can hold; the header is corrupt.");
-        var data = new byte[expected];
-        var found = ReadUpTo(stream, path, data);
+        var data = ReadGrowing(file.Stream, path, (int)expected, out var found);
         if (found < expected)
-            throw new DatasetException($"{path}: truncated: expected {expected} bytes of data after the header ({string.Join('×', header.Dimensions)}), found {found}. Download the file again.");
-        if (SafeReadByte(stream, path) >= 0)
-            throw new DatasetException($"{path}: longer than its header says ({string.Join('×', header.Dimensions)} = {expected} bytes of data): the header is corrupt.");
+            throw new DatasetException($"{path}: truncated: expected {expected} bytes of data after the header ({shape}), found {found}. Download the file again.");
+        if (SafeReadByte(file.Stream, path) >= 0)
+            throw new DatasetException($"{path}: longer than its header says ({shape} = {expected} bytes of data): the header is corrupt.");
+        // .NET's gzip ends quietly where a file is cut: only the trailer tells a complete file.
+        if (file.Stream is VerifiedGzipStream gzip)
+            try { gzip.ReadToEndAndVerify(CancellationToken.None); }
+            catch (Exception e) when (e is IOException or InvalidDataException)
+            {
+                throw new DatasetException($"{path}: {e.Message}. Download the file again.", e);
+            }
         return data;
     }
 
+    static long HeaderBytes(IdxHeader header) => 4L + 4L * header.Dimensions.Length;
+
+    // The first buffer is small, and each next one at most twice the bytes read so far: memory held
+    // stays within about three times what the stream really delivered, whatever the header says.
+    const int FirstChunk = 1 << 16;
+
+    static byte[] ReadGrowing(Stream stream, string path, int expected, out int found)
+    {
+        var data = new byte[Math.Min(expected, FirstChunk)];
+        found = 0;
+        while (true)
+        {
+            found += ReadUpTo(stream, path, data.AsSpan(found));
+            if (found < data.Length || data.Length == expected) return data;
+            Array.Resize(ref data, (int)Math.Min(expected, 2L * data.Length));
+        }
+    }
     static void Fill(Stream stream, string path, byte[] buffer, string what)
     {
         var found = ReadUpTo(stream, path, buffer);
@@ -120,7 +166,7 @@ public static class IdxReader
             throw new DatasetException($"{path}: truncated in the {what}: expected {buffer.Length} more bytes, found {found}.");
     }
 
-    static int ReadUpTo(Stream stream, string path, byte[] buffer)
+    static int ReadUpTo(Stream stream, string path, Span<byte> buffer)
     {
         try { return stream.ReadAtLeast(buffer, buffer.Length, throwOnEndOfStream: false); }
         catch (Exception e) when (e is IOException or InvalidDataException)

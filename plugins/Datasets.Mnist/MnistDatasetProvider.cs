@@ -23,7 +23,11 @@ public sealed class MnistDatasetProvider(DatasetDownloader downloader) : IDatase
     {
         var variant = Variants.FirstOrDefault(v => string.Equals(v.Name, name, StringComparison.OrdinalIgnoreCase))
             ?? throw new DatasetException($"Dataset '{name}' is not served by the MNIST plugin (it serves {string.Join(", ", Names)}): check Dataset:Name.");
-        var files = LocateOrDownload(variant, options, cancellation);
+        var downloaded = new HashSet<string>(StringComparer.Ordinal);
+        var files = LocateOrDownload(variant, options, downloaded, cancellation);
+        var sources = new[] { ("train", files.TrainImages), ("train", files.TrainLabels), ("test", files.TestImages), ("test", files.TestLabels) }
+            .Select(f => DataFile.Of(f.Item1, f.Item2, downloaded.Contains(Path.GetFullPath(f.Item2)) ? DataFileOrigin.Download : files.Origin))
+            .ToArray();
         var train = LoadSplit(variant, files.TrainImages, files.TrainLabels, device);
         try
         {
@@ -31,7 +35,7 @@ public sealed class MnistDatasetProvider(DatasetDownloader downloader) : IDatase
             // No augmentation: flips and shifts change what a digit or a garment is, and the
             // literature's MNIST numbers are without it.
             var pipeline = new ImagePipeline([variant.Mean], [variant.Std], ImageAugmentation.None, device);
-            return new LoadedDataset(variant.Name, train, test, [1, MnistVariant.Side, MnistVariant.Side], MnistVariant.Classes, pipeline);
+            return new LoadedDataset(variant.Name, train, test, [1, MnistVariant.Side, MnistVariant.Side], MnistVariant.Classes, pipeline) { Sources = sources };
         }
         catch
         {
@@ -40,7 +44,7 @@ public sealed class MnistDatasetProvider(DatasetDownloader downloader) : IDatase
         }
     }
 
-    MnistFiles LocateOrDownload(MnistVariant variant, DatasetOptions options, CancellationToken cancellation)
+    MnistFiles LocateOrDownload(MnistVariant variant, DatasetOptions options, HashSet<string> downloaded, CancellationToken cancellation)
     {
         var systemFolder = variant.SystemFolder;
         try
@@ -56,7 +60,7 @@ public sealed class MnistDatasetProvider(DatasetDownloader downloader) : IDatase
                 // Only what the download folder lacks (a file is there raw or compressed).
                 foreach (var file in variant.Published)
                     if (!File.Exists(Path.Combine(folder, file.FileName)) && !File.Exists(Path.Combine(folder, Path.GetFileNameWithoutExtension(file.FileName))))
-                        downloader.Fetch(file, addresses, folder, options, cancellation);
+                        downloaded.Add(Path.GetFullPath(downloader.Fetch(file, addresses, folder, options, cancellation)));
             }
             catch (DatasetException failed)
             {

@@ -3,7 +3,11 @@ using TinyGrow.Abstractions;
 namespace TinyGrow.Datasets.Mnist;
 
 /// <summary>The four IDX files of one dataset, all from the same folder.</summary>
-public sealed record MnistFiles(string TrainImages, string TrainLabels, string TestImages, string TestLabels);
+public sealed record MnistFiles(string TrainImages, string TrainLabels, string TestImages, string TestLabels)
+{
+    /// <summary>Whether the folder is under Dataset:Root or the system copy.</summary>
+    public DataFileOrigin Origin { get; init; } = DataFileOrigin.Root;
+}
 
 /// <summary>Finds a folder that holds all four IDX files of a dataset.</summary>
 public static class MnistFileLocator
@@ -27,12 +31,14 @@ public static class MnistFileLocator
     {
         var folders = SearchFolders(variant, root, systemFolder);
         var report = new List<string>();
-        foreach (var folder in folders)
+        for (var i = 0; i < folders.Count; i++)
         {
+            var folder = folders[i];
             if (!Directory.Exists(folder)) { report.Add($"{folder}/ (does not exist)"); continue; }
             var found = FileNames.Select(n => Find(folder, n)).ToArray();
             if (found.All(f => f is not null))
-                return new MnistFiles(found[0]!, found[1]!, found[2]!, found[3]!);
+                // The folders under Root come first; any after them is the system copy.
+                return new MnistFiles(found[0]!, found[1]!, found[2]!, found[3]!) { Origin = i < 2 ? DataFileOrigin.Root : DataFileOrigin.System };
             var missing = FileNames.Where((_, i) => found[i] is null);
             report.Add($"{folder}/ (missing {string.Join(", ", missing)})");
         }

@@ -49,6 +49,30 @@ public sealed class StoredInputs : IInputPipeline
     public override string ToString() => "inputs as stored, no augmentation";
 }
 
+/// <summary>Where a file a dataset was read from came from.</summary>
+public enum DataFileOrigin
+{
+    /// <summary>Found under <see cref="DatasetOptions.Root"/>.</summary>
+    Root,
+    /// <summary>A copy installed on the machine (e.g. /usr/share/datasets/…, from a system package),
+    /// used because <see cref="DatasetOptions.Root"/> did not hold the dataset.</summary>
+    System,
+    /// <summary>Downloaded (and verified) by this run, into <see cref="DatasetOptions.Root"/>.</summary>
+    Download,
+}
+
+/// <summary>One file a split was read from: what config.json and the run log name.</summary>
+/// <param name="Split">"train" or "test".</param>
+/// <param name="Path">Absolute path.</param>
+/// <param name="Bytes">Size on disk when it was read.</param>
+/// <param name="Origin">Where it came from.</param>
+public sealed record DataFile(string Split, string Path, long Bytes, DataFileOrigin Origin)
+{
+    /// <summary>The file at <paramref name="path"/> as it is now (absolute path, size).</summary>
+    public static DataFile Of(string split, string path, DataFileOrigin origin) =>
+        new(split, System.IO.Path.GetFullPath(path), new FileInfo(path).Length, origin);
+}
+
 /// <summary>A dataset loaded for training.</summary>
 /// <param name="Name">Dataset name.</param>
 /// <param name="Train">Training split.</param>
@@ -58,6 +82,11 @@ public sealed class StoredInputs : IInputPipeline
 /// <param name="Pipeline">Stored samples → network inputs; disposed with the dataset when disposable.</param>
 public sealed record LoadedDataset(string Name, DataSplit Train, DataSplit Test, long[] InputShape, int Classes, IInputPipeline Pipeline) : IDisposable
 {
+    /// <summary>The files the splits were read from, in reading order; empty when the provider does
+    /// not report them (a generated dataset has none). Providers set it so that a run records which
+    /// copy of the data it trained on.</summary>
+    public IReadOnlyList<DataFile> Sources { get; init; } = [];
+
     /// <inheritdoc />
     public void Dispose()
     {

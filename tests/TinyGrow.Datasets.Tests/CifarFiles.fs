@@ -1,6 +1,7 @@
 /// CIFAR files in the official binary layout, small, written by the tests; and .tar.gz archives.
 module TinyGrow.Datasets.Tests.CifarFiles
 
+open System
 open System.Formats.Tar
 open System.IO
 open System.IO.Compression
@@ -57,19 +58,20 @@ type Entry =
     | HardLinkEntry of name: string * target: string
     | GlobalEntry
 
-/// A .tar.gz holding `entries`, written by .NET's TarWriter (PAX format).
-let tarGz (entries: Entry list) =
+/// An uncompressed tar holding `entries`, written by .NET's TarWriter (PAX format).
+let tarBytes (entries: Entry list) =
     use memory = new MemoryStream ()
     do
-        use gzip = new GZipStream (memory, CompressionLevel.Fastest, true)
-        use writer = new TarWriter (gzip, TarEntryFormat.Pax, false)
+        use writer = new TarWriter (memory, TarEntryFormat.Pax, true)
         for e in entries do
+            // A fixed time, so that the same entries give the same bytes (corruption tests replay).
+            let dated (entry: PaxTarEntry) = entry.ModificationTime <- DateTimeOffset (2026, 1, 1, 0, 0, 0, TimeSpan.Zero); entry
             match e with
             | FileEntry (name, bytes) ->
-                let entry = PaxTarEntry (TarEntryType.RegularFile, name)
+                let entry = dated (PaxTarEntry (TarEntryType.RegularFile, name))
                 entry.DataStream <- new MemoryStream (bytes)
                 writer.WriteEntry entry
-            | FolderEntry name -> writer.WriteEntry (PaxTarEntry (TarEntryType.Directory, name))
+            | FolderEntry name -> writer.WriteEntry (dated (PaxTarEntry (TarEntryType.Directory, name)))
             | LinkEntry (name, target) ->
                 writer.WriteEntry (PaxTarEntry (TarEntryType.SymbolicLink, name, LinkName = target))
             | HardLinkEntry (name, target) ->
@@ -78,8 +80,14 @@ let tarGz (entries: Entry list) =
                 writer.WriteEntry (PaxGlobalExtendedAttributesTarEntry (dict [ "comment", "made by a test" ]))
     memory.ToArray ()
 
-/// The CIFAR-10 archive as published: everything under cifar-10-batches-bin/.
-let cifar10Archive () =
-    tarGz (FolderEntry "cifar-10-batches-bin/" :: [ for name, bytes in cifar10Files () -> FileEntry ("cifar-10-batches-bin/" + name, bytes) ])
+/// A .tar.gz holding `entries`.
+let tarGz (entries: Entry list) = IdxFiles.gzip (tarBytes entries)
+
+/// The entries of the CIFAR-10 archive as published: everything under cifar-10-batches-bin/.
+let cifar10Entries () =
+    FolderEntry "cifar-10-batches-bin/" :: [ for name, bytes in cifar10Files () -> FileEntry ("cifar-10-batches-bin/" + name, bytes) ]
+
+/// The CIFAR-10 archive as published.
+let cifar10Archive () = tarGz (cifar10Entries ())
 
 let md5 (bytes: byte[]) = System.Convert.ToHexStringLower (System.Security.Cryptography.MD5.HashData bytes)

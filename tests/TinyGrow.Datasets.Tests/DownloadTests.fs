@@ -263,11 +263,17 @@ let providers =
                 use ds = p.Load ("cifar10", cifarOnline tmp.Path, torch.CPU, CancellationToken.None)
                 Expect.equal ds.Train.Samples.shape [| 10L; 3L; 32L; 32L |] "train"
                 Expect.equal (ds.Train.Samples[7L, 2L, 5L, 17L].item<byte> ()) (cifarPixel 7 2 5 17) "pixel (7, blue, 5, 17)"
+                let folder = Path.Combine (tmp.Path, "cifar10", "cifar-10-batches-bin")
+                Expect.sequenceEqual ds.Sources
+                    [ for name, bytes in cifar10Files () ->
+                        DataFile ((if name = "test_batch.bin" then "test" else "train"), Path.Combine (folder, name), int64 bytes.Length, DataFileOrigin.Download) ]
+                    "the six extracted files, each named as downloaded by this run"
             Expect.equal (listing (tmp.File "cifar10"))
                 ("cifar-10-binary.tar.gz" :: "cifar-10-batches-bin" :: [ for name, _ in cifar10Files () -> "cifar-10-batches-bin/" + name ] |> List.sort)
                 "archive kept, files extracted, nothing else"
             use again = p.Load ("cifar10", cifarOnline tmp.Path, torch.CPU, CancellationToken.None)
             Expect.equal server.Requests [ "cifar-10-binary.tar.gz" ] "downloaded once"
+            Expect.isTrue (again.Sources |> Seq.forall (fun f -> f.Origin = DataFileOrigin.Root)) "the next run reads them from Dataset:Root"
         }
         test "CIFAR-10 through Dataset:Mirror when the official address is unreachable" {
             let archive = cifar10Archive ()
@@ -324,6 +330,9 @@ let providers =
             use ds = p.Load ("mnist", DatasetOptions (Name = "mnist", Root = tmp.Path, Download = true), torch.CPU, CancellationToken.None)
             Expect.equal ds.Train.Count 3L "train"
             Expect.equal (listing (tmp.File "mnist")) (files |> List.map fst |> List.sort) "the four files, nothing else"
+            Expect.sequenceEqual ds.Sources
+                [ for name, bytes in files -> DataFile ((if name.StartsWith "train" then "train" else "test"), Path.Combine (tmp.Path, "mnist", name), int64 bytes.Length, DataFileOrigin.Download) ]
+                "the four files, named as downloaded by this run"
         }
         test "MNIST with no network: the error lists the folders searched and the download failure" {
             let v = MnistVariant.Mnist

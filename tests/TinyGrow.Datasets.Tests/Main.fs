@@ -8,6 +8,7 @@ let tests =
         CifarTests.tests
         DownloadTests.tests
         AugmentationTests.tests
+        FuzzTests.tests
     ]
 
 [<EntryPoint>]

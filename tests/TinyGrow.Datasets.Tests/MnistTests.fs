@@ -86,6 +86,22 @@ let roundTrip =
             use ds = load (provider [ "fashion-mnist", system ]) "fashion-mnist" (Path.Combine (tmp.Path, "empty"))
             checkDataset ds "fashion-mnist" 0.2860f 0.3530f
         }
+        test "provenance: a file missing from <Root>/<name>/ means all four are read from the system copy, and Sources says so" {
+            use tmp = new TempFolder ()
+            let system = Path.Combine (tmp.Path, "system")
+            writeDataset system true
+            let root = Path.Combine (tmp.Path, "root")
+            writeDataset (Path.Combine (root, "fashion-mnist")) false
+            File.Delete (Path.Combine (root, "fashion-mnist", "t10k-labels-idx1-ubyte"))
+            use ds = load (provider [ "fashion-mnist", system ]) "fashion-mnist" root
+            let expected =
+                [ for split, name in [ "train", "train-images-idx3-ubyte"; "train", "train-labels-idx1-ubyte"; "test", "t10k-images-idx3-ubyte"; "test", "t10k-labels-idx1-ubyte" ] ->
+                    let path = Path.Combine (system, name + ".gz")
+                    DataFile (split, path, FileInfo(path).Length, DataFileOrigin.System) ]
+            Expect.sequenceEqual ds.Sources expected "the four .gz of the system copy, never mixed with Root's three"
+            use fromRoot = load (provider [ "fashion-mnist", system ]) "fashion-mnist" system
+            Expect.isTrue (fromRoot.Sources |> Seq.forall (fun f -> f.Origin = DataFileOrigin.Root)) "the same folder reached through Dataset:Root is Root"
+        }
         test "<Root>/<name>/ wins over <Root>/" {
             use tmp = new TempFolder ()
             writeDataset (Path.Combine (tmp.Path, "mnist")) false

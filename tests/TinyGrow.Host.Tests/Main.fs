@@ -11,6 +11,7 @@ let all =
         EndToEndTests.tests
         ExperimentTests.tests
         RunGuardTests.tests
+        ProvenanceTests.tests
         ReportTests.tests
         DaemonTests.tests
         CheckpointTests.tests

@@ -12,14 +12,14 @@ open TinyGrow.Core
 open TinyGrow.Host.Tests.TestUtil
 
 /// A logger that hands every formatted message to `onMessage`.
-type private Listening(onMessage: LogLevel -> string -> unit) =
+type Listening(onMessage: LogLevel -> string -> unit) =
     interface ILogger with
         member _.BeginScope<'TState when 'TState: not null>(_state: 'TState) : IDisposable | null = null
         member _.IsEnabled _ = true
         member _.Log<'TState>(level: LogLevel, _id: EventId, state: 'TState, error: exn | null, formatter: Func<'TState, exn | null, string>) =
             onMessage level (formatter.Invoke(state, error))
 
-let private listening onMessage =
+let listening onMessage =
     { new ILoggerFactory with
         member _.CreateLogger _ = Listening onMessage
         member _.AddProvider _ = ()

@@ -86,6 +86,7 @@ public sealed class RunCommand(TinyGrowSettings settings, PluginCatalogue catalo
             return ExitCodes.DatasetError;
         }
         data = DatasetLimits.Apply(data, settings.Dataset);
+        LogSources(data);
 
         using (data)
         {
@@ -101,6 +102,13 @@ public sealed class RunCommand(TinyGrowSettings settings, PluginCatalogue catalo
             {
                 foreach (var problem in modelProblems)
                     _log.LogError("{Problem}", problem);
+                return ExitCodes.BadConfiguration;
+            }
+            // Before the model is built and before the folder is claimed: a run that cannot fit at
+            // its largest widths is refused now, naming the keys that drive it.
+            if (MemoryRefusal(data, device) is { } refusal)
+            {
+                _log.LogError("{Error}", refusal);
                 return ExitCodes.BadConfiguration;
             }
             string runId, partial, final;
@@ -129,7 +137,7 @@ public sealed class RunCommand(TinyGrowSettings settings, PluginCatalogue catalo
                 Folder = partial;
                 try
                 {
-                    WriteConfig(Path.Combine(partial, "config.json"), runId, device);
+                    WriteConfig(Path.Combine(partial, "config.json"), runId, device, data.Sources);
                 }
                 catch (Exception e) when (e is IOException or UnauthorizedAccessException)
                 {
@@ -319,6 +327,7 @@ public sealed class RunCommand(TinyGrowSettings settings, PluginCatalogue catalo
     static readonly JsonSerializerOptions ConfigJson = new()
     {
         WriteIndented = true,
+        Converters = { new System.Text.Json.Serialization.JsonStringEnumConverter() },
         TypeInfoResolver = new System.Text.Json.Serialization.Metadata.DefaultJsonTypeInfoResolver
         {
             Modifiers =
@@ -333,7 +342,55 @@ public sealed class RunCommand(TinyGrowSettings settings, PluginCatalogue catalo
         },
     };
 
-    void WriteConfig(string path, string runId, torch.Device device)
+    string? MemoryRefusal(LoadedDataset data, torch.Device device)
+    {
+        var terms = MemoryEstimate.Terms(settings, data, out var unknown);
+        if (terms is null)
+        {
+            _log.LogInformation("Memory: not estimated (layer kind '{Kind}' is a plugin's own; its memory is not known here)", unknown);
+            return null;
+        }
+        var total = MemoryEstimate.Text(terms.Sum(t => t.Bytes));
+        var parts = string.Join("; ", terms.OrderByDescending(t => t.Bytes).Take(3).Select(t => $"{t.What}: {MemoryEstimate.Text(t.Bytes)}"));
+        if (device.type == DeviceType.CUDA)
+        {
+            _log.LogInformation("Memory: about {Estimate} at the largest widths ({Parts}); not checked on CUDA (TorchSharp does not report a device's free memory)", total, parts);
+            return null;
+        }
+        if (MemoryEstimate.AvailableOnCpu() is not { } available)
+        {
+            _log.LogInformation("Memory: about {Estimate} at the largest widths ({Parts}); not checked (no /proc/meminfo here)", total, parts);
+            return null;
+        }
+        _log.LogInformation("Memory: about {Estimate} at the largest widths ({Parts}); {Available} available", total, parts, MemoryEstimate.Text(available));
+        return MemoryEstimate.Refusal(terms, available, MemoryEstimate.DatasetBytes(data), "MemAvailable in /proc/meminfo");
+    }
+
+    // Which copy of the data the run trains on: Dataset:Root may lack a file that the system copy
+    // has, or the files may have just been downloaded; config.json records the same list.
+    void LogSources(LoadedDataset data)
+    {
+        if (data.Sources.Count == 0)
+        {
+            _log.LogInformation("Dataset '{Dataset}': its plugin does not report the files it read", data.Name);
+            return;
+        }
+        foreach (var file in data.Sources)
+            _log.LogInformation("Dataset '{Dataset}' {Split} split read from {Path} ({Bytes} bytes, {Origin})",
+                data.Name, file.Split, file.Path, file.Bytes, OriginText(file.Origin));
+        if (data.Sources.Any(f => f.Origin == DataFileOrigin.System))
+            _log.LogWarning("Dataset '{Dataset}': Dataset:Root ({Root}) does not hold all of its files, so the system copy was read; put the files under Dataset:Root to use another copy",
+                data.Name, Path.GetFullPath(settings.Dataset.Root));
+    }
+
+    static string OriginText(DataFileOrigin origin) => origin switch
+    {
+        DataFileOrigin.Root => "from Dataset:Root",
+        DataFileOrigin.System => "the system copy",
+        _ => "downloaded by this run",
+    };
+
+    void WriteConfig(string path, string runId, torch.Device device, IReadOnlyList<DataFile> sources)
     {
         var resolved = new
         {
@@ -345,6 +402,8 @@ public sealed class RunCommand(TinyGrowSettings settings, PluginCatalogue catalo
             Output = new OutputOptions { Directory = settings.Output.Directory, RunId = runId },
             Device = DeviceName(device),
             settings.Plugins,
+            // A record, not a setting: ignored when the file is read back (resume, a repeated run).
+            DatasetFiles = sources,
         };
         var temporary = path + ".tmp";
         File.WriteAllText(temporary, JsonSerializer.Serialize(resolved, ConfigJson));

@@ -36,7 +36,8 @@ public static class Usage
         Unknown keys, gaps in list indices (Model:Layers:0, 1, 2…) and values of the wrong type are errors.
 
         Exit codes: 0 done, 1 run failed or unexpected error, 2 bad configuration or usage
-                    (also: the queue's PostgreSQL server unreachable or refusing the credentials),
+                    (also: a run that would not fit in memory at its MaxWidths, the queue's
+                    PostgreSQL server unreachable or refusing the credentials),
                     3 dataset missing or corrupt, 130 interrupted (Ctrl-C).
                     SIGTERM checkpoints and exits 0. A failed or interrupted run keeps its
                     <Output:Directory>/<run-id>.partial/ (tinygrow resume continues it).

@@ -116,7 +116,13 @@ public abstract class ConfigurationSchema
         Named(HostDefaults.EnvironmentKey, new Value(typeof(string))),
         Named(HostDefaults.ApplicationKey, new Value(typeof(string))),
         Named("Logging", Logging()),
+        // Written into a run's config.json (the files the dataset was read from); read by nothing,
+        // accepted so that the file can be given back as an experiment (resume, a repeated run).
+        Named(DatasetFilesKey, Of(typeof(List<TinyGrow.Abstractions.DataFile>))),
     ]);
+
+    /// <summary>The key of config.json's record of the dataset's files.</summary>
+    public const string DatasetFilesKey = "DatasetFiles";
 
     // What Logging.AddConfiguration and AddConsole read (the only provider Program.cs adds):
     // Logging:LogLevel:<category>, and per provider (alias or full type name) its own LogLevel and
