@@ -9,6 +9,7 @@ open System.IO
 open TorchSharp
 open TinyGrow.Abstractions
 open TinyGrow.Core
+open TinyGrow.Bench.Measure
 
 let run (preset: string) (widthFraction: float) =
     use generator = new torch.Generator (1UL)
@@ -44,7 +45,6 @@ let run (preset: string) (widthFraction: float) =
                     (r.LoadOrder torch.CPU |> fun o -> match o with null -> () | o -> o.Dispose ())
                 | None, refused -> failwithf "no checkpoint: %A" refused
                 sw.Elapsed.TotalSeconds ]
-        let median xs = xs |> List.sort |> List.item (List.length xs / 2)
         printfn "%s at width fraction %g: %d parameters, widths %s" preset widthFraction net.ParameterCount (String.Join ("/", net.Widths))
         printfn "checkpoint.bin: %.1f MB; write (temporary file, SHA-256, fsync, rename) median of 5: %.3f s (min %.3f); verify + read median of 5: %.3f s"
             (float (fst writes.Head) / 1e6) (median (List.map snd writes)) (List.min (List.map snd writes)) (median reads)

@@ -15,6 +15,7 @@ open TinyGrow.Abstractions
 open TinyGrow.Datasets.Cifar
 open TinyGrow.Datasets.Downloads
 open TinyGrow.Datasets.Images
+open TinyGrow.Bench.Measure
 
 let private batchSize = 128L
 
@@ -65,7 +66,6 @@ let private smallCnn () : torch.nn.Module<torch.Tensor, torch.Tensor> =
            "fc", torch.nn.Linear (32L * 8L * 8L, 10L) |]
     torch.nn.Sequential layers
 
-let private median (xs: float list) = let s = List.sort xs in s[s.Length / 2]
 
 /// TorchSharp's own reader on the same files, for comparison: torchvision.datasets.CIFAR10 (one
 /// float32 tensor per image, x/256) and its DataLoader (stacks per-sample tensors), no augmentation.

@@ -13,6 +13,7 @@ open Microsoft.Extensions.Logging.Abstractions
 open TorchSharp
 open TinyGrow.Abstractions
 open TinyGrow.Core
+open TinyGrow.Bench.Measure
 
 /// One finished run.
 type Run =
@@ -72,11 +73,6 @@ let growthWith (growth: GrowthOptions) (change: GrowthOptions -> unit) =
 let secondsToReach (target: float) (run: Run) =
     run.Epochs |> List.tryFind (fun (_, a) -> a >= target) |> Option.map fst
 
-let meanStd (xs: float list) =
-    let n = float xs.Length
-    let m = List.average xs
-    let s = if xs.Length < 2 then 0.0 else sqrt (List.sumBy (fun x -> (x - m) ** 2.0) xs / (n - 1.0))
-    m, s
 
 let private loadAverage () =
     try (File.ReadAllText "/proc/loadavg").Split(' ') |> Array.take 3 |> String.concat " " with _ -> "unknown"

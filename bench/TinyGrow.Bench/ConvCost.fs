@@ -12,6 +12,7 @@ open TorchSharp
 open TinyGrow.Abstractions
 open TinyGrow.Core
 open TinyGrow.Growth.Strategies
+open TinyGrow.Bench.Measure
 
 let private conv (width: int) (stride: int) =
     LayerSpec (Kind = "conv", Width = width, MaxWidth = 1024, Kernel = 3, Stride = stride, Activation = "relu", BatchNorm = true)
@@ -26,13 +27,6 @@ let private cases (c: int) =
       $"conv→GAP→dense, {c}→{c}→10 on 28×28", 1, [| 1L; 28L; 28L |], ModelOptions (Layers = ResizeArray [ conv c 1; conv c 1 ]) ]
 
 let private resnetCase = "ResNet-18 at 1/64, block 1 (D2 = 577) on 32×32", 0, [| 3L; 32L; 32L |], ModelOptions (Preset = "resnet18")
-
-let private median xs = xs |> List.sort |> List.item (List.length xs / 2)
-
-let private time f =
-    let sw = Stopwatch.StartNew ()
-    f ()
-    sw.Elapsed.TotalSeconds
 
 /// Seconds of one training pass and of one statistics pass (given rows per dimension) over n samples.
 let private measure (name: string, j: int, shape: int64[], model: ModelOptions) (n: int64) (repeats: int) =
@@ -50,7 +44,7 @@ let private measure (name: string, j: int, shape: int64[], model: ModelOptions) 
         s |> Array.iter (fun t -> t.Dispose ())
     train ()
     stats 32 ()
-    let runs = [ for _ in 1 .. repeats -> time train, time (stats 32), time (stats 0) ]
+    let runs = [ for _ in 1 .. repeats -> elapsed train, elapsed (stats 32), elapsed (stats 0) ]
     let t = median [ for a, _, _ in runs -> a ]
     let ratio = median [ for a, b, _ in runs -> b / a ]
     let ratioAll = median [ for a, _, c in runs -> c / a ]
@@ -141,7 +135,7 @@ let statsProfile () =
     let parts = Collections.Generic.Dictionary<string, ResizeArray<float>> ()
     let add k v = (match parts.TryGetValue k with | true, l -> l | _ -> (let l = ResizeArray () in parts[k] <- l; l)).Add v
     for _ in 1 .. 5 do
-        add "train step (256)" (time (fun () -> Training.trainStep net optimizer 0.001 x y |> ignore))
+        add "train step (256)" (elapsed (fun () -> Training.trainStep net optimizer 0.001 x y |> ignore))
         use scope = torch.NewDisposeScope ()
         let sw = Stopwatch.StartNew ()
         let logits, records = net.ForwardRecording x
@@ -165,7 +159,7 @@ let statsProfile () =
 let opsProfile () =
     use g = new torch.Generator (4UL)
     use x = torch.randn ([| 256L; 8L; 28L; 28L |], generator = g)
-    let t name f = printfn "%-36s %8.4f s" name (median [ for _ in 1 .. 5 -> time f ])
+    let t name f = printfn "%-36s %8.4f s" name (median [ for _ in 1 .. 5 -> elapsed f ])
     t "unfold [256,8,28,28] k3" (fun () -> use u = torch.nn.functional.unfold (x, 3L, 1L, 1L, 1L) in ())
     t "unfold + mean" (fun () -> use u = torch.nn.functional.unfold (x, 3L, 1L, 1L, 1L) in use m = u.mean ([| 2L |]) in ())
     t "meanPatch" (fun () -> use m = TinyGrow.Growth.Conv.ConvRows.meanPatch x 3 1 1 1 in ())

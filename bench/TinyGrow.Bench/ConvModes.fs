@@ -14,6 +14,7 @@ open TorchSharp
 open TinyGrow.Abstractions
 open TinyGrow.Core
 open TinyGrow.Growth.Strategies
+open TinyGrow.Bench.Measure
 
 /// The layers of experiments/fashion-mnist-cnn.json.
 let private layers () =
@@ -28,10 +29,6 @@ let private model (mode: string) = ModelOptions (Layers = layers (), Head = "gap
 let private growth () =
     GrowthOptions (Strategy = "tiny", StepsPerEpoch = 4, UntilEpoch = 2, NeuronsPerStep = 8, StatisticsSamples = 2048, GammaSearchSamples = 1024)
 
-let private seconds (f: unit -> 'a) =
-    let sw = Stopwatch.StartNew ()
-    let r = f ()
-    r, sw.Elapsed.TotalSeconds
 
 /// One growth step of junction j after `warm` SGD batches, in `mode`.
 let private step (data: LoadedDataset) (mode: string) (j: int) (warm: int) =
@@ -47,7 +44,7 @@ let private step (data: LoadedDataset) (mode: string) (j: int) (warm: int) =
     let hx, hy = inputs.narrow (0L, at + 2048L, 1024L), data.Train.Labels.narrow (0L, at + 2048L, 1024L)
     // A training pass (forward + backward, no update) over the same 2,048 samples, for the ratio.
     let _, trainSeconds =
-        seconds (fun () ->
+        timed (fun () ->
             for b in 0L .. 15L do
                 let logits = net.Forward (x.narrow (0L, b * 128L, 128L), ForwardPass.Probe)
                 use loss = torch.nn.functional.cross_entropy (logits, y.narrow (0L, b * 128L, 128L))
@@ -55,7 +52,7 @@ let private step (data: LoadedDataset) (mode: string) (j: int) (warm: int) =
             for p in net.Parameters do p.grad <- null)
     let options = growth ()
     use rows = new torch.Generator (2UL)
-    let stats, statsSeconds = seconds (fun () -> (Growth.statisticsFor [| j |] options.RowsPerDimension rows net x y 256L)[0])
+    let stats, statsSeconds = timed (fun () -> (Growth.statisticsFor [| j |] options.RowsPerDimension rows net x y 256L)[0])
     use stats = stats
     use proposal = (TinyStrategy () :> IGrowthStrategy).Propose (GrowthRequest (stats, net.Junctions[j], options.NeuronsPerStep, options, rows))
     let lambda1 = if proposal.NeuronScores.Length > 0 then sqrt proposal.NeuronScores[0] else 0.0
@@ -65,10 +62,6 @@ let private step (data: LoadedDataset) (mode: string) (j: int) (warm: int) =
        Gamma = event.Gamma; Predicted = event.PredictedDecrease; Measured = event.MeasuredDecrease
        PerThousand = (if parameters > 0.0 then 1000.0 * event.MeasuredDecrease / parameters else 0.0) |}
 
-let private meanStd (xs: float list) =
-    let m = List.average xs
-    let s = if xs.Length < 2 then 0.0 else sqrt (List.sumBy (fun x -> (x - m) ** 2.0) xs / float (xs.Length - 1))
-    m, s
 
 let run (data: LoadedDataset) (epochs: int) (seeds: int list) =
     let commit =

@@ -11,6 +11,7 @@ open TinyGrow.Core
 open TinyGrow.Growth.Linear
 open TinyGrow.Growth.Strategies
 open TinyGrow.Datasets.Mnist
+open TinyGrow.Bench.Measure
 
 let kinds = Kinds.layerKinds
 let blockKinds = Kinds.blockKinds
@@ -77,7 +78,6 @@ let main argv =
         Plots.accuracyAndSize "docs/compare" "Fashion-MNIST: grown from 1/1 (tiny) vs fixed at the grown widths"
             [ "grown from 1/1", grownDir; "fixed", fixedDir ]
         printfn "figures: docs/compare-accuracy.png, docs/compare-parameters.png"
-        let median xs = xs |> List.sort |> List.item (List.length xs / 2)
         let grown, fixedNet = pairs.Head
         let seconds pick = median [ for p in pairs -> (pick p: RunSummary).Seconds ]
         let growthSeconds = median [ for g, _ in pairs -> g.GrowthSeconds ]
@@ -225,7 +225,6 @@ let main argv =
                 let mutable solve = 0.0
                 let pass = time (fun () -> solve <- passAndSolve ())
                 train, pass - solve, solve ]
-        let median xs = xs |> List.sort |> List.item (List.length xs / 2)
         let train = median [ for t, _, _ in runs -> t ]
         let pass = median [ for _, p, _ in runs -> p ]
         let solve = median [ for _, _, s in runs -> s ]

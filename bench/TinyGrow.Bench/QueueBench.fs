@@ -11,6 +11,7 @@ open System.IO
 open System.Threading.Tasks
 open Npgsql
 open TinyGrow.Host.Daemon
+open TinyGrow.Bench.Measure
 
 let defaultServer = "Host=127.0.0.1;Port=55432;Database=tinygrow;Username=tinygrow;Password=tinygrow"
 
@@ -58,7 +59,6 @@ let private throughput (make: int -> IJobQueue) (jobs: int) (claimers: int) =
     submitted, rate
 
 let queue (jobs: int) (server: string) =
-    let median xs = xs |> List.sort |> List.item (List.length xs / 2)
     let rows = Collections.Generic.Dictionary<string, ResizeArray<float * float>>()
     for round in 1 .. 3 do
         for claimers in [ 1; 3 ] do

@@ -14,6 +14,7 @@ open TorchSharp
 open TinyGrow.Abstractions
 open TinyGrow.Core
 open TinyGrow.Growth.Strategies
+open TinyGrow.Bench.Measure
 
 let private statsSamples = 4096L
 let private heldSamples = 2048L
@@ -35,12 +36,6 @@ let private data (shape: int64[]) (n: int64) (seed: uint64) =
     let y = (use logits = flat.mm teacher in logits.argmax 1L)
     flat.reshape (Array.append [| n |] shape), y
 
-let private seconds (f: unit -> unit) =
-    let sw = Stopwatch.StartNew ()
-    f ()
-    sw.Elapsed.TotalSeconds
-
-let private median (xs: float list) = xs |> List.sort |> List.item (List.length xs / 2)
 
 /// The solve as it was before issue 10: δ through S⁺ and whitening through S2^{-1/2}, both by eigh.
 let private eighSolve (stats: JunctionStatistics) (options: GrowthOptions) =
@@ -66,7 +61,7 @@ let private measure (kind: string) (shape: int64[]) (model: ModelOptions) (reps:
     // statistics samples repeated: the cost is what matters).
     let bigX, bigY = torch.cat ([| sx; sx; sx; sx |], 0L), torch.cat ([| sy; sy; sy; sy |], 0L)
     let mutable cache = Unchecked.defaultof<Growth.InputCovariance>
-    let oneTime = seconds (fun () -> cache <- Growth.inputCovariance net 0 options null bigX bigY)
+    let oneTime = elapsed (fun () -> cache <- Growth.inputCovariance net 0 options null bigX bigY)
     bigX.Dispose ()
     bigY.Dispose ()
     use cache = cache
@@ -83,18 +78,18 @@ let private measure (kind: string) (shape: int64[]) (model: ModelOptions) (reps:
     let runs =
         [ for _ in 1 .. reps ->
             let mutable stats = Unchecked.defaultof<JunctionStatistics>
-            let pass = seconds (fun () -> stats <- formed ())
+            let pass = elapsed (fun () -> stats <- formed ())
             use stats = stats
-            let eigh = seconds (fun () -> eighSolve stats options)
-            let factor = seconds (fun () -> (tiny.Propose (request stats null)).Dispose ())
-            let cached = seconds (fun () -> (tiny.Propose (request stats cache.Whitening)).Dispose ())
+            let eigh = elapsed (fun () -> eighSolve stats options)
+            let factor = elapsed (fun () -> (tiny.Propose (request stats null)).Dispose ())
+            let cached = elapsed (fun () -> (tiny.Propose (request stats cache.Whitening)).Dispose ())
             let mutable lean = Unchecked.defaultof<JunctionStatistics>
-            let leanPass = seconds (fun () -> lean <- skipped ())
+            let leanPass = elapsed (fun () -> lean <- skipped ())
             use lean = lean
             let mutable proposal = Unchecked.defaultof<NeuronProposal>
-            let leanSolve = seconds (fun () -> proposal <- tiny.Propose (request lean cache.Whitening))
+            let leanSolve = elapsed (fun () -> proposal <- tiny.Propose (request lean cache.Whitening))
             use proposal = proposal
-            let search = seconds (fun () -> Growth.lineSearchFrom nan infinity (Growth.candidateLoss net 0 proposal lean hx hy) 24 |> ignore)
+            let search = elapsed (fun () -> Growth.lineSearchFrom nan infinity (Growth.candidateLoss net 0 proposal lean hx hy) 24 |> ignore)
             pass + eigh, pass + factor, pass + cached, leanPass + leanSolve, search ]
     let pick f = median (List.map f runs)
     let row =

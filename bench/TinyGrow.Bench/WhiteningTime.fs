@@ -9,6 +9,7 @@ open System.IO
 open TorchSharp
 open TinyGrow.Abstractions
 open TinyGrow.Core
+open TinyGrow.Bench.Measure
 
 let private f64 = torch.ScalarType.Float64
 
@@ -49,12 +50,6 @@ let private propose (useFactor: bool) (stats: JunctionStatistics) =
     d.FanOut.Dispose ()
     d.Lambdas
 
-let private seconds f =
-    let sw = Stopwatch.StartNew ()
-    f ()
-    sw.Elapsed.TotalSeconds
-
-let private median (xs: float list) = xs |> List.sort |> List.item (List.length xs / 2)
 
 type Row =
     { Case: string; D2: int64; Path: string; Old: float; New: float; Ratio: float; MaxLambdaDiff: float }
@@ -71,7 +66,7 @@ let measure (case: string) (stats: JunctionStatistics) (reps: int) =
     let lOld = propose false stats
     let k = min 10 (min lNew.Length lOld.Length)
     let diff = Seq.max [ for i in 0 .. k - 1 -> abs (lNew[i] - lOld[i]) / lOld[0] ]
-    let runs = [ for _ in 1 .. reps -> let o = seconds (fun () -> propose false stats |> ignore) in o, seconds (fun () -> propose true stats |> ignore) ]
+    let runs = [ for _ in 1 .. reps -> let o = elapsed (fun () -> propose false stats |> ignore) in o, elapsed (fun () -> propose true stats |> ignore) ]
     let row =
         { Case = case; D2 = stats.S2.shape[0]; Path = path
           Old = median (List.map fst runs); New = median (List.map snd runs)
@@ -138,7 +133,7 @@ let run (sizes: int64 list) (fashion: unit -> (torch.ScalarType -> JunctionStati
 let parts (stats: JunctionStatistics) =
     let a = stats.S2
     let c2 = Bottleneck.effectiveCutoff 1e-10 stats a.shape[0]
-    let t name f = let r = [ for _ in 1 .. 3 -> seconds f ] in printfn "  %-28s %7.4f s" name (median r)
+    let t name f = let r = [ for _ in 1 .. 3 -> elapsed f ] in printfn "  %-28s %7.4f s" name (median r)
     t "cholesky_ex" (fun () -> let struct (l, i) = torch.linalg.cholesky_ex a in l.Dispose (); i.Dispose ())
     t "eigh" (fun () -> let struct (v, w) = torch.linalg.eigh a in v.Dispose (); w.Dispose ())
     t "eighKept" (fun () -> let v, w = LinearAlgebra.eighKept a c2 in v.Dispose (); w.Dispose ())
