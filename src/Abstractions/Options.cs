@@ -96,6 +96,11 @@ public sealed class GrowthOptions
     [Range(0, 100_000)] public int UntilEpoch { get; set; } = 3;
     /// <summary>Training samples used by a statistics pass.</summary>
     [Range(1, 10_000_000)] public int StatisticsSamples { get; set; } = 4096;
+    /// <summary>Where a growth step's statistics come from (DESIGN §4.5): "pass", a forward and backward of its own over
+    /// StatisticsSamples training samples drawn at the growth point; or "training", the training batches themselves
+    /// (about StatisticsSamples of them after the growth point, the junctions growing once their window is summed): no
+    /// extra forward or backward, but the weights move while the window is summed.</summary>
+    [RegularExpression("^(pass|training)$")] public string StatisticsFrom { get; set; } = "pass";
     /// <summary>Held-out training samples (disjoint from the statistics ones) for the γ line search.</summary>
     [Range(1, 10_000_000)] public int GammaSearchSamples { get; set; } = 2048;
     /// <summary>Statistics rows drawn per dimension of the largest statistic (DESIGN §4.3): a junction

@@ -87,31 +87,47 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
         use scope = torch.NewDisposeScope ()
         let count = min (4L * int64 growth.StatisticsSamples) data.Train.Count
         use idx = torch.arange (count, device = data.Train.Labels.device)
-        let x, y = Training.select data data.Train idx null
+        // Statistics from training batches see the inputs as trained on: augmented, when the dataset augments.
+        use augmentation = new torch.Generator (uint64 seed ^^^ 0x2545F4914F6CDD1DUL)
+        let augmented : torch.Generator | null = if growth.StatisticsFrom = "training" then augmentation else null
+        let x, y = Training.select data data.Train idx augmented
         use rows = new torch.Generator (uint64 seed ^^^ 0x9E3779B97F4A7C15UL)
         let cache = Dictionary<int, Growth.InputCovariance> ()
         for j in Growth.readsInput net x do
             cache[j] <- Growth.inputCovariance net j growth rows x y
         cache
 
-    let grow (net: Network) (optimizer: IOptimizer) (growth: GrowthOptions) (data: LoadedDataset) (generator: torch.Generator) (log: RunLog) (board: TensorBoardLog) (epoch: int) (stepIndex: int)
-             (whitenings: Lazy<Dictionary<int, Growth.InputCovariance>>) (state: RunState) =
-        use scope = torch.NewDisposeScope ()
+    /// Samples a growth step draws from the training split: the first `statsCount` of a permutation
+    /// for a statistics pass (None when 0), the next GammaSearchSamples for the γ search (disjoint, not
+    /// augmented: the bottleneck of the data as it is, the same for a given seed). Tensors in the caller's scope.
+    let drawSamples (growth: GrowthOptions) (data: LoadedDataset) (generator: torch.Generator) (statsCount: int64) =
         let train = data.Train
         let n = train.Count
-        let statsCount = min (int64 growth.StatisticsSamples) (n / 2L)
         let heldCount = min (int64 growth.GammaSearchSamples) (n - statsCount)
-        let pick = torch.randperm(n, generator = generator).``to`` train.Labels.device // in the step's scope
-        let select (start: int64) (count: int64) =
-            Training.select data train (pick.narrow (0L, start, count)) null
-        let statsX, statsY = select 0L statsCount
+        let pick = torch.randperm(n, generator = generator).``to`` train.Labels.device
+        let select (start: int64) (count: int64) = Training.select data train (pick.narrow (0L, start, count)) null
         let heldX, heldY = select statsCount heldCount
-        let cached j = match whitenings.Value.TryGetValue j with | true, c -> Some c | _ -> None
-        // Each junction's γ search starts at the γ it chose last time (cold until it has grown).
+        if statsCount = 0L then None, heldX, heldY
+        else Some (select 0L statsCount), heldX, heldY
+
+    /// What a junction's growth needs besides its statistics (see Growth.GrowthContext): each
+    /// junction's γ search starts at the γ it chose last time (cold until it has grown).
+    let contextFor (growth: GrowthOptions) (generator: torch.Generator) (whitenings: Lazy<Dictionary<int, Growth.InputCovariance>>)
+                   (state: RunState) (heldX: torch.Tensor) (heldY: torch.Tensor) : Growth.GrowthContext =
         let last = match state.LastGammas with | null -> [||] | g -> g
-        let start j = if j < last.Length && last[j] > 0.0 then last[j] else nan
-        observer.Growing (epoch, stepIndex)
-        let events = Growth.stepWith cached start net growingWith.Value growth generator stepIndex statsX statsY heldX heldY
+        { Cached = (fun j -> match whitenings.Value.TryGetValue j with | true, c -> Some c | _ -> None)
+          GammaStart = (fun j -> if j < last.Length && last[j] > 0.0 then last[j] else nan)
+          Strategy = growingWith.Value
+          Options = growth
+          Generator = generator
+          HeldX = heldX
+          HeldY = heldY }
+
+    /// Books what a growth step (or part of one) did: the γ each junction chose, the optimizer's new
+    /// entries, TensorBoard, the live display, `growth` lines and the log. Returns the neurons added.
+    let report (net: Network) (optimizer: IOptimizer) (log: RunLog) (board: TensorBoardLog) (epoch: int) (stepIndex: int)
+               (state: RunState) (events: Growth.GrowthEvent list) =
+        let last = match state.LastGammas with | null -> [||] | g -> g
         let updated = Array.init net.JunctionCount (fun j -> if j < last.Length then last[j] else 0.0)
         for e in events do
             if e.Gamma > 0.0 then updated[e.Junction] <- e.Gamma
@@ -141,6 +157,46 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
                                    epoch, added, String.Join ("/", net.Widths), events |> List.sumBy (fun e -> e.MeasuredDecrease), evaluations)
         else logger.LogDebug ("epoch {Epoch}: growth step added nothing ({Evaluations} loss evaluations)", epoch, evaluations)
         added
+
+    /// One growth step with statistics from a pass of its own (Growth:StatisticsFrom = "pass").
+    let grow (net: Network) (optimizer: IOptimizer) (growth: GrowthOptions) (data: LoadedDataset) (generator: torch.Generator) (log: RunLog) (board: TensorBoardLog) (epoch: int) (stepIndex: int)
+             (whitenings: Lazy<Dictionary<int, Growth.InputCovariance>>) (state: RunState) =
+        use scope = torch.NewDisposeScope ()
+        let statsCount = min (int64 growth.StatisticsSamples) (data.Train.Count / 2L)
+        let statsX, statsY, heldX, heldY =
+            match drawSamples growth data generator statsCount with
+            | Some (statsX, statsY), heldX, heldY -> statsX, statsY, heldX, heldY
+            | None, _, _ -> invalidOp "A statistics pass needs statistics samples."
+        observer.Growing (epoch, stepIndex)
+        let events = Growth.stepIn (contextFor growth generator whitenings state heldX heldY) net stepIndex statsX statsY
+        report net optimizer log board epoch stepIndex state events
+
+    /// Growth:StatisticsFrom = "training": the junctions of `window` grow from its statistics, in
+    /// order ("best": the winner alone). Once one has changed the network, the statistics of those
+    /// still to grow no longer describe it: they are returned, to be summed again over the next
+    /// training batches. Returns the neurons added and the junctions still to grow.
+    let growFromWindow (net: Network) (optimizer: IOptimizer) (growth: GrowthOptions) (data: LoadedDataset) (generator: torch.Generator) (log: RunLog) (board: TensorBoardLog)
+                       (epoch: int) (stepIndex: int) (whitenings: Lazy<Dictionary<int, Growth.InputCovariance>>) (state: RunState)
+                       (window: TrainingStatistics.Window) =
+        use scope = torch.NewDisposeScope ()
+        let _, heldX, heldY = drawSamples growth data generator 0L
+        let context = contextFor growth generator whitenings state heldX heldY
+        let stats = window.Finish ()
+        try
+            let events, remaining =
+                if growth.Selection = "best" then [ Growth.growBest context net stats window.Seconds ], []
+                else
+                    let rec go pending statisticsSeconds acc =
+                        match pending with
+                        | [] -> List.rev acc, []
+                        | j :: rest ->
+                            let e = Growth.growOne context net stats statisticsSeconds j
+                            if e.Gamma > 0.0 && not rest.IsEmpty then List.rev (e :: acc), rest
+                            else go rest 0.0 (e :: acc)
+                    go window.Junctions window.Seconds []
+            report net optimizer log board epoch stepIndex state events, remaining
+        finally
+            Growth.release stats
 
     /// The last batch trained, for the report of a run that stops early.
     member _.Progress = progress
@@ -241,12 +297,56 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
         observer.Started (training.Epochs, batchesPerEpoch, state.Epoch, state.Batch, net.Widths)
         let writeAfterGrowth (step: int, batches: int, meanLoss: float) =
             log.Write ("after_growth", [ "step", box step; "batches", box batches; "train_loss", box meanLoss ])
+        // Growth:StatisticsFrom = "training": the statistics window being summed over training batches (DESIGN §4.5).
+        let fromTraining = growing && growth.StatisticsFrom = "training"
+        let mutable window: TrainingStatistics.Window option = None
+        let openWindow (junctions: int list) =
+            let givenS2 j : torch.Tensor | null = match whitenings.Value.TryGetValue j with | true, c -> c.S2 | _ -> null
+            window <- Some (new TrainingStatistics.Window (junctions, TrainingStatistics.windowBatches growth.StatisticsSamples training.BatchSize,
+                                                           training.BatchSize, Growth.significanceGroups growth, growth.RowsPerDimension, givenS2))
+            state.PendingJunctions <- List.toArray junctions
+        let closeWindow () =
+            window |> Option.iter (fun w -> (w :> IDisposable).Dispose ())
+            window <- None
+        let settled () = growth.StopAfterEmptySteps > 0 && state.EmptyGrowthSteps >= growth.StopAfterEmptySteps
+        /// A growth step is over: its bookkeeping, the settled test, the checkpoint after growth.
+        let finishStep (epoch: int) (added: int) =
+            state.GrowthSteps <- state.GrowthSteps + 1
+            state.EmptyGrowthSteps <- if added > 0 then 0 else state.EmptyGrowthSteps + 1
+            state.PendingJunctions <- null
+            state.PendingAdded <- 0
+            if settled () then
+                logger.LogInformation ("epoch {Epoch}: growth stopped for good after {Empty} steps in a row that added no neuron; widths {Widths}",
+                                       epoch, state.EmptyGrowthSteps, String.Join ("/", net.Widths))
+            if checkpointing.AfterGrowth then checkpoint "growth step"
+        /// Growth:StatisticsFrom = "training": starts growth step state.GrowthSteps by opening its window
+        /// (a step with nothing to grow ends at once), and the deferred steps that then fall due.
+        let rec startStep (epoch: int) =
+            if settled () then state.DeferredSteps <- 0
+            else
+                match Growth.chosenJunctions net growth state.GrowthSteps with
+                | [] ->
+                    finishStep epoch 0
+                    nextDeferred epoch
+                | junctions ->
+                    observer.Growing (epoch, state.GrowthSteps)
+                    openWindow junctions
+        and nextDeferred (epoch: int) =
+            if state.DeferredSteps > 0 then
+                state.DeferredSteps <- state.DeferredSteps - 1
+                startStep epoch
+        // A run resumed in the middle of a window sums it again from here: the sums are not checkpointed.
+        match state.PendingJunctions with
+        | NonNull pending when fromTraining && pending.Length > 0 ->
+            logger.LogInformation ("Growth step {Step}: the statistics window of junctions {Junctions} starts again from the resumed batch (windows are not checkpointed).",
+                                   state.GrowthSteps, String.Join (", ", pending))
+            openWindow (List.ofArray pending)
+        | _ -> ()
         try
             while state.Epoch <= training.Epochs do
                 let epoch = state.Epoch
                 stopIfAsked ()
                 let growthPoints = if growing then Schedule.growthBatches growth epoch batchesPerEpoch else Set.empty
-                let settled () = growth.StopAfterEmptySteps > 0 && state.EmptyGrowthSteps >= growth.StopAfterEmptySteps
                 let epochOrder: torch.Tensor =
                     match order with
                     | null ->
@@ -256,29 +356,57 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
                     | o -> o
                 for b in state.Batch .. batchesPerEpoch - 1 do
                     if growthPoints.Contains b && not state.GrownAtBatch && not (settled ()) then
-                        AfterGrowth.start state state.GrowthSteps |> Option.iter writeAfterGrowth
                         let t = Stopwatch.StartNew ()
-                        let added = grow net optimizer growth data generator log board epoch state.GrowthSteps whitenings state
-                        state.GrowthSteps <- state.GrowthSteps + 1
-                        state.EmptyGrowthSteps <- if added > 0 then 0 else state.EmptyGrowthSteps + 1
-                        if settled () then
-                            logger.LogInformation ("epoch {Epoch}: growth stopped for good after {Empty} steps in a row that added no neuron; widths {Widths}",
-                                                   epoch, state.EmptyGrowthSteps, String.Join ("/", net.Widths))
-                        state.GrowthSeconds <- state.GrowthSeconds + t.Elapsed.TotalSeconds
-                        state.GrownAtBatch <- true
-                        if checkpointing.AfterGrowth then checkpoint "growth step"
+                        if not fromTraining then
+                            AfterGrowth.start state state.GrowthSteps |> Option.iter writeAfterGrowth
+                            let added = grow net optimizer growth data generator log board epoch state.GrowthSteps whitenings state
+                            state.GrowthSeconds <- state.GrowthSeconds + t.Elapsed.TotalSeconds
+                            state.GrownAtBatch <- true
+                            finishStep epoch added
+                        elif window.IsSome then
+                            logger.LogDebug ("epoch {Epoch}, batch {Batch}: growth point deferred, step {Step} is still summing its statistics", epoch, b, state.GrowthSteps)
+                            state.DeferredSteps <- state.DeferredSteps + 1
+                            state.GrownAtBatch <- true
+                        else
+                            state.GrownAtBatch <- true
+                            startStep epoch
+                            state.GrowthSeconds <- state.GrowthSeconds + t.Elapsed.TotalSeconds
                     stopIfAsked ()
                     use scope = torch.NewDisposeScope ()
                     let start = int64 b * batchSize
                     let x, y = Training.batch data epochOrder start (min batchSize (n - start)) augmentation
                     let lr = Schedule.learningRate training state.Step totalSteps
-                    let loss = RunGuards.trained progress epoch (b + 1) batchesPerEpoch lr (Training.trainStep net optimizer lr x y)
+                    let batchLoss =
+                        match window with
+                        | Some w -> TrainingStatistics.trainStep net optimizer lr x y w generator
+                        | None -> Training.trainStep net optimizer lr x y
+                    let loss = RunGuards.trained progress epoch (b + 1) batchesPerEpoch lr batchLoss
                     state.EpochLossSum <- state.EpochLossSum + loss
                     AfterGrowth.add state loss |> Option.iter writeAfterGrowth
                     state.Step <- state.Step + 1L
                     state.Batch <- b + 1
                     state.GrownAtBatch <- false
-                    if checkpointing.EverySeconds > 0.0 && lastCheckpoint.Elapsed.TotalSeconds >= checkpointing.EverySeconds then
+                    match window with
+                    | Some w when w.IsComplete ->
+                        let t = Stopwatch.StartNew ()
+                        let windowSeconds = w.Seconds
+                        let added, remaining =
+                            try growFromWindow net optimizer growth data generator log board epoch state.GrowthSteps whitenings state w
+                            finally closeWindow ()
+                        state.PendingAdded <- state.PendingAdded + added
+                        if remaining.IsEmpty then
+                            AfterGrowth.start state state.GrowthSteps |> Option.iter writeAfterGrowth
+                            state.GrowthSeconds <- state.GrowthSeconds + windowSeconds + t.Elapsed.TotalSeconds
+                            finishStep epoch state.PendingAdded
+                            t.Restart ()
+                            nextDeferred epoch
+                        else openWindow remaining
+                        // The window's sums (timed by the window) and the solves, γ searches, applies and
+                        // the opening of the next window (the checkpoint after a step is not growth).
+                        state.GrowthSeconds <- state.GrowthSeconds + (if remaining.IsEmpty then 0.0 else windowSeconds) + t.Elapsed.TotalSeconds
+                    | _ -> ()
+                    // A timer checkpoint waits for the window to close: its sums are not checkpointed.
+                    if checkpointing.EverySeconds > 0.0 && lastCheckpoint.Elapsed.TotalSeconds >= checkpointing.EverySeconds && window.IsNone then
                         checkpoint "timer"
                     observer.Batch (epoch, b + 1, batchesPerEpoch, state.EpochLossSum / float (b + 1))
                 let trainLoss = state.EpochLossSum / float batchesPerEpoch
@@ -297,8 +425,14 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
                 state.Batch <- 0
                 state.GrownAtBatch <- false
                 state.EpochLossSum <- 0.0
+            if window.IsSome then
+                logger.LogInformation ("Training ended while growth step {Step} was still summing its statistics ({Collected} of {Batches} batches): that step and {Deferred} deferred ones are left undone.",
+                                       state.GrowthSteps, window.Value.Collected, window.Value.Batches, state.DeferredSteps)
+                state.PendingJunctions <- null
+                state.DeferredSteps <- 0
             AfterGrowth.flush state |> Option.iter writeAfterGrowth
         finally
+            closeWindow ()
             match order with
             | null -> ()
             | o -> o.Dispose ()

@@ -300,80 +300,111 @@ let readsInput (net: Network) (x: torch.Tensor) : int list =
         // A's input is the network's input itself (a view of it, or its flattening): no weight feeds it.
         if a.shape = flat.shape && (use same = a.eq flat in use all = same.all () in all.item<bool> ()) then yield j ]
 
+/// Junctions with room to grow, in order.
+let growable (net: Network) = [ for j in 0 .. net.JunctionCount - 1 do if room net j > 0 then yield j ]
+
+/// The junctions growth step `stepIndex` takes statistics of, in the order they grow: every growable
+/// one ("all"; "best" grows only the winner among them), or the one in turn ("roundrobin").
+let chosenJunctions (net: Network) (options: GrowthOptions) (stepIndex: int) : int list =
+    match growable net with
+    | [] -> []
+    | js when options.Selection = "roundrobin" -> [ js[stepIndex % js.Length] ]
+    | js -> js
+
+/// Groups of batches a junction accumulator keeps (for the significance test; 0: none).
+let significanceGroups (options: GrowthOptions) = if options.SignificanceTest = "none" then 0 else options.SignificanceGroups
+
+/// What a junction's growth needs besides its statistics: the input covariance kept for the run
+/// (`cached j`, see `inputCovariance`), where its γ search starts (`gammaStart j`, see
+/// lineSearchFrom; NaN: cold), the strategy, the options, and the held-out samples of the γ search.
+type GrowthContext =
+    { Cached: int -> InputCovariance option
+      GammaStart: int -> float
+      Strategy: IGrowthStrategy
+      Options: GrowthOptions
+      Generator: torch.Generator | null
+      HeldX: torch.Tensor
+      HeldY: torch.Tensor }
+
+let private timed (f: unit -> 'T) =
+    let clock = Diagnostics.Stopwatch.StartNew ()
+    let r = f ()
+    r, clock.Elapsed.TotalSeconds
+
+/// The strategy's proposal for junction j from its statistics.
+let propose (context: GrowthContext) (net: Network) (stats: Map<int, JunctionStatistics>) (j: int) =
+    let whitening : torch.Tensor | null = match context.Cached j with Some c -> c.Whitening | None -> null
+    context.Strategy.Propose (GrowthRequest (stats[j], net.Junctions[j], min context.Options.NeuronsPerStep (room net j), context.Options,
+                                             context.Generator, Whitening = whitening))
+
+/// Junction j proposed, searched and (γ > 0) applied; the event carries `statisticsSeconds` and the solve time.
+let growOne (context: GrowthContext) (net: Network) (stats: Map<int, JunctionStatistics>) (statisticsSeconds: float) (j: int) : GrowthEvent =
+    let proposal, solveSeconds = timed (fun () -> propose context net stats j)
+    use proposal = proposal
+    let e = growJunctionFrom (context.GammaStart j) context.Options.AmplitudeSpread net j proposal stats[j] context.HeldX context.HeldY
+    { e with StatisticsSeconds = statisticsSeconds; SolveSeconds = solveSeconds }
+
+/// Selection "best": every junction of `stats` proposes; the best one (bestProposal) is searched and applied.
+let growBest (context: GrowthContext) (net: Network) (stats: Map<int, JunctionStatistics>) (statisticsSeconds: float) : GrowthEvent =
+    let junctions = stats |> Map.toList |> List.map fst
+    let proposals, solveSeconds = timed (fun () -> junctions |> List.map (fun j -> j, propose context net stats j))
+    try
+        let j, best = bestProposal (fun j k -> addedParameters net j k) proposals
+        let e = growJunctionFrom (context.GammaStart j) context.Options.AmplitudeSpread net j best stats[j] context.HeldX context.HeldY
+        { e with StatisticsSeconds = statisticsSeconds; SolveSeconds = solveSeconds }
+    finally
+        proposals |> List.iter (fun (_, p) -> p.Dispose ())
+
+/// Releases a step's statistics.
+let release (stats: Map<int, JunctionStatistics>) = stats |> Map.iter (fun _ s -> s.Dispose ())
+
 /// Growth step `stepIndex` (0, 1, …) over the junctions chosen by options.Selection: "all" of them
-/// in order, the "best" one, or one in turn ("roundrobin"). Statistics come from (statsX, statsY),
-/// γ is searched on the disjoint (heldX, heldY).
-/// `cached j`: junction j's input covariance computed once (see `inputCovariance`), if any.
-/// `gammaStart j`: where junction j's γ search starts (see lineSearchFrom; NaN: the cold search).
+/// in order, the "best" one, or one in turn ("roundrobin"). Statistics come from a separate pass over
+/// (statsX, statsY), γ is searched on the disjoint (context.HeldX, context.HeldY).
+let stepIn (context: GrowthContext) (net: Network) (stepIndex: int) (statsX: torch.Tensor) (statsY: torch.Tensor) : GrowthEvent list =
+    let chosen = chosenJunctions net context.Options stepIndex
+    // Statistics of the junctions `js` as a map from junction to its statistics, and the pass's seconds.
+    let pass (js: int list) =
+        let groups = significanceGroups context.Options
+        // A significance test needs groups of batches: batches small enough that there are `groups` of them.
+        let batch = if groups > 0 then max 1L (min 256L (statsX.shape[0] / int64 groups)) else 256L
+        let givenS2 j : torch.Tensor | null = match context.Cached j with Some c -> c.S2 | None -> null
+        let stats, seconds =
+            timed (fun () -> statisticsWith givenS2 groups (List.toArray js) context.Options.RowsPerDimension context.Generator net statsX statsY batch)
+        Map.ofList (List.zip js (Array.toList stats)), seconds
+    if chosen.IsEmpty then []
+    elif context.Options.Selection = "best" then
+        let stats, seconds = pass chosen
+        try [ growBest context net stats seconds ]
+        finally release stats
+    else
+        // Junctions in order. Once a junction has changed the network, the statistics of the
+        // junctions still to grow are taken again (only theirs): they must describe the network
+        // being grown, or the prediction and the measured decrease are not comparable.
+        let mutable stats = None
+        try
+            [ for j in chosen do
+                let current, seconds =
+                    match stats with
+                    | Some s -> s, 0.0
+                    | None ->
+                        let s, seconds = pass (chosen |> List.filter (fun c -> c >= j))
+                        stats <- Some s
+                        s, seconds
+                let event = growOne context net current seconds j
+                if event.Gamma > 0.0 then
+                    stats <- None
+                    release current
+                yield event ]
+        finally
+            stats |> Option.iter release
+
+/// stepIn with the input covariances `cached` and γ starts `gammaStart` (see GrowthContext).
 let stepWith (cached: int -> InputCovariance option) (gammaStart: int -> float) (net: Network) (strategy: IGrowthStrategy) (options: GrowthOptions)
              (generator: torch.Generator | null) (stepIndex: int)
              (statsX: torch.Tensor) (statsY: torch.Tensor) (heldX: torch.Tensor) (heldY: torch.Tensor) : GrowthEvent list =
-    let growable = [ for j in 0 .. net.JunctionCount - 1 do if room net j > 0 then yield j ]
-    if growable.IsEmpty then []
-    else
-        // Statistics of the junctions `js` as a map from junction to its statistics.
-        // Seconds of the statistics pass not yet reported in an event.
-        let statisticsSeconds = ref 0.0
-        let pass (js: int list) =
-            let clock = Diagnostics.Stopwatch.StartNew ()
-            // A significance test needs groups of batches: batches small enough that there are `groups` of them.
-            let groups = if options.SignificanceTest = "none" then 0 else options.SignificanceGroups
-            let batch = if groups > 0 then max 1L (min 256L (statsX.shape[0] / int64 groups)) else 256L
-            let givenS2 j : torch.Tensor | null = match cached j with Some c -> c.S2 | None -> null
-            let stats = statisticsWith givenS2 groups (List.toArray js) options.RowsPerDimension generator net statsX statsY batch
-            statisticsSeconds.Value <- statisticsSeconds.Value + clock.Elapsed.TotalSeconds
-            Map.ofList (List.zip js (Array.toList stats))
-        let timed (f: unit -> 'T) =
-            let clock = Diagnostics.Stopwatch.StartNew ()
-            let r = f ()
-            r, clock.Elapsed.TotalSeconds
-        /// The event with the solve time and the statistics time not yet reported.
-        let withTimes solveSeconds (e: GrowthEvent) =
-            let e = { e with StatisticsSeconds = statisticsSeconds.Value; SolveSeconds = solveSeconds }
-            statisticsSeconds.Value <- 0.0
-            e
-        let grow j proposal stats = growJunctionFrom (gammaStart j) options.AmplitudeSpread net j proposal stats heldX heldY
-        let release (stats: Map<int, JunctionStatistics>) = stats |> Map.iter (fun _ s -> s.Dispose ())
-        let propose (stats: Map<int, JunctionStatistics>) j =
-            let whitening : torch.Tensor | null = match cached j with Some c -> c.Whitening | None -> null
-            strategy.Propose (GrowthRequest (stats[j], net.Junctions[j], min options.NeuronsPerStep (room net j), options, generator,
-                                             Whitening = whitening))
-        match options.Selection with
-        | "best" ->
-            let stats = pass growable
-            try
-                let proposals, solveSeconds = timed (fun () -> growable |> List.map (fun j -> j, propose stats j))
-                try
-                    let j, best = bestProposal (fun j k -> addedParameters net j k) proposals
-                    [ withTimes solveSeconds (grow j best stats[j]) ]
-                finally
-                    proposals |> List.iter (fun (_, p) -> p.Dispose ())
-            finally
-                release stats
-        | selection ->
-            let chosen = if selection = "roundrobin" then [ growable[stepIndex % growable.Length] ] else growable
-            // Junctions in order. Once a junction has changed the network, the statistics of the
-            // junctions still to grow are taken again (only theirs): they must describe the network
-            // being grown, or the prediction and the measured decrease are not comparable.
-            let mutable stats = None
-            try
-                [ for j in chosen do
-                    let current =
-                        match stats with
-                        | Some s -> s
-                        | None ->
-                            let s = pass (chosen |> List.filter (fun c -> c >= j))
-                            stats <- Some s
-                            s
-                    let proposal, solveSeconds = timed (fun () -> propose current j)
-                    use proposal = proposal
-                    let event = withTimes solveSeconds (grow j proposal current[j])
-                    if event.Gamma > 0.0 then
-                        stats <- None
-                        release current
-                    yield event ]
-            finally
-                stats |> Option.iter release
+    let context = { Cached = cached; GammaStart = gammaStart; Strategy = strategy; Options = options; Generator = generator; HeldX = heldX; HeldY = heldY }
+    stepIn context net stepIndex statsX statsY
 
 /// A growth step with no whitening computed ahead.
 let step (net: Network) (strategy: IGrowthStrategy) (options: GrowthOptions) (generator: torch.Generator | null) (stepIndex: int)

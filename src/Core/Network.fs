@@ -35,9 +35,14 @@ type Network(blocks: IModelBlock[]) =
 
     /// A probe forward pass (batch statistics, running ones untouched) that records every junction:
     /// the logits and, in junction order, each junction's record.
-    member _.ForwardRecording(x: torch.Tensor) : torch.Tensor * JunctionRecord[] =
+    member this.ForwardRecording(x: torch.Tensor) : torch.Tensor * JunctionRecord[] =
+        this.ForwardRecording (x, false)
+
+    /// ForwardRecording; with `updateRunningStatistics` it is a training step's forward (running
+    /// statistics move), for statistics taken from the training batches themselves.
+    member _.ForwardRecording(x: torch.Tensor, updateRunningStatistics: bool) : torch.Tensor * JunctionRecord[] =
         let recorded = Dictionary<IJunction, JunctionRecord> ()
-        let pass = ForwardPass (Training = true, UpdateRunningStatistics = false, Records = recorded)
+        let pass = ForwardPass (Training = true, UpdateRunningStatistics = updateRunningStatistics, Records = recorded)
         let mutable h = x
         for b in blocks do h <- b.Forward (h, pass)
         let records =

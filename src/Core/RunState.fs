@@ -35,12 +35,21 @@ type RunState =
       /// (AfterGrowth), how many of them so far, and the sum of their losses.
       mutable AfterGrowthStep: int
       mutable AfterGrowthBatches: int
-      mutable AfterGrowthLossSum: float }
+      mutable AfterGrowthLossSum: float
+      /// Growth:StatisticsFrom = "training": the junctions of the growth step in progress still to grow
+      /// (their statistics window is being summed over training batches; null or empty: no step in
+      /// progress), and the neurons the step has added so far.
+      mutable PendingJunctions: int[] | null
+      mutable PendingAdded: int
+      /// Growth points reached while a step was still summing its window: each starts a step as soon
+      /// as the one in progress ends (so StepsPerEpoch steps still happen, later).
+      mutable DeferredSteps: int }
 
     static member Start() =
         { Epoch = 1; Batch = 0; GrownAtBatch = false; Step = 0L; GrowthSteps = 0; EmptyGrowthSteps = 0; EpochLossSum = 0.0
           FirstLoss = nan; Seconds = 0.0; GrowthSeconds = 0.0; LastAccuracy = 0.0; MetricsBytes = 0L
-          LastGammas = [||]; AfterGrowthStep = 0; AfterGrowthBatches = 0; AfterGrowthLossSum = 0.0 }
+          LastGammas = [||]; AfterGrowthStep = 0; AfterGrowthBatches = 0; AfterGrowthLossSum = 0.0
+          PendingJunctions = null; PendingAdded = 0; DeferredSteps = 0 }
 
 /// The mean training loss of the batches right after a growth step (an `after_growth` line of
 /// metrics.jsonl): how much the step disturbed training, which the held-out loss just after the step

@@ -148,3 +148,12 @@ type JunctionAccumulator(groups: int, givenS2: torch.Tensor | null) =
                 | _ -> div s.S2
             new JunctionStatistics(div s.S, div s.M, s2, div s.M2, div s.P, s.TraceE / n, s.Samples, s.UnitRoundoff, s.RowsPerProduct,
                                    optional s.AMean, optional s.ASecond, grouped s.GroupM2, grouped s.GroupP, fractions, grouped s.GroupS2)
+
+    /// Releases the sums of an accumulator that will not be finished (a statistics window given up).
+    member _.Discard() =
+        match sums with
+        | None -> ()
+        | Some s ->
+            sums <- None
+            for t in [ s.S; s.M; s.S2; s.M2; s.P ] do t.Dispose ()
+            for t in [ s.AMean; s.ASecond; s.GroupM2; s.GroupP; s.GroupS2 ] do t |> Option.iter (fun t -> t.Dispose ())

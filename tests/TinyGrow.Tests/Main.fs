@@ -12,6 +12,7 @@ let all =
         OptimizerTests.tests
         GrowthRunTests.tests
         EngineTests.tests
+        TrainingStatisticsTests.tests
         DenseKindTests.tests
         ConvTests.tests
         ConvFullTests.tests

@@ -1,0 +1,190 @@
+/// Statistics from the training batches (Growth:StatisticsFrom = "training", DESIGN §4.5): a window
+/// sums what a statistics pass sums, at the weights each batch was trained with; the engine grows from
+/// windows with no statistics pass of its own, defers growth points that fall inside a window, and
+/// resumes a run stopped inside one.
+module TinyGrow.Tests.TrainingStatisticsTests
+
+open System
+open System.Collections.Generic
+open System.IO
+open System.Text.Json
+open System.Threading
+open Expecto
+open Microsoft.Extensions.Logging.Abstractions
+open TorchSharp
+open TinyGrow.Abstractions
+open TinyGrow.Core
+open TinyGrow.Tests.TestUtil
+open TinyGrow.Tests.Fixtures
+
+let private f32 = torch.ScalarType.Float32
+
+/// 200 samples in R^6 with labels from 4 classes, and an SGD optimizer over the network.
+let private problem (net: Network) =
+    let x = randn 71L 200L 6L
+    let y = labels 72L 200L 4L
+    x, y, Sgd ((fun () -> net.Parameters), 0.9, 0.0) :> IOptimizer
+
+/// Trains over (x, y) in batches of 50 with a window over both junctions; returns its statistics.
+let private windowOver (net: Network) (optimizer: IOptimizer) (lr: float) (groups: int) (x: torch.Tensor) (y: torch.Tensor)
+                       (before: int -> torch.Tensor -> torch.Tensor -> unit) =
+    use window = new TrainingStatistics.Window ([ 0; 1 ], 4, 50, groups, 0, (fun _ -> null))
+    for i in 0 .. 3 do
+        let xb, yb = x.narrow (0L, int64 i * 50L, 50L), y.narrow (0L, int64 i * 50L, 50L)
+        before i xb yb
+        Expect.isFalse window.IsComplete $"the window is not complete before batch {i + 1} of 4"
+        TrainingStatistics.trainStep net optimizer lr xb yb window null |> ignore
+    Expect.isTrue window.IsComplete "complete after its 4 batches"
+    window.Finish ()
+
+let private statisticsTests =
+    testList "window" [
+        test "at learning rate 0 a window sums exactly what a statistics pass over the same samples sums" {
+            use net = mlp 70L f64 6 [ 5; 3 ] "tanh" 4
+            let x, y, optimizer = problem net
+            let stats = windowOver net optimizer 0.0 0 x y (fun _ _ _ -> ())
+            let pass = Growth.statisticsFor [| 0; 1 |] 0 null net x y 50L
+            for j in 0 .. 1 do
+                Expect.isEmpty (statsClose stats[j] pass[j] 1e-12) $"junction {j}: statistics that differ"
+                Expect.equal stats[j].Samples 200L $"junction {j}: 200 samples"
+        }
+
+        test "with groups, each group holds the batches a pass in batches of 50 puts there" {
+            use net = mlp 73L f64 6 [ 5; 3 ] "tanh" 4
+            let x, y, optimizer = problem net
+            let stats = windowOver net optimizer 0.0 2 x y (fun _ _ _ -> ())
+            let pass = Growth.statisticsGrouped 2 [| 0; 1 |] 0 null net x y 50L
+            let nonNull (t: torch.Tensor | null) = match t with NonNull t -> t | Null -> failtest "no per-group sums"
+            for j in 0 .. 1 do
+                Expect.isTrue (allClose (nonNull stats[j].GroupM2) (nonNull pass[j].GroupM2) 1e-12) $"junction {j}: per-group M2"
+                Expect.isTrue (allClose (nonNull stats[j].GroupP) (nonNull pass[j].GroupP) 1e-12) $"junction {j}: per-group P"
+        }
+
+        test "while the weights move, a window is the average of each batch's statistics at the weights it was trained with" {
+            use net = mlp 74L f64 6 [ 5; 3 ] "tanh" 4
+            let x, y, optimizer = problem net
+            // Each batch's own statistics (a pass over that batch alone, before its training step), weighted by its samples.
+            let perBatch = ResizeArray<JunctionStatistics[]> ()
+            let stats = windowOver net optimizer 0.1 0 x y (fun _ xb yb -> perBatch.Add (Growth.statisticsFor [| 0; 1 |] 0 null net xb yb 50L))
+            for j in 0 .. 1 do
+                let average (pick: JunctionStatistics -> torch.Tensor) =
+                    perBatch |> Seq.map (fun s -> pick s[j]) |> Seq.reduce (fun a b -> a + b) |> fun t -> t / 4.0
+                for name, pick in [ "S", (fun (s: JunctionStatistics) -> s.S); "M", (fun s -> s.M); "S2", (fun s -> s.S2)
+                                    "M2", (fun s -> s.M2); "P", (fun s -> s.P) ] do
+                    Expect.isTrue (allClose (pick stats[j]) (average pick) 1e-12) $"junction {j}: {name} is the batches' average"
+                // And not the statistics of the network the window ends with: the weights did move.
+                let atEnd = (Growth.statisticsFor [| j |] 0 null net x y 50L)[0]
+                Expect.isFalse (allClose stats[j].M atEnd.M 1e-6) $"junction {j}: M differs from the final network's"
+        }
+    ]
+
+// ---- the engine ----
+
+/// 1200 train / 300 test samples in R^8, labels from a random 8 → 16 → 3 tanh teacher.
+let private teacherDataset () =
+    use teacher = mlp 301L f32 8 [ 16 ] "tanh" 3
+    let split (seed: int64) (n: int64) =
+        use x64 = randn seed n 8L
+        let x = x64.to_type f32
+        use _ = torch.no_grad ()
+        use logits = teacher.Forward x
+        new DataSplit (x, logits.argmax 1L)
+    new LoadedDataset ("teacher", split 302L 1200L, split 303L 300L, [| 8L |], 3, StoredInputs.Instance)
+
+/// Counts the samples of every call of each path.
+type private CountingPipeline () =
+    member val Augmented = ResizeArray<int64> () with get
+    member val Plain = ResizeArray<int64> () with get
+    interface IInputPipeline with
+        member this.Inputs samples =
+            this.Plain.Add samples.shape[0]
+            samples.alias ()
+        member this.AugmentedInputs (samples, _) =
+            this.Augmented.Add samples.shape[0]
+            samples.alias ()
+
+let private kinds = Dictionary<string, ILayerKind> (dict [ "dense", dense ]) :> IReadOnlyDictionary<_, _>
+let private blockKinds = Dictionary<string, IBlockKind> (dict [ "mlp", mlpKind ]) :> IReadOnlyDictionary<_, _>
+let private model = ModelOptions (Layers = ResizeArray [ spec 1 32 "tanh" true; spec 1 32 "tanh" true ])
+let private training = TrainingOptions (Epochs = 3, BatchSize = 50, LearningRate = 0.05)
+
+/// 24 batches an epoch, growth points at batches 0 and 12 of epochs 1–2; windows of 200 samples (4 batches).
+let private fromTraining () =
+    GrowthOptions (StepsPerEpoch = 2, UntilEpoch = 2, StatisticsSamples = 200, GammaSearchSamples = 250, NeuronsPerStep = 4,
+                   StatisticsFrom = "training")
+
+let private withRunFolder (f: string -> unit) =
+    let dir = Directory.CreateTempSubdirectory("tinygrow-trainstats-").FullName
+    try f dir finally Directory.Delete (dir, true)
+
+let private growthLines (dir: string) =
+    File.ReadAllLines (Path.Combine (dir, "metrics.jsonl"))
+    |> Array.map (fun l -> JsonDocument.Parse(l).RootElement)
+    |> Array.filter (fun e -> e.GetProperty("event").GetString () = "growth")
+
+let private field (e: JsonElement) (name: string) = e.GetProperty(name).GetInt32 ()
+
+let private engineTests =
+    testList "engine" [
+        test "a run grows from training batches with no statistics pass: only γ-search and test samples take the plain path" {
+            use plain = teacherDataset ()
+            let pipeline = CountingPipeline ()
+            let data = new LoadedDataset (plain.Name, plain.Train, plain.Test, plain.InputShape, plain.Classes, pipeline)
+            withRunFolder (fun dir ->
+                let summary = GrowthEngine(blockKinds, kinds, tiny, NullLogger.Instance).Run (data, model, training, fromTraining (), torch.CPU, dir, CancellationToken.None)
+                let lines = growthLines dir
+                Expect.equal lines.Length 8 "4 steps × 2 junctions, each from its own window"
+                Expect.equal [ for e in lines -> field e "step", field e "junction" ] [ for s in 0 .. 3 do for j in 0 .. 1 -> s, j ] "steps in order, junctions in order"
+                Expect.equal (Array.sum summary.Widths - 2) (lines |> Array.sumBy (fun e -> field e "added")) "widths grew by what the lines say"
+                Expect.isGreaterThan (Array.sum summary.Widths) 2 "the network grew"
+                // A window's sums are reported on the first line grown from it (junction 0 of each step opens one).
+                Expect.isTrue (lines |> Array.filter (fun e -> field e "junction" = 0) |> Array.forall (fun e -> e.GetProperty("statistics_seconds").GetDouble () > 0.0))
+                    "every step's first window was timed"
+                // Plain path: a γ-search draw of 250 samples per window (a window serves the next junction
+                // too when one adds nothing; its seconds are on the first line grown from it) and 3 test
+                // evaluations of 300; no statistics samples (200).
+                let windows = lines |> Array.filter (fun e -> e.GetProperty("statistics_seconds").GetDouble () > 0.0) |> Array.length
+                Expect.isGreaterThanOrEqual windows 4 "at least a window per step"
+                Expect.equal (pipeline.Plain |> Seq.countBy id |> Map.ofSeq) (Map.ofList [ 250L, windows; 300L, 3 ]) "plain calls by size"
+                // Augmented path: the 72 training batches, and the input covariance once (min(4·200, 1200) samples) as trained on.
+                Expect.equal (pipeline.Augmented |> Seq.countBy id |> Map.ofSeq) (Map.ofList [ 50L, 72; 800L, 1 ]) "augmented calls by size")
+        }
+
+        test "a growth point inside a window is deferred, not dropped: every scheduled step happens" {
+            use data = teacherDataset ()
+            // Windows of 10 batches: step 0 takes batches 0–19 (two junctions), past the point at batch 12.
+            let growth = fromTraining ()
+            growth.StatisticsSamples <- 500
+            withRunFolder (fun dir ->
+                GrowthEngine(blockKinds, kinds, tiny, NullLogger.Instance).Run (data, model, training, growth, torch.CPU, dir, CancellationToken.None) |> ignore
+                let steps = growthLines dir |> Array.map (fun e -> field e "step") |> Array.distinct
+                Expect.equal steps [| 0; 1; 2; 3 |] "the 4 scheduled steps")
+        }
+
+        test "a run stopped inside a window resumes, sums that window again, and ends with every step done" {
+            use data = teacherDataset ()
+            withRunFolder (fun dir ->
+                use cts = new CancellationTokenSource ()
+                // Stop at batch 2 of epoch 1: inside the first window (batches 0–3).
+                let observer =
+                    { new IRunProgress with
+                        member _.Started (_, _, _, _, _) = ()
+                        member _.Batch (epoch, batch, _, _) = if epoch = 1 && batch = 2 then cts.Cancel ()
+                        member _.Growing (_, _) = ()
+                        member _.Grown (_, _, _, _) = ()
+                        member _.Epoch (_, _, _, _, _) = () }
+                let first = GrowthEngine (blockKinds, kinds, tiny, NullLogger.Instance, Observer = observer)
+                let checkpointing = CheckpointOptions (OnStop = true)
+                Expect.throwsT<OperationCanceledException> (fun () ->
+                    first.Run (data, model, training, fromTraining (), torch.CPU, dir, checkpointing, false, cts.Token) |> ignore) "stopped"
+                Expect.isTrue first.CheckpointedOnStop "checkpointed on stop"
+                Expect.isEmpty (growthLines dir) "nothing grown before the stop"
+                let second = GrowthEngine (blockKinds, kinds, tiny, NullLogger.Instance)
+                let summary = second.Run (data, model, training, fromTraining (), torch.CPU, dir, checkpointing, true, CancellationToken.None)
+                let lines = growthLines dir
+                Expect.equal [ for e in lines -> field e "step", field e "junction" ] [ for s in 0 .. 3 do for j in 0 .. 1 -> s, j ] "every step and junction once"
+                Expect.isGreaterThan (Array.sum summary.Widths) 2 "the resumed run grew")
+        }
+    ]
+
+let tests = testList "training statistics" [ statisticsTests; engineTests ]
