@@ -81,11 +81,11 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
     /// One growth step: statistics and held-out samples drawn from the training split, disjoint,
     /// not augmented: the bottleneck of the data as it is, the same for a given seed.
     /// S2 and whitening of each junction whose A reads the network's input, computed once per run on the
-    /// first 4·StatisticsSamples training samples (no draw from the run's generators, so a resumed
+    /// first 2·StatisticsSamples training samples (no draw from the run's generators, so a resumed
     /// run computes the same one): its S2 depends only on the data (DESIGN §4.5); the statistics pass then skips it.
     let inputWhitenings (net: Network) (growth: GrowthOptions) (data: LoadedDataset) (seed: int64) =
         use scope = torch.NewDisposeScope ()
-        let count = min (4L * int64 growth.StatisticsSamples) data.Train.Count
+        let count = min (2L * int64 growth.StatisticsSamples) data.Train.Count
         use idx = torch.arange (count, device = data.Train.Labels.device)
         // Statistics from training batches see the inputs as trained on: augmented, when the dataset augments.
         use augmentation = new torch.Generator (uint64 seed ^^^ 0x2545F4914F6CDD1DUL)
@@ -171,10 +171,10 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
         let events = Growth.stepIn (contextFor growth generator whitenings state heldX heldY) net stepIndex statsX statsY
         report net optimizer log board epoch stepIndex state events
 
-    /// Growth:StatisticsFrom = "training": the junctions of `window` grow from its statistics, in
-    /// order ("best": the winner alone). Once one has changed the network, the statistics of those
-    /// still to grow no longer describe it: they are returned, to be summed again over the next
-    /// training batches. Returns the neurons added and the junctions still to grow.
+    /// Growth:StatisticsFrom = "training": the junction(s) of `window` grow from its statistics:
+    /// "best" lets the winner among them grow; otherwise the window holds the next junction of the
+    /// step alone (the statistics of those after it would no longer describe the network once it has
+    /// grown, so they get windows of their own). Returns the neurons added.
     let growFromWindow (net: Network) (optimizer: IOptimizer) (growth: GrowthOptions) (data: LoadedDataset) (generator: torch.Generator) (log: RunLog) (board: TensorBoardLog)
                        (epoch: int) (stepIndex: int) (whitenings: Lazy<Dictionary<int, Growth.InputCovariance>>) (state: RunState)
                        (window: TrainingStatistics.Window) =
@@ -183,18 +183,11 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
         let context = contextFor growth generator whitenings state heldX heldY
         let stats = window.Finish ()
         try
-            let events, remaining =
-                if growth.Selection = "best" then [ Growth.growBest context net stats window.Seconds ], []
-                else
-                    let rec go pending statisticsSeconds acc =
-                        match pending with
-                        | [] -> List.rev acc, []
-                        | j :: rest ->
-                            let e = Growth.growOne context net stats statisticsSeconds j
-                            if e.Gamma > 0.0 && not rest.IsEmpty then List.rev (e :: acc), rest
-                            else go rest 0.0 (e :: acc)
-                    go window.Junctions window.Seconds []
-            report net optimizer log board epoch stepIndex state events, remaining
+            let events =
+                match window.Junctions with
+                | [ j ] -> [ Growth.growOne context net stats window.Seconds j ]
+                | _ -> [ Growth.growBest context net stats window.Seconds ]
+            report net optimizer log board epoch stepIndex state events
         finally
             Growth.release stats
 
@@ -258,12 +251,20 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
                 let net = Network.Build (blockKinds, layerKinds, model, data.InputShape, data.Classes, device, torch.ScalarType.Float32, generator)
                 net, makeOptimizer training net, RunState.Start (), null
         use net = net
-        let whitenings = lazy (inputWhitenings net growth data training.Seed)
-        use _ = { new IDisposable with
-                    member _.Dispose () = if whitenings.IsValueCreated then for c in whitenings.Value.Values do (c :> IDisposable).Dispose () }
         // The permutation of the epoch in progress (null between epochs).
         let mutable order: torch.Tensor | null = restoredOrder
         use log = new RunLog (Path.Combine (runDirectory, "metrics.jsonl"), state.MetricsBytes)
+        // The input covariances, computed at the first growth step (and again by a resumed run: they are
+        // not checkpointed); logged, not in metrics.jsonl, which a resumed run must write as an uninterrupted one.
+        let whitenings =
+            lazy (
+                let cache = inputWhitenings net growth data training.Seed
+                for KeyValue (j, c) in cache do
+                    logger.LogInformation ("Input covariance of junction {Junction} (kept for the run): S2 on {Samples} samples in {Statistics:f2} s, whitening by {Path} in {Factor:f2} s",
+                                           j, c.Samples, c.StatisticsSeconds, c.Path, c.FactorSeconds)
+                cache)
+        use _ = { new IDisposable with
+                    member _.Dispose () = if whitenings.IsValueCreated then for c in whitenings.Value.Values do (c :> IDisposable).Dispose () }
         let board = TensorBoardLog runDirectory
         board.GrowthSteps <- state.GrowthSteps
         let n = data.Train.Count
@@ -300,11 +301,14 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
         // Growth:StatisticsFrom = "training": the statistics window being summed over training batches (DESIGN §4.5).
         let fromTraining = growing && growth.StatisticsFrom = "training"
         let mutable window: TrainingStatistics.Window option = None
-        let openWindow (junctions: int list) =
+        /// Opens the window of the junctions still to grow in the step: all of them for "best" (one grows),
+        /// else the next one alone.
+        let openWindow (pending: int list) =
             let givenS2 j : torch.Tensor | null = match whitenings.Value.TryGetValue j with | true, c -> c.S2 | _ -> null
-            window <- Some (new TrainingStatistics.Window (junctions, TrainingStatistics.windowBatches growth.StatisticsSamples training.BatchSize,
+            let summed = if growth.Selection = "best" then pending else [ List.head pending ]
+            window <- Some (new TrainingStatistics.Window (summed, TrainingStatistics.windowBatches growth.StatisticsSamples training.BatchSize,
                                                            training.BatchSize, Growth.significanceGroups growth, growth.RowsPerDimension, givenS2))
-            state.PendingJunctions <- List.toArray junctions
+            state.PendingJunctions <- List.toArray pending
         let closeWindow () =
             window |> Option.iter (fun w -> (w :> IDisposable).Dispose ())
             window <- None
@@ -390,9 +394,13 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
                     | Some w when w.IsComplete ->
                         let t = Stopwatch.StartNew ()
                         let windowSeconds = w.Seconds
-                        let added, remaining =
+                        let added =
                             try growFromWindow net optimizer growth data generator log board epoch state.GrowthSteps whitenings state w
                             finally closeWindow ()
+                        let remaining =
+                            match state.PendingJunctions with
+                            | NonNull pending when growth.Selection <> "best" && pending.Length > 1 -> List.ofArray pending |> List.tail
+                            | _ -> []
                         state.PendingAdded <- state.PendingAdded + added
                         if remaining.IsEmpty then
                             AfterGrowth.start state state.GrowthSteps |> Option.iter writeAfterGrowth

@@ -83,12 +83,18 @@ let gridPoint (gamma: float) = 2.0 ** (Math.Round (2.0 * Math.Log2 gamma) / 2.0)
 let firstGamma (start: float) (gammaMax: float) =
     min gammaMax (if start > 0.0 && Double.IsFinite start then gridPoint start else 1.0)
 
+/// Grid points a γ search walks down from γ₁ looking for any decrease before it refuses the proposal:
+/// 8 is a factor 16 in γ, 256 in the γ² decrease of the first order. A proposal that lowers the loss at
+/// none of them is refused (γ = 0); walking on (to 2⁻¹² of γ₁, as before) cost 26 loss evaluations per
+/// refusal and, when measured on CIFAR-10-shaped inputs, found a decrease in none of them.
+let refusalSteps = 8
+
 /// γ search on the √2 grid 2^(k/2) (and gammaMax) below `gammaMax` (+∞: unbounded) starting at `start`: γ = 0 is always a
 /// choice (it means "add nothing now"). From γ₁ = min(grid point of `start`, gammaMax) the search
 /// goes up while the loss keeps falling (never capped: the last step up lands on gammaMax itself
 /// when the grid would cross it), or, if the next γ is no better, down while it keeps falling; if
-/// γ₁ is no better than γ = 0 it goes down until the loss falls below the loss at 0, then on down
-/// while it keeps falling (the first γ below L(0) can hold a small part of the available decrease).
+/// γ₁ is no better than γ = 0 it goes down (at most `refusalSteps` grid points) until the loss falls
+/// below the loss at 0, then on down while it keeps falling (the first γ below L(0) can hold a small part of the available decrease).
 /// Every start on the grid ends on the same γ when the loss is unimodal in γ; a start near the answer
 /// (e.g. the γ chosen for the junction last time) saves the evaluations of the way there from 1.
 let lineSearchFrom (start: float) (gammaMax: float) (lossAt: float -> float) (maxSteps: int) : SearchResult =
@@ -118,7 +124,7 @@ let lineSearchFrom (start: float) (gammaMax: float) (lossAt: float -> float) (ma
             result gamma loss
         else
             let rec down gamma k =
-                if k >= maxSteps then 0.0, l0
+                if k >= min maxSteps refusalSteps then 0.0, l0
                 else
                     let g = gridPoint (gamma / factor)
                     let l = lossAt g
@@ -258,28 +264,48 @@ let bestProposal (added: int -> int -> int64) (proposals: (int * NeuronProposal)
 
 /// A junction's input covariance S2 and its whitening W (WᵀW = S2⁺, an explicit r×D2 matrix),
 /// kept for the whole run when A reads the network's input (DESIGN §4.5): the statistics pass then
-/// skips S2 and the strategy skips the factorisation.
+/// skips S2 and the strategy skips the factorisation. With what it cost (an `input_covariance` line).
 type InputCovariance =
     { S2: torch.Tensor
-      Whitening: torch.Tensor }
+      Whitening: torch.Tensor
+      Samples: int64
+      /// "cholesky" or "eigh", and the precision it ran in.
+      Path: string
+      StatisticsSeconds: float
+      FactorSeconds: float }
     interface IDisposable with
         member this.Dispose () =
             this.S2.Dispose ()
             this.Whitening.Dispose ()
 
+/// A factor W (WᵀW = S2⁺) of the statistics' S2, float64, factorised in the precision the rows were
+/// formed in. Float32 rows leave rounding of about D·u₃₂·λmax in S2 (Bottleneck.roundingLevel), which
+/// the cutoff already discards; a float32 factorisation adds an error of O(u₃₂)·λmax, below that level,
+/// at about half the time of float64 (eigh of a 3,073² S2 is the largest single cost of a CIFAR-10
+/// dense run). Float64 rows keep a float64 factorisation, and with it the float64 tests' 1e-10.
+let whiteningOf (stats: JunctionStatistics) (cutoff: float) : torch.Tensor * string =
+    let formedInFloat32 = stats.UnitRoundoff > 1e-12
+    use s2 = if formedInFloat32 then stats.S2.to_type torch.ScalarType.Float32 else stats.S2.alias ()
+    use factor = LinearAlgebra.psdFactor s2 cutoff
+    let precision = if formedInFloat32 then "float32" else "float64"
+    match factor with
+    | LinearAlgebra.Cholesky l ->
+        use l64 = l.to_type torch.ScalarType.Float64
+        use eye = torch.eye (l.shape[0], dtype = torch.ScalarType.Float64, device = l.device)
+        torch.linalg.solve_triangular (l64, eye, upper = false), $"cholesky ({precision})"
+    | LinearAlgebra.Eigen rows -> rows.to_type (torch.ScalarType.Float64, copy = true), $"eigh ({precision}, rank {rows.shape[0]} of {s2.shape[0]})"
+
 /// Junction j's InputCovariance from its S2 on (x, y).
 let inputCovariance (net: Network) (j: int) (options: GrowthOptions) (generator: torch.Generator | null)
                     (x: torch.Tensor) (y: torch.Tensor) : InputCovariance =
+    let clock = Diagnostics.Stopwatch.StartNew ()
     use stats = (statisticsFor [| j |] options.RowsPerDimension generator net x y 256L)[0]
+    let statisticsSeconds = clock.Elapsed.TotalSeconds
+    clock.Restart ()
     let cutoff = Bottleneck.effectiveCutoff options.EigenCutoff stats stats.S2.shape[0]
-    use factor = LinearAlgebra.psdFactor stats.S2 cutoff
-    let w =
-        match factor with
-        | LinearAlgebra.Cholesky l ->
-            use eye = torch.eye (l.shape[0], dtype = l.dtype, device = l.device)
-            torch.linalg.solve_triangular (l, eye, upper = false)
-        | LinearAlgebra.Eigen rows -> rows.clone ()
-    { S2 = stats.S2.clone().DetachFromDisposeScope (); Whitening = w.DetachFromDisposeScope () }
+    let w, path = whiteningOf stats cutoff
+    { S2 = stats.S2.clone().DetachFromDisposeScope (); Whitening = w.DetachFromDisposeScope (); Samples = x.shape[0]; Path = path
+      StatisticsSeconds = statisticsSeconds; FactorSeconds = clock.Elapsed.TotalSeconds }
 
 /// The whitening alone (see inputCovariance).
 let inputWhitening (net: Network) (j: int) (options: GrowthOptions) (generator: torch.Generator | null)

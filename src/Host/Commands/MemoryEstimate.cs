@@ -61,7 +61,7 @@ public static class MemoryEstimate
             if (widest is not null) terms.Add(new($"the largest solve's working copies (3 × {solve:N0}² float64)", widest.Key, 3.0 * 8.0 * solve * solve));
             var inputs = data.InputShape.Aggregate(1.0, (n, d) => n * d);
             terms.Add(new($"statistics, held-out and input-whitening samples (float32, {inputs:N0} per sample)", "Growth:StatisticsSamples",
-                4.0 * inputs * (5.0 * growth.StatisticsSamples + growth.GammaSearchSamples)));
+                4.0 * inputs * (3.0 * growth.StatisticsSamples + growth.GammaSearchSamples)));
         }
         var activations = layers.Sum(l => (double)l.Activations);
         terms.Add(new($"one training batch's activations ({activations:N0} per sample, 3 float32 copies)", "Training:BatchSize", 3.0 * 4.0 * activations * settings.Training.BatchSize));
