@@ -94,15 +94,15 @@ public sealed class GrowthOptions
     [Range(0, 1000)] public int StepsPerEpoch { get; set; } = 4;
     /// <summary>No growth after this many epochs (then the network trains at its final widths).</summary>
     [Range(0, 100_000)] public int UntilEpoch { get; set; } = 3;
-    /// <summary>Training samples used by a statistics pass.</summary>
-    [Range(1, 10_000_000)] public int StatisticsSamples { get; set; } = 4096;
+    /// <summary>Training samples of a statistics pass or window (the input covariance kept for the run takes twice as many).</summary>
+    [Range(1, 10_000_000)] public int StatisticsSamples { get; set; } = 1024;
     /// <summary>Where a growth step's statistics come from (DESIGN §4.5): "pass", a forward and backward of its own over
     /// StatisticsSamples training samples drawn at the growth point; or "training", the training batches themselves
     /// (about StatisticsSamples of them after the growth point, the junctions growing once their window is summed): no
     /// extra forward or backward, but the weights move while the window is summed.</summary>
-    [RegularExpression("^(pass|training)$")] public string StatisticsFrom { get; set; } = "pass";
+    [RegularExpression("^(pass|training)$")] public string StatisticsFrom { get; set; } = "training";
     /// <summary>Held-out training samples (disjoint from the statistics ones) for the γ line search.</summary>
-    [Range(1, 10_000_000)] public int GammaSearchSamples { get; set; } = 2048;
+    [Range(1, 10_000_000)] public int GammaSearchSamples { get; set; } = 1024;
     /// <summary>Statistics rows drawn per dimension of the largest statistic (DESIGN §4.3): a junction
     /// keeps about RowsPerDimension·max(D1, D2) of its (sample, position) rows, drawn at random,
     /// the same rows for every statistic. 0 keeps every row.</summary>

@@ -248,6 +248,8 @@ let tests =
             Expect.stringContains maxWidth "Model:Layers:0:MaxWidth = 4 is below Model:Layers:0:Width = 8" "max width"
             Expect.stringContains (errorsOf (fixtureExperiment @ [ "Device", "tpu" ])) "Device = 'tpu'" "device"
             Expect.stringContains (errorsOf (fixtureExperiment @ [ "Training:Optimizer", "lbfgs" ])) "Training:Optimizer = 'lbfgs'" "optimizer"
+            Expect.stringContains (errorsOf (fixtureExperiment @ [ "Growth:StatisticsFrom", "batches" ])) "Growth:StatisticsFrom = 'batches'" "statistics source"
+            Expect.isEmpty (SettingsValidator.Validate(settingsFrom (fixtureExperiment @ [ "Growth:StatisticsFrom", "pass" ]))) "pass is a source"
             Expect.stringContains (errorsOf [ "Model:OutputBias", "true" ]) "Model:Layers" "at least one hidden layer"
             Expect.stringContains (errorsOf (fixtureExperiment @ [ "Output:RunId", "a/b" ])) "Output:RunId" "run id is a folder name"
             Expect.stringContains (errorsOf (fixtureExperiment @ [ "Dataset:Mirror", "mirror.lan/data" ])) "Dataset:Mirror = 'mirror.lan/data'" "a mirror is an http(s) address"

@@ -51,7 +51,9 @@ let private model (widths: int list) =
     ModelOptions (Layers = ResizeArray [ for w in widths -> spec w 32 "tanh" true ])
 
 let private training = TrainingOptions (Epochs = 3, BatchSize = 50, LearningRate = 0.05)
-let private growth = GrowthOptions (StepsPerEpoch = 2, UntilEpoch = 2, StatisticsSamples = 400, GammaSearchSamples = 300, NeuronsPerStep = 4)
+/// With a statistics pass, each step happens at its growth point, as these tests count them; statistics
+/// from the training batches (the default) have their own tests in TrainingStatisticsTests.
+let private growth = GrowthOptions (StepsPerEpoch = 2, UntilEpoch = 2, StatisticsSamples = 400, GammaSearchSamples = 300, NeuronsPerStep = 4, StatisticsFrom = "pass")
 
 let private withRunFolder (f: string -> unit) =
     let dir = Directory.CreateTempSubdirectory("tinygrow-engine-").FullName
@@ -104,7 +106,7 @@ let tests =
             use data = teacherDataset ()
             // A significance factor no direction can pass: every step adds nothing. 2 steps an epoch in
             // epochs 1–2 are scheduled; each step writes one growth line per junction (2).
-            let never = GrowthOptions (StepsPerEpoch = 2, UntilEpoch = 2, StatisticsSamples = 400, GammaSearchSamples = 300, NeuronsPerStep = 4,
+            let never = GrowthOptions (StepsPerEpoch = 2, UntilEpoch = 2, StatisticsSamples = 400, GammaSearchSamples = 300, NeuronsPerStep = 4, StatisticsFrom = "pass",
                                        SignificanceTest = "signflip", SignificanceFactor = 1000.0)
             let growthLines stopAfter =
                 never.StopAfterEmptySteps <- stopAfter
@@ -122,7 +124,7 @@ let tests =
             Expect.equal (growthLines 3) 6 "3: three steps run"
             // A step that adds neurons resets the count: with the ordinary test the teacher's bottleneck is
             // significant at first, so growth goes on past one step.
-            let grows = GrowthOptions (StepsPerEpoch = 2, UntilEpoch = 2, StatisticsSamples = 400, GammaSearchSamples = 300, NeuronsPerStep = 4,
+            let grows = GrowthOptions (StepsPerEpoch = 2, UntilEpoch = 2, StatisticsSamples = 400, GammaSearchSamples = 300, NeuronsPerStep = 4, StatisticsFrom = "pass",
                                        StopAfterEmptySteps = 1)
             withRunFolder (fun dir ->
                 GrowthEngine(blockKinds, kinds, tiny, NullLogger.Instance).Run (data, model [ 1; 1 ], training, grows, torch.CPU, dir, CancellationToken.None) |> ignore
@@ -180,7 +182,7 @@ let tests =
                 let data = new LoadedDataset (plain.Name, plain.Train, plain.Test, plain.InputShape, plain.Classes, pipeline)
                 withRunFolder (fun dir ->
                     // 250 γ-search samples: distinct from the test split's 300.
-                    let growth = GrowthOptions (StepsPerEpoch = 2, UntilEpoch = 2, StatisticsSamples = 400, GammaSearchSamples = 250, NeuronsPerStep = 4)
+                    let growth = GrowthOptions (StepsPerEpoch = 2, UntilEpoch = 2, StatisticsSamples = 400, GammaSearchSamples = 250, NeuronsPerStep = 4, StatisticsFrom = "pass")
                     GrowthEngine(blockKinds, kinds, tiny, NullLogger.Instance).Run (data, model [ 1; 1 ], training, growth, torch.CPU, dir, CancellationToken.None) |> ignore)
                 pipeline
             let first = run ()

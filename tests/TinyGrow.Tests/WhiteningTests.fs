@@ -222,6 +222,43 @@ let tests =
             Expect.isFalse (relClose choleskyL1 dOld.Lambdas[0] 0.01) $"plain Cholesky λ_1 = {choleskyL1} differs from eigh's {dOld.Lambdas[0]}"
         }
     
+        test "the kept input whitening is factorised in its rows' precision: float32 rows give the float64 factorisation's λ within their rounding level" {
+            let b, bt, g = junction 951L 2000L 6L 40L 4L
+            let f32 (t: torch.Tensor) = t.to_type torch.ScalarType.Float32
+            use stats32 = statsOf (f32 b) (f32 bt) (f32 g)
+            use stats64 = statsOf b bt g
+            let cutoffOf (s: JunctionStatistics) = Bottleneck.effectiveCutoff 1e-10 s s.S2.shape[0]
+            let update = Bottleneck.existingWeightsUpdate stats32 1e-10
+            use _ = update.Delta
+            use n = Bottleneck.projectedN stats32 update.Delta
+            // Float32 rows: a float32 factorisation, against a float64 one of the very same S2.
+            let w32, path32 = Growth.whiteningOf stats32 (cutoffOf stats32)
+            use w32 = w32
+            Expect.stringContains path32 "float32" "float32 rows: factorised in float32"
+            Expect.equal w32.dtype torch.ScalarType.Float64 "handed over in float64"
+            use f64Factor = psdFactor stats32.S2 (cutoffOf stats32)
+            let d32 = Bottleneck.neuronDirectionsWith (Eigen (w32.alias ())) n
+            let d64 = Bottleneck.neuronDirectionsWith f64Factor n
+            // The cutoff is the rows' rounding level, (D + √rows)·2⁻²⁴ ≈ 5e-6 of λmax here; a float32
+            // eigh errs by O(2⁻²⁴)·λmax, so the kept directions' λ move by far less than 1e-3.
+            for k in 0 .. min 3 (d64.Lambdas.Length - 1) do
+                Expect.isTrue (relClose d32.Lambdas[k] d64.Lambdas[k] 1e-3) $"λ_{k}: {d32.Lambdas[k]} against {d64.Lambdas[k]}"
+            Expect.isTrue (relClose (Array.sumBy (fun l -> l * l) d32.Lambdas) (Array.sumBy (fun l -> l * l) d64.Lambdas) 1e-3) "Σλ² (the first-order decrease)"
+            for t in [ d32.FanIn; d32.FanOut; d64.FanIn; d64.FanOut ] do t.Dispose ()
+            // Float64 rows: the float64 factorisation, unchanged.
+            let w64, path64 = Growth.whiteningOf stats64 (cutoffOf stats64)
+            use w64 = w64
+            Expect.stringContains path64 "float64" "float64 rows: factorised in float64"
+            use reference = psdFactor stats64.S2 (cutoffOf stats64)
+            use wtw = w64.t().mm w64
+            use referenceW =
+                match reference with
+                | Cholesky l -> (use eye = torch.eye (l.shape[0], dtype = f64) in torch.linalg.solve_triangular (l, eye, upper = false))
+                | Eigen w -> w.clone ()
+            use referenceWtw = referenceW.t().mm referenceW
+            Expect.isTrue (identical wtw referenceWtw) "the same factor as before"
+        }
+
         test "the input whitening computed once equals a fresh factor on the same samples, and gives the same proposal" {
             use net = mlp 901L f64 6 [ 4; 3 ] "tanh" 3
             use x = randn 902L 300L 6L
