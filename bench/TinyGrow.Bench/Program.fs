@@ -119,6 +119,10 @@ let main argv =
             let data = loadFashion ()
             Some (fun dtype -> TinyGrow.Bench.WhiteningTime.fashionStats data kinds dtype)
         TinyGrow.Bench.WhiteningTime.run sizes fashion
+    | "whitening-precision" :: sizes ->
+        // The kept input whitening factorised in float32 vs float64 (docs/results.md, issue 10).
+        TinyGrow.Bench.WhiteningTime.precision (if sizes.IsEmpty then [ 785L; 1537L; 3073L ] else sizes |> List.map int64) 3
+        0
     | [ "whitening-parts" ] ->
         let data = loadFashion ()
         for dtype in [ torch.ScalarType.Float32; torch.ScalarType.Float64 ] do
@@ -235,5 +239,5 @@ let main argv =
         printfn "solves (δ, N, S2^-1/2, SVD; %d junctions):     %6.3f s   ratio to the epoch %.3f" net.JunctionCount solve (solve / train)
         0
     | _ ->
-        eprintfn "usage: TinyGrow.Bench checkpoint-cost | queue [JOBS [CONNECTION]] | daemon-idle [SECONDS] | compare [ACTIVATION EPOCHS] | conv-cost [SAMPLES] | fuzz-readers [CASES [SEED]] | rows | conv-modes [EPOCHS [SEED ...]] | whitening-time [D2 ...] | step-time [D2 ... | conv] | step-time-from OUTPUT ... | whitening-parts | stats-ratio [WIDTH] | step-profile | strategies [EPOCHS [SEED ...]] | protocol [EPOCHS [SEED ...]] | cnn [EPOCHS [SEED ...]] | smoke ACTIVATION EPOCHS THRESHOLD STEPS"
+        eprintfn "usage: TinyGrow.Bench checkpoint-cost | queue [JOBS [CONNECTION]] | daemon-idle [SECONDS] | compare [ACTIVATION EPOCHS] | conv-cost [SAMPLES] | fuzz-readers [CASES [SEED]] | rows | conv-modes [EPOCHS [SEED ...]] | whitening-time [D2 ...] | whitening-precision [D2 ...] | step-time [D2 ... | conv] | step-time-from OUTPUT ... | whitening-parts | stats-ratio [WIDTH] | step-profile | strategies [EPOCHS [SEED ...]] | protocol [EPOCHS [SEED ...]] | cnn [EPOCHS [SEED ...]] | smoke ACTIVATION EPOCHS THRESHOLD STEPS"
         2

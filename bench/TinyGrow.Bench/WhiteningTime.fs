@@ -146,3 +146,44 @@ let parts (stats: JunctionStatistics) =
     use variance = diag - mean.squeeze(1L).square ()
     use constant = variance.le ((1e-12 * diag.max().ToDouble ()).ToScalar ())
     printfn "  inputs constant over the samples: %d" (constant.sum().ToInt64 ())
+
+/// `whitening-precision [D2 ...]`: the kept input whitening of float32-row statistics factorised in
+/// float32 (Growth.whiteningOf, since issue 10's second session) against the same S2 factorised in
+/// float64, alternated `reps` times in one process: median seconds, and how far the proposal's λ_k move.
+let precision (sizes: int64 list) (reps: int) =
+    printfn "| D2 | rows | path (float32) | float64 factor (s) | float32 factor (s) | float32/float64 | max relative change of λ_1..λ_4 | relative change of Σλ² |"
+    printfn "|---:|---:|---|---:|---:|---:|---:|---:|"
+    for d2 in sizes do
+        let rows = 8192L
+        use stats = synthetic d2 rows torch.ScalarType.Float32
+        let cutoff = Bottleneck.effectiveCutoff 1e-10 stats stats.S2.shape[0]
+        let factor64 () =
+            use f = LinearAlgebra.psdFactor stats.S2 cutoff
+            match f with
+            | LinearAlgebra.Cholesky l -> (use eye = torch.eye (l.shape[0], dtype = f64) in torch.linalg.solve_triangular (l, eye, upper = false))
+            | LinearAlgebra.Eigen w -> w.clone ()
+        let factor32 () = Growth.whiteningOf stats cutoff
+        let mutable t64, t32 = [], []
+        let mutable path = ""
+        for _ in 1 .. reps do
+            let w, s = timed factor64
+            w.Dispose ()
+            t64 <- s :: t64
+            let (w, p), s = timed factor32
+            w.Dispose ()
+            path <- p
+            t32 <- s :: t32
+        let update = Bottleneck.existingWeightsUpdate stats 1e-10
+        use _ = update.Delta
+        use n = Bottleneck.projectedN stats update.Delta
+        use w64 = factor64 ()
+        let w32, _ = factor32 ()
+        use w32 = w32
+        let d64 = Bottleneck.neuronDirectionsWith (LinearAlgebra.Eigen (w64.alias ())) n
+        let d32 = Bottleneck.neuronDirectionsWith (LinearAlgebra.Eigen (w32.alias ())) n
+        let k = min 4 (min d64.Lambdas.Length d32.Lambdas.Length)
+        let change = [ for i in 0 .. k - 1 -> abs (d32.Lambdas[i] - d64.Lambdas[i]) / d64.Lambdas[i] ] |> List.fold max 0.0
+        let total (d: Bottleneck.NeuronDirections) = d.Lambdas |> Array.sumBy (fun l -> l * l)
+        for t in [ d64.FanIn; d64.FanOut; d32.FanIn; d32.FanOut ] do t.Dispose ()
+        let m64, m32 = median t64, median t32
+        printfn "| %d | %d | %s | %.3f | %.3f | %.2f | %.1e | %.1e |" d2 rows path m64 m32 (m32 / m64) change (abs (total d32 - total d64) / total d64)

@@ -16,7 +16,7 @@ cp -r "${TINYGROW_APP:-artifacts/tinygrow}/." "$app/"
 mkdir -p runs/growth-share
 for s in $seeds; do
   id="$label-s$s"
-  rm -rf "runs/growth-share/$id"
+  rm -rf "runs/growth-share/$id" "runs/growth-share/$id.partial"
   dotnet "$app/tinygrow.dll" run --Training:Seed="$s" --Output:Directory=runs/growth-share --Output:RunId="$id" \
     --Output:Progress=plain "$@" > "runs/growth-share/$id.log" 2>&1 || { echo "$id failed: see runs/growth-share/$id.log"; exit 1; }
   echo "$id done"
