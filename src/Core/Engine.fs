@@ -111,7 +111,7 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
         else Some (select 0L statsCount), heldX, heldY
 
     /// What a junction's growth needs besides its statistics (see Growth.GrowthContext): each
-    /// junction's γ search starts at the γ it chose last time (cold until it has grown).
+    /// junction's γ search starts where its last one ended (GrowthEvent.NextStart; cold at first).
     let contextFor (growth: GrowthOptions) (generator: torch.Generator) (whitenings: Lazy<Dictionary<int, Growth.InputCovariance>>)
                    (state: RunState) (heldX: torch.Tensor) (heldY: torch.Tensor) : Growth.GrowthContext =
         let last = match state.LastGammas with | null -> [||] | g -> g
@@ -130,7 +130,7 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
         let last = match state.LastGammas with | null -> [||] | g -> g
         let updated = Array.init net.JunctionCount (fun j -> if j < last.Length then last[j] else 0.0)
         for e in events do
-            if e.Gamma > 0.0 then updated[e.Junction] <- e.Gamma
+            if e.NextStart > 0.0 then updated[e.Junction] <- e.NextStart
         state.LastGammas <- updated
         optimizer.AfterGrowth ()
         board.Growth events

@@ -73,7 +73,9 @@ type SearchResult =
     { Gamma: float
       Loss: float
       Loss0: float
-      Evaluations: int }
+      Evaluations: int
+      /// The smallest γ > 0 evaluated (+∞: none).
+      Lowest: float }
 
 /// The point of the search's grid (1·√2^k) nearest to `gamma` (> 0).
 let gridPoint (gamma: float) = 2.0 ** (Math.Round (2.0 * Math.Log2 gamma) / 2.0)
@@ -102,11 +104,13 @@ let refusalSteps = 4
 let lineSearchFrom (start: float) (gammaMax: float) (lossAt: float -> float) (maxSteps: int) : SearchResult =
     let factor = sqrt 2.0
     let mutable evaluations = 0
+    let mutable lowest = infinity
     let lossAt g =
         evaluations <- evaluations + 1
+        if g > 0.0 then lowest <- min lowest g
         lossAt g
     let l0 = lossAt 0.0
-    let result gamma loss = { Gamma = gamma; Loss = loss; Loss0 = l0; Evaluations = evaluations }
+    let result gamma loss = { Gamma = gamma; Loss = loss; Loss0 = l0; Evaluations = evaluations; Lowest = lowest }
     if not (gammaMax > 0.0) then result 0.0 l0
     else
         /// Moves γ by `step` while the loss keeps falling, never above gammaMax.
@@ -168,6 +172,9 @@ type GrowthEvent =
       LossEvaluations: int
       /// Where the γ search started (γ₁; NaN: no search).
       SearchStart: float
+      /// Where this junction's next γ search starts: the γ chosen, or after a refusal the smallest γ
+      /// tried (NaN: no search; the next start is then unchanged).
+      NextStart: float
       StatisticsSeconds: float
       SolveSeconds: float
       SearchSeconds: float
@@ -210,7 +217,7 @@ let growJunctionFrom (start: float) (amplitudeRatio: float) (net: Network) (j: i
     let search =
         if fixedAmplitude then
             let lossAt = candidateLoss net j proposal statistics heldX heldY
-            { Gamma = proposal.Amplitude.Value; Loss = lossAt proposal.Amplitude.Value; Loss0 = lossAt 0.0; Evaluations = 2 }
+            { Gamma = proposal.Amplitude.Value; Loss = lossAt proposal.Amplitude.Value; Loss0 = lossAt 0.0; Evaluations = 2; Lowest = proposal.Amplitude.Value }
         else lineSearchFrom start bound (candidateLoss net j proposal statistics heldX heldY) 24
     // A decrease within rounding of the loss (float32: ~1e-7 relative) is noise, not a reason to
     // add neurons: below this margin γ = 0 wins. A γ whose loss is above L(0) is never accepted.
@@ -236,6 +243,9 @@ let growJunctionFrom (start: float) (amplitudeRatio: float) (net: Network) (j: i
       NewSpreadMedian = spreadAt (fun s -> gamma * s.NewMedianAtOne)
       LossEvaluations = search.Evaluations
       SearchStart = (if fixedAmplitude || not (bound > 0.0) then nan else firstGamma start bound)
+      // After a refusal the next search starts where this one gave up, so that refusals in a row walk
+      // the start down (4 grid points each) instead of retrying the same γ₁ for ever.
+      NextStart = (if gamma > 0.0 then gamma elif fixedAmplitude || not (Double.IsFinite search.Lowest) then nan else search.Lowest)
       StatisticsSeconds = 0.0
       SolveSeconds = 0.0
       SearchSeconds = searchSeconds

@@ -28,7 +28,8 @@ type RunState =
       /// Length of metrics.jsonl when the state was taken: a resumed run truncates it there, so no
       /// line is lost or written twice.
       mutable MetricsBytes: int64
-      /// γ chosen at each junction's last growth (0: none yet); the next γ search starts there.
+      /// Where each junction's next γ search starts (0: cold): the γ its last search chose, or after a
+      /// refusal the smallest γ that search tried.
       /// Null in checkpoints written before it existed (then every search starts cold).
       mutable LastGammas: float[] | null
       /// The growth step (1-based; 0: none) whose following training batches are being averaged

@@ -55,6 +55,18 @@ let tests =
             Expect.equal (r.Gamma, r.Evaluations) (0.0, 1) "bound 0: γ = 0 after one evaluation"
         }
 
+        test "refusals in a row walk the start down: each search starts where the last gave up, until one finds the decrease" {
+            // Decrease only for γ < 0.28 (minimum at 0.2), far below a start of 8.
+            let lossAt (g: float) = 1.0 - g * g + (g ** 4.0) / (2.0 * 0.2 * 0.2)
+            let first = Growth.lineSearchFrom 8.0 infinity lossAt 24
+            Expect.equal (first.Gamma, first.Lowest) (0.0, 2.0) "refused after 8 → 2"
+            let second = Growth.lineSearchFrom first.Lowest infinity lossAt 24
+            Expect.equal (second.Gamma, second.Lowest) (0.0, 0.5) "refused again, 2 → 0.5"
+            let third = Growth.lineSearchFrom second.Lowest infinity lossAt 24
+            Expect.isTrue (third.Gamma > 0.14 && third.Gamma < 0.28) $"the third search accepts γ = {third.Gamma} near the minimum 0.2"
+            Expect.isLessThan third.Loss (lossAt 0.0) "below L(0)"
+        }
+
         test "a γ search started near its answer makes fewer evaluations and ends on the cold search's γ" {
             // L = 1 − γ² + γ⁴/(2·opt²): the growth regime (first-order decrease, second-order
             // penalty), unimodal in γ with its minimum at opt.
@@ -75,6 +87,7 @@ let tests =
             // γ = 0 stays a choice from any start, and the upward extension is not capped by the start.
             let r = Growth.lineSearchFrom 8.0 infinity (fun g -> 1.0 + g * g) 24
             Expect.equal r.Gamma 0.0 "every γ > 0 worse: γ = 0"
+            Expect.equal (r.Evaluations, r.Lowest) (2 + Growth.refusalSteps, 2.0) "L(0), L(8), then 4 grid points down to 8/4 before refusing"
             let r = Growth.lineSearchFrom 2.0 infinity (fun g -> (g - 300.0) ** 2.0) 24
             Expect.isTrue (r.Gamma >= 300.0 / sqrt 2.0 && r.Gamma <= 300.0 * sqrt 2.0) $"from 2 up to γ = {r.Gamma} ≈ 300"
             // The bound still holds: a start above it begins at the bound.
