@@ -1,9 +1,12 @@
 /// `protocol [EPOCHS [SEED ...]]`: the Python reference's protocol (issue 11): Fashion-MNIST MLP
 /// 784 → 1 → 1 → 10 (tanh), Adam 1e-3, batch 128, 20 epochs, statistics on 5,000 samples. Two growth
 /// schedules, each next to the fixed network of its own final widths:
-/// - the reference's: one step at the start of epochs 1–16, the junctions in turn, ≤ 10 neurons a step;
+/// - the reference's: one step at the start of epochs 1–16, the junctions in turn, ≤ 10 neurons a step,
+///   statistics from a pass of their own (as the reference takes them);
 /// - front-loaded: 8 steps an epoch in epochs 1–2, every junction each step, as many neurons as the
-///   significance test keeps (≤ 32), stopping for good after two steps in a row add nothing.
+///   significance test keeps (≤ 32), stopping for good after two steps in a row add nothing; statistics
+///   from windows of 2,048 training samples (16 batches: 16 groups of one batch for the test, and two
+///   junctions' windows fit between growth points 58 batches apart).
 module TinyGrow.Bench.Protocol
 
 open System
@@ -17,15 +20,15 @@ let training (epochs: int) (seed: int) =
 
 /// The reference's growth schedule.
 let referenceSchedule () =
-    GrowthOptions (StepsPerEpoch = 1, UntilEpoch = 16, Selection = "roundrobin", NeuronsPerStep = 10, StatisticsSamples = 5000)
+    GrowthOptions (StepsPerEpoch = 1, UntilEpoch = 16, Selection = "roundrobin", NeuronsPerStep = 10, StatisticsSamples = 5000, StatisticsFrom = "pass")
 
 /// Growth early and in steps sized by the significance test, then never again.
 let frontLoaded () =
-    GrowthOptions (StepsPerEpoch = 8, UntilEpoch = 2, Selection = "all", NeuronsPerStep = 32, StatisticsSamples = 5000,
+    GrowthOptions (StepsPerEpoch = 8, UntilEpoch = 2, Selection = "all", NeuronsPerStep = 32, StatisticsSamples = 2048, StatisticsFrom = "training",
                    SignificanceTest = "signflip", StopAfterEmptySteps = 2)
 
 let private describe (g: GrowthOptions) =
-    $"StepsPerEpoch {g.StepsPerEpoch}, UntilEpoch {g.UntilEpoch}, Selection {g.Selection}, NeuronsPerStep {g.NeuronsPerStep}, StatisticsSamples {g.StatisticsSamples}, SignificanceTest {g.SignificanceTest}, StopAfterEmptySteps {g.StopAfterEmptySteps}"
+    $"StepsPerEpoch {g.StepsPerEpoch}, UntilEpoch {g.UntilEpoch}, Selection {g.Selection}, NeuronsPerStep {g.NeuronsPerStep}, StatisticsFrom {g.StatisticsFrom}, StatisticsSamples {g.StatisticsSamples}, SignificanceTest {g.SignificanceTest}, StopAfterEmptySteps {g.StopAfterEmptySteps}"
 
 /// A grown row and the fixed network of its final widths, for each schedule.
 let rows (data: LoadedDataset) (model: ModelOptions) (training: int -> TrainingOptions) (schedules: (string * GrowthOptions) list) =
