@@ -440,14 +440,8 @@ let stepIn (context: GrowthContext) (net: Network) (stepIndex: int) (statsX: tor
         finally
             stats |> Option.iter release
 
-/// stepIn with the input covariances `cached` and γ starts `gammaStart` (see GrowthContext).
-let stepWith (cached: int -> InputCovariance option) (gammaStart: int -> float) (net: Network) (strategy: IGrowthStrategy) (options: GrowthOptions)
-             (generator: torch.Generator | null) (stepIndex: int)
-             (statsX: torch.Tensor) (statsY: torch.Tensor) (heldX: torch.Tensor) (heldY: torch.Tensor) : GrowthEvent list =
-    let context = { Cached = cached; GammaStart = gammaStart; Strategy = strategy; Options = options; Generator = generator; HeldX = heldX; HeldY = heldY }
-    stepIn context net stepIndex statsX statsY
-
 /// A growth step with no whitening computed ahead.
 let step (net: Network) (strategy: IGrowthStrategy) (options: GrowthOptions) (generator: torch.Generator | null) (stepIndex: int)
          (statsX: torch.Tensor) (statsY: torch.Tensor) (heldX: torch.Tensor) (heldY: torch.Tensor) : GrowthEvent list =
-    stepWith (fun _ -> None) (fun _ -> nan) net strategy options generator stepIndex statsX statsY heldX heldY
+    let context = { Cached = (fun _ -> None); GammaStart = (fun _ -> nan); Strategy = strategy; Options = options; Generator = generator; HeldX = heldX; HeldY = heldY }
+    stepIn context net stepIndex statsX statsY

@@ -21,13 +21,17 @@ let batch (data: LoadedDataset) (order: torch.Tensor) (start: int64) (count: int
     use idx = order.narrow (0L, start, count)
     select data data.Train idx augmentation
 
-/// One SGD/Adam step on a batch; returns the batch's mean loss.
-let trainStep (net: Network) (optimizer: IOptimizer) (learningRate: float) (x: torch.Tensor) (y: torch.Tensor) =
-    use scope = torch.NewDisposeScope ()
+/// Zeroes the gradients of the network's parameters (before a training step's backward).
+let zeroGradients (net: Network) =
     for p in net.Parameters do
         match p.grad with
         | null -> ()
         | g -> g.zero_ () |> ignore
+
+/// One SGD/Adam step on a batch; returns the batch's mean loss.
+let trainStep (net: Network) (optimizer: IOptimizer) (learningRate: float) (x: torch.Tensor) (y: torch.Tensor) =
+    use scope = torch.NewDisposeScope ()
+    zeroGradients net
     let logits = net.Forward (x, ForwardPass.TrainStep)
     let loss = torch.nn.functional.cross_entropy (logits, y)
     loss.backward ()

@@ -72,10 +72,7 @@ type Window(junctions: int list, batches: int, batchSize: int, groups: int, rows
 let trainStep (net: Network) (optimizer: IOptimizer) (learningRate: float) (x: torch.Tensor) (y: torch.Tensor)
               (window: Window) (generator: torch.Generator | null) =
     use scope = torch.NewDisposeScope ()
-    for p in net.Parameters do
-        match p.grad with
-        | null -> ()
-        | g -> g.zero_ () |> ignore
+    Training.zeroGradients net
     let logits, records = net.ForwardRecording (x, true)
     for j in window.Junctions do records[j].BOutput.retain_grad () |> ignore
     let loss = torch.nn.functional.cross_entropy (logits, y)

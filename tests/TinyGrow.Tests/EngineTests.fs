@@ -17,17 +17,6 @@ open TinyGrow.Tests.Fixtures
 
 let private f32 = torch.ScalarType.Float32
 
-/// 1200 train / 300 test samples in R^8, labels from a random 8 → 16 → 3 tanh teacher.
-let private teacherDataset () =
-    use teacher = mlp 301L f32 8 [ 16 ] "tanh" 3
-    let split (seed: int64) (n: int64) =
-        use x64 = randn seed n 8L
-        let x = x64.to_type f32
-        use _ = torch.no_grad ()
-        use logits = teacher.Forward x
-        new DataSplit (x, logits.argmax 1L)
-    new LoadedDataset ("teacher", split 302L 1200L, split 303L 300L, [| 8L |], 3, StoredInputs.Instance)
-
 /// A pipeline that records which samples went through which path: training batches must be
 /// augmented (with a generator that depends only on the seed), everything else must not.
 type private RecordingPipeline () =
@@ -44,8 +33,8 @@ type private RecordingPipeline () =
             this.Draws.Add (draw.item<int64> ())
             samples.alias ()
 
-let private kinds = Dictionary<string, ILayerKind> (dict [ "dense", dense ]) :> IReadOnlyDictionary<_, _>
-let private blockKinds = Dictionary<string, IBlockKind> (dict [ "mlp", mlpKind ]) :> IReadOnlyDictionary<_, _>
+let private kinds = denseKinds
+let private blockKinds = mlpBlockKinds
 
 let private model (widths: int list) =
     ModelOptions (Layers = ResizeArray [ for w in widths -> spec w 32 "tanh" true ])

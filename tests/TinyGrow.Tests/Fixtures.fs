@@ -91,3 +91,20 @@ let identical (a: torch.Tensor) (b: torch.Tensor) =
     && (use e = a.eq b
         use all = e.all ()
         all.item<bool> ())
+
+/// 1200 train / 300 test samples in R^8 (float32), labels from a random 8 → 16 → 3 tanh teacher: the
+/// engine tests' task.
+let teacherDataset () =
+    let f32 = torch.ScalarType.Float32
+    use teacher = mlp 301L f32 8 [ 16 ] "tanh" 3
+    let split (seed: int64) (n: int64) =
+        use x64 = TestUtil.randn seed n 8L
+        let x = x64.to_type f32
+        use _ = torch.no_grad ()
+        use logits = teacher.Forward x
+        new DataSplit (x, logits.argmax 1L)
+    new LoadedDataset ("teacher", split 302L 1200L, split 303L 300L, [| 8L |], 3, StoredInputs.Instance)
+
+/// The dense layer kind and the mlp block kind, as the engine takes them.
+let denseKinds = System.Collections.Generic.Dictionary<string, ILayerKind> (dict [ "dense", dense ]) :> System.Collections.Generic.IReadOnlyDictionary<_, _>
+let mlpBlockKinds = System.Collections.Generic.Dictionary<string, IBlockKind> (dict [ "mlp", mlpKind ]) :> System.Collections.Generic.IReadOnlyDictionary<_, _>

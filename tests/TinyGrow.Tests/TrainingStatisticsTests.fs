@@ -78,18 +78,7 @@ let private statisticsTests =
         }
     ]
 
-// ---- the engine ----
-
-/// 1200 train / 300 test samples in R^8, labels from a random 8 → 16 → 3 tanh teacher.
-let private teacherDataset () =
-    use teacher = mlp 301L f32 8 [ 16 ] "tanh" 3
-    let split (seed: int64) (n: int64) =
-        use x64 = randn seed n 8L
-        let x = x64.to_type f32
-        use _ = torch.no_grad ()
-        use logits = teacher.Forward x
-        new DataSplit (x, logits.argmax 1L)
-    new LoadedDataset ("teacher", split 302L 1200L, split 303L 300L, [| 8L |], 3, StoredInputs.Instance)
+// ---- the engine (Fixtures.teacherDataset) ----
 
 /// Counts the samples of every call of each path.
 type private CountingPipeline () =
@@ -103,8 +92,8 @@ type private CountingPipeline () =
             this.Augmented.Add samples.shape[0]
             samples.alias ()
 
-let private kinds = Dictionary<string, ILayerKind> (dict [ "dense", dense ]) :> IReadOnlyDictionary<_, _>
-let private blockKinds = Dictionary<string, IBlockKind> (dict [ "mlp", mlpKind ]) :> IReadOnlyDictionary<_, _>
+let private kinds = denseKinds
+let private blockKinds = mlpBlockKinds
 let private model = ModelOptions (Layers = ResizeArray [ spec 1 32 "tanh" true; spec 1 32 "tanh" true ])
 let private training = TrainingOptions (Epochs = 3, BatchSize = 50, LearningRate = 0.05)
 
