@@ -5,6 +5,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 CONFIG="${CONFIG:-Release}"
 passed=0; failed=0; status=0
+failures="$(mktemp)"
 for project in tests/*/*.fsproj; do
   name="$(basename "$project" .fsproj)"
   dll="$(dirname "$project")/bin/$CONFIG/net10.0/$name.dll"
@@ -13,6 +14,8 @@ for project in tests/*/*.fsproj; do
   log="$(mktemp)"
   dotnet "$dll" --sequenced --no-spinner --colours 0 2>&1 | tee "$log"
   rc=${PIPESTATUS[0]}
+  # Failed and errored tests again at the end: a CI log shown by its tail still names them.
+  grep -E ' (ERR|FTL)\] ' -A3 "$log" | grep -vE '^ +at ' | sed "s/^/[$name] /" >> "$failures"
   line="$(grep -E 'EXPECTO! [0-9]+ tests? run' "$log" | tail -1)"
   if [[ -z "$line" ]]; then
     echo "!! $name ended (exit $rc) without an Expecto summary"; failed=$((failed+1)); status=1
@@ -25,5 +28,7 @@ for project in tests/*/*.fsproj; do
   fi
   rm -f "$log"
 done
+if [[ -s "$failures" ]]; then echo; echo "== failures"; cut -c1-400 "$failures"; fi
+rm -f "$failures"
 printf "\n%d passed, %d failed\n" "$passed" "$failed"
 exit $status

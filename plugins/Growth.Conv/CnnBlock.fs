@@ -16,6 +16,9 @@ type ConvStage = { Conv: ConvLayer; Norm: GrowableBatchNorm option; Spec: LayerS
 /// What a forward pass keeps for the junction records: every layer's input and output.
 type private Trace = { ConvIn: Tensor[]; ConvOut: Tensor[]; DenseIn: Tensor[]; DenseOut: Tensor[] }
 
+/// Where a junction's A sits: conv stage i or dense layer i (where a forward can resume).
+type private ALayer = ConvStageAt of int | DenseAt of int
+
 module CnnShapes =
     let isConv (s: LayerSpec) = String.Equals (s.Kind, "conv", StringComparison.OrdinalIgnoreCase)
 
@@ -46,8 +49,9 @@ type CnnBlock(stages: ConvStage[], head: string, lastMap: int64, dense: IGrowabl
     let convRowSize (c: ConvLayer) = int64 (c :> IGrowableLayer).InputWidth * taps c + biasOf c
     let normParameters (s: ConvStage) = if s.Norm.IsSome then 2L else 0L
 
-    /// Junction records, filled by Forward when recording: (A input, B input, B output) per junction.
-    let junctionList: (IJunction * (Trace -> JunctionRecord)) list =
+    /// Junction records, filled by Forward when recording: (A input, B input, B output) per junction,
+    /// and where each junction's A sits.
+    let junctionList: (IJunction * (Trace -> JunctionRecord) * ALayer) list =
         [ // conv i → conv i+1 (not across a max pool)
           for i in 0 .. stages.Length - 2 do
               let a, b = stages[i], stages[i + 1]
@@ -63,7 +67,7 @@ type CnnBlock(stages: ConvStage[], head: string, lastMap: int64, dense: IGrowabl
                           (fun () -> convRowSize a.Conv + normParameters a + int64 (b.Conv :> IGrowableLayer).OutputWidth * taps b.Conv),
                           (fun () -> max (convRowSize a.Conv) (convRowSize b.Conv)),
                           rows, fanOutOf) :> IJunction
-                  yield j, (fun t -> JunctionRecord (t.ConvIn[i], t.ConvIn[i + 1], t.ConvOut[i + 1]))
+                  yield j, (fun t -> JunctionRecord (t.ConvIn[i], t.ConvIn[i + 1], t.ConvOut[i + 1])), ConvStageAt i
           // last conv → global average pool or flatten → first dense (not across a pool: the head
           // reads the conv's own map)
           let last = stages[stages.Length - 1]
@@ -81,7 +85,7 @@ type CnnBlock(stages: ConvStage[], head: string, lastMap: int64, dense: IGrowabl
                       (fun () -> convRowSize last.Conv + normParameters last + int64 d0.OutputWidth * perPosition),
                       (fun () -> max (convRowSize last.Conv) (int64 d0.InputWidth + biasOf d0)),
                       rows, fanOutOf) :> IJunction
-              yield j, (fun t -> JunctionRecord (t.ConvIn[stages.Length - 1], t.DenseIn[0], t.DenseOut[0]))
+              yield j, (fun t -> JunctionRecord (t.ConvIn[stages.Length - 1], t.DenseIn[0], t.DenseOut[0])), ConvStageAt (stages.Length - 1)
           // dense i → dense i+1
           for i in 0 .. dense.Length - 2 do
               let a, b = dense[i], dense[i + 1]
@@ -91,8 +95,24 @@ type CnnBlock(stages: ConvStage[], head: string, lastMap: int64, dense: IGrowabl
                       (fun () -> int64 a.InputWidth + biasOf a + int64 b.OutputWidth),
                       (fun () -> max (int64 a.InputWidth + biasOf a) (int64 b.InputWidth + biasOf b)),
                       Junctions.denseRows a b, id) :> IJunction
-              yield j, (fun t -> JunctionRecord (t.DenseIn[i], t.DenseIn[i + 1], t.DenseOut[i + 1])) ]
-    let junctions = junctionList |> List.map fst |> List.toArray
+              yield j, (fun t -> JunctionRecord (t.DenseIn[i], t.DenseIn[i + 1], t.DenseOut[i + 1])), DenseAt i ]
+    let junctions = junctionList |> List.map (fun (j, _, _) -> j) |> List.toArray
+
+    /// Conv stages `start`.. on `input`, then the head: the dense layers' input. When `trace` is
+    /// given, each stage's conv input and output are stored in it.
+    let convStagesFrom (start: int) (input: Tensor) (pass: ForwardPass) (trace: (Tensor[] * Tensor[]) option) =
+        let mutable h = input
+        for i in start .. stages.Length - 1 do
+            let s = stages[i]
+            let z = (s.Conv :> IGrowableLayer).Forward h
+            trace |> Option.iter (fun (convIn, convOut) -> convIn[i] <- h; convOut[i] <- z)
+            let normed = match s.Norm with Some n -> n.Forward (z, pass) | None -> z
+            let a = (s.Conv :> IGrowableLayer).Activate normed
+            h <- match s.Spec.Pool with
+                 | "max2" -> torch.nn.functional.max_pool2d (a, 2L)
+                 | "avg2" -> torch.nn.functional.avg_pool2d (a, 2L)
+                 | _ -> a
+        if head = "gap" then h.mean ([| 2L; 3L |]) else h.flatten 1L
 
     /// The conv stages (for tests and tools that look inside, never for the engine).
     member _.Stages = stages
@@ -120,33 +140,27 @@ type CnnBlock(stages: ConvStage[], head: string, lastMap: int64, dense: IGrowabl
         member _.Forward(input, pass) =
             let convIn = Array.zeroCreate stages.Length
             let convOut = Array.zeroCreate stages.Length
-            let mutable h = input
-            for i in 0 .. stages.Length - 1 do
-                let s = stages[i]
-                convIn[i] <- h
-                let z = (s.Conv :> IGrowableLayer).Forward h
-                convOut[i] <- z
-                let normed = match s.Norm with Some n -> n.Forward (z, pass) | None -> z
-                let a = (s.Conv :> IGrowableLayer).Activate normed
-                h <- match s.Spec.Pool with
-                     | "max2" -> torch.nn.functional.max_pool2d (a, 2L)
-                     | "avg2" -> torch.nn.functional.avg_pool2d (a, 2L)
-                     | _ -> a
-            h <- if head = "gap" then h.mean ([| 2L; 3L |]) else h.flatten 1L
-            let denseIn, denseOut, logits = Junctions.chainForward dense h
-            h <- logits
+            let features = convStagesFrom 0 input pass (Some (convIn, convOut))
+            let denseIn, denseOut, logits = Junctions.chainForward dense features
             match pass.Records with
             | null -> ()
             | records ->
                 let trace = { ConvIn = convIn; ConvOut = convOut; DenseIn = denseIn; DenseOut = denseOut }
-                for j, record in junctionList do records[j] <- record trace
-            h
+                for j, record, _ in junctionList do records[j] <- record trace
+            logits
 
         member _.Dispose() =
             for s in stages do
                 (s.Conv :> IDisposable).Dispose ()
                 s.Norm |> Option.iter (fun n -> (n :> IDisposable).Dispose ())
             for d in dense do d.Dispose ()
+
+    interface IResumableBlock with
+        member _.ForwardFrom(junction, aInput, pass) =
+            match junctionList |> List.tryFind (fun (j, _, _) -> obj.ReferenceEquals (j, junction)) with
+            | None -> invalidArg (nameof junction) $"Junction {junction.Name} is not in block {name}."
+            | Some (_, _, ConvStageAt i) -> Junctions.chainFrom dense 0 (convStagesFrom i aInput pass None)
+            | Some (_, _, DenseAt i) -> Junctions.chainFrom dense i aInput
 
 /// Builds "cnn" blocks from a layer list: conv layers first, then dense layers; the output layer
 /// (one neuron per class) is added.

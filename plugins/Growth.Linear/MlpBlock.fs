@@ -43,6 +43,13 @@ type MlpBlock(layers: IGrowableLayer[], specs: LayerSpec[], outputBias: bool, na
 
         member _.Dispose() = layers |> Array.iter (fun l -> l.Dispose ())
 
+    interface IResumableBlock with
+        member _.ForwardFrom(junction, aInput, _) =
+            // Junction i's A is layer i.
+            match Array.IndexOf (junctions, junction) with
+            | -1 -> invalidArg (nameof junction) $"Junction {junction.Name} is not in block {name}."
+            | i -> Junctions.chainFrom layers i aInput
+
 /// Builds "mlp" blocks: the hidden layers of the spec (dense), then a dense output layer of one
 /// neuron per class (identity activation).
 type MlpBlockKind() =

@@ -93,6 +93,19 @@ public interface IModelBlock : IDisposable
     Tensor Forward(Tensor input, ForwardPass pass);
 }
 
+/// <summary>Optional for a block: its output when one of its junctions' A receives a given
+/// input, the layers before A skipped. The γ search evaluates many candidates at
+/// one junction; nothing before A depends on them, so the network keeps A's input from the first
+/// evaluation and resumes here. Must equal <see cref="IModelBlock.Forward"/> bit for bit on the
+/// input that produced that A input (the same operations from A on). A block without
+/// it is run from its own input (right when every junction's A reads the block's input, as in a
+/// ResNet block).</summary>
+public interface IResumableBlock
+{
+    /// <summary>The block's output with <paramref name="aInput"/> entering <paramref name="junction"/>'s A.</summary>
+    Tensor ForwardFrom(IJunction junction, Tensor aInput, ForwardPass pass);
+}
+
 /// <summary>What a block is built from. Presets and the Model:Layers list form are expanded into these.</summary>
 public sealed class BlockSpec
 {

@@ -187,6 +187,45 @@ let candidateLoss (net: Network) (j: int) (proposal: NeuronProposal) (statistics
     try Training.probeLoss net heldX heldY
     finally undo applied
 
+/// The γ search's held-out samples, in Training.probeLoss's chunks, each with its resume point at
+/// the junction: one probe forward of the network as it is keeps them (its loss is L(0)), and every
+/// candidate is then evaluated from A on. Nothing before A depends on the candidate, and from A on
+/// the operations are the full forward's, so each loss is bit for bit the one probeLoss would
+/// measure. The tensors live in the dispose scope the samples were kept in (one per search).
+type SearchSamples =
+    { Points: ResumePoint[]
+      Labels: torch.Tensor[]
+      Count: int64
+      /// Loss of the network as it is (γ = 0).
+      Loss0: float }
+
+/// Keeps junction j's search samples (and L(0)) from one probe forward of (heldX, heldY).
+let keepSearchSamples (net: Network) (j: int) (heldX: torch.Tensor) (heldY: torch.Tensor) : SearchSamples =
+    use _ = torch.no_grad ()
+    let n = heldX.shape[0]
+    let mutable lossSum = 0.0
+    let kept =
+        [| for start in 0L .. Training.probeChunk .. n - 1L do
+             let count = min Training.probeChunk (n - start)
+             let logits, point = net.ForwardKeeping (heldX.narrow (0L, start, count), j, ForwardPass.Probe)
+             let labels = heldY.narrow (0L, start, count)
+             lossSum <- lossSum + Training.crossEntropySum logits labels
+             yield point, labels |]
+    { Points = Array.map fst kept; Labels = Array.map snd kept; Count = n; Loss0 = lossSum / float n }
+
+/// candidateLoss from kept search samples: the same loss, without the layers before A.
+let candidateLossFrom (net: Network) (samples: SearchSamples) (proposal: NeuronProposal) (statistics: JunctionStatistics) (gamma: float) =
+    use _ = torch.no_grad ()
+    use scope = torch.NewDisposeScope ()
+    let applied = apply net samples.Points[0].Junction proposal statistics gamma
+    try
+        let mutable lossSum = 0.0
+        for point, labels in Array.zip samples.Points samples.Labels do
+            use chunk = torch.NewDisposeScope ()
+            lossSum <- lossSum + Training.crossEntropySum (net.ForwardFrom (point, ForwardPass.Probe)) labels
+        lossSum / float samples.Count
+    finally undo applied
+
 /// Relative loss decrease below which a candidate is treated as no better than γ = 0.
 let acceptanceMargin = 1e-6
 
@@ -207,18 +246,24 @@ let growJunctionFrom (start: float) (amplitudeRatio: float) (net: Network) (j: i
                        (heldX: torch.Tensor) (heldY: torch.Tensor) : GrowthEvent =
     let clock = Diagnostics.Stopwatch.StartNew ()
     let junction = net.Junctions[j]
-    let spreads =
-        if proposal.Count > 0 && amplitudeRatio > 0.0 && Amplitude.isBounded junction then Some (spreadsOf net j proposal statistics heldX)
-        else None
-    let bound = spreads |> Option.map (Amplitude.gammaBound amplitudeRatio) |> Option.defaultValue infinity
     // A proposal with a fixed Amplitude (GradMax's zero fan-in leaves the loss unchanged at every
     // γ) is applied at that γ without a search or the acceptance margin; its loss is still measured.
     let fixedAmplitude = proposal.Amplitude.HasValue && proposal.Count > 0
-    let search =
-        if fixedAmplitude then
-            let lossAt = candidateLoss net j proposal statistics heldX heldY
-            { Gamma = proposal.Amplitude.Value; Loss = lossAt proposal.Amplitude.Value; Loss0 = lossAt 0.0; Evaluations = 2; Lowest = proposal.Amplitude.Value }
-        else lineSearchFrom start bound (candidateLoss net j proposal statistics heldX heldY) 24
+    let spreads, bound, search =
+        use searchScope = torch.NewDisposeScope () // the kept samples go with the search
+        let samples = keepSearchSamples net j heldX heldY
+        let spreads =
+            if proposal.Count > 0 && amplitudeRatio > 0.0 && Amplitude.isBounded junction then
+                let aInput = samples.Points[0].AInput
+                Some (Amplitude.measure junction proposal statistics (aInput.narrow (0L, 0L, min spreadSamples aInput.shape[0])))
+            else None
+        let bound = spreads |> Option.map (Amplitude.gammaBound amplitudeRatio) |> Option.defaultValue infinity
+        let lossAt gamma = if gamma = 0.0 then samples.Loss0 else candidateLossFrom net samples proposal statistics gamma
+        let search =
+            if fixedAmplitude then
+                { Gamma = proposal.Amplitude.Value; Loss = lossAt proposal.Amplitude.Value; Loss0 = lossAt 0.0; Evaluations = 2; Lowest = proposal.Amplitude.Value }
+            else lineSearchFrom start bound lossAt 24
+        spreads, bound, search
     // A decrease within rounding of the loss (float32: ~1e-7 relative) is noise, not a reason to
     // add neurons: below this margin γ = 0 wins. A γ whose loss is above L(0) is never accepted.
     let gamma, loss =

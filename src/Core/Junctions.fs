@@ -57,6 +57,14 @@ let chainForward (layers: IGrowableLayer[]) (input: Tensor) : Tensor[] * Tensor[
         h <- if i = layers.Length - 1 then z else layers[i].Activate z
     inputs, outputs, h
 
+/// The chain's output with `input` entering layer `start` (what chainForward computes from there on).
+let chainFrom (layers: IGrowableLayer[]) (start: int) (input: Tensor) : Tensor =
+    let mutable h = input
+    for i in start .. layers.Length - 1 do
+        let z = layers[i].Forward h
+        h <- if i = layers.Length - 1 then z else layers[i].Activate z
+    h
+
 /// Means and variances of the new channels' inputs z_k = α_kᵀp, from A's patch moments:
 /// E z = α·E p, Var z = αᵀ E[ppᵀ] α − (E z)².
 let newChannelMoments (fanIn: Tensor) (statistics: JunctionStatistics) =

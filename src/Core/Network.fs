@@ -7,8 +7,14 @@ open System.Collections.Generic
 open TorchSharp
 open TinyGrow.Abstractions
 
+/// What a forward pass through junction j leaves that no candidate at j can change: the input of
+/// j's block and j's A input. The tensors belong to the dispose scope of the pass that made them.
+type ResumePoint = { Junction: int; Block: int; BlockInput: torch.Tensor; AInput: torch.Tensor }
+
 type Network(blocks: IModelBlock[]) =
     let junctions = blocks |> Array.collect (fun b -> Seq.toArray b.Junctions)
+    /// The index of the block that owns each junction.
+    let blockOfJunction = blocks |> Array.mapi (fun i b -> Array.create b.Junctions.Count i) |> Array.concat
 
     member _.Blocks = blocks
     member _.Junctions: IJunction[] = junctions
@@ -51,6 +57,34 @@ type Network(blocks: IModelBlock[]) =
                 | true, r -> r
                 | _ -> invalidOp $"Block did not record junction {j.Name} in a recording pass.")
         h, records
+
+    /// Forward(x, pass) that also returns junction j's resume point (its block records its junctions).
+    member _.ForwardKeeping(x: torch.Tensor, j: int, pass: ForwardPass) : torch.Tensor * ResumePoint =
+        let owner = blockOfJunction[j]
+        let mutable h = x
+        let mutable point = Unchecked.defaultof<ResumePoint>
+        for i in 0 .. blocks.Length - 1 do
+            if i = owner then
+                let recorded = Dictionary<IJunction, JunctionRecord> ()
+                let recording = ForwardPass (Training = pass.Training, UpdateRunningStatistics = pass.UpdateRunningStatistics, Records = recorded)
+                let input = h
+                h <- blocks[i].Forward (input, recording)
+                match recorded.TryGetValue junctions[j] with
+                | true, r -> point <- { Junction = j; Block = i; BlockInput = input; AInput = r.AInput }
+                | _ -> invalidOp $"Block did not record junction {junctions[j].Name} in a recording pass."
+            else h <- blocks[i].Forward (h, pass)
+        h, point
+
+    /// The network's output from a resume point: the owning block resumes at A (IResumableBlock) or
+    /// runs from its own input; the blocks after it run as usual. Equals Forward on the input that
+    /// made the point whatever candidate is applied at its junction (nothing before A depends on it).
+    member _.ForwardFrom(point: ResumePoint, pass: ForwardPass) : torch.Tensor =
+        let mutable h =
+            match blocks[point.Block] with
+            | :? IResumableBlock as resumable -> resumable.ForwardFrom (junctions[point.Junction], point.AInput, pass)
+            | block -> block.Forward (point.BlockInput, pass)
+        for i in point.Block + 1 .. blocks.Length - 1 do h <- blocks[i].Forward (h, pass)
+        h
 
     /// Builds the blocks of `model` for inputs of `inputShape` (per sample) and `classes` outputs.
     static member Build

@@ -38,6 +38,13 @@ let trainStep (net: Network) (optimizer: IOptimizer) (learningRate: float) (x: t
     optimizer.Step learningRate
     loss.ToDouble ()
 
+/// Samples per forward when a loss is measured on many (BatchNorm in a probe uses each chunk's statistics).
+let probeChunk = 4096L
+
+/// Summed cross-entropy of a chunk's logits, as a float64: losses over chunks add these up.
+let crossEntropySum (logits: torch.Tensor) (labels: torch.Tensor) =
+    (torch.nn.functional.cross_entropy (logits, labels, reduction = torch.nn.Reduction.Sum)).ToDouble ()
+
 /// Mean cross-entropy and accuracy of the network on (inputsOf x, y), in chunks of views of x
 /// (no copies of x), without gradients.
 let private lossAndAccuracyOf (pass: ForwardPass) (net: Network) (inputsOf: torch.Tensor -> torch.Tensor) (x: torch.Tensor) (y: torch.Tensor) =
@@ -48,10 +55,10 @@ let private lossAndAccuracyOf (pass: ForwardPass) (net: Network) (inputsOf: torc
     let mutable start = 0L
     while start < n do
         use scope = torch.NewDisposeScope ()
-        let count = min 4096L (n - start)
+        let count = min probeChunk (n - start)
         let logits = net.Forward (inputsOf (x.narrow (0L, start, count)), pass)
         let labels = y.narrow (0L, start, count)
-        lossSum <- lossSum + (torch.nn.functional.cross_entropy (logits, labels, reduction = torch.nn.Reduction.Sum)).ToDouble ()
+        lossSum <- lossSum + crossEntropySum logits labels
         correct <- correct + (logits.argmax(1L).eq labels).sum().item<int64> ()
         start <- start + count
     lossSum / float n, float correct / float n

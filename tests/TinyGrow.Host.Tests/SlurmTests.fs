@@ -105,10 +105,11 @@ let tests =
             Expect.isTrue (File.Exists app) $"the application is built at {app}"
             use folder = new TempFolder()
             let mnist = Directory.CreateDirectory(folder.File "mnist").FullName
-            EndToEndTests.writeMnist mnist "train" 2000 31
+            EndToEndTests.writeMnist mnist "train" 4000 31
             EndToEndTests.writeMnist mnist "t10k" 200 32
             let experiments = Directory.CreateDirectory(folder.File "experiments").FullName
-            // Task 1 is long enough (500 batches of 8) to be requeued mid-run; tasks 0 and 2 take 10 batches.
+            // Task 1 is long enough (1,000 batches of 8; its first checkpoint comes after one second of
+            // them) to be requeued mid-run with room to spare; tasks 0 and 2 take 20 batches.
             File.WriteAllText(Path.Combine(experiments, "a-short.json"), experiment folder.Path 1 200)
             File.WriteAllText(Path.Combine(experiments, "b-requeued.json"), experiment folder.Path 2 8)
             File.WriteAllText(Path.Combine(experiments, "c-short.json"), experiment folder.Path 1 200)

@@ -17,6 +17,7 @@ let all =
         ConvTests.tests
         ConvFullTests.tests
         AmplitudeTests.tests
+        SearchResumeTests.tests
         StrategyTests.tests
         PyTorchExportTests.tests
         SignificanceTests.tests

@@ -1,0 +1,108 @@
+/// The γ search resumes each candidate's forward at the junction's A (Network.ForwardKeeping /
+/// ForwardFrom, IResumableBlock): the losses it measures must be bit for bit those of the full
+/// forward, with and without a candidate applied, at every junction of every block kind.
+module TinyGrow.Tests.SearchResumeTests
+
+open Expecto
+open TorchSharp
+open TinyGrow.Abstractions
+open TinyGrow.Core
+open TinyGrow.Tests.Fixtures
+
+let private f32 = torch.ScalarType.Float32
+
+let private bitEqual (a: torch.Tensor) (b: torch.Tensor) = a.shape = b.shape && (use same = a.eq b in same.all().item<bool> ())
+
+/// Models whose junctions sit at every kind of place: deep in an MLP, a conv → conv junction behind a
+/// conv with BatchNorm and an average pool, conv → flatten → dense, dense → dense after a CNN, and
+/// ResNet blocks (no IResumableBlock: they run from their own input), with the junctions to check:
+/// a ResNet's first ones (a stride-1 block, and one with a projection shortcut); its last ones read
+/// 512·9-wide patches, whose whitening alone takes seconds.
+let private models () : (string * Network * torch.Tensor * torch.Tensor * int list) list =
+    let mlpNet = mlp 901L f32 6 [ 3; 2; 3 ] "tanh" 3
+    let mlpX = (TestUtil.randn 902L 64L 6L).to_type f32
+    let cnnNet =
+        ConvTests.cnn 903L f32 [| 2L; 8L; 8L |]
+            [ ConvTests.conv 2 3 1 1 1 false true "tanh" "avg2"
+              ConvTests.conv 3 3 1 1 1 true true "relu" "none"
+              ConvTests.conv 2 3 1 1 1 false false "tanh" "none"
+              ConvTests.denseSpec 3; ConvTests.denseSpec 2 ] "flatten" 3
+    let cnnX = (ConvTests.images 904L 128L 2L 8L).to_type f32
+    use g = new torch.Generator (905UL)
+    let resnet = Network.Build (ConvTests.blockKinds, ConvTests.layerKinds, ModelOptions (Preset = "resnet18"), [| 3L; 16L; 16L |], 3, torch.CPU, f32, g)
+    let resnetX = (ConvTests.images 906L 16L 3L 16L).to_type f32
+    [ "mlp", mlpNet, mlpX, labels 907L 64L 3L, [ 0 .. mlpNet.JunctionCount - 1 ]
+      "cnn", cnnNet, cnnX, labels 908L 128L 3L, [ 0 .. cnnNet.JunctionCount - 1 ]
+      "resnet18", resnet, resnetX, labels 909L 16L 3L, [ 0; 1; 2 ] ]
+
+let tests =
+    testList "γ search resumed at the junction" [
+        test "ForwardFrom at every junction equals the full probe forward bit for bit, with and without a candidate applied" {
+            for name, net, x, y, junctions in models () do
+                use net = net
+                use x = x
+                use y = y
+                let stats = Growth.statisticsPass net x y x.shape[0]
+                try
+                    Expect.isGreaterThan net.JunctionCount 1 $"{name}: several junctions"
+                    let mutable withCandidates = 0
+                    use _ = torch.no_grad ()
+                    for j in junctions do
+                        use scope = torch.NewDisposeScope ()
+                        let full = net.Forward (x, ForwardPass.Probe)
+                        let kept, point = net.ForwardKeeping (x, j, ForwardPass.Probe)
+                        Expect.isTrue (bitEqual kept full) $"{name} junction {j}: the keeping forward is the forward"
+                        Expect.isTrue (bitEqual (net.ForwardFrom (point, ForwardPass.Probe)) full) $"{name} junction {j}: resumed = full"
+                        use proposal = propose net j stats[j] 2 (options 0.0 true)
+                        if proposal.Count > 0 then
+                            withCandidates <- withCandidates + 1
+                            let applied = Growth.apply net j proposal stats[j] 0.7
+                            try
+                                let withCandidate = net.Forward (x, ForwardPass.Probe)
+                                Expect.isFalse (bitEqual withCandidate full) $"{name} junction {j}: the candidate changes the output"
+                                Expect.isTrue (bitEqual (net.ForwardFrom (point, ForwardPass.Probe)) withCandidate) $"{name} junction {j}: resumed = full with the candidate"
+                            finally Growth.undo applied
+                    Expect.equal withCandidates junctions.Length $"{name}: every junction checked had a candidate to apply (else this shows little)"
+                finally stats |> Array.iter (fun s -> s.Dispose ())
+        }
+
+        test "the search's losses from kept samples equal candidateLoss (full forward) for every γ, over several probe chunks too" {
+            let check (name: string) (net: Network) (x: torch.Tensor) (y: torch.Tensor) (junctions: int list) =
+                let stats = Growth.statisticsPass net x y (min 256L x.shape[0])
+                try
+                    for j in junctions do
+                        use scope = torch.NewDisposeScope ()
+                        use proposal = propose net j stats[j] 2 (options 0.0 true)
+                        let samples = Growth.keepSearchSamples net j x y
+                        Expect.equal samples.Loss0 (Training.probeLoss net x y) $"{name} junction {j}: L(0)"
+                        for gamma in [ 0.25; 1.0; 3.0 ] do
+                            let full = Growth.candidateLoss net j proposal stats[j] x y gamma
+                            Expect.equal (Growth.candidateLossFrom net samples proposal stats[j] gamma) full $"{name} junction {j}, γ = {gamma}"
+                finally stats |> Array.iter (fun s -> s.Dispose ())
+            for name, net, x, y, junctions in models () do
+                use net = net
+                use x = x
+                use y = y
+                check name net x y junctions
+            // 1.5 chunks: the second chunk's samples are kept and resumed separately.
+            use net = mlp 911L f32 6 [ 3; 3 ] "tanh" 3
+            let n = Training.probeChunk * 3L / 2L
+            use x = (TestUtil.randn 912L n 6L).to_type f32
+            use y = labels 913L n 3L
+            check "mlp, 1.5 probe chunks" net x y [ 0; 1 ]
+        }
+
+        test "at a later junction the committed network's probe loss is the loss the search measured, bit for bit" {
+            let check (name: string) (net: Network) (j: int) (x: torch.Tensor) (y: torch.Tensor) =
+                use stats = (Growth.statisticsPass net x y x.shape[0])[j]
+                use proposal = propose net j stats 3 (options 0.0 true)
+                let event = Growth.growJunctionWithin 2.0 net j proposal stats x y
+                Expect.isGreaterThan event.Added 0 $"{name}: neurons added (else this test shows nothing)"
+                Expect.equal (Training.probeLoss net x y) event.LossAfter $"{name}: probe loss after commit at γ = {event.Gamma}"
+            for name, net, x, y, _ in models () do
+                use net = net
+                use x = x
+                use y = y
+                check $"{name} junction 1" net 1 x y
+        }
+    ]
