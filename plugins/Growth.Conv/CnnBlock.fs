@@ -100,11 +100,13 @@ type CnnBlock(stages: ConvStage[], head: string, lastMap: int64, dense: IGrowabl
 
     /// Conv stages `start`.. on `input`, then the head: the dense layers' input. When `trace` is
     /// given, each stage's conv input and output are stored in it.
-    let convStagesFrom (start: int) (input: Tensor) (pass: ForwardPass) (trace: (Tensor[] * Tensor[]) option) =
+    /// The first stage's existing conv outputs are reused from `kept` (see Junctions.outputsReusing).
+    let convStagesFrom (start: int) (input: Tensor) (kept: Tensor | null) (pass: ForwardPass) (trace: (Tensor[] * Tensor[]) option) =
         let mutable h = input
         for i in start .. stages.Length - 1 do
             let s = stages[i]
-            let z = (s.Conv :> IGrowableLayer).Forward h
+            let conv = s.Conv :> IGrowableLayer
+            let z = if i = start then Junctions.outputsReusing conv h kept else conv.Forward h
             trace |> Option.iter (fun (convIn, convOut) -> convIn[i] <- h; convOut[i] <- z)
             let normed = match s.Norm with Some n -> n.Forward (z, pass) | None -> z
             let a = (s.Conv :> IGrowableLayer).Activate normed
@@ -140,7 +142,7 @@ type CnnBlock(stages: ConvStage[], head: string, lastMap: int64, dense: IGrowabl
         member _.Forward(input, pass) =
             let convIn = Array.zeroCreate stages.Length
             let convOut = Array.zeroCreate stages.Length
-            let features = convStagesFrom 0 input pass (Some (convIn, convOut))
+            let features = convStagesFrom 0 input null pass (Some (convIn, convOut))
             let denseIn, denseOut, logits = Junctions.chainForward dense features
             match pass.Records with
             | null -> ()
@@ -156,11 +158,11 @@ type CnnBlock(stages: ConvStage[], head: string, lastMap: int64, dense: IGrowabl
             for d in dense do d.Dispose ()
 
     interface IResumableBlock with
-        member _.ForwardFrom(junction, aInput, pass) =
+        member _.ForwardFrom(junction, aInput, aOutput, pass) =
             match junctionList |> List.tryFind (fun (j, _, _) -> obj.ReferenceEquals (j, junction)) with
             | None -> invalidArg (nameof junction) $"Junction {junction.Name} is not in block {name}."
-            | Some (_, _, ConvStageAt i) -> Junctions.chainFrom dense 0 (convStagesFrom i aInput pass None)
-            | Some (_, _, DenseAt i) -> Junctions.chainFrom dense i aInput
+            | Some (_, _, ConvStageAt i) -> Junctions.chainFrom dense 0 (convStagesFrom i aInput aOutput pass None) null
+            | Some (_, _, DenseAt i) -> Junctions.chainFrom dense i aInput aOutput
 
 /// Builds "cnn" blocks from a layer list: conv layers first, then dense layers; the output layer
 /// (one neuron per class) is added.

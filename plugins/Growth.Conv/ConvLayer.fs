@@ -61,6 +61,14 @@ type ConvLayer(weight: Tensor, bias: Tensor option, stride: int, padding: int, d
             | Some bias -> torch.nn.functional.conv2d (input, cells.Weight, bias, s, p, d)
             | None -> torch.nn.functional.conv2d (input, cells.Weight, null, s, p, d)
 
+        member _.ForwardOutputs(input, first) =
+            let s, p, d = [| int64 stride; int64 stride |], [| int64 padding; int64 padding |], [| int64 dilation; int64 dilation |]
+            let rows = cells.Weight.shape[0] - int64 first
+            use w = cells.Weight.narrow (0L, int64 first, rows)
+            match cells.Bias with
+            | Some bias -> (use b = bias.narrow (0L, int64 first, rows) in torch.nn.functional.conv2d (input, w, b, s, p, d))
+            | None -> torch.nn.functional.conv2d (input, w, null, s, p, d)
+
         member _.Activate(z) = Activations.apply activation z
 
         member _.GrowOutputs(fanIn) =

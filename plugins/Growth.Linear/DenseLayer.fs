@@ -46,6 +46,14 @@ type DenseLayer(weight: Tensor, bias: Tensor option, activation: string) =
             | Some p -> torch.nn.functional.linear (x, cells.Weight, p)
             | None -> torch.nn.functional.linear (x, cells.Weight)
 
+        member _.ForwardOutputs(input, first) =
+            let x = if input.dim () > 2L then input.flatten 1L else input
+            let rows = cells.Weight.shape[0] - int64 first
+            use w = cells.Weight.narrow (0L, int64 first, rows)
+            match cells.Bias with
+            | Some p -> (use b = p.narrow (0L, int64 first, rows) in torch.nn.functional.linear (x, w, b))
+            | None -> torch.nn.functional.linear (x, w)
+
         member _.Activate(z) = Activations.apply activation z
 
         member _.GrowOutputs(fanIn) =

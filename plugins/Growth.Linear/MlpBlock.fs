@@ -44,11 +44,11 @@ type MlpBlock(layers: IGrowableLayer[], specs: LayerSpec[], outputBias: bool, na
         member _.Dispose() = layers |> Array.iter (fun l -> l.Dispose ())
 
     interface IResumableBlock with
-        member _.ForwardFrom(junction, aInput, _) =
+        member _.ForwardFrom(junction, aInput, aOutput, _) =
             // Junction i's A is layer i.
             match Array.IndexOf (junctions, junction) with
             | -1 -> invalidArg (nameof junction) $"Junction {junction.Name} is not in block {name}."
-            | i -> Junctions.chainFrom layers i aInput
+            | i -> Junctions.chainFrom layers i aInput aOutput
 
 /// Builds "mlp" blocks: the hidden layers of the spec (dense), then a dense output layer of one
 /// neuron per class (identity activation).

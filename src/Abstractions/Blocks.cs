@@ -94,16 +94,19 @@ public interface IModelBlock : IDisposable
 }
 
 /// <summary>Optional for a block: its output when one of its junctions' A receives a given
-/// input, the layers before A skipped. The γ search evaluates many candidates at
-/// one junction; nothing before A depends on them, so the network keeps A's input from the first
-/// evaluation and resumes here. Must equal <see cref="IModelBlock.Forward"/> bit for bit on the
-/// input that produced that A input (the same operations from A on). A block without
-/// it is run from its own input (right when every junction's A reads the block's input, as in a
-/// ResNet block).</summary>
+/// input, the layers before A skipped. The γ search evaluates many candidates at one junction;
+/// nothing before A depends on them, and a candidate only appends A's outputs, so the network keeps
+/// A's input and A's existing pre-activation outputs from the first evaluation and resumes here.
+/// Must equal <see cref="IModelBlock.Forward"/> to rounding on the input that produced that A input.
+/// A block without it is run from its own input (right when every junction's A reads the block's
+/// input, as in a ResNet block).</summary>
 public interface IResumableBlock
 {
-    /// <summary>The block's output with <paramref name="aInput"/> entering <paramref name="junction"/>'s A.</summary>
-    Tensor ForwardFrom(IJunction junction, Tensor aInput, ForwardPass pass);
+    /// <summary>The block's output with <paramref name="aInput"/> entering <paramref name="junction"/>'s
+    /// A. <paramref name="aOutput"/>, when set, is A's pre-activation output for its first
+    /// <c>aOutput.shape[1]</c> channels on that input (computed before a candidate appended the
+    /// others): only the rest need computing (<see cref="IGrowableLayer.ForwardOutputs"/>).</summary>
+    Tensor ForwardFrom(IJunction junction, Tensor aInput, Tensor? aOutput, ForwardPass pass);
 }
 
 /// <summary>What a block is built from. Presets and the Model:Layers list form are expanded into these.</summary>

@@ -28,6 +28,11 @@ public interface IGrowableLayer : IDisposable
 
     /// <summary>Pre-activation output.</summary>
     Tensor Forward(Tensor input);
+    /// <summary>The pre-activation outputs from <paramref name="first"/> on only (channels on
+    /// dimension 1): the γ search computes a candidate's new outputs this way and keeps the existing
+    /// ones from before it was applied. Equals those channels of <see cref="Forward"/> to rounding;
+    /// the default computes them all and keeps the last ones (right, not faster).</summary>
+    Tensor ForwardOutputs(Tensor input, int first) => Forward(input).narrow(1, first, OutputWidth - first);
     /// <summary>Activation applied to a pre-activation.</summary>
     Tensor Activate(Tensor preActivation);
     /// <summary>σ′(0⁺) of the activation (ReLU 1, tanh 1, SELU 1.0507, GELU 0.5, identity 1).</summary>

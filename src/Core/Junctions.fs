@@ -57,11 +57,21 @@ let chainForward (layers: IGrowableLayer[]) (input: Tensor) : Tensor[] * Tensor[
         h <- if i = layers.Length - 1 then z else layers[i].Activate z
     inputs, outputs, h
 
-/// The chain's output with `input` entering layer `start` (what chainForward computes from there on).
-let chainFrom (layers: IGrowableLayer[]) (start: int) (input: Tensor) : Tensor =
+/// A's pre-activation output on `input`, reusing `kept` (its first kept.shape[1] channels on the same
+/// input, computed before a candidate appended the others) when set: only the new channels are computed.
+let outputsReusing (a: IGrowableLayer) (input: Tensor) (kept: Tensor | null) : Tensor =
+    match kept with
+    | null -> a.Forward input
+    | k when k.shape[1] = int64 a.OutputWidth -> k.alias ()
+    | k when k.shape[1] < int64 a.OutputWidth -> torch.cat ([| k; a.ForwardOutputs (input, int k.shape[1]) |], 1L)
+    | _ -> a.Forward input // fewer outputs than kept: not a candidate's (it only appends); recompute
+
+/// The chain's output with `input` entering layer `start` (what chainForward computes from there on),
+/// that layer's existing outputs reused from `kept` (see outputsReusing).
+let chainFrom (layers: IGrowableLayer[]) (start: int) (input: Tensor) (kept: Tensor | null) : Tensor =
     let mutable h = input
     for i in start .. layers.Length - 1 do
-        let z = layers[i].Forward h
+        let z = if i = start then outputsReusing layers[i] h kept else layers[i].Forward h
         h <- if i = layers.Length - 1 then z else layers[i].Activate z
     h
 

@@ -8,8 +8,10 @@ open TorchSharp
 open TinyGrow.Abstractions
 
 /// What a forward pass through junction j leaves that no candidate at j can change: the input of
-/// j's block and j's A input. The tensors belong to the dispose scope of the pass that made them.
-type ResumePoint = { Junction: int; Block: int; BlockInput: torch.Tensor; AInput: torch.Tensor }
+/// j's block, j's A input and, when the block can resume at A (IResumableBlock), A's pre-activation
+/// output (a candidate only appends channels to it). The tensors belong to the dispose scope of the
+/// pass that made them.
+type ResumePoint = { Junction: int; Block: int; BlockInput: torch.Tensor; AInput: torch.Tensor; AOutput: torch.Tensor | null }
 
 type Network(blocks: IModelBlock[]) =
     let junctions = blocks |> Array.collect (fun b -> Seq.toArray b.Junctions)
@@ -70,18 +72,24 @@ type Network(blocks: IModelBlock[]) =
                 let input = h
                 h <- blocks[i].Forward (input, recording)
                 match recorded.TryGetValue junctions[j] with
-                | true, r -> point <- { Junction = j; Block = i; BlockInput = input; AInput = r.AInput }
+                | true, r ->
+                    let aOutput: torch.Tensor | null =
+                        match blocks[i] with
+                        | :? IResumableBlock -> junctions[j].A.Forward r.AInput
+                        | _ -> null
+                    point <- { Junction = j; Block = i; BlockInput = input; AInput = r.AInput; AOutput = aOutput }
                 | _ -> invalidOp $"Block did not record junction {junctions[j].Name} in a recording pass."
             else h <- blocks[i].Forward (h, pass)
         h, point
 
-    /// The network's output from a resume point: the owning block resumes at A (IResumableBlock) or
-    /// runs from its own input; the blocks after it run as usual. Equals Forward on the input that
-    /// made the point whatever candidate is applied at its junction (nothing before A depends on it).
+    /// The network's output from a resume point: the owning block resumes at A (IResumableBlock:
+    /// A computes only the channels a candidate appended) or runs from its own input; the blocks
+    /// after it run as usual. Equals Forward on the input that made the point, to rounding, whatever
+    /// candidate is applied at its junction (nothing before A depends on it).
     member _.ForwardFrom(point: ResumePoint, pass: ForwardPass) : torch.Tensor =
         let mutable h =
             match blocks[point.Block] with
-            | :? IResumableBlock as resumable -> resumable.ForwardFrom (junctions[point.Junction], point.AInput, pass)
+            | :? IResumableBlock as resumable -> resumable.ForwardFrom (junctions[point.Junction], point.AInput, point.AOutput, pass)
             | block -> block.Forward (point.BlockInput, pass)
         for i in point.Block + 1 .. blocks.Length - 1 do h <- blocks[i].Forward (h, pass)
         h

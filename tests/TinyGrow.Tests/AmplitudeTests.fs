@@ -181,7 +181,9 @@ let tests =
                 let event = Growth.growJunctionWithin 2.0 net 0 proposal stats x y
                 Expect.isGreaterThan event.Added 0 $"{name}: neurons added (else this test shows nothing)"
                 let after = Training.probeLoss net x y
-                Expect.equal after event.LossAfter $"{name}: probe loss after commit = the search's loss at γ = {event.Gamma}, bit for bit"
+                // The search computes only A's new channels (its existing ones are kept from before the
+                // candidate): float32 rounding apart from a full forward (SearchResumeTests).
+                Expect.isLessThanOrEqual (abs (after - event.LossAfter)) (1e-6 * after) $"{name}: probe loss after commit = the search's loss at γ = {event.Gamma} ({after} vs {event.LossAfter})"
                 Expect.equal (event.LossBefore - event.LossAfter) event.MeasuredDecrease $"{name}: measured decrease"
             use dense = mlp 521L torch.ScalarType.Float32 6 [ 2 ] "tanh" 3
             let x = (randn 522L 256L 6L).to_type torch.ScalarType.Float32

@@ -1,6 +1,8 @@
 /// The γ search resumes each candidate's forward at the junction's A (Network.ForwardKeeping /
-/// ForwardFrom, IResumableBlock): the losses it measures must be bit for bit those of the full
-/// forward, with and without a candidate applied, at every junction of every block kind.
+/// ForwardFrom, IResumableBlock), A computing only the channels the candidate appends: the outputs
+/// and losses it measures must be the full forward's — bit for bit without a candidate, to float32
+/// rounding with one (A's existing channels come from a GEMM of fewer rows) — at every junction of
+/// every block kind.
 module TinyGrow.Tests.SearchResumeTests
 
 open Expecto
@@ -12,6 +14,20 @@ open TinyGrow.Tests.Fixtures
 let private f32 = torch.ScalarType.Float32
 
 let private bitEqual (a: torch.Tensor) (b: torch.Tensor) = a.shape = b.shape && (use same = a.eq b in same.all().item<bool> ())
+
+/// Float32 rounding of a forward, relative to the output's largest entry.
+let private rounding = 1e-5
+
+/// Relative tolerance of a float32 mean loss recomputed in another order.
+let private lossRounding = 1e-6
+
+let private largest (t: torch.Tensor) = (use m = t.abs().max () in use m64 = m.to_type torch.ScalarType.Float64 in m64.ToDouble ())
+
+/// Largest |a − b| in float64 (TestUtil.maxAbsDiff reads float64 tensors).
+let private maxAbsDiff (a: torch.Tensor) (b: torch.Tensor) =
+    use a64 = a.to_type torch.ScalarType.Float64
+    use b64 = b.to_type torch.ScalarType.Float64
+    TestUtil.maxAbsDiff a64 b64
 
 /// Models whose junctions sit at every kind of place: deep in an MLP, a conv → conv junction behind a
 /// conv with BatchNorm and an average pool, conv → flatten → dense, dense → dense after a CNN, and
@@ -37,7 +53,7 @@ let private models () : (string * Network * torch.Tensor * torch.Tensor * int li
 
 let tests =
     testList "γ search resumed at the junction" [
-        test "ForwardFrom at every junction equals the full probe forward bit for bit, with and without a candidate applied" {
+        test "ForwardFrom at every junction equals the full probe forward: bit for bit as it is, to rounding with a candidate applied" {
             for name, net, x, y, junctions in models () do
                 use net = net
                 use x = x
@@ -59,14 +75,16 @@ let tests =
                             let applied = Growth.apply net j proposal stats[j] 0.7
                             try
                                 let withCandidate = net.Forward (x, ForwardPass.Probe)
-                                Expect.isFalse (bitEqual withCandidate full) $"{name} junction {j}: the candidate changes the output"
-                                Expect.isTrue (bitEqual (net.ForwardFrom (point, ForwardPass.Probe)) withCandidate) $"{name} junction {j}: resumed = full with the candidate"
+                                let scale = largest withCandidate
+                                Expect.isGreaterThan (maxAbsDiff withCandidate full) (100.0 * rounding * scale) $"{name} junction {j}: the candidate changes the output far beyond rounding"
+                                let resumed = net.ForwardFrom (point, ForwardPass.Probe)
+                                Expect.isLessThanOrEqual (maxAbsDiff resumed withCandidate) (rounding * scale) $"{name} junction {j}: resumed = full with the candidate, to rounding"
                             finally Growth.undo applied
                     Expect.equal withCandidates junctions.Length $"{name}: every junction checked had a candidate to apply (else this shows little)"
                 finally stats |> Array.iter (fun s -> s.Dispose ())
         }
 
-        test "the search's losses from kept samples equal candidateLoss (full forward) for every γ, over several probe chunks too" {
+        test "the search's losses from kept samples equal candidateLoss (full forward) to rounding for every γ, over several probe chunks too" {
             let check (name: string) (net: Network) (x: torch.Tensor) (y: torch.Tensor) (junctions: int list) =
                 let stats = Growth.statisticsPass net x y (min 256L x.shape[0])
                 try
@@ -77,7 +95,8 @@ let tests =
                         Expect.equal samples.Loss0 (Training.probeLoss net x y) $"{name} junction {j}: L(0)"
                         for gamma in [ 0.25; 1.0; 3.0 ] do
                             let full = Growth.candidateLoss net j proposal stats[j] x y gamma
-                            Expect.equal (Growth.candidateLossFrom net samples proposal stats[j] gamma) full $"{name} junction {j}, γ = {gamma}"
+                            let resumed = Growth.candidateLossFrom net samples proposal stats[j] gamma
+                            Expect.isLessThanOrEqual (abs (resumed - full)) (lossRounding * full) $"{name} junction {j}, γ = {gamma}: {resumed} vs {full}"
                 finally stats |> Array.iter (fun s -> s.Dispose ())
             for name, net, x, y, junctions in models () do
                 use net = net
@@ -92,13 +111,21 @@ let tests =
             check "mlp, 1.5 probe chunks" net x y [ 0; 1 ]
         }
 
-        test "at a later junction the committed network's probe loss is the loss the search measured, bit for bit" {
+        test "at a later junction the committed network's probe loss is the loss the search measured, to rounding" {
             let check (name: string) (net: Network) (j: int) (x: torch.Tensor) (y: torch.Tensor) =
                 use stats = (Growth.statisticsPass net x y x.shape[0])[j]
                 use proposal = propose net j stats 3 (options 0.0 true)
+                // The full-forward loss on the search's grid, before the commit: what the tolerance must tell apart.
+                let grid = dict [ for k in -8 .. 8 -> k, Growth.candidateLoss net j proposal stats x y (2.0 ** (float k / 2.0)) ]
                 let event = Growth.growJunctionWithin 2.0 net j proposal stats x y
                 Expect.isGreaterThan event.Added 0 $"{name}: neurons added (else this test shows nothing)"
-                Expect.equal (Training.probeLoss net x y) event.LossAfter $"{name}: probe loss after commit at γ = {event.Gamma}"
+                let after = Training.probeLoss net x y
+                Expect.isLessThanOrEqual (abs (after - event.LossAfter)) (lossRounding * after) $"{name}: probe loss after commit at γ = {event.Gamma}: {after} vs the search's {event.LossAfter}"
+                let k = int (System.Math.Round (2.0 * System.Math.Log2 event.Gamma))
+                if grid.ContainsKey k && abs (2.0 ** (float k / 2.0) - event.Gamma) < 1e-12 then
+                    for other in [ k - 1; k + 1 ] do
+                        if grid.ContainsKey other then
+                            Expect.isGreaterThan (abs (grid[other] - after)) (100.0 * lossRounding * after) $"{name}: a commit one grid point off would not pass as this one"
             for name, net, x, y, _ in models () do
                 use net = net
                 use x = x
