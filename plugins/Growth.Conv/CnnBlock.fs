@@ -67,7 +67,7 @@ type CnnBlock(stages: ConvStage[], head: string, lastMap: int64, dense: IGrowabl
                           (fun () -> convRowSize a.Conv + normParameters a + int64 (b.Conv :> IGrowableLayer).OutputWidth * taps b.Conv),
                           (fun () -> max (convRowSize a.Conv) (convRowSize b.Conv)),
                           rows, fanOutOf) :> IJunction
-                  yield j, (fun t -> JunctionRecord (t.ConvIn[i], t.ConvIn[i + 1], t.ConvOut[i + 1])), ConvStageAt i
+                  yield j, (fun t -> JunctionRecord (t.ConvIn[i], t.ConvIn[i + 1], t.ConvOut[i + 1], AOutput = t.ConvOut[i])), ConvStageAt i
           // last conv → global average pool or flatten → first dense (not across a pool: the head
           // reads the conv's own map)
           let last = stages[stages.Length - 1]
@@ -85,7 +85,7 @@ type CnnBlock(stages: ConvStage[], head: string, lastMap: int64, dense: IGrowabl
                       (fun () -> convRowSize last.Conv + normParameters last + int64 d0.OutputWidth * perPosition),
                       (fun () -> max (convRowSize last.Conv) (int64 d0.InputWidth + biasOf d0)),
                       rows, fanOutOf) :> IJunction
-              yield j, (fun t -> JunctionRecord (t.ConvIn[stages.Length - 1], t.DenseIn[0], t.DenseOut[0])), ConvStageAt (stages.Length - 1)
+              yield j, (fun t -> JunctionRecord (t.ConvIn[stages.Length - 1], t.DenseIn[0], t.DenseOut[0], AOutput = t.ConvOut[stages.Length - 1])), ConvStageAt (stages.Length - 1)
           // dense i → dense i+1
           for i in 0 .. dense.Length - 2 do
               let a, b = dense[i], dense[i + 1]
@@ -95,7 +95,7 @@ type CnnBlock(stages: ConvStage[], head: string, lastMap: int64, dense: IGrowabl
                       (fun () -> int64 a.InputWidth + biasOf a + int64 b.OutputWidth),
                       (fun () -> max (int64 a.InputWidth + biasOf a) (int64 b.InputWidth + biasOf b)),
                       Junctions.denseRows a b, id) :> IJunction
-              yield j, (fun t -> JunctionRecord (t.DenseIn[i], t.DenseIn[i + 1], t.DenseOut[i + 1])), DenseAt i ]
+              yield j, (fun t -> JunctionRecord (t.DenseIn[i], t.DenseIn[i + 1], t.DenseOut[i + 1], AOutput = t.DenseOut[i])), DenseAt i ]
     let junctions = junctionList |> List.map (fun (j, _, _) -> j) |> List.toArray
 
     /// Conv stages `start`.. on `input`, then the head: the dense layers' input. When `trace` is

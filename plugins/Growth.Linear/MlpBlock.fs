@@ -38,7 +38,7 @@ type MlpBlock(layers: IGrowableLayer[], specs: LayerSpec[], outputBias: bool, na
             | null -> ()
             | records ->
                 for i in 0 .. junctions.Length - 1 do
-                    records[junctions[i]] <- JunctionRecord (inputs[i], inputs[i + 1], outputs[i + 1])
+                    records[junctions[i]] <- JunctionRecord (inputs[i], inputs[i + 1], outputs[i + 1], AOutput = outputs[i])
             h
 
         member _.Dispose() = layers |> Array.iter (fun l -> l.Dispose ())

@@ -33,8 +33,13 @@ public sealed class ForwardPass
 
 /// <summary>What a block records of a junction in a statistics pass: A's input, B's input and B's
 /// output before B's own normalisation (the gradient is taken with respect to it; it must be in the
-/// autograd graph).</summary>
-public sealed record JunctionRecord(Tensor AInput, Tensor BInput, Tensor BOutput);
+/// autograd graph). <see cref="AOutput"/>, optional: A's pre-activation output, which the γ search
+/// keeps (when null it computes it from <see cref="AInput"/>).</summary>
+public sealed record JunctionRecord(Tensor AInput, Tensor BInput, Tensor BOutput)
+{
+    /// <summary>A's pre-activation output (before its normalisation), when the block records it.</summary>
+    public Tensor? AOutput { get; init; }
+}
 
 /// <summary>A candidate applied to a junction: undo it, or commit it (releases the old tensors).</summary>
 public interface IAppliedGrowth

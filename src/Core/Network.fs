@@ -74,8 +74,9 @@ type Network(blocks: IModelBlock[]) =
                 match recorded.TryGetValue junctions[j] with
                 | true, r ->
                     let aOutput: torch.Tensor | null =
-                        match blocks[i] with
-                        | :? IResumableBlock -> junctions[j].A.Forward r.AInput
+                        match blocks[i], r.AOutput with
+                        | :? IResumableBlock, NonNull kept -> kept
+                        | :? IResumableBlock, _ -> junctions[j].A.Forward r.AInput
                         | _ -> null
                     point <- { Junction = j; Block = i; BlockInput = input; AInput = r.AInput; AOutput = aOutput }
                 | _ -> invalidOp $"Block did not record junction {junctions[j].Name} in a recording pass."

@@ -69,6 +69,9 @@ let tests =
                         let kept, point = net.ForwardKeeping (x, j, ForwardPass.Probe)
                         Expect.isTrue (bitEqual kept full) $"{name} junction {j}: the keeping forward is the forward"
                         Expect.isTrue (bitEqual (net.ForwardFrom (point, ForwardPass.Probe)) full) $"{name} junction {j}: resumed = full"
+                        match point.AOutput with
+                        | null -> Expect.equal name "resnet18" "only a block that cannot resume keeps no A output"
+                        | kept -> Expect.isTrue (bitEqual kept (net.Junctions[j].A.Forward point.AInput)) $"{name} junction {j}: the kept A output is A's output on the kept A input"
                         use proposal = propose net j stats[j] 2 (options 0.0 true)
                         if proposal.Count > 0 then
                             withCandidates <- withCandidates + 1
