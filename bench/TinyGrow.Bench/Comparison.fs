@@ -63,6 +63,16 @@ let withWidths (model: ModelOptions) (widths: int[]) (cap: bool) =
         if cap then layer.MaxWidth <- w
     copy
 
+/// A row grown with `strategy` from `model`'s starting widths up to the final widths of the row
+/// `reference` of the same seed (MaxWidth = those widths), against `target`'s final accuracy.
+let grownToWidthsOf (reference: string) (target: string) (name: string) (strategy: unit -> IGrowthStrategy)
+                    (data: LoadedDataset) (model: ModelOptions) (training: int -> TrainingOptions) (growth: GrowthOptions) =
+    { Name = $"{name} (to {reference}'s widths)"; Target = target
+      Run = fun seed earlier ->
+                let capped = withWidths model [| for l in model.Layers -> l.Width |] false
+                for layer, w in Seq.zip capped.Layers earlier[reference].Summary.Widths do layer.MaxWidth <- w
+                train data (strategy ()) capped (training seed) growth }
+
 /// A copy of a growth section (JSON round trip) with `change` applied.
 let growthWith (growth: GrowthOptions) (change: GrowthOptions -> unit) =
     let copy = copyOf growth

@@ -13,19 +13,13 @@ let private fixedName = "fixed at tiny's widths"
 
 /// `model`: the starting network (one neuron per layer) with its MaxWidth caps.
 let rows (data: LoadedDataset) (model: ModelOptions) (training: int -> TrainingOptions) (growth: GrowthOptions) =
-    let tinyWidths (earlier: Map<string, Run>) = earlier["tiny"].Summary.Widths
-    let toTinysWidths name (strategy: unit -> IGrowthStrategy) =
-        { Name = name + " (to tiny's widths)"; Target = fixedName
-          Run = fun seed earlier ->
-                    let capped = withWidths model [| for l in model.Layers -> l.Width |] false
-                    for layer, w in Seq.zip capped.Layers (tinyWidths earlier) do layer.MaxWidth <- w
-                    train data (strategy ()) capped (training seed) growth }
+    let toTinysWidths name strategy = grownToWidthsOf "tiny" fixedName name strategy data model training growth
     [ { Name = "tiny"; Target = fixedName; Run = fun seed _ -> train data (TinyStrategy ()) model (training seed) growth }
       toTinysWidths "gradmax" (fun () -> GradMaxStrategy ())
       toTinysWidths "random" (fun () -> RandomStrategy ())
       { Name = fixedName; Target = ""
         Run = fun seed earlier ->
-                  train data null (withWidths model (tinyWidths earlier) true) (training seed) (GrowthOptions (Strategy = "none")) } ]
+                  train data null (withWidths model earlier["tiny"].Summary.Widths true) (training seed) (GrowthOptions (Strategy = "none")) } ]
 
 /// Runs the rows and writes the table into the `strategies` section of `results`.
 let run (data: LoadedDataset) (model: ModelOptions) (epochs: int) (seeds: int list) (results: string) =

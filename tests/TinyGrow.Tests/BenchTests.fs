@@ -101,7 +101,7 @@ let tests =
             Expect.stringContains text "not by us" "and said to be quoted"
         }
 
-        test "cnn mode binds experiments/fashion-mnist-cnn.json and compares tiny with the CNN fixed at its widths" {
+        test "cnn mode binds experiments/fashion-mnist-cnn.json and compares tiny, gradmax and random with the CNN fixed at tiny's widths" {
             let experiment = Path.Combine (experiments, "fashion-mnist-cnn.json")
             let model = CnnComparison.section<ModelOptions> experiment "Model"
             Expect.equal model.Layers.Count 5 "the experiment's 5 layers"
@@ -113,8 +113,10 @@ let tests =
             use data = dataset [| 1L; 28L; 28L |] 128L 32L
             let text = intoResults (CnnComparison.run data experiment (Some 1) [ 1 ])
             let table = rowsOf "cnn" text
-            Expect.equal (table |> Array.map (fun r -> r[0])) [| "tiny"; "fixed at tiny's widths" |] "rows"
-            Expect.equal (widthsOf table.[1].[1]) (widthsOf table.[0].[1]) "fixed at tiny's widths"
+            Expect.equal (table |> Array.map (fun r -> r[0])) [| "tiny"; "gradmax (to tiny's widths)"; "random (to tiny's widths)"; "fixed at tiny's widths" |] "rows"
+            Expect.equal (widthsOf table.[3].[1]) (widthsOf table.[0].[1]) "fixed at tiny's widths"
+            for r in table.[1..2] do
+                Expect.isTrue (Array.forall2 (Array.forall2 (<=)) (widthsOf r[1]) (widthsOf table.[0].[1])) $"{r[0]} stays within tiny's widths ({r[1]})"
             Expect.stringContains text "1 epochs (the file says 5)" "the epochs run and the file's"
         }
 
