@@ -72,7 +72,9 @@ let private measure (kind: string) (shape: int64[]) (model: ModelOptions) (reps:
         use stats = formed ()
         let c = Bottleneck.effectiveCutoff options.EigenCutoff stats stats.S2.shape[0]
         use f = LinearAlgebra.psdFactor stats.S2 c
-        LinearAlgebra.describe f
+        match f with
+        | LinearAlgebra.Cholesky _ -> "cholesky"
+        | LinearAlgebra.Eigen w -> $"eigh fallback (rank {w.shape[0]})"
     let runs =
         [ for _ in 1 .. reps ->
             let mutable stats = Unchecked.defaultof<JunctionStatistics>

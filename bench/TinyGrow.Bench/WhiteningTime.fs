@@ -59,7 +59,9 @@ let measure (case: string) (stats: JunctionStatistics) (reps: int) =
     let c2 = Bottleneck.effectiveCutoff 1e-10 stats stats.S2.shape[0]
     let path =
         use f = LinearAlgebra.psdFactor stats.S2 c2
-        LinearAlgebra.describe f
+        match f with
+        | LinearAlgebra.Cholesky _ -> "cholesky"
+        | LinearAlgebra.Eigen w -> $"eigh (rank {w.shape[0]})"
     let lNew = propose true stats
     let lOld = propose false stats
     let k = min 10 (min lNew.Length lOld.Length)
@@ -157,7 +159,9 @@ let precision (sizes: int64 list) (reps: int) =
         let cutoff = Bottleneck.effectiveCutoff 1e-10 stats stats.S2.shape[0]
         let factor64 () =
             use f = LinearAlgebra.psdFactor stats.S2 cutoff
-            LinearAlgebra.materialise f
+            match f with
+            | LinearAlgebra.Cholesky l -> (use eye = torch.eye (l.shape[0], dtype = f64) in torch.linalg.solve_triangular (l, eye, upper = false))
+            | LinearAlgebra.Eigen w -> w.clone ()
         let factor32 () = Growth.whiteningOf stats cutoff
         let mutable t64, t32 = [], []
         let mutable path = ""

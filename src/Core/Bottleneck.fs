@@ -4,9 +4,8 @@
 ///   bottleneck = tr(E) − Δ       what no change of B's weights can express
 ///   N = −(M2 − P δᵀ)             Σ b̃ v_projᵀ / n with v_proj = −(g − δ b)
 ///   S2^{-1/2} N = U diag(λ) Vᵀ   α_k = √λ_k S2^{-1/2} u_k,  ω_k = √λ_k v_k
-/// S2^{-1/2} may be any W with WᵀW = S2⁺ (LinearAlgebra.psdFactor: L⁻¹ from Cholesky; a deflated
-/// Cholesky when a few directions lie under the cutoff; eigh otherwise): λ_k and α_k do not depend
-/// on the choice.
+/// S2^{-1/2} may be any W with WᵀW = S2⁺ (LinearAlgebra.psdFactor: L⁻¹ from Cholesky, eigh only
+/// when S2 is singular at the cutoff): λ_k and α_k do not depend on the choice.
 /// A reader meets the least-squares step first, then the new-neuron step built on it.
 module TinyGrow.Core.Bottleneck
 
@@ -36,7 +35,7 @@ let effectiveCutoff (configured: float) (stats: JunctionStatistics) (size: int64
     max configured (roundingLevel stats size)
 
 /// δ, Δ and the bottleneck from S⁺M, S⁺ applied through a PSD factor (a Cholesky solve when S is
-/// well conditioned at the cutoff, a deflated one when a few directions lie under it, eigh otherwise).
+/// well conditioned at the cutoff, eigh otherwise).
 let existingWeightsUpdate (stats: JunctionStatistics) (cutoff: float) : ExistingWeightsUpdate =
     use factor = psdFactor stats.S (effectiveCutoff cutoff stats stats.S.shape[0])
     use sPinvM = solvePsd factor stats.M
@@ -108,8 +107,7 @@ let neuronDirectionsWith (factor: PsdFactor) (n: Tensor) : NeuronDirections =
     fromSvd wn (factorTransposeTimes factor) n.shape[0]
 
 /// `whiten = false` replaces S2^{-1/2} by the identity (no covariance: GradMax-like directions).
-/// Whitening uses `psdFactor`: Cholesky when S2 is well conditioned at `cutoff`, deflated Cholesky
-/// when a few directions lie under it, eigh otherwise.
+/// Whitening uses `psdFactor`: Cholesky when S2 is well conditioned at `cutoff`, eigh otherwise.
 let neuronDirections (s2: Tensor) (n: Tensor) (cutoff: float) (whiten: bool) : NeuronDirections =
     if whiten then
         use factor = psdFactor s2 cutoff

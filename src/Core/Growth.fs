@@ -348,8 +348,12 @@ let whiteningOf (stats: JunctionStatistics) (cutoff: float) : torch.Tensor * str
     use s2 = if formedInFloat32 then stats.S2.to_type torch.ScalarType.Float32 else stats.S2.alias ()
     use factor = LinearAlgebra.psdFactor s2 cutoff
     let precision = if formedInFloat32 then "float32" else "float64"
-    use w = LinearAlgebra.materialise factor
-    w.to_type (torch.ScalarType.Float64, copy = true), $"{LinearAlgebra.describe factor}, {precision}"
+    match factor with
+    | LinearAlgebra.Cholesky l ->
+        use l64 = l.to_type torch.ScalarType.Float64
+        use eye = torch.eye (l.shape[0], dtype = torch.ScalarType.Float64, device = l.device)
+        torch.linalg.solve_triangular (l64, eye, upper = false), $"cholesky ({precision})"
+    | LinearAlgebra.Eigen rows -> rows.to_type (torch.ScalarType.Float64, copy = true), $"eigh ({precision}, rank {rows.shape[0]} of {s2.shape[0]})"
 
 /// Junction j's InputCovariance from its S2 on (x, y).
 let inputCovariance (net: Network) (j: int) (options: GrowthOptions) (generator: torch.Generator | null)
