@@ -326,7 +326,7 @@ type InputCovariance =
     { S2: torch.Tensor
       Whitening: torch.Tensor
       Samples: int64
-      /// "cholesky", "eigh" or "gram eigh" (fewer samples than inputs), and the precision it ran in.
+      /// "cholesky" or "eigh", and the precision it ran in.
       Path: string
       StatisticsSeconds: float
       FactorSeconds: float }
@@ -355,35 +355,6 @@ let whiteningOf (stats: JunctionStatistics) (cutoff: float) : torch.Tensor * str
         torch.linalg.solve_triangular (l64, eye, upper = false), $"cholesky ({precision})"
     | LinearAlgebra.Eigen rows -> rows.to_type (torch.ScalarType.Float64, copy = true), $"eigh ({precision}, rank {rows.shape[0]} of {s2.shape[0]})"
 
-/// W (WᵀW = S2⁺) for S2 = RᵀR/n from its n rows R (n×D) when there are fewer rows than columns:
-/// the eigenpairs (μ, U) of the n×n Gram matrix RRᵀ give S2's nonzero ones, λ = μ/n with
-/// eigenvectors V = RᵀUμ^{-1/2}, so W = Λ^{-1/2}Vᵀ = √n·diag(1/μ)·UᵀR over the μ > cutoff·μmax —
-/// the factor whiteningOf's eigh of S2 keeps, from an eigh of n² instead of D² (on CIFAR-10 images,
-/// 2,048 samples of 3,073 inputs: about a third of the work). In the rows' precision, as whiteningOf.
-let whiteningFromRows (rows: torch.Tensor) (samples: float) (cutoff: float) : torch.Tensor * string =
-    use scope = torch.NewDisposeScope ()
-    let gram = rows.mm (rows.t ())
-    let values, vectors = LinearAlgebra.eighKept gram cutoff
-    let precision = if rows.dtype = torch.ScalarType.Float64 then "float64" else "float32"
-    let w = (vectors.t().mm rows * ((sqrt samples) / values).unsqueeze 1L).to_type torch.ScalarType.Float64
-    w.MoveToOuterDisposeScope (), $"gram eigh ({precision}, rank {values.shape[0]} of {rows.shape[1]}, {rows.shape[0]} samples)"
-
-/// The rows b̃ of an input junction whose A sees each sample as one row (a dense A: the flattened
-/// input, and a 1 for A's bias), when `stats` was formed from exactly those rows: S2's diagonal must be
-/// their mean square (a conv A's rows are patches; sampled rows are weighted). None otherwise.
-let private oneRowPerSample (net: Network) (j: int) (stats: JunctionStatistics) (x: torch.Tensor) : torch.Tensor option =
-    use flat = x.flatten 1L
-    let a = net.Junctions[j].A
-    let rows = if a.HasBias then (use ones = torch.ones ([| flat.shape[0]; 1L |], dtype = flat.dtype, device = flat.device) in torch.cat ([| flat; ones |], 1L)) else flat.alias ()
-    let matches =
-        rows.shape[1] = stats.S2.shape[0] &&
-        (use diagonal = stats.S2.diagonal ()
-         use meanSquare = (use r64 = rows.to_type torch.ScalarType.Float64 in r64.square().mean ([| 0L |]))
-         use difference = (diagonal - meanSquare).abs().max ()
-         use scale = diagonal.abs().max ()
-         difference.ToDouble () <= 1e-5 * scale.ToDouble ())
-    if matches then Some rows else (rows.Dispose (); None)
-
 /// Junction j's InputCovariance from its S2 on (x, y).
 let inputCovariance (net: Network) (j: int) (options: GrowthOptions) (generator: torch.Generator | null)
                     (x: torch.Tensor) (y: torch.Tensor) : InputCovariance =
@@ -392,12 +363,7 @@ let inputCovariance (net: Network) (j: int) (options: GrowthOptions) (generator:
     let statisticsSeconds = clock.Elapsed.TotalSeconds
     clock.Restart ()
     let cutoff = Bottleneck.effectiveCutoff options.EigenCutoff stats stats.S2.shape[0]
-    let w, path =
-        match (if x.shape[0] < stats.S2.shape[0] then oneRowPerSample net j stats x else None) with
-        | Some rows ->
-            use rows = rows
-            whiteningFromRows rows (float x.shape[0]) cutoff
-        | None -> whiteningOf stats cutoff
+    let w, path = whiteningOf stats cutoff
     { S2 = stats.S2.clone().DetachFromDisposeScope (); Whitening = w.DetachFromDisposeScope (); Samples = x.shape[0]; Path = path
       StatisticsSeconds = statisticsSeconds; FactorSeconds = clock.Elapsed.TotalSeconds }
 

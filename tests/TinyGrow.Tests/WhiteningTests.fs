@@ -281,41 +281,6 @@ let tests =
             use mapCached = cached.FanOut.mm cached.FanIn
             Expect.isTrue (allClose mapCached mapFresh 1e-9) $"Σ ω_k α_kᵀ equal (max diff {maxAbsDiff mapCached mapFresh})"
         }
-        test "fewer samples than inputs: the kept input whitening comes from the Gram matrix and equals the factor of S2 (1e-10), with the same proposal" {
-            use net = mlp 921L f64 40 [ 4; 3 ] "tanh" 3
-            // 25 uncentred samples of 40 correlated inputs: S2 (41×41 with the bias) has rank 25.
-            use z = randn 922L 25L 40L
-            use mix = randn 923L 40L 40L
-            use x = z.mm (mix * 0.3 + torch.eye (40L, dtype = f64)) + 0.5
-            use y = labels 924L 25L 3L
-            let options = GrowthOptions (RowsPerDimension = 0, RelativeThreshold = 0.0)
-            use cache = Growth.inputCovariance net 0 options null x y
-            Expect.stringContains cache.Path "gram eigh (float64, rank 25 of 41, 25 samples)" "the Gram path, rank = samples"
-            use stats = (Growth.statisticsFor [| 0 |] 0 null net x y 25L)[0]
-            let cutoff = Bottleneck.effectiveCutoff options.EigenCutoff stats stats.S2.shape[0]
-            use pinv = pinvPsd stats.S2 cutoff
-            use wtw = cache.Whitening.t().mm cache.Whitening
-            Expect.isTrue (allClose wtw pinv 1e-10) $"WᵀW = S2⁺ (max diff {maxAbsDiff wtw pinv})"
-            // The same factor S2's eigh would give, up to the rotation any factor may carry.
-            let fromS2, _ = Growth.whiteningOf stats cutoff
-            use fromS2 = fromS2
-            Expect.equal cache.Whitening.shape[0] fromS2.shape[0] "the same rank as the eigh of S2"
-            use fresh = tiny.Propose (GrowthRequest (stats, net.Junctions[0], 3, options, null))
-            use cached = tiny.Propose (GrowthRequest (stats, net.Junctions[0], 3, options, null, Whitening = cache.Whitening))
-            Expect.isGreaterThan fresh.Count 0 "neurons proposed"
-            Expect.equal cached.Count fresh.Count "same number of neurons"
-            for k in 0 .. fresh.Count - 1 do
-                Expect.floatClose { absolute = 0.0; relative = 1e-9 } cached.NeuronScores[k] fresh.NeuronScores[k] $"λ_{k}²"
-            use mapFresh = fresh.FanOut.mm fresh.FanIn
-            use mapCached = cached.FanOut.mm cached.FanIn
-            Expect.isTrue (allClose mapCached mapFresh 1e-8) $"Σ ω_k α_kᵀ equal (max diff {maxAbsDiff mapCached mapFresh})"
-            // More samples than inputs: S2's own eigh, as before.
-            use many = randn 925L 300L 40L
-            use manyY = labels 926L 300L 3L
-            use eigh = Growth.inputCovariance net 0 options null many manyY
-            Expect.isFalse (eigh.Path.Contains "gram") $"300 samples of 41 columns: S2's factor ({eigh.Path})"
-        }
-
         test "with its input covariance cached the statistics pass does not form S2, and the proposal is the one with S2 formed" {
             use net = mlp 911L f64 6 [ 4; 3 ] "tanh" 3
             use x = randn 912L 600L 6L
