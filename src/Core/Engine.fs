@@ -292,9 +292,6 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
                     checkpoint "stopping"
                     checkpointedOnStop <- true
                 cancellation.ThrowIfCancellationRequested ()
-        if growing && growth.StatisticsFrom = "training" && growth.SignificanceTest <> "none" then
-            logger.LogWarning ("Growth:SignificanceTest={Test} with statistics from the training batches: the test takes the spread of N across groups of batches for noise, and in a window the weights move between groups, so fewer directions pass (measured: a front-loaded schedule kept nothing past 2 neurons a layer). Set Growth:StatisticsFrom=pass for growth that stops by itself.",
-                               growth.SignificanceTest)
         logger.LogInformation ("Training on {Dataset} ({Train} train / {Test} test) on {Device}; widths {Widths}, {Parameters} parameters; strategy {Strategy}",
                                data.Name, n, data.Test.Count, device.``type``, String.Join ("/", net.Widths), net.ParameterCount,
                                (match growingWith with Some s -> s.Name | None -> "none (fixed widths)"))

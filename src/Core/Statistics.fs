@@ -35,8 +35,9 @@ let tapMajor (bt: torch.Tensor) (x: torch.Tensor) =
 
 /// Sums of b bᵀ, b gᵀ, b̃ b̃ᵀ, b̃ gᵀ, b̃ bᵀ and |g|² over every row added, each row counted
 /// RowWeight times (rows subsampled at random stand for the rows not drawn). With `groups` > 0 the
-/// M2, P and S2 sums are also kept per group, batch i going to group i mod groups (whole batches, so that
-/// rows of one sample stay together), for the significance test of DESIGN §4.1.
+/// M2, P and S2 sums are also kept per group, for the significance test of DESIGN §4.1: `Add` puts
+/// batch i in group i mod groups, `AddToGroup` where the caller says (Growth.addBatchRows splits every
+/// batch across the groups by sample, so that rows of one sample stay together).
 /// `givenS2` (D2×D2, float64, already divided by its own samples; null: none) is an S2 known ahead,
 /// e.g. the input covariance kept for the whole run (DESIGN §4.5): Σ b̃ b̃ᵀ, the largest product of a
 /// junction whose A reads the network's input (D2² per row against D2·D1), is then not formed and
@@ -52,7 +53,14 @@ type JunctionAccumulator(groups: int, givenS2: torch.Tensor | null) =
     /// Whether Add forms Σ b̃ b̃ᵀ (false: S2 is the given one).
     member _.FormsS2 = not skipS2
 
-    member _.Add(rows: JunctionRows) =
+    /// Adds a batch's rows; with groups, the batch goes to group (batches added so far) mod groups.
+    member this.Add(rows: JunctionRows) =
+        let group = match sums with Some s when groups > 0 -> s.Batches % groups | _ -> 0
+        this.AddToGroup (rows, group)
+
+    /// Adds rows to group `group` (with groups; ignored without): for splitting each batch across the
+    /// groups (Growth.addBatchRows). Groups are filled from 0 up.
+    member _.AddToGroup(rows: JunctionRows, group: int) =
         let b, bt, g = rows.B, rows.ATilde, rows.G
         if b.shape[0] <> bt.shape[0] || b.shape[0] <> g.shape[0] then
             invalidArg "rows" $"Junction rows disagree on the number of positions: b {b.shape[0]}, b̃ {bt.shape[0]}, g {g.shape[0]}."
@@ -96,7 +104,8 @@ type JunctionAccumulator(groups: int, givenS2: torch.Tensor | null) =
         add s.P p
         match s.GroupM2, s.GroupP, s.GroupS2 with
         | Some gm2, Some gp, Some gs2 ->
-            let i = s.Batches % groups
+            if group < 0 || group >= groups then invalidArg (nameof group) $"Group {group} of {groups}."
+            let i = group
             add (gm2.select (0L, int64 i)) m2
             add (gp.select (0L, int64 i)) p
             add (gs2.select (0L, int64 i)) s2.Value // groups > 0: S2 is formed
@@ -130,8 +139,8 @@ type JunctionAccumulator(groups: int, givenS2: torch.Tensor | null) =
             // A's patch moments are averages over (sample, A-position) rows, as a normalisation sees them.
             let optional (t: torch.Tensor option) : torch.Tensor | null =
                 match t with Some t -> t.div_ (s.APatchRows.ToScalar ()) | None -> null
-            // Groups that received batches (the first min(batches, groups)), in the same 1/n scale as M2 and P.
-            let used = min s.Batches groups
+            // Groups that received rows (filled from 0 up), in the same 1/n scale as M2 and P.
+            let used = s.GroupSamples |> Array.takeWhile (fun c -> c > 0L) |> Array.length
             let grouped (t: torch.Tensor option) : torch.Tensor | null =
                 match t with
                 | Some t when used >= 2 ->

@@ -47,10 +47,7 @@ type Window(junctions: int list, batches: int, batchSize: int, groups: int, rows
                 use scope = torch.NewDisposeScope ()
                 // Per-sample gradients, as the statistics pass takes them from the summed loss.
                 use g = meanLossGrads[j].mul ((float count).ToScalar ())
-                let junction = net.Junctions[j]
-                let cap = Growth.rowsPerBatch rowsPerDimension junction count total
-                use rows = junction.Rows (records[j], g, cap, generator)
-                accumulators[j].Add rows
+                Growth.addBatchRows accumulators[j] groups rowsPerDimension net.Junctions[j] records[j] g count total generator
             collected <- collected + 1
         finally
             clock.Stop ()
