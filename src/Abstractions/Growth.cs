@@ -13,7 +13,7 @@ namespace TinyGrow.Abstractions;
 /// <c>AMean</c> and <c>ASecondMoment</c> (optional) are the mean and second moment of A's input
 /// patches over (sample, A output position) rows, for a normalisation that grows with A.
 /// <c>GroupM2</c>, <c>GroupP</c> and <c>GroupFractions</c> (optional, for a significance test, DESIGN §4.1):
-/// the rows split into G disjoint groups (every batch split among them by sample), GroupM2[g] = Σ_{rows of g} b̃gᵀ/n (G×D2×out),
+/// the rows split into G disjoint groups (whole batches in a pass, every batch split by sample in a window), GroupM2[g] = Σ_{rows of g} b̃gᵀ/n (G×D2×out),
 /// GroupP[g] = Σ_{rows of g} b̃bᵀ/n (G×D2×D1), GroupS2[g] = Σ_{rows of g} b̃b̃ᵀ/n (G×D2×D2), so that they
 /// sum to M2, P and S2; GroupFractions[g] is the share of the samples in group g.
 public sealed record JunctionStatistics(Tensor S, Tensor M, Tensor S2, Tensor M2, Tensor P, double TraceE, long Samples,

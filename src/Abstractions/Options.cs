@@ -127,10 +127,10 @@ public sealed class GrowthOptions
     [Range(0.0, 1e6)] public double AmplitudeSpread { get; set; } = 2.0;
     /// <summary>Growth that stops by itself (DESIGN §4.1): "none", or "signflip": a direction k is kept only if
     /// λ_k exceeds SignificanceFactor × the noise floor of N, the SignificanceConfidence quantile of the top singular
-    /// value of sign-flipped group deviations of N (SignificanceGroups groups, every batch split among them by sample; SignificanceDraws
+    /// value of sign-flipped group deviations of N (SignificanceGroups groups: whole batches in a pass, every batch split by sample in a window; SignificanceDraws
     /// draws), in the same space as λ (whitened or not). Widths are then set by the bottleneck; MaxWidth is a cap.</summary>
     [RegularExpression("^(none|signflip)$")] public string SignificanceTest { get; set; } = "none";
-    /// <summary>Groups the statistics samples are split into for the significance test (every batch split among them by sample).</summary>
+    /// <summary>Groups the statistics samples are split into for the significance test (whole batches in a pass; every batch split by sample in a window).</summary>
     [Range(4, 1024)] public int SignificanceGroups { get; set; } = 16;
     /// <summary>Random sign draws of the significance test's null.</summary>
     [Range(8, 10_000)] public int SignificanceDraws { get; set; } = 64;

@@ -15,13 +15,15 @@ let rowsPerBatch (rowsPerDimension: int) (junction: IJunction) (count: int64) (t
     else max 1L ((int64 rowsPerDimension * junction.RowSize * count + total - 1L) / total)
 
 /// Adds one batch's rows of `junction` (`count` samples of the `total` the statistics are taken on) to
-/// `acc`. With groups, the batch's samples are split into min(groups, count) consecutive chunks, chunk
-/// k going to group k: every group sees every batch, so in a window over training batches (weights
-/// moving between batches) the drift is common to all groups and the significance test does not
-/// count it as noise; rows of one sample stay in one group.
-let addBatchRows (acc: Statistics.JunctionAccumulator) (groups: int) (rowsPerDimension: int) (junction: IJunction)
+/// `acc`. With groups and `splitBatch`, the batch's samples are split into min(groups, count)
+/// consecutive chunks, chunk k going to group k: every group sees every batch, so in a window over
+/// training batches (weights moving between batches) the drift is common to all groups and the
+/// significance test does not count it as noise; rows of one sample stay in one group. It costs
+/// `groups` times the per-group sums of a whole batch (each chunk adds D2² to its group's S2), so a
+/// statistics pass, whose weights do not move, keeps whole batches as groups (`Add`).
+let addBatchRows (acc: Statistics.JunctionAccumulator) (groups: int) (splitBatch: bool) (rowsPerDimension: int) (junction: IJunction)
                  (record: JunctionRecord) (grad: torch.Tensor) (count: int64) (total: int64) (generator: torch.Generator | null) =
-    if groups <= 0 then
+    if groups <= 0 || not splitBatch then
         use rows = junction.Rows (record, grad, rowsPerBatch rowsPerDimension junction count total, generator)
         acc.Add rows
     else
@@ -38,7 +40,7 @@ let addBatchRows (acc: Statistics.JunctionAccumulator) (groups: int) (rowsPerDim
 /// Statistics of the given junctions over (x, y), in that order: per batch one probe forward
 /// (batch statistics; running ones untouched) and one backward of the *sum* of the loss (so that g
 /// is a per-sample gradient) to those junctions only, then GEMM sums over the rows each keeps.
-/// With `groups` > 0, M2 and P are also kept per group (JunctionStatistics.GroupM2/GroupP; see addBatchRows).
+/// With `groups` > 0, M2 and P are also kept per group of whole batches (JunctionStatistics.GroupM2/GroupP).
 /// `givenS2 j`: an S2 of junction j known ahead (its product is then not formed, see
 /// Statistics.JunctionAccumulator), or null.
 let statisticsWith (givenS2: int -> torch.Tensor | null) (groups: int) (junctions: int[]) (rowsPerDimension: int) (generator: torch.Generator | null)
@@ -55,7 +57,7 @@ let statisticsWith (givenS2: int -> torch.Tensor | null) (groups: int) (junction
         let grads = torch.autograd.grad ([| loss |], junctions |> Array.map (fun j -> records[j].BOutput))
         use _ = torch.no_grad ()
         for k in 0 .. junctions.Length - 1 do
-            addBatchRows accumulators[k] groups rowsPerDimension net.Junctions[junctions[k]] records[junctions[k]] grads[k] count n generator
+            addBatchRows accumulators[k] groups false rowsPerDimension net.Junctions[junctions[k]] records[junctions[k]] grads[k] count n generator
         start <- start + count
     accumulators |> Array.map (fun a -> a.Finish ())
 

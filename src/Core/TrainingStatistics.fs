@@ -47,7 +47,8 @@ type Window(junctions: int list, batches: int, batchSize: int, groups: int, rows
                 use scope = torch.NewDisposeScope ()
                 // Per-sample gradients, as the statistics pass takes them from the summed loss.
                 use g = meanLossGrads[j].mul ((float count).ToScalar ())
-                Growth.addBatchRows accumulators[j] groups rowsPerDimension net.Junctions[j] records[j] g count total generator
+                // Groups split within every batch: the weights move between a window's batches.
+                Growth.addBatchRows accumulators[j] groups true rowsPerDimension net.Junctions[j] records[j] g count total generator
             collected <- collected + 1
         finally
             clock.Stop ()

@@ -106,7 +106,7 @@ let private statisticsTests =
                 passFloor passCount windowFloor windowCount oldFloor oldCount
             Expect.isGreaterThan windowCount 0 "the window finds the teacher's bottleneck significant"
             Expect.isLessThan windowFloor (1.5 * passFloor) "split within batches: the floor stays near the pass's"
-            // Measured: 0.0372 (pass), 0.0357 (split), 0.0514 (whole batches: 1.44×, the drift of 20 steps at lr 0.5).
+            // Measured: 0.0381 (pass), 0.0357 (split), 0.0514 (whole batches: 1.44×, the drift of 20 steps at lr 0.5).
             Expect.isGreaterThan oldFloor (1.25 * windowFloor) "whole batches as groups: the drift inflates the floor"
         }
 
@@ -120,15 +120,23 @@ let private statisticsTests =
                 Expect.equal stats[j].Samples 200L $"junction {j}: 200 samples"
         }
 
-        test "with groups, each group holds the batches a pass in batches of 50 puts there" {
+        test "with groups, every batch is split by sample: group k holds chunk k of each batch (at lr 0, a pass over those samples)" {
             use net = mlp 73L f64 6 [ 5; 3 ] "tanh" 4
             let x, y, optimizer = problem net
             let stats = windowOver net optimizer 0.0 2 x y (fun _ _ _ -> ())
-            let pass = Growth.statisticsGrouped 2 [| 0; 1 |] 0 null net x y 50L
             let nonNull (t: torch.Tensor | null) = match t with NonNull t -> t | Null -> failtest "no per-group sums"
-            for j in 0 .. 1 do
-                Expect.isTrue (allClose (nonNull stats[j].GroupM2) (nonNull pass[j].GroupM2) 1e-12) $"junction {j}: per-group M2"
-                Expect.isTrue (allClose (nonNull stats[j].GroupP) (nonNull pass[j].GroupP) 1e-12) $"junction {j}: per-group P"
+            for k in 0L .. 1L do
+                // Chunk k of each batch of 50: samples 25k .. 25k + 24 of it.
+                use idx = torch.tensor ([| for b in 0L .. 3L do for i in 0L .. 24L -> b * 50L + k * 25L + i |])
+                use xk = x.index_select (0L, idx)
+                use yk = y.index_select (0L, idx)
+                let chunk = Growth.statisticsFor [| 0; 1 |] 0 null net xk yk 100L
+                for j in 0 .. 1 do
+                    // Group sums are on the scale of the whole window (1/200): the chunk's are on 1/100.
+                    use m2 = chunk[j].M2 * 0.5
+                    use p = chunk[j].P * 0.5
+                    Expect.isTrue (allClose ((nonNull stats[j].GroupM2).select (0L, k)) m2 1e-12) $"junction {j}, group {k}: M2"
+                    Expect.isTrue (allClose ((nonNull stats[j].GroupP).select (0L, k)) p 1e-12) $"junction {j}, group {k}: P"
         }
 
         test "while the weights move, a window is the average of each batch's statistics at the weights it was trained with" {
@@ -184,8 +192,34 @@ let private growthLines (dir: string) =
 
 let private field (e: JsonElement) (name: string) = e.GetProperty(name).GetInt32 ()
 
+/// A logger that keeps (level, message) of every entry.
+type private Recording () =
+    member val Entries = ResizeArray<Microsoft.Extensions.Logging.LogLevel * string> () with get
+    interface Microsoft.Extensions.Logging.ILogger with
+        member _.BeginScope<'TState when 'TState: not null> (_state: 'TState) : IDisposable | null = null
+        member _.IsEnabled _ = true
+        member this.Log<'TState> (level, _id, state: 'TState, error: exn | null, formatter: Func<'TState, exn | null, string>) =
+            this.Entries.Add ((level, formatter.Invoke (state, error)))
+
 let private engineTests =
     testList "engine" [
+        test "a significance test with statistics from training windows warns of its cost and names the faster choice; with a pass it does not" {
+            use data = teacherDataset ()
+            let warnings (from: string) =
+                let logger = Recording ()
+                let growth = fromTraining ()
+                growth.StatisticsFrom <- from
+                growth.SignificanceTest <- "signflip"
+                withRunFolder (fun dir ->
+                    let oneEpoch = TrainingOptions (Epochs = 1, BatchSize = 50, LearningRate = 0.05)
+                    GrowthEngine(blockKinds, kinds, tiny, logger).Run (data, model, oneEpoch, growth, torch.CPU, dir, CancellationToken.None) |> ignore)
+                logger.Entries |> Seq.filter (fun (level, _) -> level = Microsoft.Extensions.Logging.LogLevel.Warning) |> Seq.map snd |> List.ofSeq
+            match warnings "training" with
+            | [ w ] -> Expect.stringContains w "Growth:StatisticsFrom=pass" "names the fix"
+            | other -> failtest $"one warning expected, got {other}"
+            Expect.isEmpty (warnings "pass") "no warning with a pass"
+        }
+
         test "a run grows from training batches with no statistics pass: only γ-search and test samples take the plain path" {
             use plain = teacherDataset ()
             let pipeline = CountingPipeline ()
