@@ -223,6 +223,7 @@ type SearchSamples =
 let keepSearchSamples (net: Network) (j: int) (heldX: torch.Tensor) (heldY: torch.Tensor) : SearchSamples =
     use _ = torch.no_grad ()
     let n = heldX.shape[0]
+    if n = 0L then invalidArg (nameof heldX) "The γ search needs held-out samples (Growth:GammaSearchSamples ≥ 1 and a training split larger than the statistics samples)."
     let mutable lossSum = 0.0
     let kept =
         [| for start in 0L .. Training.probeChunk .. n - 1L do

@@ -114,6 +114,14 @@ let tests =
             check "mlp, 1.5 probe chunks" net x y [ 0; 1 ]
         }
 
+        test "a search without held-out samples is refused with the options to fix" {
+            use net = mlp 931L f32 6 [ 3 ] "tanh" 3
+            use x = torch.zeros ([| 0L; 6L |], dtype = f32)
+            use y = torch.zeros ([| 0L |], dtype = torch.ScalarType.Int64)
+            Expect.throwsC (fun () -> Growth.keepSearchSamples net 0 x y |> ignore)
+                (fun e -> Expect.stringContains e.Message "Growth:GammaSearchSamples" "names the option")
+        }
+
         test "at a later junction the committed network's probe loss is the loss the search measured, to rounding" {
             let check (name: string) (net: Network) (j: int) (x: torch.Tensor) (y: torch.Tensor) =
                 use stats = (Growth.statisticsPass net x y x.shape[0])[j]
