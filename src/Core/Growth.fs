@@ -209,9 +209,10 @@ let candidateLoss (net: Network) (j: int) (proposal: NeuronProposal) (statistics
 
 /// The γ search's held-out samples, in Training.probeLoss's chunks, each with its resume point at
 /// the junction: one probe forward of the network as it is keeps them (its loss is L(0)), and every
-/// candidate is then evaluated from A on. Nothing before A depends on the candidate, and from A on
-/// the operations are the full forward's, so each loss is bit for bit the one probeLoss would
-/// measure. The tensors live in the dispose scope the samples were kept in (one per search).
+/// candidate is then evaluated from A on, A computing only the channels the candidate appends.
+/// Nothing before A depends on the candidate, so each loss is the one probeLoss would measure, to
+/// float32 rounding (the kept channels came from a GEMM with fewer rows; SearchResumeTests).
+/// The tensors live in the dispose scope the samples were kept in (one per search).
 type SearchSamples =
     { Points: ResumePoint[]
       Labels: torch.Tensor[]
@@ -234,7 +235,8 @@ let keepSearchSamples (net: Network) (j: int) (heldX: torch.Tensor) (heldY: torc
              yield point, labels |]
     { Points = Array.map fst kept; Labels = Array.map snd kept; Count = n; Loss0 = lossSum / float n }
 
-/// candidateLoss from kept search samples: the same loss, without the layers before A.
+/// candidateLoss from kept search samples: the same loss to rounding, without the layers before A
+/// nor A's existing channels.
 let candidateLossFrom (net: Network) (samples: SearchSamples) (proposal: NeuronProposal) (statistics: JunctionStatistics) (gamma: float) =
     use _ = torch.no_grad ()
     use scope = torch.NewDisposeScope ()
