@@ -227,8 +227,7 @@ let keepSearchSamples (net: Network) (j: int) (heldX: torch.Tensor) (heldY: torc
     if n = 0L then invalidArg (nameof heldX) "The γ search needs held-out samples (Growth:GammaSearchSamples ≥ 1 and a training split larger than the statistics samples)."
     let mutable lossSum = 0.0
     let kept =
-        [| for start in 0L .. Training.probeChunk .. n - 1L do
-             let count = min Training.probeChunk (n - start)
+        [| for start, count in Training.probeChunks n do
              let logits, point = net.ForwardKeeping (heldX.narrow (0L, start, count), j, ForwardPass.Probe)
              let labels = heldY.narrow (0L, start, count)
              lossSum <- lossSum + Training.crossEntropySum logits labels

@@ -41,6 +41,9 @@ let trainStep (net: Network) (optimizer: IOptimizer) (learningRate: float) (x: t
 /// Samples per forward when a loss is measured on many (BatchNorm in a probe uses each chunk's statistics).
 let probeChunk = 4096L
 
+/// The (start, count) chunks in which a probe takes n samples.
+let probeChunks (n: int64) = [| for start in 0L .. probeChunk .. n - 1L -> start, min probeChunk (n - start) |]
+
 /// Summed cross-entropy of a chunk's logits, as a float64: losses over chunks add these up.
 let crossEntropySum (logits: torch.Tensor) (labels: torch.Tensor) =
     (torch.nn.functional.cross_entropy (logits, labels, reduction = torch.nn.Reduction.Sum)).ToDouble ()
@@ -52,15 +55,12 @@ let private lossAndAccuracyOf (pass: ForwardPass) (net: Network) (inputsOf: torc
     let n = x.shape[0]
     let mutable lossSum = 0.0
     let mutable correct = 0L
-    let mutable start = 0L
-    while start < n do
+    for start, count in probeChunks n do
         use scope = torch.NewDisposeScope ()
-        let count = min probeChunk (n - start)
         let logits = net.Forward (inputsOf (x.narrow (0L, start, count)), pass)
         let labels = y.narrow (0L, start, count)
         lossSum <- lossSum + crossEntropySum logits labels
         correct <- correct + (logits.argmax(1L).eq labels).sum().item<int64> ()
-        start <- start + count
     lossSum / float n, float correct / float n
 
 /// Mean cross-entropy and accuracy of the network (eval mode) on inputs x and labels y.

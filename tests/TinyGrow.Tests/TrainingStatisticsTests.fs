@@ -5,7 +5,6 @@
 module TinyGrow.Tests.TrainingStatisticsTests
 
 open System
-open System.Collections.Generic
 open System.IO
 open System.Text.Json
 open System.Threading
@@ -16,8 +15,6 @@ open TinyGrow.Abstractions
 open TinyGrow.Core
 open TinyGrow.Tests.TestUtil
 open TinyGrow.Tests.Fixtures
-
-let private f32 = torch.ScalarType.Float32
 
 /// 200 samples in R^6 with labels from 4 classes, and an SGD optimizer over the network.
 let private problem (net: Network) =
