@@ -83,6 +83,10 @@ public sealed class TrainingOptions
     public bool CosineSchedule { get; set; } = true;
     /// <summary>Random seed (weights, shuffling, growth).</summary>
     public long Seed { get; set; } = 1;
+    /// <summary>Intra-op CPU threads of the run (libtorch's OpenMP pool). 0 (auto): one thread for a network
+    /// of dense layers on the CPU, whose small kernels lose more at the threads' barriers than they gain
+    /// (docs/results.md, "CPU threads"), and libtorch's default (one per core) otherwise.</summary>
+    [Range(0, 1024)] public int Threads { get; set; } = 0;
 }
 
 /// <summary>Section "Growth": the strategy and the schedule.</summary>

@@ -251,6 +251,7 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
                 let net = Network.Build (blockKinds, layerKinds, model, data.InputShape, data.Classes, device, torch.ScalarType.Float32, generator)
                 net, makeOptimizer training net, RunState.Start (), null
         use net = net
+        let threads, threadsWhy = ComputeThreads.apply training device net
         // The permutation of the epoch in progress (null between epochs).
         let mutable order: torch.Tensor | null = restoredOrder
         use log = new RunLog (Path.Combine (runDirectory, "metrics.jsonl"), state.MetricsBytes)
@@ -295,8 +296,8 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
         if growing && growth.StatisticsFrom = "training" && growth.SignificanceTest <> "none" then
             logger.LogWarning ("Growth:SignificanceTest={Test} with statistics from the training batches: correct (every batch is split among the test's groups, so the weights' drift is not counted as noise), but each batch then adds to {Groups} group sums; measured on Fashion-MNIST, 5,000-sample windows cost 5x the growth time of a statistics pass of the same size. Growth:StatisticsFrom=pass is the faster choice for growth that stops by itself.",
                                growth.SignificanceTest, growth.SignificanceGroups)
-        logger.LogInformation ("Training on {Dataset} ({Train} train / {Test} test) on {Device}; widths {Widths}, {Parameters} parameters; strategy {Strategy}",
-                               data.Name, n, data.Test.Count, device.``type``, String.Join ("/", net.Widths), net.ParameterCount,
+        logger.LogInformation ("Training on {Dataset} ({Train} train / {Test} test) on {Device} ({Threads} CPU thread(s), {ThreadsWhy}); widths {Widths}, {Parameters} parameters; strategy {Strategy}",
+                               data.Name, n, data.Test.Count, device.``type``, threads, threadsWhy, String.Join ("/", net.Widths), net.ParameterCount,
                                (match growingWith with Some s -> s.Name | None -> "none (fixed widths)"))
         observer.Started (training.Epochs, batchesPerEpoch, state.Epoch, state.Batch, net.Widths)
         let writeAfterGrowth (step: int, batches: int, meanLoss: float) =

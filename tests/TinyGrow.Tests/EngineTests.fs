@@ -213,4 +213,16 @@ let tests =
                 use fromFile = rebuilt.Forward x
                 Expect.isTrue (identical fromFile expected) "a model rebuilt from model.json + model.bin computes the same outputs")
         }
+
+        test "a run sets the threads it chose on the thread that trains" {
+            use data = teacherDataset ()
+            let before = torch.get_num_threads ()
+            try
+                for requested, expected in [ 2, 2; 0, 1 ] do
+                    withRunFolder (fun dir ->
+                        let engine = GrowthEngine (blockKinds, kinds, null, NullLogger.Instance)
+                        engine.Run (data, model [ 2; 2 ], TrainingOptions (Epochs = 1, BatchSize = 50, Threads = requested), growth, torch.CPU, dir, CancellationToken.None) |> ignore
+                        Expect.equal (torch.get_num_threads ()) expected $"Threads = {requested}")
+            finally torch.set_num_threads before
+        }
     ]

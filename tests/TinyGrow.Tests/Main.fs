@@ -16,6 +16,7 @@ let all =
         DenseKindTests.tests
         ConvTests.tests
         ConvFullTests.tests
+        ComputeThreadsTests.tests
         AmplitudeTests.tests
         SearchResumeTests.tests
         StrategyTests.tests

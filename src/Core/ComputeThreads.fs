@@ -1,0 +1,30 @@
+/// How many intra-op CPU threads a run uses (Training:Threads). libtorch's OpenMP pool defaults to
+/// one thread per core; a parallel kernel waits at a barrier for its slowest thread, so on a machine
+/// whose cores are shared with other jobs, or for kernels as small as a dense layer's at batch 128,
+/// the extra threads cost more than they do. Measured on this 2-core VM (docs/results.md, "CPU
+/// threads"): the default Fashion-MNIST MLP runs 1.4-2x faster on one thread, the growth step's
+/// eigh of a 216² matrix 5-8x faster, while a CNN's convolutions gain from two threads (1.3x).
+module TinyGrow.Core.ComputeThreads
+
+open TorchSharp
+open TinyGrow.Abstractions
+
+/// libtorch's own choice, read once before any run changes it (a daemon runs many jobs in one process).
+let private libtorchDefault = lazy (torch.get_num_threads ())
+
+/// Whether every growable layer of the network is dense (no convolution anywhere).
+let denseOnly (net: Network) =
+    net.Junctions |> Array.forall (fun j -> j.A.Kind = "dense" && j.B.Kind = "dense")
+
+/// The thread count for `requested` (Training:Threads; 0: auto), given the device and the network,
+/// with the reason, for the log.
+let choose (requested: int) (onCpu: bool) (denseOnly: bool) (libtorchDefault: int) : int * string =
+    if requested > 0 then requested, "Training:Threads"
+    elif onCpu && denseOnly then 1, "auto: a network of dense layers on the CPU"
+    else libtorchDefault, (if onCpu then "auto: libtorch's default, one per core" else "auto: libtorch's default (the GPU does the work)")
+
+/// Sets the intra-op threads of the calling thread's torch operations for this run; returns what it chose and why.
+let apply (training: TrainingOptions) (device: torch.Device) (net: Network) : int * string =
+    let threads, why = choose training.Threads (device.``type`` = DeviceType.CPU) (denseOnly net) libtorchDefault.Value
+    torch.set_num_threads threads
+    threads, why
