@@ -138,6 +138,18 @@ let crossTerm (stats: JunctionStatistics) (delta: Tensor) (d: NeuronDirections) 
     use terms = a * d.FanOut.t ()
     terms.sum().ToDouble ()
 
+/// S2_g·Θ for every group g (G×D2×out): from JunctionStatistics.GroupS2, or as R_gᵀ(R_gΘ) from its
+/// rows (GroupRows, float64 products: no D2×D2 matrix is formed).
+let groupS2Times (stats: JunctionStatistics) (theta: Tensor) : Tensor =
+    match stats.GroupS2, stats.GroupRows with
+    | NonNull gs2, _ -> gs2.matmul theta
+    | _, NonNull rows ->
+        torch.stack ([| for r in rows ->
+                            use r64 = r.to_type torch.ScalarType.Float64
+                            use projected = r64.mm theta
+                            r64.t().mm projected |], 0L)
+    | _ -> invalidArg (nameof stats) "The statistics keep no per-group S2 (neither GroupS2 nor GroupRows)."
+
 /// The noise floor of the singular values λ_k of W·N (DESIGN §4.1: a direction is real only if λ_k
 /// clearly exceeds the noise of N estimated across batches), by a sign-flip null over groups of
 /// batches. N = Σ_b̃ v_projᵀ/n is the moment of a least-squares fit of v_proj on b̃, Θ = S2⁺N; its
@@ -153,9 +165,11 @@ let crossTerm (stats: JunctionStatistics) (delta: Tensor) (d: NeuronDirections) 
 /// `factor`: W (None: W = I, unwhitened directions; the fit still uses S2⁺ at `cutoff`).
 let noiseFloor (stats: JunctionStatistics) (delta: Tensor option) (factor: PsdFactor option) (cutoff: float)
                (draws: int) (confidence: float) (generator: torch.Generator | null) : float option =
-    match stats.GroupM2, stats.GroupP, stats.GroupS2, stats.GroupFractions with
-    | null, _, _, _ | _, null, _, _ | _, _, null, _ | _, _, _, null -> None
-    | gm2, gp, gs2, fractions when fractions.Length >= 2 && draws >= 1 ->
+    let hasGroupS2 = not (isNull stats.GroupS2) || not (isNull stats.GroupRows)
+    match stats.GroupM2, stats.GroupP, stats.GroupFractions with
+    | null, _, _ | _, null, _ | _, _, null -> None
+    | _ when not hasGroupS2 -> None
+    | gm2, gp, fractions when fractions.Length >= 2 && draws >= 1 ->
         use scope = torch.NewDisposeScope ()
         let g = int64 fractions.Length
         let ng =
@@ -169,7 +183,7 @@ let noiseFloor (stats: JunctionStatistics) (delta: Tensor option) (factor: PsdFa
         if factor.IsNone then (fit :> System.IDisposable).Dispose ()
         if float stats.Samples <= float rank then None
         else
-            let deviation = ng - gs2.matmul theta                 // G×D2×out, Σ_g = 0
+            let deviation = ng - groupS2Times stats theta         // G×D2×out; Σ_g = 0 when S2 is the pass's own
             let d2, out = deviation.shape[1], deviation.shape[2]
             let y =
                 match factor with

@@ -11,8 +11,14 @@ type private Sums =
       mutable TraceE: float; mutable Samples: int64; mutable UnitRoundoff: float; mutable RowsPerProduct: int64
       /// Σ p and Σ p pᵀ of A's input patches (junctions whose A's normalisation grows with it).
       mutable AMean: torch.Tensor option; mutable ASecond: torch.Tensor option; mutable APatchRows: float
-      /// Per-group Σ b̃ gᵀ, Σ b̃ bᵀ and Σ b̃ b̃ᵀ (G×D2×out, G×D2×D1, G×D2×D2) and samples, when groups are kept.
-      GroupM2: torch.Tensor option; GroupP: torch.Tensor option; GroupS2: torch.Tensor option; GroupSamples: int64[]; mutable Batches: int }
+      /// Per-group Σ b̃ gᵀ and Σ b̃ bᵀ (G×D2×out, G×D2×D1) and samples, when groups are kept; per-group
+      /// Σ b̃ b̃ᵀ as the rows themselves (GroupRows, scaled by √weight) until they would take more memory
+      /// than G×D2×D2 float64 sums (GroupS2), then as those sums.
+      GroupM2: torch.Tensor option; GroupP: torch.Tensor option; mutable GroupS2: torch.Tensor option
+      mutable GroupRows: ResizeArray<torch.Tensor>[] option; mutable KeptRows: int64; GroupSamples: int64[]; mutable Batches: int }
+
+/// Rows kept per group while their float32 copies take no more memory than G×D2×D2 float64 sums.
+let groupRowsLimit (groups: int) (d2: int64) = 2L * int64 groups * d2
 
 /// Unit roundoff of a floating dtype (products formed per batch in float32 carry its rounding into
 /// the float64 sums).
@@ -41,11 +47,12 @@ let tapMajor (bt: torch.Tensor) (x: torch.Tensor) =
 /// `givenS2` (D2×D2, float64, already divided by its own samples; null: none) is an S2 known ahead,
 /// e.g. the input covariance kept for the whole run (DESIGN §4.5): Σ b̃ b̃ᵀ, the largest product of a
 /// junction whose A reads the network's input (D2² per row against D2·D1), is then not formed and
-/// Finish hands over an alias of `givenS2`. Per-group S2 (groups > 0) cannot come from it, so with
-/// groups every product is formed and `givenS2` is ignored.
+/// Finish hands over an alias of `givenS2`. With groups, the per-group S2 are kept as rows
+/// (JunctionStatistics.GroupRows), so they need no product either, until the rows outgrow
+/// `groupRowsLimit`; from then on each batch's product is formed for the group sums only.
 type JunctionAccumulator(groups: int, givenS2: torch.Tensor | null) =
     let mutable sums: Sums option = None
-    let skipS2 = not (isNull givenS2) && groups <= 0
+    let skipS2 = not (isNull givenS2)
 
     new() = JunctionAccumulator (0, null)
     new(groups: int) = JunctionAccumulator (groups, null)
@@ -86,7 +93,7 @@ type JunctionAccumulator(groups: int, givenS2: torch.Tensor | null) =
                 let s = { S = z d1 d1; M = z d1 out; S2 = (if skipS2 then z 0L 0L else z d2 d2); M2 = z d2 outTaps; P = z d2 d1Taps; TraceE = 0.0; Samples = 0L; UnitRoundoff = 0.0; RowsPerProduct = 0L
                           AMean = None; ASecond = None; APatchRows = 0.0
                           GroupM2 = (if groups > 0 then zg d2 outTaps else None); GroupP = (if groups > 0 then zg d2 d1Taps else None)
-                          GroupS2 = (if groups > 0 then zg d2 d2 else None)
+                          GroupS2 = None; GroupRows = (if groups > 0 then Some (Array.init groups (fun _ -> ResizeArray ())) else None); KeptRows = 0L
                           GroupSamples = Array.zeroCreate (max groups 0); Batches = 0 }
                 sums <- Some s
                 s
@@ -96,19 +103,35 @@ type JunctionAccumulator(groups: int, givenS2: torch.Tensor | null) =
             (if w = 1.0 then sum.add_ (f64 product) else sum.add_ (f64 product, w.ToScalar ())) |> ignore
         add s.S (b.t().mm b)
         add s.M (b.t().mm g)
-        let s2 = if skipS2 then None else Some (let flat = bt.reshape (-1L, bt.shape[int (bt.dim ()) - 1]) in flat.t().mm flat)
-        s2 |> Option.iter (add s.S2)
+        let d2 = bt.shape[int (bt.dim ()) - 1]
+        let flat = bt.reshape (-1L, d2)
+        let s2 = lazy (flat.t().mm flat)
+        if not skipS2 then add s.S2 s2.Value
         let m2 = tapMajor bt g
         let p = tapMajor bt b
         add s.M2 m2
         add s.P p
-        match s.GroupM2, s.GroupP, s.GroupS2 with
-        | Some gm2, Some gp, Some gs2 ->
+        match s.GroupM2, s.GroupP with
+        | Some gm2, Some gp ->
             if group < 0 || group >= groups then invalidArg (nameof group) $"Group {group} of {groups}."
             let i = group
             add (gm2.select (0L, int64 i)) m2
             add (gp.select (0L, int64 i)) p
-            add (gs2.select (0L, int64 i)) s2.Value // groups > 0: S2 is formed
+            match s.GroupRows with
+            | Some kept ->
+                let scaled = if w = 1.0 then flat.clone () else flat * sqrt w
+                kept[i].Add (scaled.DetachFromDisposeScope ())
+                s.KeptRows <- s.KeptRows + flat.shape[0]
+                if s.KeptRows > groupRowsLimit groups d2 then
+                    // The rows now outweigh G×D2×D2 sums: sum them, and the batches to come, as products.
+                    let gs2 = torch.zeros ([| int64 groups; d2; d2 |], dtype = torch.ScalarType.Float64, device = b.device)
+                    for k in 0 .. groups - 1 do
+                        for r in kept[k] do
+                            (gs2.select (0L, int64 k)).add_ (f64 (r.t().mm r)) |> ignore
+                            r.Dispose ()
+                    s.GroupS2 <- Some (gs2.DetachFromDisposeScope ())
+                    s.GroupRows <- None
+            | None -> s.GroupS2 |> Option.iter (fun gs2 -> add (gs2.select (0L, int64 i)) s2.Value)
             s.GroupSamples[i] <- s.GroupSamples[i] + rows.Samples
         | _ -> ()
         s.Batches <- s.Batches + 1
@@ -151,12 +174,24 @@ type JunctionAccumulator(groups: int, givenS2: torch.Tensor | null) =
                 | None -> null
             let fractions : float[] | null =
                 if s.GroupM2.IsSome && used >= 2 then s.GroupSamples |> Array.take used |> Array.map (fun c -> float c / n) else null
+            // Rows of the groups used, scaled by 1/√n so that R_gᵀR_g is in the scale of S2.
+            let groupRows : torch.Tensor[] | null =
+                match s.GroupRows with
+                | Some kept when used >= 2 ->
+                    let scale = 1.0 / sqrt n
+                    let rows = Array.init used (fun k -> (use all = torch.cat (kept[k].ToArray (), 0L) in all * scale))
+                    for list in kept do for r in list do r.Dispose ()
+                    rows
+                | Some kept ->
+                    for list in kept do for r in list do r.Dispose ()
+                    null
+                | None -> null
             let s2 =
                 match givenS2 with
                 | NonNull g when skipS2 -> s.S2.Dispose (); g.alias ()
                 | _ -> div s.S2
             new JunctionStatistics(div s.S, div s.M, s2, div s.M2, div s.P, s.TraceE / n, s.Samples, s.UnitRoundoff, s.RowsPerProduct,
-                                   optional s.AMean, optional s.ASecond, grouped s.GroupM2, grouped s.GroupP, fractions, grouped s.GroupS2)
+                                   optional s.AMean, optional s.ASecond, grouped s.GroupM2, grouped s.GroupP, fractions, grouped s.GroupS2, groupRows)
 
     /// Releases the sums of an accumulator that will not be finished (a statistics window given up).
     member _.Discard() =
@@ -166,3 +201,4 @@ type JunctionAccumulator(groups: int, givenS2: torch.Tensor | null) =
             sums <- None
             for t in [ s.S; s.M; s.S2; s.M2; s.P ] do t.Dispose ()
             for t in [ s.AMean; s.ASecond; s.GroupM2; s.GroupP; s.GroupS2 ] do t |> Option.iter (fun t -> t.Dispose ())
+            s.GroupRows |> Option.iter (fun kept -> for list in kept do for r in list do r.Dispose ())

@@ -297,7 +297,7 @@ let tests =
             for name, a, b in [ "S", skipped.S, formed.S; "M", skipped.M, formed.M; "M2", skipped.M2, formed.M2; "P", skipped.P, formed.P ] do
                 Expect.isTrue (identical a b) $"{name} is the one formed with S2"
             Expect.isFalse (Statistics.JunctionAccumulator (0, cache.S2)).FormsS2 "no groups: S2 is not formed"
-            Expect.isTrue (Statistics.JunctionAccumulator (4, cache.S2)).FormsS2 "groups need their own S2: formed"
+            Expect.isFalse (Statistics.JunctionAccumulator (4, cache.S2)).FormsS2 "with groups too: their S2 are kept as rows"
             use withFormed = tiny.Propose (GrowthRequest (formed, net.Junctions[0], 3, options, null, Whitening = cache.Whitening))
             use withSkipped = tiny.Propose (GrowthRequest (skipped, net.Junctions[0], 3, options, null, Whitening = cache.Whitening))
             Expect.isGreaterThan withFormed.Count 0 "neurons proposed"
