@@ -12,13 +12,15 @@ type private Sums =
       /// Σ p and Σ p pᵀ of A's input patches (junctions whose A's normalisation grows with it).
       mutable AMean: torch.Tensor option; mutable ASecond: torch.Tensor option; mutable APatchRows: float
       /// Per-group Σ b̃ gᵀ and Σ b̃ bᵀ (G×D2×out, G×D2×D1) and samples, when groups are kept; per-group
-      /// Σ b̃ b̃ᵀ as the rows themselves (GroupRows, scaled by √weight) until they would take more memory
-      /// than G×D2×D2 float64 sums (GroupS2), then as those sums.
+      /// Σ b̃ b̃ᵀ as the rows themselves (GroupRows, scaled by √weight) while they are few (groupRowsLimit),
+      /// then as G×D2×D2 float64 sums (GroupS2).
       GroupM2: torch.Tensor option; GroupP: torch.Tensor option; mutable GroupS2: torch.Tensor option
       mutable GroupRows: ResizeArray<torch.Tensor>[] option; mutable KeptRows: int64; GroupSamples: int64[]; mutable Batches: int }
 
-/// Rows kept per group while their float32 copies take no more memory than G×D2×D2 float64 sums.
-let groupRowsLimit (groups: int) (d2: int64) = 2L * int64 groups * d2
+/// Rows kept (all groups together) before they are summed into G×D2×D2 float64 sums: G·D2/2 float32
+/// rows take a quarter of the sums' memory, so that the switch (sums allocated, rows still held) peaks
+/// at 1.25× what the sums alone take, which is what the host's memory estimate counts for them.
+let groupRowsLimit (groups: int) (d2: int64) = int64 groups * d2 / 2L
 
 /// Unit roundoff of a floating dtype (products formed per batch in float32 carry its rounding into
 /// the float64 sums).

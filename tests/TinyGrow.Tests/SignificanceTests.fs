@@ -178,42 +178,42 @@ let tests =
             use b = b
             use bt = bt
             use g = g
-            // D2 = 20 and 4 groups: rows are kept up to groupRowsLimit 4 20 = 160 of them. 120 rows stay
+            // D2 = 20 and 4 groups: rows are kept up to groupRowsLimit 4 20 = 40 of them. 36 rows stay
             // rows; 1,000 rows switch to sums on the way.
-            Expect.equal (Statistics.groupRowsLimit 4 20L) 160L "the limit: 2·G·D2 rows"
+            Expect.equal (Statistics.groupRowsLimit 4 20L) 40L "the limit: G·D2/2 rows"
             let byHand (groups: int) (batch: int64) (k: int) =
                 // Group k holds batches k, k + groups, …
                 let starts = [ for start in 0L .. batch .. bt.shape[0] - 1L do yield start ] |> List.indexed |> List.filter (fun (i, _) -> i % groups = k) |> List.map snd
                 let parts = [| for start in starts -> bt.narrow (0L, start, min batch (bt.shape[0] - start)) |]
                 use rows = torch.cat (parts, 0L)
                 rows.t().mm rows / float bt.shape[0]
-            use small = handStatistics 4 10L (b.narrow (0L, 0L, 120L)) (bt.narrow (0L, 0L, 120L)) (g.narrow (0L, 0L, 120L))
+            use small = handStatistics 4 3L (b.narrow (0L, 0L, 36L)) (bt.narrow (0L, 0L, 36L)) (g.narrow (0L, 0L, 36L))
             Expect.isTrue (isNull small.GroupS2) "under the limit: no G×D2×D2 sums"
             let rows = nonNull small.GroupRows
             Expect.equal rows.Length 4 "rows for each of the 4 groups"
             use total = torch.zeros_like small.S2
             for k in 0 .. 3 do
                 use formed = rows[k].t().mm rows[k]
-                let sub (t: torch.Tensor) = t.narrow (0L, 0L, 120L)
-                let starts = [ 0L .. 10L .. 110L ] |> List.indexed |> List.filter (fun (i, _) -> i % 4 = k) |> List.map snd
-                use own = torch.cat ([| for st in starts -> (sub bt).narrow (0L, st, 10L) |], 0L)
-                use expected = own.t().mm own / 120.0
+                let starts = [ 0L .. 3L .. 33L ] |> List.indexed |> List.filter (fun (i, _) -> i % 4 = k) |> List.map snd
+                use own = torch.cat ([| for st in starts -> bt.narrow (0L, st, 3L) |], 0L)
+                use expected = own.t().mm own / 36.0
                 Expect.isLessThan (maxAbsDiff formed expected) 1e-14 $"group {k}: R_gᵀR_g = its S2"
                 total.add_ formed |> ignore
             Expect.isLessThan (maxAbsDiff total small.S2) 1e-14 "Σ_g R_gᵀR_g = S2"
             use large = handStatistics 4 64L b bt g
-            Expect.isTrue (isNull large.GroupRows) "over the limit (1,000 rows > 2·4·20): the rows were summed"
+            Expect.isTrue (isNull large.GroupRows) "over the limit (1,000 rows > 4·20/2): the rows were summed"
             let gs2 = nonNull large.GroupS2
             for k in 0 .. 3 do
                 use expected = byHand 4 64L k
                 Expect.isLessThan (maxAbsDiff (gs2.select (0L, int64 k)) expected) 1e-13 $"group {k}: summed S2"
         }
         test "the noise floor is the same from the rows as from the G×D2×D2 sums" {
-            let b, bt, g = plantedRows 10L 600L 3 2.0
+            // 8 groups of D2 = 20: at most 80 rows stay rows.
+            let b, bt, g = plantedRows 10L 80L 3 2.0
             use b = b
             use bt = bt
             use g = g
-            use fromRows = handStatistics 16 16L b bt g
+            use fromRows = handStatistics 8 5L b bt g
             let rows = nonNull fromRows.GroupRows
             use stacked = torch.stack ([| for r in rows -> r.t().mm r |], 0L)
             use fromSums = new JunctionStatistics (fromRows.S.clone (), fromRows.M.clone (), fromRows.S2.clone (), fromRows.M2.clone (), fromRows.P.clone (),
