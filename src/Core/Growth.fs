@@ -251,6 +251,19 @@ let candidateLossFrom (net: Network) (samples: SearchSamples) (proposal: NeuronP
 /// Relative loss decrease below which a candidate is treated as no better than γ = 0.
 let acceptanceMargin = 1e-6
 
+/// How far above the acceptance margin the first-order decrease must be where a search starts.
+let startFloorMargins = 100.0
+
+/// The lowest start of a warm γ search: the γ at which the proposal's first-order decrease γ²·pred(1)
+/// is `startFloorMargins` times the acceptance margin of the loss (0 when nothing is predicted). Refusals
+/// in a row walk the next start down (lineSearchFrom); without a floor a junction whose proposals were
+/// refused a few times searched only at γ whose decrease no float32 loss can show (measured on the
+/// Fashion-MNIST CNN: 1 → 2⁻¹⁴ in seven refusals), and so refused every later proposal, good or not.
+let startFloor (predictedAtOne: float) (loss0: float) =
+    if predictedAtOne > 0.0 && Double.IsFinite predictedAtOne then
+        sqrt (startFloorMargins * acceptanceMargin * abs loss0 / predictedAtOne)
+    else 0.0
+
 /// Held-out samples on which spreads are measured (RMS estimates; the loss uses all of them).
 let spreadSamples = 512L
 
@@ -271,9 +284,10 @@ let growJunctionFrom (start: float) (amplitudeRatio: float) (net: Network) (j: i
     // A proposal with a fixed Amplitude (GradMax's zero fan-in leaves the loss unchanged at every
     // γ) is applied at that γ without a search or the acceptance margin; its loss is still measured.
     let fixedAmplitude = proposal.Amplitude.HasValue && proposal.Count > 0
-    let spreads, bound, search =
+    let spreads, bound, search, start =
         use searchScope = torch.NewDisposeScope () // the kept samples go with the search
         let samples = keepSearchSamples net j heldX heldY
+        let start = if Double.IsFinite start && start > 0.0 then max start (startFloor (proposal.PredictedDecrease 1.0) samples.Loss0) else start
         let spreads =
             if proposal.Count > 0 && amplitudeRatio > 0.0 && Amplitude.isBounded junction then
                 let aInput = samples.Points[0].AInput
@@ -285,7 +299,7 @@ let growJunctionFrom (start: float) (amplitudeRatio: float) (net: Network) (j: i
             if fixedAmplitude then
                 { Gamma = proposal.Amplitude.Value; Loss = lossAt proposal.Amplitude.Value; Loss0 = lossAt 0.0; Evaluations = 2; Lowest = proposal.Amplitude.Value }
             else lineSearchFrom start bound lossAt 24
-        spreads, bound, search
+        spreads, bound, search, start
     // A decrease within rounding of the loss (float32: ~1e-7 relative) is noise, not a reason to
     // add neurons: below this margin γ = 0 wins. A γ whose loss is above L(0) is never accepted.
     let gamma, loss =

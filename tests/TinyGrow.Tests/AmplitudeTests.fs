@@ -121,6 +121,29 @@ let tests =
             Expect.equal event.SearchStart (Growth.gridPoint 3.0) "search start reported (3 on the √2 grid: 2√2)"
         }
 
+        test "a start sunk by refusals is lifted to where the first-order decrease is measurable, and the search finds the cold γ again" {
+            use net = mlp 541L f64 6 [ 2 ] "tanh" 2
+            shrinkAwayFromSignal (layerOf net 0) 0.05
+            let x, y = separable 542L 400L 6L
+            use x = x
+            use y = y
+            use stats = (Growth.statisticsPass net x y 400L)[0]
+            use proposal = propose net 0 stats 1 (options 0.0 false)
+            let lossAt = Growth.candidateLoss net 0 proposal stats x y
+            let cold = Growth.lineSearchFrom nan infinity lossAt 24
+            // From 1e-6 (seven refusals in a row sink a start of 1 to 2⁻¹⁴; this is further) the search's
+            // 24 steps up end far below the answer.
+            let sunk = Growth.lineSearchFrom 1e-6 infinity lossAt 24
+            Expect.isLessThan sunk.Gamma (cold.Gamma / 100.0) $"unfloored: γ = {sunk.Gamma} against the cold {cold.Gamma}"
+            let floor = Growth.startFloor (proposal.PredictedDecrease 1.0) (lossAt 0.0)
+            Expect.isGreaterThan floor 1e-4 $"the floor {floor}"
+            Expect.isLessThan floor (cold.Gamma / 64.0) "far below the answer: it only stops the sinking"
+            let event = Growth.growJunctionFrom 1e-6 0.0 net 0 proposal stats x y
+            Expect.equal event.SearchStart (Growth.gridPoint floor) "the search starts at the floor"
+            Expect.equal event.Gamma cold.Gamma "and climbs to the cold search's γ"
+            Expect.equal (Growth.startFloor 0.0 1.0, Growth.startFloor nan 1.0) (0.0, 0.0) "nothing predicted: no floor"
+        }
+
         test "tanh: where the unbounded search saturates the new units, the chosen γ keeps their spread within the bound" {
             use net = mlp 501L f64 6 [ 2 ] "tanh" 2
             // Small existing first-layer weights: existing pre-activations have a small spread. They
