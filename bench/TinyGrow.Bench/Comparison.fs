@@ -36,10 +36,13 @@ let private epochsOf (dir: string) =
             yield root.GetProperty("seconds").GetDouble (), root.GetProperty("test_accuracy").GetDouble () ]
 
 /// Trains one network in a temporary run folder (deleted afterwards). `strategy` null: fixed widths.
+/// One row's run, on one torch thread whatever the model (Training:Threads = 1; the product's auto
+/// would give a CNN two): the tables compare rows measured alike, and stay comparable with earlier ones.
 let train (data: LoadedDataset) (strategy: IGrowthStrategy | null) (model: ModelOptions) (training: TrainingOptions) (growth: GrowthOptions) =
     let dir = Directory.CreateTempSubdirectory("tinygrow-bench-").FullName
     try
         let engine = GrowthEngine (Kinds.blockKinds, Kinds.layerKinds, strategy, NullLogger.Instance)
+        training.Threads <- 1
         let summary = engine.Run (data, model, training, growth, torch.CPU, dir, CancellationToken.None)
         { Summary = summary; Epochs = epochsOf dir }
     finally Directory.Delete (dir, true)

@@ -32,9 +32,6 @@ let epochsAndSeeds (args: string list) (defaultEpochs: int) =
     | [] -> defaultEpochs, [ 1; 2; 3 ]
     | e :: seeds -> int e, (if seeds.IsEmpty then [ 1; 2; 3 ] else List.map int seeds)
 
-/// The comparison modes train with one torch thread: on a machine shared with other jobs, idle
-/// OpenMP threads spinning for a busy core slow small networks down many times over, and by run.
-let oneThread () = torch.set_num_threads 1
 
 [<EntryPoint>]
 let main argv =
@@ -95,21 +92,18 @@ let main argv =
         // tiny's widths: EPOCHS (default 10, the default experiment) and SEEDS (default 1 2 3).
         let epochs, seeds = epochsAndSeeds rest 10
         use data = loadFashion ()
-        oneThread ()
         Strategies.run data (model [ 1; 1 ] "tanh") epochs seeds results
         0
     | "protocol" :: rest ->
         // The Python reference's protocol (Adam, 20 epochs): its schedule and the front-loaded one.
         let epochs, seeds = epochsAndSeeds rest 20
         use data = loadFashion ()
-        oneThread ()
         Protocol.run data (model [ 1; 1 ] "tanh") epochs seeds results
         0
     | "cnn" :: rest ->
         // experiments/fashion-mnist-cnn.json grown vs fixed at its widths: EPOCHS (default: the file's).
         let epochs, seeds = epochsAndSeeds rest 0
         use data = loadFashion ()
-        oneThread ()
         CnnComparison.run data "experiments/fashion-mnist-cnn.json" (if epochs > 0 then Some epochs else None) seeds results
         0
     | "whitening-time" :: sizes ->
