@@ -229,6 +229,39 @@ let tests =
             Expect.isGreaterThan a 0.0 "a floor"
             Expect.isLessThan (abs (a - c) / c) 1e-12 $"rows {a} against sums {c}"
         }
+        test "conv junctions: restricted rows stay rows, full mode's rows (one per tap) outgrow into sums; both sum to S2" {
+            // A reads 8 channels (D2 = 8·3·3 + 1 = 73): rows are kept up to 16·73/2 = 584. 100 samples of
+            // 2×2 positions (more samples than D2, as the noise floor needs) give 400 rows in restricted
+            // mode, 400·9 tap rows in full mode.
+            for mode, keepsRows in [ "restricted", true; "full", false ] do
+                use net =
+                    ConvTests.cnnWith mode 31L f64 [| 8L; 2L; 2L |]
+                        [ ConvTests.conv 3 3 1 1 1 true false "tanh" "none"; ConvTests.conv 2 3 1 1 1 true false "tanh" "none" ] "gap" 3
+                use x = ConvTests.images 32L 100L 8L 2L
+                use y = labels 33L 100L 3L
+                use s = (Growth.statisticsGrouped 16 [| 0 |] 0 null net x y 1L)[0]
+                let groupS2 =
+                    match s.GroupRows, s.GroupS2 with
+                    | NonNull rows, _ -> torch.stack ([| for r in rows -> r.t().mm r |], 0L)
+                    | _, NonNull sums -> sums.alias ()
+                    | _ -> failtest $"{mode}: no per-group S2"
+                use groupS2 = groupS2
+                Expect.equal (not (isNull s.GroupRows)) keepsRows $"{mode}: rows kept = {keepsRows}"
+                use total = groupS2.sum 0L
+                Expect.isLessThan (maxAbsDiff total s.S2) 1e-12 $"{mode}: Σ_g S2_g = S2"
+                if keepsRows then
+                    use fromSums = new JunctionStatistics (s.S.clone (), s.M.clone (), s.S2.clone (), s.M2.clone (), s.P.clone (), s.TraceE, s.Samples,
+                                                           s.UnitRoundoff, s.RowsPerProduct, GroupM2 = (nonNull s.GroupM2).clone (),
+                                                           GroupP = (nonNull s.GroupP).clone (), GroupFractions = s.GroupFractions, GroupS2 = groupS2.clone ())
+                    let update = Bottleneck.existingWeightsUpdate s 1e-10
+                    use delta = update.Delta
+                    let floor (stats: JunctionStatistics) =
+                        use gen = new torch.Generator (34UL)
+                        Bottleneck.noiseFloor stats (Some delta) None 1e-10 64 0.95 gen |> Option.get
+                    let a, c = floor s, floor fromSums
+                    Expect.isLessThan (abs (a - c) / c) 1e-12 $"{mode}: noise floor from rows {a} against sums {c}"
+        }
+
         test "labels independent of the inputs, untrained 10→4→4→10 network: almost nothing is proposed" {
             let counts =
                 [ for seed in 1L .. 5L do
