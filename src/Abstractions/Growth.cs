@@ -16,10 +16,10 @@ namespace TinyGrow.Abstractions;
 /// the rows split into G disjoint groups (whole batches in a pass, every batch split by sample in a window), GroupM2[g] = Σ_{rows of g} b̃gᵀ/n (G×D2×out),
 /// GroupP[g] = Σ_{rows of g} b̃bᵀ/n (G×D2×D1), GroupS2[g] = Σ_{rows of g} b̃b̃ᵀ/n (G×D2×D2), so that they
 /// sum to M2, P and S2; GroupFractions[g] is the share of the samples in group g. The per-group S2 comes
-/// in one of two forms, whichever takes less memory: <c>GroupS2</c>, or <c>GroupRows</c>, per group the
-/// rows R_g (R_g×D2, each row scaled by √(weight/n)) with GroupS2[g] = R_gᵀR_g, which is never formed:
+/// in one of two forms: <c>GroupRows</c> while the rows are few (at most G·D2/2 of them in all), per group
+/// the rows R_g (R_g×D2, each row scaled by √(weight/n)) with GroupS2[g] = R_gᵀR_g, which is never formed:
 /// the significance test only needs GroupS2[g]·Θ = R_gᵀ(R_gΘ), and forming G matrices of D2² costs a
-/// junction reading a 785-pixel input more than the rest of its statistics together.
+/// junction reading a 785-pixel input more than the rest of its statistics together; else <c>GroupS2</c>.
 public sealed record JunctionStatistics(Tensor S, Tensor M, Tensor S2, Tensor M2, Tensor P, double TraceE, long Samples,
                                         double UnitRoundoff, long RowsPerProduct,
                                         Tensor? AMean = null, Tensor? ASecondMoment = null,

@@ -125,7 +125,7 @@ type JunctionAccumulator(groups: int, givenS2: torch.Tensor | null) =
                 kept[i].Add (scaled.DetachFromDisposeScope ())
                 s.KeptRows <- s.KeptRows + flat.shape[0]
                 if s.KeptRows > groupRowsLimit groups d2 then
-                    // The rows now outweigh G×D2×D2 sums: sum them, and the batches to come, as products.
+                    // Past groupRowsLimit: sum the rows kept (already scaled by √weight), and the batches to come, as products.
                     let gs2 = torch.zeros ([| int64 groups; d2; d2 |], dtype = torch.ScalarType.Float64, device = b.device)
                     for k in 0 .. groups - 1 do
                         for r in kept[k] do
