@@ -127,6 +127,24 @@ let psdFactor (a: Tensor) (cutoff: float) : PsdFactor =
         use scaled = vectors * scale.unsqueeze 0L
         Eigen (scaled.t().contiguous ())
 
+/// W with WᵀW = S2⁺ for S2 = RᵀR from the rows R (n×D2, n < D2: S2 has rank ≤ n), at a relative
+/// cutoff, without S2's D2×D2 eigh: Rᵀ = QT (thin QR, Q D2×n), so S2 = Q(TTᵀ)Qᵀ and the eigenpairs
+/// (λ, u) of the n×n TTᵀ give S2's as (λ, Qu); W = Λ^{-1/2}(QU)ᵀ over those above cutoff·λmax (r×D2).
+/// TTᵀ carries S2's nonzero spectrum, so rounding enters as in S2's own eigh. In R's dtype.
+let rowsFactor (rows: Tensor) (cutoff: float) : Tensor =
+    use rt = rows.t ()
+    let struct (q, t) = torch.linalg.qr rt
+    use q = q
+    use t = t
+    use ttt = t.mm (t.t ())
+    let values, vectors = eighKept ttt cutoff
+    use values = values
+    use vectors = vectors
+    use scale = values.rsqrt ()
+    use scaled = vectors * scale.unsqueeze 0L
+    use qt = q.t ()
+    scaled.t().mm qt
+
 /// A⁺X = Wᵀ(W X) without forming A⁺ (a Cholesky solve, or V Λ⁻¹ Vᵀ X on the kept eigenpairs).
 let solvePsd (f: PsdFactor) (x: Tensor) : Tensor =
     match f with

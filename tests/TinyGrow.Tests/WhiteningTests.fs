@@ -281,6 +281,38 @@ let tests =
             use mapCached = cached.FanOut.mm cached.FanIn
             Expect.isTrue (allClose mapCached mapFresh 1e-9) $"Σ ω_k α_kᵀ equal (max diff {maxAbsDiff mapCached mapFresh})"
         }
+        test "fewer samples than inputs: the input whitening from the rows' QR equals the eigh path's, and gives the same proposal" {
+            // 40 inputs + bias = D2 41 > 30 samples: S2 has rank ≤ 30, so W comes from the rows.
+            use net = mlp 921L f64 40 [ 4; 3 ] "tanh" 3
+            use x = randn 922L 30L 40L
+            use y = labels 923L 30L 3L
+            let options = GrowthOptions (RowsPerDimension = 0, RelativeThreshold = 0.0)
+            use cache = Growth.inputCovariance net 0 options null x y
+            Expect.stringStarts cache.Path "QR of the rows" $"the rows' path ({cache.Path})"
+            use stats = (Growth.statisticsFor [| 0 |] 0 null net x y 300L)[0]
+            let cutoff = Bottleneck.effectiveCutoff options.EigenCutoff stats stats.S2.shape[0]
+            let eighW, eighPath = Growth.whiteningOf stats cutoff
+            use eighW = eighW
+            Expect.stringStarts eighPath "eigh" "S2 itself is singular: eigh"
+            Expect.equal cache.Whitening.shape eighW.shape $"the same rank ({cache.Whitening.shape[0]} of 41)"
+            use wtw = cache.Whitening.t().mm cache.Whitening
+            use reference = eighW.t().mm eighW
+            Expect.isLessThan (maxAbsDiff wtw reference / (use m = reference.abs().max () in m.ToDouble ())) 1e-10 "WᵀW = S2⁺ (relative to its largest entry)"
+            use fromRows = tiny.Propose (GrowthRequest (stats, net.Junctions[0], 3, options, null, Whitening = cache.Whitening))
+            use fromEigh = tiny.Propose (GrowthRequest (stats, net.Junctions[0], 3, options, null, Whitening = eighW))
+            Expect.equal fromRows.Count fromEigh.Count "same number of neurons"
+            Expect.isGreaterThan fromRows.Count 0 "neurons proposed"
+            for k in 0 .. fromEigh.Count - 1 do
+                Expect.floatClose { absolute = 0.0; relative = 1e-10 } fromRows.NeuronScores[k] fromEigh.NeuronScores[k] $"λ_{k}²"
+            use mapRows = fromRows.FanOut.mm fromRows.FanIn
+            use mapEigh = fromEigh.FanOut.mm fromEigh.FanIn
+            Expect.isTrue (allClose mapRows mapEigh 1e-9) $"Σ ω_k α_kᵀ equal (max diff {maxAbsDiff mapRows mapEigh})"
+            // With more samples than inputs the eigh (or Cholesky) path of S2 is kept.
+            use x2 = randn 924L 60L 40L
+            use y2 = labels 925L 60L 3L
+            use full = Growth.inputCovariance net 0 options null x2 y2
+            Expect.isFalse (full.Path.StartsWith "QR") $"60 samples > 41: {full.Path}"
+        }
         test "with its input covariance cached the statistics pass does not form S2, and the proposal is the one with S2 formed" {
             use net = mlp 911L f64 6 [ 4; 3 ] "tanh" 3
             use x = randn 912L 600L 6L
