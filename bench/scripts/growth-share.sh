@@ -13,6 +13,8 @@ cd "$(dirname "$0")/../.."
 app=$(mktemp -d)
 trap 'rm -rf "$app"' EXIT
 cp -r "${TINYGROW_APP:-artifacts/tinygrow}/." "$app/"
+# TINYGROW_* variables are the application's configuration (strict: an unknown key is an error).
+unset TINYGROW_APP
 mkdir -p runs/growth-share
 for s in $seeds; do
   id="$label-s$s"
