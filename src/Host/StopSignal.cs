@@ -4,16 +4,30 @@ namespace TinyGrow.Host;
 
 /// <summary>Whether the process was asked to stop with SIGTERM (a service manager, a scheduler, a
 /// deploy) rather than Ctrl-C: both cancel the run, and both checkpoint, but only a SIGTERM stop at a
-/// checkpoint exits 0. The host's console lifetime still handles the signal (it stops the host).</summary>
+/// checkpoint exits 0. The host's console lifetime still handles the signals (it stops the host).
+/// Its handler and ours run independently, so the run can see the cancellation before our handler has
+/// recorded the signal: <see cref="WaitForSignal"/> closes that race (seen in CI as a SIGTERM stop
+/// reported as Ctrl-C, exit 130).</summary>
 public static class StopSignal
 {
-    static volatile bool _terminated;
-    static PosixSignalRegistration? _registration;
+    const int None = 0, Interrupt = 2, Terminate = 15;
+    static volatile int _signal = None;
+    static PosixSignalRegistration? _terminate, _interrupt;
 
     /// <summary>SIGTERM was received.</summary>
-    public static bool Terminated => _terminated;
+    public static bool Terminated => _signal == Terminate;
 
-    /// <summary>Starts listening (once per process).</summary>
-    public static void Listen() =>
-        _registration ??= PosixSignalRegistration.Create(PosixSignal.SIGTERM, _ => _terminated = true);
+    /// <summary>Starts listening (once per process). A SIGTERM outranks a Ctrl-C received before it.</summary>
+    public static void Listen()
+    {
+        _terminate ??= PosixSignalRegistration.Create(PosixSignal.SIGTERM, _ => _signal = Terminate);
+        _interrupt ??= PosixSignalRegistration.Create(PosixSignal.SIGINT, _ =>
+        {
+            if (_signal == None) _signal = Interrupt;
+        });
+    }
+
+    /// <summary>Waits at most <paramref name="timeout"/> until a stop signal has been recorded; false if
+    /// none was (the stop came from elsewhere).</summary>
+    public static bool WaitForSignal(TimeSpan timeout) => SpinWait.SpinUntil(() => _signal != None, timeout);
 }

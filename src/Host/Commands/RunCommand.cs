@@ -175,6 +175,7 @@ public sealed class RunCommand(TinyGrowSettings settings, PluginCatalogue catalo
                 // SIGTERM is how a service manager or scheduler stops a job it means to restart: once
                 // the checkpoint is written, that is a clean stop (0). Ctrl-C is a person stopping a
                 // run: 130, as shells expect, with the checkpoint written all the same.
+                StopSignal.WaitForSignal(TimeSpan.FromSeconds(1));
                 var terminated = StopSignal.Terminated && engine.CheckpointedOnStop;
                 var how = StopSignal.Terminated ? "SIGTERM" : "Ctrl-C";
                 Interrupted(training, partial, engine.CheckpointedOnStop
