@@ -5,9 +5,10 @@ namespace TinyGrow.Host;
 /// <summary>Whether the process was asked to stop with SIGTERM (a service manager, a scheduler, a
 /// deploy) rather than Ctrl-C: both cancel the run, and both checkpoint, but only a SIGTERM stop at a
 /// checkpoint exits 0. The host's console lifetime still handles the signals (it stops the host).
-/// Its handler and ours run independently, so the run can see the cancellation before our handler has
-/// recorded the signal: <see cref="WaitForSignal"/> closes that race (seen in CI as a SIGTERM stop
-/// reported as Ctrl-C, exit 130).</summary>
+/// .NET runs a signal's handlers one after another on one thread, in no fixed order; the host's
+/// cancels the run, whose stop path can then run on that same thread before our handler has recorded
+/// the signal. The stop path waits for it with <see cref="WaitForSignal"/> on another thread (seen in
+/// 2 of 4 clean-clone CI runs: a SIGTERM stop reported as Ctrl-C, exit 130).</summary>
 public static class StopSignal
 {
     const int None = 0, Interrupt = 2, Terminate = 15;

@@ -175,7 +175,10 @@ public sealed class RunCommand(TinyGrowSettings settings, PluginCatalogue catalo
                 // SIGTERM is how a service manager or scheduler stops a job it means to restart: once
                 // the checkpoint is written, that is a clean stop (0). Ctrl-C is a person stopping a
                 // run: 130, as shells expect, with the checkpoint written all the same.
-                StopSignal.WaitForSignal(TimeSpan.FromSeconds(1));
+                // This block can run inside the host's signal handler (StopApplication runs the stopping
+                // callbacks on the calling thread), before ours has recorded which signal it was: wait on
+                // another thread, so that this one returns to the handlers.
+                await Task.Run(() => StopSignal.WaitForSignal(TimeSpan.FromSeconds(1)));
                 var terminated = StopSignal.Terminated && engine.CheckpointedOnStop;
                 var how = StopSignal.Terminated ? "SIGTERM" : "Ctrl-C";
                 Interrupted(training, partial, engine.CheckpointedOnStop
