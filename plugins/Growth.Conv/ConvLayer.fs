@@ -14,6 +14,12 @@ type Tensor = torch.Tensor
 
 type ConvLayer(weight: Tensor, bias: Tensor option, stride: int, padding: int, dilation: int, activation: string) =
     let cells = new WeightAndBias (weight, bias)
+    /// The outputs of the filters `w` (and `b`) on `input`: Forward with all of them, ForwardOutputs with the last ones.
+    let outputsOf (input: Tensor) (w: Tensor) (b: Tensor option) =
+        let s, p, d = [| int64 stride; int64 stride |], [| int64 padding; int64 padding |], [| int64 dilation; int64 dilation |]
+        match b with
+        | Some b -> torch.nn.functional.conv2d (input, w, b, s, p, d)
+        | None -> torch.nn.functional.conv2d (input, w, null, s, p, d)
     let kernel = int cells.Weight.shape[2]
     do Activations.validate activation
 
@@ -55,19 +61,13 @@ type ConvLayer(weight: Tensor, bias: Tensor option, stride: int, padding: int, d
         member _.ActivationSlopeAtZero = Activations.slopeAtZero activation
         member _.Parameters = cells.Parameters
 
-        member _.Forward(input) =
-            let s, p, d = [| int64 stride; int64 stride |], [| int64 padding; int64 padding |], [| int64 dilation; int64 dilation |]
-            match cells.Bias with
-            | Some bias -> torch.nn.functional.conv2d (input, cells.Weight, bias, s, p, d)
-            | None -> torch.nn.functional.conv2d (input, cells.Weight, null, s, p, d)
+        member _.Forward(input) = outputsOf input cells.Weight (cells.Bias |> Option.map (fun b -> b :> Tensor))
 
         member _.ForwardOutputs(input, first) =
-            let s, p, d = [| int64 stride; int64 stride |], [| int64 padding; int64 padding |], [| int64 dilation; int64 dilation |]
-            let rows = cells.Weight.shape[0] - int64 first
-            use w = cells.Weight.narrow (0L, int64 first, rows)
-            match cells.Bias with
-            | Some bias -> (use b = bias.narrow (0L, int64 first, rows) in torch.nn.functional.conv2d (input, w, b, s, p, d))
-            | None -> torch.nn.functional.conv2d (input, w, null, s, p, d)
+            let last (t: Tensor) = t.narrow (0L, int64 first, t.shape[0] - int64 first)
+            use w = last cells.Weight
+            let b = cells.Bias |> Option.map last
+            try outputsOf input w b finally b |> Option.iter (fun t -> t.Dispose ())
 
         member _.Activate(z) = Activations.apply activation z
 

@@ -11,6 +11,12 @@ type Tensor = torch.Tensor
 
 type DenseLayer(weight: Tensor, bias: Tensor option, activation: string) =
     let cells = new WeightAndBias (weight, bias)
+    /// The outputs of the rows of `w` (and `b`) on `input`: Forward with all of them, ForwardOutputs with the last ones.
+    let outputsOf (input: Tensor) (w: Tensor) (b: Tensor option) =
+        let x = if input.dim () > 2L then input.flatten 1L else input
+        match b with
+        | Some b -> torch.nn.functional.linear (x, w, b)
+        | None -> torch.nn.functional.linear (x, w)
     do Activations.validate activation
 
     /// A (rows × cols) block of `t` converted to the layer's dtype/device and zero-padded to
@@ -40,19 +46,13 @@ type DenseLayer(weight: Tensor, bias: Tensor option, activation: string) =
         member _.ActivationSlopeAtZero = Activations.slopeAtZero activation
         member _.Parameters = cells.Parameters
 
-        member _.Forward(input) =
-            let x = if input.dim () > 2L then input.flatten 1L else input
-            match cells.Bias with
-            | Some p -> torch.nn.functional.linear (x, cells.Weight, p)
-            | None -> torch.nn.functional.linear (x, cells.Weight)
+        member _.Forward(input) = outputsOf input cells.Weight (cells.Bias |> Option.map (fun b -> b :> Tensor))
 
         member _.ForwardOutputs(input, first) =
-            let x = if input.dim () > 2L then input.flatten 1L else input
-            let rows = cells.Weight.shape[0] - int64 first
-            use w = cells.Weight.narrow (0L, int64 first, rows)
-            match cells.Bias with
-            | Some p -> (use b = p.narrow (0L, int64 first, rows) in torch.nn.functional.linear (x, w, b))
-            | None -> torch.nn.functional.linear (x, w)
+            let last (t: Tensor) = t.narrow (0L, int64 first, t.shape[0] - int64 first)
+            use w = last cells.Weight
+            let b = cells.Bias |> Option.map last
+            try outputsOf input w b finally b |> Option.iter (fun t -> t.Dispose ())
 
         member _.Activate(z) = Activations.apply activation z
 
