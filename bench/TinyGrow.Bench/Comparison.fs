@@ -132,8 +132,29 @@ let measure (rows: Row list) (seeds: int list) (afterSeed: (int * Map<string, Ru
         afterSeed results before (loadAverage ())
     results
 
+/// Per seed, the seconds `row` and its target row take to first reach the target's final accuracy
+/// less `points` percentage points (None: not within the run).
+let private timesToTarget (results: (int * Map<string, Run>) list) (row: Row) (points: float) =
+    let target = if row.Target = "" then row.Name else row.Target
+    [ for _, r in results ->
+        let goal = r[target].Summary.TestAccuracy - points / 100.0
+        secondsToReach goal r[row.Name], secondsToReach goal r[target] ]
+
+/// "a / b / —" per seed, and the ratio row/target over the seeds where both reach it.
+let private reachText (row: Row) (pairs: (float option * float option) list) =
+    let text = pairs |> List.map (function Some s, _ -> sprintf "%.1f" s | None, _ -> "—") |> fun xs -> String.Join (" / ", xs)
+    let ratios = [ for p in pairs do match p with Some a, Some b -> yield a / b | _ -> () ]
+    let ratioText =
+        if row.Target = "" then "1 (itself)"
+        elif ratios.Length < pairs.Length then sprintf "not reached in %d of %d" (pairs.Length - ratios.Length) pairs.Length + (if ratios.IsEmpty then "" else let m, s = meanStd ratios in sprintf "; others %.2f ± %.2f" m s)
+        else let m, s = meanStd ratios in sprintf "%.2f ± %.2f" m s
+    text, ratioText
+
 /// The markdown table of `measure`'s results, preceded by the machine and followed by the notes.
-let table (title: string) (protocol: string) (rows: Row list) (planned: int list) (results: (int * Map<string, Run>) list) (loadBefore: string) (loadAfter: string) =
+/// `tolerance` (percentage points, when given) adds the time ratio to the target's final accuracy
+/// less that many points: a criterion that allows an accuracy tolerance ("within 0.3 points") also
+/// allows it in the time to reach that accuracy.
+let tableWithin (tolerance: float option) (title: string) (protocol: string) (rows: Row list) (planned: int list) (results: (int * Map<string, Run>) list) (loadBefore: string) (loadAfter: string) =
     let w = new StringWriter ()
     let line (s: string) = w.WriteLine s
     let seeds = [ for s, _ in results -> s ]
@@ -145,8 +166,13 @@ let table (title: string) (protocol: string) (rows: Row list) (planned: int list
     let seedList = String.Join (", ", seeds)
     line $"Measured by `make bench` on {Environment.MachineName}: {cpuModel ()}, {Environment.ProcessorCount} cores, one torch thread, shared with other jobs (load average {loadBefore} at the start, {loadAfter} when this table was written); commit {commit ()}; {now} UTC; seeds {seedList}, mean ± sample std over them."
     line ""
-    line "| row | widths (per seed) | test accuracy % | parameters | seconds | growth seconds (share) | seconds to reach the target's final accuracy (per seed) | that time / the target's own time to it |"
-    line "|---|---|---|---|---|---|---|---|"
+    match tolerance with
+    | None ->
+        line "| row | widths (per seed) | test accuracy % | parameters | seconds | growth seconds (share) | seconds to reach the target's final accuracy (per seed) | that time / the target's own time to it |"
+        line "|---|---|---|---|---|---|---|---|"
+    | Some points ->
+        line $"| row | widths (per seed) | test accuracy %% | parameters | seconds | growth seconds (share) | seconds to reach the target's final accuracy (per seed) | that time / the target's own time to it | the same to within {points} points of it (per seed) | that time / the target's own |"
+        line "|---|---|---|---|---|---|---|---|---|---|"
     for row in rows do
         let runs = [ for _, r in results -> r[row.Name] ]
         let acc, accSd = meanStd [ for r in runs -> 100.0 * r.Summary.TestAccuracy ]
@@ -155,27 +181,22 @@ let table (title: string) (protocol: string) (rows: Row list) (planned: int list
         let growth, growthSd = meanStd [ for r in runs -> r.Summary.GrowthSeconds ]
         let share = 100.0 * List.average [ for r in runs -> r.Summary.GrowthSeconds / r.Summary.Seconds ]
         let widths = String.Join (", ", [ for r in runs -> String.Join ("/", r.Summary.Widths) ])
-        let reach, ratio =
-            let target = if row.Target = "" then row.Name else row.Target
-            let pairs =
-                [ for _, r in results ->
-                    let goal = r[target].Summary.TestAccuracy
-                    secondsToReach goal r[row.Name], secondsToReach goal r[target] ]
-            let text = pairs |> List.map (function Some s, _ -> sprintf "%.1f" s | None, _ -> "—") |> fun xs -> String.Join (" / ", xs)
-            let ratios = [ for p in pairs do match p with Some a, Some b -> yield a / b | _ -> () ]
-            let ratioText =
-                if row.Target = "" then "1 (itself)"
-                elif ratios.Length < pairs.Length then sprintf "not reached in %d of %d" (pairs.Length - ratios.Length) pairs.Length + (if ratios.IsEmpty then "" else let m, s = meanStd ratios in sprintf "; others %.2f ± %.2f" m s)
-                else let m, s = meanStd ratios in sprintf "%.2f ± %.2f" m s
-            text, ratioText
-        line (sprintf "| %s | %s | %.2f ± %.2f | %.0f ± %.0f | %.1f ± %.1f | %.1f ± %.1f (%.0f %%) | %s | %s |"
-                  row.Name widths acc accSd pars parsSd secs secsSd growth growthSd share reach ratio)
+        let reach, ratio = reachText row (timesToTarget results row 0.0)
+        let within =
+            match tolerance with
+            | None -> ""
+            | Some points -> let r, q = reachText row (timesToTarget results row points) in $" {r} | {q} |"
+        line (sprintf "| %s | %s | %.2f ± %.2f | %.0f ± %.0f | %.1f ± %.1f | %.1f ± %.1f (%.0f %%) | %s | %s |%s"
+                  row.Name widths acc accSd pars parsSd secs secsSd growth growthSd share reach ratio within)
     line ""
     if results.Length < planned.Length then
         line $"**Partial: {results.Length} of the {planned.Length} planned seeds** (the table is written after each seed; this run was stopped or is still going)."
         line ""
     line "Seconds to reach: the end of the first epoch whose test accuracy reaches the target row's final test accuracy on the same seed (\"—\": not within the run); seconds include the per-epoch test evaluation."
     w.ToString ()
+
+/// tableWithin without a tolerance column.
+let table = tableWithin None
 
 /// Replaces the section `<!-- bench:name -->` … `<!-- /bench:name -->` of `path` with `body`
 /// (appended at the end when the file has no such section yet). Written to a temporary file and

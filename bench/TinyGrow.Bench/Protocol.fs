@@ -7,13 +7,17 @@
 ///   significance test keeps (≤ 32), stopping for good after two steps in a row add nothing; statistics
 ///   from a pass of 5,000 samples (measured: windows of 2,048 samples grew nothing past 2/2, and windows
 ///   of 5,000 grow as the pass does but cost more, their significance groups being split within every
-///   batch; docs/growth.md).
+///   batch; docs/growth.md); input directions under 1e-3 of the largest variance left out (EigenCutoff).
 module TinyGrow.Bench.Protocol
 
 open System
 open TinyGrow.Abstractions
 open TinyGrow.Growth.Strategies
 open TinyGrow.Bench.Comparison
+
+/// Issue 11 item 5 asks for accuracy within 0.3 points of the fixed network: the table also gives the
+/// time to within that many points of the fixed network's final accuracy.
+let itemTolerance = 0.3
 
 /// The reference's training options (the learning rate stays constant: no schedule is named).
 let training (epochs: int) (seed: int) =
@@ -23,13 +27,16 @@ let training (epochs: int) (seed: int) =
 let referenceSchedule () =
     GrowthOptions (StepsPerEpoch = 1, UntilEpoch = 16, Selection = "roundrobin", NeuronsPerStep = 10, StatisticsSamples = 5000, StatisticsFrom = "pass")
 
-/// Growth early and in steps sized by the significance test, then never again.
+/// Growth early and in steps sized by the significance test, then never again. EigenCutoff 1e-3: input
+/// directions with less than 1e-3 of the largest variance are left out of the whitening, so the
+/// test's noise floor is not spread over hundreds of near-empty pixel directions (≈ (√D2 + √out)/√n);
+/// measured (3 seeds, this protocol): widths 7–17/5–7 → 16–18/6–8, accuracy 84.32 ± 1.28 → 85.23 ± 0.52 %.
 let frontLoaded () =
     GrowthOptions (StepsPerEpoch = 8, UntilEpoch = 2, Selection = "all", NeuronsPerStep = 32, StatisticsSamples = 5000, StatisticsFrom = "pass",
-                   SignificanceTest = "signflip", StopAfterEmptySteps = 2)
+                   SignificanceTest = "signflip", StopAfterEmptySteps = 2, EigenCutoff = 1e-3)
 
 let private describe (g: GrowthOptions) =
-    $"StepsPerEpoch {g.StepsPerEpoch}, UntilEpoch {g.UntilEpoch}, Selection {g.Selection}, NeuronsPerStep {g.NeuronsPerStep}, StatisticsFrom {g.StatisticsFrom}, StatisticsSamples {g.StatisticsSamples}, SignificanceTest {g.SignificanceTest}, StopAfterEmptySteps {g.StopAfterEmptySteps}"
+    $"StepsPerEpoch {g.StepsPerEpoch}, UntilEpoch {g.UntilEpoch}, Selection {g.Selection}, NeuronsPerStep {g.NeuronsPerStep}, StatisticsFrom {g.StatisticsFrom}, StatisticsSamples {g.StatisticsSamples}, SignificanceTest {g.SignificanceTest}, StopAfterEmptySteps {g.StopAfterEmptySteps}, EigenCutoff {g.EigenCutoff}"
 
 /// A grown row and the fixed network of its final widths, for each schedule.
 let rows (data: LoadedDataset) (model: ModelOptions) (training: int -> TrainingOptions) (schedules: (string * GrowthOptions) list) =
@@ -42,7 +49,7 @@ let rows (data: LoadedDataset) (model: ModelOptions) (training: int -> TrainingO
 
 /// The Python reference's figures as the issue quotes them (not measured by us).
 let referenceRow =
-    "| reference (Python, quoted from issue 11) | ≈63/60 | 86.76 ± 0.35 grown; 87.92 ± 0.58 fixed at those widths | — | — | growth 18.9 % of the run | fixed 63/61 reaches the grown network's final accuracy in 9–14 s, the grown one in 30–37 s | 2.9× slower |"
+    "| reference (Python, quoted from issue 11) | ≈63/60 | 86.76 ± 0.35 grown; 87.92 ± 0.58 fixed at those widths | — | — | growth 18.9 % of the run | fixed 63/61 reaches the grown network's final accuracy in 9–14 s, the grown one in 30–37 s | 2.9× slower | — | — |"
 
 let run (data: LoadedDataset) (model: ModelOptions) (epochs: int) (seeds: int list) (results: string) =
     let schedules = [ "tiny, reference schedule", referenceSchedule (); "tiny, front-loaded", frontLoaded () ]
@@ -53,7 +60,7 @@ let run (data: LoadedDataset) (model: ModelOptions) (epochs: int) (seeds: int li
               for name, g in schedules -> $"\"{name}\": {describe g}."
               yield $"Command: `make bench ARGS=\"protocol {epochs} {String.Join (' ', seeds)}\"`." ]
     let write measured before after =
-        let text = table $"The reference's protocol: Fashion-MNIST MLP, Adam, {epochs} epochs" protocol rows seeds measured before after
+        let text = tableWithin (Some itemTolerance) $"The reference's protocol: Fashion-MNIST MLP, Adam, {epochs} epochs" protocol rows seeds measured before after
         // The quoted reference row goes under the header of the measured table.
         let lines = text.Split '\n' |> ResizeArray
         let header = lines.FindIndex (fun l -> l.StartsWith "|---")

@@ -99,6 +99,32 @@ let tests =
             Expect.equal (widthsOf table.[4].[1]) (widthsOf table.[3].[1]) "fixed at the front-loaded widths"
             Expect.stringContains table.[0].[2] "86.76 ± 0.35" "the issue's figures quoted"
             Expect.stringContains text "not by us" "and said to be quoted"
+            for r in table do Expect.equal r.Length 10 $"{r[0]}: with the columns of the time to within the item's 0.3 points"
+        }
+
+        test "the tolerance column: time to the target's final accuracy less the tolerance, against the target's own time to it" {
+            let run accuracy (epochs: (float * float) list) : Comparison.Run =
+                { Summary = { TestAccuracy = accuracy; Parameters = 1L; Widths = [| 1 |]; Seconds = fst (List.last epochs); GrowthSeconds = 0.0 }
+                  Epochs = epochs }
+            let rows : Comparison.Row list =
+                [ { Name = "grown"; Target = "fixed"; Run = fun _ _ -> failwith "not run" }
+                  { Name = "fixed"; Target = ""; Run = fun _ _ -> failwith "not run" } ]
+            // The fixed network ends at 0.860 and is first there at 10 s; within 0.3 points (0.857) at 4 s.
+            // The grown one never reaches 0.860; it passes 0.857 at 3 s (0.75× the fixed network's 4 s).
+            let results =
+                [ 1, Map [ "grown", run 0.858 [ 1.0, 0.80; 3.0, 0.8575; 6.0, 0.858 ]
+                           "fixed", run 0.860 [ 2.0, 0.81; 4.0, 0.8571; 10.0, 0.860 ] ] ]
+            let cells (text: string) =
+                let line = text.Split '\n' |> Array.find (fun l -> l.StartsWith "| grown |")
+                line.Trim('|').Split '|' |> Array.map (fun c -> c.Trim ())
+            let within = cells (Comparison.tableWithin (Some 0.3) "t" "p" rows [ 1 ] results "0" "0")
+            Expect.equal within.Length 10 "two more columns"
+            Expect.equal within[6] "—" "the target's final accuracy: not reached"
+            Expect.equal within[7] "not reached in 1 of 1" "so no ratio"
+            Expect.equal within[8] "3.0" "within 0.3 points: at 3 s"
+            Expect.equal within[9] "0.75 ± 0.00" "against the fixed network's 4 s to the same accuracy"
+            let plain = cells (Comparison.table "t" "p" rows [ 1 ] results "0" "0")
+            Expect.equal plain.Length 8 "without a tolerance, the columns of the other tables"
         }
 
         test "cnn mode binds experiments/fashion-mnist-cnn.json and compares tiny, gradmax and random with the CNN fixed at tiny's widths" {
