@@ -86,6 +86,36 @@ let tests =
             Expect.equal (other.List() |> Seq.map (fun j -> j.State) |> Seq.toList) [ JobState.Done ] "done"
         }
 
+        test "a job going back and forth between queued/ and running/ is in every listing (claims, stops, requeues of a dead daemon's job)" {
+            use folder = new TempFolder()
+            let root = folder.File "queue"
+            let id = (FolderJobQueue root).Submit("exp", "{}").Id
+            let stop = new CancellationTokenSource()
+            // Another daemon's traffic: claim, then give the job back as a stopping daemon does or let
+            // it be requeued as a dead daemon's, each a move from running/ to queued/.
+            let traffic =
+                Task.Run(fun () ->
+                    let q = FolderJobQueue root
+                    let mutable k = 0
+                    while not stop.IsCancellationRequested do
+                        match q.TryClaim() with
+                        | null -> ()
+                        | job ->
+                            if k % 2 = 0 then job.Finish(JobOutcome(JobState.Queued, "stopping", null))
+                            else
+                                job.Dispose()
+                                q.RequeueAbandoned() |> ignore
+                            k <- k + 1)
+            let lister = FolderJobQueue root
+            let missing =
+                try [ for _ in 1 .. 5000 do if lister.List() |> Seq.forall (fun j -> j.Id <> id) then yield () ] |> List.length
+                finally
+                    stop.Cancel()
+                    traffic.Wait()
+            Expect.equal missing 0 "listings that missed the job"
+            Expect.equal (lister.List() |> Seq.map (fun j -> j.Id) |> Seq.toList) [ id ] "one job, listed once"
+        }
+
         test "submit queues a copy whole; a file that is not JSON is refused; jobs lists states" {
             use folder = new TempFolder()
             let q = FolderJobQueue(folder.File "queue")

@@ -136,15 +136,31 @@ public sealed partial class FolderJobQueue : IJobQueue
     }
 
     /// <inheritdoc/>
-    public IReadOnlyList<JobInfo> List() =>
-        new[] { (Queued, JobState.Queued), (Running, JobState.Running), (Done, JobState.Done), (Failed, JobState.Failed) }
-            .SelectMany(s => Jobs(s.Item1).Select(path =>
-            {
-                var id = Path.GetFileNameWithoutExtension(path);
-                var status = ReadStatus(s.Item1, id);
-                return new JobInfo(id, s.Item2, s.Item2 == JobState.Failed ? status.Reason : null, status.RunFolder, status.Owner);
-            }))
-            .ToList();
+    /// <remarks>Taken under <c>queue.lock</c>: the folders are read one after another, and a job moved
+    /// from running/ back to queued/ between the two reads (a requeue, a stopping daemon) would be in
+    /// neither listing. Moves from running/ to queued/ hold that lock; moves on to done/ and failed/ need
+    /// not (those folders are read after running/). Without write access to the queue folder (no lock file can be
+    /// created), the listing is taken without it.</remarks>
+    public IReadOnlyList<JobInfo> List()
+    {
+        FileStream? queueLock = null;
+        try
+        {
+            queueLock = Lock(Path.Combine(Root, "queue.lock"), wait: true);
+        }
+        catch (UnauthorizedAccessException)
+        {
+        }
+        using (queueLock)
+            return new[] { (Queued, JobState.Queued), (Running, JobState.Running), (Done, JobState.Done), (Failed, JobState.Failed) }
+                .SelectMany(s => Jobs(s.Item1).Select(path =>
+                {
+                    var id = Path.GetFileNameWithoutExtension(path);
+                    var status = ReadStatus(s.Item1, id);
+                    return new JobInfo(id, s.Item2, s.Item2 == JobState.Failed ? status.Reason : null, status.RunFolder, status.Owner);
+                }))
+                .ToList();
+    }
 
     // Job files of a state, oldest first (submitted ids start with their UTC time).
     IEnumerable<string> Jobs(string state) =>
@@ -244,9 +260,13 @@ public sealed partial class FolderJobQueue : IJobQueue
             status.RunFolder = outcome.RunFolder ?? status.RunFolder;
             queue.WriteStatus(Running, id, status);
             // Sidecars first, the job file last: its move is the state change others see; the lock
-            // is released only once nothing of the job is left in running/.
-            queue.MoveSidecars(id, Running, state);
-            File.Move(ExperimentPath, queue.In(state, id + ".json"));
+            // is released only once nothing of the job is left in running/. Back to queued/ under
+            // queue.lock, as every move into queued/ (List reads queued/ before running/).
+            using (var queueLock = state == Queued ? Lock(Path.Combine(queue.Root, "queue.lock"), wait: true) : null)
+            {
+                queue.MoveSidecars(id, Running, state);
+                File.Move(ExperimentPath, queue.In(state, id + ".json"));
+            }
             File.Delete(queue.In(Running, id + ".lock"));
             _finished = true;
             jobLock.Dispose();
