@@ -94,10 +94,12 @@ public sealed class GrowthOptions
 {
     /// <summary>Strategy name served by a strategy plugin ("tiny"), or "none" for a fixed network.</summary>
     [Required] public string Strategy { get; set; } = "tiny";
-    /// <summary>Growth steps per epoch, evenly spaced in the epoch.</summary>
-    [Range(0, 1000)] public int StepsPerEpoch { get; set; } = 4;
+    /// <summary>Growth steps per epoch, evenly spaced in the epoch. The defaults (12 steps, epoch 1 only) put
+    /// all growth in the first epoch: the network then trains at its final widths for the rest of the run
+    /// (Fashion-MNIST, 5 seeds: +0.17 points on every seed against 4 steps in epochs 1–3, same cost).</summary>
+    [Range(0, 1000)] public int StepsPerEpoch { get; set; } = 12;
     /// <summary>No growth after this many epochs (then the network trains at its final widths).</summary>
-    [Range(0, 100_000)] public int UntilEpoch { get; set; } = 3;
+    [Range(0, 100_000)] public int UntilEpoch { get; set; } = 1;
     /// <summary>Training samples of a statistics pass or window (the input covariance kept for the run takes twice as many).</summary>
     [Range(1, 10_000_000)] public int StatisticsSamples { get; set; } = 1024;
     /// <summary>Where a growth step's statistics come from (DESIGN §4.5): "pass", a forward and backward of its own over
