@@ -31,8 +31,8 @@ let referenceSchedule () =
 /// (measured, 5 seeds: the gap to the fixed network of its widths −0.52 → −0.21 points against 8 steps
 /// in epochs 1–2). EigenCutoff 1e-3: input directions with less than 1e-3 of the largest variance are
 /// left out of the whitening, so the test's noise floor is not spread over hundreds of near-empty pixel
-/// directions (≈ (√D2 + √out)/√n); measured (3 seeds): widths 7–17/5–7 → 16–18/6–8, accuracy
-/// 84.32 ± 1.28 → 85.23 ± 0.52 %.
+/// directions (≈ (√D2 + √out)/√n); measured (3 seeds, with 8 steps an epoch in epochs 1–2): widths
+/// 7–17/5–7 → 16–18/6–8, accuracy 84.32 ± 1.28 → 85.23 ± 0.52 %.
 let frontLoaded () =
     GrowthOptions (StepsPerEpoch = 16, UntilEpoch = 1, Selection = "all", NeuronsPerStep = 32, StatisticsSamples = 5000, StatisticsFrom = "pass",
                    SignificanceTest = "signflip", StopAfterEmptySteps = 2, EigenCutoff = 1e-3)
