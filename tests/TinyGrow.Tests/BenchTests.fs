@@ -94,9 +94,11 @@ let tests =
             let table = rowsOf "protocol" text
             Expect.equal (table |> Array.map (fun r -> r[0]))
                 [| "reference (Python, quoted from issue 11)"; "tiny, reference schedule"; "fixed at the widths of \"tiny, reference schedule\""
-                   "tiny, front-loaded"; "fixed at the widths of \"tiny, front-loaded\"" |] "rows"
+                   "tiny, front-loaded"; "fixed at the widths of \"tiny, front-loaded\""
+                   "fixed at the widths of \"tiny, front-loaded\", another seed" |] "rows"
             Expect.equal (widthsOf table.[2].[1]) (widthsOf table.[1].[1]) "fixed at the reference schedule's widths"
             Expect.equal (widthsOf table.[4].[1]) (widthsOf table.[3].[1]) "fixed at the front-loaded widths"
+            Expect.equal (widthsOf table.[5].[1]) (widthsOf table.[3].[1]) "the control: the same widths, another seed"
             Expect.stringContains table.[0].[2] "86.76 ± 0.35" "the issue's figures quoted"
             Expect.stringContains text "not by us" "and said to be quoted"
             for r in table do Expect.equal r.Length 10 $"{r[0]}: with the columns of the time to within the item's 0.3 points"
@@ -125,6 +127,22 @@ let tests =
             Expect.equal within[9] "0.75 ± 0.00" "against the fixed network's 4 s to the same accuracy"
             let plain = cells (Comparison.table "t" "p" rows [ 1 ] results "0" "0")
             Expect.equal plain.Length 8 "without a tolerance, the columns of the other tables"
+        }
+
+        test "protocol's differences: each row less its target, at the last epoch and over the last five" {
+            let run (accuracies: float list) : Comparison.Run =
+                { Summary = { TestAccuracy = List.last accuracies; Parameters = 1L; Widths = [| 1 |]; Seconds = float accuracies.Length; GrowthSeconds = 0.0 }
+                  Epochs = accuracies |> List.mapi (fun i a -> float (i + 1), a) }
+            let rows : Comparison.Row list =
+                [ { Name = "grown"; Target = "fixed"; Run = fun _ _ -> failwith "not run" }
+                  { Name = "fixed"; Target = ""; Run = fun _ _ -> failwith "not run" } ]
+            // Last epoch: 0.85 against 0.86 (−1.00 point). Last five: 0.858 against 0.862 (−0.40).
+            let results = [ 1, Map [ "grown", run [ 0.80; 0.85; 0.86; 0.86; 0.87; 0.85 ]
+                                     "fixed", run [ 0.81; 0.86; 0.87; 0.86; 0.86; 0.86 ] ] ]
+            Expect.floatClose Accuracy.high (Protocol.lastEpochsMean 5 (snd results.[0]).["grown"]) 0.858 "the grown run's last five"
+            Expect.floatClose Accuracy.high (Protocol.lastEpochsMean 9 (run [ 0.5; 0.7 ])) 0.6 "fewer epochs than asked: all of them"
+            let lines = (Protocol.differences rows results).Split '\n'
+            Expect.equal (lines |> Array.filter (fun l -> l.StartsWith "| grown")) [| "| grown | -1.00 | -1.00 ± 0.00 | -0.40 | -0.40 ± 0.00 |" |] "one row for the row with a target"
         }
 
         test "cnn mode binds experiments/fashion-mnist-cnn.json and compares tiny, gradmax and random with the CNN fixed at tiny's widths" {
