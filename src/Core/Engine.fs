@@ -456,7 +456,18 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
               Widths = net.Widths
               Seconds = elapsed ()
               GrowthSeconds = state.GrowthSeconds }
+        let setBy =
+            if not growing then []
+            else
+                let reasons =
+                    WidthsSetBy.reasons net.Widths [| for j in net.Junctions -> j.MaxWidth |] (settled ())
+                                        (growth.SignificanceTest <> "none") (state.GrowthSteps > 0 && state.EmptyGrowthSteps = 0)
+                logger.LogInformation ("Widths {Widths} set by: {Reasons}", String.Join ("/", net.Widths), String.Join (" / ", reasons))
+                if WidthsSetBy.given reasons then
+                    logger.LogInformation ("Some widths were given (a cap or the schedule), not found: for widths set by the bottleneck, run with Growth:SignificanceTest=signflip, Growth:StatisticsFrom=pass, Growth:StopAfterEmptySteps=2 and Growth:UntilEpoch={Epochs} (README, growth that stops by itself; experiments/fashion-mnist-self-stopping.json).",
+                                           training.Epochs)
+                [ "widths_set_by", box reasons ]
         log.Write ("final",
             [ "test_accuracy", box summary.TestAccuracy; "parameters", box summary.Parameters; "widths", box summary.Widths
-              "seconds", box summary.Seconds; "growth_seconds", box summary.GrowthSeconds ])
+              "seconds", box summary.Seconds; "growth_seconds", box summary.GrowthSeconds ] @ setBy)
         summary

@@ -28,6 +28,7 @@ type RunLog(path: string, keep: int64) =
         | :? float -> null // NaN/∞ are not JSON
         | :? bool as b -> JsonValue.Create b
         | :? (int[]) as xs -> JsonArray (xs |> Array.map (fun x -> JsonValue.Create x :> JsonNode | null))
+        | :? (string[]) as xs -> JsonArray (xs |> Array.map (fun x -> JsonValue.Create x :> JsonNode | null))
         | other -> JsonValue.Create (string other)
 
     member _.Path = path

@@ -64,7 +64,20 @@ let tests =
                 Expect.stringContains md $"]({figure})" $"report.md shows {figure}"
             Expect.stringContains md "80.00 %" "final accuracy"
             Expect.stringContains md "16 / 8" "final widths"
+            Expect.isFalse (md.Contains "widths set by") "no line for a run written before widths_set_by"
             Expect.isEmpty (Directory.GetFiles(folder.Path, "*.tmp")) "no temporary file left"
+        }
+
+        test "report.md says what set the widths when the final line says it" {
+            use folder = new TempFolder()
+            let final = sampleMetrics[8].Replace("}", ""","widths_set_by":["MaxWidth","schedule, still growing"]}""")
+            let code, err = report (runFolder folder (sampleMetrics[0..7] @ [ final ]))
+            Expect.equal code ExitCodes.Ok $"exit 0 ({err})"
+            Expect.stringContains (File.ReadAllText(folder.File RunReport.Markdown)) "| widths set by | MaxWidth / schedule, still growing |" "one reason per grown layer"
+            let bad = sampleMetrics[8].Replace("}", ""","widths_set_by":[1,2]}""")
+            let code, err = report (runFolder folder (sampleMetrics[0..7] @ [ bad ]))
+            Expect.equal code ExitCodes.BadConfiguration "not strings: exit 2"
+            Expect.stringContains err "'widths_set_by' is not an array of strings" "names the field"
         }
 
         test "growth lines are placed as evenly spaced steps within their epoch" {

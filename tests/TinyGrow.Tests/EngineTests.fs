@@ -77,6 +77,10 @@ let tests =
                 Expect.equal (lines |> Array.filter (fun e -> eventName e = "final")).Length 1 "one final line"
                 let finalWidths = [| for w in final.GetProperty("widths").EnumerateArray () -> w.GetInt32 () |]
                 Expect.equal finalWidths summary.Widths "final line = summary"
+                // MaxWidth 32 is out of reach of 2 steps × 2 epochs × 4 neurons, and the schedule's last step added some.
+                let setBy = [| for r in final.GetProperty("widths_set_by").EnumerateArray () -> r.GetString () |]
+                Expect.equal setBy.Length summary.Widths.Length "a reason per grown layer"
+                Expect.isTrue (setBy |> Array.forall (fun r -> r = WidthsSetBy.ScheduleStillGrowing || r = WidthsSetBy.Schedule)) $"the schedule set them: {setBy}"
                 Expect.isGreaterThan (Array.sum summary.Widths) 2 "the network grew from 1/1"
                 let added = growths |> Array.sumBy (fun e -> e.GetProperty("added").GetInt32 ())
                 Expect.equal (Array.sum summary.Widths - 2) added "widths grew by exactly what the growth lines say"
@@ -89,6 +93,19 @@ let tests =
                 let events = Directory.GetFiles (Path.Combine (dir, "tensorboard"), "events.out.tfevents.*", SearchOption.AllDirectories)
                 Expect.isNonEmpty events "a TensorBoard event file"
                 Expect.isGreaterThan (FileInfo(events[0]).Length) 100L "holding the scalars")
+        }
+
+        test "widths_set_by: the cap first, then why growth ended; a width is given by a cap or a schedule still growing" {
+            let r = WidthsSetBy.reasons [| 256; 98 |] [| 256; 256 |]
+            Expect.equal (r false false true) [| WidthsSetBy.Cap; WidthsSetBy.ScheduleStillGrowing |] "the default run: cap, then a schedule still growing"
+            Expect.equal (r false false false) [| WidthsSetBy.Cap; WidthsSetBy.Schedule |] "the last step added nothing"
+            Expect.equal (r true true false) [| WidthsSetBy.Cap; WidthsSetBy.Test |] "stopped by the test (the cap still wins)"
+            Expect.equal (r true false false) [| WidthsSetBy.Cap; WidthsSetBy.EmptySteps |] "stopped without a test"
+            Expect.isTrue (WidthsSetBy.given (r false false true)) "a cap and a schedule: given"
+            Expect.isFalse (WidthsSetBy.given (WidthsSetBy.reasons [| 40; 9 |] [| 256; 256 |] true true false)) "found by the test"
+            Expect.isFalse (WidthsSetBy.given (WidthsSetBy.reasons [| 40; 9 |] [| 256; 256 |] false false false)) "a schedule that had stopped adding"
+            Expect.throwsC (fun () -> WidthsSetBy.reasons [| 1 |] [| 1; 2 |] false false false |> ignore)
+                (fun e -> Expect.stringContains e.Message "2 caps for 1 widths" "names the mismatch")
         }
 
         test "StopAfterEmptySteps: growth stops for good after that many steps in a row add nothing, and not before" {
@@ -106,6 +123,9 @@ let tests =
                     Expect.equal summary.Widths [| 1; 1 |] "nothing significant: nothing added"
                     let growths = events dir |> Array.filter (fun e -> eventName e = "growth")
                     Expect.isTrue (growths |> Array.forall (fun e -> e.GetProperty("added").GetInt32 () = 0)) "every growth line adds nothing"
+                    let final = (events dir |> Array.last).GetProperty "widths_set_by"
+                    let expected = if stopAfter > 0 then WidthsSetBy.Test else WidthsSetBy.Schedule
+                    Expect.sequenceEqual [ for r in final.EnumerateArray () -> r.GetString () ] [ expected; expected ] "stopped by the test, or by the schedule after empty steps"
                     lines <- growths.Length)
                 lines
             Expect.equal (growthLines 0) 8 "0: the schedule alone decides (4 steps × 2 junctions)"

@@ -13,7 +13,14 @@ public sealed record EpochLine(int Epoch, double TrainLoss, double TestLoss, dou
 public sealed record GrowthLine(int Epoch, int Junction, int Added, int Width, double Gamma, double PredictedDecrease, double MeasuredDecrease, double Bottleneck);
 
 /// <summary>The <c>final</c> line of a completed run.</summary>
-public sealed record FinalLine(double TestAccuracy, long Parameters, int[] Widths, double Seconds, double GrowthSeconds);
+/// <param name="TestAccuracy">Test accuracy at the last epoch, in [0, 1].</param>
+/// <param name="Parameters">Trained parameters of the final network.</param>
+/// <param name="Widths">The grown layers' final widths.</param>
+/// <param name="Seconds">Wall time of the run.</param>
+/// <param name="GrowthSeconds">Of which growth.</param>
+/// <param name="WidthsSetBy">Per grown layer, what set its width ("MaxWidth", "significance test", "empty steps",
+/// "schedule, still growing", "schedule"); null for a fixed network or a run written before the field.</param>
+public sealed record FinalLine(double TestAccuracy, long Parameters, int[] Widths, double Seconds, double GrowthSeconds, string[]? WidthsSetBy = null);
 
 /// <summary>The <c>interrupted</c> line of a run that stopped early.</summary>
 public sealed record InterruptedLine(string Reason, int Epoch, int Batch);
@@ -88,7 +95,8 @@ public sealed record RunMetrics(string Path, IReadOnlyList<EpochLine> Epochs, IR
                         at.Number("predicted_decrease"), at.Number("measured_decrease"), at.Number("bottleneck")));
                     break;
                 case "final":
-                    final = new(at.Number("test_accuracy"), at.Long("parameters"), at.Ints("widths"), at.Number("seconds"), at.Number("growth_seconds"));
+                    final = new(at.Number("test_accuracy"), at.Long("parameters"), at.Ints("widths"), at.Number("seconds"), at.Number("growth_seconds"),
+                        at.OptionalStrings("widths_set_by"));
                     break;
                 case "interrupted":
                     interrupted = new(at.String("reason"), at.Int("epoch"), at.Int("batch"));
@@ -125,6 +133,13 @@ public sealed record RunMetrics(string Path, IReadOnlyList<EpochLine> Epochs, IR
 
         public int Int(string name) =>
             Field(name) is { ValueKind: JsonValueKind.Number } v && v.TryGetInt32(out var x) ? x : throw Problem($"'{name}' is not an integer");
+
+        /// <summary>An array of strings, or null when the field is absent (a field added later).</summary>
+        public string[]? OptionalStrings(string name) =>
+            !Element.TryGetProperty(name, out var v) ? null
+            : v.ValueKind == JsonValueKind.Array && v.EnumerateArray().All(x => x.ValueKind == JsonValueKind.String)
+                ? v.EnumerateArray().Select(x => x.GetString()!).ToArray()
+                : throw Problem($"'{name}' is not an array of strings");
 
         public int[] Ints(string name) =>
             Field(name) is { ValueKind: JsonValueKind.Array } v && v.EnumerateArray().All(x => x.ValueKind == JsonValueKind.Number && x.TryGetInt32(out _))

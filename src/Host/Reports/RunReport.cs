@@ -174,6 +174,8 @@ public static class RunReport
             s.AppendLine($"| test accuracy | {RunMetrics.Show(100 * f.TestAccuracy, "F2")} % |");
             s.AppendLine($"| parameters | {f.Parameters:N0} |".Replace(',', ' '));
             s.AppendLine($"| widths | {string.Join(" / ", f.Widths)} |");
+            if (f.WidthsSetBy is { } setBy)
+                s.AppendLine($"| widths set by | {string.Join(" / ", setBy)} |");
             s.AppendLine($"| time | {RunMetrics.Show(f.Seconds, "F1")} s, of which growth {RunMetrics.Show(f.GrowthSeconds, "F1")} s |");
         }
         else if (metrics.Interrupted is { } x)

@@ -1,0 +1,35 @@
+/// What set a grown network's final widths, junction by junction: its cap, the bottleneck (growth that
+/// stopped by itself) or the schedule. A run says so at its end, because widths set by MaxWidth or by
+/// the schedule are not the method's promise (issue 11): a user sees whether the network found its
+/// size or was given it.
+module TinyGrow.Core.WidthsSetBy
+
+/// The layer reached its MaxWidth.
+[<Literal>]
+let Cap = "MaxWidth"
+/// Growth stopped for good (StopAfterEmptySteps) with a significance test: nothing significant was left.
+[<Literal>]
+let Test = "significance test"
+/// Growth stopped for good without a test: the γ searches refused every proposal that many steps in a row.
+[<Literal>]
+let EmptySteps = "empty steps"
+/// The schedule (StepsPerEpoch, UntilEpoch) ended growth while its last step still added neurons.
+[<Literal>]
+let ScheduleStillGrowing = "schedule, still growing"
+/// The schedule ended growth after a step that added nothing (or no step ran).
+[<Literal>]
+let Schedule = "schedule"
+
+/// One reason per junction (widths and caps in junction order). `settled`: growth stopped for good;
+/// `withTest`: with a significance test; `lastStepAdded`: the last growth step added a neuron.
+let reasons (widths: int[]) (maxWidths: int[]) (settled: bool) (withTest: bool) (lastStepAdded: bool) : string[] =
+    if widths.Length <> maxWidths.Length then
+        invalidArg "maxWidths" $"{maxWidths.Length} caps for {widths.Length} widths."
+    let ended =
+        if settled then (if withTest then Test else EmptySteps)
+        elif lastStepAdded then ScheduleStillGrowing
+        else Schedule
+    Array.map2 (fun w cap -> if w >= cap then Cap else ended) widths maxWidths
+
+/// True when a width was given rather than found: a cap reached, or a schedule that ended while still growing.
+let given (reasons: string[]) = reasons |> Array.exists (fun r -> r = Cap || r = ScheduleStillGrowing)
