@@ -145,7 +145,20 @@ let tests =
             Expect.floatClose Accuracy.high (Protocol.lastEpochsMean 5 (snd results.[0]).["grown"]) 0.858 "the grown run's last five"
             Expect.floatClose Accuracy.high (Protocol.lastEpochsMean 9 (run [ 0.5; 0.7 ])) 0.6 "fewer epochs than asked: all of them"
             let lines = (Protocol.differences rows results).Split '\n'
-            Expect.equal (lines |> Array.filter (fun l -> l.StartsWith "| grown")) [| "| grown | -1.00 | -1.00 ± 0.00 | -0.40 | -0.40 ± 0.00 |" |] "one row for the row with a target"
+            // The grown run never reaches 0.86, so item 5 is not met on this seed.
+            Expect.equal (lines |> Array.filter (fun l -> l.StartsWith "| grown")) [| "| grown | -1.00 | -1.00 ± 0.00 | -0.40 | -0.40 ± 0.00 | no (0 of 1) |" |] "one row for the row with a target"
+        }
+
+        test "protocol's item 5 per seed: the target's final accuracy reached no later than the target, ending within 0.3 points below" {
+            let run (accuracies: float list) : Comparison.Run =
+                { Summary = { TestAccuracy = List.last accuracies; Parameters = 1L; Widths = [| 1 |]; Seconds = float accuracies.Length; GrowthSeconds = 0.0 }
+                  Epochs = accuracies |> List.mapi (fun i a -> float (i + 1), a) }
+            let fixedRun = run [ 0.80; 0.85; 0.86; 0.85; 0.86 ]                        // ends at 0.86, first there at 3 s
+            Expect.isTrue (Protocol.meetsItemFive (run [ 0.84; 0.86; 0.85; 0.85; 0.858 ]) fixedRun) "at 2 s, ends 0.2 points below"
+            Expect.isTrue (Protocol.meetsItemFive (run [ 0.84; 0.85; 0.86; 0.86; 0.87 ]) fixedRun) "at 3 s too: no later than the target"
+            Expect.isFalse (Protocol.meetsItemFive (run [ 0.84; 0.85; 0.85; 0.86; 0.87 ]) fixedRun) "at 4 s: later"
+            Expect.isFalse (Protocol.meetsItemFive (run [ 0.84; 0.86; 0.85; 0.85; 0.855 ]) fixedRun) "early, but ends 0.5 points below"
+            Expect.isFalse (Protocol.meetsItemFive (run [ 0.84; 0.85; 0.85; 0.85; 0.859 ]) fixedRun) "never reaches it"
         }
 
         test "cnn mode binds experiments/fashion-mnist-cnn.json and compares tiny, gradmax and random with the CNN fixed at tiny's widths" {
