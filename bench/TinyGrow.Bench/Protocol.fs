@@ -59,7 +59,7 @@ let rows (data: LoadedDataset) (model: ModelOptions) (training: int -> TrainingO
                 Run = fun seed earlier ->
                           train data null (withWidths model earlier[name].Summary.Widths true) (training seed) (GrowthOptions (Strategy = "none")) } ]
 
-/// The control for item 5's criterion: the fixed network of the front-loaded widths once more, from
+/// The control for item 5's criterion: the fixed network of a grown row's widths once more, from
 /// another seed (initialisation and batch order), against the first fixed network. How often a network
 /// that differs only by its draw meets "reaches the fixed network's final accuracy in its time, within
 /// 0.3 points" says how much of the criterion a grown network can be expected to meet.
@@ -76,8 +76,6 @@ let lastEpochsMean (epochs: int) (run: Run) =
     let tail = run.Epochs |> List.rev |> List.truncate epochs
     List.averageBy snd tail
 
-/// Per row with a target, per seed, the row's accuracy less its target's: at the last epoch, and as the
-/// mean of the last five epochs (a statistic less moved by Adam's epoch-to-epoch swing at a constant rate).
 /// Issue 11 item 5 on one seed: `run` reaches `target`'s final accuracy no later than `target` itself
 /// first does, and ends no more than `itemTolerance` points below it.
 let meetsItemFive (run: Run) (target: Run) =
@@ -86,6 +84,9 @@ let meetsItemFive (run: Run) (target: Run) =
     | Some t, Some own -> t <= own && 100.0 * (run.Summary.TestAccuracy - goal) >= -itemTolerance
     | _ -> false
 
+/// Per row with a target, per seed, the row's accuracy less its target's: at the last epoch, and as the
+/// mean of the last five epochs (a statistic less moved by Adam's epoch-to-epoch swing at a constant rate);
+/// and item 5's verdict per seed.
 let differences (rows: Row list) (results: (int * Map<string, Run>) list) =
     let w = new IO.StringWriter ()
     w.WriteLine "| row − its target, percentage points | last epoch (per seed) | mean ± std | mean of the last 5 epochs (per seed) | mean ± std | item 5 met (per seed: ≤ 1× the target's time to its final accuracy, ending ≥ 0.3 points below it at worst) |"

@@ -463,8 +463,11 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
                     WidthsSetBy.reasons net.Widths [| for j in net.Junctions -> j.MaxWidth |] (settled ())
                                         (growth.SignificanceTest <> "none") (state.GrowthSteps > 0 && state.EmptyGrowthSteps = 0)
                 logger.LogInformation ("Widths {Widths} set by: {Reasons}", String.Join ("/", net.Widths), String.Join (" / ", reasons))
-                if WidthsSetBy.given reasons then
-                    logger.LogInformation ("Some widths were given (a cap or the schedule), not found: for widths set by the bottleneck, run with Growth:SignificanceTest=signflip, Growth:StatisticsFrom=pass, Growth:StopAfterEmptySteps=2 and Growth:UntilEpoch={Epochs} (README, growth that stops by itself; experiments/fashion-mnist-self-stopping.json).",
+                // Widths given rather than found: say how to let the bottleneck set them.
+                if reasons |> Array.contains WidthsSetBy.Cap then
+                    logger.LogInformation "A layer stopped at its cap (Model:Layers:N:MaxWidth): the cap set its width, not the bottleneck; with growth that stops by itself (below), a higher cap lets the significance test set it."
+                if reasons |> Array.contains WidthsSetBy.ScheduleStillGrowing then
+                    logger.LogInformation ("The schedule ended growth while it still added neurons: for widths set by the bottleneck, run with Growth:SignificanceTest=signflip, Growth:StatisticsFrom=pass, Growth:StopAfterEmptySteps=2 and Growth:UntilEpoch={Epochs} (README, growth that stops by itself; experiments/fashion-mnist-self-stopping.json).",
                                            training.Epochs)
                 [ "widths_set_by", box reasons ]
         log.Write ("final",

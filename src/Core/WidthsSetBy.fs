@@ -30,6 +30,3 @@ let reasons (widths: int[]) (maxWidths: int[]) (settled: bool) (withTest: bool) 
         elif lastStepAdded then ScheduleStillGrowing
         else Schedule
     Array.map2 (fun w cap -> if w >= cap then Cap else ended) widths maxWidths
-
-/// True when a width was given rather than found: a cap reached, or a schedule that ended while still growing.
-let given (reasons: string[]) = reasons |> Array.exists (fun r -> r = Cap || r = ScheduleStillGrowing)

@@ -95,15 +95,13 @@ let tests =
                 Expect.isGreaterThan (FileInfo(events[0]).Length) 100L "holding the scalars")
         }
 
-        test "widths_set_by: the cap first, then why growth ended; a width is given by a cap or a schedule still growing" {
+        test "widths_set_by: the cap first, then why growth ended" {
             let r = WidthsSetBy.reasons [| 256; 98 |] [| 256; 256 |]
             Expect.equal (r false false true) [| WidthsSetBy.Cap; WidthsSetBy.ScheduleStillGrowing |] "the default run: cap, then a schedule still growing"
             Expect.equal (r false false false) [| WidthsSetBy.Cap; WidthsSetBy.Schedule |] "the last step added nothing"
             Expect.equal (r true true false) [| WidthsSetBy.Cap; WidthsSetBy.Test |] "stopped by the test (the cap still wins)"
             Expect.equal (r true false false) [| WidthsSetBy.Cap; WidthsSetBy.EmptySteps |] "stopped without a test"
-            Expect.isTrue (WidthsSetBy.given (r false false true)) "a cap and a schedule: given"
-            Expect.isFalse (WidthsSetBy.given (WidthsSetBy.reasons [| 40; 9 |] [| 256; 256 |] true true false)) "found by the test"
-            Expect.isFalse (WidthsSetBy.given (WidthsSetBy.reasons [| 40; 9 |] [| 256; 256 |] false false false)) "a schedule that had stopped adding"
+            Expect.equal (WidthsSetBy.reasons [| 40; 9 |] [| 256; 256 |] true true false) [| WidthsSetBy.Test; WidthsSetBy.Test |] "both found by the test"
             Expect.throwsC (fun () -> WidthsSetBy.reasons [| 1 |] [| 1; 2 |] false false false |> ignore)
                 (fun e -> Expect.stringContains e.Message "2 caps for 1 widths" "names the mismatch")
         }
