@@ -465,7 +465,7 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
                 logger.LogInformation ("Widths {Widths} set by: {Reasons}", String.Join ("/", net.Widths), String.Join (" / ", reasons))
                 // Widths given rather than found: say how to let the bottleneck set them.
                 if reasons |> Array.contains WidthsSetBy.Cap then
-                    logger.LogInformation "A layer stopped at its cap (Model:Layers:N:MaxWidth): the cap set its width, not the bottleneck; with growth that stops by itself (below), a higher cap lets the significance test set it."
+                    logger.LogInformation "A layer stopped at its cap (Model:Layers:N:MaxWidth): the cap set its width, not the bottleneck; with growth that stops by itself (README), a higher cap lets the significance test set it."
                 if reasons |> Array.contains WidthsSetBy.ScheduleStillGrowing then
                     logger.LogInformation ("The schedule ended growth while it still added neurons: for widths set by the bottleneck, run with Growth:SignificanceTest=signflip, Growth:StatisticsFrom=pass, Growth:StopAfterEmptySteps=2 and Growth:UntilEpoch={Epochs} (README, growth that stops by itself; experiments/fashion-mnist-self-stopping.json).",
                                            training.Epochs)
