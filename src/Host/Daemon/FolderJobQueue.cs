@@ -37,6 +37,9 @@ public sealed partial class FolderJobQueue : IJobQueue
     /// <summary>The queue folder.</summary>
     public string Root { get; }
 
+    // Held by claims, requeues, moves back into queued/ and listings (the class remarks say why).
+    string QueueLockPath => Path.Combine(Root, "queue.lock");
+
     /// <summary>Who holds a claim: written into the job's status.</summary>
     public static string Owner => $"{Environment.MachineName}:{Environment.ProcessId}";
 
@@ -74,7 +77,7 @@ public sealed partial class FolderJobQueue : IJobQueue
     /// <inheritdoc/>
     public IClaimedJob? TryClaim()
     {
-        using var queueLock = Lock(Path.Combine(Root, "queue.lock"), wait: true)!;
+        using var queueLock = Lock(QueueLockPath, wait: true)!;
         foreach (var path in Jobs(Queued))
         {
             var id = Path.GetFileNameWithoutExtension(path);
@@ -107,7 +110,7 @@ public sealed partial class FolderJobQueue : IJobQueue
     public IReadOnlyList<string> RequeueAbandoned()
     {
         var requeued = new List<string>();
-        using var queueLock = Lock(Path.Combine(Root, "queue.lock"), wait: true)!;
+        using var queueLock = Lock(QueueLockPath, wait: true)!;
         foreach (var path in Jobs(Running))
         {
             var id = Path.GetFileNameWithoutExtension(path);
@@ -146,7 +149,7 @@ public sealed partial class FolderJobQueue : IJobQueue
         FileStream? queueLock = null;
         try
         {
-            queueLock = Lock(Path.Combine(Root, "queue.lock"), wait: true);
+            queueLock = Lock(QueueLockPath, wait: true);
         }
         catch (UnauthorizedAccessException)
         {
@@ -262,7 +265,7 @@ public sealed partial class FolderJobQueue : IJobQueue
             // Sidecars first, the job file last: its move is the state change others see; the lock
             // is released only once nothing of the job is left in running/. Back to queued/ under
             // queue.lock, as every move into queued/ (List reads queued/ before running/).
-            using (var queueLock = state == Queued ? Lock(Path.Combine(queue.Root, "queue.lock"), wait: true) : null)
+            using (var queueLock = state == Queued ? Lock(queue.QueueLockPath, wait: true) : null)
             {
                 queue.MoveSidecars(id, Running, state);
                 File.Move(ExperimentPath, queue.In(state, id + ".json"));
