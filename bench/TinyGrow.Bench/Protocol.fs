@@ -51,13 +51,17 @@ let private describe (g: GrowthOptions) =
     $"StepsPerEpoch {g.StepsPerEpoch}, UntilEpoch {g.UntilEpoch}, Selection {g.Selection}, NeuronsPerStep {g.NeuronsPerStep}, StatisticsFrom {g.StatisticsFrom}, StatisticsSamples {g.StatisticsSamples}, SignificanceTest {g.SignificanceTest}, StopAfterEmptySteps {g.StopAfterEmptySteps}, EigenCutoff {g.EigenCutoff}"
 
 /// A grown row and the fixed network of its final widths, for each schedule.
+/// The name of the row that trains the fixed network of grown row `name`'s widths.
+let private fixedName (name: string) = $"fixed at the widths of \"{name}\""
+
+/// Trains the fixed network of the final widths grown row `name` reached on this seed.
+let private trainFixedAt (data: LoadedDataset) (model: ModelOptions) (name: string) (training: TrainingOptions) (earlier: Map<string, Run>) =
+    train data null (withWidths model earlier[name].Summary.Widths true) training (GrowthOptions (Strategy = "none"))
+
 let rows (data: LoadedDataset) (model: ModelOptions) (training: int -> TrainingOptions) (schedules: (string * GrowthOptions) list) =
     [ for name, growth in schedules do
-        let fixedName = $"fixed at the widths of \"{name}\""
-        yield { Name = name; Target = fixedName; Run = fun seed _ -> train data (TinyStrategy ()) model (training seed) growth }
-        yield { Name = fixedName; Target = ""
-                Run = fun seed earlier ->
-                          train data null (withWidths model earlier[name].Summary.Widths true) (training seed) (GrowthOptions (Strategy = "none")) } ]
+        yield { Name = name; Target = fixedName name; Run = fun seed _ -> train data (TinyStrategy ()) model (training seed) growth }
+        yield { Name = fixedName name; Target = ""; Run = fun seed earlier -> trainFixedAt data model name (training seed) earlier } ]
 
 /// The control for item 5's criterion: the fixed network of a grown row's widths once more, from
 /// another seed (initialisation and batch order), against the first fixed network. How often a network
@@ -66,10 +70,8 @@ let rows (data: LoadedDataset) (model: ModelOptions) (training: int -> TrainingO
 let controlSeedOffset = 1000
 
 let controlRow (name: string) (data: LoadedDataset) (model: ModelOptions) (training: int -> TrainingOptions) =
-    let fixedName = $"fixed at the widths of \"{name}\""
-    { Name = $"{fixedName}, another seed"; Target = fixedName
-      Run = fun seed earlier ->
-                train data null (withWidths model earlier[name].Summary.Widths true) (training (seed + controlSeedOffset)) (GrowthOptions (Strategy = "none")) }
+    { Name = $"{fixedName name}, another seed"; Target = fixedName name
+      Run = fun seed earlier -> trainFixedAt data model name (training (seed + controlSeedOffset)) earlier }
 
 /// Test accuracy averaged over a run's last `epochs` epochs (or all of them, when fewer).
 let lastEpochsMean (epochs: int) (run: Run) =
