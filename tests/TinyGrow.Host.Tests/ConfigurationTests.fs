@@ -42,6 +42,21 @@ let private errorsOf pairs = SettingsValidator.Validate(settingsFrom pairs) |> S
 // Sequenced: one test sets TINYGROW_* environment variables, which every other test here would read.
 let tests =
     testSequenced <| testList "configuration" [
+        test "every section of the settings is registered as IOptions<its type>, the bound instance itself" {
+            let settings = TinyGrowSettings.Bind (ConfigurationBuilder().AddInMemoryCollection(dict [ "Checkpoint:EverySeconds", "7" ]).Build ())
+            use provider = Microsoft.Extensions.DependencyInjection.ServiceCollectionContainerBuilderExtensions.BuildServiceProvider (
+                               Microsoft.Extensions.DependencyInjection.ServiceCollection().AddTinyGrowSettings settings)
+            let sections = typeof<TinyGrowSettings>.GetProperties () |> Array.filter (fun p -> p.PropertyType.IsClass && p.PropertyType <> typeof<string>)
+            Expect.isGreaterThanOrEqual sections.Length 8 "Dataset, Model, Growth, Training, Output, Checkpoint, Plugins, Daemon"
+            for section in sections do
+                let optionsType = typedefof<Microsoft.Extensions.Options.IOptions<obj>>.MakeGenericType section.PropertyType
+                match provider.GetService optionsType with
+                | null -> failtest $"Section {section.Name}: no IOptions<{section.PropertyType.Name}> registered, so a plugin asking for it gets nothing"
+                | registered ->
+                    let value = (nonNull (optionsType.GetProperty "Value")).GetValue registered
+                    Expect.isTrue (obj.ReferenceEquals (value, section.GetValue settings)) $"Section {section.Name}: the bound instance"
+            Expect.equal settings.Checkpoint.EverySeconds 7.0 "bound from the configuration"
+        }
         test "appsettings < experiment file < command line; an experiment's array replaces the whole array" {
             use tmp = new TempFolder()
             File.WriteAllText(tmp.File "appsettings.json", appsettings)

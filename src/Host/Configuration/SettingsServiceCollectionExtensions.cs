@@ -16,5 +16,7 @@ public static class SettingsServiceCollectionExtensions
             .AddSingleton(Options.Create(settings.Growth))
             .AddSingleton(Options.Create(settings.Training))
             .AddSingleton(Options.Create(settings.Output))
-            .AddSingleton(Options.Create(settings.Plugins));
+            .AddSingleton(Options.Create(settings.Checkpoint))
+            .AddSingleton(Options.Create(settings.Plugins))
+            .AddSingleton(Options.Create(settings.Daemon));
 }
