@@ -107,7 +107,8 @@ public sealed class GrowthOptions
     /// (about StatisticsSamples of them after the growth point, the junctions growing once their window is summed): no
     /// extra forward or backward, but the weights move while the window is summed.</summary>
     [RegularExpression("^(pass|training)$")] public string StatisticsFrom { get; set; } = "training";
-    /// <summary>Held-out training samples (disjoint from the statistics ones) for the γ line search.</summary>
+    /// <summary>Held-out training samples for the γ line search: disjoint from a statistics pass's samples; with
+    /// StatisticsFrom = "training" drawn from the whole split, so a few may have been in the window.</summary>
     [Range(1, 10_000_000)] public int GammaSearchSamples { get; set; } = 1024;
     /// <summary>Statistics rows drawn per dimension of the largest statistic (DESIGN §4.3): a junction
     /// keeps about RowsPerDimension·max(D1, D2) of its (sample, position) rows, drawn at random,

@@ -78,8 +78,6 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
         | "adam" -> Adam ((fun () -> net.Parameters), 0.9, 0.999, 1e-8, training.WeightDecay)
         | _ -> Sgd ((fun () -> net.Parameters), training.Momentum, training.WeightDecay)
 
-    /// One growth step: statistics and held-out samples drawn from the training split, disjoint,
-    /// not augmented: the bottleneck of the data as it is, the same for a given seed.
     /// S2 and whitening of each junction whose A reads the network's input, computed once per run on the
     /// first 2·StatisticsSamples training samples (no draw from the run's generators, so a resumed
     /// run computes the same one): its S2 depends only on the data (DESIGN §4.5); the statistics pass then skips it.
@@ -158,7 +156,9 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
         else logger.LogDebug ("epoch {Epoch}: growth step added nothing ({Evaluations} loss evaluations)", epoch, evaluations)
         added
 
-    /// One growth step with statistics from a pass of its own (Growth:StatisticsFrom = "pass").
+    /// One growth step with statistics from a pass of its own (Growth:StatisticsFrom = "pass"): statistics
+    /// and held-out samples drawn from the training split, disjoint, not augmented: the bottleneck of the
+    /// data as it is, the same for a given seed.
     let grow (net: Network) (optimizer: IOptimizer) (growth: GrowthOptions) (data: LoadedDataset) (generator: torch.Generator) (log: RunLog) (board: TensorBoardLog) (epoch: int) (stepIndex: int)
              (whitenings: Lazy<Dictionary<int, Growth.InputCovariance>>) (state: RunState) =
         use scope = torch.NewDisposeScope ()

@@ -1,4 +1,4 @@
-/// metrics.jsonl: one JSON object per line with an `event` field (epoch, growth, final), flushed
+/// metrics.jsonl: one JSON object per line with an `event` field (growth, after_growth, epoch, interrupted, final), flushed
 /// line by line so that a crashed or running job can be read by other tools.
 namespace TinyGrow.Core
 

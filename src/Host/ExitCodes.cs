@@ -13,6 +13,7 @@ public static class ExitCodes
     public const int BadConfiguration = 2;
     /// <summary>The dataset is missing or corrupt.</summary>
     public const int DatasetError = 3;
-    /// <summary>Interrupted (Ctrl-C, SIGTERM); the <c>.partial</c> folder is kept. 128 + SIGINT, as shells do.</summary>
+    /// <summary>Interrupted by Ctrl-C, or by SIGTERM before the run started or without a checkpoint (SIGTERM at a
+    /// checkpoint exits 0: the run is resumable); the <c>.partial</c> folder is kept. 128 + SIGINT, as shells do.</summary>
     public const int Cancelled = 130;
 }

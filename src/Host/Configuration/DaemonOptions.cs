@@ -17,7 +17,7 @@ public sealed class DaemonOptions : IValidatableObject
     [RegularExpression("^(folder|postgres)$", ErrorMessage = "use folder or postgres.")]
     public string Queue { get; set; } = FolderQueue;
 
-    /// <summary>The queue folder (holds queued/, running/, done/, failed/); relative paths are
+    /// <summary>The queue folder (holds incoming/, queued/, running/, done/, failed/); relative paths are
     /// resolved against the current directory. With the PostgreSQL queue, the folder where a daemon
     /// keeps the experiment file and output log of the job it runs.</summary>
     [Required, MinLength(1)]
