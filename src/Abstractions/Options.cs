@@ -122,7 +122,7 @@ public sealed class GrowthOptions
     /// NoiseFloor·tr(E) (E: the whole desired update): below that it is rounding noise, even as λ_1.</summary>
     [Range(0.0, 1.0)] public double NoiseFloor { get; set; } = 1e-10;
     /// <summary>Eigenvalues below EigenCutoff·λmax are dropped in pseudo-inverses (relative, never absolute).</summary>
-    [Range(1e-15, 1.0)] public double EigenCutoff { get; set; } = 1e-10;
+    [Range(1e-15, 1.0)] public double EigenCutoff { get; set; } = 1e-3;
     /// <summary>Also apply the best update δ of existing weights (W_B ← W_B − γ²δ).</summary>
     public bool UseDelta { get; set; } = true;
     /// <summary>"all": every junction each step; "best": the junction with the largest predicted decrease per added

@@ -47,8 +47,11 @@ let weightAndBias (layer: IGrowableLayer) =
     let ps = Seq.toArray layer.Parameters
     ps[0] :> torch.Tensor, ps[1] :> torch.Tensor
 
+/// Options of the closed-form tests: the identities they check (c = 0, FD = Δ + Σλ² − c) hold for exact
+/// pseudo-inverses, so the eigenvalue cutoff sits at rounding level rather than at the application's
+/// default (1e-3, which leaves weak input directions out of S⁺ and S2^{-1/2} on purpose).
 let options (threshold: float) (useDelta: bool) =
-    GrowthOptions (RelativeThreshold = threshold, UseDelta = useDelta)
+    GrowthOptions (RelativeThreshold = threshold, UseDelta = useDelta, EigenCutoff = 1e-10)
 
 /// The `tiny` proposal for junction j of `net` from `stats`.
 let propose (net: Network) (j: int) (stats: JunctionStatistics) (maxNeurons: int) (opts: GrowthOptions) =
