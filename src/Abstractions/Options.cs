@@ -122,9 +122,9 @@ public sealed class GrowthOptions
     /// NoiseFloor·tr(E) (E: the whole desired update): below that it is rounding noise, even as λ_1.</summary>
     [Range(0.0, 1.0)] public double NoiseFloor { get; set; } = 1e-10;
     /// <summary>Eigenvalues below EigenCutoff·λmax are dropped in pseudo-inverses (relative, never absolute). 1e-3 keeps
-    /// pixel directions of almost no variance out of the input whitening (measured better for dense networks on
-    /// pixels, and it kept a ReLU run from diverging); CNNs measured better at 1e-10, which the conv experiments set
-    /// (docs/results.md, "The eigenvalue cutoff 1e-3 by default").</summary>
+    /// δ = S⁺M, the update of existing weights growth applies, off the near-null directions of S (measured better for
+    /// dense networks, and it kept a ReLU run from diverging); CNNs measured better at 1e-10, which the conv
+    /// experiments set (docs/results.md, "The eigenvalue cutoff 1e-3 by default").</summary>
     [Range(1e-15, 1.0)] public double EigenCutoff { get; set; } = 1e-3;
     /// <summary>Also apply the best update δ of existing weights (W_B ← W_B − γ²δ).</summary>
     public bool UseDelta { get; set; } = true;
