@@ -53,7 +53,6 @@ let selfStopping (epochs: int) =
 let private describe (g: GrowthOptions) =
     $"StepsPerEpoch {g.StepsPerEpoch}, UntilEpoch {g.UntilEpoch}, Selection {g.Selection}, NeuronsPerStep {g.NeuronsPerStep}, StatisticsFrom {g.StatisticsFrom}, StatisticsSamples {g.StatisticsSamples}, SignificanceTest {g.SignificanceTest}, StopAfterEmptySteps {g.StopAfterEmptySteps}, EigenCutoff {g.EigenCutoff}"
 
-/// A grown row and the fixed network of its final widths, for each schedule.
 /// The name of the row that trains the fixed network of grown row `name`'s widths.
 let private fixedName (name: string) = $"fixed at the widths of \"{name}\""
 
@@ -61,6 +60,7 @@ let private fixedName (name: string) = $"fixed at the widths of \"{name}\""
 let private trainFixedAt (data: LoadedDataset) (model: ModelOptions) (name: string) (training: TrainingOptions) (earlier: Map<string, Run>) =
     train data null (withWidths model earlier[name].Summary.Widths true) training (GrowthOptions (Strategy = "none"))
 
+/// A grown row and the fixed network of its final widths, for each schedule.
 let rows (data: LoadedDataset) (model: ModelOptions) (training: int -> TrainingOptions) (schedules: (string * GrowthOptions) list) =
     [ for name, growth in schedules do
         yield { Name = name; Target = fixedName name; Run = fun seed _ -> train data (TinyStrategy ()) model (training seed) growth }
