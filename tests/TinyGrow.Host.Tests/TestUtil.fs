@@ -8,14 +8,18 @@ open Microsoft.Extensions.Logging.Abstractions
 open TinyGrow.Host.Configuration
 open TinyGrow.Host.Plugins
 
-/// A fresh folder under the system temp folder, deleted on Dispose.
+/// A fresh folder under the system temp folder, deleted on Dispose and, failing that, when the
+/// test process exits: a fixture shared by sequenced tests is disposed by its last test, which a
+/// filter, a skip (no PostgreSQL) or a failure may never reach, and each one left holds a few MB.
 type TempFolder() =
     let path = Path.Combine(Path.GetTempPath(), "tinygrow-host-tests-" + Guid.NewGuid().ToString "N")
+    let delete () = try Directory.Delete(path, true) with _ -> ()
     do Directory.CreateDirectory path |> ignore
+    do AppDomain.CurrentDomain.ProcessExit.Add(fun _ -> delete ())
     member _.Path = path
     member _.File(name: string) = Path.Combine(path, name)
     interface IDisposable with
-        member _.Dispose() = try Directory.Delete(path, true) with _ -> ()
+        member _.Dispose() = delete ()
 
 /// The fixture plugin DLL copied into this test's output by the project file.
 let fixtureDll (name: string) =
