@@ -92,17 +92,56 @@ let stateDict (net: Network) (inputShape: int64[]) : (string * torch.Tensor)[] =
         for _, t in entries do t.Dispose ()
         reraise ()
 
+/// The weights whose first dimension a block's spec fixes (a layer's width, the classes), by name
+/// (as `stateNames`). The export checks model.json's ParameterShapes against them: a model.json
+/// whose Blocks were edited, or that belongs to another model.bin, is refused instead of exported
+/// into a model.pt that Python cannot load.
+let specWidths (spec: BlockSpec) (classes: int) : (string * int)[] =
+    match spec.Kind with
+    | "mlp" ->
+        [| for i in 0 .. spec.Layers.Count - 1 do yield $"layers.{i}.weight", spec.Layers[i].Width
+           yield $"layers.{spec.Layers.Count}.weight", classes |]
+    | "cnn" ->
+        let layers = Seq.toArray spec.Layers
+        let convs = layers |> Array.takeWhile isConv
+        let denses = layers[convs.Length ..]
+        [| for i in 0 .. convs.Length - 1 do yield $"stages.{i}.conv.weight", convs[i].Width
+           for i in 0 .. denses.Length - 1 do yield $"dense.{i}.weight", denses[i].Width
+           yield $"dense.{denses.Length}.weight", classes |]
+    | "resnet-stem" -> [| "conv.weight", spec.Channels |]
+    | "resnet-basic" -> [| "conv1.weight", spec.Width; "conv2.weight", spec.Channels |]
+    | "resnet-head" -> [| "fc.weight", classes |]
+    | _ -> [||]
+
+/// A saved folder that cannot be exported (`tinygrow export` exits 2 with the message).
+let private damaged (message: string) : 'T = raise (InvalidDataException message)
+
+let private shapeText (shape: int64[]) = "[" + String.Join (", ", shape) + "]"
+
+/// model.json of `directory`, checked: blocks and parameter shapes present, one list of shapes per
+/// block, no dimension below 1. Errors name the file.
+let private readSavedModel (jsonPath: string) : ModelFile.SavedModel =
+    let doc =
+        try Text.Json.JsonSerializer.Deserialize<ModelFile.SavedModel> (File.ReadAllText jsonPath)
+        with :? Text.Json.JsonException as e -> damaged $"{jsonPath} is not valid JSON ({e.Message}): it is damaged; the run's model cannot be read from it."
+    match doc with
+    | null -> damaged $"{jsonPath} is empty."
+    | d when isNull (box d.Blocks) || isNull (box d.ParameterShapes) || isNull (box d.InputShape) || d.Blocks.Length <> d.ParameterShapes.Length ->
+        damaged $"{jsonPath} is not a TinyGrow model (Blocks, ParameterShapes or InputShape missing, or Blocks and ParameterShapes of different lengths)."
+    | d when d.ParameterShapes |> Array.exists (fun block -> isNull (box block) || block |> Array.exists (fun shape -> isNull (box shape) || shape |> Array.exists (fun n -> n < 1L))) ->
+        damaged $"{jsonPath}: ParameterShapes holds a missing shape or a dimension below 1: the file is damaged."
+    | d -> d
+
 /// The state dict of a saved model (model.json + model.bin in `directory`, ModelFile's format),
-/// without building it (no plugin needed): model.bin's tensors are the blocks' parameters (counts
-/// from model.json's ParameterShapes), then the buffers (counts from `stateNames`), in block order.
+/// without building it (no plugin needed): model.bin's tensors are the blocks' parameters (shapes
+/// from model.json's ParameterShapes, checked against each block's spec), then the buffers (the
+/// BatchNorm statistics, shaped as their BatchNorm's weight), in block order. Each tensor is read
+/// into one of the shape model.json gives, never one the file's header asks for, so a damaged
+/// model.bin is an error that names it, not an allocation of whatever its bytes say.
 let stateDictOfFiles (directory: string) : (string * torch.Tensor)[] =
     let jsonPath = Path.Combine (directory, "model.json")
-    let doc =
-        match Text.Json.JsonSerializer.Deserialize<ModelFile.SavedModel> (File.ReadAllText jsonPath) with
-        | null -> invalidArg "directory" $"{jsonPath} is empty."
-        | d when isNull (box d.Blocks) || isNull (box d.ParameterShapes) || d.Blocks.Length <> d.ParameterShapes.Length ->
-            invalidArg "directory" $"{jsonPath} is not a TinyGrow model (Blocks and ParameterShapes missing or of different lengths)."
-        | d -> d
+    let binPath = Path.Combine (directory, "model.bin")
+    let doc = readSavedModel jsonPath
     // per block, its names; a block's input channels are the previous one's output channels
     let names =
         let mutable shape = doc.InputShape
@@ -111,21 +150,46 @@ let stateDictOfFiles (directory: string) : (string * torch.Tensor)[] =
              shape <- match spec.Kind with
                       | "resnet-stem" | "resnet-basic" -> [| int64 spec.Channels |]
                       | _ -> [| int64 doc.Classes |] |]
+    names |> Array.iteri (fun i n ->
+        let spec, shapes = doc.Blocks[i], doc.ParameterShapes[i]
+        if n.Parameters.Length <> shapes.Length then
+            damaged $"{jsonPath}: block {i} ({spec.Kind}) lists {shapes.Length} parameters, but its PyTorch names are {n.Parameters.Length}."
+        for name, width in specWidths spec doc.Classes do
+            let shape = shapes[Array.IndexOf (n.Parameters, name)]
+            if shape.Length = 0 || shape[0] <> int64 width then
+                damaged $"{jsonPath}: block {i} ({spec.Kind}) has {name} of shape {shapeText shape} in ParameterShapes, but its spec in Blocks gives it {width} outputs: the file was edited or mixes two models; export a run folder as the run wrote it.")
+    let bytesOf (shape: int64[]) = (shape |> Array.fold (fun n d -> n * decimal d) 1M) * 4M
+    let parameterBytes = doc.ParameterShapes |> Array.sumBy (Array.sumBy bytesOf)
+    let fileBytes = FileInfo(binPath).Length
+    if parameterBytes > decimal fileBytes then
+        damaged $"{binPath} is {fileBytes} bytes, but the parameters model.json lists need {parameterBytes}: model.bin is truncated or belongs to another model.json."
     let entries = ResizeArray<string * torch.Tensor> ()
     try
-        use s = File.OpenRead (Path.Combine (directory, "model.bin"))
+        use s = File.OpenRead binPath
         use r = new BinaryReader (s)
-        let read () =
-            if s.Position >= s.Length then invalidArg "directory" $"{directory}/model.bin ends before every tensor model.json lists was read."
-            torch.Tensor.Load r
+        let read (name: string) (shape: int64[]) =
+            if decimal (s.Length - s.Position) < bytesOf shape then
+                damaged $"{binPath} ends before {name} ({shapeText shape}, as model.json lists it): the file is truncated."
+            let t = torch.empty (shape, dtype = torch.ScalarType.Float32)
+            try
+                t.Load r
+                t
+            with e ->
+                t.Dispose ()
+                damaged $"{binPath}: {name} cannot be read as float32 {shapeText shape}, the shape model.json lists ({e.Message}): model.bin is damaged or belongs to another model.json."
         names |> Array.iteri (fun i n ->
-            if n.Parameters.Length <> doc.ParameterShapes[i].Length then
-                invalidArg "directory" $"{jsonPath}: block {i} ({doc.Blocks[i].Kind}) lists {doc.ParameterShapes[i].Length} parameters, but its PyTorch names are {n.Parameters.Length}."
-            for name in n.Parameters do entries.Add ($"blocks.{i}.{name}", read ()))
+            Array.iter2 (fun name shape -> entries.Add ($"blocks.{i}.{name}", read name shape)) n.Parameters doc.ParameterShapes[i])
         names |> Array.iteri (fun i n ->
-            for name in n.Buffers do entries.Add ($"blocks.{i}.{name}", read ())
+            for name in n.Buffers do
+                // BatchNorm buffers (running_mean, running_var) have their BatchNorm weight's shape
+                let weight = $"blocks.{i}.{name.Substring (0, name.LastIndexOf '.')}.weight"
+                let shape =
+                    match entries |> Seq.tryFind (fun (n, _) -> n = weight) with
+                    | Some (_, w) -> w.shape
+                    | None -> invalidOp $"The buffer {name} of block {i} has no {weight} to take its shape from: PyTorchExport.stateNames is out of date."
+                entries.Add ($"blocks.{i}.{name}", read name shape)
             for bn in n.BatchNorms do entries.Add ($"blocks.{i}.{bn}.num_batches_tracked", torch.tensor (0L)))
-        if s.Position <> s.Length then invalidArg "directory" $"{directory}/model.bin holds more tensors than model.json lists."
+        if s.Position <> s.Length then damaged $"{binPath} holds more than the tensors model.json lists: it belongs to another model.json."
         entries.ToArray ()
     with _ ->
         for _, t in entries do t.Dispose ()

@@ -79,6 +79,7 @@ let tests =
             Expect.isFalse (Directory.Exists(run + ".partial")) "the .partial folder was renamed"
             for file in [ "config.json"; "metrics.jsonl"; "model.json"; "model.bin"; "model.pt"; "tinygrow_model.py"; "report.md"; "loss-accuracy.png"; "widths.png"; "bottleneck.png"; "accuracy-parameters.png" ] do
                 Expect.isTrue (File.Exists(Path.Combine(run, file))) $"{file} written"
+            Expect.stringStarts (File.ReadAllText(Path.Combine(run, "report.md"))) "# Run e2e\n" "report.md is titled with the run id (not its .partial folder)"
             let config = JsonDocument.Parse(File.ReadAllText(Path.Combine(run, "config.json"))).RootElement
             Expect.equal (config.GetProperty("Growth").GetProperty("Strategy").GetString()) "tiny" "config.json is the resolved configuration"
             let lines = File.ReadAllLines(Path.Combine(run, "metrics.jsonl")) |> Array.map (fun l -> JsonDocument.Parse(l).RootElement)
@@ -93,6 +94,15 @@ let tests =
             use err = new StringWriter()
             Expect.equal (ExportCommand.Execute(run, out, err)) ExitCodes.Ok $"export exits 0 ({err})"
             Expect.isTrue (File.Exists(Path.Combine(run, "model.pt"))) "export wrote model.pt"
+            // a damaged model.bin: exit 2 naming it, nothing written (it crashed the process before)
+            File.Delete(Path.Combine(run, "model.pt"))
+            let bytes = Array.zeroCreate<byte> (int (FileInfo(Path.Combine(run, "model.bin")).Length))
+            Random(3).NextBytes bytes
+            File.WriteAllBytes(Path.Combine(run, "model.bin"), bytes)
+            use damaged = new StringWriter()
+            Expect.equal (ExportCommand.Execute(run, out, damaged)) ExitCodes.BadConfiguration "a damaged model.bin: exit 2"
+            Expect.stringContains (damaged.ToString()) "model.bin" "names the file"
+            Expect.isFalse (File.Exists(Path.Combine(run, "model.pt"))) "no model.pt written"
             Expect.equal (ExportCommand.Execute(data.File "nothing", out, err)) ExitCodes.BadConfiguration "a folder without a model: exit 2"
             Expect.stringContains (err.ToString()) "model.json does not exist" "names the missing file"
         }

@@ -170,6 +170,47 @@ let tests =
                         for _, t in Array.append live saved do t.Dispose ())
         }
 
+        test "a damaged or mismatched saved folder is an error naming the file, never a crash or a silent export" {
+            // every kind: the width check (specWidths) must accept what the run saved
+            let refused (dir: string) (file: string) (words: string) =
+                Expect.throwsC (fun () -> PyTorchExport.stateDictOfFiles dir |> Array.iter (fun (_, t) -> t.Dispose ()))
+                    (fun e ->
+                        Expect.isTrue (e :? InvalidDataException) $"an InvalidDataException (the export command's exit 2), not {e.GetType().Name}: {e.Message}"
+                        Expect.stringContains e.Message file $"names {file}: {e.Message}"
+                        Expect.stringContains e.Message words $"says why: {e.Message}")
+            for name, build, shape, classes in cases do
+                use net = build ()
+                withTempFolder (fun dir ->
+                    ModelFile.save net shape classes dir
+                    let bin = Path.Combine (dir, "model.bin")
+                    let json = Path.Combine (dir, "model.json")
+                    let original = File.ReadAllBytes bin
+                    let text = File.ReadAllText json
+                    // random bytes, as long as the real file: TorchSharp's own reader would allocate what they say
+                    let noise = Array.zeroCreate<byte> original.Length
+                    Random(5).NextBytes noise
+                    File.WriteAllBytes (bin, noise)
+                    refused dir "model.bin" "damaged"
+                    File.WriteAllBytes (bin, original[.. original.Length / 2])
+                    refused dir "model.bin" "truncated"
+                    File.WriteAllBytes (bin, Array.append original [| 0uy; 1uy; 2uy |])
+                    refused dir "model.bin" "more than the tensors"
+                    File.WriteAllBytes (bin, original)
+                    // Blocks edited, ParameterShapes (and model.bin) as saved: the first growable layer one wider
+                    let doc = JsonSerializer.Deserialize<ModelFile.SavedModel> text |> nonNull
+                    let first = doc.Blocks[0]
+                    if first.Layers.Count > 0 then first.Layers[0].Width <- first.Layers[0].Width + 1
+                    elif first.Kind = "resnet-stem" then first.Channels <- first.Channels + 1
+                    File.WriteAllText (json, JsonSerializer.Serialize doc)
+                    refused dir "model.json" "spec in Blocks"
+                    File.WriteAllText (json, text[.. text.Length / 2])
+                    refused dir "model.json" "not valid JSON"
+                    File.WriteAllText (json, text)
+                    let entries = PyTorchExport.stateDictOfFiles dir
+                    Expect.isNonEmpty entries $"{name}: the restored folder exports again"
+                    for _, t in entries do t.Dispose ())
+        }
+
         test "at the end of a run, a block kind without PyTorch names is a warning: nothing written, no exception" {
             let block =
                 { new IModelBlock with

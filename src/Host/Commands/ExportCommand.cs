@@ -24,7 +24,7 @@ public static class ExportCommand
         {
             PyTorchExport.writeFromFiles(runFolder);
         }
-        catch (Exception e) when (e is ArgumentException or IOException or System.Text.Json.JsonException)
+        catch (Exception e) when (e is ArgumentException or IOException or InvalidDataException or System.Text.Json.JsonException)
         {
             error.WriteLine($"tinygrow: export: {e.Message}");
             return ExitCodes.BadConfiguration;

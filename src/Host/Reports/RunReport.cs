@@ -167,6 +167,9 @@ public static class RunReport
     {
         var s = new StringBuilder();
         var name = Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(runFolder)));
+        // The run id: a run writes its report in <id>.partial before renaming the folder to <id>.
+        const string partial = ".partial";
+        if (name.EndsWith(partial, StringComparison.Ordinal)) name = name[..^partial.Length];
         s.AppendLine($"# Run {name}").AppendLine();
         if (metrics.Final is { } f)
         {
