@@ -22,6 +22,11 @@ if (commandLine.Error is not null)
 if (commandLine.Verb == Verb.Help) { Usage.Write(Console.Out); return ExitCodes.Ok; }
 if (commandLine.Verb == Verb.Report) return ReportCommand.Execute(commandLine.Argument!, Console.Out, Console.Error);
 if (commandLine.Verb == Verb.Export) return ExportCommand.Execute(commandLine.Argument!, Console.Out, Console.Error);
+if (commandLine.Verb == Verb.Resume && CommandLine.ResumeFolderProblem(commandLine.Argument!) is { } notResumable)
+{
+    Console.Error.WriteLine($"tinygrow: {notResumable}");
+    return ExitCodes.BadConfiguration;
+}
 
 RunCommand? run = null; // names the run folder, once claimed, in the report of an unexpected error
 // An exception on another thread would abort the process (exit 134, a bare trace): report it the
@@ -71,6 +76,12 @@ try
         {
             foreach (var problem in problems) Console.Error.WriteLine($"tinygrow: {problem}");
             return ExitCodes.BadConfiguration;
+        }
+        // Listing must not create the queue folder (FolderJobQueue creates its folders) where there is none.
+        if (commandLine.Verb == Verb.Jobs && settings.Daemon.Queue != DaemonOptions.PostgresQueue && !Directory.Exists(settings.Daemon.QueueFolder))
+        {
+            Console.Out.WriteLine($"no jobs: there is no queue at {Path.GetFullPath(settings.Daemon.QueueFolder)} (tinygrow submit <experiment.json> creates it; Daemon:QueueFolder names it)");
+            return ExitCodes.Ok;
         }
         builder.Services.AddSingleton<IJobQueue>(s => settings.Daemon.Queue == DaemonOptions.PostgresQueue
             ? new PostgresJobQueue(settings.Daemon.ConnectionString, settings.Daemon.QueueFolder,
