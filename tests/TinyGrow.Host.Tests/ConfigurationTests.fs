@@ -117,6 +117,13 @@ let tests =
             Expect.stringContains wrongType.Message "Training:Epochs = 'many'" "names the key and value"
             let section = thrown (fun () -> settingsFrom [ "Training", "3" ] |> ignore)
             Expect.stringContains section.Message "Training = '3'" "a section given a value"
+            // nothing close: the keys that exist there, and never an internal key (TINYGROW_CI's "CI")
+            let far = thrown (fun () -> settingsFrom [ "foo", "1" ] |> ignore)
+            Expect.stringContains far.Message "no key at the top level is close; the known ones are" "lists the keys instead of a far-fetched one"
+            Expect.stringContains far.Message "Training" "the sections are among them"
+            Expect.isFalse (far.Message.Contains "CI," || far.Message.Contains "'CI'" || far.Message.Contains "contentRoot") $"no internal key offered: {far.Message}"
+            let ci = thrown (fun () -> settingsFrom [ "CU", "1" ] |> ignore)
+            Expect.isFalse (ci.Message.Contains "'CI'") $"CI is not suggested for a near miss either: {ci.Message}"
             let two = thrown (fun () -> settingsFrom [ "Training:Epoch", "3"; "Growth:Stratgy", "x" ] |> ignore)
             Expect.equal (two.Message.Split('\n').Length) 2 "every unknown key reported at once, one per line"
         }

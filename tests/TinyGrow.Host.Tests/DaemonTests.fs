@@ -126,6 +126,12 @@ let tests =
             Expect.equal (QueueCommands.Submit(q, folder.File "good.json", out, err)) ExitCodes.Ok "submitted"
             Expect.equal (QueueCommands.Submit(q, folder.File "bad.json", out, err)) ExitCodes.BadConfiguration "refused"
             Expect.stringContains (err.ToString()) "bad.json is not valid JSON" "names the file"
+            // a misspelt key is refused at submit time, as run would refuse it, not later in the daemon
+            File.WriteAllText(folder.File "typo.json", "{ \"Training\": { \"Epoch\": 1 } }")
+            use typo = new StringWriter()
+            Expect.equal (QueueCommands.Submit(q, folder.File "typo.json", out, typo)) ExitCodes.BadConfiguration "a misspelt key: refused"
+            Expect.stringContains (typo.ToString()) "'Training:Epoch'" "names the key"
+            Expect.stringContains (typo.ToString()) "nothing queued" "and says nothing was queued"
             let jobs = q.List()
             Expect.equal jobs.Count 1 "one job"
             Expect.stringContains jobs[0].Id "-good-" "named after its file"

@@ -1,4 +1,6 @@
 using System.Text.Json;
+using Microsoft.Extensions.Configuration;
+using TinyGrow.Host.Configuration;
 using TinyGrow.Host.Daemon;
 
 namespace TinyGrow.Host.Commands;
@@ -8,7 +10,8 @@ namespace TinyGrow.Host.Commands;
 public static class QueueCommands
 {
     /// <summary>Puts a copy of <paramref name="experiment"/> in the queue (whole or not at all);
-    /// a file that cannot be read or is not JSON is refused (exit 2, naming it), nothing queued.</summary>
+    /// a file that cannot be read, is not JSON, or has a key or value `run` would refuse is refused
+    /// (exit 2, naming it), nothing queued.</summary>
     public static int Submit(IJobQueue queue, string experiment, TextWriter output, TextWriter error)
     {
         string text;
@@ -29,6 +32,20 @@ public static class QueueCommands
         catch (JsonException e)
         {
             error.WriteLine($"tinygrow: submit: {experiment} is not valid JSON (line {e.LineNumber + 1}, position {e.BytePositionInLine + 1}): nothing queued.");
+            return ExitCodes.BadConfiguration;
+        }
+        // Keys and value types as `run` checks them (with this installation's appsettings.json): a
+        // misspelt key is refused now, not when a daemon starts the job.
+        try
+        {
+            var probe = new ConfigurationManager();
+            probe.AddTinyGrowLayers(AppContext.BaseDirectory, ["--experiment", Path.GetFullPath(experiment)], Environment.CurrentDirectory);
+            TinyGrowSettings.Bind(probe);
+        }
+        catch (InvalidConfigurationException e)
+        {
+            foreach (var line in e.Message.Split(Environment.NewLine)) error.WriteLine($"tinygrow: submit: {line}");
+            error.WriteLine("tinygrow: submit: nothing queued.");
             return ExitCodes.BadConfiguration;
         }
         var job = queue.Submit(Path.GetFileNameWithoutExtension(experiment), text);

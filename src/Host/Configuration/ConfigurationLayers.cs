@@ -79,6 +79,16 @@ public static class ConfigurationLayers
 
     static readonly JsonDocumentOptions JsonRules = new() { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true };
 
+    static string Article(JsonValueKind kind) => kind switch
+    {
+        JsonValueKind.Array => "an array",
+        JsonValueKind.String => "a string",
+        JsonValueKind.Number => "a number",
+        JsonValueKind.True or JsonValueKind.False => "a boolean",
+        JsonValueKind.Null => "null",
+        _ => kind.ToString().ToLowerInvariant(),
+    };
+
     /// <summary>Reads <paramref name="path"/>; a syntax error names the file, line and column.</summary>
     /// <exception cref="InvalidConfigurationException">Missing (unless optional), unreadable or not JSON.</exception>
     public static JsonValues ReadJson(string path, bool optional, string description)
@@ -86,6 +96,8 @@ public static class ConfigurationLayers
         if (!File.Exists(path))
         {
             if (optional) return JsonValues.Empty;
+            if (Directory.Exists(path))
+                throw new InvalidConfigurationException($"The {description} {path} is a folder, not a file: give a JSON file such as experiments/quick.json.");
             throw new InvalidConfigurationException(
                 $"The {description} {path} does not exist (--experiment; a relative path is resolved against the current directory). Check the path.");
         }
@@ -98,7 +110,7 @@ public static class ConfigurationLayers
             using (var document = JsonDocument.Parse(File.ReadAllBytes(path), JsonRules))
             {
                 if (document.RootElement.ValueKind != JsonValueKind.Object)
-                    throw new InvalidConfigurationException($"The {description} {path} must hold one JSON object ({{ \"Section\": {{ \"Key\": value }} }}), not a {document.RootElement.ValueKind.ToString().ToLowerInvariant()}. Fix the JSON.");
+                    throw new InvalidConfigurationException($"The {description} {path} must hold one JSON object ({{ \"Section\": {{ \"Key\": value }} }}), not {Article(document.RootElement.ValueKind)}. Fix the JSON.");
                 CollectArrays(document.RootElement, "", arrays);
             }
             var values = new ConfigurationBuilder()

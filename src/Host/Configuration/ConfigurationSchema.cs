@@ -105,6 +105,12 @@ public abstract class ConfigurationSchema
     /// <summary>The key <c>TINYGROW_CI</c> sets (read by the tests only).</summary>
     public const string CiKey = "CI";
 
+    /// <summary>Keys that are accepted but are nobody's to set (the tests' CI flag, the generic host's
+    /// own keys, config.json's record of dataset files): never offered for a misspelt key.</summary>
+    public static bool IsInternal(string name) =>
+        new[] { CiKey, HostDefaults.ContentRootKey, HostDefaults.EnvironmentKey, HostDefaults.ApplicationKey, DatasetFilesKey }
+            .Contains(name, StringComparer.OrdinalIgnoreCase);
+
     /// <summary>Everything TinyGrow, its host and its logging read.</summary>
     public static Section TinyGrow { get; } = SectionOf([typeof(TinyGrowSettings)], [
         Named(ConfigurationLayers.ExperimentKey, new Value(typeof(string))),

@@ -53,7 +53,7 @@ public static class StrictKeys
             {
                 case ConfigurationSchema.Section section:
                     if (section.Child(segment) is not { } child)
-                        return $"Unknown configuration key '{key}': nothing reads it; the nearest known key is '{Join(prefix, Nearest(section, segments[i..]))}'";
+                        return Unknown(key, prefix, section, segments[i..]);
                     node = child;
                     break;
                 case ConfigurationSchema.List list:
@@ -113,6 +113,22 @@ public static class StrictKeys
         _ => $"it does not convert to {type.Name}",
     };
 
+    // The nearest key when one is close (a typo, a truncation); otherwise the keys that exist there,
+    // rather than a suggestion that has nothing to do with what was written.
+    static string Unknown(string key, string prefix, ConfigurationSchema.Section section, string[] rest)
+    {
+        var head = rest[0];
+        var known = Visible(section).ToList();
+        var close = known.Any(n => Distance(n, head) <= Math.Max(2, head.Length / 2) ||
+                                   n.Contains(head, StringComparison.OrdinalIgnoreCase) || head.Contains(n, StringComparison.OrdinalIgnoreCase));
+        if (!close)
+            return $"Unknown configuration key '{key}': nothing reads it, and no key {(prefix.Length == 0 ? "at the top level" : $"under {prefix}")} is close; " +
+                   $"the known ones are {string.Join(", ", known)} (README, Configuration)";
+        return $"Unknown configuration key '{key}': nothing reads it; the nearest known key is '{Join(prefix, Nearest(section, rest))}'";
+    }
+
+    static IEnumerable<string> Visible(ConfigurationSchema.Section section) => section.Names.Where(n => !ConfigurationSchema.IsInternal(n));
+
     // Greedy: the closest name at each level, keeping what already matches.
     static string Nearest(ConfigurationSchema node, ReadOnlySpan<string> segments)
     {
@@ -122,8 +138,8 @@ public static class StrictKeys
         ConfigurationSchema? next;
         switch (node)
         {
-            case ConfigurationSchema.Section section when section.Names.Any():
-                name = section.Child(head) is not null ? section.Spelling(head) : section.Names.MinBy(n => Distance(n, head))!;
+            case ConfigurationSchema.Section section when Visible(section).Any():
+                name = section.Child(head) is not null ? section.Spelling(head) : Visible(section).MinBy(n => Distance(n, head))!;
                 next = section.Child(name);
                 break;
             case ConfigurationSchema.List list:
