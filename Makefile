@@ -1,5 +1,5 @@
 # Two commands do all the set-up on a fresh Debian 12 machine with the .NET 10 SDK:
-#   make run    restore, build host + plugins, make sure Fashion-MNIST is there, run the default experiment
+#   make run    restore, build the solution (app, plugins, tests), make sure Fashion-MNIST is there, run the default experiment
 #   make test   build and run every test project; ends with "N passed, N failed"
 #   make pack   NuGet packages of TinyGrow.Abstractions, .Core, .Datasets into artifacts/packages/ (plugin SDK)
 DOTNET ?= dotnet

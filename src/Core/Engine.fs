@@ -151,8 +151,9 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
         let added = events |> List.sumBy (fun e -> e.Added)
         let evaluations = events |> List.sumBy (fun e -> e.LossEvaluations)
         if added > 0 then
-            logger.LogInformation ("epoch {Epoch}: grew {Added} neurons → widths {Widths}, loss on held-out samples −{Decrease:g3} ({Evaluations} loss evaluations)",
-                                   epoch, added, String.Join ("/", net.Widths), events |> List.sumBy (fun e -> e.MeasuredDecrease), evaluations)
+            logger.LogInformation ("epoch {Epoch}: grew {Added} {Neurons} → widths {Widths}, held-out loss lowered by {Decrease:g3} ({Evaluations} loss evaluations)",
+                                   epoch, added, (if added = 1 then "neuron" else "neurons"), String.Join ("/", net.Widths),
+                                   events |> List.sumBy (fun e -> e.MeasuredDecrease), evaluations)
         else logger.LogDebug ("epoch {Epoch}: growth step added nothing ({Evaluations} loss evaluations)", epoch, evaluations)
         added
 

@@ -31,7 +31,7 @@ public static class Usage
           TINYGROW_Section__Key=value       environment variables
           --Section:Key=value               command line, e.g. --Training:Epochs=2
                                             --Model:Layers:0:Width=8  --Growth:Strategy=none  --Device=cpu
-        Sections: Dataset, Model, Growth, Training, Output, Checkpoint, Device, Plugins:Folders, Daemon
+        Sections: Dataset, Model, Growth, Training, Output, Checkpoint, Device, Plugins:Folders, Daemon, Logging
 
         Unknown keys, gaps in list indices (Model:Layers:0, 1, 2…) and values of the wrong type are errors.
 
