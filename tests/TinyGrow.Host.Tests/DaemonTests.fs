@@ -155,6 +155,7 @@ let tests =
             let reason = string (state bad).Reason
             Expect.stringContains reason "exit 2" "the reason gives the exit code"
             Expect.stringContains reason $"{bad}.json" "and the run's error, naming the file"
+            Expect.stringContains reason (Path.Combine(queue, "failed", bad + ".json")) "where the file now is (failed/), not where it ran"
             Expect.equal (state good).State JobState.Done "good: done"
             let run = string (state good).RunFolder
             Expect.equal run (Path.Combine(folder.File "runs", good)) "the run id is the job id"

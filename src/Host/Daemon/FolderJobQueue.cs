@@ -259,7 +259,8 @@ public sealed partial class FolderJobQueue : IJobQueue
             };
             var status = queue.ReadStatus(Running, id);
             status.Finished = queue._clock.GetUtcNow();
-            status.Reason = outcome.Reason;
+            // The run's own error names the job file where it ran (running/); say where it now is.
+            status.Reason = outcome.Reason?.Replace(ExperimentPath, queue.In(state, id + ".json"), StringComparison.Ordinal);
             status.RunFolder = outcome.RunFolder ?? status.RunFolder;
             queue.WriteStatus(Running, id, status);
             // Sidecars first, the job file last: its move is the state change others see; the lock
