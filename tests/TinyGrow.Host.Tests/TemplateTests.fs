@@ -62,10 +62,17 @@ let tests =
 
             // Its own package folder (so TinyGrow.* are taken from this checkout's packages, never
             // from a stale copy in the global cache); everything else from the global cache: offline.
-            let ownPackages, cache = work.File "nuget", globalPackages ()
+            // The fallback is a view of the global cache without tinygrow.*: with the cache itself, a
+            // TinyGrow package an author's build left there (same version) would win over the feed.
+            let ownPackages, fallback = work.File "nuget", work.File "fallback"
+            Directory.CreateDirectory fallback |> ignore
+            for package in Directory.GetDirectories(globalPackages ()) do
+                let id = DirectoryInfo(package).Name
+                if not (id.StartsWith("tinygrow.", StringComparison.OrdinalIgnoreCase)) then
+                    Directory.CreateSymbolicLink(Path.Combine(fallback, id), package) |> ignore
             let built, buildLog =
                 dotnet project [ "build"; "-c"; "Release"; "-nologo"; "-v"; "minimal"; "-nodeReuse:false"
-                                 $"-p:RestorePackagesPath={ownPackages}"; $"-p:RestoreFallbackFolders={cache}" ]
+                                 $"-p:RestorePackagesPath={ownPackages}"; $"-p:RestoreFallbackFolders={fallback}" ]
             Expect.equal built 0 $"dotnet build of the template: {buildLog}"
             // Offline: only TinyGrow.* were taken from a source (the local feed); the rest was in the cache.
             let fetched = Directory.GetDirectories ownPackages |> Array.map (fun d -> DirectoryInfo(d).Name) |> Array.sort
@@ -73,9 +80,14 @@ let tests =
             let output = Path.Combine(project, "bin", "Release", "net10.0")
             let files = Directory.GetFiles output |> Array.map Path.GetFileName |> Array.sort
             Expect.contains files "Acme.Widen.dll" "the plugin's DLL"
+            let listed = String.Join(", ", files)
+            // Only the plugin's own files (DLL, .pdb, .deps.json, .runtimeconfig.json): every host
+            // assembly, TorchSharp.PyBridge's and its dependencies' included, stays out.
+            for f in files do
+                Expect.isTrue (f.StartsWith "Acme.Widen.") $"{f} is not the plugin's own file: the host provides it (got {listed})"
             for host in [ "TorchSharp.dll"; "TinyGrow.Abstractions.dll"; "TinyGrow.Core.dll"; "FSharp.Core.dll"
                           "Microsoft.Extensions.DependencyInjection.Abstractions.dll" ] do
-                Expect.isFalse (Array.contains host files) $"{host} is the host's, not in the plugin's output (got {files})"
+                Expect.isFalse (Array.contains host files) $"{host} is the host's, not in the plugin's output (got {listed})"
             Expect.isEmpty (Directory.GetDirectories output) $"no runtimes/ or other folders in the plugin's output"
 
             // Dropped in as an author would: the whole output folder, named after the DLL.
