@@ -42,7 +42,7 @@ let tests =
             Expect.equal problem.Path other "names the file"
             Expect.stringContains problem.Message "Fixture.OtherContract" "names the plugin"
             Expect.stringContains problem.Message $"contract v999, host speaks v{Contract.Version}" "says why"
-            Expect.stringContains problem.Message $"rebuild it against TinyGrow.Abstractions v{Contract.Version}" "says the fix"
+            Expect.stringContains problem.Message $"rebuild it against this host's packages (make pack: TinyGrow.Abstractions 1.0.0, contract v{Contract.Version})" "says the fix, with the package version a plugin references"
             Expect.equal (result.Plugins |> Seq.map (fun p -> p.Name) |> List.ofSeq) [ "Fixture.GoodPlugin" ] "good plugin loaded"
             Expect.equal ((catalogue.GetStrategy "fixture-strategy").Name) "fixture-strategy" "still usable"
         }
@@ -92,6 +92,7 @@ let tests =
             Expect.stringContains m.Reason "it holds Fixture.GoodPlugin.dll" "and what it holds"
             Expect.stringContains m.Fix "rename the folder to Fixture.GoodPlugin" "the one DLL names the folder"
             Expect.stringContains (problem empty).Reason "no DLL at all" "an empty folder"
+            Expect.stringContains (problem empty).Fix "copy the plugin's build output" "an empty folder needs the build output, not a new name"
         }
 
         test "a name served twice: the first plugin wins and the warning names both files" {

@@ -72,9 +72,12 @@ public static class PluginDiscovery
                     problems.Add(new(pluginFolder,
                         $"no {name}.dll in it (a plugin folder <Name>/ must hold <Name>.dll; " +
                         (found.Count == 0 ? "it holds no DLL at all)" : $"it holds {string.Join(", ", found.Take(5))}{(found.Count > 5 ? ", …" : "")})"),
-                        found.Count == 1
-                            ? $"rename the folder to {Path.GetFileNameWithoutExtension(found[0])} (the plugin's main DLL), or remove the folder"
-                            : "rename the folder after the plugin's main DLL, or remove the folder"));
+                        found.Count switch
+                        {
+                            0 => $"copy the plugin's build output (bin/Release/net10.0/*, its <Name>.dll and private dependencies) into {pluginFolder}, naming the folder after the DLL, or remove the folder",
+                            1 => $"rename the folder to {Path.GetFileNameWithoutExtension(found[0])} (the plugin's main DLL), or remove the folder",
+                            _ => "rename the folder after the plugin's main DLL (the one with its IPluginModule), or remove the folder",
+                        }));
                     continue;
                 }
                 Load(name, dll, services, plugins, registrations, problems, loaders);
@@ -86,7 +89,8 @@ public static class PluginDiscovery
     static void Load(string name, string dll, IServiceCollection services, List<DiscoveredPlugin> plugins,
         List<PluginRegistration> registrations, List<PluginProblem> problems, List<PluginLoader> loaders)
     {
-        void Refuse(string reason, string fix) => problems.Add(new(dll, reason, fix));
+        // Reasons are followed by ". Fix: …": an exception message's own final period would double it.
+        void Refuse(string reason, string fix) => problems.Add(new(dll, reason.TrimEnd().TrimEnd('.'), fix));
 
         PluginLoader loader;
         Assembly assembly;
@@ -149,7 +153,7 @@ public static class PluginDiscovery
             if (version != Contract.Version)
             {
                 Refuse($"built for contract v{version}, host speaks v{Contract.Version}",
-                    $"rebuild it against TinyGrow.Abstractions v{Contract.Version}");
+                    $"rebuild it against this host's packages (make pack: TinyGrow.Abstractions {HostPackageVersion}, contract v{Contract.Version})");
                 continue;
             }
             // Register into a scratch collection first: a module that throws halfway adds nothing.
@@ -160,7 +164,10 @@ public static class PluginDiscovery
             }
             catch (Exception e)
             {
-                Refuse($"{type.FullName}.Register threw {e.GetType().Name}: {e.Message}", "fix the plugin's Register method");
+                Refuse($"{type.FullName}.Register threw {e.GetType().Name}: {e.Message}",
+                    e is FileNotFoundException or FileLoadException
+                        ? "copy the plugin's whole build output (its private dependencies with it) into its folder"
+                        : "fix the plugin's Register method");
                 continue;
             }
             foreach (var descriptor in scratch)
@@ -172,6 +179,9 @@ public static class PluginDiscovery
         }
         if (registered) plugins.Add(plugin);
     }
+
+    // The package version a plugin is built against (make pack; build/Packaging.props), without the commit.
+    static string HostPackageVersion => InformationalVersion(typeof(Contract).Assembly).Split('+')[0];
 
     static string InformationalVersion(Assembly assembly)
     {
