@@ -70,7 +70,11 @@ let tests =
             Expect.stringContains text "Misnamed.dll" "says which DLL the folder should hold"
             Expect.stringContains text missingExtra "names the missing extra folder"
             Expect.isFalse (contains text "no-default-folder") "the default folder may be absent"
+            Expect.isFalse (contains text "several folders are a list") "a plain missing path gets no list hint"
             Expect.isEmpty result.Plugins "nothing loaded"
+            // two folders written as one value
+            let joined, _ = discover [ tmp.File "none"; tmp.File "a" + "," + tmp.File "b" ]
+            Expect.stringContains (problemsText joined) "--Plugins:Folders:0=/a --Plugins:Folders:1=/b" "a comma-joined value: how to give a list"
         }
 
         test "a DLL lying loose in a plugins folder, or a folder holding another DLL, is refused with where it belongs" {

@@ -52,7 +52,9 @@ public static class PluginDiscovery
             {
                 if (i > 0)
                     problems.Add(new(folder, "the folder listed in Plugins:Folders does not exist",
-                        "correct the path in Plugins:Folders (relative paths are resolved against the current directory) or remove it"));
+                        "correct the path in Plugins:Folders (relative paths are resolved against the current directory) or remove it" +
+                        // "/a,/b" or "/a:/b" is one value, not two folders
+                        (folder.Contains(',') || folder.Contains(':') ? "; several folders are a list: --Plugins:Folders:0=/a --Plugins:Folders:1=/b" : "")));
                 continue;
             }
             // A DLL dropped straight into the plugins folder is the usual first attempt: say where it belongs.
