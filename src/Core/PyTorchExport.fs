@@ -17,9 +17,11 @@ open Microsoft.Extensions.Logging
 open TorchSharp
 open TinyGrow.Abstractions
 
-/// A block's state names, relative to the block: parameters and buffers in the block's order, and
-/// the BatchNorm modules (each gets PyTorch's `num_batches_tracked`, which TinyGrow does not keep).
-type BlockStateNames = { Parameters: string[]; Buffers: string[]; BatchNorms: string[] }
+/// A block's state names, relative to the block: parameters and buffers in the block's order, the
+/// BatchNorm modules (each gets PyTorch's `num_batches_tracked`, which TinyGrow does not keep), and
+/// the weights whose first dimension the spec fixes (a layer's width, the classes), which the export
+/// of a saved folder checks model.json's ParameterShapes against.
+type BlockStateNames = { Parameters: string[]; Buffers: string[]; BatchNorms: string[]; Widths: (string * int)[] }
 
 let private isConv (s: LayerSpec) = String.Equals (s.Kind, "conv", StringComparison.OrdinalIgnoreCase)
 
@@ -27,15 +29,18 @@ let private linear (prefix: string) (bias: bool) = [ yield $"{prefix}.weight"; i
 let private bnParameters (prefix: string) = [ $"{prefix}.weight"; $"{prefix}.bias" ]
 let private bnBuffers (prefix: string) = [ $"{prefix}.running_mean"; $"{prefix}.running_var" ]
 
-/// The state names of a block of `spec` whose input has `inputShape` (per sample). Mirrors each
-/// kind's `Parameters`/`Buffers` order: mlp (MlpBlock.fs), cnn (CnnBlock.fs), resnet-* (ResNet.fs).
-let stateNames (spec: BlockSpec) (inputShape: int64[]) : BlockStateNames =
+/// The state names of a block of `spec` whose input has `inputShape` (per sample), in a network of
+/// `classes` outputs. Mirrors each kind's `Parameters`/`Buffers` order: mlp (MlpBlock.fs), cnn
+/// (CnnBlock.fs), resnet-* (ResNet.fs).
+let stateNames (spec: BlockSpec) (inputShape: int64[]) (classes: int) : BlockStateNames =
     match spec.Kind with
     | "mlp" ->
         // hidden dense layers, then the output layer (one neuron per class)
         let hidden = [ for i in 0 .. spec.Layers.Count - 1 do yield! linear $"layers.{i}" spec.Layers[i].Bias ]
         { Parameters = [| yield! hidden; yield! linear $"layers.{spec.Layers.Count}" spec.OutputBias |]
-          Buffers = [||]; BatchNorms = [||] }
+          Buffers = [||]; BatchNorms = [||]
+          Widths = [| for i in 0 .. spec.Layers.Count - 1 do yield $"layers.{i}.weight", spec.Layers[i].Width
+                      yield $"layers.{spec.Layers.Count}.weight", classes |] }
     | "cnn" ->
         let layers = Seq.toArray spec.Layers
         let convs = layers |> Array.takeWhile isConv
@@ -48,9 +53,13 @@ let stateNames (spec: BlockSpec) (inputShape: int64[]) : BlockStateNames =
                for i in 0 .. denses.Length - 1 do yield! linear $"dense.{i}" denses[i].Bias
                yield! linear $"dense.{denses.Length}" spec.OutputBias |]
           Buffers = [| for i in 0 .. convs.Length - 1 do if convs[i].BatchNorm then yield! bnBuffers $"stages.{i}.bn" |]
-          BatchNorms = [| for i in 0 .. convs.Length - 1 do if convs[i].BatchNorm then yield $"stages.{i}.bn" |] }
+          BatchNorms = [| for i in 0 .. convs.Length - 1 do if convs[i].BatchNorm then yield $"stages.{i}.bn" |]
+          Widths = [| for i in 0 .. convs.Length - 1 do yield $"stages.{i}.conv.weight", convs[i].Width
+                      for i in 0 .. denses.Length - 1 do yield $"dense.{i}.weight", denses[i].Width
+                      yield $"dense.{denses.Length}.weight", classes |] }
     | "resnet-stem" ->
-        { Parameters = [| yield "conv.weight"; yield! bnParameters "bn" |]; Buffers = Array.ofList (bnBuffers "bn"); BatchNorms = [| "bn" |] }
+        { Parameters = [| yield "conv.weight"; yield! bnParameters "bn" |]; Buffers = Array.ofList (bnBuffers "bn"); BatchNorms = [| "bn" |]
+          Widths = [| "conv.weight", spec.Channels |] }
     | "resnet-basic" ->
         // a 1×1 conv + BN shortcut when the shape changes (as BasicBlockKind.Create decides)
         let shortcut = spec.Stride <> 1 || (inputShape.Length > 0 && inputShape[0] <> int64 spec.Channels)
@@ -60,9 +69,10 @@ let stateNames (spec: BlockSpec) (inputShape: int64[]) : BlockStateNames =
                    yield "downsample.0.weight"
                    yield! bnParameters "downsample.1" |]
           Buffers = [| yield! bnBuffers "bn1"; yield! bnBuffers "bn2"; if shortcut then yield! bnBuffers "downsample.1" |]
-          BatchNorms = [| yield "bn1"; yield "bn2"; if shortcut then yield "downsample.1" |] }
+          BatchNorms = [| yield "bn1"; yield "bn2"; if shortcut then yield "downsample.1" |]
+          Widths = [| "conv1.weight", spec.Width; "conv2.weight", spec.Channels |] }
     | "resnet-head" ->
-        { Parameters = Array.ofList (linear "fc" spec.OutputBias); Buffers = [||]; BatchNorms = [||] }
+        { Parameters = Array.ofList (linear "fc" spec.OutputBias); Buffers = [||]; BatchNorms = [||]; Widths = [| "fc.weight", classes |] }
     | other ->
         invalidArg "spec" $"No PyTorch export for block kind '{other}': add its names to PyTorchExport.stateNames and its module to python/tinygrow_model.py."
 
@@ -72,11 +82,12 @@ let stateNames (spec: BlockSpec) (inputShape: int64[]) : BlockStateNames =
 let stateDict (net: Network) (inputShape: int64[]) : (string * torch.Tensor)[] =
     use _ = torch.no_grad ()
     let mutable shape = inputShape
+    let classes = if net.Blocks.Length = 0 then 0 else int (Array.last net.Blocks).OutputShape[0]
     let entries = ResizeArray<string * torch.Tensor> ()
     try
         net.Blocks
         |> Array.iteri (fun i block ->
-            let names = stateNames block.CurrentSpec shape
+            let names = stateNames block.CurrentSpec shape classes
             let parameters = block.Parameters |> Seq.map (fun p -> p :> torch.Tensor) |> Seq.toArray
             let buffers = Seq.toArray block.Buffers
             if names.Parameters.Length <> parameters.Length || names.Buffers.Length <> buffers.Length then
@@ -91,27 +102,6 @@ let stateDict (net: Network) (inputShape: int64[]) : (string * torch.Tensor)[] =
     with _ ->
         for _, t in entries do t.Dispose ()
         reraise ()
-
-/// The weights whose first dimension a block's spec fixes (a layer's width, the classes), by name
-/// (as `stateNames`). The export checks model.json's ParameterShapes against them: a model.json
-/// whose Blocks were edited, or that belongs to another model.bin, is refused instead of exported
-/// into a model.pt that Python cannot load.
-let specWidths (spec: BlockSpec) (classes: int) : (string * int)[] =
-    match spec.Kind with
-    | "mlp" ->
-        [| for i in 0 .. spec.Layers.Count - 1 do yield $"layers.{i}.weight", spec.Layers[i].Width
-           yield $"layers.{spec.Layers.Count}.weight", classes |]
-    | "cnn" ->
-        let layers = Seq.toArray spec.Layers
-        let convs = layers |> Array.takeWhile isConv
-        let denses = layers[convs.Length ..]
-        [| for i in 0 .. convs.Length - 1 do yield $"stages.{i}.conv.weight", convs[i].Width
-           for i in 0 .. denses.Length - 1 do yield $"dense.{i}.weight", denses[i].Width
-           yield $"dense.{denses.Length}.weight", classes |]
-    | "resnet-stem" -> [| "conv.weight", spec.Channels |]
-    | "resnet-basic" -> [| "conv1.weight", spec.Width; "conv2.weight", spec.Channels |]
-    | "resnet-head" -> [| "fc.weight", classes |]
-    | _ -> [||]
 
 /// A saved folder that cannot be exported (`tinygrow export` exits 2 with the message).
 let private damaged (message: string) : 'T = raise (InvalidDataException message)
@@ -146,7 +136,7 @@ let stateDictOfFiles (directory: string) : (string * torch.Tensor)[] =
     let names =
         let mutable shape = doc.InputShape
         [| for spec in doc.Blocks do
-             yield stateNames spec shape
+             yield stateNames spec shape doc.Classes
              shape <- match spec.Kind with
                       | "resnet-stem" | "resnet-basic" -> [| int64 spec.Channels |]
                       | _ -> [| int64 doc.Classes |] |]
@@ -154,7 +144,7 @@ let stateDictOfFiles (directory: string) : (string * torch.Tensor)[] =
         let spec, shapes = doc.Blocks[i], doc.ParameterShapes[i]
         if n.Parameters.Length <> shapes.Length then
             damaged $"{jsonPath}: block {i} ({spec.Kind}) lists {shapes.Length} parameters, but its PyTorch names are {n.Parameters.Length}."
-        for name, width in specWidths spec doc.Classes do
+        for name, width in n.Widths do
             let shape = shapes[Array.IndexOf (n.Parameters, name)]
             if shape.Length = 0 || shape[0] <> int64 width then
                 damaged $"{jsonPath}: block {i} ({spec.Kind}) has {name} of shape {shapeText shape} in ParameterShapes, but its spec in Blocks gives it {width} outputs: the file was edited or mixes two models; export a run folder as the run wrote it.")

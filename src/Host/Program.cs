@@ -22,7 +22,7 @@ if (commandLine.Error is not null)
 if (commandLine.Verb == Verb.Help) { Usage.Write(Console.Out); return ExitCodes.Ok; }
 if (commandLine.Verb == Verb.Report) return ReportCommand.Execute(commandLine.Argument!, Console.Out, Console.Error);
 if (commandLine.Verb == Verb.Export) return ExportCommand.Execute(commandLine.Argument!, Console.Out, Console.Error);
-if (commandLine.Verb == Verb.Resume && CommandLine.ResumeFolderProblem(commandLine.Argument!) is { } notResumable)
+if (commandLine.Verb == Verb.Resume && RunCommand.ResumeProblem(commandLine.Argument!) is { } notResumable)
 {
     Console.Error.WriteLine($"tinygrow: {notResumable}");
     return ExitCodes.BadConfiguration;

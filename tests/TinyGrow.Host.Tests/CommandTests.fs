@@ -53,10 +53,11 @@ let tests =
         test "resume: a missing folder or one without config.json is named as such, not as a missing --experiment file" {
             use tmp = new TempFolder()
             let missing = tmp.File "nope.partial"
-            Expect.stringContains (CommandLine.ResumeFolderProblem missing |> string) $"{missing} does not exist" "a missing folder"
-            Expect.stringContains (CommandLine.ResumeFolderProblem tmp.Path |> string) "is not a run folder (it has no config.json)" "an empty folder"
-            IO.File.WriteAllText(tmp.File "config.json", "{}")
-            Expect.isNull (CommandLine.ResumeFolderProblem tmp.Path) "a folder with config.json is tried"
+            Expect.stringContains (RunCommand.ResumeProblem missing |> string) $"{missing} does not exist" "a missing folder"
+            let empty = IO.Directory.CreateDirectory(tmp.File "empty.partial").FullName
+            Expect.stringContains (RunCommand.ResumeProblem empty |> string) "is not a run folder (it has no config.json)" "an empty folder"
+            IO.File.WriteAllText(IO.Path.Combine(empty, "config.json"), "{}")
+            Expect.isNull (RunCommand.ResumeProblem empty) "a folder with config.json is tried"
         }
 
         test "plugins: the table names the good plugin, its kinds, names and version" {

@@ -171,7 +171,7 @@ let tests =
         }
 
         test "a damaged or mismatched saved folder is an error naming the file, never a crash or a silent export" {
-            // every kind: the width check (specWidths) must accept what the run saved
+            // every kind: the width check (stateNames' Widths) must accept what the run saved
             let refused (dir: string) (file: string) (words: string) =
                 Expect.throwsC (fun () -> PyTorchExport.stateDictOfFiles dir |> Array.iter (fun (_, t) -> t.Dispose ()))
                     (fun e ->
@@ -229,7 +229,7 @@ let tests =
         }
 
         test "an unknown block kind has no names and says where to add them" {
-            Expect.throwsC (fun () -> PyTorchExport.stateNames (BlockSpec (Kind = "transformer")) [| 3L |] |> ignore)
+            Expect.throwsC (fun () -> PyTorchExport.stateNames (BlockSpec (Kind = "transformer")) [| 3L |] 10 |> ignore)
                 (fun e -> Expect.stringContains e.Message "stateNames" "names the function")
         }
 

@@ -88,18 +88,6 @@ public sealed record CommandLine(Verb Verb, IReadOnlyList<string> ConfigurationA
         return new(verb ?? Verb.Run, rest, null, operand);
     }
 
-    /// <summary>Why <paramref name="folder"/> cannot be resumed before any configuration is read
-    /// (null: it can be tried): resume reads the folder's config.json as its experiment, whose own
-    /// "experiment file does not exist (--experiment …)" would name an option the user never gave.</summary>
-    public static string? ResumeFolderProblem(string folder)
-    {
-        if (!Directory.Exists(folder))
-            return $"resume: {folder} does not exist. Give the folder of an interrupted run: runs/<run-id>.partial (ls runs/).";
-        if (!File.Exists(Path.Combine(folder, "config.json")))
-            return $"resume: {folder} is not a run folder (it has no config.json). Give the folder of an interrupted run: runs/<run-id>.partial.";
-        return null;
-    }
-
     static string Name(Verb verb) => verb.ToString().ToLowerInvariant();
 
     static CommandLine Fail(string error) => new(Verb.Help, [], error);

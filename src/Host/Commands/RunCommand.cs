@@ -41,12 +41,6 @@ public sealed class RunCommand(TinyGrowSettings settings, PluginCatalogue catalo
 
     async Task<int> ExecuteAsync(string? resumeFolder, CancellationToken cancellation)
     {
-        string? resumeProblem = resumeFolder is null ? null : ResumeProblem(resumeFolder);
-        if (resumeProblem is not null)
-        {
-            _log.LogError("{Error}", resumeProblem);
-            return ExitCodes.BadConfiguration;
-        }
         var errors = SettingsValidator.Validate(settings, catalogue);
         if (errors.Count > 0)
         {
@@ -208,18 +202,20 @@ public sealed class RunCommand(TinyGrowSettings settings, PluginCatalogue catalo
         }
     }
 
-    // What makes a folder impossible to resume, checked before the dataset loads; null if none.
-    static string? ResumeProblem(string folder)
+    /// <summary>What makes <paramref name="folder"/> impossible to resume; null if nothing. Program checks it
+    /// before any configuration is read (resume reads the folder's config.json as its experiment, whose
+    /// own "experiment file does not exist (--experiment …)" would name an option the user never gave).</summary>
+    public static string? ResumeProblem(string folder)
     {
         var path = Path.GetFullPath(folder).TrimEnd(Path.DirectorySeparatorChar);
         if (!Directory.Exists(path))
-            return $"resume {folder}: no such run folder.";
+            return $"resume {folder}: {folder} does not exist. Give the folder of an interrupted run: runs/<run-id>{SettingsValidator.PartialSuffix} (ls runs/).";
         if (!path.EndsWith(SettingsValidator.PartialSuffix, StringComparison.Ordinal))
             return $"resume {folder}: only an unfinished run (a folder named <run-id>{SettingsValidator.PartialSuffix}) can be resumed; this one has finished.";
         if (Directory.Exists(path[..^SettingsValidator.PartialSuffix.Length]) || File.Exists(path[..^SettingsValidator.PartialSuffix.Length]))
             return $"resume {folder}: {path[..^SettingsValidator.PartialSuffix.Length]} already exists (the run finished); nothing to resume.";
         if (!File.Exists(Path.Combine(path, "config.json")))
-            return $"resume {folder}: it holds no config.json, so the run's settings are unknown.";
+            return $"resume {folder}: {folder} is not a run folder (it has no config.json), so the run's settings are unknown.";
         return null;
     }
 

@@ -107,9 +107,10 @@ public abstract class ConfigurationSchema
 
     /// <summary>Keys that are accepted but are nobody's to set (the tests' CI flag, the generic host's
     /// own keys, config.json's record of dataset files): never offered for a misspelt key.</summary>
-    public static bool IsInternal(string name) =>
-        new[] { CiKey, HostDefaults.ContentRootKey, HostDefaults.EnvironmentKey, HostDefaults.ApplicationKey, DatasetFilesKey }
-            .Contains(name, StringComparer.OrdinalIgnoreCase);
+    public static bool IsInternal(string name) => InternalKeys.Contains(name);
+
+    static readonly HashSet<string> InternalKeys = new(StringComparer.OrdinalIgnoreCase)
+        { CiKey, HostDefaults.ContentRootKey, HostDefaults.EnvironmentKey, HostDefaults.ApplicationKey, DatasetFilesKey };
 
     /// <summary>Everything TinyGrow, its host and its logging read.</summary>
     public static Section TinyGrow { get; } = SectionOf([typeof(TinyGrowSettings)], [
