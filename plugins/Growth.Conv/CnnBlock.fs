@@ -66,7 +66,7 @@ type CnnBlock(stages: ConvStage[], head: string, lastMap: int64, dense: IGrowabl
                           $"{name}.conv{i}→conv{i + 1}", a.Conv, normOf a, b.Conv, a.Spec.MaxWidth,
                           (fun () -> convRowSize a.Conv + normParameters a + int64 (b.Conv :> IGrowableLayer).OutputWidth * taps b.Conv),
                           (fun () -> max (convRowSize a.Conv) (convRowSize b.Conv)),
-                          rows, fanOutOf) :> IJunction
+                          rows, fanOutOf, (pool = 1)) :> IJunction
                   yield j, (fun t -> JunctionRecord (t.ConvIn[i], t.ConvIn[i + 1], t.ConvOut[i + 1], AOutput = t.ConvOut[i])), ConvStageAt i
           // last conv → global average pool or flatten → first dense (not across a pool: the head
           // reads the conv's own map)
@@ -84,7 +84,7 @@ type CnnBlock(stages: ConvStage[], head: string, lastMap: int64, dense: IGrowabl
                       $"{name}.conv{stages.Length - 1}→{head}→dense0", last.Conv, normOf last, d0, last.Spec.MaxWidth,
                       (fun () -> convRowSize last.Conv + normParameters last + int64 d0.OutputWidth * perPosition),
                       (fun () -> max (convRowSize last.Conv) (int64 d0.InputWidth + biasOf d0)),
-                      rows, fanOutOf) :> IJunction
+                      rows, fanOutOf, false) :> IJunction
               yield j, (fun t -> JunctionRecord (t.ConvIn[stages.Length - 1], t.DenseIn[0], t.DenseOut[0], AOutput = t.ConvOut[stages.Length - 1])), ConvStageAt (stages.Length - 1)
           // dense i → dense i+1
           for i in 0 .. dense.Length - 2 do

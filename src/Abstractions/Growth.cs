@@ -26,11 +26,18 @@ public sealed record JunctionStatistics(Tensor S, Tensor M, Tensor S2, Tensor M2
                                         Tensor? GroupM2 = null, Tensor? GroupP = null, double[]? GroupFractions = null,
                                         Tensor? GroupS2 = null, Tensor[]? GroupRows = null) : IDisposable
 {
+    /// <summary>A sample of the rows the sums were formed from (b, b̃, g; at most a few thousand), kept when
+    /// new units are fitted on their actual features (GrowthOptions.NewUnits = "unit"): σ(BN(αᵀb̃)) is not
+    /// a function of the second moments. Its <c>Samples</c> is n and its <c>RowWeight</c> the rows each
+    /// kept row stands for, so that Σ_rows RowWeight·x/Samples estimates the per-sample sums. Null: none
+    /// kept (or the rows are not one per position of B's input, e.g. through a global average pool).</summary>
+    public JunctionRows? RowSample { get; init; }
+
     /// <inheritdoc />
     public void Dispose()
     {
         S.Dispose(); M.Dispose(); S2.Dispose(); M2.Dispose(); P.Dispose(); AMean?.Dispose(); ASecondMoment?.Dispose();
-        GroupM2?.Dispose(); GroupP?.Dispose(); GroupS2?.Dispose();
+        GroupM2?.Dispose(); GroupP?.Dispose(); GroupS2?.Dispose(); RowSample?.Dispose();
         if (GroupRows is not null) foreach (var rows in GroupRows) rows.Dispose();
     }
 }
@@ -54,6 +61,8 @@ public sealed record GrowthRequest(
 /// A proposal for a junction (all tensors float64). Applying it with amplitude γ adds rows γ·FanIn to A,
 /// columns γ·FanOut to B, and (when <see cref="Delta"/> is set) W_B ← W_B − γ²·δ.
 /// Predicted first-order decrease of the mean loss: γ²(DeltaDecrease + σ′(0)·Σ NeuronScores).
+/// With <see cref="FanOutAmplitude"/> the amplitude is on B only (A's new rows are FanIn as given) and
+/// everything is linear in γ: γ(DeltaDecrease + σ′(0)·Σ NeuronScores).
 /// </summary>
 public sealed record NeuronProposal(
     Tensor FanIn,
@@ -76,12 +85,19 @@ public sealed record NeuronProposal(
     /// SignificanceFactor × the noise floor of N (+∞ when the noise could not be estimated). Null: no test.</summary>
     public double? NoiseFloor { get; init; }
 
+    /// <summary>New units at full scale, the amplitude on the fan-out only (DESIGN §4.7): A gains rows FanIn
+    /// unscaled, a normalisation after A gives each new channel unit scale (weight 1, bias 0, running
+    /// statistics the channel's measured moments), B gains columns γ·FanOut and W_B ← W_B − γ·δ. The change is
+    /// then linear in γ and so is <see cref="PredictedDecrease"/>. Set by the engine (NewUnits), not by strategies.</summary>
+    public bool FanOutAmplitude { get; init; }
+    /// <summary>The power p of γ in <see cref="PredictedDecrease"/>: 1 with <see cref="FanOutAmplitude"/>, else 2.</summary>
+    public int AmplitudePower => FanOutAmplitude ? 1 : 2;
     /// <summary>Number of proposed neurons K.</summary>
     public int Count => NeuronScores.Length;
 
     /// <summary>First-order decrease of the mean loss at amplitude γ.</summary>
     public double PredictedDecrease(double gamma) =>
-        gamma * gamma * (DeltaDecrease + ActivationSlope * NeuronScores.Sum());
+        (FanOutAmplitude ? gamma : gamma * gamma) * (DeltaDecrease + ActivationSlope * NeuronScores.Sum());
 
     /// <inheritdoc />
     public void Dispose() { FanIn.Dispose(); FanOut.Dispose(); Delta?.Dispose(); }

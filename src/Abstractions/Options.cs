@@ -135,6 +135,14 @@ public sealed class GrowthOptions
     /// (root mean square on the held-out samples) is at most AmplitudeSpread × the median spread of the layer's
     /// existing neurons. 0 turns the bound off. Not applied to identity activations (they cannot saturate).</summary>
     [Range(0.0, 1e6)] public double AmplitudeSpread { get; set; } = 2.0;
+    /// <summary>How new neurons of a junction with a normalisation after A (conv → BatchNorm → σ) enter
+    /// (DESIGN §4.7): "unit": fan-in rows at the norm of A's existing rows, the new BatchNorm channel at
+    /// weight 1 and bias 0 (a unit-scale feature, as a unit trained from the start), the fan-out refitted by
+    /// least squares on the actual new features σ(BN(αᵀb̃)) and the amplitude γ on the fan-out and δ only
+    /// (the change is linear in γ); "scaled": γ on fan-in and fan-out, the BatchNorm channel matched to pass
+    /// γ·αᵀb̃ through (exact function preservation, but new units that train slowly). Junctions without a
+    /// normalisation always grow "scaled".</summary>
+    [RegularExpression("^(unit|scaled)$")] public string NewUnits { get; set; } = "unit";
     /// <summary>Growth that stops by itself (DESIGN §4.1): "none", or "signflip": a direction k is kept only if
     /// λ_k exceeds SignificanceFactor × the noise floor of N, the SignificanceConfidence quantile of the top singular
     /// value of sign-flipped group deviations of N (SignificanceGroups groups: whole batches in a pass, every batch split by sample in a window; SignificanceDraws

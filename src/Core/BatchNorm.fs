@@ -19,6 +19,10 @@ type IGrowingNorm =
     abstract State: torch.Tensor[]
     /// A new state with K channels appended, for inputs of the given means and variances (K each).
     abstract Grown: mean: torch.Tensor * variance: torch.Tensor -> torch.Tensor[]
+    /// A new state with K channels appended that standardise inputs of the given means and variances
+    /// to unit scale: weight 1, bias 0, running statistics the given moments (so that eval mode
+    /// computes what train mode does on data with those moments). New units "unit" (DESIGN §4.7).
+    abstract GrownStandardised: mean: torch.Tensor * variance: torch.Tensor -> torch.Tensor[]
     /// Replaces the state (takes ownership; the previous tensors are the caller's).
     abstract Load: torch.Tensor[] -> unit
     /// The normalisation's function for a pass (train/eval, running statistics updated or not).
@@ -56,6 +60,15 @@ type GrowableBatchNorm(channels: int, device: torch.Device, dtype: torch.ScalarT
             use variance = fit (variance.clamp_min (0.0.ToScalar ()))
             [| torch.cat ([| weight :> torch.Tensor; (variance + eps).sqrt () |], 0L)
                torch.cat ([| bias :> torch.Tensor; mean |], 0L)
+               torch.cat ([| runningMean; mean |], 0L)
+               torch.cat ([| runningVar; variance |], 0L) |]
+        member _.GrownStandardised(mean, variance) =
+            use _ = torch.no_grad ()
+            let fit (t: torch.Tensor) = t.``to`` (dtype, device)
+            use mean = fit mean
+            use variance = fit (variance.clamp_min (0.0.ToScalar ()))
+            [| torch.cat ([| weight :> torch.Tensor; torch.ones_like mean |], 0L)
+               torch.cat ([| bias :> torch.Tensor; torch.zeros_like mean |], 0L)
                torch.cat ([| runningMean; mean |], 0L)
                torch.cat ([| runningVar; variance |], 0L) |]
         member _.Load(values) =

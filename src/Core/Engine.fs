@@ -137,7 +137,8 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
             log.Write ("growth",
                 [ "epoch", box epoch; "step", box stepIndex; "junction", box e.Junction; "added", box e.Added; "width", box e.Width
                   "gamma", box e.Gamma; "predicted_decrease", box e.PredictedDecrease
-                  "measured_decrease", box e.MeasuredDecrease; "bottleneck", box e.Bottleneck
+                  "measured_decrease", box e.MeasuredDecrease; "measured_over_predicted", box (Growth.measuredOverPredicted e)
+                  "bottleneck", box e.Bottleneck
                   "loss_before", box e.LossBefore; "loss_after", box e.LossAfter
                   "gamma_bound", box e.GammaBound; "existing_spread", box e.ExistingSpread
                   "new_spread", box e.NewSpread; "new_spread_median", box e.NewSpreadMedian
@@ -317,7 +318,8 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
             let givenS2 j : torch.Tensor | null = match whitenings.Value.TryGetValue j with | true, c -> c.S2 | _ -> null
             let summed = if growth.Selection = "best" then pending else [ List.head pending ]
             window <- Some (new TrainingStatistics.Window (summed, TrainingStatistics.windowBatches growth.StatisticsSamples training.BatchSize,
-                                                           training.BatchSize, Growth.significanceGroups growth, growth.RowsPerDimension, givenS2))
+                                                           training.BatchSize, Growth.significanceGroups growth, growth.RowsPerDimension, givenS2,
+                                                           KeepRows = NewUnits.sampleRowsFor growth))
             state.PendingJunctions <- List.toArray pending
         let closeWindow () =
             window |> Option.iter (fun w -> (w :> IDisposable).Dispose ())

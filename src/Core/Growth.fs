@@ -43,10 +43,10 @@ let addBatchRows (acc: Statistics.JunctionAccumulator) (groups: int) (splitBatch
 /// is a per-sample gradient) to those junctions only, then GEMM sums over the rows each keeps.
 /// With `groups` > 0, M2 and P are also kept per group of whole batches (JunctionStatistics.GroupM2/GroupP).
 /// `givenS2 j`: an S2 of junction j known ahead (its product is then not formed, see
-/// Statistics.JunctionAccumulator), or null.
-let statisticsWith (givenS2: int -> torch.Tensor | null) (groups: int) (junctions: int[]) (rowsPerDimension: int) (generator: torch.Generator | null)
+/// Statistics.JunctionAccumulator), or null. `keepRows`: rows each junction keeps as its RowSample (0: none).
+let statisticsWith (keepRows: int) (givenS2: int -> torch.Tensor | null) (groups: int) (junctions: int[]) (rowsPerDimension: int) (generator: torch.Generator | null)
                    (net: Network) (x: torch.Tensor) (y: torch.Tensor) (batchSize: int64) : JunctionStatistics[] =
-    let accumulators = junctions |> Array.map (fun j -> Statistics.JunctionAccumulator (groups, givenS2 j))
+    let accumulators = junctions |> Array.map (fun j -> Statistics.JunctionAccumulator (groups, givenS2 j, KeepRows = keepRows))
     let n = x.shape[0]
     let mutable start = 0L
     while start < n do
@@ -65,7 +65,7 @@ let statisticsWith (givenS2: int -> torch.Tensor | null) (groups: int) (junction
 /// statisticsWith, every product formed.
 let statisticsGrouped (groups: int) (junctions: int[]) (rowsPerDimension: int) (generator: torch.Generator | null) (net: Network)
                       (x: torch.Tensor) (y: torch.Tensor) (batchSize: int64) : JunctionStatistics[] =
-    statisticsWith (fun _ -> null) groups junctions rowsPerDimension generator net x y batchSize
+    statisticsWith 0 (fun _ -> null) groups junctions rowsPerDimension generator net x y batchSize
 
 /// statisticsGrouped without groups.
 let statisticsFor (junctions: int[]) (rowsPerDimension: int) (generator: torch.Generator | null) (net: Network)
@@ -201,6 +201,12 @@ type GrowthEvent =
       SearchSeconds: float
       ApplySeconds: float }
 
+/// The measured decrease at the chosen γ over the first-order prediction at that γ: about 1/2 for
+/// an honest prediction at the γ that minimises a loss quadratic in γ^p. NaN (null in metrics.jsonl)
+/// when nothing was added or nothing was predicted.
+let measuredOverPredicted (e: GrowthEvent) =
+    if e.Added > 0 && e.PredictedDecrease > 0.0 then e.MeasuredDecrease / e.PredictedDecrease else nan
+
 /// Loss on the held-out samples with the candidate (j, proposal, γ) applied, then undone.
 let candidateLoss (net: Network) (j: int) (proposal: NeuronProposal) (statistics: JunctionStatistics) (heldX: torch.Tensor) (heldY: torch.Tensor) (gamma: float) =
     use scope = torch.NewDisposeScope () // the candidate's temporaries go with it
@@ -290,7 +296,8 @@ let growJunctionFrom (start: float) (amplitudeRatio: float) (net: Network) (j: i
         let samples = keepSearchSamples net j heldX heldY
         let start = if Double.IsFinite start && start > 0.0 then max start (startFloor (proposal.PredictedDecrease 1.0) samples.Loss0) else start
         let spreads =
-            if proposal.Count > 0 && amplitudeRatio > 0.0 && Amplitude.isBounded junction then
+            // γ does not scale a unit proposal's features (FanOutAmplitude): there is nothing to bound.
+            if proposal.Count > 0 && amplitudeRatio > 0.0 && Amplitude.isBounded junction && not proposal.FanOutAmplitude then
                 let aInput = samples.Points[0].AInput
                 Some (Amplitude.measure junction proposal statistics (aInput.narrow (0L, 0L, min spreadSamples aInput.shape[0])))
             else None
@@ -489,11 +496,18 @@ let private timed (f: unit -> 'T) =
     let r = f ()
     r, clock.Elapsed.TotalSeconds
 
-/// The strategy's proposal for junction j from its statistics.
+/// The strategy's proposal for junction j from its statistics, adapted to the configured new units
+/// (NewUnits: at a junction with a normalisation, unit-scale features with a refitted fan-out).
 let propose (context: GrowthContext) (net: Network) (stats: Map<int, JunctionStatistics>) (j: int) =
     let whitening : torch.Tensor | null = match context.Cached j with Some c -> c.Whitening | None -> null
-    context.Strategy.Propose (GrowthRequest (stats[j], net.Junctions[j], min context.Options.NeuronsPerStep (room net j), context.Options,
-                                             context.Generator, Whitening = whitening))
+    let proposal =
+        context.Strategy.Propose (GrowthRequest (stats[j], net.Junctions[j], min context.Options.NeuronsPerStep (room net j), context.Options,
+                                                 context.Generator, Whitening = whitening))
+    match NewUnits.adapt context.Options net.Junctions[j] stats[j] proposal with
+    | Some unit ->
+        proposal.Dispose ()
+        unit
+    | None -> proposal
 
 /// Junction j proposed, searched and (γ > 0) applied; the event carries `statisticsSeconds` and the solve time.
 let growOne (context: GrowthContext) (net: Network) (stats: Map<int, JunctionStatistics>) (statisticsSeconds: float) (j: int) : GrowthEvent =
@@ -528,7 +542,7 @@ let stepIn (context: GrowthContext) (net: Network) (stepIndex: int) (statsX: tor
         let batch = if groups > 0 then max 1L (min 256L (statsX.shape[0] / int64 groups)) else 256L
         let givenS2 j : torch.Tensor | null = match context.Cached j with Some c -> c.S2 | None -> null
         let stats, seconds =
-            timed (fun () -> statisticsWith givenS2 groups (List.toArray js) context.Options.RowsPerDimension context.Generator net statsX statsY batch)
+            timed (fun () -> statisticsWith (NewUnits.sampleRowsFor context.Options) givenS2 groups (List.toArray js) context.Options.RowsPerDimension context.Generator net statsX statsY batch)
         Map.ofList (List.zip js (Array.toList stats)), seconds
     if chosen.IsEmpty then []
     elif context.Options.Selection = "best" then

@@ -117,6 +117,8 @@ type AppliedGrowth private (replaced: Replaced list) =
 /// Applies `proposal` at γ: W_B ← W_B − γ²δ (when δ is set); B gains columns `fanOutOf (γ·ω)`
 /// (a junction through a flatten spreads each neuron over positions); A gains rows γ·α; the
 /// normalisation after A (if any) gains channels that pass the new inputs through.
+/// A FanOutAmplitude proposal on a junction with a normalisation (new units "unit"): A gains rows α
+/// as given, the normalisation standardises them (weight 1, bias 0), W_B ← W_B − γδ.
 let apply (a: IGrowableLayer) (norm: IGrowingNorm option) (b: IGrowableLayer) (fanOutOf: Tensor -> Tensor)
           (proposal: NeuronProposal) (gamma: float) (statistics: JunctionStatistics) : IAppliedGrowth =
     if gamma <= 0.0 then AppliedGrowth.None
@@ -130,20 +132,22 @@ let apply (a: IGrowableLayer) (norm: IGrowingNorm option) (b: IGrowableLayer) (f
             b.Load values
             if bReplaced then before |> Array.iter (fun p -> p.Dispose ())
             bReplaced <- true
+        // Unit new units (FanOutAmplitude): γ on B only, so the change is linear in γ.
+        let unit = proposal.FanOutAmplitude && norm.IsSome
         match proposal.Delta with
         | null -> ()
-        | delta -> replaceB (b.UpdateExisting (delta, gamma * gamma))
+        | delta -> replaceB (b.UpdateExisting (delta, (if unit then gamma else gamma * gamma)))
         if proposal.Count > 0 then
             use scaled = proposal.FanOut * gamma
             use fanOut = fanOutOf scaled
             replaceB (b.GrowInputs fanOut)
-            use fanIn = proposal.FanIn * gamma
+            use fanIn = if unit then proposal.FanIn.alias () else proposal.FanIn * gamma
             match norm with
             | Some n ->
                 let mean, variance = newChannelMoments fanIn statistics
                 use mean = mean
                 use variance = variance
-                n.Load (n.Grown (mean, variance))
+                n.Load (if unit then n.GrownStandardised (mean, variance) else n.Grown (mean, variance))
             | None -> ()
             a.Load (a.GrowOutputs fanIn)
         AppliedGrowth.Of
@@ -159,10 +163,16 @@ type IPreActivations =
 
 /// A junction between two layers of one block, with its rows and apply given as functions: the
 /// dense chain, CNN stages and ResNet blocks are all this with different rows.
+/// `perPositionRows` (default true): each statistics row's b̃ is what one entry of B's input is computed
+/// from (dense, restricted conv), so σ(norm(αᵀb̃)) is that entry; false when B reads a pooling of A's
+/// outputs (a global average pool head: b̃ is then a mean of patches).
 type ChainJunction(name: string, a: IGrowableLayer, norm: IGrowingNorm option, b: IGrowableLayer, maxWidth: int,
                    parametersPerNeuron: unit -> int64, rowSize: unit -> int64,
                    rows: JunctionRecord -> Tensor -> int64 -> torch.Generator | null -> JunctionRows,
-                   fanOutOf: Tensor -> Tensor) =
+                   fanOutOf: Tensor -> Tensor, ?perPositionRows: bool) =
+    /// The normalisation between A and σ, if any.
+    member _.Norm = norm
+    member _.PerPositionRows = defaultArg perPositionRows true
     interface IJunction with
         member _.Name = name
         member _.A = a

@@ -55,12 +55,27 @@ let tapMajor (bt: torch.Tensor) (x: torch.Tensor) =
 type JunctionAccumulator(groups: int, givenS2: torch.Tensor | null) =
     let mutable sums: Sums option = None
     let skipS2 = not (isNull givenS2)
+    // The row sample (JunctionStatistics.RowSample): (b, b̃, g) rows kept as they come, and the
+    // weighted count of all rows added, which the kept ones stand for.
+    let sampleB, sampleATilde, sampleG = ResizeArray<torch.Tensor> (), ResizeArray<torch.Tensor> (), ResizeArray<torch.Tensor> ()
+    let mutable sampleKept = 0L
+    let mutable rowsRepresented = 0.0
+    let disposeSample () =
+        for list in [ sampleB; sampleATilde; sampleG ] do
+            for t in list do t.Dispose ()
+            list.Clear ()
+        sampleKept <- 0L
 
     new() = JunctionAccumulator (0, null)
     new(groups: int) = JunctionAccumulator (groups, null)
 
     /// Whether Add forms Σ b̃ b̃ᵀ (false: S2 is the given one).
     member _.FormsS2 = not skipS2
+
+    /// Rows to keep as JunctionStatistics.RowSample (0: none). At most an eighth of them come from one
+    /// batch, spread evenly over its rows, so that the sample spans batches. Only rows with one b̃ per
+    /// position (not full conv mode's taps) are kept.
+    member val KeepRows = 0 with get, set
 
     /// Adds a batch's rows; with groups, the batch goes to group (batches added so far) mod groups.
     member this.Add(rows: JunctionRows) =
@@ -69,7 +84,7 @@ type JunctionAccumulator(groups: int, givenS2: torch.Tensor | null) =
 
     /// Adds rows to group `group` (with groups; ignored without): for splitting each batch across the
     /// groups (Growth.addBatchRows). Groups are filled from 0 up.
-    member _.AddToGroup(rows: JunctionRows, group: int) =
+    member this.AddToGroup(rows: JunctionRows, group: int) =
         let b, bt, g = rows.B, rows.ATilde, rows.G
         if b.shape[0] <> bt.shape[0] || b.shape[0] <> g.shape[0] then
             invalidArg "rows" $"Junction rows disagree on the number of positions: b {b.shape[0]}, b̃ {bt.shape[0]}, g {g.shape[0]}."
@@ -149,6 +164,17 @@ type JunctionAccumulator(groups: int, givenS2: torch.Tensor | null) =
             add mean (patches.sum 0L)
             add second (patches.t().mm patches)
             s.APatchRows <- s.APatchRows + w * float patches.shape[0]
+        if this.KeepRows > 0 && bt.dim () = 2L then
+            let r = b.shape[0]
+            rowsRepresented <- rowsRepresented + w * float r
+            let take = min r (min (int64 this.KeepRows - sampleKept) (max 1L (int64 this.KeepRows / 8L)))
+            if take > 0L then
+                use spread = torch.linspace (0.0, float (r - 1L), take, device = b.device)
+                use idx = spread.round().to_type (torch.ScalarType.Int64)
+                sampleB.Add ((b.index_select (0L, idx)).DetachFromDisposeScope ())
+                sampleATilde.Add ((bt.index_select (0L, idx)).DetachFromDisposeScope ())
+                sampleG.Add ((g.index_select (0L, idx)).DetachFromDisposeScope ())
+                sampleKept <- sampleKept + take
         s.Samples <- s.Samples + rows.Samples
         s.UnitRoundoff <- max s.UnitRoundoff (unitRoundoff b.dtype)
         s.RowsPerProduct <- max s.RowsPerProduct (b.shape[0] * taps) // S2's product sums every tap's rows
@@ -192,11 +218,20 @@ type JunctionAccumulator(groups: int, givenS2: torch.Tensor | null) =
                 match givenS2 with
                 | NonNull g when skipS2 -> s.S2.Dispose (); g.alias ()
                 | _ -> div s.S2
+            let rowSample : JunctionRows | null =
+                if sampleKept = 0L then null
+                else
+                    let cat (list: ResizeArray<torch.Tensor>) = torch.cat (list.ToArray (), 0L)
+                    let sample = new JunctionRows (cat sampleB, cat sampleATilde, cat sampleG, s.Samples, rowsRepresented / float sampleKept)
+                    disposeSample ()
+                    sample
             new JunctionStatistics(div s.S, div s.M, s2, div s.M2, div s.P, s.TraceE / n, s.Samples, s.UnitRoundoff, s.RowsPerProduct,
-                                   optional s.AMean, optional s.ASecond, grouped s.GroupM2, grouped s.GroupP, fractions, grouped s.GroupS2, groupRows)
+                                   optional s.AMean, optional s.ASecond, grouped s.GroupM2, grouped s.GroupP, fractions, grouped s.GroupS2, groupRows,
+                                   RowSample = rowSample)
 
     /// Releases the sums of an accumulator that will not be finished (a statistics window given up).
     member _.Discard() =
+        disposeSample ()
         match sums with
         | None -> ()
         | Some s ->

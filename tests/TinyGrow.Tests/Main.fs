@@ -16,6 +16,7 @@ let all =
         DenseKindTests.tests
         ConvTests.tests
         ConvFullTests.tests
+        NewUnitsTests.tests
         ComputeThreadsTests.tests
         AmplitudeTests.tests
         SearchResumeTests.tests
