@@ -45,13 +45,21 @@ public sealed class ModelOptions
     public List<LayerSpec> Layers { get; set; } = new();
     /// <summary>Whether the output layer has a bias.</summary>
     public bool OutputBias { get; set; } = true;
-    /// <summary>"" (use <see cref="Layers"/>) or "resnet18" (CIFAR form: 3×3 stem, no max pool,
-    /// four stages of two BasicBlocks whose inner channels grow toward 64/128/256/512).</summary>
-    [RegularExpression("^(|resnet18)$", ErrorMessage = "Use \"resnet18\" or leave it empty to use Model:Layers.")]
+    /// <summary>"" (use <see cref="Layers"/>), "resnet18" (CIFAR form: 3×3 stem, no max pool, four stages
+    /// of two BasicBlocks whose inner channels grow toward 64/128/256/512) or "resnet20" (He et al. 2016's
+    /// CIFAR ResNet: three stages of three BasicBlocks, 16/32/64; small enough for a CPU).</summary>
+    [RegularExpression("^(|resnet18|resnet20)$", ErrorMessage = "Use \"resnet18\", \"resnet20\" or leave it empty to use Model:Layers.")]
     public string Preset { get; set; } = "";
     /// <summary>A preset's starting inner widths as a fraction of its full widths (1/64 gives 1/2/4/8
     /// for ResNet-18); the full widths are the maxima growth may reach.</summary>
     [Range(1e-6, 1.0)] public double WidthFraction { get; set; } = 1.0 / 64.0;
+    /// <summary>A preset's starting inner widths block by block (empty: from <see cref="WidthFraction"/>); one
+    /// per BasicBlock (8 for resnet18, 9 for resnet20), each at most its stage's width. For fixing a preset at
+    /// the widths a grown run ended with.</summary>
+    public List<int> InnerWidths { get; set; } = new();
+    /// <summary>A preset's largest inner widths block by block (empty: its stages' widths), each at least the
+    /// block's starting width and at most its stage's width.</summary>
+    public List<int> InnerMaxWidths { get; set; } = new();
     /// <summary>How a CNN's last feature maps enter its dense layers: "gap" (global average pool) or
     /// "flatten". Both are junctions that grow the last conv.</summary>
     [RegularExpression("^(gap|flatten)$")] public string Head { get; set; } = "gap";

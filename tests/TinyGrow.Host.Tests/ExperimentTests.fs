@@ -39,15 +39,15 @@ let tests =
     testList "experiments" [
         test "every experiment file is covered by a smoke test here" {
             let shipped = Directory.GetFiles(experiments, "*.json") |> Array.map Path.GetFileName |> Array.sort
-            Expect.equal shipped [| "cifar10-dense.json"; "cifar10-resnet18.json"; "cifar10-vgg.json"; "fashion-mnist-cnn.json"; "fashion-mnist-self-stopping.json"; "fixed-mlp.json"; "quick.json" |] "the list below is complete"
+            Expect.equal shipped [| "cifar10-dense.json"; "cifar10-resnet18.json"; "cifar10-vgg.json"; "fashion-mnist-cnn.json"; "fashion-mnist-resnet20.json"; "fashion-mnist-self-stopping.json"; "fixed-mlp.json"; "quick.json" |] "the list below is complete"
         }
 
-        test "Fashion-MNIST experiments run a few batches (quick, fixed MLP, CNN, self-stopping)" {
+        test "Fashion-MNIST experiments run a few batches (quick, fixed MLP, CNN, ResNet-20, self-stopping)" {
             use data = new TempFolder()
             let folder = Directory.CreateDirectory(data.File "fashion-mnist").FullName
             writeMnist folder "train" 96 11
             writeMnist folder "t10k" 32 12
-            for file in [ "quick.json"; "fashion-mnist-cnn.json"; "fashion-mnist-self-stopping.json" ] do
+            for file in [ "quick.json"; "fashion-mnist-cnn.json"; "fashion-mnist-resnet20.json"; "fashion-mnist-self-stopping.json" ] do
                 smoke file data []
                 Directory.Delete(data.File "runs", true)
             // The fixed network does not grow: only its finishing is checked.

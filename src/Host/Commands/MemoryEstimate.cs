@@ -37,7 +37,7 @@ public static class MemoryEstimate
     {
         unknown = "";
         var model = settings.Model;
-        var layers = model.Preset == "resnet18" ? ResNet18(model, data.Classes) : Chain(model, data.InputShape, data.Classes, out unknown);
+        var layers = model.Preset != "" ? ResNet(model, data.InputShape, data.Classes) : Chain(model, data.InputShape, data.Classes, out unknown);
         if (layers is null) return null;
 
         var growth = settings.Growth;
@@ -164,21 +164,24 @@ public static class MemoryEstimate
         return layers;
     }
 
-    // ResNet-18 (CIFAR form) at its full widths: the growing convolutions are each BasicBlock's
-    // first; its second conv is their junction's B.
-    static List<Layer> ResNet18(ModelOptions model, int classes)
+    // A ResNet preset (CIFAR form) at its full widths on [channels, height, width] inputs: the growing
+    // convolutions are each BasicBlock's first; its second conv is their junction's B.
+    static List<Layer> ResNet(ModelOptions model, long[] inputShape, int classes)
     {
         const string key = "Model:Preset";
-        var layers = new List<Layer> { new("stem", key, 3 * 9 * 64 + 2 * 64, 27, 64, 64 * 32 * 32, false) };
-        double channels = 64, side = 32;
-        for (var stage = 0; stage < 4; stage++)
-            for (var k = 0; k < 2; k++)
+        var shape = ModelPlan.resnetPresets.First(p => p.Item1 == model.Preset).Item2;
+        double inputChannels = inputShape[0], side = inputShape.Length > 1 ? inputShape[1] : 1, other = inputShape.Length > 2 ? inputShape[2] : 1;
+        double stem = shape.Stem;
+        var layers = new List<Layer> { new("stem", key, inputChannels * 9 * stem + 2 * stem, inputChannels * 9, stem, stem * side * other, false) };
+        double channels = stem;
+        for (var stage = 0; stage < shape.Widths.Length; stage++)
+            for (var k = 0; k < shape.BlocksPerStage; k++)
             {
-                double full = ModelPlan.resnet18Widths[stage];
-                if (stage > 0 && k == 0) side /= 2;
+                double full = shape.Widths[stage];
+                if (stage > 0 && k == 0) { side = Math.Ceiling(side / 2); other = Math.Ceiling(other / 2); }
                 var shortcut = channels != full ? channels * full + 2 * full : 0;
-                layers.Add(new($"stage {stage + 1} block {k + 1} conv1", key, channels * 9 * full + 2 * full, channels * 9, full, full * side * side, true));
-                layers.Add(new($"stage {stage + 1} block {k + 1} conv2", key, full * 9 * full + 2 * full + shortcut, full * 9, full, 3 * full * side * side, false));
+                layers.Add(new($"stage {stage + 1} block {k + 1} conv1", key, channels * 9 * full + 2 * full, channels * 9, full, full * side * other, true));
+                layers.Add(new($"stage {stage + 1} block {k + 1} conv2", key, full * 9 * full + 2 * full + shortcut, full * 9, full, 3 * full * side * other, false));
                 channels = full;
             }
         layers.Add(new("the output layer", key, classes * (channels + 1), channels + 1, classes, classes, false));
