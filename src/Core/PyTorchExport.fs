@@ -108,19 +108,26 @@ let private damaged (message: string) : 'T = raise (InvalidDataException message
 
 let private shapeText (shape: int64[]) = "[" + String.Join (", ", shape) + "]"
 
-/// model.json of `directory`, checked: blocks and parameter shapes present, one list of shapes per
-/// block, no dimension below 1. Errors name the file.
+/// The block kinds `stateNames` knows.
+let exportedKinds = [| "mlp"; "cnn"; "resnet-stem"; "resnet-basic"; "resnet-head" |]
+
+/// model.json of `directory`, checked (ModelFile.check), with block kinds the export knows. Errors name the file.
 let private readSavedModel (jsonPath: string) : ModelFile.SavedModel =
-    let doc =
-        try Text.Json.JsonSerializer.Deserialize<ModelFile.SavedModel> (File.ReadAllText jsonPath)
-        with :? Text.Json.JsonException as e -> damaged $"{jsonPath} is not valid JSON ({e.Message}): it is damaged; the run's model cannot be read from it."
-    match doc with
-    | null -> damaged $"{jsonPath} is empty."
-    | d when isNull (box d.Blocks) || isNull (box d.ParameterShapes) || isNull (box d.InputShape) || d.Blocks.Length <> d.ParameterShapes.Length ->
-        damaged $"{jsonPath} is not a TinyGrow model (Blocks, ParameterShapes or InputShape missing, or Blocks and ParameterShapes of different lengths)."
-    | d when d.ParameterShapes |> Array.exists (fun block -> isNull (box block) || block |> Array.exists (fun shape -> isNull (box shape) || shape |> Array.exists (fun n -> n < 1L))) ->
-        damaged $"{jsonPath}: ParameterShapes holds a missing shape or a dimension below 1: the file is damaged."
-    | d -> d
+    let doc = ModelFile.read (Path.GetDirectoryName jsonPath |> nonNull)
+    doc.Blocks |> Array.iteri (fun i spec ->
+        if not (Array.contains spec.Kind exportedKinds) then
+            let known = String.Join (", ", exportedKinds)
+            damaged $"{jsonPath}: Blocks[{i}].Kind is '{spec.Kind}', not a block kind the export knows ({known}): the file was edited or damaged, or the model uses a plugin's own block kind, which has no PyTorch export."
+        // stateNames names dense layers (mlp), conv layers then dense layers (cnn)
+        let layers = if isNull (box spec.Layers) then [||] else Seq.toArray spec.Layers
+        let isKind (kind: string) (l: LayerSpec) = String.Equals (l.Kind, kind, StringComparison.OrdinalIgnoreCase)
+        let convs = if spec.Kind = "cnn" then layers |> Array.takeWhile (isKind "conv") |> Array.length else 0
+        match layers |> Array.indexed |> Array.tryFind (fun (j, l) -> (j >= convs || not (isKind "conv" l)) && not (isKind "dense" l)) with
+        | Some (j, l) when spec.Kind = "mlp" || spec.Kind = "cnn" ->
+            let holds = if spec.Kind = "mlp" then "an mlp block holds dense layers" else "a cnn block holds conv layers, then dense layers"
+            damaged $"{jsonPath}: Blocks[{i}].Layers[{j}].Kind is '{l.Kind}', but {holds} (the layer kinds the export knows): the file was edited or damaged, or the model uses a plugin's own layer kind, which has no PyTorch export."
+        | _ -> ())
+    doc
 
 /// The state dict of a saved model (model.json + model.bin in `directory`, ModelFile's format),
 /// without building it (no plugin needed): model.bin's tensors are the blocks' parameters (shapes
@@ -180,6 +187,8 @@ let stateDictOfFiles (directory: string) : (string * torch.Tensor)[] =
                 entries.Add ($"blocks.{i}.{name}", read name shape)
             for bn in n.BatchNorms do entries.Add ($"blocks.{i}.{bn}.num_batches_tracked", torch.tensor (0L)))
         if s.Position <> s.Length then damaged $"{binPath} holds more than the tensors model.json lists: it belongs to another model.json."
+        // Last: the shape checks above name what is wrong more precisely; flipped bytes pass them all.
+        ModelFile.verifyChecksum directory doc |> ignore
         entries.ToArray ()
     with _ ->
         for _, t in entries do t.Dispose ()

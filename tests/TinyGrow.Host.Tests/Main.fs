@@ -15,6 +15,7 @@ let all =
         ReportTests.tests
         DaemonTests.tests
         CheckpointTests.tests
+        RunFolderWriterTests.tests
         PostgresQueueTests.tests
         DaemonResumeTests.tests
         TemplateTests.tests

@@ -211,6 +211,55 @@ let tests =
                     for _, t in entries do t.Dispose ())
         }
 
+        test "model.bin's SHA-256 in model.json: 4 flipped bytes, an absurd InputShape, a kind edited to lstm are refused by the export and by loading; a model.json without a checksum still reads" {
+            let refusedBy (what: string) (read: unit -> unit) (file: string) (words: string) =
+                Expect.throwsC read (fun e ->
+                    Expect.isTrue (e :? InvalidDataException) $"{what}: an InvalidDataException (the export command's exit 2), not {e.GetType().Name}: {e.Message}"
+                    Expect.stringContains e.Message file $"{what} names {file}: {e.Message}"
+                    Expect.stringContains e.Message words $"{what} says why: {e.Message}")
+            for name, build, shape, classes in cases do
+                use net = build ()
+                withTempFolder (fun dir ->
+                    ModelFile.save net shape classes dir
+                    let refused (file: string) (words: string) =
+                        refusedBy $"{name}: export" (fun () -> PyTorchExport.stateDictOfFiles dir |> Array.iter (fun (_, t) -> t.Dispose ())) file words
+                        refusedBy $"{name}: load" (fun () -> (ModelFile.load blockKinds layerKinds dir torch.CPU :> IDisposable).Dispose ()) file words
+                    let bin = Path.Combine (dir, "model.bin")
+                    let json = Path.Combine (dir, "model.json")
+                    let original = File.ReadAllBytes bin
+                    let text = File.ReadAllText json
+                    Expect.equal (ModelFile.read dir).ModelBinSha256 (ModelFile.sha256Of bin) $"{name}: model.json records model.bin's SHA-256"
+                    // 4 bytes of the last tensor's values, exponent bits flipped: every shape check passes (issue 21: a weight of 1.7e37, exit 0)
+                    let flipped = Array.copy original
+                    for i in flipped.Length - 4 .. flipped.Length - 1 do flipped[i] <- flipped[i] ^^^ 0x7Fuy
+                    File.WriteAllBytes (bin, flipped)
+                    refused "model.bin" "SHA-256"
+                    File.WriteAllBytes (bin, original)
+                    let edited (change: Nodes.JsonObject -> unit) =
+                        let doc = Nodes.JsonNode.Parse text |> nonNull
+                        change (doc.AsObject ())
+                        File.WriteAllText (json, doc.ToJsonString ())
+                    let some (node: Nodes.JsonNode | null) : Nodes.JsonNode = match node with null -> failtest "model.json lacks a node" | n -> n
+                    let block0 (doc: Nodes.JsonObject) = some ((some doc["Blocks"]).AsArray()[0])
+                    let layer0 (doc: Nodes.JsonObject) =
+                        let layers = some (block0 doc).["Layers"]
+                        some (layers.AsArray()[0])
+                    edited (fun doc -> doc["InputShape"] <- Nodes.JsonArray (Nodes.JsonValue.Create 1L, Nodes.JsonValue.Create 100000L, Nodes.JsonValue.Create 100000L))
+                    refused "model.json" "InputShape [1, 100000, 100000]"
+                    edited (fun doc -> doc["InputShape"] <- Nodes.JsonArray (Nodes.JsonValue.Create (shape[0] + 1L), Nodes.JsonValue.Create shape[1], Nodes.JsonValue.Create shape[2]))
+                    refused "model.json" "ParameterShapes"
+                    edited (fun doc -> (block0 doc)["Kind"] <- Nodes.JsonValue.Create "lstm")
+                    refused "model.json" "'lstm'"
+                    if net.Blocks[0].CurrentSpec.Layers.Count > 0 then
+                        edited (fun doc -> (layer0 doc)["Kind"] <- Nodes.JsonValue.Create "lstm")
+                        refused "model.json" "'lstm'"
+                    // a model.json from before the checksum: read as it is
+                    edited (fun doc -> doc.Remove "ModelBinSha256" |> ignore)
+                    Expect.isNull (ModelFile.read dir).ModelBinSha256 $"{name}: no checksum recorded"
+                    PyTorchExport.stateDictOfFiles dir |> Array.iter (fun (_, t) -> t.Dispose ())
+                    (ModelFile.load blockKinds layerKinds dir torch.CPU :> IDisposable).Dispose ())
+        }
+
         test "at the end of a run, a block kind without PyTorch names is a warning: nothing written, no exception" {
             let block =
                 { new IModelBlock with

@@ -8,8 +8,9 @@ namespace TinyGrow.Host.Commands;
 public static class ExportCommand
 {
     /// <summary>Writes the export; returns <see cref="ExitCodes.Ok"/>, or
-    /// <see cref="ExitCodes.BadConfiguration"/> when the folder has no model or an unreadable one
-    /// (one line on <paramref name="error"/>; nothing written).</summary>
+    /// <see cref="ExitCodes.BadConfiguration"/> when the folder has no model or an unreadable one: model.bin
+    /// failing the SHA-256 model.json records, an InputShape or kind the model kinds do not take, shapes that
+    /// disagree (one line on <paramref name="error"/>; nothing written).</summary>
     public static int Execute(string runFolder, TextWriter output, TextWriter error)
     {
         foreach (var file in new[] { "model.json", "model.bin" })
@@ -22,6 +23,8 @@ public static class ExportCommand
         }
         try
         {
+            if (ModelFile.read(runFolder).ModelBinSha256 is null)
+                error.WriteLine($"tinygrow: export: warning: {Path.Combine(runFolder, "model.json")} records no SHA-256 of model.bin (a model written before checksums were), so model.bin is exported without that check.");
             PyTorchExport.writeFromFiles(runFolder);
         }
         catch (Exception e) when (e is ArgumentException or IOException or InvalidDataException or System.Text.Json.JsonException)

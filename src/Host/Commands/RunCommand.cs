@@ -39,7 +39,24 @@ public sealed class RunCommand(TinyGrowSettings settings, PluginCatalogue catalo
     /// checkpoint, or from its beginning when it has none; returns an <see cref="ExitCodes"/> value.</summary>
     public Task<int> ResumeAsync(string folder, CancellationToken cancellation) => ExecuteAsync(folder, cancellation);
 
+    // One run folder, one writer: the lock is held from the claim (run) or from before anything is
+    // read (resume) until the command returns, whatever the outcome.
+    RunLock? _lock;
+
     async Task<int> ExecuteAsync(string? resumeFolder, CancellationToken cancellation)
+    {
+        try
+        {
+            return await ExecuteLockedAsync(resumeFolder, cancellation);
+        }
+        finally
+        {
+            _lock?.Dispose();
+            _lock = null;
+        }
+    }
+
+    async Task<int> ExecuteLockedAsync(string? resumeFolder, CancellationToken cancellation)
     {
         var errors = SettingsValidator.Validate(settings, catalogue);
         if (errors.Count > 0)
@@ -53,6 +70,11 @@ public sealed class RunCommand(TinyGrowSettings settings, PluginCatalogue catalo
             return code;
         }
         var root = Path.GetFullPath(settings.Output.Directory);
+        if (resumeFolder is not null && ResumeRefusal(resumeFolder, device) is { } refused)
+        {
+            _log.LogError("{Error}", refused);
+            return ExitCodes.BadConfiguration;
+        }
         if (resumeFolder is null && RunFolder.CheckChosen(root, settings.Output.RunId) is { } inUse)
         {
             _log.LogError("{Error}", inUse);
@@ -131,6 +153,15 @@ public sealed class RunCommand(TinyGrowSettings settings, PluginCatalogue catalo
                 Folder = partial;
                 try
                 {
+                    _lock = RunLock.Take(partial);
+                }
+                catch (RunFolderException e)
+                {
+                    _log.LogError("{Error}", e.Message);
+                    return ExitCodes.BadConfiguration;
+                }
+                try
+                {
                     WriteConfig(Path.Combine(partial, "config.json"), runId, device, data.Sources);
                 }
                 catch (Exception e) when (e is IOException or UnauthorizedAccessException)
@@ -154,6 +185,8 @@ public sealed class RunCommand(TinyGrowSettings settings, PluginCatalogue catalo
                 Report(partial);
                 Directory.Move(partial, final);
                 Folder = final;
+                _lock?.DeleteAndRelease(final);
+                _lock = null;
                 try { Checkpoint.remove(final); }
                 catch (Exception e) when (e is IOException or UnauthorizedAccessException)
                 {
@@ -390,9 +423,9 @@ public sealed class RunCommand(TinyGrowSettings settings, PluginCatalogue catalo
         _ => "downloaded by this run",
     };
 
-    void WriteConfig(string path, string runId, torch.Device device, IReadOnlyList<DataFile> sources)
-    {
-        var resolved = new
+    // The resolved settings as config.json holds them (without its records).
+    System.Text.Json.Nodes.JsonObject Resolved(string runId, torch.Device device) =>
+        (System.Text.Json.Nodes.JsonObject)JsonSerializer.SerializeToNode(new
         {
             settings.Dataset,
             settings.Model,
@@ -402,11 +435,38 @@ public sealed class RunCommand(TinyGrowSettings settings, PluginCatalogue catalo
             Output = new OutputOptions { Directory = settings.Output.Directory, RunId = runId },
             Device = DeviceName(device),
             settings.Plugins,
-            // A record, not a setting: ignored when the file is read back (resume, a repeated run).
-            DatasetFiles = sources,
-        };
+        }, ConfigJson)!;
+
+    // config.json, then run-settings.json (what a resume is checked against).
+    void WriteConfig(string path, string runId, torch.Device device, IReadOnlyList<DataFile> sources)
+    {
+        var resolved = Resolved(runId, device);
+        var shaping = RunSettingsRecord.Shaping(resolved);
+        // A record, not a setting: ignored when the file is read back (resume, a repeated run).
+        resolved["DatasetFiles"] = JsonSerializer.SerializeToNode(sources, ConfigJson);
         var temporary = path + ".tmp";
-        File.WriteAllText(temporary, JsonSerializer.Serialize(resolved, ConfigJson));
+        File.WriteAllText(temporary, resolved.ToJsonString(ConfigJson));
         File.Move(temporary, path);
+        RunSettingsRecord.Write(Path.GetDirectoryName(path)!, shaping);
+    }
+
+    // A resume is refused before anything is read or written when another process writes the folder,
+    // or when its settings (config.json as it is now, environment, command line) differ from the
+    // run's in a key that shapes the result. Takes the folder's lock (kept until the command returns).
+    string? ResumeRefusal(string resumeFolder, torch.Device device)
+    {
+        var partial = Path.GetFullPath(resumeFolder).TrimEnd(Path.DirectorySeparatorChar);
+        try
+        {
+            _lock = RunLock.Take(partial);
+        }
+        catch (RunFolderException e)
+        {
+            return $"resume {resumeFolder}: {e.Message}";
+        }
+        var runId = Path.GetFileName(partial[..^SettingsValidator.PartialSuffix.Length]);
+        var outcome = RunSettingsRecord.Check(partial, RunSettingsRecord.Shaping(Resolved(runId, device)));
+        if (outcome.Warning is not null) _log.LogWarning("{Warning}", outcome.Warning);
+        return outcome.Refusal;
     }
 }

@@ -15,7 +15,9 @@ public static class Usage
         Verbs:
           run       train the experiment, growing the network (default)
           resume    continue an interrupted run (<id>.partial) from its last good checkpoint,
-                    with the configuration in its config.json
+                    with the configuration in its config.json (only Checkpoint:*, Output:*,
+                    Plugins:Folders, Dataset:Download/Mirror/DownloadStallSeconds and Logging:*
+                    may change); refused while another process writes the folder
           plugins   list the layer kinds, growth strategies and datasets found in plugins/
           report    draw the figures and report.md of a run folder from its metrics.jsonl
           export    write model.pt and tinygrow_model.py (PyTorch) of a run folder's model.json + model.bin
