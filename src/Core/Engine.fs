@@ -130,6 +130,10 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
         for e in events do
             if e.NextStart > 0.0 then updated[e.Junction] <- e.NextStart
         state.LastGammas <- updated
+        let empty = match state.EmptyInARow with | null -> [||] | e -> e
+        let emptyNow = Array.init net.JunctionCount (fun j -> if j < empty.Length then empty[j] else 0)
+        for e in events do emptyNow[e.Junction] <- if e.Added > 0 then 0 else emptyNow[e.Junction] + 1
+        state.EmptyInARow <- emptyNow
         optimizer.AfterGrowth ()
         board.Growth events
         for e in events do
@@ -470,6 +474,7 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
                 let reasons =
                     WidthsSetBy.reasons net.Widths [| for j in net.Junctions -> j.MaxWidth |] (settled ())
                                         (growth.SignificanceTest <> "none") (state.GrowthSteps > 0 && state.EmptyGrowthSteps = 0)
+                                        (match state.EmptyInARow with | null -> [||] | e -> e)
                 logger.LogInformation ("Widths {Widths} set by: {Reasons}", String.Join ("/", net.Widths), String.Join (" / ", reasons))
                 // Widths given rather than found: say how to let the bottleneck set them.
                 if reasons |> Array.contains WidthsSetBy.Cap then

@@ -32,6 +32,9 @@ type RunState =
       /// refusal the smallest γ that search tried.
       /// Null in checkpoints written before it existed (then every search starts cold).
       mutable LastGammas: float[] | null
+      /// Per junction, its growth events in a row that added nothing (WidthsSetBy.Bottleneck); null in
+      /// checkpoints written before it was kept.
+      mutable EmptyInARow: int[] | null
       /// The growth step (1-based; 0: none) whose following training batches are being averaged
       /// (AfterGrowth), how many of them so far, and the sum of their losses.
       mutable AfterGrowthStep: int
@@ -49,7 +52,7 @@ type RunState =
     static member Start() =
         { Epoch = 1; Batch = 0; GrownAtBatch = false; Step = 0L; GrowthSteps = 0; EmptyGrowthSteps = 0; EpochLossSum = 0.0
           FirstLoss = nan; Seconds = 0.0; GrowthSeconds = 0.0; LastAccuracy = 0.0; MetricsBytes = 0L
-          LastGammas = [||]; AfterGrowthStep = 0; AfterGrowthBatches = 0; AfterGrowthLossSum = 0.0
+          LastGammas = [||]; EmptyInARow = [||]; AfterGrowthStep = 0; AfterGrowthBatches = 0; AfterGrowthLossSum = 0.0
           PendingJunctions = null; PendingAdded = 0; DeferredSteps = 0 }
 
 /// The mean training loss of the batches right after a growth step (an `after_growth` line of

@@ -19,14 +19,27 @@ let ScheduleStillGrowing = "schedule, still growing"
 /// The schedule ended growth after a step that added nothing (or no step ran).
 [<Literal>]
 let Schedule = "schedule"
+/// The junction's own last `bottleneckSteps` growth events added nothing: every proposal since was
+/// refused by the γ search (no amplitude lowered the held-out loss) or none was made. The bottleneck,
+/// measured on held-out samples, set its width.
+[<Literal>]
+let Bottleneck = "bottleneck"
+
+/// Growth events in a row that added nothing, at the end of a run, for a junction's width to count as set by the bottleneck.
+let bottleneckSteps = 2
 
 /// One reason per junction (widths and caps in junction order). `settled`: growth stopped for good;
-/// `withTest`: with a significance test; `lastStepAdded`: the last growth step added a neuron.
-let reasons (widths: int[]) (maxWidths: int[]) (settled: bool) (withTest: bool) (lastStepAdded: bool) : string[] =
+/// `withTest`: with a significance test; `lastStepAdded`: the last growth step added a neuron;
+/// `emptyInARow[j]`: junction j's growth events in a row that added nothing, up to the end (empty: not known).
+let reasons (widths: int[]) (maxWidths: int[]) (settled: bool) (withTest: bool) (lastStepAdded: bool) (emptyInARow: int[]) : string[] =
     if widths.Length <> maxWidths.Length then
         invalidArg "maxWidths" $"{maxWidths.Length} caps for {widths.Length} widths."
     let ended =
         if settled then (if withTest then Test else EmptySteps)
         elif lastStepAdded then ScheduleStillGrowing
         else Schedule
-    Array.map2 (fun w cap -> if w >= cap then Cap else ended) widths maxWidths
+    Array.init widths.Length (fun j ->
+        if widths[j] >= maxWidths[j] then Cap
+        elif settled then ended
+        elif j < emptyInARow.Length && emptyInARow[j] >= bottleneckSteps then Bottleneck
+        else ended)

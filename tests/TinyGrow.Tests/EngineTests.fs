@@ -97,12 +97,16 @@ let tests =
 
         test "widths_set_by: the cap first, then why growth ended" {
             let r = WidthsSetBy.reasons [| 256; 98 |] [| 256; 256 |]
-            Expect.equal (r false false true) [| WidthsSetBy.Cap; WidthsSetBy.ScheduleStillGrowing |] "the default run: cap, then a schedule still growing"
-            Expect.equal (r false false false) [| WidthsSetBy.Cap; WidthsSetBy.Schedule |] "the last step added nothing"
-            Expect.equal (r true true false) [| WidthsSetBy.Cap; WidthsSetBy.Test |] "stopped by the test (the cap still wins)"
-            Expect.equal (r true false false) [| WidthsSetBy.Cap; WidthsSetBy.EmptySteps |] "stopped without a test"
-            Expect.equal (WidthsSetBy.reasons [| 40; 9 |] [| 256; 256 |] true true false) [| WidthsSetBy.Test; WidthsSetBy.Test |] "both found by the test"
-            Expect.throwsC (fun () -> WidthsSetBy.reasons [| 1 |] [| 1; 2 |] false false false |> ignore)
+            Expect.equal (r false false true [||]) [| WidthsSetBy.Cap; WidthsSetBy.ScheduleStillGrowing |] "the default run: cap, then a schedule still growing"
+            Expect.equal (r false false false [||]) [| WidthsSetBy.Cap; WidthsSetBy.Schedule |] "the last step added nothing"
+            Expect.equal (r true true false [||]) [| WidthsSetBy.Cap; WidthsSetBy.Test |] "stopped by the test (the cap still wins)"
+            Expect.equal (r true false false [||]) [| WidthsSetBy.Cap; WidthsSetBy.EmptySteps |] "stopped without a test"
+            Expect.equal (WidthsSetBy.reasons [| 40; 9 |] [| 256; 256 |] true true false [||]) [| WidthsSetBy.Test; WidthsSetBy.Test |] "both found by the test"
+            Expect.equal (WidthsSetBy.reasons [| 20; 17; 64 |] [| 32; 64; 64 |] false false true [| 0; 2; 3 |])
+                         [| WidthsSetBy.ScheduleStillGrowing; WidthsSetBy.Bottleneck; WidthsSetBy.Cap |]
+                         "per junction: still growing, its last two events refused (the bottleneck), at its cap"
+            Expect.equal (WidthsSetBy.reasons [| 20 |] [| 32 |] false false true [| 1 |]) [| WidthsSetBy.ScheduleStillGrowing |] "one refusal is not yet the bottleneck"
+            Expect.throwsC (fun () -> WidthsSetBy.reasons [| 1 |] [| 1; 2 |] false false false [||] |> ignore)
                 (fun e -> Expect.stringContains e.Message "2 caps for 1 widths" "names the mismatch")
         }
 

@@ -139,7 +139,10 @@ public static class StrictKeys
         switch (node)
         {
             case ConfigurationSchema.Section section when Visible(section).Any():
-                name = section.Child(head) is not null ? section.Spelling(head) : Visible(section).MinBy(n => Distance(n, head))!;
+                // A key cut short ("Growth:Neurons") means the known key it begins, before any closer spelling.
+                name = section.Child(head) is not null ? section.Spelling(head)
+                     : Visible(section).Where(n => n.StartsWith(head, StringComparison.OrdinalIgnoreCase)).MinBy(n => n.Length)
+                       ?? Visible(section).MinBy(n => Distance(n, head))!;
                 next = section.Child(name);
                 break;
             case ConfigurationSchema.List list:
