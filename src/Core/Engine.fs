@@ -311,8 +311,14 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
                                data.Name, n, data.Test.Count, device.``type``, threads, threadsWhy, String.Join ("/", net.Widths), net.ParameterCount,
                                (match growingWith with Some s -> s.Name | None -> "none (fixed widths)"))
         observer.Started (training.Epochs, batchesPerEpoch, state.Epoch, state.Batch, net.Widths)
-        let writeAfterGrowth (step: int, batches: int, meanLoss: float) =
-            log.Write ("after_growth", [ "step", box step; "batches", box batches; "train_loss", box meanLoss ])
+        let writeAfterGrowth (line: AfterGrowth.Line) =
+            log.Write ("after_growth",
+                [ "step", box line.Step; "batches", box line.Batches; "train_loss", box line.Mean; "train_loss_error", box line.Error
+                  "before_batches", box line.BeforeBatches; "before_train_loss", box line.BeforeMean; "before_train_loss_error", box line.BeforeError
+                  "raised", box line.Raised ])
+            if line.Raised then
+                logger.LogWarning ("Growth step {Step} raised the training loss: {After:f4} ± {AfterError:f4} over the {Batches} batches after it, against {Before:f4} ± {BeforeError:f4} over the {BeforeBatches} before.",
+                                   line.Step, line.Mean, line.Error, line.Batches, line.BeforeMean, line.BeforeError, line.BeforeBatches)
         // Growth:StatisticsFrom = "training": the statistics window being summed over training batches (DESIGN §4.5).
         let fromTraining = growing && growth.StatisticsFrom = "training"
         let mutable window: TrainingStatistics.Window option = None

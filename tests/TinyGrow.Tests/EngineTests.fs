@@ -95,6 +95,24 @@ let tests =
                 Expect.isGreaterThan (FileInfo(events[0]).Length) 100L "holding the scalars")
         }
 
+        test "after_growth: the batches before and after a step, each with its standard error; raised only beyond the noise" {
+            let follow (before: float[]) (after: float[]) =
+                let state = RunState.Start ()
+                for l in before do AfterGrowth.add state l |> ignore
+                Expect.isNone (AfterGrowth.start state 0) "nothing followed before"
+                after |> Array.map (AfterGrowth.add state) |> Array.choose id |> Array.exactlyOne
+            // Alternating ±0.1 around 1.0: mean 1.0, standard error 0.1·√(50/49)/√50 ≈ 0.0143 each.
+            let noisy (centre: float) = Array.init 50 (fun i -> centre + (if i % 2 = 0 then 0.1 else -0.1))
+            let same = follow (Array.append (Array.create 20 9.0) (noisy 1.0)) (noisy 1.0)
+            Expect.equal same.BeforeBatches AfterGrowth.batches "the last 50 batches before (older ones dropped from the ring)"
+            Expect.floatClose Accuracy.high same.BeforeMean 1.0 "mean before (the 9.0s are older than the ring)"
+            Expect.floatClose Accuracy.medium same.Error (0.1 * sqrt (50.0 / 49.0) / sqrt 50.0) "standard error of the mean after"
+            Expect.isFalse same.Raised "the same loss: not raised"
+            Expect.isFalse (follow (noisy 1.0) (noisy 1.03)).Raised "0.03 higher: within twice the difference's error (0.040)"
+            Expect.isTrue (follow (noisy 1.0) (noisy 1.05)).Raised "0.05 higher: beyond it"
+            Expect.isFalse (follow (noisy 1.0) (noisy 0.5)).Raised "a lower loss is never raised"
+        }
+
         test "widths_set_by: the cap first, then why growth ended" {
             let r = WidthsSetBy.reasons [| 256; 98 |] [| 256; 256 |]
             Expect.equal (r false false true [||]) [| WidthsSetBy.Cap; WidthsSetBy.ScheduleStillGrowing |] "the default run: cap, then a schedule still growing"
