@@ -32,12 +32,15 @@ public sealed record JunctionStatistics(Tensor S, Tensor M, Tensor S2, Tensor M2
     /// kept row stands for, so that Σ_rows RowWeight·x/Samples estimates the per-sample sums. Null: none
     /// kept (or the rows are not one per position of B's input, e.g. through a global average pool).</summary>
     public JunctionRows? RowSample { get; init; }
+    /// <summary>For each row of <see cref="RowSample"/>, the index of the batch (or batch part) it came from
+    /// (int64): rows of one sample share it, so that folds of whole batches are independent.</summary>
+    public Tensor? RowSampleBatches { get; init; }
 
     /// <inheritdoc />
     public void Dispose()
     {
         S.Dispose(); M.Dispose(); S2.Dispose(); M2.Dispose(); P.Dispose(); AMean?.Dispose(); ASecondMoment?.Dispose();
-        GroupM2?.Dispose(); GroupP?.Dispose(); GroupS2?.Dispose(); RowSample?.Dispose();
+        GroupM2?.Dispose(); GroupP?.Dispose(); GroupS2?.Dispose(); RowSample?.Dispose(); RowSampleBatches?.Dispose();
         if (GroupRows is not null) foreach (var rows in GroupRows) rows.Dispose();
     }
 }

@@ -58,12 +58,15 @@ type JunctionAccumulator(groups: int, givenS2: torch.Tensor | null) =
     // The row sample (JunctionStatistics.RowSample): (b, b̃, g) rows kept as they come, and the
     // weighted count of all rows added, which the kept ones stand for.
     let sampleB, sampleATilde, sampleG = ResizeArray<torch.Tensor> (), ResizeArray<torch.Tensor> (), ResizeArray<torch.Tensor> ()
+    let sampleBatches = ResizeArray<int64> ()
+    let mutable batchesAdded = 0L
     let mutable sampleKept = 0L
     let mutable rowsRepresented = 0.0
     let disposeSample () =
         for list in [ sampleB; sampleATilde; sampleG ] do
             for t in list do t.Dispose ()
             list.Clear ()
+        sampleBatches.Clear ()
         sampleKept <- 0L
 
     new() = JunctionAccumulator (0, null)
@@ -175,6 +178,8 @@ type JunctionAccumulator(groups: int, givenS2: torch.Tensor | null) =
                 sampleATilde.Add ((bt.index_select (0L, idx)).DetachFromDisposeScope ())
                 sampleG.Add ((g.index_select (0L, idx)).DetachFromDisposeScope ())
                 sampleKept <- sampleKept + take
+                for _ in 1L .. take do sampleBatches.Add batchesAdded
+            batchesAdded <- batchesAdded + 1L
         s.Samples <- s.Samples + rows.Samples
         s.UnitRoundoff <- max s.UnitRoundoff (unitRoundoff b.dtype)
         s.RowsPerProduct <- max s.RowsPerProduct (b.shape[0] * taps) // S2's product sums every tap's rows
@@ -223,11 +228,12 @@ type JunctionAccumulator(groups: int, givenS2: torch.Tensor | null) =
                 else
                     let cat (list: ResizeArray<torch.Tensor>) = torch.cat (list.ToArray (), 0L)
                     let sample = new JunctionRows (cat sampleB, cat sampleATilde, cat sampleG, s.Samples, rowsRepresented / float sampleKept)
-                    disposeSample ()
                     sample
             new JunctionStatistics(div s.S, div s.M, s2, div s.M2, div s.P, s.TraceE / n, s.Samples, s.UnitRoundoff, s.RowsPerProduct,
                                    optional s.AMean, optional s.ASecond, grouped s.GroupM2, grouped s.GroupP, fractions, grouped s.GroupS2, groupRows,
-                                   RowSample = rowSample)
+                                   RowSample = rowSample,
+                                   RowSampleBatches = (if isNull rowSample then null else torch.tensor (sampleBatches.ToArray (), dtype = torch.ScalarType.Int64)))
+            |> fun statistics -> disposeSample (); statistics
 
     /// Releases the sums of an accumulator that will not be finished (a statistics window given up).
     member _.Discard() =

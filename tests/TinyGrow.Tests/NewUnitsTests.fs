@@ -164,6 +164,44 @@ let tests =
                 Expect.floatClose Accuracy.medium (norms[i].ToDouble ()) (existingMedian.ToDouble ()) $"new row {i} at the existing rows' median norm"
         }
 
+        test "cross-validation: on labels with no signal the in-sample prediction is noise and no neuron is kept; with signal, the held-out slope is what it predicts" {
+            let run (labelsOf: int64 -> torch.Tensor -> torch.Tensor) (seed: int64) =
+                use net = network ()
+                use x = images (seed + 1L) 512L 2L 8L
+                use y = labelsOf (seed + 2L) x
+                use heldX = images (seed + 3L) 2048L 2L 8L
+                use heldY = labelsOf (seed + 4L) heldX
+                let options = unitOptions true
+                // Eight batches of 64: eight folds of whole batches.
+                use stats = (Growth.statisticsWith 1_000_000 (fun _ -> null) 0 [| 0 |] 0 null net x y 64L)[0]
+                use raw = tiny.Propose (GrowthRequest (stats, net.Junctions[0], 4, options, null))
+                let inSample =
+                    // The same proposal without folds (one batch's rows): the in-sample prediction.
+                    use one = (Growth.statisticsWith 1_000_000 (fun _ -> null) 0 [| 0 |] 0 null net x y 512L)[0]
+                    use rawOne = tiny.Propose (GrowthRequest (one, net.Junctions[0], 4, options, null))
+                    use p = (NewUnits.adapt options net.Junctions[0] one rawOne).Value
+                    p.PredictedDecrease 1.0 - p.DeltaDecrease, p.PredictedDecrease 1.0
+                let inSample, inSampleTotal = inSample
+                use proposal = (NewUnits.adapt options net.Junctions[0] stats raw).Value
+                let l0 = probeLoss net heldX heldY
+                let gamma = 1e-3
+                let measured =
+                    let applied = Growth.apply net 0 proposal stats gamma
+                    try (l0 - probeLoss net heldX heldY) / gamma finally Growth.undo applied
+                proposal.Count, inSample, inSampleTotal, proposal.PredictedDecrease 1.0, measured
+            // Random labels: whatever lowers this loss in-sample is noise.
+            for seed in [ 400L; 410L; 420L ] do
+                let count, neurons, inSample, predicted, measured = run (fun s x -> labels s x.shape[0] 3L) seed
+                Expect.equal count 0 $"random labels, seed {seed}: no neuron survives the cross-validation (in-sample they predicted {neurons:g3})"
+                Expect.isGreaterThan inSample (3.0 * abs measured) $"in-sample, the prediction ({inSample:g3}) is noise: over 3× the held-out change ({measured:g3})"
+                Expect.isLessThan (abs predicted) (inSample / 3.0) $"cross-validated, it is not ({predicted:g3})"
+            // Learnable labels: the cross-validated prediction is the held-out slope.
+            for seed in [ 430L; 440L; 450L ] do
+                let count, _, _, predicted, measured = run (fun _ x -> learnableLabels x) seed
+                Expect.isGreaterThan count 0 $"learnable labels, seed {seed}: neurons kept"
+                Expect.isTrue (measured / predicted > 0.5 && measured / predicted < 2.0) $"held-out slope {measured:g3} against the cross-validated prediction {predicted:g3}"
+        }
+
         test "gradient: a new unit's gradient is of the order of an existing unit's (unit), not orders below (scaled)" {
             let ratioAfterGrowth (mode: string) =
                 use net = network ()
