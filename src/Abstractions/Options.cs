@@ -151,6 +151,11 @@ public sealed class GrowthOptions
     /// γ·αᵀb̃ through (exact function preservation, but new units that train slowly). Junctions without a
     /// normalisation always grow "scaled".</summary>
     [RegularExpression("^(unit|scaled)$")] public string NewUnits { get; set; } = "unit";
+    /// <summary>With NewUnits = "unit", how many of the strategy's neurons a junction takes: "strategy" (all it
+    /// proposes) or "crossvalidated" (the number with the best first-order decrease on held-out folds of the
+    /// statistics rows, 0 unless its gain exceeds two standard errors). The prediction is cross-validated
+    /// either way.</summary>
+    [RegularExpression("^(strategy|crossvalidated)$")] public string NewUnitsCount { get; set; } = "strategy";
     /// <summary>Growth that stops by itself (DESIGN §4.1): "none", or "signflip": a direction k is kept only if
     /// λ_k exceeds SignificanceFactor × the noise floor of N, the SignificanceConfidence quantile of the top singular
     /// value of sign-flipped group deviations of N (SignificanceGroups groups: whole batches in a pass, every batch split by sample in a window; SignificanceDraws

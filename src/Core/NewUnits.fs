@@ -124,9 +124,10 @@ type CrossValidation =
       /// The number of neurons chosen: the k of the largest mean slope, 0 unless its gain over k = 0
       /// exceeds significanceZ standard errors across folds.
       Chosen: int
-      /// Mean slope of k = 0 (δ alone) and of the chosen k.
-      DeltaSlope: float
-      ChosenSlope: float }
+      /// Mean slope of k = 0 (δ alone).
+      DeltaSlope: float }
+    /// Mean slope over the folds of the proposal with k neurons.
+    member c.MeanSlope (k: int) = c.Slopes |> Array.averageBy (fun s -> s[min k (s.Length - 1)])
 
 /// Cross-validated first-order decrease of the proposal procedure (δ, then up to `maxNeurons` TINY
 /// directions from the SVD of S2^{-1/2}N, unit features, least-squares fan-out), over folds of whole
@@ -169,7 +170,7 @@ let crossValidate (junction: IJunction) (statistics: JunctionStatistics) (sample
     let gain = Array.average gains
     let error = if gains.Length < 2 then infinity else sqrt ((gains |> Array.sumBy (fun d -> (d - gain) ** 2.0)) / float (gains.Length - 1) / float gains.Length)
     let chosen = if best > 0 && gain > significanceZ * error then best else 0
-    { Slopes = slopes; Chosen = chosen; DeltaSlope = mean 0; ChosenSlope = mean chosen }
+    { Slopes = slopes; Chosen = chosen; DeltaSlope = mean 0 }
 
 /// The least-squares fan-out on the actual features of the whole row sample and each neuron's
 /// in-sample first-order share. Returns (ω out×K, shares K).
@@ -186,9 +187,9 @@ let refitFanOut (junction: IJunction) (statistics: JunctionStatistics) (sample: 
     omega.MoveToOuterDisposeScope (), perNeuron
 
 /// `proposal` as unit new units at `junction` (see the module's comment). The caller keeps ownership
-/// of `proposal`; the result is a new proposal. With per-position rows the number of neurons and the
-/// prediction are cross-validated (crossValidate): the first K the strategy proposed, K chosen on held-out
-/// folds (possibly 0), and the predicted decrease the held-out folds' mean.
+/// of `proposal`; the result is a new proposal. With per-position rows the prediction is cross-validated
+/// (crossValidate: the held-out folds' mean), and with NewUnitsCount = "crossvalidated" so is the number
+/// of neurons (the first K the strategy proposed, K chosen on the held-out folds, possibly 0).
 let toUnit (options: GrowthOptions) (junction: IJunction) (statistics: JunctionStatistics) (proposal: NeuronProposal) : NeuronProposal =
     use _ = torch.no_grad ()
     let rowNorm = existingRowNorm junction.A
@@ -204,15 +205,18 @@ let toUnit (options: GrowthOptions) (junction: IJunction) (statistics: JunctionS
                 let f64 (t: torch.Tensor) = t.to_type torch.ScalarType.Float64
                 let s = { B = f64 sample.B; BT = f64 sample.ATilde; G = f64 sample.G; Scale = sample.RowWeight / float sample.Samples }
                 Some (crossValidate junction statistics s fold folds (not (isNull delta)) proposal.Count rowNorm options.EigenCutoff)
-        let k = match cv with Some c -> c.Chosen | None -> proposal.Count
+        // The strategy's count by default: chosen by held-out first-order gain (NewUnitsCount =
+        // "crossvalidated"), conv junctions at these sample sizes almost never pass, and a network that
+        // stays at its first widths trains to far less (docs/results.md, the CNN claim).
+        let k = match cv with Some c when options.NewUnitsCount = "crossvalidated" -> c.Chosen | _ -> proposal.Count
         use kept = proposal.FanIn.narrow (0L, 0L, int64 k)
         let fanIn = rescaledFanIn kept junction.A.HasBias rowNorm
         let omega, shares = refitFanOut junction statistics sample fanIn delta options.EigenCutoff
         let deltaDecrease, scores =
             match cv with
             | Some c ->
-                // The held-out gain of the neurons, spread over them as their in-sample shares.
-                let gain = max 0.0 (c.ChosenSlope - c.DeltaSlope)
+                // The held-out gain of the k neurons, spread over them as their in-sample shares.
+                let gain = max 0.0 (c.MeanSlope k - c.DeltaSlope)
                 let total = shares |> Array.sumBy (max 0.0)
                 c.DeltaSlope, (if total > 0.0 then shares |> Array.map (fun sh -> gain * max 0.0 sh / total) else Array.create k (gain / float (max 1 k)))
             | None -> (if isNull delta then 0.0 else proposal.DeltaDecrease), shares

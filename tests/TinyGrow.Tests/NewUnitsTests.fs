@@ -164,7 +164,7 @@ let tests =
                 Expect.floatClose Accuracy.medium (norms[i].ToDouble ()) (existingMedian.ToDouble ()) $"new row {i} at the existing rows' median norm"
         }
 
-        test "cross-validation: on labels with no signal the in-sample prediction is noise and no neuron is kept; with signal, the held-out slope is what it predicts" {
+        test "cross-validation (NewUnitsCount = crossvalidated): on labels with no signal the in-sample prediction is noise and no neuron is kept; with signal, the held-out slope is what it predicts" {
             let run (labelsOf: int64 -> torch.Tensor -> torch.Tensor) (seed: int64) =
                 use net = network ()
                 use x = images (seed + 1L) 512L 2L 8L
@@ -172,6 +172,7 @@ let tests =
                 use heldX = images (seed + 3L) 2048L 2L 8L
                 use heldY = labelsOf (seed + 4L) heldX
                 let options = unitOptions true
+                options.NewUnitsCount <- "crossvalidated"
                 // Eight batches of 64: eight folds of whole batches.
                 use stats = (Growth.statisticsWith 1_000_000 (fun _ -> null) 0 [| 0 |] 0 null net x y 64L)[0]
                 use raw = tiny.Propose (GrowthRequest (stats, net.Junctions[0], 4, options, null))
