@@ -139,7 +139,8 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
         for e in events do
             observer.Grown (stepIndex, e.Junction, e.Added, net.Widths)
             log.Write ("growth",
-                [ "epoch", box epoch; "step", box stepIndex; "junction", box e.Junction; "added", box e.Added; "width", box e.Width
+                [ "epoch", box epoch; "step", box stepIndex; "junction", box e.Junction; "strategy", box growingWith.Value.Name
+                  "added", box e.Added; "width", box e.Width
                   "gamma", box e.Gamma; "predicted_decrease", box e.PredictedDecrease
                   "measured_decrease", box e.MeasuredDecrease; "measured_over_predicted", box (Growth.measuredOverPredicted e)
                   "bottleneck", box e.Bottleneck

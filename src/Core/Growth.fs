@@ -496,13 +496,18 @@ let private timed (f: unit -> 'T) =
     let r = f ()
     r, clock.Elapsed.TotalSeconds
 
-/// The strategy's proposal for junction j from its statistics, adapted to the configured new units
-/// (NewUnits: at a junction with a normalisation, unit-scale features with a refitted fan-out).
+/// The strategy's proposal for junction j from its statistics, checked against the contract
+/// (ProposalCheck: a fault stops the run before anything is applied), adapted to the configured new
+/// units (NewUnits: at a junction with a normalisation, unit-scale features with a refitted fan-out).
 let propose (context: GrowthContext) (net: Network) (stats: Map<int, JunctionStatistics>) (j: int) =
     let whitening : torch.Tensor | null = match context.Cached j with Some c -> c.Whitening | None -> null
-    let proposal =
-        context.Strategy.Propose (GrowthRequest (stats[j], net.Junctions[j], min context.Options.NeuronsPerStep (room net j), context.Options,
-                                                 context.Generator, Whitening = whitening))
+    let request = GrowthRequest (stats[j], net.Junctions[j], min context.Options.NeuronsPerStep (room net j), context.Options,
+                                 context.Generator, Whitening = whitening)
+    let proposal = context.Strategy.Propose request
+    try ProposalCheck.check context.Strategy request proposal
+    with _ ->
+        proposal.Dispose ()
+        reraise ()
     match NewUnits.adapt context.Options net.Junctions[j] stats[j] proposal with
     | Some unit ->
         proposal.Dispose ()

@@ -15,6 +15,7 @@ public static class Failure
     {
         InvalidConfigurationException or OptionsValidationException or RunFolderException or Daemon.QueueUnavailableException => ExitCodes.BadConfiguration,
         DatasetException => ExitCodes.DatasetError,
+        TinyGrow.Core.ProposalCheck.PluginFaultException => ExitCodes.PluginFault,
         OperationCanceledException => ExitCodes.Cancelled,
         _ => ExitCodes.RunFailed,
     };

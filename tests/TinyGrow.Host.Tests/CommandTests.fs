@@ -113,6 +113,7 @@ let tests =
             Expect.equal code ExitCodes.DatasetError "dataset: 3"
             Expect.stringContains text "No run folder was written" "nothing claimed"
             Expect.equal (Failure.ExitCode(OperationCanceledException())) ExitCodes.Cancelled "interrupted: 130"
+            Expect.equal (Failure.ExitCode(TinyGrow.Core.ProposalCheck.PluginFaultException "p")) ExitCodes.PluginFault "a plugin fault: 4"
             Expect.equal (Failure.ExitCode(TinyGrow.Host.Configuration.InvalidConfigurationException "k")) ExitCodes.BadConfiguration "configuration: 2"
             Expect.equal (Failure.ExitCode(RunFolderException "taken")) ExitCodes.BadConfiguration "run folder: 2"
         }

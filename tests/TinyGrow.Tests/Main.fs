@@ -17,6 +17,7 @@ let all =
         ConvTests.tests
         ConvFullTests.tests
         NewUnitsTests.tests
+        ProposalCheckTests.tests
         ComputeThreadsTests.tests
         AmplitudeTests.tests
         SearchResumeTests.tests

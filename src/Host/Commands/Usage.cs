@@ -40,7 +40,9 @@ public static class Usage
         Exit codes: 0 done, 1 run failed or unexpected error, 2 bad configuration or usage
                     (also: a run that would not fit in memory at its MaxWidths, the queue's
                     PostgreSQL server unreachable or refusing the credentials),
-                    3 dataset missing or corrupt, 130 interrupted (Ctrl-C).
+                    3 dataset missing or corrupt, 4 a plugin broke its contract during the run
+                    (e.g. a strategy's proposal of the wrong shape: plugin, junction and field named),
+                    130 interrupted (Ctrl-C).
                     SIGTERM checkpoints and exits 0. A failed or interrupted run keeps its
                     <Output:Directory>/<run-id>.partial/ (tinygrow resume continues it).
 

@@ -1,0 +1,65 @@
+/// A strategy's proposal checked at the boundary, before it touches a tensor of the network (issue 21
+/// §1): a strategy is a plugin, and a fan-in one column short, a NaN or more neurons than the junction
+/// has room for would otherwise be zero-padded, refused without a word, or grow a layer past its cap.
+module TinyGrow.Core.ProposalCheck
+
+open System
+open TorchSharp
+open TinyGrow.Abstractions
+
+/// A plugin returned something the contracts do not allow. The run stops (its own exit code); the
+/// message names the strategy, its assembly and version, the junction and the field.
+type PluginFaultException(message: string) =
+    inherit Exception (message)
+
+/// "name (assembly version)" of a strategy, for messages.
+let describe (strategy: IGrowthStrategy) =
+    let assembly = strategy.GetType().Assembly.GetName ()
+    $"'{strategy.Name}' ({assembly.Name} {assembly.Version})"
+
+let private allFinite (t: torch.Tensor) =
+    use _ = torch.no_grad ()
+    use ok = t.isfinite ()
+    use all = ok.all ()
+    all.item<bool> ()
+
+let private shapeText (shape: int64[]) = String.Join ("×", shape)
+
+/// The problems of `proposal` for `request` (empty: none), each naming the field.
+let problems (request: GrowthRequest) (proposal: NeuronProposal) : string list =
+    let stats = request.Statistics
+    let k = int64 proposal.NeuronScores.Length
+    let d2 = stats.S2.shape[0]                // A's row: its inputs (patch), bias last when it has one
+    let columns = stats.M2.shape[1]           // B's outputs (times taps in full conv mode)
+    let d1 = stats.S.shape[0]
+    [ if isNull (box proposal.FanIn) || isNull (box proposal.FanOut) || isNull (box proposal.NeuronScores) then
+          yield "FanIn, FanOut and NeuronScores must all be set"
+      else
+          let biasNote = if request.Junction.A.HasBias then ", bias last" else ""
+          if proposal.FanIn.shape <> [| k; d2 |] then
+              yield $"FanIn is {shapeText proposal.FanIn.shape}; for {k} neurons (NeuronScores) it must be {k}×{d2} (one row per neuron over A's {d2} inputs{biasNote})"
+          elif not (allFinite proposal.FanIn) then yield "FanIn holds NaN or infinite values"
+          if proposal.FanOut.shape <> [| columns; k |] then
+              yield $"FanOut is {shapeText proposal.FanOut.shape}; for {k} neurons it must be {columns}×{k} (one column per neuron over B's {columns} outputs)"
+          elif not (allFinite proposal.FanOut) then yield "FanOut holds NaN or infinite values"
+          if proposal.NeuronScores |> Array.exists (fun s -> not (Double.IsFinite s)) then yield "NeuronScores holds NaN or infinite values"
+          if k > int64 request.MaxNeurons then
+              yield $"{k} neurons proposed; the request allows at most {request.MaxNeurons} (Growth:NeuronsPerStep and the room left below the layer's MaxWidth)"
+      match proposal.Delta with
+      | null -> ()
+      | delta ->
+          if delta.shape <> [| stats.M.shape[1]; d1 |] then
+              yield $"Delta is {shapeText delta.shape}; it must be {stats.M.shape[1]}×{d1} (B's outputs × B's inputs)"
+          elif not (allFinite delta) then yield "Delta holds NaN or infinite values"
+      if not (Double.IsFinite proposal.DeltaDecrease) then yield "DeltaDecrease is not finite"
+      if not (Double.IsFinite proposal.ActivationSlope) then yield "ActivationSlope is not finite"
+      if proposal.Amplitude.HasValue && not (proposal.Amplitude.Value > 0.0 && Double.IsFinite proposal.Amplitude.Value) then
+          yield $"Amplitude = {proposal.Amplitude.Value}: it must be a positive finite number, or unset" ]
+
+/// Throws PluginFaultException when `proposal` breaks the contract.
+let check (strategy: IGrowthStrategy) (request: GrowthRequest) (proposal: NeuronProposal) =
+    match problems request proposal with
+    | [] -> ()
+    | found ->
+        let all = String.Join ("; ", found)
+        raise (PluginFaultException $"Growth strategy {describe strategy} returned an invalid proposal for junction {request.Junction.Name}: {all}. Nothing was applied; the last checkpoint is the run's state before this step. Fix the strategy plugin, or choose another Growth:Strategy.")

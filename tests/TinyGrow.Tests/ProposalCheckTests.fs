@@ -1,0 +1,76 @@
+/// A strategy's proposal is checked at the boundary (Core/ProposalCheck.fs, issue 21 §1): each way a
+/// plugin can break the contract is refused by name, before anything touches the network.
+module TinyGrow.Tests.ProposalCheckTests
+
+open Expecto
+open TorchSharp
+open TinyGrow.Abstractions
+open TinyGrow.Core
+open TinyGrow.Tests.TestUtil
+open TinyGrow.Tests.Fixtures
+
+/// A strategy that proposes tiny's neurons, then breaks them with `spoil`.
+let private spoiling (spoil: NeuronProposal -> NeuronProposal) =
+    { new IGrowthStrategy with
+        member _.Name = "spoiler"
+        member _.Propose request = spoil (tiny.Propose request) }
+
+/// A copy of `p` with the given parts replaced (clones of the rest).
+let private withParts (p: NeuronProposal) (fanIn: torch.Tensor) (fanOut: torch.Tensor) (scores: float[]) =
+    new NeuronProposal (fanIn, fanOut, (match p.Delta with null -> null | d -> d.clone ()), p.DeltaDecrease, scores, p.ActivationSlope, p.Bottleneck)
+
+let private cases : (string * string * (NeuronProposal -> NeuronProposal)) list =
+    [ "a fan-in one column short (the bias forgotten)", "FanIn is",
+      (fun p -> use _ = p in withParts p (p.FanIn.narrow(1L, 0L, p.FanIn.shape[1] - 1L).clone ()) (p.FanOut.clone ()) p.NeuronScores)
+      "a fan-in one column too long", "FanIn is",
+      (fun p -> use _ = p in withParts p (torch.cat ([| p.FanIn; torch.zeros ([| p.FanIn.shape[0]; 1L |], dtype = p.FanIn.dtype) |], 1L)) (p.FanOut.clone ()) p.NeuronScores)
+      "NaN in the fan-in", "FanIn holds NaN",
+      (fun p -> use _ = p in withParts p (p.FanIn.clone().fill_ (nan)) (p.FanOut.clone ()) p.NeuronScores)
+      "more scores than neurons", "FanIn is",
+      (fun p -> use _ = p in withParts p (p.FanIn.clone ()) (p.FanOut.clone ()) (Array.append p.NeuronScores [| 1.0; 1.0 |]))
+      "more neurons than the request allows", "neurons proposed; the request allows at most",
+      (fun p ->
+          use _ = p
+          let k = 200L
+          withParts p (torch.randn ([| k; p.FanIn.shape[1] |], dtype = p.FanIn.dtype)) (torch.randn ([| p.FanOut.shape[0]; k |], dtype = p.FanOut.dtype)) (Array.create (int k) 1.0))
+      "an infinite amplitude", "Amplitude",
+      (fun p -> use _ = p in new NeuronProposal (p.FanIn.clone (), p.FanOut.clone (), null, 0.0, p.NeuronScores, p.ActivationSlope, p.Bottleneck, Amplitude = System.Nullable infinity)) ]
+
+let tests =
+    testList "proposal check (a strategy plugin's proposal at the boundary)" [
+        test "tiny's own proposals pass" {
+            use net = mlp 501L f64 6 [ 2; 2 ] "tanh" 3
+            use x = randn 502L 200L 6L
+            use y = labels 503L 200L 3L
+            let stats = Growth.statisticsPass net x y 200L
+            try
+                for j in 0 .. net.JunctionCount - 1 do
+                    let request = GrowthRequest (stats[j], net.Junctions[j], 4, options 0.0 true, null)
+                    use p = tiny.Propose request
+                    Expect.isGreaterThan p.Count 0 "neurons proposed (else the check has nothing to look at)"
+                    Expect.isEmpty (ProposalCheck.problems request p) $"junction {j}: no problem"
+            finally stats |> Array.iter (fun s -> s.Dispose ())
+        }
+
+        test "each broken proposal stops the step by name (strategy, assembly, junction, field) with nothing applied" {
+            for name, field, spoil in cases do
+                use net = mlp 511L f64 6 [ 2; 2 ] "tanh" 3
+                use x = randn 512L 200L 6L
+                use y = labels 513L 200L 3L
+                let widths = net.Widths
+                let parameters = net.Parameters |> Array.map (fun p -> (p :> torch.Tensor).clone ())
+                let message =
+                    try
+                        Growth.step net (spoiling spoil) (GrowthOptions (NeuronsPerStep = 3)) null 0 x y x y |> ignore
+                        failwith $"{name}: the step was not stopped"
+                    with :? ProposalCheck.PluginFaultException as e -> e.Message
+                Expect.stringContains message field $"{name}: the field is named"
+                Expect.stringContains message "'spoiler'" $"{name}: the strategy is named"
+                Expect.stringContains message "TinyGrow.Tests" $"{name}: its assembly is named"
+                Expect.stringContains message net.Junctions[0].Name $"{name}: the junction is named"
+                Expect.equal net.Widths widths $"{name}: no width changed"
+                for before, now in Array.zip parameters net.Parameters do
+                    Expect.isTrue (identical before (now :> torch.Tensor)) $"{name}: no parameter changed"
+                    before.Dispose ()
+        }
+    ]
