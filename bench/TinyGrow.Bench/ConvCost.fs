@@ -40,7 +40,7 @@ let private measure (name: string, j: int, shape: int64[], model: ModelOptions) 
             let count = min 128L (n - b)
             Training.trainStep net optimizer 0.001 (x.narrow (0L, b, count)) (y.narrow (0L, b, count)) |> ignore
     let stats rows () =
-        let s = Growth.statisticsFor [| j |] rows g net x y 256L
+        let s = StatisticsPass.statisticsFor [| j |] rows g net x y 256L
         s |> Array.iter (fun t -> t.Dispose ())
     train ()
     stats 32 ()
@@ -97,7 +97,7 @@ let rowsTable () =
     let options = GrowthOptions (RelativeThreshold = 0.0)
     let proposal rows (seed: uint64) =
         use gen = new torch.Generator (seed)
-        let stats = (Growth.statisticsFor [| 0 |] rows gen net x y 256L)[0]
+        let stats = (StatisticsPass.statisticsFor [| 0 |] rows gen net x y 256L)[0]
         use p = tiny.Propose (GrowthRequest (stats, net.Junctions[0], 8, options, null))
         let lambdas = p.NeuronScores |> Array.map sqrt
         let rowsUsed = stats.RowsPerProduct
@@ -146,7 +146,7 @@ let statsProfile () =
             let grad = (torch.autograd.grad ([| loss |], [| records[j].BOutput |], retain_graph = true))[0]
             add $"gradient j{j}" sw.Elapsed.TotalSeconds
             sw.Restart ()
-            use rows = net.Junctions[j].Rows (records[j], grad, Growth.rowsPerBatch 32 net.Junctions[j] 256L 1024L, g)
+            use rows = net.Junctions[j].Rows (records[j], grad, StatisticsPass.rowsPerBatch 32 net.Junctions[j] 256L 1024L, g)
             add $"rows j{j} ({rows.B.shape[0]} rows)" sw.Elapsed.TotalSeconds
             sw.Restart ()
             let acc = Statistics.JunctionAccumulator ()

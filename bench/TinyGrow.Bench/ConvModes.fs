@@ -52,11 +52,11 @@ let private step (data: LoadedDataset) (mode: string) (j: int) (warm: int) =
             for p in net.Parameters do p.grad <- null)
     let options = growth ()
     use rows = new torch.Generator (2UL)
-    let stats, statsSeconds = timed (fun () -> (Growth.statisticsFor [| j |] options.RowsPerDimension rows net x y 256L)[0])
+    let stats, statsSeconds = timed (fun () -> (StatisticsPass.statisticsFor [| j |] options.RowsPerDimension rows net x y 256L)[0])
     use stats = stats
     use proposal = (TinyStrategy () :> IGrowthStrategy).Propose (GrowthRequest (stats, net.Junctions[j], options.NeuronsPerStep, options, rows))
     let lambda1 = if proposal.NeuronScores.Length > 0 then sqrt proposal.NeuronScores[0] else 0.0
-    let event = Growth.growJunction net j proposal stats hx hy
+    let event = GammaSearch.growJunction net j proposal stats hx hy
     let parameters = float event.Added * float net.Junctions[j].ParametersPerNeuron
     {| Junction = net.Junctions[j].Name; WarmLoss = last; StatsRatio = statsSeconds / trainSeconds; Kept = event.Added; Lambda1 = lambda1
        Gamma = event.Gamma; Predicted = event.PredictedDecrease; Measured = event.MeasuredDecrease

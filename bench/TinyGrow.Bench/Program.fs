@@ -170,12 +170,12 @@ let main argv =
             printfn "%-28s %8.3f s" name sw.Elapsed.TotalSeconds
             r
         for _ in 1 .. 2 do
-            let stats = time "statistics pass 4096" (fun () -> Growth.statisticsPass net x y 1024L)
+            let stats = time "statistics pass 4096" (fun () -> StatisticsPass.statisticsPass net x y 1024L)
             let strategy = TinyStrategy () :> IGrowthStrategy
             let proposals = time "proposals" (fun () -> [ for j in 0 .. 1 -> strategy.Propose (GrowthRequest (stats[j], net.Junctions[j], 16, GrowthOptions (), generator)) ])
             time "loss 2048" (fun () -> Training.meanLoss net hx hy) |> ignore
-            time "candidate loss" (fun () -> Growth.candidateLoss net 0 proposals[0] stats[0] hx hy 1.0) |> ignore
-            let events = time "grow junction 0 (γ search)" (fun () -> Growth.growJunction net 0 proposals[0] stats[0] hx hy)
+            time "candidate loss" (fun () -> GammaSearch.candidateLoss net 0 proposals[0] stats[0] hx hy 1.0) |> ignore
+            let events = time "grow junction 0 (γ search)" (fun () -> GammaSearch.growJunction net 0 proposals[0] stats[0] hx hy)
             printfn "  %A" events
         0
     | [ "conv-cost" ] -> ConvCost.costTable 1024L; 0
@@ -228,7 +228,7 @@ let main argv =
                 Training.trainStep net optimizer 0.01 x y |> ignore
         let strategy = TinyStrategy () :> IGrowthStrategy
         let passAndSolve () =
-            let stats = Growth.statisticsPass net trainX data.Train.Labels 1024L
+            let stats = StatisticsPass.statisticsPass net trainX data.Train.Labels 1024L
             let solve =
                 time (fun () ->
                     for j in 0 .. net.JunctionCount - 1 do

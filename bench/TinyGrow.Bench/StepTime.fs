@@ -60,13 +60,13 @@ let private measure (kind: string) (shape: int64[]) (model: ModelOptions) (reps:
     // The cache as the engine takes it: once per run, on 4 × StatisticsSamples samples (here the
     // statistics samples repeated: the cost is what matters).
     let bigX, bigY = torch.cat ([| sx; sx; sx; sx |], 0L), torch.cat ([| sy; sy; sy; sy |], 0L)
-    let mutable cache = Unchecked.defaultof<Growth.InputCovariance>
-    let oneTime = elapsed (fun () -> cache <- Growth.inputCovariance net 0 options null bigX bigY)
+    let mutable cache = Unchecked.defaultof<InputWhitening.InputCovariance>
+    let oneTime = elapsed (fun () -> cache <- InputWhitening.inputCovariance net 0 options null bigX bigY)
     bigX.Dispose ()
     bigY.Dispose ()
     use cache = cache
-    let formed () = (Growth.statisticsFor [| 0 |] options.RowsPerDimension g net sx sy 256L)[0]
-    let skipped () = (Growth.statisticsWith 0 (fun _ -> cache.S2) 0 [| 0 |] options.RowsPerDimension g net sx sy 256L)[0]
+    let formed () = (StatisticsPass.statisticsFor [| 0 |] options.RowsPerDimension g net sx sy 256L)[0]
+    let skipped () = (StatisticsPass.statisticsWith 0 (fun _ -> cache.S2) 0 [| 0 |] options.RowsPerDimension g net sx sy 256L)[0]
     let request stats whitening = GrowthRequest (stats, junction, 16, options, null, Whitening = whitening)
     let path =
         use stats = formed ()
@@ -89,7 +89,7 @@ let private measure (kind: string) (shape: int64[]) (model: ModelOptions) (reps:
             let mutable proposal = Unchecked.defaultof<NeuronProposal>
             let leanSolve = elapsed (fun () -> proposal <- tiny.Propose (request lean cache.Whitening))
             use proposal = proposal
-            let search = elapsed (fun () -> Growth.lineSearchFrom nan infinity (Growth.candidateLoss net 0 proposal lean hx hy) 24 |> ignore)
+            let search = elapsed (fun () -> GammaSearch.lineSearchFrom nan infinity (GammaSearch.candidateLoss net 0 proposal lean hx hy) 24 |> ignore)
             pass + eigh, pass + factor, pass + cached, leanPass + leanSolve, search ]
     let pick f = median (List.map f runs)
     let row =

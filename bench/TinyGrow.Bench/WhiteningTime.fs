@@ -82,7 +82,7 @@ let fashionStats (data: LoadedDataset) (kinds: Collections.Generic.IReadOnlyDict
     use net = Network.Build (Kinds.blockKinds, kinds, model, data.InputShape, data.Classes, torch.CPU, dtype, generator)
     use x0 = data.Pipeline.Inputs (data.Train.Samples.narrow (0L, 0L, 4096L))
     use x = x0.to_type dtype
-    let stats = Growth.statisticsPass net x (data.Train.Labels.narrow (0L, 0L, 4096L)) 1024L
+    let stats = StatisticsPass.statisticsPass net x (data.Train.Labels.narrow (0L, 0L, 4096L)) 1024L
     for s in stats[1..] do s.Dispose ()
     stats[0]
 
@@ -148,7 +148,7 @@ let parts (stats: JunctionStatistics) =
     printfn "  inputs constant over the samples: %d" (constant.sum().ToInt64 ())
 
 /// `whitening-precision [D2 ...]`: the kept input whitening of float32-row statistics factorised in
-/// float32 (Growth.whiteningOf, since issue 10's second session) against the same S2 factorised in
+/// float32 (InputWhitening.whiteningOf, since issue 10's second session) against the same S2 factorised in
 /// float64, alternated `reps` times in one process: median seconds, and how far the proposal's λ_k move.
 let precision (sizes: int64 list) (reps: int) =
     printfn "| D2 | rows | path (float32) | float64 factor (s) | float32 factor (s) | float32/float64 | max relative change of λ_1..λ_4 | relative change of Σλ² |"
@@ -162,7 +162,7 @@ let precision (sizes: int64 list) (reps: int) =
             match f with
             | LinearAlgebra.Cholesky l -> (use eye = torch.eye (l.shape[0], dtype = f64) in torch.linalg.solve_triangular (l, eye, upper = false))
             | LinearAlgebra.Eigen w -> w.clone ()
-        let factor32 () = Growth.whiteningOf stats cutoff
+        let factor32 () = InputWhitening.whiteningOf stats cutoff
         let mutable t64, t32 = [], []
         let mutable path = ""
         for _ in 1 .. reps do

@@ -90,9 +90,9 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
         let augmented : torch.Generator | null = if growth.StatisticsFrom = "training" then augmentation else null
         let x, y = Training.select data data.Train idx augmented
         use rows = new torch.Generator (uint64 seed ^^^ 0x9E3779B97F4A7C15UL)
-        let cache = Dictionary<int, Growth.InputCovariance> ()
-        for j in Growth.readsInput net x do
-            cache[j] <- Growth.inputCovariance net j growth rows x y
+        let cache = Dictionary<int, InputWhitening.InputCovariance> ()
+        for j in InputWhitening.readsInput net x do
+            cache[j] <- InputWhitening.inputCovariance net j growth rows x y
         cache
 
     /// Samples a growth step draws from the training split: the first `statsCount` of a permutation
@@ -110,7 +110,7 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
 
     /// What a junction's growth needs besides its statistics (see Growth.GrowthContext): each
     /// junction's γ search starts where its last one ended (GrowthEvent.NextStart; cold at first).
-    let contextFor (growth: GrowthOptions) (generator: torch.Generator) (whitenings: Lazy<Dictionary<int, Growth.InputCovariance>>)
+    let contextFor (growth: GrowthOptions) (generator: torch.Generator) (whitenings: Lazy<Dictionary<int, InputWhitening.InputCovariance>>)
                    (state: RunState) (heldX: torch.Tensor) (heldY: torch.Tensor) : Growth.GrowthContext =
         let last = match state.LastGammas with | null -> [||] | g -> g
         { Cached = (fun j -> match whitenings.Value.TryGetValue j with | true, c -> Some c | _ -> None)
@@ -124,7 +124,7 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
     /// Books what a growth step (or part of one) did: the γ each junction chose, the optimizer's new
     /// entries, TensorBoard, the live display, `growth` lines and the log. Returns the neurons added.
     let report (net: Network) (optimizer: IOptimizer) (log: RunLog) (board: TensorBoardLog) (epoch: int) (stepIndex: int)
-               (state: RunState) (events: Growth.GrowthEvent list) =
+               (state: RunState) (events: GammaSearch.GrowthEvent list) =
         let last = match state.LastGammas with | null -> [||] | g -> g
         let updated = Array.init net.JunctionCount (fun j -> if j < last.Length then last[j] else 0.0)
         for e in events do
@@ -142,7 +142,7 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
                 [ "epoch", box epoch; "step", box stepIndex; "junction", box e.Junction; "strategy", box growingWith.Value.Name
                   "added", box e.Added; "width", box e.Width
                   "gamma", box e.Gamma; "predicted_decrease", box e.PredictedDecrease
-                  "measured_decrease", box e.MeasuredDecrease; "measured_over_predicted", box (Growth.measuredOverPredicted e)
+                  "measured_decrease", box e.MeasuredDecrease; "measured_over_predicted", box (GammaSearch.measuredOverPredicted e)
                   "bottleneck", box e.Bottleneck
                   "loss_before", box e.LossBefore; "loss_after", box e.LossAfter
                   "gamma_bound", box e.GammaBound; "existing_spread", box e.ExistingSpread
@@ -167,7 +167,7 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
     /// and held-out samples drawn from the training split, disjoint, not augmented: the bottleneck of the
     /// data as it is, the same for a given seed.
     let grow (net: Network) (optimizer: IOptimizer) (growth: GrowthOptions) (data: LoadedDataset) (generator: torch.Generator) (log: RunLog) (board: TensorBoardLog) (epoch: int) (stepIndex: int)
-             (whitenings: Lazy<Dictionary<int, Growth.InputCovariance>>) (state: RunState) =
+             (whitenings: Lazy<Dictionary<int, InputWhitening.InputCovariance>>) (state: RunState) =
         use scope = torch.NewDisposeScope ()
         let statsCount = min (int64 growth.StatisticsSamples) (data.Train.Count / 2L)
         let statsX, statsY, heldX, heldY =
@@ -183,7 +183,7 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
     /// step alone (the statistics of those after it would no longer describe the network once it has
     /// grown, so they get windows of their own). Returns the neurons added.
     let growFromWindow (net: Network) (optimizer: IOptimizer) (growth: GrowthOptions) (data: LoadedDataset) (generator: torch.Generator) (log: RunLog) (board: TensorBoardLog)
-                       (epoch: int) (stepIndex: int) (whitenings: Lazy<Dictionary<int, Growth.InputCovariance>>) (state: RunState)
+                       (epoch: int) (stepIndex: int) (whitenings: Lazy<Dictionary<int, InputWhitening.InputCovariance>>) (state: RunState)
                        (window: TrainingStatistics.Window) =
         use scope = torch.NewDisposeScope ()
         let _, heldX, heldY = drawSamples growth data generator 0L
@@ -329,7 +329,7 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
             let givenS2 j : torch.Tensor | null = match whitenings.Value.TryGetValue j with | true, c -> c.S2 | _ -> null
             let summed = if growth.Selection = "best" then pending else [ List.head pending ]
             window <- Some (new TrainingStatistics.Window (summed, TrainingStatistics.windowBatches growth.StatisticsSamples training.BatchSize,
-                                                           training.BatchSize, Growth.significanceGroups growth, growth.RowsPerDimension, givenS2,
+                                                           training.BatchSize, StatisticsPass.significanceGroups growth, growth.RowsPerDimension, givenS2,
                                                            KeepRows = NewUnits.sampleRowsFor growth))
             state.PendingJunctions <- List.toArray pending
         let closeWindow () =
@@ -351,7 +351,7 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
         let rec startStep (epoch: int) =
             if settled () then state.DeferredSteps <- 0
             else
-                match Growth.chosenJunctions net growth state.GrowthSteps with
+                match Selection.chosenJunctions net growth state.GrowthSteps with
                 | [] ->
                     finishStep epoch 0
                     nextDeferred epoch

@@ -44,7 +44,7 @@ let tapMajor (bt: torch.Tensor) (x: torch.Tensor) =
 /// Sums of b bᵀ, b gᵀ, b̃ b̃ᵀ, b̃ gᵀ, b̃ bᵀ and |g|² over every row added, each row counted
 /// RowWeight times (rows subsampled at random stand for the rows not drawn). With `groups` > 0 the
 /// M2, P and S2 sums are also kept per group, for the significance test of DESIGN §4.1: `Add` puts
-/// batch i in group i mod groups, `AddToGroup` where the caller says (Growth.addBatchRows splits every
+/// batch i in group i mod groups, `AddToGroup` where the caller says (StatisticsPass.addBatchRows splits every
 /// batch across the groups by sample, so that rows of one sample stay together).
 /// `givenS2` (D2×D2, float64, already divided by its own samples; null: none) is an S2 known ahead,
 /// e.g. the input covariance kept for the whole run (DESIGN §4.5): Σ b̃ b̃ᵀ, the largest product of a
@@ -86,7 +86,7 @@ type JunctionAccumulator(groups: int, givenS2: torch.Tensor | null) =
         this.AddToGroup (rows, group)
 
     /// Adds rows to group `group` (with groups; ignored without): for splitting each batch across the
-    /// groups (Growth.addBatchRows). Groups are filled from 0 up.
+    /// groups (StatisticsPass.addBatchRows). Groups are filled from 0 up.
     member this.AddToGroup(rows: JunctionRows, group: int) =
         let b, bt, g = rows.B, rows.ATilde, rows.G
         if b.shape[0] <> bt.shape[0] || b.shape[0] <> g.shape[0] then

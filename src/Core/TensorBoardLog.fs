@@ -22,7 +22,7 @@ type TensorBoardLog(runDirectory: string) =
         widths |> Array.iteri (fun i w -> writer.add_scalar ($"network/width_{i}", float32 w, epoch))
 
     /// One growth step's events, at a running growth-step index.
-    member _.Growth(events: Growth.GrowthEvent list) =
+    member _.Growth(events: GammaSearch.GrowthEvent list) =
         growthStep <- growthStep + 1
         for e in events do
             let tag (name: string) = $"growth/junction_{e.Junction}/{name}"

@@ -51,7 +51,7 @@ type Window(junctions: int list, batches: int, batchSize: int, groups: int, rows
                 // Per-sample gradients, as the statistics pass takes them from the summed loss.
                 use g = meanLossGrads[j].mul ((float count).ToScalar ())
                 // Groups split within every batch: the weights move between a window's batches.
-                Growth.addBatchRows accumulators[j] groups true rowsPerDimension net.Junctions[j] records[j] g count total generator
+                StatisticsPass.addBatchRows accumulators[j] groups true rowsPerDimension net.Junctions[j] records[j] g count total generator
             collected <- collected + 1
         finally
             clock.Stop ()

@@ -43,26 +43,26 @@ let tests =
         test "lineSearchWithin never evaluates above the bound and lands on it when the loss falls beyond" {
             let seen = ResizeArray<float> ()
             let lossAt (g: float) = seen.Add g; (g - 40.0) ** 2.0
-            let r = Growth.lineSearchWithin 7.0 lossAt 24
+            let r = GammaSearch.lineSearchWithin 7.0 lossAt 24
             Expect.equal r.Gamma 7.0 "the bound itself (the loss still falls there)"
             Expect.equal r.Loss (lossAt 7.0) "loss at the bound"
             Expect.isTrue (seen |> Seq.forall (fun g -> g <= 7.0)) $"no γ above 7 evaluated: %A{seen}"
             Expect.equal r.Evaluations (seen.Count - 1) "every evaluation counted (one more made here)"
             // Below 1 the grid starts at the bound and goes down from it.
-            let r = Growth.lineSearchWithin 0.3 (fun g -> (g - 0.1) ** 2.0) 24
+            let r = GammaSearch.lineSearchWithin 0.3 (fun g -> (g - 0.1) ** 2.0) 24
             Expect.isTrue (r.Gamma >= 0.1 / sqrt 2.0 && r.Gamma <= 0.1 * sqrt 2.0) $"γ = {r.Gamma} within a grid step of 0.1"
-            let r = Growth.lineSearchWithin 0.0 (fun g -> (g - 5.0) ** 2.0) 24
+            let r = GammaSearch.lineSearchWithin 0.0 (fun g -> (g - 5.0) ** 2.0) 24
             Expect.equal (r.Gamma, r.Evaluations) (0.0, 1) "bound 0: γ = 0 after one evaluation"
         }
 
         test "refusals in a row walk the start down: each search starts where the last gave up, until one finds the decrease" {
             // Decrease only for γ < 0.28 (minimum at 0.2), far below a start of 8.
             let lossAt (g: float) = 1.0 - g * g + (g ** 4.0) / (2.0 * 0.2 * 0.2)
-            let first = Growth.lineSearchFrom 8.0 infinity lossAt 24
+            let first = GammaSearch.lineSearchFrom 8.0 infinity lossAt 24
             Expect.equal (first.Gamma, first.Lowest) (0.0, 2.0) "refused after 8 → 2"
-            let second = Growth.lineSearchFrom first.Lowest infinity lossAt 24
+            let second = GammaSearch.lineSearchFrom first.Lowest infinity lossAt 24
             Expect.equal (second.Gamma, second.Lowest) (0.0, 0.5) "refused again, 2 → 0.5"
-            let third = Growth.lineSearchFrom second.Lowest infinity lossAt 24
+            let third = GammaSearch.lineSearchFrom second.Lowest infinity lossAt 24
             Expect.isTrue (third.Gamma > 0.14 && third.Gamma < 0.28) $"the third search accepts γ = {third.Gamma} near the minimum 0.2"
             Expect.isLessThan third.Loss (lossAt 0.0) "below L(0)"
         }
@@ -72,26 +72,26 @@ let tests =
             // penalty), unimodal in γ with its minimum at opt.
             for opt in [ 0.3; 5.0; 40.0; 300.0 ] do
                 let lossAt (g: float) = 1.0 - g * g + (g ** 4.0) / (2.0 * opt * opt)
-                let cold = Growth.lineSearchFrom nan infinity lossAt 24
+                let cold = GammaSearch.lineSearchFrom nan infinity lossAt 24
                 Expect.isGreaterThan cold.Gamma 0.0 $"opt {opt}: cold search adds"
                 // Starts on the grid (the answer, two grid steps off either way) and off it.
                 for start in [ cold.Gamma; cold.Gamma * 2.0; cold.Gamma / 2.0; cold.Gamma * 1.1 ] do
-                    let warm = Growth.lineSearchFrom start infinity lossAt 24
+                    let warm = GammaSearch.lineSearchFrom start infinity lossAt 24
                     Expect.equal warm.Gamma cold.Gamma $"opt {opt}, start {start}: the cold search's γ"
                     Expect.equal warm.Loss cold.Loss $"opt {opt}, start {start}: the same loss"
-                let atAnswer = Growth.lineSearchFrom cold.Gamma infinity lossAt 24
+                let atAnswer = GammaSearch.lineSearchFrom cold.Gamma infinity lossAt 24
                 // L(0), L(γ), one step up, one step down.
                 Expect.isLessThanOrEqual atAnswer.Evaluations 4 $"opt {opt}: started at the answer"
                 if opt >= 5.0 then
                     Expect.isLessThan atAnswer.Evaluations (cold.Evaluations - 3) $"opt {opt}: {atAnswer.Evaluations} evaluations against the cold search's {cold.Evaluations}"
             // γ = 0 stays a choice from any start, and the upward extension is not capped by the start.
-            let r = Growth.lineSearchFrom 8.0 infinity (fun g -> 1.0 + g * g) 24
+            let r = GammaSearch.lineSearchFrom 8.0 infinity (fun g -> 1.0 + g * g) 24
             Expect.equal r.Gamma 0.0 "every γ > 0 worse: γ = 0"
-            Expect.equal (r.Evaluations, r.Lowest) (2 + Growth.refusalSteps, 2.0) "L(0), L(8), then 4 grid points down to 8/4 before refusing"
-            let r = Growth.lineSearchFrom 2.0 infinity (fun g -> (g - 300.0) ** 2.0) 24
+            Expect.equal (r.Evaluations, r.Lowest) (2 + GammaSearch.refusalSteps, 2.0) "L(0), L(8), then 4 grid points down to 8/4 before refusing"
+            let r = GammaSearch.lineSearchFrom 2.0 infinity (fun g -> (g - 300.0) ** 2.0) 24
             Expect.isTrue (r.Gamma >= 300.0 / sqrt 2.0 && r.Gamma <= 300.0 * sqrt 2.0) $"from 2 up to γ = {r.Gamma} ≈ 300"
             // The bound still holds: a start above it begins at the bound.
-            let r = Growth.lineSearchFrom 64.0 7.0 (fun g -> (g - 40.0) ** 2.0) 24
+            let r = GammaSearch.lineSearchFrom 64.0 7.0 (fun g -> (g - 40.0) ** 2.0) 24
             Expect.equal (r.Gamma, r.Evaluations) (7.0, 3) "start 64 under bound 7: L(0), L(7), L(the grid point under 7/√2)"
         }
 
@@ -101,24 +101,24 @@ let tests =
             let x, y = separable 542L 400L 6L
             use x = x
             use y = y
-            use stats = (Growth.statisticsPass net x y 400L)[0]
+            use stats = (StatisticsPass.statisticsPass net x y 400L)[0]
             use proposal = propose net 0 stats 1 (options 0.0 false)
-            let lossAt = Growth.candidateLoss net 0 proposal stats x y
+            let lossAt = GammaSearch.candidateLoss net 0 proposal stats x y
             // Unbounded: the γ climbs far from the cold start at 1.
-            let cold = Growth.lineSearchFrom nan infinity lossAt 24
-            let warm = Growth.lineSearchFrom cold.Gamma infinity lossAt 24
+            let cold = GammaSearch.lineSearchFrom nan infinity lossAt 24
+            let warm = GammaSearch.lineSearchFrom cold.Gamma infinity lossAt 24
             Expect.isGreaterThan cold.Gamma 8.0 $"the answer is far from the cold start ({cold.Gamma})"
             Expect.equal (warm.Gamma, warm.Loss) (cold.Gamma, cold.Loss) "same γ, same loss"
             Expect.isLessThan warm.Evaluations (cold.Evaluations - 3) $"{warm.Evaluations} evaluations against {cold.Evaluations}"
             // Bounded (here below 1: the answer is the bound): no worse than the cold search.
-            let bound = 2.0 * (Growth.spreadsOf net 0 proposal stats x |> fun s -> s.Existing / s.NewLargestAtOne)
-            let cold = Growth.lineSearchFrom nan bound lossAt 24
-            let warm = Growth.lineSearchFrom cold.Gamma bound lossAt 24
+            let bound = 2.0 * (GammaSearch.spreadsOf net 0 proposal stats x |> fun s -> s.Existing / s.NewLargestAtOne)
+            let cold = GammaSearch.lineSearchFrom nan bound lossAt 24
+            let warm = GammaSearch.lineSearchFrom cold.Gamma bound lossAt 24
             Expect.equal (warm.Gamma, warm.Loss) (cold.Gamma, cold.Loss) $"bound {bound}: same γ, same loss"
             Expect.isLessThanOrEqual warm.Evaluations cold.Evaluations $"bound {bound}: {warm.Evaluations} evaluations against {cold.Evaluations}"
             // Through growJunctionFrom: the start is reported.
-            let event = Growth.growJunctionFrom 3.0 0.0 net 0 proposal stats x y
-            Expect.equal event.SearchStart (Growth.gridPoint 3.0) "search start reported (3 on the √2 grid: 2√2)"
+            let event = GammaSearch.growJunctionFrom 3.0 0.0 net 0 proposal stats x y
+            Expect.equal event.SearchStart (GammaSearch.gridPoint 3.0) "search start reported (3 on the √2 grid: 2√2)"
         }
 
         test "a start sunk by refusals is lifted to where the first-order decrease is measurable, and the search finds the cold γ again" {
@@ -127,21 +127,21 @@ let tests =
             let x, y = separable 542L 400L 6L
             use x = x
             use y = y
-            use stats = (Growth.statisticsPass net x y 400L)[0]
+            use stats = (StatisticsPass.statisticsPass net x y 400L)[0]
             use proposal = propose net 0 stats 1 (options 0.0 false)
-            let lossAt = Growth.candidateLoss net 0 proposal stats x y
-            let cold = Growth.lineSearchFrom nan infinity lossAt 24
+            let lossAt = GammaSearch.candidateLoss net 0 proposal stats x y
+            let cold = GammaSearch.lineSearchFrom nan infinity lossAt 24
             // From 1e-6 (seven refusals in a row sink a start of 1 to 2⁻¹⁴; this is further) the search's
             // 24 steps up end far below the answer.
-            let sunk = Growth.lineSearchFrom 1e-6 infinity lossAt 24
+            let sunk = GammaSearch.lineSearchFrom 1e-6 infinity lossAt 24
             Expect.isLessThan sunk.Gamma (cold.Gamma / 100.0) $"unfloored: γ = {sunk.Gamma} against the cold {cold.Gamma}"
-            let floor = Growth.startFloor (proposal.PredictedDecrease 1.0) (lossAt 0.0)
+            let floor = GammaSearch.startFloor (proposal.PredictedDecrease 1.0) (lossAt 0.0)
             Expect.isGreaterThan floor 1e-4 $"the floor {floor}"
             Expect.isLessThan floor (cold.Gamma / 64.0) "far below the answer: it only stops the sinking"
-            let event = Growth.growJunctionFrom 1e-6 0.0 net 0 proposal stats x y
-            Expect.equal event.SearchStart (Growth.gridPoint floor) "the search starts at the floor"
+            let event = GammaSearch.growJunctionFrom 1e-6 0.0 net 0 proposal stats x y
+            Expect.equal event.SearchStart (GammaSearch.gridPoint floor) "the search starts at the floor"
             Expect.equal event.Gamma cold.Gamma "and climbs to the cold search's γ"
-            Expect.equal (Growth.startFloor 0.0 1.0, Growth.startFloor nan 1.0) (0.0, 0.0) "nothing predicted: no floor"
+            Expect.equal (GammaSearch.startFloor 0.0 1.0, GammaSearch.startFloor nan 1.0) (0.0, 0.0) "nothing predicted: no floor"
         }
 
         test "tanh: where the unbounded search saturates the new units, the chosen γ keeps their spread within the bound" {
@@ -153,18 +153,18 @@ let tests =
             let x, y = separable 502L 400L 6L
             use x = x
             use y = y
-            use stats = (Growth.statisticsPass net x y 400L)[0]
+            use stats = (StatisticsPass.statisticsPass net x y 400L)[0]
             use proposal = propose net 0 stats 1 (options 0.0 false)
             Expect.isGreaterThan proposal.Count 0 "neurons proposed"
-            let spreads = Growth.spreadsOf net 0 proposal stats x
-            let unbounded = Growth.lineSearchWithin infinity (Growth.candidateLoss net 0 proposal stats x y) 24
+            let spreads = GammaSearch.spreadsOf net 0 proposal stats x
+            let unbounded = GammaSearch.lineSearchWithin infinity (GammaSearch.candidateLoss net 0 proposal stats x y) 24
             let ratio = 2.0
             let limit = ratio * spreads.Existing
             // The situation the bound is for: unbounded, the new units' pre-activations are far
             // larger than the existing ones' and deep in tanh's flat part (tanh′(3) < 0.01).
             Expect.isGreaterThan (unbounded.Gamma * spreads.NewLargestAtOne) (10.0 * limit) "unbounded: new spread ≫ the bound"
             Expect.isGreaterThan (unbounded.Gamma * spreads.NewLargestAtOne) 3.0 $"unbounded: saturated tanh units (γ = {unbounded.Gamma}, spread at 1 = {spreads.NewLargestAtOne}, existing {spreads.Existing}, K = {proposal.Count}, loss {unbounded.Loss} from {unbounded.Loss0})"
-            let event = Growth.growJunctionWithin ratio net 0 proposal stats x y
+            let event = GammaSearch.growJunctionWithin ratio net 0 proposal stats x y
             Expect.isGreaterThan event.Added 0 "neurons added below the bound"
             Expect.isLessThanOrEqual event.Gamma event.GammaBound "γ within the bound"
             // Measured again on the committed network: the new channels are the last ones.
@@ -183,13 +183,13 @@ let tests =
             use net = mlp 511L f64 6 [ 2 ] "identity" 3
             use x = randn 512L 300L 6L
             use y = labels 513L 300L 3L
-            use stats = (Growth.statisticsPass net x y 300L)[0]
+            use stats = (StatisticsPass.statisticsPass net x y 300L)[0]
             use proposal = propose net 0 stats 3 (options 0.0 true)
             Expect.isGreaterThan proposal.Count 0 "neurons proposed"
             // The minimum of the real loss over a fine log grid (0.01 … 100, 1 % steps).
-            let lossAt = Growth.candidateLoss net 0 proposal stats x y
+            let lossAt = GammaSearch.candidateLoss net 0 proposal stats x y
             let best = [ for k in 0 .. 925 -> 0.01 * 1.01 ** float k ] |> List.minBy lossAt
-            let event = Growth.growJunctionWithin 2.0 net 0 proposal stats x y
+            let event = GammaSearch.growJunctionWithin 2.0 net 0 proposal stats x y
             Expect.equal event.GammaBound infinity "no bound for a σ that cannot saturate"
             Expect.isTrue (event.Gamma >= best / sqrt 2.0 && event.Gamma <= best * sqrt 2.0) $"γ = {event.Gamma} within a √2 grid step of the minimum {best}"
             Expect.isLessThan event.LossAfter event.LossBefore "the loss fell"
@@ -199,9 +199,9 @@ let tests =
             // Dense tanh (bound active), and a CNN with BatchNorm whose new channels are passed
             // through in train mode (the probe loss the search measures uses batch statistics).
             let check (name: string) (net: Network) (x: torch.Tensor) (y: torch.Tensor) =
-                use stats = (Growth.statisticsPass net x y 64L)[0]
+                use stats = (StatisticsPass.statisticsPass net x y 64L)[0]
                 use proposal = propose net 0 stats 3 (options 0.0 true)
-                let event = Growth.growJunctionWithin 2.0 net 0 proposal stats x y
+                let event = GammaSearch.growJunctionWithin 2.0 net 0 proposal stats x y
                 Expect.isGreaterThan event.Added 0 $"{name}: neurons added (else this test shows nothing)"
                 let after = Training.probeLoss net x y
                 // The search computes only A's new channels (its existing ones are kept from before the
@@ -229,7 +229,7 @@ let tests =
                 use net = mlp 531L f64 5 [ 3 ] activation 3
                 use x = randn 532L 200L 5L
                 use y = labels 533L 200L 3L
-                use stats = (Growth.statisticsPass net x y 200L)[0]
+                use stats = (StatisticsPass.statisticsPass net x y 200L)[0]
                 use proposal = propose net 0 stats 3 (options 0.0 false)
                 Expect.isGreaterThan proposal.Count 0 $"{activation}: neurons proposed"
                 Expect.equal proposal.ActivationSlope slope0 $"{activation}: the proposal carries σ′(0⁺)"

@@ -139,7 +139,7 @@ let tests =
             // Column 1 := column 0: a duplicated feature on top of n = 5 < D2 = 21.
             x0.narrow(1L, 1L, 1L).copy_ (x0.narrow (1L, 0L, 1L)) |> ignore
             use y = labels 73L 5L 3L
-            use stats = (Growth.statisticsPass net x0 y 5L)[0]
+            use stats = (StatisticsPass.statisticsPass net x0 y 5L)[0]
             use proposal = propose net 0 stats 8 (options 0.0 true)
             let update = Bottleneck.existingWeightsUpdate stats 1e-10
             use delta = update.Delta

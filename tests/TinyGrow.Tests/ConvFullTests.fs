@@ -74,7 +74,7 @@ let tests =
                     use net = cnnWith "full" 11L f64 [| 2L; 9L; 9L |] [ a; b ] "gap" 3
                     use x = images 12L 4L 2L 9L
                     use y = labels 13L 4L 3L
-                    use stats = (Growth.statisticsPass net x y 4L)[0]
+                    use stats = (StatisticsPass.statisticsPass net x y 4L)[0]
                     let s, m, s2, m2, p = bruteForceFull net x y a b
                     for label, mine, brute in [ "S", stats.S, s; "M", stats.M, m; "S2", stats.S2, s2; "M2", stats.M2, m2; "P", stats.P, p ] do
                         Expect.isTrue (allClose mine brute 1e-12) $"{label}: shapes {mine.shape} vs {brute.shape}, max diff {maxAbsDiff mine brute}"
@@ -88,8 +88,8 @@ let tests =
             use restricted = cnn 41L f64 [| 2L; 9L; 9L |] [ a; b ] "gap" 3
             use x = images 42L 4L 2L 9L
             use y = labels 43L 4L 3L
-            use f = (Growth.statisticsPass full x y 4L)[0]
-            use r = (Growth.statisticsPass restricted x y 4L)[0]
+            use f = (StatisticsPass.statisticsPass full x y 4L)[0]
+            use r = (StatisticsPass.statisticsPass restricted x y 4L)[0]
             let out, d1 = r.M2.shape[1], r.P.shape[1]
             Expect.equal f.M2.shape [| r.M2.shape[0]; 9L * out |] "full M2 has a block per tap"
             Expect.isTrue (allClose (f.M2.narrow (1L, 4L * out, out)) r.M2 1e-12) "centre block of M2"
@@ -101,7 +101,7 @@ let tests =
             use net = cnnWith "full" 31L f64 [| 2L; 8L; 8L |] [ conv 3 3 1 1 1 true false "identity" "none"; conv 2 3 2 1 1 true false "identity" "none" ] "gap" 3
             use x = images 32L 20L 2L 8L
             use y = labels 33L 20L 3L
-            use stats = (Growth.statisticsPass net x y 20L)[0]
+            use stats = (StatisticsPass.statisticsPass net x y 20L)[0]
             use proposal = tiny.Propose (GrowthRequest (stats, net.Junctions[0], 10, options 0.0 true, null))
             Expect.isGreaterThan proposal.Count 0 "neurons proposed"
             Expect.equal proposal.FanOut.shape[0] (9L * 2L) "ω_k is a whole 3×3 kernel for each of B's 2 outputs"
@@ -112,7 +112,7 @@ let tests =
             Expect.isLessThan (abs (fd3 - exact)) (1e-4 * abs exact) "FD(1e-3) = Δ + Σλ² − c"
             Expect.isLessThan (abs (fd4 - exact)) (1e-4 * abs exact) "FD(1e-4) = Δ + Σλ² − c"
             use before = forward net x
-            (Growth.apply net 0 proposal stats 0.0).Commit ()
+            (Candidate.apply net 0 proposal stats 0.0).Commit ()
             use atZero = forward net x
             Expect.isTrue (identical atZero before) "γ = 0: outputs bit-identical"
         }
@@ -122,7 +122,7 @@ let tests =
             use net = cnnWith "full" 51L f64 [| 2L; 8L; 8L |] [ aSpec; bSpec ] "gap" 3
             use x = images 52L 20L 2L 8L
             use y = labels 53L 20L 3L
-            use stats = (Growth.statisticsPass net x y 20L)[0]
+            use stats = (StatisticsPass.statisticsPass net x y 20L)[0]
             use proposal = tiny.Propose (GrowthRequest (stats, net.Junctions[0], 4, options 0.0 true, null))
             let k = int64 proposal.Count
             Expect.isGreaterThan k 0L "neurons proposed"
@@ -143,7 +143,7 @@ let tests =
                 // ω_k's rows are (tap, output) tap-major: kernel [o, k, u, v] = ω_k[(u·3 + v)·2 + o].
                 let kernels = proposal.FanOut.reshape(3L, 3L, 2L, k).permute (2L, 3L, 0L, 1L)
                 existing + torch.nn.functional.conv2d (h, kernels * gamma, null, [| 2L; 2L |], [| 1L; 1L |], [| 1L; 1L |])
-            (Growth.apply net 0 proposal stats gamma).Commit ()
+            (Candidate.apply net 0 proposal stats gamma).Commit ()
             use after =
                 use _ = torch.no_grad ()
                 let _, records = net.ForwardRecording x
@@ -155,7 +155,7 @@ let tests =
             use net = cnnWith "full" 35L f64 [| 2L; 9L; 9L |] [ conv 2 3 1 1 1 true false "tanh" "none"; conv 3 3 2 1 1 true false "identity" "none"; denseSpec 4 ] "flatten" 3
             use x = images 36L 80L 2L 9L
             use y = labels 37L 80L 3L
-            use stats = (Growth.statisticsFor [| 1 |] 0 null net x y 80L)[0]
+            use stats = (StatisticsPass.statisticsFor [| 1 |] 0 null net x y 80L)[0]
             use proposal = tiny.Propose (GrowthRequest (stats, net.Junctions[1], 6, options 0.0 true, null))
             Expect.isGreaterThan proposal.Count 0 "neurons proposed"
             Expect.equal proposal.FanOut.shape[0] (25L * 4L) "ω_k has a weight per position (5×5) and dense output (4)"
@@ -163,7 +163,7 @@ let tests =
             printfn "full flatten FD: K=%d exact=%.10g FD(1e-3)=%.10g" proposal.Count exact fd3
             Expect.isLessThan (abs (fd3 - exact)) (1e-4 * abs exact) "FD(1e-3) = Δ + Σλ² − c"
             use before = forward net x
-            (Growth.apply net 1 proposal stats 0.0).Commit ()
+            (Candidate.apply net 1 proposal stats 0.0).Commit ()
             use atZero = forward net x
             Expect.isTrue (identical atZero before) "γ = 0: outputs bit-identical"
         }
@@ -174,8 +174,8 @@ let tests =
             use restricted = cnn 61L f64 [| 2L; 9L; 9L |] layers "gap" 3
             use x = images 62L 10L 2L 9L
             use y = labels 63L 10L 3L
-            use f = (Growth.statisticsFor [| 1 |] 0 null full x y 10L)[0]
-            use r = (Growth.statisticsFor [| 1 |] 0 null restricted x y 10L)[0]
+            use f = (StatisticsPass.statisticsFor [| 1 |] 0 null full x y 10L)[0]
+            use r = (StatisticsPass.statisticsFor [| 1 |] 0 null restricted x y 10L)[0]
             Expect.isEmpty (statsClose f r 0.0) "identical statistics"
         }
 
@@ -185,11 +185,11 @@ let tests =
             use x = torch.randn ([| 24L; 3L; 16L; 16L |], generator = g)
             use y = labels 72L 24L 10L
             let options = GrowthOptions (NeuronsPerStep = 2, RelativeThreshold = 0.0, Selection = "roundrobin")
-            use stats = (Growth.statisticsFor [| 0 |] 0 null net (x.narrow (0L, 0L, 16L)) (y.narrow (0L, 0L, 16L)) 16L)[0]
+            use stats = (StatisticsPass.statisticsFor [| 0 |] 0 null net (x.narrow (0L, 0L, 16L)) (y.narrow (0L, 0L, 16L)) 16L)[0]
             Expect.equal stats.M2.shape[1] (9L * 64L) "M2: a block per tap of conv2's 3×3 kernel"
             use proposal = tiny.Propose (GrowthRequest (stats, net.Junctions[0], 2, options, null))
             use before = forward net x
-            (Growth.apply net 0 proposal stats 0.0).Commit ()
+            (Candidate.apply net 0 proposal stats 0.0).Commit ()
             use atZero = forward net x
             Expect.isTrue (identical atZero before) "γ = 0: outputs bit-identical"
             let events = Growth.step net tiny options null 0 (x.narrow (0L, 0L, 16L)) (y.narrow (0L, 0L, 16L)) (x.narrow (0L, 16L, 8L)) (y.narrow (0L, 16L, 8L))

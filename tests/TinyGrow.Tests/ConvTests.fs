@@ -98,7 +98,7 @@ let tests =
                     use net = cnn 11L f64 [| 2L; 9L; 9L |] [ a; b ] "gap" 3
                     use x = images 12L 5L 2L 9L
                     use y = labels 13L 5L 3L
-                    use stats = (Growth.statisticsPass net x y 5L)[0]
+                    use stats = (StatisticsPass.statisticsPass net x y 5L)[0]
                     let s, m, s2, m2, p, ua = bruteForce net x y a b
                     // The same float64 products summed in another order: rounding only.
                     for label, mine, brute in [ "S", stats.S, s; "M", stats.M, m; "S2", stats.S2, s2; "M2", stats.M2, m2; "P", stats.P, p ] do
@@ -117,12 +117,12 @@ let tests =
             use net = cnn 21L f64 [| 2L; 9L; 9L |] [ conv 3 3 1 1 1 true false "tanh" "none"; conv 2 3 1 1 1 true false "tanh" "none" ] "gap" 3
             use x = images 22L 6L 2L 9L
             use y = labels 23L 6L 3L
-            use full = (Growth.statisticsPass net x y 6L)[0]
+            use full = (StatisticsPass.statisticsPass net x y 6L)[0]
             use g = new torch.Generator (24UL)
             let draws = 100
             use sum = torch.zeros_like full.S2
             for _ in 1 .. draws do
-                use s = (Growth.statisticsPassFrom 0 1 g net x y 6L)[0]
+                use s = (StatisticsPass.statisticsPassFrom 0 1 g net x y 6L)[0]
                 sum.add_ s.S2 |> ignore
             use mean = sum / float draws
             // 100 draws of ~28 of 486 rows: the mean's relative error is ~1/√(100·28) ≈ 2 %; 10 % is
@@ -137,7 +137,7 @@ let tests =
             use net = cnn 31L f64 [| 2L; 8L; 8L |] [ conv 3 3 1 1 1 true false "identity" "none"; conv 2 3 2 1 1 true false "identity" "none" ] "gap" 3
             use x = images 32L 20L 2L 8L
             use y = labels 33L 20L 3L
-            use stats = (Growth.statisticsPass net x y 20L)[0]
+            use stats = (StatisticsPass.statisticsPass net x y 20L)[0]
             use proposal = tiny.Propose (GrowthRequest (stats, net.Junctions[0], 10, options 0.0 true, null))
             Expect.isGreaterThan proposal.Count 0 "neurons proposed"
             let cross = Bottleneck.crossTerm stats (nonNull proposal.Delta) (directions proposal)
@@ -162,7 +162,7 @@ let tests =
                     // exactly and there is no bottleneck left to propose neurons for.
                     use x = images 36L 80L 2L 9L
                     use y = labels 37L 80L 3L
-                    use stats = (Growth.statisticsFor [| 1 |] 0 null net x y 80L)[0]
+                    use stats = (StatisticsPass.statisticsFor [| 1 |] 0 null net x y 80L)[0]
                     use proposal = tiny.Propose (GrowthRequest (stats, net.Junctions[1], 6, options 0.0 true, null))
                     Expect.isGreaterThan proposal.Count 0 "neurons proposed"
                     let cross = Bottleneck.crossTerm stats (nonNull proposal.Delta) (directions proposal)
@@ -176,7 +176,7 @@ let tests =
                         // b = W·mean patch + bias exactly: the GAP junction is a dense junction in disguise.
                         Expect.isLessThan (abs cross) (1e-10 * proposal.PredictedDecrease 1.0) "GAP: c = 0"
                     use before = forward net x
-                    (Growth.apply net 1 proposal stats 0.0).Commit ()
+                    (Candidate.apply net 1 proposal stats 0.0).Commit ()
                     use atZero = forward net x
                     Expect.isTrue (identical atZero before) "γ = 0: outputs bit-identical"
                     // By hand: the new channels' maps z_k = γ α_k ⋆ h (identity σ), then the dense layer
@@ -196,7 +196,7 @@ let tests =
                         let z = torch.nn.functional.conv2d (r.AInput, alphaW * gamma, alphaB * gamma, [| 2L; 2L |], [| 1L; 1L |], [| 1L; 1L |])
                         let pooled = if head = "gap" then z.mean ([| 2L; 3L |]) else z.sum ([| 2L; 3L |])
                         existing + pooled.mm (proposal.FanOut.t ()) * gamma
-                    (Growth.apply net 1 proposal stats gamma).Commit ()
+                    (Candidate.apply net 1 proposal stats gamma).Commit ()
                     use after =
                         use _ = torch.no_grad ()
                         let _, records = net.ForwardRecording x
@@ -209,7 +209,7 @@ let tests =
             use net = cnn 41L f64 [| 2L; 8L; 8L |] [ conv 3 3 1 1 1 true false "tanh" "none"; conv 2 3 2 1 1 true false "tanh" "none" ] "gap" 3
             use x = images 42L 10L 2L 8L
             use y = labels 43L 10L 3L
-            use stats = (Growth.statisticsPass net x y 10L)[0]
+            use stats = (StatisticsPass.statisticsPass net x y 10L)[0]
             use proposal = tiny.Propose (GrowthRequest (stats, net.Junctions[0], 4, options 0.0 true, null))
             let k = int64 proposal.Count
             Expect.isGreaterThan k 1L "several neurons"
@@ -235,12 +235,12 @@ let tests =
                 let _, records = net.ForwardRecording x
                 records[0].BOutput.clone ()
             use before = forward net x
-            let applied = Growth.apply net 0 proposal stats gamma
+            let applied = Candidate.apply net 0 proposal stats gamma
             Expect.equal net.Widths[0] (3 + int k) "A gained K channels"
             use after = bOutput ()
             // The same float64 products in another order: ~1e-15 relative.
             Expect.isTrue (allClose after expected 1e-12) $"B's output after apply = hand candidate (max diff {maxAbsDiff after expected})"
-            Growth.undo applied
+            Candidate.undo applied
             use restored = forward net x
             Expect.isTrue (identical restored before) "undo restores bit-identical outputs"
             Expect.equal net.Widths[0] 3 "width restored"
@@ -250,18 +250,18 @@ let tests =
             use net = cnn 51L f64 [| 2L; 8L; 8L |] [ conv 3 3 1 1 1 false true "relu" "none"; conv 2 3 1 1 1 false true "relu" "none" ] "gap" 3
             use x = images 52L 12L 2L 8L
             use y = labels 53L 12L 3L
-            use stats = (Growth.statisticsPass net x y 12L)[0]
+            use stats = (StatisticsPass.statisticsPass net x y 12L)[0]
             use proposal = tiny.Propose (GrowthRequest (stats, net.Junctions[0], 4, options 0.0 true, null))
             let k = int64 proposal.Count
             Expect.isGreaterThan k 0L "neurons proposed"
             use evalBefore = net.Forward (x, ForwardPass.Evaluation)
             use trainBefore = net.Forward (x, ForwardPass.Probe)
             let parametersBefore = net.Parameters
-            (Growth.apply net 0 proposal stats 0.0).Commit ()
+            (Candidate.apply net 0 proposal stats 0.0).Commit ()
             Expect.isTrue (Array.forall2 (fun (a: Modules.Parameter) (b: Modules.Parameter) -> obj.ReferenceEquals (a, b)) parametersBefore net.Parameters) "γ = 0 replaces nothing"
             use evalZero = net.Forward (x, ForwardPass.Evaluation)
             Expect.isTrue (identical evalZero evalBefore) "γ = 0: eval outputs bit-identical"
-            (Growth.apply net 0 proposal stats 0.8).Commit ()
+            (Candidate.apply net 0 proposal stats 0.8).Commit ()
             let block = net.Blocks[0] :?> CnnBlock
             let stage = block.Stages[0]
             use _ = torch.no_grad ()
@@ -289,13 +289,13 @@ let tests =
                 Expect.isTrue (isFinite out && System.Double.IsFinite l0 && System.Double.IsFinite l1) $"{label}: forward and training steps finite"
             let grow (net: Network) (j: int) (stats: JunctionStatistics) =
                 use p = tiny.Propose (GrowthRequest (stats, net.Junctions[j], 2, options 0.0 true, null))
-                (Growth.apply net j p stats 0.5).Commit ()
+                (Candidate.apply net j p stats 0.5).Commit ()
                 p.Count
             // The same conv (junction 0's A, with a bias) grown twice, statistics retaken between.
             do
                 use net = cnn 61L f64 [| 1L; 10L; 10L |] layers "gap" 3
-                let first = (use s = (Growth.statisticsPass net x y 16L)[0] in grow net 0 s)
-                let second = (use s = (Growth.statisticsPass net x y 16L)[0] in grow net 0 s)
+                let first = (use s = (StatisticsPass.statisticsPass net x y 16L)[0] in grow net 0 s)
+                let second = (use s = (StatisticsPass.statisticsPass net x y 16L)[0] in grow net 0 s)
                 Expect.equal net.Widths[0] (2 + first + second) "grown twice"
                 let ps = net.Junctions[0].A.Parameters |> Seq.toArray
                 Expect.equal ps[1].shape[0] (int64 (2 + first + second)) "bias grew with the weight"
@@ -304,7 +304,7 @@ let tests =
             // Conv l (junction 1) then conv l−1 (junction 0), from one set of statistics.
             do
                 use net = cnn 61L f64 [| 1L; 10L; 10L |] layers "gap" 3
-                let stats = Growth.statisticsPass net x y 16L
+                let stats = StatisticsPass.statisticsPass net x y 16L
                 let k1 = grow net 1 stats[1]
                 let k0 = grow net 0 stats[0]
                 stats |> Array.iter (fun s -> s.Dispose ())
@@ -314,7 +314,7 @@ let tests =
             // give conv 1's newest input channels zero weight.
             do
                 use net = cnn 61L f64 [| 1L; 10L; 10L |] layers "gap" 3
-                let stats = Growth.statisticsPass net x y 16L
+                let stats = StatisticsPass.statisticsPass net x y 16L
                 let k0 = grow net 0 stats[0]
                 let k1 = grow net 1 stats[1]
                 stats |> Array.iter (fun s -> s.Dispose ())
@@ -343,10 +343,10 @@ let tests =
             // Round-robin step 0 grows the first block only: a stage-4 junction's S2 is 4,608² (512
             // residual channels × 3×3), whose float64 eigh alone takes seconds.
             let options = GrowthOptions (NeuronsPerStep = 2, RelativeThreshold = 0.0, Selection = "roundrobin")
-            use stats = (Growth.statisticsFor [| 0 |] 0 null net (x.narrow (0L, 0L, 16L)) (y.narrow (0L, 0L, 16L)) 16L)[0]
+            use stats = (StatisticsPass.statisticsFor [| 0 |] 0 null net (x.narrow (0L, 0L, 16L)) (y.narrow (0L, 0L, 16L)) 16L)[0]
             use proposal = tiny.Propose (GrowthRequest (stats, net.Junctions[0], 2, options, null))
             use before = forward net x
-            (Growth.apply net 0 proposal stats 0.0).Commit ()
+            (Candidate.apply net 0 proposal stats 0.0).Commit ()
             use atZero = forward net x
             Expect.isTrue (identical atZero before) "γ = 0: outputs bit-identical"
             let events = Growth.step net tiny options null 0 (x.narrow (0L, 0L, 16L)) (y.narrow (0L, 0L, 16L)) (x.narrow (0L, 16L, 8L)) (y.narrow (0L, 16L, 8L))

@@ -67,8 +67,8 @@ let isFinite (t: torch.Tensor) =
 
 /// Mean loss of the network with `proposal` applied to junction j at γ, then undone.
 let lossWith (net: Network) (j: int) (proposal: NeuronProposal) (stats: JunctionStatistics) (x: torch.Tensor) (y: torch.Tensor) (gamma: float) =
-    let applied = Growth.apply net j proposal stats gamma
-    try Training.meanLoss net x y finally Growth.undo applied
+    let applied = Candidate.apply net j proposal stats gamma
+    try Training.meanLoss net x y finally Candidate.undo applied
 
 /// Largest absolute entry (0 for an empty tensor).
 let maxAbs (t: torch.Tensor) = if t.numel () = 0L then 0.0 else t.abs().max().ToDouble ()

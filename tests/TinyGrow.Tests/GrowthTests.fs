@@ -1,4 +1,4 @@
-/// Growth.apply / undo / lineSearch and the first-order prediction of a `tiny` proposal against
+/// Candidate.apply / undo / lineSearch and the first-order prediction of a `tiny` proposal against
 /// the real loss (DESIGN §4, §4.1, §4.4).
 module TinyGrow.Tests.GrowthTests
 
@@ -20,7 +20,7 @@ let private finiteDifference (activation: string) (useDelta: bool) =
     use net = mlp 101L f64 6 [ 4 ] activation 3
     use x = randn 102L 200L 6L
     use y = labels 103L 200L 3L
-    use stats = (Growth.statisticsPass net x y 64L)[0]
+    use stats = (StatisticsPass.statisticsPass net x y 64L)[0]
     use proposal = propose net 0 stats 10 (options 0.0 useDelta)
     let update = Bottleneck.existingWeightsUpdate stats 1e-10
     use delta = update.Delta
@@ -101,11 +101,11 @@ let tests =
             use net = mlp 111L f64 5 [ 3 ] "tanh" 4
             use x = randn 112L 30L 5L
             use y = labels 113L 30L 4L
-            use stats = (Growth.statisticsPass net x y 30L)[0]
+            use stats = (StatisticsPass.statisticsPass net x y 30L)[0]
             use proposal = propose net 0 stats 4 (options 0.0 true)
             use before = forward net x
             let parametersBefore = net.Parameters
-            let applied = Growth.apply net 0 proposal stats 0.0
+            let applied = Candidate.apply net 0 proposal stats 0.0
             Expect.isTrue (Array.forall2 (fun (a: Modules.Parameter) (b: Modules.Parameter) -> obj.ReferenceEquals (a, b)) parametersBefore net.Parameters) "nothing replaced at γ = 0"
             applied.Commit ()
             use after = forward net x
@@ -117,20 +117,20 @@ let tests =
             use net = mlp 121L f64 5 [ 3 ] "tanh" 4
             use x = randn 122L 40L 5L
             use y = labels 123L 40L 4L
-            use stats = (Growth.statisticsPass net x y 40L)[0]
+            use stats = (StatisticsPass.statisticsPass net x y 40L)[0]
             use proposal = propose net 0 stats 4 (options 0.0 true)
             Expect.isGreaterThan proposal.Count 1 "several neurons"
             use before = forward net x
             let gamma = 0.7
             use expected = handForward net proposal gamma x
-            let applied = Growth.apply net 0 proposal stats gamma
+            let applied = Candidate.apply net 0 proposal stats gamma
             Expect.equal (layerOf net 0).OutputWidth (3 + proposal.Count) "A gained K outputs"
             Expect.equal (layerOf net 1).InputWidth (3 + proposal.Count) "B gained K inputs"
             use after = forward net x
             // Same float64 operations in another order (one GEMM over [h, new] vs two): ~1e-15 relative.
             Expect.isTrue (allClose after expected 1e-12) $"forward after apply = hand candidate (max diff {maxAbsDiff after expected})"
             Expect.isFalse (allClose after before 1e-6) "the candidate changes the function (else the check is empty)"
-            Growth.undo applied
+            Candidate.undo applied
             use restored = forward net x
             Expect.isTrue (identical restored before) "undo restores bit-identical outputs"
             Expect.equal net.Widths [| 3 |] "width restored"
@@ -140,7 +140,7 @@ let tests =
             use net = mlpWith false 131L f64 5 [ 3 ] "tanh" 4
             use x = randn 132L 40L 5L
             use y = labels 133L 40L 4L
-            use stats = (Growth.statisticsPass net x y 40L)[0]
+            use stats = (StatisticsPass.statisticsPass net x y 40L)[0]
             Expect.equal stats.S2.shape [| 5L; 5L |] "no trailing 1 in b̃"
             Expect.equal stats.S.shape [| 3L; 3L |] "no trailing 1 in b"
             use proposal = propose net 0 stats 4 (options 0.0 true)
@@ -154,7 +154,7 @@ let tests =
                 use existing = h.mm ((wB - deltaOf proposal * (gamma * gamma)).t ())
                 use fresh = torch.tanh (x.mm (proposal.FanIn.t ()) * gamma)
                 existing + fresh.mm (proposal.FanOut.t ()) * gamma
-            Growth.commit (Growth.apply net 0 proposal stats gamma)
+            Candidate.commit (Candidate.apply net 0 proposal stats gamma)
             use after = forward net x
             // As with biases: the same float64 operations in another order.
             Expect.isTrue (allClose after expected 1e-12) $"forward after apply = hand candidate (max diff {maxAbsDiff after expected})"
@@ -164,13 +164,13 @@ let tests =
             use net = mlp 141L f64 5 [ 3; 3 ] "tanh" 4
             use x = randn 142L 40L 5L
             use y = labels 143L 40L 4L
-            let stats = Growth.statisticsPass net x y 40L
+            let stats = StatisticsPass.statisticsPass net x y 40L
             use p0 = propose net 0 stats[0] 2 (options 0.0 true)
             use p1 = propose net 1 stats[1] 2 (options 0.0 true)
             let gamma = 0.5
-            Growth.commit (Growth.apply net 0 p0 stats[0] gamma)
+            Candidate.commit (Candidate.apply net 0 p0 stats[0] gamma)
             Expect.equal (layerOf net 1).InputWidth 5 "layer 1 gained 2 inputs"
-            Growth.commit (Growth.apply net 1 p1 stats[1] gamma)
+            Candidate.commit (Candidate.apply net 1 p1 stats[1] gamma)
             stats |> Array.iter (fun s -> s.Dispose ())
             let w1, b1 = weightAndBias (layerOf net 1)
             Expect.equal w1.shape [| 5L; 5L |] "layer 1: 3 + 2 rows, 3 + 2 columns"
@@ -185,7 +185,7 @@ let tests =
 
         test "lineSearch goes above 1 when the optimum is at γ = 5" {
             let lossAt (g: float) = (g - 5.0) ** 2.0
-            let gamma, loss, loss0 = Growth.lineSearch lossAt 24
+            let gamma, loss, loss0 = GammaSearch.lineSearch lossAt 24
             // The search moves on a √2 grid: the best grid point is within a factor √2 of 5.
             Expect.isGreaterThan gamma 1.0 "not capped at 1"
             Expect.isTrue (gamma >= 5.0 / sqrt 2.0 && gamma <= 5.0 * sqrt 2.0) $"γ = {gamma} within a grid step of 5"
@@ -194,13 +194,13 @@ let tests =
         }
 
         test "lineSearch goes far above 1 (optimum 40)" {
-            let gamma, _, _ = Growth.lineSearch (fun g -> (g - 40.0) ** 2.0) 24
+            let gamma, _, _ = GammaSearch.lineSearch (fun g -> (g - 40.0) ** 2.0) 24
             // √2 grid, as above.
             Expect.isTrue (gamma >= 40.0 / sqrt 2.0 && gamma <= 40.0 * sqrt 2.0) $"γ = {gamma} within a grid step of 40"
         }
 
         test "lineSearch returns 0 when every γ > 0 is worse than γ = 0" {
-            let gamma, loss, loss0 = Growth.lineSearch (fun g -> 1.0 + g * g) 24
+            let gamma, loss, loss0 = GammaSearch.lineSearch (fun g -> 1.0 + g * g) 24
             Expect.equal gamma 0.0 "γ = 0 chosen"
             Expect.equal loss loss0 "loss at 0 returned"
         }
@@ -215,7 +215,7 @@ let tests =
                     yield $"quartic {opt}", (fun (g: float) -> 1.0 - g * g + (g ** 4.0) / (2.0 * opt * opt)) ]
             let shortfalls =
                 [ for name, lossAt in shapes do
-                    let gamma, loss, loss0 = Growth.lineSearch lossAt 24
+                    let gamma, loss, loss0 = GammaSearch.lineSearch lossAt 24
                     // The best the √2 grid 1, 1/√2, 1/2, … can do.
                     let bestOnGrid = [ for k in 0 .. 24 -> lossAt (sqrt 2.0 ** float -k) ] |> List.min
                     // Half of the grid's best decrease: a search that stops at the first γ below
@@ -233,11 +233,11 @@ let tests =
             use onlyDelta = proposal 0 5.0 [||]
             use wide = proposal 2 0.1 [| 0.3; 0.2 |]   // 0.5 over 200 parameters
             use narrow = proposal 1 0.0 [| 0.1 |]      // 0.1 over 10 parameters: better per parameter
-            let j, _ = Growth.bestProposal added [ 0, wide; 1, narrow; 2, onlyDelta ]
+            let j, _ = Selection.bestProposal added [ 0, wide; 1, narrow; 2, onlyDelta ]
             Expect.equal j 1 "the best decrease per added parameter, not the δ-only junction"
             use a = proposal 0 5.0 [||]
             use b = proposal 0 1.0 [||]
-            let j, _ = Growth.bestProposal added [ 0, b; 1, a ]
+            let j, _ = Selection.bestProposal added [ 0, b; 1, a ]
             Expect.equal j 1 "no neurons anywhere: the largest δ decrease"
         }
     

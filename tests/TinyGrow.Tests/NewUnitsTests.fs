@@ -23,7 +23,7 @@ let private unitOptions (useDelta: bool) = GrowthOptions (RelativeThreshold = 0.
 /// Statistics of junction 0 over (x, y) in one batch, every row kept in the row sample (so that the
 /// refit's expectations are the data's, not a sample's).
 let private statisticsKeepingAll (net: Network) (x: torch.Tensor) (y: torch.Tensor) =
-    (Growth.statisticsWith 1_000_000 (fun _ -> null) 0 [| 0 |] 0 null net x y x.shape[0])[0]
+    (StatisticsPass.statisticsWith 1_000_000 (fun _ -> null) 0 [| 0 |] 0 null net x y x.shape[0])[0]
 
 /// The strategy's proposal for junction 0, adapted as the engine adapts it.
 let private unitProposal (net: Network) (stats: JunctionStatistics) (options: GrowthOptions) (k: int) =
@@ -83,8 +83,8 @@ let tests =
                 let predicted = proposal.PredictedDecrease 1.0
                 Expect.isGreaterThan predicted 1e-6 $"a decrease is predicted (δ {useDelta})"
                 let measuredRate gamma =
-                    let applied = Growth.apply net 0 proposal stats gamma
-                    try (l0 - probeLoss net x y) / gamma finally Growth.undo applied
+                    let applied = Candidate.apply net 0 proposal stats gamma
+                    try (l0 - probeLoss net x y) / gamma finally Candidate.undo applied
                 let errors = [ for gamma in [ 1e-1; 1e-2; 1e-3 ] -> abs (measuredRate gamma - predicted) / predicted ]
                 // The remainder is O(γ): it shrinks about tenfold per decade of γ (a wrong slope would leave a constant).
                 Expect.isLessThan errors[2] 1e-4 $"(L(0) − L(γ))/γ → predicted(1) (δ {useDelta}; relative errors {errors})"
@@ -101,8 +101,8 @@ let tests =
             let l0 = probeLoss net x y
             let rate (p: NeuronProposal) =
                 let gamma = 1e-5
-                let applied = Growth.apply net 0 p stats gamma
-                try (l0 - probeLoss net x y) / gamma finally Growth.undo applied
+                let applied = Candidate.apply net 0 p stats gamma
+                try (l0 - probeLoss net x y) / gamma finally Candidate.undo applied
             let best = rate proposal
             // Without δ, the first-order rate is ⟨ω, E[v h]⟩ with ω = S_h⁻¹E[h v]: any other ω of the same
             // S_h-norm predicts less. Compare against the refit ω rotated a little in a random direction.
@@ -112,7 +112,7 @@ let tests =
             // Least squares ω* = S_h⁻¹E[h v] maximises ⟨ω, E[h v]⟩ / √(ωᵀS_hω) (Cauchy–Schwarz in the S_h
             // metric): the first-order rate per size of the change ωh it makes. Both measured on the network.
             let normOfChange (p: NeuronProposal) =
-                let applied = Growth.apply net 0 p stats 1.0
+                let applied = Candidate.apply net 0 p stats 1.0
                 try
                     use _ = torch.no_grad ()
                     let block = net.Blocks[0] :?> CnnBlock
@@ -123,7 +123,7 @@ let tests =
                     use change = torch.einsum ("ok,nkhw->nohw", w.to_type (fresh.dtype), fresh)
                     use sq = change.square().sum ()
                     sqrt (sq.ToDouble () / float x.shape[0])
-                finally Growth.undo applied
+                finally Candidate.undo applied
             let efficiency (p: NeuronProposal) = rate p / normOfChange p
             Expect.isGreaterThan (efficiency proposal) (efficiency otherProposal) "the refit ω lowers the loss most per size of the change it makes"
             Expect.isGreaterThan best 0.0 "and it lowers the loss"
@@ -137,7 +137,7 @@ let tests =
             use proposal = unitProposal net stats (unitOptions true) 2
             let k = int64 proposal.Count
             Expect.isGreaterThan k 0L "neurons proposed"
-            let applied = Growth.apply net 0 proposal stats 0.3
+            let applied = Candidate.apply net 0 proposal stats 0.3
             use candidateEval = (use _ = torch.no_grad () in net.Forward (x, ForwardPass.Evaluation))
             applied.Commit ()
             use grownEval = (use _ = torch.no_grad () in net.Forward (x, ForwardPass.Evaluation))
@@ -174,11 +174,11 @@ let tests =
                 let options = unitOptions true
                 options.NewUnitsCount <- "crossvalidated"
                 // Eight batches of 64: eight folds of whole batches.
-                use stats = (Growth.statisticsWith 1_000_000 (fun _ -> null) 0 [| 0 |] 0 null net x y 64L)[0]
+                use stats = (StatisticsPass.statisticsWith 1_000_000 (fun _ -> null) 0 [| 0 |] 0 null net x y 64L)[0]
                 use raw = tiny.Propose (GrowthRequest (stats, net.Junctions[0], 4, options, null))
                 let inSample =
                     // The same proposal without folds (one batch's rows): the in-sample prediction.
-                    use one = (Growth.statisticsWith 1_000_000 (fun _ -> null) 0 [| 0 |] 0 null net x y 512L)[0]
+                    use one = (StatisticsPass.statisticsWith 1_000_000 (fun _ -> null) 0 [| 0 |] 0 null net x y 512L)[0]
                     use rawOne = tiny.Propose (GrowthRequest (one, net.Junctions[0], 4, options, null))
                     use p = (NewUnits.adapt options net.Junctions[0] one rawOne).Value
                     p.PredictedDecrease 1.0 - p.DeltaDecrease, p.PredictedDecrease 1.0
@@ -187,8 +187,8 @@ let tests =
                 let l0 = probeLoss net heldX heldY
                 let gamma = 1e-3
                 let measured =
-                    let applied = Growth.apply net 0 proposal stats gamma
-                    try (l0 - probeLoss net heldX heldY) / gamma finally Growth.undo applied
+                    let applied = Candidate.apply net 0 proposal stats gamma
+                    try (l0 - probeLoss net heldX heldY) / gamma finally Candidate.undo applied
                 proposal.Count, inSample, inSampleTotal, proposal.PredictedDecrease 1.0, measured
             // Random labels: whatever lowers this loss in-sample is noise.
             for seed in [ 400L; 410L; 420L ] do
@@ -211,12 +211,12 @@ let tests =
                 use heldX = images 310L 256L 2L 8L
                 use heldY = learnableLabels heldX
                 let options = GrowthOptions (RelativeThreshold = 0.0, UseDelta = true, EigenCutoff = 1e-10, NewUnits = mode)
-                use stats = (Growth.statisticsWith (NewUnits.sampleRowsFor options) (fun _ -> null) 0 [| 0 |] 0 null net x y 256L)[0]
+                use stats = (StatisticsPass.statisticsWith (NewUnits.sampleRowsFor options) (fun _ -> null) 0 [| 0 |] 0 null net x y 256L)[0]
                 use raw = tiny.Propose (GrowthRequest (stats, net.Junctions[0], 2, options, null))
                 let adapted = NewUnits.adapt options net.Junctions[0] stats raw
                 let proposal = defaultArg adapted raw
                 // γ as the engine chooses it: the line search on held-out samples.
-                let e = Growth.growJunction net 0 proposal stats heldX heldY
+                let e = GammaSearch.growJunction net 0 proposal stats heldX heldY
                 adapted |> Option.iter (fun p -> p.Dispose ())
                 Expect.isGreaterThan e.Added 0 $"{mode}: neurons added (γ = {e.Gamma})"
                 let norms = unitGradientNorms net x y

@@ -19,10 +19,10 @@ let private checkCarriesState (name: string) (makeOptimizer: Network -> IOptimiz
     let before = Array.init slots (fun i -> optimizer.State i |> Array.map (fun t -> t.clone ()))
     Expect.isTrue (before |> Array.forall (fun s -> s.Length > 0)) $"{name}: every slot has state after training"
     Expect.isTrue (before |> Array.exists (fun s -> maxAbs s[0] > 0.0)) $"{name}: the state is not all zero (else the check is empty)"
-    use stats = (Growth.statisticsPass net x y 64L)[0]
+    use stats = (StatisticsPass.statisticsPass net x y 64L)[0]
     use proposal = propose net 0 stats 2 (options 0.0 true)
     Expect.equal proposal.Count 2 "two neurons"
-    Growth.commit (Growth.apply net 0 proposal stats 0.5)
+    Candidate.commit (Candidate.apply net 0 proposal stats 0.5)
     optimizer.AfterGrowth ()
     let grownShapes = net.Parameters |> Array.map (fun p -> p.shape)
     Expect.equal grownShapes[0] [| 5L; 5L |] "A's weight gained 2 rows"

@@ -42,7 +42,7 @@ let tests =
             use net = mlp 501L f64 6 [ 2; 2 ] "tanh" 3
             use x = randn 502L 200L 6L
             use y = labels 503L 200L 3L
-            let stats = Growth.statisticsPass net x y 200L
+            let stats = StatisticsPass.statisticsPass net x y 200L
             try
                 for j in 0 .. net.JunctionCount - 1 do
                     let request = GrowthRequest (stats[j], net.Junctions[j], 4, options 0.0 true, null)

@@ -58,7 +58,7 @@ let tests =
                 use net = net
                 use x = x
                 use y = y
-                let stats = Growth.statisticsPass net x y x.shape[0]
+                let stats = StatisticsPass.statisticsPass net x y x.shape[0]
                 try
                     Expect.isGreaterThan net.JunctionCount 1 $"{name}: several junctions"
                     let mutable withCandidates = 0
@@ -75,30 +75,30 @@ let tests =
                         use proposal = propose net j stats[j] 2 (options 0.0 true)
                         if proposal.Count > 0 then
                             withCandidates <- withCandidates + 1
-                            let applied = Growth.apply net j proposal stats[j] 0.7
+                            let applied = Candidate.apply net j proposal stats[j] 0.7
                             try
                                 let withCandidate = net.Forward (x, ForwardPass.Probe)
                                 let scale = largest withCandidate
                                 Expect.isGreaterThan (maxAbsDiff withCandidate full) (100.0 * rounding * scale) $"{name} junction {j}: the candidate changes the output far beyond rounding"
                                 let resumed = net.ForwardFrom (point, ForwardPass.Probe)
                                 Expect.isLessThanOrEqual (maxAbsDiff resumed withCandidate) (rounding * scale) $"{name} junction {j}: resumed = full with the candidate, to rounding"
-                            finally Growth.undo applied
+                            finally Candidate.undo applied
                     Expect.equal withCandidates junctions.Length $"{name}: every junction checked had a candidate to apply (else this shows little)"
                 finally stats |> Array.iter (fun s -> s.Dispose ())
         }
 
         test "the search's losses from kept samples equal candidateLoss (full forward) to rounding for every γ, over several probe chunks too" {
             let check (name: string) (net: Network) (x: torch.Tensor) (y: torch.Tensor) (junctions: int list) =
-                let stats = Growth.statisticsPass net x y (min 256L x.shape[0])
+                let stats = StatisticsPass.statisticsPass net x y (min 256L x.shape[0])
                 try
                     for j in junctions do
                         use scope = torch.NewDisposeScope ()
                         use proposal = propose net j stats[j] 2 (options 0.0 true)
-                        let samples = Growth.keepSearchSamples net j x y
+                        let samples = GammaSearch.keepSearchSamples net j x y
                         Expect.equal samples.Loss0 (Training.probeLoss net x y) $"{name} junction {j}: L(0)"
                         for gamma in [ 0.25; 1.0; 3.0 ] do
-                            let full = Growth.candidateLoss net j proposal stats[j] x y gamma
-                            let resumed = Growth.candidateLossFrom net samples proposal stats[j] gamma
+                            let full = GammaSearch.candidateLoss net j proposal stats[j] x y gamma
+                            let resumed = GammaSearch.candidateLossFrom net samples proposal stats[j] gamma
                             Expect.isLessThanOrEqual (abs (resumed - full)) (lossRounding * full) $"{name} junction {j}, γ = {gamma}: {resumed} vs {full}"
                 finally stats |> Array.iter (fun s -> s.Dispose ())
             for name, net, x, y, junctions in models () do
@@ -118,17 +118,17 @@ let tests =
             use net = mlp 931L f32 6 [ 3 ] "tanh" 3
             use x = torch.zeros ([| 0L; 6L |], dtype = f32)
             use y = torch.zeros ([| 0L |], dtype = torch.ScalarType.Int64)
-            Expect.throwsC (fun () -> Growth.keepSearchSamples net 0 x y |> ignore)
+            Expect.throwsC (fun () -> GammaSearch.keepSearchSamples net 0 x y |> ignore)
                 (fun e -> Expect.stringContains e.Message "Growth:GammaSearchSamples" "names the option")
         }
 
         test "at a later junction the committed network's probe loss is the loss the search measured, to rounding" {
             let check (name: string) (net: Network) (j: int) (x: torch.Tensor) (y: torch.Tensor) =
-                use stats = (Growth.statisticsPass net x y x.shape[0])[j]
+                use stats = (StatisticsPass.statisticsPass net x y x.shape[0])[j]
                 use proposal = propose net j stats 3 (options 0.0 true)
                 // The full-forward loss on the search's grid, before the commit: what the tolerance must tell apart.
-                let grid = dict [ for k in -8 .. 8 -> k, Growth.candidateLoss net j proposal stats x y (2.0 ** (float k / 2.0)) ]
-                let event = Growth.growJunctionWithin 2.0 net j proposal stats x y
+                let grid = dict [ for k in -8 .. 8 -> k, GammaSearch.candidateLoss net j proposal stats x y (2.0 ** (float k / 2.0)) ]
+                let event = GammaSearch.growJunctionWithin 2.0 net j proposal stats x y
                 Expect.isGreaterThan event.Added 0 $"{name}: neurons added (else this test shows nothing)"
                 let after = Training.probeLoss net x y
                 Expect.isLessThanOrEqual (abs (after - event.LossAfter)) (lossRounding * after) $"{name}: probe loss after commit at γ = {event.Gamma}: {after} vs the search's {event.LossAfter}"

@@ -239,7 +239,7 @@ let tests =
                         [ ConvTests.conv 3 3 1 1 1 true false "tanh" "none"; ConvTests.conv 2 3 1 1 1 true false "tanh" "none" ] "gap" 3
                 use x = ConvTests.images 32L 100L 8L 2L
                 use y = labels 33L 100L 3L
-                use s = (Growth.statisticsGrouped 16 [| 0 |] 0 null net x y 1L)[0]
+                use s = (StatisticsPass.statisticsGrouped 16 [| 0 |] 0 null net x y 1L)[0]
                 let groupS2 =
                     match s.GroupRows, s.GroupS2 with
                     | NonNull rows, _ -> torch.stack ([| for r in rows -> r.t().mm r |], 0L)
@@ -268,7 +268,7 @@ let tests =
                     use net = mlp (500L + seed) f32 10 [ 4; 4 ] "tanh" 10
                     use x = (randn (600L + seed) 4096L 10L).to_type f32
                     use y = labels (700L + seed) 4096L 10L
-                    let stats = Growth.statisticsGrouped 16 [| 0; 1 |] 0 null net x y 256L
+                    let stats = StatisticsPass.statisticsGrouped 16 [| 0; 1 |] 0 null net x y 256L
                     for j in 0 .. 1 do
                         use s = stats[j]
                         use p = tiny.Propose (GrowthRequest (s, net.Junctions[j], 32, signflip (), new torch.Generator (uint64 seed)))

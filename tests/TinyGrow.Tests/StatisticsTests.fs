@@ -39,7 +39,7 @@ let tests =
             use x = randn 12L 100L 5L
             use y = labels 13L 100L 3L
             // 100 = 3·32 + 4: uneven batches on purpose.
-            let stats = Growth.statisticsPass net x y 32L
+            let stats = StatisticsPass.statisticsPass net x y 32L
             use s = stats[0]
             let b, bt, g = directRows net x y
             use b = b
@@ -95,8 +95,8 @@ let tests =
             use y = labels 24L 50L 4L
             use xx = torch.cat ([| x; x |], 0L)
             use yy = torch.cat ([| y; y |], 0L)
-            use once = (Growth.statisticsPass net x y 50L)[0]
-            use twice = (Growth.statisticsPass net xx yy 100L)[0]
+            use once = (StatisticsPass.statisticsPass net x y 50L)[0]
+            use twice = (StatisticsPass.statisticsPass net xx yy 100L)[0]
             // float64 rounding of sums of ≤100 products: ~1e-15 relative.
             Expect.isEmpty (statsClose once twice 1e-13) "S, M, S2, M2, P, tr E agree"
         }
@@ -105,10 +105,10 @@ let tests =
             use net = mlp 31L f64 6 [ 5; 4 ] "tanh" 3
             use x = randn 32L 100L 6L
             use y = labels 33L 100L 3L
-            let whole = Growth.statisticsPass net x y 1000L
+            let whole = StatisticsPass.statisticsPass net x y 1000L
             // 100 = 14·7 + 2 and 100 = 3·30 + 10: two uneven cuts.
-            let sevens = Growth.statisticsPass net x y 7L
-            let thirties = Growth.statisticsPass net x y 30L
+            let sevens = StatisticsPass.statisticsPass net x y 7L
+            let thirties = StatisticsPass.statisticsPass net x y 30L
             for j in 0 .. 1 do
                 // Only the summation order differs: float64 rounding, ~1e-15 relative.
                 Expect.isEmpty (statsClose whole[j] sevens[j] 1e-13) $"junction {j}: batches of 7"
@@ -116,7 +116,7 @@ let tests =
                 Expect.equal sevens[j].Samples 100L "samples"
             // Starting at junction 1 (the pass retaken after junction 0 grew) gives junction 1's
             // statistics alone, the same ones.
-            let fromOne = Growth.statisticsPassFrom 1 0 null net x y 30L
+            let fromOne = StatisticsPass.statisticsPassFrom 1 0 null net x y 30L
             Expect.equal fromOne.Length 1 "junctions 1.. only"
             Expect.isEmpty (statsClose whole[1] fromOne[0] 1e-13) "junction 1 from statisticsPassFrom 1"
             for s in Array.concat [ whole; sevens; thirties; fromOne ] do s.Dispose ()

@@ -33,12 +33,12 @@ let private checkProposal (name: string) (net: Network) (j: int) (stats: Junctio
     Expect.isTrue (isFinite p.FanIn && isFinite p.FanOut) $"{name}: finite weights"
     Expect.isTrue (p.NeuronScores |> Array.forall System.Double.IsFinite) $"{name}: finite scores"
     Expect.isTrue (System.Double.IsFinite (p.PredictedDecrease 1.0)) $"{name}: finite prediction"
-    let applied = Growth.apply net j p stats 1.0
+    let applied = Candidate.apply net j p stats 1.0
     try
         use _ = torch.no_grad ()
         use logits = net.Forward x
         Expect.isTrue (isFinite logits) $"{name}: finite forward with the proposal applied"
-    finally Growth.undo applied
+    finally Candidate.undo applied
 
 /// A CNN (conv → BN → relu → conv → BN → relu → GAP → dense → logits), float64.
 let private smallCnn () =
@@ -59,7 +59,7 @@ let tests =
             use net = mlp 601L f64 6 [ 3; 2 ] "tanh" 4
             use x = randn 602L 120L 6L
             use y = labels 603L 120L 4L
-            let stats = Growth.statisticsPass net x y 40L
+            let stats = StatisticsPass.statisticsPass net x y 40L
             try
                 for s in strategies do
                     for j in 0 .. net.JunctionCount - 1 do
@@ -74,7 +74,7 @@ let tests =
             use x = ConvTests.images 611L 10L 2L 8L
             use y = labels 612L 10L 4L
             Expect.equal net.JunctionCount 3 "three junctions"
-            let stats = Growth.statisticsPass net x y 5L
+            let stats = StatisticsPass.statisticsPass net x y 5L
             try
                 for s in strategies do
                     for j in 0 .. net.JunctionCount - 1 do
@@ -88,7 +88,7 @@ let tests =
             use net = mlp 621L f64 7 [ 4; 5 ] "tanh" 6
             use x = randn 622L 150L 7L
             use y = labels 623L 150L 6L
-            let stats = Growth.statisticsPass net x y 50L
+            let stats = StatisticsPass.statisticsPass net x y 50L
             try
                 for j in 0 .. net.JunctionCount - 1 do
                     use p = proposeWith gradmax net j stats[j] 3 (options 0.0 true) null
@@ -125,13 +125,13 @@ let tests =
             use net = mlp 631L f64 6 [ 2; 2 ] "tanh" 4
             use x = randn 632L 100L 6L
             use y = labels 633L 100L 4L
-            use stats = (Growth.statisticsPass net x y 50L)[0]
+            use stats = (StatisticsPass.statisticsPass net x y 50L)[0]
             use p = proposeWith gradmax net 0 stats 2 (options 0.0 true) null
             let l0 = Training.meanLoss net x y
             for gamma in [ 0.5; 1.0; 8.0 ] do
                 Expect.floatClose Accuracy.veryHigh (lossWith net 0 p stats x y gamma) l0 $"loss unchanged at γ = {gamma}"
             let before = net.Widths[0]
-            let event = Growth.growJunction net 0 p stats x y
+            let event = GammaSearch.growJunction net 0 p stats x y
             Expect.equal event.Gamma 1.0 "γ = 1"
             Expect.equal event.Added p.Count "every neuron added"
             Expect.equal net.Widths[0] (before + p.Count) "A grew"
@@ -155,8 +155,8 @@ let tests =
             use cnnNet = smallCnn ()
             use cx = ConvTests.images 644L 10L 2L 8L
             use cy = labels 645L 10L 4L
-            let stats = Growth.statisticsPass net x y 40L
-            let cnnStats = Growth.statisticsPass cnnNet cx cy 5L
+            let stats = StatisticsPass.statisticsPass net x y 40L
+            let cnnStats = StatisticsPass.statisticsPass cnnNet cx cy 5L
             try
                 for seed in 1UL .. 25UL do
                     for (n: Network), (st: JunctionStatistics[]) in [ net, stats; cnnNet, cnnStats ] do
@@ -187,7 +187,7 @@ let tests =
             use net = mlp 651L f64 5 [ 3 ] "identity" 4
             use x = randn 652L 200L 5L
             use y = labels 653L 200L 4L
-            use stats = (Growth.statisticsPass net x y 200L)[0]
+            use stats = (StatisticsPass.statisticsPass net x y 200L)[0]
             use g = new torch.Generator (654UL)
             use p = proposeWith random net 0 stats 3 (options 0.0 true) g
             let l0 = Training.meanLoss net x y

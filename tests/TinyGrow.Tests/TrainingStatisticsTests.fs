@@ -84,7 +84,7 @@ let private statisticsTests =
             // The noise floor of a pass at the start (no drift).
             let startNet, _ = fresh ()
             use startNet = startNet
-            use passStats = (Growth.statisticsGrouped groups [| 0 |] 0 null startNet x y batch)[0]
+            use passStats = (StatisticsPass.statisticsGrouped groups [| 0 |] 0 null startNet x y batch)[0]
             let passFloor, passCount = significance startNet passStats
             // A window over the 20 batches, training at lr 0.5 (the weights move far).
             let net, optimizer = fresh ()
@@ -111,7 +111,7 @@ let private statisticsTests =
             use net = mlp 70L f64 6 [ 5; 3 ] "tanh" 4
             let x, y, optimizer = problem net
             let stats = windowOver net optimizer 0.0 0 x y (fun _ _ _ -> ())
-            let pass = Growth.statisticsFor [| 0; 1 |] 0 null net x y 50L
+            let pass = StatisticsPass.statisticsFor [| 0; 1 |] 0 null net x y 50L
             for j in 0 .. 1 do
                 Expect.isEmpty (statsClose stats[j] pass[j] 1e-12) $"junction {j}: statistics that differ"
                 Expect.equal stats[j].Samples 200L $"junction {j}: 200 samples"
@@ -127,7 +127,7 @@ let private statisticsTests =
                 use idx = torch.tensor ([| for b in 0L .. 3L do for i in 0L .. 24L -> b * 50L + k * 25L + i |])
                 use xk = x.index_select (0L, idx)
                 use yk = y.index_select (0L, idx)
-                let chunk = Growth.statisticsFor [| 0; 1 |] 0 null net xk yk 100L
+                let chunk = StatisticsPass.statisticsFor [| 0; 1 |] 0 null net xk yk 100L
                 for j in 0 .. 1 do
                     // Group sums are on the scale of the whole window (1/200): the chunk's are on 1/100.
                     use m2 = chunk[j].M2 * 0.5
@@ -141,7 +141,7 @@ let private statisticsTests =
             let x, y, optimizer = problem net
             // Each batch's own statistics (a pass over that batch alone, before its training step), weighted by its samples.
             let perBatch = ResizeArray<JunctionStatistics[]> ()
-            let stats = windowOver net optimizer 0.1 0 x y (fun _ xb yb -> perBatch.Add (Growth.statisticsFor [| 0; 1 |] 0 null net xb yb 50L))
+            let stats = windowOver net optimizer 0.1 0 x y (fun _ xb yb -> perBatch.Add (StatisticsPass.statisticsFor [| 0; 1 |] 0 null net xb yb 50L))
             for j in 0 .. 1 do
                 let average (pick: JunctionStatistics -> torch.Tensor) =
                     perBatch |> Seq.map (fun s -> pick s[j]) |> Seq.reduce (fun a b -> a + b) |> fun t -> t / 4.0
@@ -149,7 +149,7 @@ let private statisticsTests =
                                     "M2", (fun s -> s.M2); "P", (fun s -> s.P) ] do
                     Expect.isTrue (allClose (pick stats[j]) (average pick) 1e-12) $"junction {j}: {name} is the batches' average"
                 // And not the statistics of the network the window ends with: the weights did move.
-                let atEnd = (Growth.statisticsFor [| j |] 0 null net x y 50L)[0]
+                let atEnd = (StatisticsPass.statisticsFor [| j |] 0 null net x y 50L)[0]
                 Expect.isFalse (allClose stats[j].M atEnd.M 1e-6) $"junction {j}: M differs from the final network's"
         }
     ]

@@ -232,7 +232,7 @@ let tests =
             use _ = update.Delta
             use n = Bottleneck.projectedN stats32 update.Delta
             // Float32 rows: a float32 factorisation, against a float64 one of the very same S2.
-            let w32, path32 = Growth.whiteningOf stats32 (cutoffOf stats32)
+            let w32, path32 = InputWhitening.whiteningOf stats32 (cutoffOf stats32)
             use w32 = w32
             Expect.stringContains path32 "float32" "float32 rows: factorised in float32"
             Expect.equal w32.dtype torch.ScalarType.Float64 "handed over in float64"
@@ -246,7 +246,7 @@ let tests =
             Expect.isTrue (relClose (Array.sumBy (fun l -> l * l) d32.Lambdas) (Array.sumBy (fun l -> l * l) d64.Lambdas) 1e-3) "Σλ² (the first-order decrease)"
             for t in [ d32.FanIn; d32.FanOut; d64.FanIn; d64.FanOut ] do t.Dispose ()
             // Float64 rows: the float64 factorisation, unchanged.
-            let w64, path64 = Growth.whiteningOf stats64 (cutoffOf stats64)
+            let w64, path64 = InputWhitening.whiteningOf stats64 (cutoffOf stats64)
             use w64 = w64
             Expect.stringContains path64 "float64" "float64 rows: factorised in float64"
             use reference = psdFactor stats64.S2 (cutoffOf stats64)
@@ -263,10 +263,10 @@ let tests =
             use net = mlp 901L f64 6 [ 4; 3 ] "tanh" 3
             use x = randn 902L 300L 6L
             use y = labels 903L 300L 3L
-            Expect.equal (Growth.readsInput net x) [ 0 ] "only junction 0's A reads the network's input"
+            Expect.equal (InputWhitening.readsInput net x) [ 0 ] "only junction 0's A reads the network's input"
             let options = GrowthOptions (RowsPerDimension = 0, RelativeThreshold = 0.0)
-            use w = Growth.inputWhitening net 0 options null x y
-            use stats = (Growth.statisticsFor [| 0 |] 0 null net x y 300L)[0]
+            use w = InputWhitening.inputWhitening net 0 options null x y
+            use stats = (StatisticsPass.statisticsFor [| 0 |] 0 null net x y 300L)[0]
             // WᵀW = S2⁺ (the fresh pseudo-inverse from the same samples).
             use wtw = w.t().mm w
             use pinv = pinvPsd stats.S2 (Bottleneck.effectiveCutoff options.EigenCutoff stats stats.S2.shape[0])
@@ -287,11 +287,11 @@ let tests =
             use x = randn 922L 30L 40L
             use y = labels 923L 30L 3L
             let options = GrowthOptions (RowsPerDimension = 0, RelativeThreshold = 0.0)
-            use cache = Growth.inputCovariance net 0 options null x y
+            use cache = InputWhitening.inputCovariance net 0 options null x y
             Expect.stringStarts cache.Path "QR of the rows" $"the rows' path ({cache.Path})"
-            use stats = (Growth.statisticsFor [| 0 |] 0 null net x y 300L)[0]
+            use stats = (StatisticsPass.statisticsFor [| 0 |] 0 null net x y 300L)[0]
             let cutoff = Bottleneck.effectiveCutoff options.EigenCutoff stats stats.S2.shape[0]
-            let eighW, eighPath = Growth.whiteningOf stats cutoff
+            let eighW, eighPath = InputWhitening.whiteningOf stats cutoff
             use eighW = eighW
             Expect.stringStarts eighPath "eigh" "S2 itself is singular: eigh"
             Expect.equal cache.Whitening.shape eighW.shape $"the same rank ({cache.Whitening.shape[0]} of 41)"
@@ -310,7 +310,7 @@ let tests =
             // With more samples than inputs the eigh (or Cholesky) path of S2 is kept.
             use x2 = randn 924L 60L 40L
             use y2 = labels 925L 60L 3L
-            use full = Growth.inputCovariance net 0 options null x2 y2
+            use full = InputWhitening.inputCovariance net 0 options null x2 y2
             Expect.isFalse (full.Path.StartsWith "QR") $"60 samples > 41: {full.Path}"
         }
         test "with its input covariance cached the statistics pass does not form S2, and the proposal is the one with S2 formed" {
@@ -320,10 +320,10 @@ let tests =
             let options = GrowthOptions (RowsPerDimension = 0, RelativeThreshold = 0.0)
             // The cache is taken on other samples than the step's, as the engine does: its S2 differs
             // from the step's own, so an S2 formed in the pass would show.
-            use cache = Growth.inputCovariance net 0 options null (x.narrow (0L, 0L, 300L)) (y.narrow (0L, 0L, 300L))
+            use cache = InputWhitening.inputCovariance net 0 options null (x.narrow (0L, 0L, 300L)) (y.narrow (0L, 0L, 300L))
             let stepX, stepY = x.narrow (0L, 300L, 300L), y.narrow (0L, 300L, 300L)
-            use formed = (Growth.statisticsFor [| 0 |] 0 null net stepX stepY 100L)[0]
-            use skipped = (Growth.statisticsWith 0 (fun j -> if j = 0 then cache.S2 else null) 0 [| 0 |] 0 null net stepX stepY 100L)[0]
+            use formed = (StatisticsPass.statisticsFor [| 0 |] 0 null net stepX stepY 100L)[0]
+            use skipped = (StatisticsPass.statisticsWith 0 (fun j -> if j = 0 then cache.S2 else null) 0 [| 0 |] 0 null net stepX stepY 100L)[0]
             Expect.isFalse (allClose formed.S2 cache.S2 1e-3) "the cached S2 is not the step's own"
             Expect.isTrue (identical skipped.S2 cache.S2) "the pass hands over the cached S2, not one it formed"
             for name, a, b in [ "S", skipped.S, formed.S; "M", skipped.M, formed.M; "M2", skipped.M2, formed.M2; "P", skipped.P, formed.P ] do

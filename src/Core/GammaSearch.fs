@@ -1,0 +1,271 @@
+/// Stage 3 of a growth step (DESIGN §4.1, §4.6): the amplitude γ, by line search on held-out training
+/// samples. γ = 0 (add nothing now) is always a choice; the search walks the grid 2^(k/2) up while the
+/// loss keeps falling (never capped at 1) and down when γ₁ is no better. A candidate is accepted when its
+/// held-out loss is below L(0) by more than the float32 rounding of the loss. Predicted decrease at γ:
+/// γ^p(Δ + σ′(0)Σ scores), p = 2 (scaled) or 1 (unit new units); measured_over_predicted compares.
+module TinyGrow.Core.GammaSearch
+
+open System
+open TorchSharp
+open TorchSharp.Modules
+open TinyGrow.Abstractions
+
+/// What a γ search found: γ, the loss there and at 0, and how many loss evaluations it took.
+type SearchResult =
+    { Gamma: float
+      Loss: float
+      Loss0: float
+      Evaluations: int
+      /// The smallest γ > 0 evaluated (+∞: none).
+      Lowest: float }
+
+/// The point of the search's grid (1·√2^k) nearest to `gamma` (> 0).
+let gridPoint (gamma: float) = 2.0 ** (Math.Round (2.0 * Math.Log2 gamma) / 2.0)
+
+/// The first γ a search from `start` evaluates: the grid point of `start` below `gammaMax`; a start
+/// that is not a positive finite number means 1 (the cold search).
+let firstGamma (start: float) (gammaMax: float) =
+    min gammaMax (if start > 0.0 && Double.IsFinite start then gridPoint start else 1.0)
+
+/// Grid points a γ search walks down from γ₁ looking for any decrease before it refuses the proposal:
+/// 4 is a factor 4 in γ, 16 in the γ² decrease of the first order. A proposal that lowers the loss at
+/// none of them is refused (γ = 0). Walking on to 2⁻¹² of γ₁ (as before) cost 26 loss evaluations per
+/// refusal; measured over 711 growth steps (Fashion-MNIST and CIFAR-10-shaped inputs, docs/results.md),
+/// a fifth of the steps were refused, their searches held 40 % of all evaluations, and of the accepted
+/// γ only 1.8 % lay more than 4 grid points below γ₁.
+let refusalSteps = 4
+
+/// γ search on the √2 grid 2^(k/2) (and gammaMax) below `gammaMax` (+∞: unbounded) starting at `start`: γ = 0 is always a
+/// choice (it means "add nothing now"). From γ₁ = min(grid point of `start`, gammaMax) the search
+/// goes up while the loss keeps falling (never capped: the last step up lands on gammaMax itself
+/// when the grid would cross it), or, if the next γ is no better, down while it keeps falling; if
+/// γ₁ is no better than γ = 0 it goes down (at most `refusalSteps` grid points) until the loss falls
+/// below the loss at 0, then on down while it keeps falling (the first γ below L(0) can hold a small part of the available decrease).
+/// Every start on the grid ends on the same γ when the loss is unimodal in γ; a start near the answer
+/// (e.g. the γ chosen for the junction last time) saves the evaluations of the way there from 1.
+let lineSearchFrom (start: float) (gammaMax: float) (lossAt: float -> float) (maxSteps: int) : SearchResult =
+    let factor = sqrt 2.0
+    let mutable evaluations = 0
+    let mutable lowest = infinity
+    let lossAt g =
+        evaluations <- evaluations + 1
+        if g > 0.0 then lowest <- min lowest g
+        lossAt g
+    let l0 = lossAt 0.0
+    let result gamma loss = { Gamma = gamma; Loss = loss; Loss0 = l0; Evaluations = evaluations; Lowest = lowest }
+    if not (gammaMax > 0.0) then result 0.0 l0
+    else
+        /// Moves γ by `step` while the loss keeps falling, never above gammaMax.
+        let rec follow (step: float) gamma loss k =
+            if k >= maxSteps || (step > 1.0 && gamma >= gammaMax) then gamma, loss
+            else
+                // Snapped to the grid so that every start walks the same points 2^(k/2), bit for bit.
+                let g = min gammaMax (gridPoint (gamma * step))
+                let next = lossAt g
+                if next < loss then follow step g next (k + 1) else gamma, loss
+        let g1 = firstGamma start gammaMax
+        let l1 = lossAt g1
+        if l1 < l0 then
+            let gamma, loss = follow factor g1 l1 0
+            // Stopped at γ₁: the best γ may lie below it (L(γ₁) barely under L(0)).
+            let gamma, loss = if gamma = g1 then follow (1.0 / factor) g1 l1 0 else gamma, loss
+            result gamma loss
+        else
+            let rec down gamma k =
+                if k >= min maxSteps refusalSteps then 0.0, l0
+                else
+                    let g = gridPoint (gamma / factor)
+                    let l = lossAt g
+                    if l < l0 then follow (1.0 / factor) g l k else down g (k + 1)
+            let gamma, loss = down g1 0
+            result gamma loss
+
+/// The cold search: lineSearchFrom γ₁ = 1.
+let lineSearchWithin (gammaMax: float) (lossAt: float -> float) (maxSteps: int) : SearchResult =
+    lineSearchFrom 1.0 gammaMax lossAt maxSteps
+
+/// The unbounded search. Returns (γ, loss at γ, loss at 0).
+let lineSearch (lossAt: float -> float) (maxSteps: int) : float * float * float =
+    let r = lineSearchWithin infinity lossAt maxSteps
+    r.Gamma, r.Loss, r.Loss0
+
+/// What one junction's growth did (a `growth` line of metrics.jsonl). Spreads are root mean
+/// squares of pre-activations on held-out samples (Amplitude); NaN when not measured (no neuron
+/// proposed). Seconds: the statistics pass that served this junction (0 when an earlier junction's
+/// pass did), the strategy's solve (whitening, SVD), the γ search (spreads + loss evaluations), the
+/// final apply.
+type GrowthEvent =
+    { Junction: int
+      Added: int
+      Gamma: float
+      PredictedDecrease: float
+      MeasuredDecrease: float
+      Bottleneck: float
+      Width: int
+      /// Held-out loss before the step and with the committed candidate (what the search measured at γ).
+      LossBefore: float
+      LossAfter: float
+      /// The amplitude bound on γ (+∞: none).
+      GammaBound: float
+      /// Median spread of A's existing neurons; largest and median spread of the new ones at γ.
+      ExistingSpread: float
+      NewSpread: float
+      NewSpreadMedian: float
+      LossEvaluations: int
+      /// Where the γ search started (γ₁; NaN: no search).
+      SearchStart: float
+      /// Where this junction's next γ search starts: the γ chosen, or after a refusal the smallest γ
+      /// tried (NaN: no search; the next start is then unchanged).
+      NextStart: float
+      StatisticsSeconds: float
+      SolveSeconds: float
+      SearchSeconds: float
+      ApplySeconds: float }
+
+/// The measured decrease at the chosen γ over the first-order prediction at that γ: about 1/2 for
+/// an honest prediction at the γ that minimises a loss quadratic in γ^p. NaN (null in metrics.jsonl)
+/// when nothing was added or nothing was predicted.
+let measuredOverPredicted (e: GrowthEvent) =
+    if e.Added > 0 && e.PredictedDecrease > 0.0 then e.MeasuredDecrease / e.PredictedDecrease else nan
+
+/// Loss on the held-out samples with the candidate (j, proposal, γ) applied, then undone.
+let candidateLoss (net: Network) (j: int) (proposal: NeuronProposal) (statistics: JunctionStatistics) (heldX: torch.Tensor) (heldY: torch.Tensor) (gamma: float) =
+    use scope = torch.NewDisposeScope () // the candidate's temporaries go with it
+    let applied = Candidate.apply net j proposal statistics gamma
+    try Training.probeLoss net heldX heldY
+    finally Candidate.undo applied
+
+/// The γ search's held-out samples, in Training.probeLoss's chunks, each with its resume point at
+/// the junction: one probe forward of the network as it is keeps them (its loss is L(0)), and every
+/// candidate is then evaluated from A on, A computing only the channels the candidate appends.
+/// Nothing before A depends on the candidate, so each loss is the one probeLoss would measure, to
+/// float32 rounding (the kept channels came from a GEMM with fewer rows; SearchResumeTests).
+/// The tensors live in the dispose scope the samples were kept in (one per search).
+type SearchSamples =
+    { Points: ResumePoint[]
+      Labels: torch.Tensor[]
+      Count: int64
+      /// Loss of the network as it is (γ = 0).
+      Loss0: float }
+
+/// Keeps junction j's search samples (and L(0)) from one probe forward of (heldX, heldY).
+let keepSearchSamples (net: Network) (j: int) (heldX: torch.Tensor) (heldY: torch.Tensor) : SearchSamples =
+    use _ = torch.no_grad ()
+    let n = heldX.shape[0]
+    if n = 0L then invalidArg (nameof heldX) "The γ search needs held-out samples (Growth:GammaSearchSamples ≥ 1 and a training split larger than the statistics samples)."
+    let mutable lossSum = 0.0
+    let kept =
+        [| for start, count in Training.probeChunks n do
+             let logits, point = net.ForwardKeeping (heldX.narrow (0L, start, count), j, ForwardPass.Probe)
+             let labels = heldY.narrow (0L, start, count)
+             lossSum <- lossSum + Training.crossEntropySum logits labels
+             yield point, labels |]
+    { Points = Array.map fst kept; Labels = Array.map snd kept; Count = n; Loss0 = lossSum / float n }
+
+/// candidateLoss from kept search samples: the same loss to rounding, without the layers before A
+/// nor A's existing channels.
+let candidateLossFrom (net: Network) (samples: SearchSamples) (proposal: NeuronProposal) (statistics: JunctionStatistics) (gamma: float) =
+    use _ = torch.no_grad ()
+    use scope = torch.NewDisposeScope ()
+    let applied = Candidate.apply net samples.Points[0].Junction proposal statistics gamma
+    try
+        let mutable lossSum = 0.0
+        for point, labels in Array.zip samples.Points samples.Labels do
+            use chunk = torch.NewDisposeScope ()
+            lossSum <- lossSum + Training.crossEntropySum (net.ForwardFrom (point, ForwardPass.Probe)) labels
+        lossSum / float samples.Count
+    finally Candidate.undo applied
+
+/// Relative loss decrease below which a candidate is treated as no better than γ = 0.
+let acceptanceMargin = 1e-6
+
+/// How far above the acceptance margin the first-order decrease must be where a search starts.
+let startFloorMargins = 100.0
+
+/// The lowest start of a warm γ search: the γ at which the proposal's first-order decrease γ²·pred(1)
+/// is `startFloorMargins` times the acceptance margin of the loss (0 when nothing is predicted). Refusals
+/// in a row walk the next start down (lineSearchFrom); without a floor a junction whose proposals were
+/// refused a few times searched only at γ whose decrease no float32 loss can show (measured on the
+/// Fashion-MNIST CNN: 1 → 2⁻¹⁴ in seven refusals), and so refused every later proposal, good or not.
+let startFloor (predictedAtOne: float) (loss0: float) =
+    if predictedAtOne > 0.0 && Double.IsFinite predictedAtOne then
+        sqrt (startFloorMargins * acceptanceMargin * abs loss0 / predictedAtOne)
+    else 0.0
+
+/// Held-out samples on which spreads are measured (RMS estimates; the loss uses all of them).
+let spreadSamples = 512L
+
+/// Spreads of junction j's proposal on (the first `spreadSamples` of) the held-out inputs.
+let spreadsOf (net: Network) (j: int) (proposal: NeuronProposal) (statistics: JunctionStatistics) (heldX: torch.Tensor) =
+    use _ = torch.no_grad ()
+    use scope = torch.NewDisposeScope ()
+    let _, records = net.ForwardRecording (heldX.narrow (0L, 0L, min spreadSamples heldX.shape[0]))
+    Amplitude.measure net.Junctions[j] proposal statistics records[j].AInput
+
+/// Searches γ for junction j's proposal below the amplitude bound (`amplitudeRatio`, see
+/// Amplitude; ≤ 0: none), starting at `start` (see lineSearchFrom; NaN: the cold search), and
+/// applies it if γ > 0. The committed network is the one the search measured: the same apply at the same γ.
+let growJunctionFrom (start: float) (amplitudeRatio: float) (net: Network) (j: int) (proposal: NeuronProposal) (statistics: JunctionStatistics)
+                       (heldX: torch.Tensor) (heldY: torch.Tensor) : GrowthEvent =
+    let clock = Diagnostics.Stopwatch.StartNew ()
+    let junction = net.Junctions[j]
+    // A proposal with a fixed Amplitude (GradMax's zero fan-in leaves the loss unchanged at every
+    // γ) is applied at that γ without a search or the acceptance margin; its loss is still measured.
+    let fixedAmplitude = proposal.Amplitude.HasValue && proposal.Count > 0
+    let spreads, bound, search, start =
+        use searchScope = torch.NewDisposeScope () // the kept samples go with the search
+        let samples = keepSearchSamples net j heldX heldY
+        let start = if Double.IsFinite start && start > 0.0 then max start (startFloor (proposal.PredictedDecrease 1.0) samples.Loss0) else start
+        let spreads =
+            // γ does not scale a unit proposal's features (FanOutAmplitude): there is nothing to bound.
+            if proposal.Count > 0 && amplitudeRatio > 0.0 && Amplitude.isBounded junction && not proposal.FanOutAmplitude then
+                let aInput = samples.Points[0].AInput
+                Some (Amplitude.measure junction proposal statistics (aInput.narrow (0L, 0L, min spreadSamples aInput.shape[0])))
+            else None
+        let bound = spreads |> Option.map (Amplitude.gammaBound amplitudeRatio) |> Option.defaultValue infinity
+        let lossAt gamma = if gamma = 0.0 then samples.Loss0 else candidateLossFrom net samples proposal statistics gamma
+        let search =
+            if fixedAmplitude then
+                { Gamma = proposal.Amplitude.Value; Loss = lossAt proposal.Amplitude.Value; Loss0 = lossAt 0.0; Evaluations = 2; Lowest = proposal.Amplitude.Value }
+            else lineSearchFrom start bound lossAt 24
+        spreads, bound, search, start
+    // A decrease within rounding of the loss (float32: ~1e-7 relative) is noise, not a reason to
+    // add neurons: below this margin γ = 0 wins. A γ whose loss is above L(0) is never accepted.
+    let gamma, loss =
+        if fixedAmplitude || search.Loss0 - search.Loss > acceptanceMargin * abs search.Loss0 then search.Gamma, search.Loss
+        else 0.0, search.Loss0
+    let searchSeconds = clock.Elapsed.TotalSeconds
+    clock.Restart ()
+    if gamma > 0.0 then Candidate.commit (Candidate.apply net j proposal statistics gamma)
+    let spreadAt (f: Amplitude.Spreads -> float) = spreads |> Option.map f |> Option.defaultValue nan
+    { Junction = j
+      Added = (if gamma > 0.0 then proposal.Count else 0)
+      Gamma = gamma
+      PredictedDecrease = proposal.PredictedDecrease gamma
+      MeasuredDecrease = search.Loss0 - loss
+      Bottleneck = proposal.Bottleneck
+      Width = junction.A.OutputWidth
+      LossBefore = search.Loss0
+      LossAfter = loss
+      GammaBound = bound
+      ExistingSpread = spreadAt (fun s -> s.Existing)
+      NewSpread = spreadAt (fun s -> gamma * s.NewLargestAtOne)
+      NewSpreadMedian = spreadAt (fun s -> gamma * s.NewMedianAtOne)
+      LossEvaluations = search.Evaluations
+      SearchStart = (if fixedAmplitude || not (bound > 0.0) then nan else firstGamma start bound)
+      // After a refusal the next search starts where this one gave up, so that refusals in a row walk
+      // the start down (4 grid points each) instead of retrying the same γ₁ for ever.
+      NextStart = (if gamma > 0.0 then gamma elif fixedAmplitude || not (Double.IsFinite search.Lowest) then nan else search.Lowest)
+      StatisticsSeconds = 0.0
+      SolveSeconds = 0.0
+      SearchSeconds = searchSeconds
+      ApplySeconds = clock.Elapsed.TotalSeconds }
+
+/// growJunctionFrom with the cold search.
+let growJunctionWithin (amplitudeRatio: float) (net: Network) (j: int) (proposal: NeuronProposal) (statistics: JunctionStatistics)
+                       (heldX: torch.Tensor) (heldY: torch.Tensor) : GrowthEvent =
+    growJunctionFrom nan amplitudeRatio net j proposal statistics heldX heldY
+
+/// growJunctionWithin with the default amplitude bound.
+let growJunction (net: Network) (j: int) (proposal: NeuronProposal) (statistics: JunctionStatistics) (heldX: torch.Tensor) (heldY: torch.Tensor) : GrowthEvent =
+    growJunctionWithin Amplitude.defaultRatio net j proposal statistics heldX heldY
