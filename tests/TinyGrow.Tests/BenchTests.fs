@@ -164,13 +164,26 @@ let tests =
             Expect.isFalse (Protocol.meetsItemFive (run [ 0.84; 0.85; 0.85; 0.85; 0.859 ]) fixedRun) "never reaches it"
         }
 
+        test "claim-cnn: grown, the caps network, the grown widths fixed, and random to them, against the caps within 0.3 points" {
+            let experiment = Path.Combine (experiments, "fashion-mnist-cnn.json")
+            let text = intoResults (ClaimComparison.run (fun _ -> dataset [| 1L; 28L; 28L |] 128L 32L) experiment "claim-cnn" (Some 1) 0 [ 1 ])
+            let table = rowsOf "claim-cnn" text
+            Expect.equal (table |> Array.map (fun r -> r[0])) [| "grown (tiny)"; "fixed at the caps"; "fixed at the grown widths"; "random (to the grown widths)" |] "rows"
+            let caps = [| for l in (CnnComparison.section<ModelOptions> experiment "Model").Layers -> l.MaxWidth |]
+            Expect.equal (widthsOf table.[1].[1]) [| caps |] "the caps network is at every MaxWidth"
+            Expect.equal (widthsOf table.[2].[1]) (widthsOf table.[0].[1]) "fixed at the grown widths"
+            for r, g in Array.zip (widthsOf table.[3].[1]).[0] (widthsOf table.[0].[1]).[0] do
+                Expect.isLessThanOrEqual r g "random grows at most to the grown widths"
+            Expect.stringContains text "to within 0.3 points" "the tolerance column"
+        }
+
         test "cnn mode binds experiments/fashion-mnist-cnn.json and compares tiny, gradmax and random with the CNN fixed at tiny's widths" {
             let experiment = Path.Combine (experiments, "fashion-mnist-cnn.json")
             let model = CnnComparison.section<ModelOptions> experiment "Model"
             Expect.equal model.Layers.Count 5 "the experiment's 5 layers"
             Expect.equal model.Layers[0].Kind "conv" "conv first"
             let growth = CnnComparison.section<GrowthOptions> experiment "Growth"
-            Expect.equal growth.NeuronsPerStep 8 "the experiment's growth options"
+            Expect.equal growth.NeuronsPerStep 16 "the experiment's growth options"
             Expect.throwsC (fun () -> CnnComparison.section<ModelOptions> experiment "Nothing" |> ignore)
                 (fun e -> Expect.stringContains e.Message "no \"Nothing\" section" "names the section")
             use data = dataset [| 1L; 28L; 28L |] 128L 32L

@@ -330,6 +330,20 @@ let tests =
             Expect.equal net.Widths [| 64; 64; 128; 128; 256; 256; 512; 512 |] "inner widths at their maxima"
         }
 
+        test "ResNet-20 (He et al. 2016, CIFAR): 272,474 parameters at full width (1×1 shortcuts), 2/4/8 at 1/8, widths block by block" {
+            use net = Network.Build (blockKinds, layerKinds, ModelOptions (Preset = "resnet20", WidthFraction = 1.0), [| 3L; 32L; 32L |], 10, torch.CPU, torch.ScalarType.Float32, null)
+            Expect.equal net.ParameterCount 272474L "three stages of three BasicBlocks, 16/32/64, 1×1 projection shortcuts"
+            use small = Network.Build (blockKinds, layerKinds, ModelOptions (Preset = "resnet20", WidthFraction = 0.125), [| 1L; 28L; 28L |], 10, torch.CPU, torch.ScalarType.Float32, null)
+            Expect.equal small.Widths [| 2; 2; 2; 4; 4; 4; 8; 8; 8 |] "inner widths from 1/8 on Fashion-MNIST's 1×28×28"
+            let given = ModelOptions (Preset = "resnet20", InnerWidths = ResizeArray [ 3; 4; 5; 6; 7; 8; 9; 10; 11 ], InnerMaxWidths = ResizeArray [ 3; 16; 16; 6; 32; 32; 9; 64; 64 ])
+            use fixedAt = Network.Build (blockKinds, layerKinds, given, [| 1L; 28L; 28L |], 10, torch.CPU, torch.ScalarType.Float32, null)
+            Expect.equal fixedAt.Widths [| 3 .. 11 |] "Model:InnerWidths, block by block"
+            Expect.equal [| for j in fixedAt.Junctions -> j.MaxWidth |] [| 3; 16; 16; 6; 32; 32; 9; 64; 64 |] "Model:InnerMaxWidths"
+            let problems (o: ModelOptions) = ModelPlan.problems blockKinds o [| 1L; 28L; 28L |] 10
+            Expect.stringContains (String.concat " " (problems (ModelOptions (Preset = "resnet20", InnerWidths = ResizeArray [ 2; 2 ])))) "lists 2 widths; preset resnet20 has 9 blocks" "a wrong count is named"
+            Expect.stringContains (String.concat " " (problems (ModelOptions (Preset = "resnet20", InnerMaxWidths = ResizeArray [ 16; 16; 17; 32; 32; 32; 64; 64; 64 ])))) "Model:InnerMaxWidths:2 = 17" "a width above its stage's is named"
+        }
+
         test "ResNet-18 at 1/64: forward, backward, a growth step; γ = 0 keeps the function; save/load keeps it too" {
             use g = new torch.Generator (71UL)
             // 16×16 images (4 stages still leave a 2×2 map) keep this test to seconds.

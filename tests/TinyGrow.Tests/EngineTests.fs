@@ -144,8 +144,10 @@ let tests =
                     let growths = events dir |> Array.filter (fun e -> eventName e = "growth")
                     Expect.isTrue (growths |> Array.forall (fun e -> e.GetProperty("added").GetInt32 () = 0)) "every growth line adds nothing"
                     let final = (events dir |> Array.last).GetProperty "widths_set_by"
-                    let expected = if stopAfter > 0 then WidthsSetBy.Test else WidthsSetBy.Schedule
-                    Expect.sequenceEqual [ for r in final.EnumerateArray () -> r.GetString () ] [ expected; expected ] "stopped by the test, or by the schedule after empty steps"
+                    // Without StopAfterEmptySteps the schedule ends growth, but each junction's own last growth
+                    // events added nothing: the bottleneck set its width.
+                    let expected = if stopAfter > 0 then WidthsSetBy.Test else WidthsSetBy.Bottleneck
+                    Expect.sequenceEqual [ for r in final.EnumerateArray () -> r.GetString () ] [ expected; expected ] "stopped by the test, or (its last events empty) by the bottleneck"
                     lines <- growths.Length)
                 lines
             Expect.equal (growthLines 0) 8 "0: the schedule alone decides (4 steps × 2 junctions)"
