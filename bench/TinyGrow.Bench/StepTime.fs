@@ -66,7 +66,7 @@ let private measure (kind: string) (shape: int64[]) (model: ModelOptions) (reps:
     bigY.Dispose ()
     use cache = cache
     let formed () = (StatisticsPass.statisticsFor [| 0 |] options.RowsPerDimension g net sx sy 256L)[0]
-    let skipped () = (StatisticsPass.statisticsWith 0 (fun _ -> cache.S2) 0 [| 0 |] options.RowsPerDimension g net sx sy 256L)[0]
+    let skipped () = (StatisticsPass.statisticsWith (fun _ -> 0) (fun _ -> cache.S2) 0 [| 0 |] options.RowsPerDimension g net sx sy 256L)[0]
     let request stats whitening = GrowthRequest (stats, junction, 16, options, null, Whitening = whitening)
     let path =
         use stats = formed ()

@@ -330,7 +330,7 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
             let summed = if growth.Selection = "best" then pending else [ List.head pending ]
             window <- Some (new TrainingStatistics.Window (summed, TrainingStatistics.windowBatches growth.StatisticsSamples training.BatchSize,
                                                            training.BatchSize, StatisticsPass.significanceGroups growth, growth.RowsPerDimension, givenS2,
-                                                           KeepRows = NewUnits.sampleRowsFor growth))
+                                                           KeepRows = (fun j -> NewUnits.sampleRowsFor growth net.Junctions[j])))
             state.PendingJunctions <- List.toArray pending
         let closeWindow () =
             window |> Option.iter (fun w -> (w :> IDisposable).Dispose ())

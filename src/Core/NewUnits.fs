@@ -24,15 +24,18 @@ module TinyGrow.Core.NewUnits
 open TorchSharp
 open TinyGrow.Abstractions
 
-/// Rows a junction's accumulator keeps for the refit (JunctionStatistics.RowSample): K×K and K×out
-/// least squares for K ≤ a few dozen neurons are well determined by a few thousand rows.
-let sampleRowsFor (options: GrowthOptions) = if options.NewUnits = "unit" then 4096 else 0
-
 /// The junction's normalisation between A and σ, when the junction exposes one.
 let private normOf (junction: IJunction) =
     match junction with
     | :? Junctions.ChainJunction as c -> c.Norm
     | _ -> None
+
+/// Rows a junction's accumulator keeps for the refit and the cross-validation (JunctionStatistics.RowSample):
+/// K×K and K×out least squares for K ≤ a few dozen neurons are well determined by a few thousand rows.
+/// Only junctions that grow unit new units with one row per entry of B's input keep any.
+let sampleRowsFor (options: GrowthOptions) (junction: IJunction) =
+    let perPosition = match junction with :? Junctions.ChainJunction as c -> c.PerPositionRows | _ -> false
+    if options.NewUnits = "unit" && (normOf junction).IsSome && perPosition then 4096 else 0
 
 /// Whether `proposal` at `junction` is turned into unit new units: NewUnits = "unit", a
 /// normalisation after A, neurons proposed, and no fixed amplitude of the strategy's own (GradMax).

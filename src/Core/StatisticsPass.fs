@@ -45,10 +45,10 @@ let addBatchRows (acc: Statistics.JunctionAccumulator) (groups: int) (splitBatch
 /// is a per-sample gradient) to those junctions only, then GEMM sums over the rows each keeps.
 /// With `groups` > 0, M2 and P are also kept per group of whole batches (JunctionStatistics.GroupM2/GroupP).
 /// `givenS2 j`: an S2 of junction j known ahead (its product is then not formed, see
-/// Statistics.JunctionAccumulator), or null. `keepRows`: rows each junction keeps as its RowSample (0: none).
-let statisticsWith (keepRows: int) (givenS2: int -> torch.Tensor | null) (groups: int) (junctions: int[]) (rowsPerDimension: int) (generator: torch.Generator | null)
+/// Statistics.JunctionAccumulator), or null. `keepRows j`: rows junction j keeps as its RowSample (0: none).
+let statisticsWith (keepRows: int -> int) (givenS2: int -> torch.Tensor | null) (groups: int) (junctions: int[]) (rowsPerDimension: int) (generator: torch.Generator | null)
                    (net: Network) (x: torch.Tensor) (y: torch.Tensor) (batchSize: int64) : JunctionStatistics[] =
-    let accumulators = junctions |> Array.map (fun j -> Statistics.JunctionAccumulator (groups, givenS2 j, KeepRows = keepRows))
+    let accumulators = junctions |> Array.map (fun j -> Statistics.JunctionAccumulator (groups, givenS2 j, KeepRows = keepRows j))
     let n = x.shape[0]
     let mutable start = 0L
     while start < n do
@@ -67,7 +67,7 @@ let statisticsWith (keepRows: int) (givenS2: int -> torch.Tensor | null) (groups
 /// statisticsWith, every product formed.
 let statisticsGrouped (groups: int) (junctions: int[]) (rowsPerDimension: int) (generator: torch.Generator | null) (net: Network)
                       (x: torch.Tensor) (y: torch.Tensor) (batchSize: int64) : JunctionStatistics[] =
-    statisticsWith 0 (fun _ -> null) groups junctions rowsPerDimension generator net x y batchSize
+    statisticsWith (fun _ -> 0) (fun _ -> null) groups junctions rowsPerDimension generator net x y batchSize
 
 /// statisticsGrouped without groups.
 let statisticsFor (junctions: int[]) (rowsPerDimension: int) (generator: torch.Generator | null) (net: Network)

@@ -26,8 +26,8 @@ type Window(junctions: int list, batches: int, batchSize: int, groups: int, rows
     // Rows a junction keeps from one batch: spread over the window as a pass spreads them over its samples.
     let total = int64 batches * int64 batchSize
 
-    /// Rows each junction keeps as its RowSample (see Statistics.JunctionAccumulator.KeepRows).
-    member _.KeepRows with set (rows: int) = for a in accumulators.Values do a.KeepRows <- rows
+    /// Rows junction j keeps as its RowSample (see Statistics.JunctionAccumulator.KeepRows).
+    member _.KeepRows with set (rows: int -> int) = for KeyValue (j, a) in accumulators do a.KeepRows <- rows j
 
     /// The junctions whose statistics the window sums, in the order they grow.
     member _.Junctions = junctions

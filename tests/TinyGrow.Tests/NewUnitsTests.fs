@@ -23,7 +23,7 @@ let private unitOptions (useDelta: bool) = GrowthOptions (RelativeThreshold = 0.
 /// Statistics of junction 0 over (x, y) in one batch, every row kept in the row sample (so that the
 /// refit's expectations are the data's, not a sample's).
 let private statisticsKeepingAll (net: Network) (x: torch.Tensor) (y: torch.Tensor) =
-    (StatisticsPass.statisticsWith 1_000_000 (fun _ -> null) 0 [| 0 |] 0 null net x y x.shape[0])[0]
+    (StatisticsPass.statisticsWith (fun _ -> 1_000_000) (fun _ -> null) 0 [| 0 |] 0 null net x y x.shape[0])[0]
 
 /// The strategy's proposal for junction 0, adapted as the engine adapts it.
 let private unitProposal (net: Network) (stats: JunctionStatistics) (options: GrowthOptions) (k: int) =
@@ -174,11 +174,11 @@ let tests =
                 let options = unitOptions true
                 options.NewUnitsCount <- "crossvalidated"
                 // Eight batches of 64: eight folds of whole batches.
-                use stats = (StatisticsPass.statisticsWith 1_000_000 (fun _ -> null) 0 [| 0 |] 0 null net x y 64L)[0]
+                use stats = (StatisticsPass.statisticsWith (fun _ -> 1_000_000) (fun _ -> null) 0 [| 0 |] 0 null net x y 64L)[0]
                 use raw = tiny.Propose (GrowthRequest (stats, net.Junctions[0], 4, options, null))
                 let inSample =
                     // The same proposal without folds (one batch's rows): the in-sample prediction.
-                    use one = (StatisticsPass.statisticsWith 1_000_000 (fun _ -> null) 0 [| 0 |] 0 null net x y 512L)[0]
+                    use one = (StatisticsPass.statisticsWith (fun _ -> 1_000_000) (fun _ -> null) 0 [| 0 |] 0 null net x y 512L)[0]
                     use rawOne = tiny.Propose (GrowthRequest (one, net.Junctions[0], 4, options, null))
                     use p = (NewUnits.adapt options net.Junctions[0] one rawOne).Value
                     p.PredictedDecrease 1.0 - p.DeltaDecrease, p.PredictedDecrease 1.0
@@ -211,7 +211,7 @@ let tests =
                 use heldX = images 310L 256L 2L 8L
                 use heldY = learnableLabels heldX
                 let options = GrowthOptions (RelativeThreshold = 0.0, UseDelta = true, EigenCutoff = 1e-10, NewUnits = mode)
-                use stats = (StatisticsPass.statisticsWith (NewUnits.sampleRowsFor options) (fun _ -> null) 0 [| 0 |] 0 null net x y 256L)[0]
+                use stats = (StatisticsPass.statisticsWith (fun _ -> NewUnits.sampleRowsFor options net.Junctions[0]) (fun _ -> null) 0 [| 0 |] 0 null net x y 256L)[0]
                 use raw = tiny.Propose (GrowthRequest (stats, net.Junctions[0], 2, options, null))
                 let adapted = NewUnits.adapt options net.Junctions[0] stats raw
                 let proposal = defaultArg adapted raw

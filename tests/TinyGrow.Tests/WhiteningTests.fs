@@ -323,7 +323,7 @@ let tests =
             use cache = InputWhitening.inputCovariance net 0 options null (x.narrow (0L, 0L, 300L)) (y.narrow (0L, 0L, 300L))
             let stepX, stepY = x.narrow (0L, 300L, 300L), y.narrow (0L, 300L, 300L)
             use formed = (StatisticsPass.statisticsFor [| 0 |] 0 null net stepX stepY 100L)[0]
-            use skipped = (StatisticsPass.statisticsWith 0 (fun j -> if j = 0 then cache.S2 else null) 0 [| 0 |] 0 null net stepX stepY 100L)[0]
+            use skipped = (StatisticsPass.statisticsWith (fun _ -> 0) (fun j -> if j = 0 then cache.S2 else null) 0 [| 0 |] 0 null net stepX stepY 100L)[0]
             Expect.isFalse (allClose formed.S2 cache.S2 1e-3) "the cached S2 is not the step's own"
             Expect.isTrue (identical skipped.S2 cache.S2) "the pass hands over the cached S2, not one it formed"
             for name, a, b in [ "S", skipped.S, formed.S; "M", skipped.M, formed.M; "M2", skipped.M2, formed.M2; "P", skipped.P, formed.P ] do
