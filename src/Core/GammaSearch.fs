@@ -182,14 +182,14 @@ let acceptanceMargin = 1e-6
 /// How far above the acceptance margin the first-order decrease must be where a search starts.
 let startFloorMargins = 100.0
 
-/// The lowest start of a warm γ search: the γ at which the proposal's first-order decrease γ²·pred(1)
+/// The lowest start of a warm γ search: the γ at which the proposal's first-order decrease γ^p·pred(1)
 /// is `startFloorMargins` times the acceptance margin of the loss (0 when nothing is predicted). Refusals
 /// in a row walk the next start down (lineSearchFrom); without a floor a junction whose proposals were
 /// refused a few times searched only at γ whose decrease no float32 loss can show (measured on the
 /// Fashion-MNIST CNN: 1 → 2⁻¹⁴ in seven refusals), and so refused every later proposal, good or not.
-let startFloor (predictedAtOne: float) (loss0: float) =
+let startFloor (power: int) (predictedAtOne: float) (loss0: float) =
     if predictedAtOne > 0.0 && Double.IsFinite predictedAtOne then
-        sqrt (startFloorMargins * acceptanceMargin * abs loss0 / predictedAtOne)
+        (startFloorMargins * acceptanceMargin * abs loss0 / predictedAtOne) ** (1.0 / float power)
     else 0.0
 
 /// Held-out samples on which spreads are measured (RMS estimates; the loss uses all of them).
@@ -215,14 +215,19 @@ let growJunctionFrom (start: float) (amplitudeRatio: float) (net: Network) (j: i
     let spreads, bound, search, start =
         use searchScope = torch.NewDisposeScope () // the kept samples go with the search
         let samples = keepSearchSamples net j heldX heldY
-        let start = if Double.IsFinite start && start > 0.0 then max start (startFloor (proposal.PredictedDecrease 1.0) samples.Loss0) else start
+        let start = if Double.IsFinite start && start > 0.0 then max start (startFloor proposal.AmplitudePower (proposal.PredictedDecrease 1.0) samples.Loss0) else start
         let spreads =
             // γ does not scale a unit proposal's features (FanOutAmplitude): there is nothing to bound.
             if proposal.Count > 0 && amplitudeRatio > 0.0 && Amplitude.isBounded junction && not proposal.FanOutAmplitude then
                 let aInput = samples.Points[0].AInput
                 Some (Amplitude.measure junction proposal statistics (aInput.narrow (0L, 0L, min spreadSamples aInput.shape[0])))
             else None
-        let bound = spreads |> Option.map (Amplitude.gammaBound amplitudeRatio) |> Option.defaultValue infinity
+        let bound =
+            match spreads with
+            | Some s -> Amplitude.gammaBound amplitudeRatio s
+            // A unit proposal's features are at the existing units' scale; what γ scales is the fan-out.
+            | None when proposal.FanOutAmplitude && proposal.Count > 0 && amplitudeRatio > 0.0 -> NewUnits.fanOutBound amplitudeRatio junction proposal
+            | None -> infinity
         let lossAt gamma = if gamma = 0.0 then samples.Loss0 else candidateLossFrom net samples proposal statistics gamma
         let search =
             if fixedAmplitude then

@@ -235,6 +235,25 @@ let toUnit (options: GrowthOptions) (junction: IJunction) (statistics: JunctionS
                             Array.copy proposal.NeuronScores, proposal.ActivationSlope, proposal.Bottleneck,
                             NoiseFloor = proposal.NoiseFloor, FanOutAmplitude = true)
 
+/// Median norm of B's existing input columns (the weights that read one input: out × taps).
+let existingColumnNorm (b: IGrowableLayer) =
+    use _ = torch.no_grad ()
+    let w = b.Parameters[0] :> torch.Tensor
+    if w.dim () < 2L || w.shape[1] = 0L then nan
+    else
+        use columns = w.transpose(0L, 1L).reshape (w.shape[1], -1L)
+        use norms = columns.to_type(torch.float64).norm (1)
+        (use m = norms.median () in m.ToDouble ())
+
+/// The largest γ at which every new fan-out column γ·ω_k has at most `ratio` times the median norm of B's
+/// existing columns (DESIGN §4.6 for unit new units: the features are at scale, so what could make a new
+/// unit dominate B's input, and its fan-in's gradient, is its fan-out). +∞ when nothing can be measured.
+let fanOutBound (ratio: float) (junction: IJunction) (proposal: NeuronProposal) =
+    let existing = existingColumnNorm junction.B
+    use norms = proposal.FanOut.norm (0)
+    let largest = if norms.numel () = 0L then 0.0 else (use m = norms.max () in m.ToDouble ())
+    if largest > 0.0 && existing > 0.0 && System.Double.IsFinite existing then ratio * existing / largest else infinity
+
 /// `proposal` adapted to the configured new units: a new proposal when `applies`, else None.
 let adapt (options: GrowthOptions) (junction: IJunction) (statistics: JunctionStatistics) (proposal: NeuronProposal) : NeuronProposal option =
     if applies options junction proposal then Some (toUnit options junction statistics proposal) else None

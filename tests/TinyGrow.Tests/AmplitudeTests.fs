@@ -135,13 +135,13 @@ let tests =
             // 24 steps up end far below the answer.
             let sunk = GammaSearch.lineSearchFrom 1e-6 infinity lossAt 24
             Expect.isLessThan sunk.Gamma (cold.Gamma / 100.0) $"unfloored: γ = {sunk.Gamma} against the cold {cold.Gamma}"
-            let floor = GammaSearch.startFloor (proposal.PredictedDecrease 1.0) (lossAt 0.0)
+            let floor = GammaSearch.startFloor proposal.AmplitudePower (proposal.PredictedDecrease 1.0) (lossAt 0.0)
             Expect.isGreaterThan floor 1e-4 $"the floor {floor}"
             Expect.isLessThan floor (cold.Gamma / 64.0) "far below the answer: it only stops the sinking"
             let event = GammaSearch.growJunctionFrom 1e-6 0.0 net 0 proposal stats x y
             Expect.equal event.SearchStart (GammaSearch.gridPoint floor) "the search starts at the floor"
             Expect.equal event.Gamma cold.Gamma "and climbs to the cold search's γ"
-            Expect.equal (GammaSearch.startFloor 0.0 1.0, GammaSearch.startFloor nan 1.0) (0.0, 0.0) "nothing predicted: no floor"
+            Expect.equal (GammaSearch.startFloor 2 0.0 1.0, GammaSearch.startFloor 1 nan 1.0) (0.0, 0.0) "nothing predicted: no floor"
         }
 
         test "tanh: where the unbounded search saturates the new units, the chosen γ keeps their spread within the bound" {

@@ -203,6 +203,30 @@ let tests =
                 Expect.isTrue (measured / predicted > 0.5 && measured / predicted < 2.0) $"held-out slope {measured:g3} against the cross-validated prediction {predicted:g3}"
         }
 
+        test "the fan-out bound: after a search, no new fan-out column exceeds AmplitudeSpread × the median existing column" {
+            use net = network ()
+            use x = images 320L 256L 2L 8L
+            use y = learnableLabels x
+            use heldX = images 321L 256L 2L 8L
+            use heldY = learnableLabels heldX
+            let options = GrowthOptions (RelativeThreshold = 0.0, UseDelta = false, EigenCutoff = 1e-10, NewUnits = "unit")
+            use stats = (StatisticsPass.statisticsWith (fun _ -> 4096) (fun _ -> null) 0 [| 0 |] 0 null net x y 32L)[0]
+            use raw = tiny.Propose (GrowthRequest (stats, net.Junctions[0], 2, options, null))
+            use proposal = (NewUnits.adapt options net.Junctions[0] stats raw).Value
+            let existing = NewUnits.existingColumnNorm net.Junctions[0].B
+            let ratio = 0.5
+            let bound = NewUnits.fanOutBound ratio net.Junctions[0] proposal
+            Expect.isTrue (bound > 0.0 && System.Double.IsFinite bound) $"a finite bound ({bound})"
+            let e = GammaSearch.growJunctionWithin ratio net 0 proposal stats heldX heldY
+            Expect.isLessThanOrEqual e.Gamma (bound * (1.0 + 1e-12)) "γ within the bound"
+            Expect.floatClose Accuracy.high e.GammaBound bound "the event reports it"
+            Expect.isGreaterThan e.Added 0 "neurons added (else the columns are not checked)"
+            let w = net.Junctions[0].B.Parameters[0] :> torch.Tensor
+            use fresh = w.narrow (1L, 3L, int64 e.Added)
+            use norms = fresh.transpose(0L, 1L).reshape(int64 e.Added, -1L).norm (1)
+            Expect.isLessThanOrEqual (norms.max().ToDouble ()) (ratio * existing * (1.0 + 1e-6)) "new columns at most ratio × the existing median"
+        }
+
         test "gradient: a new unit's gradient is of the order of an existing unit's (unit), not orders below (scaled)" {
             let ratioAfterGrowth (mode: string) =
                 use net = network ()
