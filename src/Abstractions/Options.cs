@@ -141,7 +141,9 @@ public sealed class GrowthOptions
     [RegularExpression("^(all|best|roundrobin)$")] public string Selection { get; set; } = "all";
     /// <summary>Amplitude bound (DESIGN §4.6): γ is searched only where every new neuron's pre-activation spread
     /// (root mean square on the held-out samples) is at most AmplitudeSpread × the median spread of the layer's
-    /// existing neurons. 0 turns the bound off. Not applied to identity activations (they cannot saturate).</summary>
+    /// existing neurons. 0 turns the bound off. Not applied to identity activations (they cannot saturate). For unit new
+    /// units (NewUnits) the features are at scale and the bound is on the fan-out: every new column's norm at most
+    /// AmplitudeSpread × the median norm of B's existing columns.</summary>
     [Range(0.0, 1e6)] public double AmplitudeSpread { get; set; } = 2.0;
     /// <summary>How new neurons of a junction with a normalisation after A (conv → BatchNorm → σ) enter
     /// (DESIGN §4.7): "unit": fan-in rows at the norm of A's existing rows, the new BatchNorm channel at
