@@ -116,6 +116,34 @@ let tests =
             Expect.equal settings.Output.RunId "" "a text option's null is empty, as config.json records it"
         }
 
+        test "--experiment given twice is refused" {
+            let error args = match CommandLine.Parse(List.toArray args).Error with | null -> "" | e -> e
+            Expect.stringContains (error [ "run"; "--experiment"; "a.json"; "--experiment"; "b.json" ]) "--experiment is given more than once" "two of the same form"
+            Expect.stringContains (error [ "--Experiment=a.json"; "submit"; "x.json"; "--experiment"; "b.json" ]) "more than once" "either form, any case"
+            Expect.equal (error [ "run"; "--experiment"; "a.json"; "--Training:Epochs=2" ]) "" "once is fine"
+        }
+
+        test "a conv-only key set on a dense layer is refused naming the key and where it was set; defaults (config.json) and conv layers pass" {
+            use tmp = new TempFolder()
+            File.WriteAllText(tmp.File "pool.json", """{ "Model": { "Layers": [ { "Kind": "dense", "Width": 2, "Pool": "max2" }, { "Width": 2, "BatchNorm": false } ] } }""")
+            let e = thrown (fun () -> build tmp.Path [ "--experiment"; "pool.json" ] |> TinyGrowSettings.Bind |> ignore)
+            Expect.isTrue (e :? InvalidConfigurationException) "a configuration error (exit 2)"
+            Expect.stringContains e.Message "Model:Layers:0:Pool = 'max2': Pool applies to conv layers only" "names the key and value"
+            let pool = tmp.File "pool.json"
+            Expect.stringContains e.Message $"(set in {pool})" "and the file"
+            Expect.stringContains e.Message "Model:Layers:1:BatchNorm = false" "a layer of the default kind is dense"
+            File.WriteAllText(tmp.File "dense.json", """{ "Model": { "Layers": [ { "Kind": "dense", "Width": 2 } ] } }""")
+            let e = thrown (fun () -> build tmp.Path [ "--experiment"; "dense.json"; "--Model:Layers:0:Kernel=5" ] |> TinyGrowSettings.Bind |> ignore)
+            Expect.stringContains e.Message "Model:Layers:0:Kernel = 5" "from the command line"
+            Expect.stringContains e.Message "--Model:Layers:0:Kernel" "names the option"
+            // What config.json writes for a dense layer: every key at its default.
+            File.WriteAllText(tmp.File "config.json", """{ "Model": { "Layers": [ { "Kind": "dense", "Width": 2, "MaxWidth": 8, "Activation": "tanh", "Bias": true,
+                                                                               "Kernel": 3, "Stride": 1, "Padding": -1, "Dilation": 1, "BatchNorm": true, "Pool": "none" },
+                                                                             { "Kind": "conv", "Width": 2, "Kernel": 5, "Pool": "max2", "BatchNorm": false } ] } }""")
+            let settings = build tmp.Path [ "--experiment"; "config.json" ] |> TinyGrowSettings.Bind
+            Expect.equal settings.Model.Layers[1].Pool "max2" "a conv layer's own keys"
+        }
+
         test "TINYGROW__Section__Key (two underscores after the prefix) is refused as a probable mistake (exit 2)" {
             use tmp = new TempFolder()
             // No dataset there: the code before ran on to exit 3 (or trained, with a dataset).
