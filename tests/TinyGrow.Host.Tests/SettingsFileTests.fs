@@ -155,4 +155,28 @@ let tests =
             Expect.isFalse (Directory.Exists(tmp.File "runs")) "nothing written"
             Expect.isEmpty (ConfigurationLayers.MisspeltEnvironment [ "TINYGROW_Training__Epochs"; "TINYGROWD_PID"; "PATH" ]) "the right prefix and others pass"
         }
+
+        test "Training:Threads above the machine's cores gives a warning" {
+            use tmp = new TempFolder()
+            let threads = Environment.ProcessorCount + 1
+            // No dataset under the root and no download: exit 3 after the settings are checked, before any training.
+            let code, stderr = run tmp.Path [ "run"; "--Dataset:Name=mnist"; $"--Dataset:Root={tmp.Path}"; "--Dataset:Download=false"; "--Device=cpu"
+                                              $"--Training:Threads={threads}"; "--Output:Progress=plain" ]
+            Expect.equal code ExitCodes.DatasetError $"exit 3: no dataset ({stderr})"
+            Expect.stringContains stderr $"Training:Threads = {threads} is more than this machine's {Environment.ProcessorCount} cores" "warned"
+            let _, quiet = run tmp.Path [ "run"; "--Dataset:Name=mnist"; $"--Dataset:Root={tmp.Path}"; "--Dataset:Download=false"; "--Device=cpu"
+                                          $"--Training:Threads={Environment.ProcessorCount}"; "--Output:Progress=plain" ]
+            Expect.isFalse (contains quiet "Training:Threads") "no warning at the core count"
+        }
+
+        test "a refusal is printed to stderr even with Logging:LogLevel:Default=None" {
+            use tmp = new TempFolder()
+            let code, stderr = run tmp.Path [ "run"; "--Training:Epochs=0"; "--Logging:LogLevel:Default=None"; "--Device=cpu" ]
+            Expect.equal code ExitCodes.BadConfiguration "exit 2"
+            Expect.stringContains stderr "Training:Epochs = 0" "the reason is printed"
+            let code, stderr = run tmp.Path [ "run"; "--Dataset:Name=mnist"; $"--Dataset:Root={tmp.Path}"; "--Dataset:Download=false"; "--Device=cpu"
+                                              "--Logging:LogLevel:Default=None" ]
+            Expect.equal code ExitCodes.DatasetError "exit 3"
+            Expect.stringContains stderr "Dataset 'mnist'" "a dataset error too"
+        }
     ]
