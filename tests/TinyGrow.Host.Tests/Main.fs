@@ -9,6 +9,7 @@ let all =
         CommandTests.tests
         RunFolderTests.tests
         EndToEndTests.tests
+        SettingsFileTests.tests
         ExperimentTests.tests
         RunGuardTests.tests
         ProvenanceTests.tests

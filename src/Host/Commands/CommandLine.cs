@@ -39,6 +39,7 @@ public sealed record CommandLine(Verb Verb, IReadOnlyList<string> ConfigurationA
         Verb? verb = null;
         string? operand = null;
         var help = false;
+        var experiments = 0;
         var rest = new List<string>();
         for (var i = 0; i < args.Count; i++)
         {
@@ -47,6 +48,9 @@ public sealed record CommandLine(Verb Verb, IReadOnlyList<string> ConfigurationA
             if (arg.StartsWith("--", StringComparison.Ordinal))
             {
                 if (arg.Length == 2) return Fail("'--' alone is not an option: use --Section:Key=value");
+                // One experiment file: the configuration layer would silently keep the last one given.
+                if (string.Equals(arg.Split('=', 2)[0], "--experiment", StringComparison.OrdinalIgnoreCase) && experiments++ > 0)
+                    return Fail("--experiment is given more than once: give one experiment file, and override single keys with --Section:Key=value");
                 rest.Add(arg);
                 // "--Key value": the next word is the value, whatever it looks like.
                 if (!arg.Contains('=') && i + 1 < args.Count) rest.Add(args[++i]);

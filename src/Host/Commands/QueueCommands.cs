@@ -17,11 +17,16 @@ public static class QueueCommands
         string text;
         try
         {
-            text = File.ReadAllText(experiment);
+            // As run reads it: a regular file of at most 1 MiB (a FIFO or /dev/zero is refused before
+            // it is opened), a UTF-8 byte order mark dropped.
+            var path = Path.GetFullPath(experiment);
+            if (Directory.Exists(path)) throw new InvalidConfigurationException($"The experiment file {path} is a folder, not a file: give a JSON file such as experiments/quick.json.");
+            if (!File.Exists(path)) throw new InvalidConfigurationException($"The experiment file {path} does not exist. Check the path.");
+            text = System.Text.Encoding.UTF8.GetString(ConfigurationLayers.ReadFileBytes(path, "experiment file"));
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        catch (InvalidConfigurationException e)
         {
-            error.WriteLine($"tinygrow: submit: cannot read {experiment} ({e.Message}).");
+            error.WriteLine($"tinygrow: submit: {e.Message} Nothing queued.");
             return ExitCodes.BadConfiguration;
         }
         try

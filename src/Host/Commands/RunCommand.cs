@@ -27,6 +27,27 @@ public sealed class RunCommand(TinyGrowSettings settings, PluginCatalogue catalo
 
     readonly ILogger _log = loggers.CreateLogger("TinyGrow.Run");
 
+    /// <summary>Where an error that ends the command is written when the log would not show it
+    /// (<c>Logging:LogLevel:Default=None</c>, or the category turned off): standard error.</summary>
+    public TextWriter ErrorOutput { get; init; } = Console.Error;
+
+    // Every refusal and failure goes through here: logged at Error, or, when logging at Error is off,
+    // written to ErrorOutput all the same, so that an exit code other than 0 never comes without its reason.
+    void Error(Exception? exception, string template, params object?[] args)
+    {
+        if (_log.IsEnabled(LogLevel.Error))
+        {
+#pragma warning disable CA2254 // the templates are the constants of the call sites
+            _log.LogError(exception, template, args);
+#pragma warning restore CA2254
+            return;
+        }
+        var i = 0;
+        var message = System.Text.RegularExpressions.Regex.Replace(template, @"\{[^{}]+\}",
+            m => i < args.Length ? Convert.ToString(args[i++], CultureInfo.InvariantCulture) ?? "" : m.Value);
+        ErrorOutput.WriteLine($"tinygrow: {message}");
+    }
+
     /// <summary>The run's folder once claimed (<c>.partial</c> until the run completes), for a report
     /// of an error that escapes the command; null before the claim.</summary>
     public string? Folder { get; private set; }
@@ -61,23 +82,27 @@ public sealed class RunCommand(TinyGrowSettings settings, PluginCatalogue catalo
         var errors = SettingsValidator.Validate(settings, catalogue);
         if (errors.Count > 0)
         {
-            foreach (var error in errors) _log.LogError("Invalid configuration: {Error}", error);
+            foreach (var error in errors) Error(null, "Invalid configuration: {Error}", error);
             return ExitCodes.BadConfiguration;
         }
+        // More intra-op threads than cores only take turns: 1,024 made a 1 s run take 47 s here.
+        if (settings.Training.Threads > Environment.ProcessorCount)
+            _log.LogWarning("Training:Threads = {Threads} is more than this machine's {Cores} cores: the threads would take turns and slow the run down. " +
+                            "Use at most {Cores}, or 0 (auto)", settings.Training.Threads, Environment.ProcessorCount, Environment.ProcessorCount);
         if (ResolveDevice(settings.Device, out var device, out var deviceError) is var code && code != ExitCodes.Ok)
         {
-            _log.LogError("{Error}", deviceError);
+            Error(null, "{Error}", deviceError);
             return code;
         }
         var root = Path.GetFullPath(settings.Output.Directory);
         if (resumeFolder is not null && ResumeRefusal(resumeFolder, device) is { } refused)
         {
-            _log.LogError("{Error}", refused);
+            Error(null, "{Error}", refused);
             return ExitCodes.BadConfiguration;
         }
         if (resumeFolder is null && RunFolder.CheckChosen(root, settings.Output.RunId) is { } inUse)
         {
-            _log.LogError("{Error}", inUse);
+            Error(null, "{Error}", inUse);
             return ExitCodes.BadConfiguration;
         }
 
@@ -93,12 +118,12 @@ public sealed class RunCommand(TinyGrowSettings settings, PluginCatalogue catalo
         }
         catch (DatasetException e)
         {
-            _log.LogError("Dataset '{Dataset}': {Error}", settings.Dataset.Name, e.Message);
+            Error(null, "Dataset '{Dataset}': {Error}", settings.Dataset.Name, e.Message);
             return ExitCodes.DatasetError;
         }
         catch (Exception e)
         {
-            _log.LogError(e, "Dataset '{Dataset}' could not be loaded: {Error}", settings.Dataset.Name, e.Message);
+            Error(e, "Dataset '{Dataset}' could not be loaded: {Error}", settings.Dataset.Name, e.Message);
             return ExitCodes.DatasetError;
         }
         data = DatasetLimits.Apply(data, settings.Dataset);
@@ -108,7 +133,7 @@ public sealed class RunCommand(TinyGrowSettings settings, PluginCatalogue catalo
         {
             if (EmptySplit(data) is { } empty)
             {
-                _log.LogError("Dataset '{Dataset}': {Error}", settings.Dataset.Name, empty);
+                Error(null, "Dataset '{Dataset}': {Error}", settings.Dataset.Name, empty);
                 return ExitCodes.DatasetError;
             }
             // Shapes are known once the dataset is: a kernel larger than its map, pooling to nothing,
@@ -117,14 +142,14 @@ public sealed class RunCommand(TinyGrowSettings settings, PluginCatalogue catalo
             if (!modelProblems.IsEmpty)
             {
                 foreach (var problem in modelProblems)
-                    _log.LogError("{Problem}", problem);
+                    Error(null, "{Problem}", problem);
                 return ExitCodes.BadConfiguration;
             }
             // Before the model is built and before the folder is claimed: a run that cannot fit at
             // its largest widths is refused now, naming the keys that drive it.
             if (MemoryRefusal(data, device) is { } refusal)
             {
-                _log.LogError("{Error}", refusal);
+                Error(null, "{Error}", refusal);
                 return ExitCodes.BadConfiguration;
             }
             string runId, partial, final;
@@ -146,7 +171,7 @@ public sealed class RunCommand(TinyGrowSettings settings, PluginCatalogue catalo
                 }
                 catch (RunFolderException e)
                 {
-                    _log.LogError("{Error}", e.Message);
+                    Error(null, "{Error}", e.Message);
                     return ExitCodes.BadConfiguration;
                 }
                 (runId, partial, final) = claimed;
@@ -157,7 +182,7 @@ public sealed class RunCommand(TinyGrowSettings settings, PluginCatalogue catalo
                 }
                 catch (RunFolderException e)
                 {
-                    _log.LogError("{Error}", e.Message);
+                    Error(null, "{Error}", e.Message);
                     return ExitCodes.BadConfiguration;
                 }
                 try
@@ -166,7 +191,7 @@ public sealed class RunCommand(TinyGrowSettings settings, PluginCatalogue catalo
                 }
                 catch (Exception e) when (e is IOException or UnauthorizedAccessException)
                 {
-                    _log.LogError("Output:Directory = '{Directory}': cannot write {Folder} ({Error}). Choose a writable --Output:Directory.",
+                    Error(null, "Output:Directory = '{Directory}': cannot write {Folder} ({Error}). Choose a writable --Output:Directory.",
                         settings.Output.Directory, partial, e.Message);
                     return ExitCodes.BadConfiguration;
                 }
@@ -222,14 +247,14 @@ public sealed class RunCommand(TinyGrowSettings settings, PluginCatalogue catalo
             {
                 Interrupted(training, partial, e.Message, engine.Progress);
                 Report(partial);
-                _log.LogError("Run {RunId} stopped: {Error} Its partial results are left in {Folder}", runId, e.Message, partial);
+                Error(null, "Run {RunId} stopped: {Error} Its partial results are left in {Folder}", runId, e.Message, partial);
                 return ExitCodes.RunFailed;
             }
             catch (Exception e)
             {
                 Interrupted(training, partial, e.Message, engine.Progress);
                 if (training.IsCompleted) Report(partial);
-                _log.LogError(e, "Run {RunId} failed: {Error}. Its partial results are left in {Folder}", runId, e.Message, partial);
+                Error(e, "Run {RunId} failed: {Error}. Its partial results are left in {Folder}", runId, e.Message, partial);
                 return ExitCodes.RunFailed;
             }
         }

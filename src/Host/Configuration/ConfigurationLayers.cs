@@ -35,6 +35,8 @@ public static class ConfigurationLayers
     public static IConfigurationBuilder AddTinyGrowLayers(
         this IConfigurationBuilder builder, string appDirectory, IReadOnlyList<string> arguments, string currentDirectory)
     {
+        if (MisspeltEnvironment(Environment.GetEnvironmentVariables().Keys.Cast<string>()) is { Count: > 0 } misspelt)
+            throw new InvalidConfigurationException(string.Join(Environment.NewLine, misspelt));
         var appSettingsPath = Path.Combine(appDirectory, "appsettings.json");
         var appSettings = ReadJson(appSettingsPath, optional: true, "settings file");
         var experimentPath = ExperimentPath(arguments, currentDirectory);
@@ -42,8 +44,8 @@ public static class ConfigurationLayers
 
         // Two sources rather than one merged dictionary, so that an error can say which file set a key.
         return builder
-            .Add(new FileValues(appSettingsPath, Overlay(appSettings.Values, new Dictionary<string, string?>(), experiment.Arrays)))
-            .Add(new FileValues(experimentPath ?? "", experiment.Values))
+            .Add(new FileValues(appSettingsPath, Overlay(appSettings.Values, new Dictionary<string, string?>(), experiment.Arrays), appSettings.Nulls))
+            .Add(new FileValues(experimentPath ?? "", experiment.Values, experiment.Nulls))
             .AddEnvironmentVariables(EnvironmentPrefix)
             .AddCommandLine(arguments.ToArray());
     }
@@ -52,20 +54,35 @@ public static class ConfigurationLayers
     /// paths of its arrays, empty ones included (<c>"Layers": []</c> leaves no value behind).</summary>
     public sealed record JsonValues(Dictionary<string, string?> Values, IReadOnlySet<string> Arrays)
     {
+        /// <summary>The keys the file sets to JSON null (each also in <see cref="Values"/>, empty).</summary>
+        public IReadOnlySet<string> Nulls { get; init; } = new HashSet<string>();
+
         /// <summary>No file.</summary>
         public static JsonValues Empty => new(new(StringComparer.OrdinalIgnoreCase), new HashSet<string>());
     }
 
     /// <summary>Values read from one file, named by <see cref="Path"/> in error messages.</summary>
-    public sealed class FileValues(string path, IDictionary<string, string?> values) : ConfigurationProvider, IConfigurationSource
+    public sealed class FileValues(string path, IDictionary<string, string?> values, IReadOnlySet<string>? nulls = null) : ConfigurationProvider, IConfigurationSource
     {
         /// <summary>The file the values came from.</summary>
         public string Path { get; } = path;
+        /// <summary>The keys the file sets to JSON null.</summary>
+        public IReadOnlySet<string> Nulls { get; } = nulls ?? new HashSet<string>();
         /// <inheritdoc />
         public override void Load() => Data = new Dictionary<string, string?>(values, StringComparer.OrdinalIgnoreCase);
         /// <inheritdoc />
         public IConfigurationProvider Build(IConfigurationBuilder builder) => this;
     }
+
+    /// <summary>Environment variables that look meant for TinyGrow but are not read: a prefix followed
+    /// by another underscore (<c>TINYGROW__Training__BatchSize</c>: the configuration reads
+    /// <c>TINYGROW_</c> and then "__" as the section separator, so nothing would read it, silently).</summary>
+    public static IReadOnlyList<string> MisspeltEnvironment(IEnumerable<string> names) =>
+        names.Where(n => n.StartsWith(EnvironmentPrefix + "_", StringComparison.OrdinalIgnoreCase))
+             .Order(StringComparer.Ordinal)
+             .Select(n => $"The environment variable {n} is not read: the prefix is {EnvironmentPrefix} with one underscore, so this looks like a mistake. " +
+                          $"Rename it {EnvironmentPrefix}{n[EnvironmentPrefix.Length..].TrimStart('_')} (or unset it).")
+             .ToList();
 
     /// <summary>The absolute experiment path from the command line (or <c>TINYGROW_Experiment</c>), or null.</summary>
     public static string? ExperimentPath(IReadOnlyList<string> arguments, string currentDirectory)
@@ -89,8 +106,47 @@ public static class ConfigurationLayers
         _ => kind.ToString().ToLowerInvariant(),
     };
 
+    /// <summary>Largest settings or experiment file read: 1 MiB (a shipped experiment is under 2 KB, a
+    /// run's config.json under 10 KB). A larger file is refused before it is read.</summary>
+    public const int MaxFileBytes = 1 << 20;
+
+    /// <summary>The bytes of <paramref name="path"/>, a regular file of at most <see cref="MaxFileBytes"/>,
+    /// without a UTF-8 byte order mark. A device (<c>/dev/zero</c> would be read until memory runs out),
+    /// a FIFO (the open would wait for a writer forever), a socket, or a larger file is refused before
+    /// it is opened; a file this user may not read is named as such.</summary>
+    /// <exception cref="InvalidConfigurationException">Not a regular file, too large, or unreadable.</exception>
+    public static byte[] ReadFileBytes(string path, string description)
+    {
+        var (kind, size) = FileKind.Of(path);
+        if (kind is not null)
+            throw new InvalidConfigurationException(
+                $"The {description} {path} is {kind}, not a regular file: give a JSON file such as experiments/quick.json.");
+        if (size > MaxFileBytes)
+            throw new InvalidConfigurationException(
+                $"The {description} {path} is {size:N0} bytes; at most {MaxFileBytes:N0} (1 MiB) is read: give the experiment's JSON settings only (README, Configuration).");
+        try
+        {
+            using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1);
+            // At most one byte past the limit, whatever the size said (the file may grow meanwhile).
+            var buffer = new byte[MaxFileBytes + 1];
+            var length = 0;
+            for (int read; length < buffer.Length && (read = stream.Read(buffer, length, buffer.Length - length)) > 0;) length += read;
+            if (length > MaxFileBytes)
+                throw new InvalidConfigurationException(
+                    $"The {description} {path} is more than {MaxFileBytes:N0} bytes (1 MiB), the most that is read: give the experiment's JSON settings only (README, Configuration).");
+            var start = length >= 3 && buffer[0] == 0xEF && buffer[1] == 0xBB && buffer[2] == 0xBF ? 3 : 0; // UTF-8 byte order mark
+            return buffer[start..length];
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new InvalidConfigurationException(
+                $"The {description} {path} cannot be read: {e.Message.TrimEnd('.')}. Check that this user may read it (ls -l {path}).", e);
+        }
+    }
+
     /// <summary>Reads <paramref name="path"/>; a syntax error names the file, line and column.</summary>
-    /// <exception cref="InvalidConfigurationException">Missing (unless optional), unreadable or not JSON.</exception>
+    /// <exception cref="InvalidConfigurationException">Missing (unless optional), not a regular file, too
+    /// large (<see cref="MaxFileBytes"/>), unreadable or not JSON.</exception>
     public static JsonValues ReadJson(string path, bool optional, string description)
     {
         if (!File.Exists(path))
@@ -101,25 +157,30 @@ public static class ConfigurationLayers
             throw new InvalidConfigurationException(
                 $"The {description} {path} does not exist (--experiment; a relative path is resolved against the current directory). Check the path.");
         }
+        var bytes = ReadFileBytes(path, description);
         try
         {
             // Parsed first by System.Text.Json itself: its errors carry the line and position, and
-            // the document shows which keys are arrays. The values are then taken from the JSON
-            // configuration provider, so that they are exactly what appsettings would give.
+            // the document shows which keys are arrays and which are null. The values are then taken
+            // from the JSON configuration provider (from the same bytes: the file is read once), so
+            // that they are exactly what appsettings would give.
             var arrays = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
-            using (var document = JsonDocument.Parse(File.ReadAllBytes(path), JsonRules))
+            var nulls = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
+            using (var document = JsonDocument.Parse(bytes, JsonRules))
             {
                 if (document.RootElement.ValueKind != JsonValueKind.Object)
                     throw new InvalidConfigurationException($"The {description} {path} must hold one JSON object ({{ \"Section\": {{ \"Key\": value }} }}), not {Article(document.RootElement.ValueKind)}. Fix the JSON.");
-                CollectArrays(document.RootElement, "", arrays);
+                CollectArrays(document.RootElement, "", arrays, nulls);
             }
             var values = new ConfigurationBuilder()
-                .AddJsonFile(path, optional: false, reloadOnChange: false)
+                .AddJsonStream(new MemoryStream(bytes))
                 .Build()
                 .AsEnumerable()
                 .Where(kv => kv.Value is not null)
                 .ToDictionary(kv => kv.Key, kv => kv.Value, StringComparer.OrdinalIgnoreCase);
-            return new JsonValues(values, arrays);
+            // A JSON null is kept as an empty value, so that StrictKeys sees the key (and refuses it for a typed option).
+            foreach (var key in nulls) values.TryAdd(key, "");
+            return new JsonValues(values, arrays) { Nulls = nulls };
         }
         catch (JsonException e)
         {
@@ -128,26 +189,29 @@ public static class ConfigurationLayers
             throw new InvalidConfigurationException(
                 $"The {description} {path} is not valid JSON: line {(e.LineNumber ?? 0) + 1}, position {(e.BytePositionInLine ?? 0) + 1}: {reason}. Fix the JSON.", e);
         }
-        catch (Exception e) when (e is InvalidDataException or FormatException or IOException or UnauthorizedAccessException)
+        catch (Exception e) when (e is InvalidDataException or FormatException)
         {
             var detail = e.InnerException?.Message ?? e.Message;
-            throw new InvalidConfigurationException($"The {description} {path} cannot be read: {detail} Fix the JSON.", e);
+            throw new InvalidConfigurationException($"The {description} {path} is not usable JSON: {detail} Fix the JSON.", e);
         }
     }
 
-    static void CollectArrays(JsonElement element, string path, HashSet<string> arrays)
+    static void CollectArrays(JsonElement element, string path, HashSet<string> arrays, HashSet<string> nulls)
     {
         switch (element.ValueKind)
         {
             case JsonValueKind.Object:
                 foreach (var property in element.EnumerateObject())
-                    CollectArrays(property.Value, path.Length == 0 ? property.Name : path + ConfigurationPath.KeyDelimiter + property.Name, arrays);
+                    CollectArrays(property.Value, path.Length == 0 ? property.Name : path + ConfigurationPath.KeyDelimiter + property.Name, arrays, nulls);
                 break;
             case JsonValueKind.Array:
                 arrays.Add(path);
                 var index = 0;
                 foreach (var item in element.EnumerateArray())
-                    CollectArrays(item, path + ConfigurationPath.KeyDelimiter + index++, arrays);
+                    CollectArrays(item, path + ConfigurationPath.KeyDelimiter + index++, arrays, nulls);
+                break;
+            case JsonValueKind.Null:
+                nulls.Add(path);
                 break;
         }
     }

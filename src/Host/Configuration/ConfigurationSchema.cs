@@ -23,10 +23,12 @@ public abstract class ConfigurationSchema
     ConfigurationSchema() { }
 
     /// <summary>A value of <see cref="Type"/>.</summary>
-    public sealed class Value(Type type) : ConfigurationSchema
+    public sealed class Value(Type type, bool nullable = false) : ConfigurationSchema
     {
         /// <summary>The type the value is converted to.</summary>
         public Type Type { get; } = type;
+        /// <summary>Whether the property is <c>Nullable&lt;T&gt;</c> (an empty value or JSON null then means null).</summary>
+        public bool Nullable { get; } = nullable;
     }
 
     /// <summary>An array or list: children are indices 0, 1, 2… without gaps.</summary>
@@ -59,8 +61,9 @@ public abstract class ConfigurationSchema
     /// <summary>The keys of <paramref name="type"/> bound as a whole.</summary>
     public static ConfigurationSchema Of(Type type)
     {
-        type = Nullable.GetUnderlyingType(type) ?? type;
-        if (IsValue(type)) return new Value(type);
+        var nullable = System.Nullable.GetUnderlyingType(type) is not null;
+        type = System.Nullable.GetUnderlyingType(type) ?? type;
+        if (IsValue(type)) return new Value(type, nullable);
         if ((ElementOf(type, typeof(IDictionary<,>)) ?? ElementOf(type, typeof(IReadOnlyDictionary<,>))) is { } entry)
             return new Map(() => Of(entry));
         if (type.IsArray) return new List(() => Of(type.GetElementType()!));

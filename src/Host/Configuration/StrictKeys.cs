@@ -27,7 +27,7 @@ public static class StrictKeys
         // Only keys holding a value: the others are the sections above them (or an empty JSON array).
         foreach (var (key, value) in configuration.AsEnumerable().Where(kv => kv.Value is not null).OrderBy(kv => kv.Key, StringComparer.OrdinalIgnoreCase))
         {
-            var problem = Check(schema, key, value!, lists);
+            var problem = Check(schema, key, value!, lists, () => IsJsonNull(configuration, key));
             if (problem is not null) problems.Add($"{problem}{Origin(configuration, key)}.");
         }
         foreach (var (path, indices) in lists)
@@ -41,7 +41,7 @@ public static class StrictKeys
         return problems;
     }
 
-    static string? Check(ConfigurationSchema.Section root, string key, string value, Dictionary<string, SortedDictionary<int, string>> lists)
+    static string? Check(ConfigurationSchema.Section root, string key, string value, Dictionary<string, SortedDictionary<int, string>> lists, Func<bool> isJsonNull)
     {
         var segments = key.Split(ConfigurationPath.KeyDelimiter);
         ConfigurationSchema node = root;
@@ -72,6 +72,9 @@ public static class StrictKeys
         }
         return node switch
         {
+            // JSON null or an empty value would bind to nothing and leave the default, silently.
+            ConfigurationSchema.Value { Nullable: false } v when value.Length == 0 && v.Type != typeof(string) && v.Type != typeof(object) =>
+                $"{key} {(isJsonNull() ? "= null: null is not a value here" : "is empty")}; {Expected(v.Type)}, or leave the key out to take its default",
             ConfigurationSchema.Value v => Convert(key, value, v.Type),
             _ when value.Length == 0 => null,
             // A list of values also takes one value, a list of one (`--Plugins:Folders=/path`);
@@ -106,6 +109,7 @@ public static class StrictKeys
 
     static string Expected(Type type) => type switch
     {
+        _ when type.IsEnum => $"use one of {string.Join(", ", Enum.GetNames(type))}",
         _ when type == typeof(bool) => "use true or false",
         _ when type == typeof(int) || type == typeof(long) || type == typeof(short) || type == typeof(byte) => $"use a whole number (at most {type.GetField("MaxValue")!.GetValue(null)})",
         _ when type == typeof(double) || type == typeof(float) || type == typeof(decimal) => "use a number such as 0.05 or 1e-3",
@@ -182,8 +186,14 @@ public static class StrictKeys
         return previous[b.Length];
     }
 
-    // Where the key was set: the highest-precedence source that has it.
-    static string Origin(IConfiguration configuration, string key)
+    // Whether the key's value comes from a JSON null in a file (the highest-precedence source that has it).
+    static bool IsJsonNull(IConfiguration configuration, string key) =>
+        configuration is IConfigurationRoot root &&
+        root.Providers.Reverse().FirstOrDefault(p => p.TryGet(key, out _)) is ConfigurationLayers.FileValues file && file.Nulls.Contains(key);
+
+    /// <summary>Where <paramref name="key"/> was set: " (set in &lt;file&gt;)", " (set on the command line as --key)",
+    /// " (set by the environment variable …)", or "" (unknown source).</summary>
+    public static string Origin(IConfiguration configuration, string key)
     {
         if (configuration is not IConfigurationRoot root) return "";
         foreach (var provider in root.Providers.Reverse())

@@ -43,10 +43,14 @@ public sealed class TinyGrowSettings
         var problems = StrictKeys.Problems(configuration);
         if (problems.Count > 0)
             throw new InvalidConfigurationException(string.Join(Environment.NewLine, problems));
+        var model = BindSection<ModelOptions>(configuration, "Model");
+        // A conv-only key set on a dense layer would be accepted and ignored (README, Configuration).
+        if (LayerKeys.Problems(configuration, model.Layers) is { Count: > 0 } misplaced)
+            throw new InvalidConfigurationException(string.Join(Environment.NewLine, misplaced));
         return new()
         {
             Dataset = BindSection<DatasetOptions>(configuration, "Dataset"),
-            Model = BindSection<ModelOptions>(configuration, "Model"),
+            Model = model,
             Growth = BindSection<GrowthOptions>(configuration, "Growth"),
             Training = BindSection<TrainingOptions>(configuration, "Training"),
             Output = BindSection<OutputOptions>(configuration, "Output"),
