@@ -121,7 +121,8 @@ let crossValidationFolds = 8
 let significanceZ = 2.0
 
 /// What the cross-validation found: per fold f and per number of neurons k = 0..K, the first-order
-/// decrease per unit γ on fold f of the proposal (δ and the top k directions) fitted on the other folds.
+/// decrease per unit γ on fold f of the proposal (δ and the top k directions) fitted on the other folds
+/// (only k = 0 and K, the others NaN, unless every count is asked for: the prediction needs only those).
 type CrossValidation =
     { Slopes: float[][]
       /// The number of neurons chosen: the k of the largest mean slope, 0 unless its gain over k = 0
@@ -138,7 +139,7 @@ type CrossValidation =
 /// also explains the sampling noise of N (which grows like D2·out/samples): measured on the
 /// Fashion-MNIST CNN's conv junctions, the in-sample prediction was 50–500 times the held-out decrease.
 let crossValidate (junction: IJunction) (statistics: JunctionStatistics) (sample: Sample) (fold: int[]) (folds: int)
-                  (withDelta: bool) (maxNeurons: int) (rowNorm: float) (cutoff: float) : CrossValidation =
+                  (withDelta: bool) (maxNeurons: int) (everyCount: bool) (rowNorm: float) (cutoff: float) : CrossValidation =
     use scope = torch.NewDisposeScope ()
     use whitening = LinearAlgebra.psdFactor statistics.S2 (Bottleneck.effectiveCutoff cutoff statistics statistics.S2.shape[0])
     let device = sample.B.device
@@ -162,13 +163,15 @@ let crossValidate (junction: IJunction) (statistics: JunctionStatistics) (sample
              let hFit, hHeld = features junction statistics fanIn fit.BT, features junction statistics fanIn held.BT
              yield
                  Array.init (maxNeurons + 1) (fun kk ->
+                   if not everyCount && kk > 0 && kk < maxNeurons then nan
+                   else
                      let kk = min kk k
                      use _ = torch.NewDisposeScope ()
                      let hf, hh = hFit.narrow (1L, 0L, int64 kk), hHeld.narrow (1L, 0L, int64 kk)
                      let omega = if kk = 0 then torch.zeros ([| y.shape[1]; 0L |], dtype = y.dtype, device = device) else fanOutFor hf y cutoff
                      slopeOn held delta hh omega) |]
     let mean (k: int) = slopes |> Array.averageBy (fun s -> s[k])
-    let best = [| 0 .. maxNeurons |] |> Array.maxBy mean
+    let best = if everyCount then [| 0 .. maxNeurons |] |> Array.maxBy mean else maxNeurons
     let gains = slopes |> Array.map (fun s -> s[best] - s[0])
     let gain = Array.average gains
     let error = if gains.Length < 2 then infinity else sqrt ((gains |> Array.sumBy (fun d -> (d - gain) ** 2.0)) / float (gains.Length - 1) / float gains.Length)
@@ -207,7 +210,7 @@ let toUnit (options: GrowthOptions) (junction: IJunction) (statistics: JunctionS
                 use scope = torch.NewDisposeScope ()
                 let f64 (t: torch.Tensor) = t.to_type torch.ScalarType.Float64
                 let s = { B = f64 sample.B; BT = f64 sample.ATilde; G = f64 sample.G; Scale = sample.RowWeight / float sample.Samples }
-                Some (crossValidate junction statistics s fold folds (not (isNull delta)) proposal.Count rowNorm options.EigenCutoff)
+                Some (crossValidate junction statistics s fold folds (not (isNull delta)) proposal.Count (options.NewUnitsCount = "crossvalidated") rowNorm options.EigenCutoff)
         // The strategy's count by default: chosen by held-out first-order gain (NewUnitsCount =
         // "crossvalidated"), conv junctions at these sample sizes almost never pass, and a network that
         // stays at its first widths trains to far less (docs/results.md, the CNN claim).
