@@ -106,6 +106,10 @@ let tests =
             expectError [ sampleMetrics[0]; "not json at all"; sampleMetrics[4] ] [ $"{path} line 2"; "not a JSON object" ]
             expectError [ sampleMetrics[0]; """{"event":"epoch","epoch":1}"""; sampleMetrics[4] ] [ $"{path} line 2"; "'train_loss' is missing" ]
             expectError [ """{"event":"epoch","epoch":1,"train_loss":1,"test_loss":1,"test_accuracy":0.5,"parameters":10,"widths":"8","seconds":1}""" ] [ "'widths' is not an array" ]
+            expectError [ sampleMetrics[0]; """{"event":"epoch","epoch":1,"train_loss":1,"test_loss":1,"test_accuracy":1e999,"parameters":10,"widths":[8],"seconds":1}""" ]
+                        [ $"{path} line 2"; "'test_accuracy' = Infinity is not an accuracy" ]
+            expectError [ sampleMetrics[4]; """{"event":"final","test_accuracy":-0.5,"parameters":10,"widths":[8],"seconds":1,"growth_seconds":0}""" ]
+                        [ $"{path} line 2"; "'test_accuracy' = -0.5 is not an accuracy" ]
             expectError [] [ path; "no events" ]
             File.Delete path
             let code, err = report folder.Path

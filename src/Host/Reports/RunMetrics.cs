@@ -87,7 +87,7 @@ public sealed record RunMetrics(string Path, IReadOnlyList<EpochLine> Epochs, IR
             switch (at.String("event"))
             {
                 case "epoch":
-                    epochs.Add(new(at.Int("epoch"), at.Number("train_loss"), at.Number("test_loss"), at.Number("test_accuracy"),
+                    epochs.Add(new(at.Int("epoch"), at.Number("train_loss"), at.Number("test_loss"), at.Accuracy("test_accuracy"),
                         at.Long("parameters"), at.Ints("widths"), at.Number("seconds")));
                     break;
                 case "growth":
@@ -95,7 +95,7 @@ public sealed record RunMetrics(string Path, IReadOnlyList<EpochLine> Epochs, IR
                         at.Number("predicted_decrease"), at.Number("measured_decrease"), at.Number("bottleneck")));
                     break;
                 case "final":
-                    final = new(at.Number("test_accuracy"), at.Long("parameters"), at.Ints("widths"), at.Number("seconds"), at.Number("growth_seconds"),
+                    final = new(at.Accuracy("test_accuracy"), at.Long("parameters"), at.Ints("widths"), at.Number("seconds"), at.Number("growth_seconds"),
                         at.OptionalStrings("widths_set_by"));
                     break;
                 case "interrupted":
@@ -126,6 +126,15 @@ public sealed record RunMetrics(string Path, IReadOnlyList<EpochLine> Epochs, IR
             { ValueKind: JsonValueKind.Null } => double.NaN,
             { ValueKind: JsonValueKind.Number } v => v.GetDouble(),
             _ => throw Problem($"'{name}' is not a number"),
+        };
+
+        /// <summary>A fraction in [0, 1] (null, which the engine writes for a non-finite value: NaN); an
+        /// infinite or out-of-range number would print as "Infinity %" in the report.</summary>
+        public double Accuracy(string name) => Number(name) switch
+        {
+            double.NaN => double.NaN,
+            var a when a is >= 0 and <= 1 => a,
+            var a => throw Problem($"'{name}' = {a.ToString(System.Globalization.CultureInfo.InvariantCulture)} is not an accuracy (a fraction between 0 and 1)"),
         };
 
         public long Long(string name) =>
