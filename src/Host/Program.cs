@@ -78,7 +78,8 @@ try
             return ExitCodes.BadConfiguration;
         }
         // Listing must not create the queue folder (FolderJobQueue creates its folders) where there is none.
-        if (commandLine.Verb == Verb.Jobs && settings.Daemon.Queue != DaemonOptions.PostgresQueue && !Directory.Exists(settings.Daemon.QueueFolder))
+        if (commandLine.Verb == Verb.Jobs && settings.Daemon.Queue != DaemonOptions.PostgresQueue && !Directory.Exists(settings.Daemon.QueueFolder)
+            && !File.Exists(settings.Daemon.QueueFolder))
         {
             Console.Out.WriteLine($"no jobs: there is no queue at {Path.GetFullPath(settings.Daemon.QueueFolder)} (tinygrow submit <experiment.json> creates it; Daemon:QueueFolder names it)");
             return ExitCodes.Ok;

@@ -49,6 +49,21 @@ let dataFolder (folder: TempFolder) =
 
 let tests =
     testList "daemon" [
+        test "a Daemon:QueueFolder that is a file: daemon, submit and jobs exit 2 naming it; nothing is created" {
+            use folder = new TempFolder()
+            let file = folder.File "queue"
+            File.WriteAllText(file, "not a folder")
+            Expect.throwsC (fun () -> FolderJobQueue(file) |> ignore)
+                (fun e -> Expect.isTrue (e :? QueueUnavailableException) "the queue is unavailable"; Expect.stringContains e.Message $"{file} is a file, not a folder" "names the file")
+            File.WriteAllText(folder.File "job.json", "{}")
+            for args in [ [ "jobs" ]; [ "submit"; folder.File "job.json" ]; [ "daemon" ] ] do
+                let code, stderr = EndToEndTests.runApp folder.Path (args @ [ $"--Daemon:QueueFolder={file}" ])
+                Expect.equal code ExitCodes.BadConfiguration $"{args.Head}: exit 2 ({stderr})"
+                Expect.stringContains stderr "is a file, not a folder" $"{args.Head}: the message says why"
+            Expect.equal (File.ReadAllText file) "not a folder" "the file is untouched"
+            Expect.isFalse (Directory.Exists(folder.File "queued")) "nothing created beside it"
+        }
+
         test "concurrent claimers on one folder each claim a different job; every job is claimed once" {
             use folder = new TempFolder()
             let root = folder.File "queue"

@@ -31,7 +31,17 @@ public sealed partial class FolderJobQueue : IJobQueue
         Root = Path.GetFullPath(root);
         _clock = clock ?? TimeProvider.System;
         foreach (var folder in new[] { Queued, Running, Done, Failed, Incoming })
-            Directory.CreateDirectory(Path.Combine(Root, folder));
+        {
+            var path = Path.Combine(Root, folder);
+            var file = File.Exists(Root) ? Root : File.Exists(path) ? path : null;
+            if (file is not null)
+                throw new QueueUnavailableException($"Daemon:QueueFolder = {Root}: {file} is a file, not a folder. Point Daemon:QueueFolder at a folder (it is created when missing), or move the file away.");
+            try { Directory.CreateDirectory(path); }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                throw new QueueUnavailableException($"Daemon:QueueFolder = {Root}: {path} cannot be created ({e.Message}). Point Daemon:QueueFolder at a folder this user may write.", e);
+            }
+        }
     }
 
     /// <summary>The queue folder.</summary>
