@@ -84,6 +84,24 @@ let tests =
             Expect.isTrue (submitter.List() |> Seq.forall (fun j -> j.State = JobState.Done)) "all done"
         }
 
+        test "a job whose running/<id>.json disappears while it runs ends failed with that reason; the queue goes on" {
+            use folder = new TempFolder()
+            let root = folder.File "queue"
+            let q = FolderJobQueue root
+            let id = q.Submit("gone", "{}").Id
+            let next = q.Submit("next", "{}").Id
+            use job = match q.TryClaim() with null -> failtest "not claimed" | j -> j
+            File.Delete job.ExperimentPath
+            job.Finish(JobOutcome(JobState.Done, null, null))
+            let listed = q.List() |> Seq.find (fun j -> j.Id = id)
+            Expect.equal listed.State JobState.Failed "failed, not done"
+            Expect.stringContains (string listed.Reason) "disappeared while it ran" "the reason says why"
+            Expect.isFalse (File.Exists(Path.Combine(root, "running", id + ".lock"))) "no stale lock"
+            use second = match q.TryClaim() with null -> failtest "the next job is not claimed" | j -> j
+            Expect.equal second.Id next "the queue goes on"
+            second.Finish(JobOutcome(JobState.Done, null, null))
+        }
+
         test "a running job is requeued only when its daemon's lock is free" {
             use folder = new TempFolder()
             let root = folder.File "queue"

@@ -73,6 +73,12 @@ public sealed class DaemonService(IJobQueue queue, JobRunner runner, TinyGrowSet
                 // run's folder finished (nothing run again) or resumes it.
                 log.LogError("Job {Job}: its outcome ({State}) could not be recorded: {Error}", job.Id, outcome.State, e.Message);
             }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                // The queue folder was changed under the daemon (files moved or removed by hand): this job's
+                // record is lost, the daemon goes on with the next.
+                log.LogError("Job {Job}: its outcome ({State}) could not be recorded in the queue folder: {Error}", job.Id, outcome.State, e.Message);
+            }
             if (outcome.State != JobState.Queued) lock (_ran) _ran.Add(job.Id);
             switch (outcome.State)
             {

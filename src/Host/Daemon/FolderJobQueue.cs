@@ -272,6 +272,14 @@ public sealed partial class FolderJobQueue : IJobQueue
             // The run's own error names the job file where it ran (running/); say where it now is.
             status.Reason = outcome.Reason?.Replace(ExperimentPath, queue.In(state, id + ".json"), StringComparison.Ordinal);
             status.RunFolder = outcome.RunFolder ?? status.RunFolder;
+            // Someone removed the job file while it ran: the job fails, saying so (whatever the run did),
+            // and an empty job file stands in for it in failed/ so that listings show the job and its reason.
+            var jobFileGone = !File.Exists(ExperimentPath);
+            if (jobFileGone)
+            {
+                state = Failed;
+                status.Reason = $"its job file {ExperimentPath} disappeared while it ran (the run: {outcome.Reason ?? outcome.State.ToString().ToLowerInvariant()})";
+            }
             queue.WriteStatus(Running, id, status);
             // Sidecars first, the job file last: its move is the state change others see; the lock
             // is released only once nothing of the job is left in running/. Back to queued/ under
@@ -279,7 +287,8 @@ public sealed partial class FolderJobQueue : IJobQueue
             using (var queueLock = state == Queued ? Lock(queue.QueueLockPath, wait: true) : null)
             {
                 queue.MoveSidecars(id, Running, state);
-                File.Move(ExperimentPath, queue.In(state, id + ".json"));
+                if (jobFileGone) File.WriteAllText(queue.In(state, id + ".json"), "{}");
+                else File.Move(ExperimentPath, queue.In(state, id + ".json"));
             }
             File.Delete(queue.In(Running, id + ".lock"));
             _finished = true;
