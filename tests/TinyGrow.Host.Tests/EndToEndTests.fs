@@ -54,6 +54,29 @@ let writeMnist (folder: string) (prefix: string) (n: int) (seed: int) =
 
 let tests =
     testList "end to end" [
+        test "a stop asked while the dataset loads (local files: the loader does not watch it) exits 130 with nothing written" {
+            use data = new TempFolder()
+            let mnist = Directory.CreateDirectory(data.File "mnist").FullName
+            writeMnist mnist "train" 60 1
+            writeMnist mnist "t10k" 20 2
+            let _, catalogue = discover [ shippedPlugins ]
+            let runs = data.File "runs"
+            let settings =
+                settingsFrom [
+                    "Dataset:Name", "mnist"; "Dataset:Root", data.Path; "Dataset:Download", "false"
+                    "Model:Layers:0:Kind", "dense"; "Model:Layers:0:Width", "1"; "Model:Layers:0:MaxWidth", "6"
+                    "Training:Epochs", "1"; "Training:BatchSize", "20"
+                    "Device", "cpu"; "Output:Directory", runs; "Output:RunId", "stopped" ]
+            // SIGTERM during the load: the token is cancelled by the time the files have been read.
+            use stop = new Threading.CancellationTokenSource()
+            stop.Cancel()
+            let exit =
+                RunCommand(settings, catalogue, NullLoggerFactory.Instance, TimeProvider.System).ExecuteAsync(stop.Token)
+                |> Async.AwaitTask |> Async.RunSynchronously
+            Expect.equal exit ExitCodes.Cancelled "exit 130"
+            Expect.isFalse (Directory.Exists runs) "no run folder, nothing written"
+        }
+
         test "run with the shipped plugins grows a network and writes config, metrics and model" {
             Expect.isTrue (Directory.Exists shippedPlugins) $"shipped plugins built at {shippedPlugins}"
             use data = new TempFolder()

@@ -126,6 +126,14 @@ public sealed class RunCommand(TinyGrowSettings settings, PluginCatalogue catalo
             Error(e, "Dataset '{Dataset}' could not be loaded: {Error}", settings.Dataset.Name, e.Message);
             return ExitCodes.DatasetError;
         }
+        // A stop asked while the dataset loaded (a loader that does not watch the token: reading local
+        // files) is honoured before anything is written: exit 130, no run folder (issue 21 §4).
+        if (cancellation.IsCancellationRequested)
+        {
+            data.Dispose();
+            _log.LogWarning("Cancelled while loading dataset '{Dataset}'; nothing was written", settings.Dataset.Name);
+            return ExitCodes.Cancelled;
+        }
         data = DatasetLimits.Apply(data, settings.Dataset);
         LogSources(data);
 
