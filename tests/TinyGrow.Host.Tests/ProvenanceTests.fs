@@ -63,7 +63,13 @@ let tests =
             Expect.equal listed expected "the four IDX files, absolute, with their sizes, from Dataset:Root"
             for _, path, bytes, _ in expected do
                 Expect.isTrue (messages |> List.exists (fun (_, m) -> m.Contains path && m.Contains $"{bytes} bytes" && m.Contains "from Dataset:Root")) $"the log names {path}"
-            // The record is not a setting, but the file stays a valid experiment (resume, repeat).
+            // The plugins that served the run: assembly, version, file and its SHA-256.
+            let plugins = [ for p in config.GetProperty("LoadedPlugins").EnumerateArray() -> string (p.GetProperty("Name").GetString()), string (p.GetProperty("Path").GetString()), string (p.GetProperty("Sha256").GetString()) ]
+            Expect.isTrue (plugins |> List.exists (fun (n, _, _) -> n = "Datasets.Mnist")) $"the dataset plugin is recorded ({plugins})"
+            for _, path, sha in plugins do
+                let expected = Convert.ToHexStringLower(Security.Cryptography.SHA256.HashData(File.ReadAllBytes path))
+                Expect.equal sha expected $"{path}: its SHA-256"
+            // The records are not settings, but the file stays a valid experiment (resume, repeat).
             let json = Configuration.ConfigurationLayers.ReadJson(Path.Combine(data.File "runs", "r", "config.json"), false, "experiment")
             let asExperiment = ConfigurationBuilder().AddInMemoryCollection(json.Values).Build()
             Expect.isEmpty (Configuration.StrictKeys.Problems asExperiment) "config.json passes strict configuration"

@@ -456,6 +456,24 @@ public sealed class RunCommand(TinyGrowSettings settings, PluginCatalogue catalo
         _ => "downloaded by this run",
     };
 
+    // Every plugin that served a name in this run: its assembly, version, file and SHA-256.
+    List<PluginRecord> LoadedPlugins() =>
+        catalogue.Entries.Select(e => e.Plugin).DistinctBy(p => p.Path)
+            .Select(p => new PluginRecord(p.Name, p.Version, p.Path, Sha256Of(p.Path))).ToList();
+
+    static string Sha256Of(string path)
+    {
+        try
+        {
+            using var stream = File.OpenRead(path);
+            return Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(stream));
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return $"unreadable ({e.Message})";
+        }
+    }
+
     // The resolved settings as config.json holds them (without its records).
     System.Text.Json.Nodes.JsonObject Resolved(string runId, torch.Device device) =>
         (System.Text.Json.Nodes.JsonObject)JsonSerializer.SerializeToNode(new
@@ -477,6 +495,7 @@ public sealed class RunCommand(TinyGrowSettings settings, PluginCatalogue catalo
         var shaping = RunSettingsRecord.Shaping(resolved);
         // A record, not a setting: ignored when the file is read back (resume, a repeated run).
         resolved["DatasetFiles"] = JsonSerializer.SerializeToNode(sources, ConfigJson);
+        resolved[ConfigurationSchema.LoadedPluginsKey] = JsonSerializer.SerializeToNode(LoadedPlugins(), ConfigJson);
         var temporary = path + ".tmp";
         File.WriteAllText(temporary, resolved.ToJsonString(ConfigJson));
         File.Move(temporary, path);

@@ -113,7 +113,7 @@ public abstract class ConfigurationSchema
     public static bool IsInternal(string name) => InternalKeys.Contains(name);
 
     static readonly HashSet<string> InternalKeys = new(StringComparer.OrdinalIgnoreCase)
-        { CiKey, HostDefaults.ContentRootKey, HostDefaults.EnvironmentKey, HostDefaults.ApplicationKey, DatasetFilesKey };
+        { CiKey, HostDefaults.ContentRootKey, HostDefaults.EnvironmentKey, HostDefaults.ApplicationKey, DatasetFilesKey, LoadedPluginsKey };
 
     /// <summary>Everything TinyGrow, its host and its logging read.</summary>
     public static Section TinyGrow { get; } = SectionOf([typeof(TinyGrowSettings)], [
@@ -129,7 +129,12 @@ public abstract class ConfigurationSchema
         // Written into a run's config.json (the files the dataset was read from); read by nothing,
         // accepted so that the file can be given back as an experiment (resume, a repeated run).
         Named(DatasetFilesKey, Of(typeof(List<TinyGrow.Abstractions.DataFile>))),
+        // Written into a run's config.json (the plugins that served it), likewise read by nothing.
+        Named(LoadedPluginsKey, Of(typeof(List<TinyGrow.Host.Plugins.PluginRecord>))),
     ]);
+
+    /// <summary>The key of config.json's record of the plugins loaded.</summary>
+    public const string LoadedPluginsKey = "LoadedPlugins";
 
     /// <summary>The key of config.json's record of the dataset's files.</summary>
     public const string DatasetFilesKey = "DatasetFiles";

@@ -10,6 +10,13 @@ namespace TinyGrow.Host.Plugins;
 /// <param name="Version">The assembly's informational version.</param>
 public sealed record DiscoveredPlugin(string Name, string Path, string Version);
 
+/// <summary>A plugin as config.json records it: which assembly served the run, exactly.</summary>
+/// <param name="Name">The plugin's assembly name.</param>
+/// <param name="Version">Its assembly version.</param>
+/// <param name="Path">The DLL loaded.</param>
+/// <param name="Sha256">The DLL's SHA-256 (lowercase hex).</param>
+public sealed record PluginRecord(string Name, string Version, string Path, string Sha256);
+
 /// <summary>A plugin file (or folder) that was refused, and why; the host goes on without it.</summary>
 /// <param name="Path">The plugin DLL or folder concerned.</param>
 /// <param name="Reason">What is wrong.</param>
