@@ -60,6 +60,21 @@ let tests =
             Expect.isNull (RunCommand.ResumeProblem empty) "a folder with config.json is tried"
         }
 
+        test "plugins: a service whose constructor throws is listed under Refused, named with its plugin and the exception" {
+            use tmp = new TempFolder()
+            addFixture tmp.Path "Fixture.GoodPlugin" |> ignore
+            let throwing = addFixture tmp.Path "Fixture.ThrowingService"
+            let result, catalogue = discover [ tmp.Path ]
+            use output = new StringWriter()
+            Expect.equal (PluginsCommand(catalogue, result).Execute output) ExitCodes.Ok "exit code"
+            let text = output.ToString()
+            let refused = Expect.wantSome (text.Split('\n') |> Array.tryFind (fun l -> contains l "Refused:" && contains l throwing)) $"a Refused line for {throwing} ({text})"
+            for part in [ "IGrowthStrategy"; "Fixture.ThrowingService.ThrowingStrategy"; "InvalidOperationException"; "this strategy cannot be built" ] do
+                Expect.stringContains refused part part
+            Expect.isFalse (contains text " never") "its strategy is not served"
+            Expect.stringContains text "fixture-strategy" "the good plugin still is"
+        }
+
         test "plugins: the table names the good plugin, its kinds, names and version" {
             use tmp = new TempFolder()
             addFixture tmp.Path "Fixture.GoodPlugin" |> ignore

@@ -22,7 +22,7 @@ public sealed class PluginsCommand(PluginCatalogue catalogue, DiscoveryResult di
         }
         output.WriteLine();
         output.WriteLine($"Searched: {string.Join(", ", discovery.Folders)}");
-        foreach (var problem in discovery.Problems)
+        foreach (var problem in discovery.Problems.Concat(catalogue.Refused))
             output.WriteLine($"Refused:  {problem.Path}: {problem.Reason}");
         return ExitCodes.Ok;
     }

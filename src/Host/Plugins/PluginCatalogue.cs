@@ -32,6 +32,7 @@ public sealed class PluginCatalogue : IDisposable
     readonly Dictionary<string, (IDatasetProvider Service, CatalogueEntry Entry)> _datasets = new(StringComparer.OrdinalIgnoreCase);
     readonly List<CatalogueEntry> _entries = new();
     readonly List<string> _warnings = new();
+    readonly List<PluginProblem> _refused = new();
     readonly List<IDisposable> _owned = new();
 
     /// <summary>Creates the services the plugins registered (each once) and indexes them.</summary>
@@ -49,7 +50,11 @@ public sealed class PluginCatalogue : IDisposable
             }
             catch (Exception e)
             {
-                Warn(logger, $"Plugin {registration.Plugin.Path}: its {type.Name} could not be created ({e.GetType().Name}: {e.Message}); it is left out. Fix the plugin.");
+                // A constructor that throws surfaces as the activation's exception; name the plugin's own.
+                var cause = e is System.Reflection.TargetInvocationException { InnerException: { } inner } ? inner : e;
+                var implementation = registration.Descriptor.ImplementationType?.FullName ?? type.Name;
+                _refused.Add(new PluginProblem(registration.Plugin.Path, $"its {type.Name} {implementation} could not be created ({cause.GetType().Name}: {cause.Message})", "fix the plugin"));
+                Warn(logger, $"Plugin {registration.Plugin.Path}: its {type.Name} could not be created ({cause.GetType().Name}: {cause.Message}); it is left out. Fix the plugin.");
                 continue;
             }
             if (service is IDisposable disposable) _owned.Add(disposable);
@@ -69,6 +74,8 @@ public sealed class PluginCatalogue : IDisposable
     public IReadOnlyList<string> Folders { get; }
     /// <summary>Every name served, in discovery order (duplicates left out).</summary>
     public IReadOnlyList<CatalogueEntry> Entries => _entries;
+    /// <summary>Services a plugin registered that could not be created (their constructor threw): left out.</summary>
+    public IReadOnlyList<PluginProblem> Refused => _refused;
     /// <summary>Warnings raised while indexing (names served twice, services that failed to build).</summary>
     public IReadOnlyList<string> Warnings => _warnings;
 
