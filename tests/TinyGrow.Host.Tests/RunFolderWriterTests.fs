@@ -86,6 +86,10 @@ let tests =
             Expect.stringContains refused $"process {first.Id}" "names the first resume's pid"
             Expect.isFalse first.HasExited "the first resume goes on"
             Expect.equal (sendSignal(first.Id, SIGCONT)) 0 "SIGCONT sent"
+            // Stopped once it trains (a stop during the dataset's load exits 130 with nothing written).
+            let clock = Stopwatch.StartNew()
+            while not (lock resumeErrors (fun () -> resumeErrors.ToString().Contains "Resuming from")) && not first.HasExited && clock.Elapsed.TotalSeconds < 120.0 do
+                Threading.Thread.Sleep 20
             Expect.equal (sendSignal(first.Id, 15)) 0 "SIGTERM sent"
             Expect.equal (finish first) ExitCodes.Ok $"the first resume stops at a checkpoint (stderr: {resumeErrors})"
             everyLineIsJson f.Partial
