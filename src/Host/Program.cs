@@ -112,7 +112,8 @@ try
     var exitCode = commandLine.Verb switch
     {
         Verb.Plugins => host.Services.GetRequiredService<PluginsCommand>().Execute(Console.Out),
-        Verb.Submit => QueueCommands.Submit(host.Services.GetRequiredService<IJobQueue>(), commandLine.Argument!, Console.Out, Console.Error),
+        Verb.Submit => QueueCommands.Submit(host.Services.GetRequiredService<IJobQueue>(), commandLine.Argument!, Console.Out, Console.Error,
+            host.Services.GetService<PluginCatalogue>()),
         Verb.Jobs => QueueCommands.Jobs(host.Services.GetRequiredService<IJobQueue>(), Console.Out),
         Verb.Daemon => await UntilStopped(stopping),
         Verb.Resume => await (run = host.Services.GetRequiredService<RunCommand>()).ResumeAsync(commandLine.Argument!, stopping),

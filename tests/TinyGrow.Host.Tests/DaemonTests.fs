@@ -84,6 +84,21 @@ let tests =
             Expect.isTrue (submitter.List() |> Seq.forall (fun j -> j.State = JobState.Done)) "all done"
         }
 
+        test "submit refuses what run would refuse (Epochs = 0, an unknown strategy): exit 2, the key named, nothing queued" {
+            use folder = new TempFolder()
+            let queue = folder.File "queue"
+            for name, json, expected in [ "zero", """{ "Training": { "Epochs": 0 } }""", "Training:Epochs"
+                                          "unknown", """{ "Growth": { "Strategy": "nope" } }""", "nope" ] do
+                let file = folder.File (name + ".json")
+                File.WriteAllText(file, json)
+                let code, stderr = EndToEndTests.runApp folder.Path [ "submit"; file; $"--Daemon:QueueFolder={queue}" ]
+                Expect.equal code ExitCodes.BadConfiguration $"{name}: exit 2 ({stderr})"
+                Expect.stringContains stderr expected $"{name}: names it"
+                Expect.stringContains stderr "nothing queued" $"{name}: says nothing was queued"
+                let queued = Path.Combine(queue, "queued")
+                Expect.isTrue (not (Directory.Exists queued) || Directory.GetFiles(queued).Length = 0) $"{name}: nothing in queued/"
+        }
+
         test "a job whose running/<id>.json disappears while it runs ends failed with that reason; the queue goes on" {
             use folder = new TempFolder()
             let root = folder.File "queue"

@@ -2,6 +2,7 @@ using System.Text.Json;
 using Microsoft.Extensions.Configuration;
 using TinyGrow.Host.Configuration;
 using TinyGrow.Host.Daemon;
+using TinyGrow.Host.Plugins;
 
 namespace TinyGrow.Host.Commands;
 
@@ -12,7 +13,7 @@ public static class QueueCommands
     /// <summary>Puts a copy of <paramref name="experiment"/> in the queue (whole or not at all);
     /// a file that cannot be read, is not JSON, or has a key or value `run` would refuse is refused
     /// (exit 2, naming it), nothing queued.</summary>
-    public static int Submit(IJobQueue queue, string experiment, TextWriter output, TextWriter error)
+    public static int Submit(IJobQueue queue, string experiment, TextWriter output, TextWriter error, PluginCatalogue? catalogue = null)
     {
         string text;
         try
@@ -45,7 +46,9 @@ public static class QueueCommands
         {
             var probe = new ConfigurationManager();
             probe.AddTinyGrowLayers(AppContext.BaseDirectory, ["--experiment", Path.GetFullPath(experiment)], Environment.CurrentDirectory);
-            TinyGrowSettings.Bind(probe);
+            // Values and names as run checks them too (Epochs = 0, an unknown strategy or dataset).
+            if (SettingsValidator.Validate(TinyGrowSettings.Bind(probe), catalogue) is { Count: > 0 } problems)
+                throw new InvalidConfigurationException(string.Join(Environment.NewLine, problems));
         }
         catch (InvalidConfigurationException e)
         {
