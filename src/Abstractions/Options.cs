@@ -175,6 +175,9 @@ public sealed class GrowthOptions
     /// SignificanceTest: every junction's test said no): the network then trains at its widths for the rest of the run.
     /// 0: never; the schedule (StepsPerEpoch, UntilEpoch) alone ends growth.</summary>
     [Range(0, 100_000)] public int StopAfterEmptySteps { get; set; } = 0;
+    /// <summary>Seconds a growth strategy may take to propose for one junction; longer is a plugin fault (exit 4).
+    /// While a call runs, the log says so every 15 s.</summary>
+    [Range(1, 86_400)] public int StrategyTimeoutSeconds { get; set; } = 600;
 }
 
 /// <summary>Section "Output".</summary>

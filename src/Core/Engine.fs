@@ -119,7 +119,11 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
           Options = growth
           Generator = generator
           HeldX = heldX
-          HeldY = heldY }
+          HeldY = heldY
+          StillProposing = (fun junction seconds ->
+              logger.LogInformation ("Growth: strategy {Strategy} still proposing for junction {Junction} after {Seconds:f0} s (Growth:StrategyTimeoutSeconds = {Limit})",
+                                     growingWith.Value.Name, junction, seconds, growth.StrategyTimeoutSeconds))
+          StillProposingEvery = TimeSpan.FromSeconds 15.0 }
 
     /// Books what a growth step (or part of one) did: the γ each junction chose, the optimizer's new
     /// entries, TensorBoard, the live display, `growth` lines and the log. Returns the neurons added.

@@ -20,7 +20,10 @@ type GrowthContext =
       Options: GrowthOptions
       Generator: torch.Generator | null
       HeldX: torch.Tensor
-      HeldY: torch.Tensor }
+      HeldY: torch.Tensor
+      /// Called (junction name, seconds so far) every StillProposingEvery while a strategy call runs.
+      StillProposing: string -> float -> unit
+      StillProposingEvery: TimeSpan }
 
 let private timed (f: unit -> 'T) =
     let clock = Diagnostics.Stopwatch.StartNew ()
@@ -34,7 +37,9 @@ let propose (context: GrowthContext) (net: Network) (stats: Map<int, JunctionSta
     let whitening : torch.Tensor | null = match context.Cached j with Some c -> c.Whitening | None -> null
     let request = GrowthRequest (stats[j], net.Junctions[j], min context.Options.NeuronsPerStep (Selection.room net j), context.Options,
                                  context.Generator, Whitening = whitening)
-    let proposal = context.Strategy.Propose request
+    let proposal =
+        ProposalCheck.proposeWithin context.Strategy request (float context.Options.StrategyTimeoutSeconds) context.StillProposingEvery
+                                    (context.StillProposing net.Junctions[j].Name)
     try ProposalCheck.check context.Strategy request proposal
     with _ ->
         proposal.Dispose ()
@@ -110,5 +115,6 @@ let stepIn (context: GrowthContext) (net: Network) (stepIndex: int) (statsX: tor
 /// A growth step with no whitening computed ahead.
 let step (net: Network) (strategy: IGrowthStrategy) (options: GrowthOptions) (generator: torch.Generator | null) (stepIndex: int)
          (statsX: torch.Tensor) (statsY: torch.Tensor) (heldX: torch.Tensor) (heldY: torch.Tensor) : GammaSearch.GrowthEvent list =
-    let context = { Cached = (fun _ -> None); GammaStart = (fun _ -> nan); Strategy = strategy; Options = options; Generator = generator; HeldX = heldX; HeldY = heldY }
+    let context = { Cached = (fun _ -> None); GammaStart = (fun _ -> nan); Strategy = strategy; Options = options; Generator = generator; HeldX = heldX; HeldY = heldY
+                    StillProposing = (fun _ _ -> ()); StillProposingEvery = TimeSpan.FromSeconds 15.0 }
     stepIn context net stepIndex statsX statsY

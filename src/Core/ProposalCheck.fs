@@ -56,6 +56,33 @@ let problems (request: GrowthRequest) (proposal: NeuronProposal) : string list =
       if proposal.Amplitude.HasValue && not (proposal.Amplitude.Value > 0.0 && Double.IsFinite proposal.Amplitude.Value) then
           yield $"Amplitude = {proposal.Amplitude.Value}: it must be a positive finite number, or unset" ]
 
+/// `strategy.Propose request` on a worker thread, for at most `timeoutSeconds` (a plugin fault past
+/// them: the call is left to finish on its own, the run stops); `still seconds` is called every `every`
+/// while it runs, so that a long solve is visible in the log. The strategy's own exceptions pass through.
+let proposeWithin (strategy: IGrowthStrategy) (request: GrowthRequest) (timeoutSeconds: float) (every: TimeSpan) (still: float -> unit) : NeuronProposal =
+    let clock = Diagnostics.Stopwatch.StartNew ()
+    let call =
+        Threading.Tasks.Task.Run (fun () ->
+            // Dispose scopes are per thread: the worker's own collects the strategy's temporaries, and the
+            // proposal's tensors are kept out of it (the caller owns them).
+            use scope = torch.NewDisposeScope ()
+            let proposal = strategy.Propose request
+            let keep (t: torch.Tensor | null) = match t with null -> () | t -> t.DetachFromDisposeScope () |> ignore
+            if not (isNull (box proposal)) then
+                keep proposal.FanIn
+                keep proposal.FanOut
+                keep proposal.Delta
+            proposal)
+    let mutable finished = false
+    while not finished do
+        let remaining = timeoutSeconds - clock.Elapsed.TotalSeconds
+        if remaining <= 0.0 then
+            raise (PluginFaultException $"Growth strategy {describe strategy} did not propose for junction {request.Junction.Name} within Growth:StrategyTimeoutSeconds = {timeoutSeconds} s. Nothing was applied; the last checkpoint is the run's state before this step. Fix the strategy plugin, raise Growth:StrategyTimeoutSeconds, or choose another Growth:Strategy.")
+        // WaitOne, not Task.Wait: a faulted call must end the wait without wrapping the strategy's exception.
+        if (call :> IAsyncResult).AsyncWaitHandle.WaitOne (TimeSpan.FromSeconds (min every.TotalSeconds remaining)) then finished <- true
+        elif clock.Elapsed.TotalSeconds < timeoutSeconds then still clock.Elapsed.TotalSeconds
+    call.GetAwaiter().GetResult ()
+
 /// Throws PluginFaultException when `proposal` breaks the contract.
 let check (strategy: IGrowthStrategy) (request: GrowthRequest) (proposal: NeuronProposal) =
     match problems request proposal with

@@ -52,6 +52,38 @@ let tests =
             finally stats |> Array.iter (fun s -> s.Dispose ())
         }
 
+        test "a strategy call past Growth:StrategyTimeoutSeconds is a plugin fault; while it runs it is reported; its own exceptions pass through" {
+            use net = mlp 521L f64 6 [ 2; 2 ] "tanh" 3
+            use x = randn 522L 200L 6L
+            use y = labels 523L 200L 3L
+            let stats = StatisticsPass.statisticsPass net x y 200L
+            try
+                let request = GrowthRequest (stats[0], net.Junctions[0], 4, options 0.0 true, null)
+                let slow = { new IGrowthStrategy with
+                               member _.Name = "slow"
+                               member _.Propose r = System.Threading.Thread.Sleep 3000; tiny.Propose r }
+                let reports = ResizeArray<float> ()
+                let clock = System.Diagnostics.Stopwatch.StartNew ()
+                let message =
+                    try
+                        ProposalCheck.proposeWithin slow request 1.0 (System.TimeSpan.FromSeconds 0.2) reports.Add |> ignore
+                        failwith "the slow call was not stopped"
+                    with :? ProposalCheck.PluginFaultException as e -> e.Message
+                Expect.stringContains message "Growth:StrategyTimeoutSeconds = 1 s" "the limit is named"
+                Expect.stringContains message "'slow'" "and the strategy"
+                Expect.isLessThan clock.Elapsed.TotalSeconds 2.8 "it did not wait for the call to end"
+                Expect.isGreaterThanOrEqual reports.Count 3 $"reported while it ran ({reports.Count} times)"
+                let quiet = ResizeArray<float> ()
+                use p = ProposalCheck.proposeWithin tiny request 60.0 (System.TimeSpan.FromSeconds 15.0) quiet.Add
+                Expect.isGreaterThan p.Count 0 "a prompt strategy's proposal comes back"
+                Expect.isEmpty quiet "and nothing is reported"
+                let failing = { new IGrowthStrategy with
+                                  member _.Name = "failing"
+                                  member _.Propose _ = invalidOp "the strategy's own error" }
+                Expect.throwsT<System.InvalidOperationException> (fun () -> ProposalCheck.proposeWithin failing request 60.0 (System.TimeSpan.FromSeconds 15.0) ignore |> ignore) "its own exception, unwrapped"
+            finally stats |> Array.iter (fun s -> s.Dispose ())
+        }
+
         test "each broken proposal stops the step by name (strategy, assembly, junction, field) with nothing applied" {
             for name, field, spoil in cases do
                 use net = mlp 511L f64 6 [ 2; 2 ] "tanh" 3
