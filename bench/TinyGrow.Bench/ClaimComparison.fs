@@ -58,11 +58,7 @@ let run (load: DatasetOptions -> LoadedDataset) (experiment: string) (section: s
     dataset.TrainSamples <- trainSamples
     let base' = CnnComparison.section<TrainingOptions> experiment "Training"
     let epochs = defaultArg epochs base'.Epochs
-    let training seed =
-        let t = copyOf base'
-        t.Epochs <- epochs
-        t.Seed <- int64 seed
-        t
+    let training = trainingFor base' epochs
     use data = load dataset
     let rows = rows data model training growth
     let subset = if trainSamples > 0 then $"the first {trainSamples:N0} training samples (a subset, for time)" else "the whole training split"

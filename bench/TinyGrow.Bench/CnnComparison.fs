@@ -34,11 +34,7 @@ let run (data: LoadedDataset) (experiment: string) (epochs: int option) (seeds: 
     let growth = section<GrowthOptions> experiment "Growth"
     let base' = section<TrainingOptions> experiment "Training"
     let epochs = defaultArg epochs base'.Epochs
-    let training seed =
-        let t = copyOf base'
-        t.Epochs <- epochs
-        t.Seed <- int64 seed
-        t
+    let training = trainingFor base' epochs
     let rows = rows data model training growth
     let protocol =
         $"{data.Name}, the CNN of `{experiment}` (starting widths {String.Join ('/', [ for l in model.Layers -> l.Width ])}, GAP head) with its growth and training options, {epochs} epochs (the file says {base'.Epochs}); gradmax and random grow from the same start with MaxWidth set to tiny's final widths of the same seed; the fixed CNN has tiny's final widths and is trained from scratch. Command: `make bench ARGS=\"cnn {epochs} {String.Join (' ', seeds)}\"`."

@@ -76,6 +76,13 @@ let grownToWidthsOf (reference: string) (target: string) (name: string) (strateg
                 for layer, w in Seq.zip capped.Layers earlier[reference].Summary.Widths do layer.MaxWidth <- w
                 train data (strategy ()) capped (training seed) growth }
 
+/// A copy of a training section with `epochs` epochs and the given seed: a row's training for one seed.
+let trainingFor (training: TrainingOptions) (epochs: int) (seed: int) =
+    let t = copyOf training
+    t.Epochs <- epochs
+    t.Seed <- int64 seed
+    t
+
 /// A copy of a growth section (JSON round trip) with `change` applied.
 let growthWith (growth: GrowthOptions) (change: GrowthOptions -> unit) =
     let copy = copyOf growth
