@@ -71,6 +71,8 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
     let growing = growingWith.IsSome
     let progress = RunProgress logger
     let mutable checkpointedOnStop = false
+    // The stop token of the run in progress, for the growth steps (set by Run).
+    let mutable stopping = CancellationToken.None
     let mutable observer: IRunProgress = ProgressLog logger
 
     let makeOptimizer (training: TrainingOptions) (net: Network) : IOptimizer =
@@ -123,7 +125,8 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
           StillProposing = (fun junction seconds ->
               logger.LogInformation ("Growth: strategy {Strategy} still proposing for junction {Junction} after {Seconds:f0} s (Growth:StrategyTimeoutSeconds = {Limit})",
                                      growingWith.Value.Name, junction, seconds, growth.StrategyTimeoutSeconds))
-          StillProposingEvery = TimeSpan.FromSeconds 15.0 }
+          StillProposingEvery = TimeSpan.FromSeconds 15.0
+          Cancellation = stopping }
 
     /// Books what a growth step (or part of one) did: the γ each junction chose, the optimizer's new
     /// entries, TensorBoard, the live display, `growth` lines and the log. Returns the neurons added.
@@ -239,6 +242,7 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
             resume: bool,
             cancellation: CancellationToken
         ) : RunSummary =
+        stopping <- cancellation
         let clock = Stopwatch.StartNew ()
         let defaultGenerator = torch.manual_seed training.Seed
         use generator = new torch.Generator (uint64 training.Seed)

@@ -23,7 +23,10 @@ type GrowthContext =
       HeldY: torch.Tensor
       /// Called (junction name, seconds so far) every StillProposingEvery while a strategy call runs.
       StillProposing: string -> float -> unit
-      StillProposingEvery: TimeSpan }
+      StillProposingEvery: TimeSpan
+      /// A stop asked (SIGTERM, Ctrl-C): the step is abandoned between junctions and during a strategy
+      /// call, nothing more applied; the run's last checkpoint (before the step) is its consistent state.
+      Cancellation: Threading.CancellationToken }
 
 let private timed (f: unit -> 'T) =
     let clock = Diagnostics.Stopwatch.StartNew ()
@@ -39,7 +42,7 @@ let propose (context: GrowthContext) (net: Network) (stats: Map<int, JunctionSta
                                  context.Generator, Whitening = whitening)
     let proposal =
         ProposalCheck.proposeWithin context.Strategy request (float context.Options.StrategyTimeoutSeconds) context.StillProposingEvery
-                                    (context.StillProposing net.Junctions[j].Name)
+                                    (context.StillProposing net.Junctions[j].Name) context.Cancellation
     try ProposalCheck.check context.Strategy request proposal
     with _ ->
         proposal.Dispose ()
@@ -52,6 +55,7 @@ let propose (context: GrowthContext) (net: Network) (stats: Map<int, JunctionSta
 
 /// Junction j proposed, searched and (γ > 0) applied; the event carries `statisticsSeconds` and the solve time.
 let growOne (context: GrowthContext) (net: Network) (stats: Map<int, JunctionStatistics>) (statisticsSeconds: float) (j: int) : GammaSearch.GrowthEvent =
+    context.Cancellation.ThrowIfCancellationRequested ()
     let proposal, solveSeconds = timed (fun () -> propose context net stats j)
     use proposal = proposal
     let e = GammaSearch.growJunctionFrom (context.GammaStart j) context.Options.AmplitudeSpread net j proposal stats[j] context.HeldX context.HeldY
@@ -59,6 +63,7 @@ let growOne (context: GrowthContext) (net: Network) (stats: Map<int, JunctionSta
 
 /// Selection "best": every junction of `stats` proposes; the best one (bestProposal) is searched and applied.
 let growBest (context: GrowthContext) (net: Network) (stats: Map<int, JunctionStatistics>) (statisticsSeconds: float) : GammaSearch.GrowthEvent =
+    context.Cancellation.ThrowIfCancellationRequested ()
     let junctions = stats |> Map.toList |> List.map fst
     let proposals, solveSeconds = timed (fun () -> junctions |> List.map (fun j -> j, propose context net stats j))
     try
@@ -116,5 +121,6 @@ let stepIn (context: GrowthContext) (net: Network) (stepIndex: int) (statsX: tor
 let step (net: Network) (strategy: IGrowthStrategy) (options: GrowthOptions) (generator: torch.Generator | null) (stepIndex: int)
          (statsX: torch.Tensor) (statsY: torch.Tensor) (heldX: torch.Tensor) (heldY: torch.Tensor) : GammaSearch.GrowthEvent list =
     let context = { Cached = (fun _ -> None); GammaStart = (fun _ -> nan); Strategy = strategy; Options = options; Generator = generator; HeldX = heldX; HeldY = heldY
-                    StillProposing = (fun _ _ -> ()); StillProposingEvery = TimeSpan.FromSeconds 15.0 }
+                    StillProposing = (fun _ _ -> ()); StillProposingEvery = TimeSpan.FromSeconds 15.0
+                    Cancellation = Threading.CancellationToken.None }
     stepIn context net stepIndex statsX statsY

@@ -58,8 +58,10 @@ let problems (request: GrowthRequest) (proposal: NeuronProposal) : string list =
 
 /// `strategy.Propose request` on a worker thread, for at most `timeoutSeconds` (a plugin fault past
 /// them: the call is left to finish on its own, the run stops); `still seconds` is called every `every`
-/// while it runs, so that a long solve is visible in the log. The strategy's own exceptions pass through.
-let proposeWithin (strategy: IGrowthStrategy) (request: GrowthRequest) (timeoutSeconds: float) (every: TimeSpan) (still: float -> unit) : NeuronProposal =
+/// while it runs, so that a long solve is visible in the log. The strategy's own exceptions pass through;
+/// `cancellation` ends the wait at once (OperationCanceledException).
+let proposeWithin (strategy: IGrowthStrategy) (request: GrowthRequest) (timeoutSeconds: float) (every: TimeSpan) (still: float -> unit)
+                   (cancellation: Threading.CancellationToken) : NeuronProposal =
     let clock = Diagnostics.Stopwatch.StartNew ()
     let call =
         Threading.Tasks.Task.Run (fun () ->
@@ -78,8 +80,12 @@ let proposeWithin (strategy: IGrowthStrategy) (request: GrowthRequest) (timeoutS
         let remaining = timeoutSeconds - clock.Elapsed.TotalSeconds
         if remaining <= 0.0 then
             raise (PluginFaultException $"Growth strategy {describe strategy} did not propose for junction {request.Junction.Name} within Growth:StrategyTimeoutSeconds = {timeoutSeconds} s. Nothing was applied; the last checkpoint is the run's state before this step. Fix the strategy plugin, raise Growth:StrategyTimeoutSeconds, or choose another Growth:Strategy.")
-        // WaitOne, not Task.Wait: a faulted call must end the wait without wrapping the strategy's exception.
-        if (call :> IAsyncResult).AsyncWaitHandle.WaitOne (TimeSpan.FromSeconds (min every.TotalSeconds remaining)) then finished <- true
+        // WaitAny, not Task.Wait: a faulted call must end the wait without wrapping the strategy's exception;
+        // a stop (SIGTERM) ends it at once: the step is abandoned, the last checkpoint stands.
+        let woke = Threading.WaitHandle.WaitAny ([| (call :> IAsyncResult).AsyncWaitHandle; cancellation.WaitHandle |],
+                                                  TimeSpan.FromSeconds (min every.TotalSeconds remaining))
+        cancellation.ThrowIfCancellationRequested ()
+        if woke = 0 then finished <- true
         elif clock.Elapsed.TotalSeconds < timeoutSeconds then still clock.Elapsed.TotalSeconds
     call.GetAwaiter().GetResult ()
 

@@ -66,7 +66,7 @@ let tests =
                 let clock = System.Diagnostics.Stopwatch.StartNew ()
                 let message =
                     try
-                        ProposalCheck.proposeWithin slow request 1.0 (System.TimeSpan.FromSeconds 0.2) reports.Add |> ignore
+                        ProposalCheck.proposeWithin slow request 1.0 (System.TimeSpan.FromSeconds 0.2) reports.Add System.Threading.CancellationToken.None |> ignore
                         failwith "the slow call was not stopped"
                     with :? ProposalCheck.PluginFaultException as e -> e.Message
                 Expect.stringContains message "Growth:StrategyTimeoutSeconds = 1 s" "the limit is named"
@@ -74,14 +74,33 @@ let tests =
                 Expect.isLessThan clock.Elapsed.TotalSeconds 2.8 "it did not wait for the call to end"
                 Expect.isGreaterThanOrEqual reports.Count 3 $"reported while it ran ({reports.Count} times)"
                 let quiet = ResizeArray<float> ()
-                use p = ProposalCheck.proposeWithin tiny request 60.0 (System.TimeSpan.FromSeconds 15.0) quiet.Add
+                use p = ProposalCheck.proposeWithin tiny request 60.0 (System.TimeSpan.FromSeconds 15.0) quiet.Add System.Threading.CancellationToken.None
                 Expect.isGreaterThan p.Count 0 "a prompt strategy's proposal comes back"
                 Expect.isEmpty quiet "and nothing is reported"
                 let failing = { new IGrowthStrategy with
                                   member _.Name = "failing"
                                   member _.Propose _ = invalidOp "the strategy's own error" }
-                Expect.throwsT<System.InvalidOperationException> (fun () -> ProposalCheck.proposeWithin failing request 60.0 (System.TimeSpan.FromSeconds 15.0) ignore |> ignore) "its own exception, unwrapped"
+                Expect.throwsT<System.InvalidOperationException> (fun () -> ProposalCheck.proposeWithin failing request 60.0 (System.TimeSpan.FromSeconds 15.0) ignore System.Threading.CancellationToken.None |> ignore) "its own exception, unwrapped"
             finally stats |> Array.iter (fun s -> s.Dispose ())
+        }
+
+        test "a stop during a growth step abandons it at once, nothing applied (SIGTERM during a slow strategy call)" {
+            use net = mlp 531L f64 6 [ 2; 2 ] "tanh" 3
+            use x = randn 532L 200L 6L
+            use y = labels 533L 200L 3L
+            let widths = net.Widths
+            let slow = { new IGrowthStrategy with
+                           member _.Name = "slow"
+                           member _.Propose r = System.Threading.Thread.Sleep 5000; tiny.Propose r }
+            use stop = new System.Threading.CancellationTokenSource (System.TimeSpan.FromSeconds 0.5)
+            let context : Growth.GrowthContext =
+                { Cached = (fun _ -> None); GammaStart = (fun _ -> nan); Strategy = slow; Options = GrowthOptions (NeuronsPerStep = 3)
+                  Generator = null; HeldX = x; HeldY = y; StillProposing = (fun _ _ -> ()); StillProposingEvery = System.TimeSpan.FromSeconds 15.0
+                  Cancellation = stop.Token }
+            let clock = System.Diagnostics.Stopwatch.StartNew ()
+            Expect.throwsT<System.OperationCanceledException> (fun () -> Growth.stepIn context net 0 x y |> ignore) "the step is abandoned"
+            Expect.isLessThan clock.Elapsed.TotalSeconds 3.0 $"at once, not when the call ends ({clock.Elapsed.TotalSeconds:f1} s)"
+            Expect.equal net.Widths widths "nothing applied"
         }
 
         test "each broken proposal stops the step by name (strategy, assembly, junction, field) with nothing applied" {
