@@ -85,6 +85,11 @@ let private leastSquares (x: torch.Tensor) (y: torch.Tensor) (cutoff: float) =
 type Sample =
     { B: torch.Tensor; BT: torch.Tensor; G: torch.Tensor; Scale: float }
 
+/// A row sample in float64, with its per-sample scale.
+let sampleOf (rows: JunctionRows) : Sample =
+    let f64 (t: torch.Tensor) = t.to_type torch.ScalarType.Float64
+    { B = f64 rows.B; BT = f64 rows.ATilde; G = f64 rows.G; Scale = rows.RowWeight / float rows.Samples }
+
 /// δ (out×D1) fitted on the rows: the least-squares change of B's existing weights.
 let private deltaOn (s: Sample) (cutoff: float) = (leastSquares s.B s.G cutoff).t ()
 
@@ -180,11 +185,9 @@ let crossValidate (junction: IJunction) (statistics: JunctionStatistics) (sample
 
 /// The least-squares fan-out on the actual features of the whole row sample and each neuron's
 /// in-sample first-order share. Returns (ω out×K, shares K).
-let refitFanOut (junction: IJunction) (statistics: JunctionStatistics) (sample: JunctionRows) (fanIn: torch.Tensor) (delta: torch.Tensor | null) (cutoff: float) =
+let refitFanOut (junction: IJunction) (statistics: JunctionStatistics) (s: Sample) (fanIn: torch.Tensor) (delta: torch.Tensor | null) (cutoff: float) =
     use _ = torch.no_grad ()
     use scope = torch.NewDisposeScope ()
-    let f64 (t: torch.Tensor) = t.to_type torch.ScalarType.Float64
-    let s = { B = f64 sample.B; BT = f64 sample.ATilde; G = f64 sample.G; Scale = sample.RowWeight / float sample.Samples }
     let h = features junction statistics fanIn s.BT
     let omega =                                                                // out×K
         if fanIn.shape[0] = 0L then torch.zeros ([| s.G.shape[1]; 0L |], dtype = s.G.dtype, device = s.G.device)
@@ -202,14 +205,14 @@ let toUnit (options: GrowthOptions) (junction: IJunction) (statistics: JunctionS
     let delta : torch.Tensor | null = match proposal.Delta with null -> null | d -> d.clone ()
     let perPosition = match junction with :? Junctions.ChainJunction as c -> c.PerPositionRows | _ -> false
     match statistics.RowSample, statistics.RowSampleBatches with
-    | NonNull sample, NonNull batches when perPosition && sample.ATilde.dim () = 2L ->
+    | NonNull rows, NonNull batches when perPosition && rows.ATilde.dim () = 2L ->
+        use scope = torch.NewDisposeScope ()
+        // Converted once: the cross-validation and the refit read the same float64 rows.
+        let s = sampleOf rows
         let folds, fold = foldsOf batches crossValidationFolds
         let cv =
             if folds < 2 then None
             else
-                use scope = torch.NewDisposeScope ()
-                let f64 (t: torch.Tensor) = t.to_type torch.ScalarType.Float64
-                let s = { B = f64 sample.B; BT = f64 sample.ATilde; G = f64 sample.G; Scale = sample.RowWeight / float sample.Samples }
                 Some (crossValidate junction statistics s fold folds (not (isNull delta)) proposal.Count (options.NewUnitsCount = "crossvalidated") rowNorm options.EigenCutoff)
         // The strategy's count by default: chosen by held-out first-order gain (NewUnitsCount =
         // "crossvalidated"), conv junctions at these sample sizes almost never pass, and a network that
@@ -217,7 +220,7 @@ let toUnit (options: GrowthOptions) (junction: IJunction) (statistics: JunctionS
         let k = match cv with Some c when options.NewUnitsCount = "crossvalidated" -> c.Chosen | _ -> proposal.Count
         use kept = proposal.FanIn.narrow (0L, 0L, int64 k)
         let fanIn = rescaledFanIn kept junction.A.HasBias rowNorm
-        let omega, shares = refitFanOut junction statistics sample fanIn delta options.EigenCutoff
+        let omega, shares = refitFanOut junction statistics s fanIn delta options.EigenCutoff
         let deltaDecrease, scores =
             match cv with
             | Some c ->
@@ -226,7 +229,8 @@ let toUnit (options: GrowthOptions) (junction: IJunction) (statistics: JunctionS
                 let total = shares |> Array.sumBy (max 0.0)
                 c.DeltaSlope, (if total > 0.0 then shares |> Array.map (fun sh -> gain * max 0.0 sh / total) else Array.create k (gain / float (max 1 k)))
             | None -> (if isNull delta then 0.0 else proposal.DeltaDecrease), shares
-        new NeuronProposal (fanIn, omega, delta, deltaDecrease, scores, 1.0, proposal.Bottleneck,
+        // The proposal's tensors outlive the scope of the float64 rows.
+        new NeuronProposal (fanIn.DetachFromDisposeScope (), omega.DetachFromDisposeScope (), delta, deltaDecrease, scores, 1.0, proposal.Bottleneck,
                             NoiseFloor = proposal.NoiseFloor, FanOutAmplitude = true)
     | _ ->
         // No per-position rows: the linear fan-out for a unit-scale feature z_k/√Var z_k.
