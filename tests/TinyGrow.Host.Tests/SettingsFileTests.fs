@@ -24,8 +24,11 @@ let private runAs (user: string option) (dir: string) (env: (string * string) li
         | Some u ->
             let i = Diagnostics.ProcessStartInfo("runuser", WorkingDirectory = dir, RedirectStandardError = true, RedirectStandardOutput = true)
             for a in [ "-u"; u; "--"; "dotnet" ] do i.ArgumentList.Add a
-            i.Environment["HOME"] <- dir
-            i.Environment["DOTNET_CLI_HOME"] <- dir
+            // A home the other user may write (the .NET host keeps its files there), inside `dir` (deleted with it).
+            let home = Directory.CreateDirectory(Path.Combine(dir, "home")).FullName
+            File.SetUnixFileMode(home, enum<UnixFileMode> 0o777)
+            i.Environment["HOME"] <- home
+            i.Environment["DOTNET_CLI_HOME"] <- home
             i
         | None -> Diagnostics.ProcessStartInfo("dotnet", WorkingDirectory = dir, RedirectStandardError = true, RedirectStandardOutput = true)
     info.ArgumentList.Add app
@@ -86,6 +89,14 @@ let tests =
             File.SetUnixFileMode(tmp.File "secret.json", UnixFileMode.None)
             File.SetUnixFileMode(tmp.Path, UnixFileMode.UserRead ||| UnixFileMode.UserWrite ||| UnixFileMode.UserExecute ||| UnixFileMode.OtherExecute ||| UnixFileMode.GroupExecute)
             let user = if Environment.IsPrivilegedProcess then Some "nobody" else None
+            // As root the file is read as nobody, who must then be able to run the built app: not so when the
+            // checkout sits in a private folder (mktemp -d), where this case cannot be shown.
+            if user.IsSome then
+                let check = Diagnostics.ProcessStartInfo("runuser", RedirectStandardError = true)
+                for a in [ "-u"; "nobody"; "--"; "test"; "-r"; app ] do check.ArgumentList.Add a
+                use p = match Diagnostics.Process.Start check with null -> failwith "could not start runuser" | p -> p
+                p.WaitForExit()
+                if p.ExitCode <> 0 then skiptest $"the built app {app} is not readable by nobody (the checkout is in a private folder): a file unreadable to the test's own user cannot be made as root"
             let secret = tmp.File "secret.json"
             let code, stderr = runAs user tmp.Path [] 60 [ "run"; "--experiment"; secret; "--Device=cpu" ]
             Expect.equal code ExitCodes.BadConfiguration $"exit 2 ({stderr})"
