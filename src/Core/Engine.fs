@@ -301,6 +301,14 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
             logger.LogInformation ("Checkpoint ({Why}) at epoch {Epoch}, batch {Batch}: {Megabytes:f1} MB in {Milliseconds:f0} ms",
                                    why, state.Epoch, state.Batch, float bytes / 1e6, t.Elapsed.TotalMilliseconds)
             lastCheckpoint <- Stopwatch.StartNew ()
+        // Asked to stop during a growth step: the step is abandoned (no checkpoint of a half-grown
+        // network); the last checkpoint, from before the step, is what a resume starts from.
+        let abandonedOnStop (run: unit -> int) =
+            try run ()
+            with :? OperationCanceledException ->
+                logger.LogWarning ("Stop asked during growth step {Step}: the step is abandoned; a resume starts from the last checkpoint, from before it.",
+                                   state.GrowthSteps)
+                reraise ()
         // Asked to stop (SIGTERM, Ctrl-C): checkpoint where the run is, then stop.
         let stopIfAsked () =
             if cancellation.IsCancellationRequested then
@@ -394,7 +402,7 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
                         let t = Stopwatch.StartNew ()
                         if not fromTraining then
                             AfterGrowth.start state state.GrowthSteps |> Option.iter writeAfterGrowth
-                            let added = grow net optimizer growth data generator log board epoch state.GrowthSteps whitenings state
+                            let added = abandonedOnStop (fun () -> grow net optimizer growth data generator log board epoch state.GrowthSteps whitenings state)
                             state.GrowthSeconds <- state.GrowthSeconds + t.Elapsed.TotalSeconds
                             state.GrownAtBatch <- true
                             finishStep epoch added
@@ -426,7 +434,7 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
                         let t = Stopwatch.StartNew ()
                         let windowSeconds = w.Seconds
                         let added =
-                            try growFromWindow net optimizer growth data generator log board epoch state.GrowthSteps whitenings state w
+                            try abandonedOnStop (fun () -> growFromWindow net optimizer growth data generator log board epoch state.GrowthSteps whitenings state w)
                             finally closeWindow ()
                         let remaining =
                             match state.PendingJunctions with
