@@ -99,6 +99,66 @@ let tests =
             Expect.stringContains (problem empty).Fix "copy the plugin's build output" "an empty folder needs the build output, not a new name"
         }
 
+        test "a plugin with its private dependency beside it loads, and its strategy (named by the dependency) is listed" {
+            use tmp = new TempFolder()
+            let dll = addFixtureOutput tmp.Path "Fixture.NeedsLibrary"
+            Expect.isTrue (File.Exists(Path.Combine(tmp.Path, "Fixture.NeedsLibrary", "Fixture.Library.dll"))) "the library is laid out beside the plugin"
+            let result, catalogue = discover [ tmp.Path ]
+            Expect.isEmpty result.Problems "no refusals"
+            Expect.equal (result.Plugins |> Seq.map (fun p -> p.Path) |> List.ofSeq) [ dll ] "the plugin loaded"
+            let entry = Expect.wantSome (catalogue.Entries |> Seq.tryExactlyOne) "one name served"
+            Expect.equal (entry.Kind, entry.Name) (PluginCatalogue.StrategyKind, "library-strategy") "its strategy, named by code in the library"
+        }
+
+        test "a plugin whose private dependency is missing is refused at load, naming the DLL, the assembly and version, and the fix; the others load" {
+            // With its deps.json listing the library (a build output copied without it), and the DLL alone.
+            for withDepsJson in [ true; false ] do
+                use tmp = new TempFolder()
+                let dll =
+                    if withDepsJson then
+                        let dll = addFixtureOutput tmp.Path "Fixture.NeedsLibrary"
+                        File.Delete(Path.Combine(tmp.Path, "Fixture.NeedsLibrary", "Fixture.Library.dll"))
+                        Expect.isTrue (File.Exists(Path.Combine(tmp.Path, "Fixture.NeedsLibrary", "Fixture.NeedsLibrary.deps.json"))) "its deps.json is there"
+                        dll
+                    else addFixture tmp.Path "Fixture.NeedsLibrary"
+                addFixture tmp.Path "Fixture.GoodPlugin" |> ignore
+                let result, catalogue = discover [ tmp.Path ]
+                let problem = Expect.wantSome (result.Problems |> Seq.tryExactlyOne) $"one refusal (deps.json: {withDepsJson}): {problemsText result}"
+                Expect.equal problem.Path dll "names the plugin DLL"
+                Expect.stringContains problem.Reason "Fixture.NeedsLibrary.dll references Fixture.Library 2.5.0.0" "names the missing assembly and its version"
+                Expect.stringContains problem.Reason "neither in" "says it is not there"
+                Expect.equal problem.Fix "copy Fixture.Library.dll next to Fixture.NeedsLibrary.dll, or publish the plugin with `dotnet publish` and copy the publish folder (which holds it)" "the fix"
+                Expect.equal (result.Plugins |> Seq.map (fun p -> p.Name) |> List.ofSeq) [ "Fixture.GoodPlugin" ] "the other plugin still loads"
+                Expect.isFalse (catalogue.Entries |> Seq.exists (fun e -> e.Name = "library-strategy")) "the refused plugin serves nothing"
+                Expect.equal ((catalogue.GetStrategy "fixture-strategy").Name) "fixture-strategy" "the other plugin's names are served"
+                use output = new StringWriter()
+                Expect.equal (TinyGrow.Host.Commands.PluginsCommand(catalogue, result).Execute output) TinyGrow.Host.ExitCodes.Ok "plugins: exit 0"
+                let refused = Expect.wantSome (output.ToString().Split('\n') |> Array.tryFind (fun l -> l.StartsWith "Refused:" && contains l dll)) $"`tinygrow plugins` lists it under Refused: {output}"
+                Expect.stringContains refused "Fixture.Library 2.5.0.0" "with the missing assembly"
+                Expect.stringContains refused "Fix: copy Fixture.Library.dll next to Fixture.NeedsLibrary.dll" "and the fix"
+        }
+
+        test "a run selecting what only the refused plugin serves exits 2 at start-up with the refusal, before any run folder is written" {
+            use plugins = new TempFolder()
+            use output = new TempFolder()
+            addFixture plugins.Path "Fixture.NeedsLibrary" |> ignore
+            addFixture plugins.Path "Fixture.GoodPlugin" |> ignore
+            let _, catalogue = discover [ plugins.Path ]
+            let runs = output.File "runs"
+            let settings = settingsFrom (fixtureExperiment @ [ "Growth:Strategy", "library-strategy"; "Output:Directory", runs ])
+            use errors = new StringWriter()
+            let exit =
+                TinyGrow.Host.Commands.RunCommand(settings, catalogue, Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance,
+                                                  System.TimeProvider.System, ErrorOutput = errors).ExecuteAsync(System.Threading.CancellationToken.None)
+                |> Async.AwaitTask |> Async.RunSynchronously
+            Expect.equal exit TinyGrow.Host.ExitCodes.BadConfiguration "exit 2, as for any name no plugin serves"
+            let message = errors.ToString()
+            Expect.stringContains message "Growth:Strategy = 'library-strategy'" "names the key and value"
+            Expect.stringContains message "Fixture.NeedsLibrary.dll references Fixture.Library 2.5.0.0" "and the refusal"
+            Expect.stringContains message "copy Fixture.Library.dll next to Fixture.NeedsLibrary.dll" "with its fix"
+            Expect.isFalse (Directory.Exists runs) "nothing written"
+        }
+
         test "a name served twice: the first plugin wins and the warning names both files" {
             use first = new TempFolder()
             use second = new TempFolder()

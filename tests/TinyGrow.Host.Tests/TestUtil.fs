@@ -34,6 +34,15 @@ let addFixture (root: string) (name: string) =
     File.Copy(fixtureDll name, dll)
     dll
 
+/// Lays out <root>/<name>/ with every file of a fixture's folder (the plugin DLL, its private
+/// dependencies and deps.json), as a plugin's build output is deployed; returns the plugin DLL's path.
+let addFixtureOutput (root: string) (name: string) =
+    let source = Path.GetDirectoryName(fixtureDll name) |> nonNull
+    let dir = Directory.CreateDirectory(Path.Combine(root, name))
+    for file in Directory.GetFiles source do
+        File.Copy(file, Path.Combine(dir.FullName, nonNull (Path.GetFileName file)))
+    Path.Combine(dir.FullName, name + ".dll")
+
 /// Lays out <root>/<name>/<name>.dll holding random bytes; returns its path.
 let addCorrupt (root: string) (name: string) =
     let dir = Directory.CreateDirectory(Path.Combine(root, name))

@@ -3,7 +3,7 @@ using TinyGrow.Host.Plugins;
 namespace TinyGrow.Host.Commands;
 
 /// <summary><c>tinygrow plugins</c>: a plain aligned table of what each plugin serves, then the folders
-/// searched and the plugin files refused.</summary>
+/// searched and the plugin files refused, each with what to do about it.</summary>
 public sealed class PluginsCommand(PluginCatalogue catalogue, DiscoveryResult discovery)
 {
     /// <summary>Writes the listing to <paramref name="output"/>; always succeeds.</summary>
@@ -23,7 +23,7 @@ public sealed class PluginsCommand(PluginCatalogue catalogue, DiscoveryResult di
         output.WriteLine();
         output.WriteLine($"Searched: {string.Join(", ", discovery.Folders)}");
         foreach (var problem in discovery.Problems.Concat(catalogue.Refused))
-            output.WriteLine($"Refused:  {problem.Path}: {problem.Reason}");
+            output.WriteLine($"Refused:  {problem.Path}: {problem.Reason}. Fix: {problem.Fix}");
         return ExitCodes.Ok;
     }
 }

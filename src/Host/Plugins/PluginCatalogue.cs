@@ -33,12 +33,14 @@ public sealed class PluginCatalogue : IDisposable
     readonly List<CatalogueEntry> _entries = new();
     readonly List<string> _warnings = new();
     readonly List<PluginProblem> _refused = new();
+    readonly IReadOnlyList<PluginProblem> _discoveryProblems;
     readonly List<IDisposable> _owned = new();
 
     /// <summary>Creates the services the plugins registered (each once) and indexes them.</summary>
     public PluginCatalogue(DiscoveryResult discovery, IServiceProvider services, ILogger<PluginCatalogue> logger)
     {
         Folders = discovery.Folders;
+        _discoveryProblems = discovery.Problems;
         foreach (var registration in discovery.Registrations)
         {
             var type = registration.Descriptor.ServiceType;
@@ -112,9 +114,13 @@ public sealed class PluginCatalogue : IDisposable
         if (index.TryGetValue(name, out var found)) return found.Service;
         var available = index.Count == 0 ? "none (no plugin serves one)" : string.Join(", ", index.Keys.Order(StringComparer.OrdinalIgnoreCase));
         var none = kind == StrategyKind ? " (or \"none\" for a fixed network)" : "";
+        // What a refused plugin would have served is unknown (its code did not run, or failed), so every
+        // refusal is named: the one the name was meant to come from is among them, with its fix.
+        var refused = _discoveryProblems.Concat(_refused).Select(p => p.Message + ".").ToList();
         throw new UnknownPluginNameException(
             $"no {kind} named '{name}'. Available: {available}{none}. Plugins are searched in {string.Join(", ", Folders)} " +
-            "as <folder>/<Name>/<Name>.dll; run `tinygrow plugins` to list what was found, or add a folder with Plugins:Folders.");
+            "as <folder>/<Name>/<Name>.dll; run `tinygrow plugins` to list what was found, or add a folder with Plugins:Folders." +
+            (refused.Count == 0 ? "" : $" Refused, and so not serving anything (the name may be one of theirs): {string.Join(" ", refused)}"));
     }
 
     void Add<T>(Dictionary<string, (T Service, CatalogueEntry Entry)> index, string kind, string name, T service,

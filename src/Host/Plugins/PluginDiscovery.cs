@@ -101,6 +101,12 @@ public static class PluginDiscovery
         {
             loader = PluginLoader.CreateFromAssemblyFile(dll, SharedTypes, config => config.PreferSharedTypes = true);
             assembly = loader.LoadDefaultAssembly();
+            // Before its types: a public type built on a missing assembly would fail there with a less useful message.
+            if (UnresolvedReferences(loader, assembly, dll) is { } unresolved)
+            {
+                Refuse(unresolved.Reason, unresolved.Fix);
+                return;
+            }
             types = assembly.GetExportedTypes();
         }
         catch (BadImageFormatException e)
@@ -181,6 +187,49 @@ public static class PluginDiscovery
         }
         if (registered) plugins.Add(plugin);
     }
+
+    // Every assembly the plugin's main DLL references, resolved now through the plugin's load context (its
+    // folder and deps.json first, then the host for shared and framework assemblies), as the runtime would
+    // at first use. A private dependency left out of the folder (a DLL copied without its library, a build
+    // output copied in part) would otherwise pass discovery and end the run with a FileNotFoundException at
+    // its first growth step. Only the main DLL's direct references are checked, not theirs in turn: a
+    // dependency's own dependencies load when it is first used, and resolving the whole closure at every
+    // start-up would load assemblies a run may never touch; a `dotnet publish` output has them all anyway.
+    static (string Reason, string Fix)? UnresolvedReferences(PluginLoader loader, Assembly assembly, string dll)
+    {
+        var missing = new List<AssemblyName>();
+        var broken = new List<string>();
+        foreach (var reference in assembly.GetReferencedAssemblies())
+        {
+            try
+            {
+                loader.LoadAssembly(reference);
+            }
+            catch (FileNotFoundException)
+            {
+                missing.Add(reference);
+            }
+            catch (Exception e) when (e is FileLoadException or BadImageFormatException)
+            {
+                broken.Add($"{Describe(reference)} ({e.Message.TrimEnd().TrimEnd('.')})");
+            }
+        }
+        var plugin = Path.GetFileName(dll);
+        var folder = Path.GetDirectoryName(dll);
+        if (missing.Count > 0)
+        {
+            var (them, are) = missing.Count == 1 ? ("it", "is") : ("them", "are");
+            return ($"{plugin} references {string.Join(" and ", missing.Select(Describe))}, which {are} neither in {folder} nor provided by the host",
+                $"copy {string.Join(" and ", missing.Select(r => r.Name + ".dll"))} next to {plugin}, or publish the plugin with `dotnet publish` " +
+                $"and copy the publish folder (which holds {them})");
+        }
+        if (broken.Count > 0)
+            return ($"{plugin} references {string.Join(" and ", broken)}, which cannot be loaded",
+                $"replace the DLL named next to {plugin} with the one the plugin was built against, or publish the plugin with `dotnet publish` and copy the publish folder");
+        return null;
+    }
+
+    static string Describe(AssemblyName name) => $"{name.Name} {name.Version?.ToString() ?? "(no version)"}";
 
     // The package version a plugin is built against (make pack; build/Packaging.props), without the commit.
     static string HostPackageVersion => InformationalVersion(typeof(Contract).Assembly).Split('+')[0];
