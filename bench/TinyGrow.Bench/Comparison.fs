@@ -29,9 +29,7 @@ type Row =
       Run: int -> Map<string, Run> -> Run }
 
 let private epochsOf (dir: string) =
-    [ for line in File.ReadLines (Path.Combine (dir, "metrics.jsonl")) do
-        use doc = JsonDocument.Parse line
-        let root = doc.RootElement
+    [ for root in MetricsSchema.Events (Path.Combine (dir, "metrics.jsonl")) do
         if root.GetProperty("event").GetString () = "epoch" then
             yield root.GetProperty("seconds").GetDouble (), root.GetProperty("test_accuracy").GetDouble () ]
 

@@ -6,8 +6,7 @@ open System.Text.Json
 
 /// (seconds, test accuracy %, parameters) of each epoch line of a run's metrics.jsonl.
 let epochs (runDirectory: string) =
-    [| for line in File.ReadLines (Path.Combine (runDirectory, "metrics.jsonl")) do
-        let e = JsonDocument.Parse(line).RootElement
+    [| for e in TinyGrow.Core.MetricsSchema.Events (Path.Combine (runDirectory, "metrics.jsonl")) do
         if e.GetProperty("event").GetString () = "epoch" then
             yield e.GetProperty("seconds").GetDouble (),
                   100.0 * e.GetProperty("test_accuracy").GetDouble (),

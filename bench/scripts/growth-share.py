@@ -8,6 +8,9 @@ def summary(label):
     runs = []
     for path in sorted(glob.glob(f"runs/growth-share/{label}-s*/metrics.jsonl")):
         lines = [json.loads(l) for l in open(path)]
+        # docs/metrics.md: the first line declares the format (none: version 0); a newer one may mean other fields.
+        if lines and lines[0].get("event") == "schema" and lines[0].get("schema") not in (1,):
+            sys.exit(f"{path}: metrics.jsonl schema {lines[0].get('schema')}, which this script does not read (schemas 0 and 1; docs/metrics.md)")
         final = [l for l in lines if l.get("event") == "final"]
         if not final:
             continue

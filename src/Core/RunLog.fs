@@ -1,5 +1,6 @@
-/// metrics.jsonl: one JSON object per line with an `event` field (growth, after_growth, epoch, interrupted, final), flushed
-/// line by line so that a crashed or running job can be read by other tools.
+/// metrics.jsonl: one JSON object per line with an `event` field (schema, growth, after_growth, epoch, interrupted,
+/// final), flushed line by line so that a crashed or running job can be read by other tools. docs/metrics.md
+/// lists every event and field; a test holds it to what a run writes.
 namespace TinyGrow.Core
 
 open System
@@ -7,14 +8,82 @@ open System.IO
 open System.Text.Json
 open System.Text.Json.Nodes
 
+/// metrics.jsonl declares a format version this build does not read, or declares it wrongly.
+type MetricsSchemaException(message: string) =
+    inherit Exception(message)
+
+/// The version of metrics.jsonl's format. Since version 1 a file's first line is
+/// {"event":"schema","schema":1}; a file without it was written before the line existed (version 0,
+/// the same events). A reader refuses a version it does not know rather than misread its fields.
+[<AbstractClass; Sealed>]
+type MetricsSchema =
+    /// The version this build writes, and the newest it reads.
+    static member Current = 1
+
+    /// The `event` of the schema line.
+    static member Event = "schema"
+
+    /// The schema line this build writes first.
+    static member Line =
+        let o = JsonObject ()
+        o["event"] <- JsonValue.Create MetricsSchema.Event
+        o["schema"] <- JsonValue.Create MetricsSchema.Current
+        o.ToJsonString ()
+
+    /// The version `first`, the first line of `path`, declares: its `schema` when it is the schema line,
+    /// 0 when it is any other event (a file written before version 1). A version this build does not
+    /// read is a MetricsSchemaException naming the file, the version and what to do.
+    static member Check(path: string, first: JsonElement) : int =
+        let isSchemaLine =
+            first.ValueKind = JsonValueKind.Object
+            && (match first.TryGetProperty "event" with
+                | true, e -> e.ValueKind = JsonValueKind.String && e.GetString () = MetricsSchema.Event
+                | _ -> false)
+        if not isSchemaLine then 0
+        else
+            match first.TryGetProperty "schema" with
+            | true, v when v.ValueKind = JsonValueKind.Number && (match v.TryGetInt32 () with | true, n -> n >= 1 && n <= MetricsSchema.Current | _ -> false) ->
+                v.GetInt32 ()
+            | true, v ->
+                raise (MetricsSchemaException (
+                    $"{path}: metrics.jsonl schema {v.GetRawText ()}, which this tinygrow does not read (it reads schemas 0 to {MetricsSchema.Current}; " +
+                    "docs/metrics.md has their history). Read the file with the tinygrow that wrote it, or a newer one."))
+            | _ ->
+                raise (MetricsSchemaException (
+                    $"{path}: its first line is a schema line without its version (\"schema\": <integer>). The file is corrupt; a run writes {MetricsSchema.Line}."))
+
+    /// Every line of `path`, parsed, with the schema checked and its line left out: the events of a file
+    /// this build reads (for tools that read a finished run's file; the report has a reader of its own
+    /// that also tolerates a last line cut short).
+    static member Events(path: string) : JsonElement list =
+        let lines = File.ReadAllLines path |> Array.filter (fun l -> l.Trim().Length > 0)
+        let parsed =
+            lines |> Array.mapi (fun i line ->
+                use document = JsonDocument.Parse line
+                let e = document.RootElement.Clone ()
+                if i > 0 && MetricsSchema.Check (path, e) > 0 then
+                    raise (MetricsSchemaException $"{path} line {i + 1}: a schema line after the first line. The file is corrupt (the schema line is the first line only).")
+                e)
+        match List.ofArray parsed with
+        | [] -> []
+        | first :: rest -> if MetricsSchema.Check (path, first) > 0 then rest else first :: rest
+
 /// Writes `path` from byte `keep` on (what came after is dropped: a resumed run rewrites the lines
-/// written after its checkpoint); `RunLog path` starts a new file.
+/// written after its checkpoint); `RunLog path` starts a new file. A file that is empty once cut
+/// (a new run, or a resume with no checkpoint) starts with the schema line; a resumed run keeps the
+/// one its checkpoint's length covers, so the line is in every file once.
 type RunLog(path: string, keep: int64) =
     let writer =
         let stream = new FileStream (path, FileMode.OpenOrCreate, FileAccess.Write, FileShare.Read)
         stream.SetLength (min keep stream.Length)
         stream.Seek (0L, SeekOrigin.End) |> ignore
         new StreamWriter (stream)
+
+    let writeLine (line: string) =
+        writer.WriteLine line
+        writer.Flush ()
+
+    do if writer.BaseStream.Length = 0L then writeLine MetricsSchema.Line
 
     new(path: string) = new RunLog (path, 0L)
 
@@ -42,8 +111,7 @@ type RunLog(path: string, keep: int64) =
         o["event"] <- JsonValue.Create name
         for key, value in fields do
             o[key] <- RunLog.Node value
-        writer.WriteLine (o.ToJsonString (JsonSerializerOptions (WriteIndented = false)))
-        writer.Flush ()
+        writeLine (o.ToJsonString (JsonSerializerOptions (WriteIndented = false)))
 
     interface IDisposable with
         member _.Dispose() = writer.Dispose ()

@@ -98,6 +98,9 @@ type private Fixture() =
 
 let private sameAsReference (fixture: Fixture) (runId: string) =
     let lines = metricsOf (fixture.Run runId)
+    // The resume cut the file back to the checkpoint's length, past the schema line: it is still there, once.
+    Expect.equal lines[0] TinyGrow.Core.MetricsSchema.Line "the schema line first"
+    Expect.equal (lines |> Array.filter (fun l -> l.Contains "\"event\":\"schema\"")).Length 1 "the schema line once"
     Expect.equal lines.Length fixture.Reference.Length "as many metrics lines as the uninterrupted run (no epoch lost or counted twice)"
     Array.iteri2 (fun i (got: string) expected -> Expect.equal got expected $"metrics line {i + 1}") lines fixture.Reference
     Expect.stringContains lines[lines.Length - 1] "\"event\":\"final\"" "the resumed run finished"

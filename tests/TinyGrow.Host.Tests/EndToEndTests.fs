@@ -107,7 +107,7 @@ let tests =
             Expect.equal (config.GetProperty("Growth").GetProperty("Strategy").GetString()) "tiny" "config.json is the resolved configuration"
             let lines = File.ReadAllLines(Path.Combine(run, "metrics.jsonl")) |> Array.map (fun l -> JsonDocument.Parse(l).RootElement)
             let kinds = lines |> Array.map (fun e -> e.GetProperty("event").GetString()) |> Array.distinct |> Array.sort
-            Expect.equal kinds [| "after_growth"; "epoch"; "final"; "growth" |] "epoch, growth, after_growth and final events"
+            Expect.equal kinds [| "after_growth"; "epoch"; "final"; "growth"; "schema" |] "the schema line, epoch, growth, after_growth and final events"
             let final = lines[lines.Length - 1]
             let widths = [| for w in final.GetProperty("widths").EnumerateArray() -> w.GetInt32() |]
             Expect.isGreaterThan widths[0] 1 "the hidden layer grew from 1"

@@ -12,6 +12,7 @@ let all =
         SettingsFileTests.tests
         ExperimentTests.tests
         RunGuardTests.tests
+        MetricsSchemaTests.tests
         ProvenanceTests.tests
         ReportTests.tests
         DaemonTests.tests

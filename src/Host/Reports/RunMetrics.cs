@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text.Json;
+using TinyGrow.Core;
 
 namespace TinyGrow.Host.Reports;
 
@@ -25,7 +26,7 @@ public sealed record FinalLine(double TestAccuracy, long Parameters, int[] Width
 /// <summary>The <c>interrupted</c> line of a run that stopped early.</summary>
 public sealed record InterruptedLine(string Reason, int Epoch, int Batch);
 
-/// <summary>What a run's metrics.jsonl holds, line by line as the README describes it.</summary>
+/// <summary>What a run's metrics.jsonl holds, line by line as docs/metrics.md describes it.</summary>
 /// <param name="Path">The file read.</param>
 /// <param name="Epochs">Epoch lines, in file order.</param>
 /// <param name="Growths">Growth lines, in file order.</param>
@@ -35,7 +36,12 @@ public sealed record InterruptedLine(string Reason, int Epoch, int Batch);
 public sealed record RunMetrics(string Path, IReadOnlyList<EpochLine> Epochs, IReadOnlyList<GrowthLine> Growths,
     FinalLine? Final, InterruptedLine? Interrupted, IReadOnlyList<string> Warnings)
 {
-    /// <summary>Reads <paramref name="path"/>. Unknown events are skipped (a newer run may write more);
+    /// <summary>The format version the file declares on its first line (0: written before files declared one).</summary>
+    public int Schema { get; init; }
+
+    /// <summary>Reads <paramref name="path"/>. The first line's schema version is checked (a version this build
+    /// does not know is a <see cref="ReportException"/>: its fields may mean something else) and the line skipped;
+    /// unknown events are skipped (a newer run of the same schema may write more);
     /// a last line without its newline that does not parse is skipped with a warning (a run killed
     /// mid-write); anything else unreadable is a <see cref="ReportException"/> naming the line.</summary>
     public static RunMetrics Read(string path)
@@ -60,6 +66,8 @@ public sealed record RunMetrics(string Path, IReadOnlyList<EpochLine> Epochs, IR
         InterruptedLine? interrupted = null;
         var lines = text.Split('\n');
         var events = 0;
+        var seenFirst = false;
+        var schema = 0;
         for (var i = 0; i < lines.Length; i++)
         {
             var line = lines[i].TrimEnd('\r');
@@ -83,8 +91,22 @@ public sealed record RunMetrics(string Path, IReadOnlyList<EpochLine> Epochs, IR
             }
             var at = new Line(path, number, e);
             if (e.ValueKind != JsonValueKind.Object) throw at.Problem("is not a JSON object");
+            var first = !seenFirst;
+            seenFirst = true;
+            if (first)
+            {
+                // The first line declares the format (docs/metrics.md); a file without that line is version 0.
+                try { schema = MetricsSchema.Check(path, e); }
+                catch (MetricsSchemaException x) { throw new ReportException(x.Message); }
+            }
+            var name = at.String("event");
+            if (name == MetricsSchema.Event)
+            {
+                if (!first) throw at.Problem("is a schema line after the first line (the schema line is the first line only)");
+                continue;
+            }
             events++;
-            switch (at.String("event"))
+            switch (name)
             {
                 case "epoch":
                     epochs.Add(new(at.Int("epoch"), at.Number("train_loss"), at.Number("test_loss"), at.Accuracy("test_accuracy"),
@@ -105,14 +127,14 @@ public sealed record RunMetrics(string Path, IReadOnlyList<EpochLine> Epochs, IR
         }
         if (events == 0)
             throw new ReportException($"{path} holds no events: the run stopped before its first growth step or epoch; there is nothing to report.");
-        return new(path, epochs, growths, final, interrupted, warnings);
+        return new(path, epochs, growths, final, interrupted, warnings) { Schema = schema };
     }
 
     // One line's fields, each read with an error that names the file, the line and the field.
     readonly record struct Line(string Path, int LineNumber, JsonElement Element)
     {
         public ReportException Problem(string what) =>
-            new($"{Path} line {LineNumber}: {what}. The file is corrupt (see the README for the fields of each event).");
+            new($"{Path} line {LineNumber}: {what}. The file is corrupt (docs/metrics.md lists the fields of each event).");
 
         JsonElement Field(string name) =>
             Element.TryGetProperty(name, out var value) ? value : throw Problem($"'{name}' is missing");
