@@ -182,7 +182,7 @@ type CnnBlockKind() =
                elif convs.Length = 0 then yield $"{key}:Layers:0:Kind: a CNN starts with a conv layer."
                else
                    for i in 0 .. denses.Length - 1 do
-                       if not (String.Equals (denses[i].Kind, "dense", StringComparison.OrdinalIgnoreCase)) then
+                       if CnnShapes.isConv denses[i] then
                            yield $"{key}:Layers:{convs.Length + i}:Kind = '{denses[i].Kind}': after the first dense layer only dense layers may follow (conv layers come first)."
                    if spec.Head <> "gap" && spec.Head <> "flatten" then
                        yield $"{key}:Head = '{spec.Head}': use gap or flatten."
@@ -219,7 +219,15 @@ type CnnBlockKind() =
                 let output = LayerSpec (Kind = "dense", Width = context.Classes, MaxWidth = context.Classes, Activation = "identity", Bias = spec.OutputBias)
                 let denseSpecs = Array.append denses [| output |]
                 for s in denseSpecs do
-                    let layer = context.LayerKinds["dense"].Create (s, width, context.Device, context.DType, context.Generator)
+                    // "dense" or a plugin's dense-shaped kind (y = xWᵀ + b, parameters [W, b]: the
+                    // junctions take their statistics rows as a dense layer's).
+                    let kind =
+                        match context.LayerKinds.TryGetValue s.Kind with
+                        | true, kind -> kind
+                        | _ ->
+                            let known = String.Join (", ", context.LayerKinds.Keys)
+                            invalidArg "spec" $"No layer kind '{s.Kind}' was discovered (known: {known}). Is its plugin in the plugins folder?"
+                    let layer = kind.Create (s, width, context.Device, context.DType, context.Generator)
                     dense.Add layer
                     width <- layer.OutputWidth
                 new CnnBlock (stages.ToArray (), spec.Head, h * w, dense.ToArray (), denseSpecs, spec.OutputBias,

@@ -1,4 +1,5 @@
-/// The "mlp" block: x → dense → σ → dense → σ → … → dense (one output per class). Junction i is
+/// The "mlp" block: x → dense → σ → dense → σ → … → dense (one output per class); a hidden layer may
+/// be of any dense-shaped kind. Junction i is
 /// dense i → σ_i → dense i+1; growing it widens dense i. One statistics row per sample.
 namespace TinyGrow.Growth.Linear
 
@@ -50,9 +51,19 @@ type MlpBlock(layers: IGrowableLayer[], specs: LayerSpec[], outputBias: bool, na
             | -1 -> invalidArg (nameof junction) $"Junction {junction.Name} is not in block {name}."
             | i -> Junctions.chainFrom layers i aInput aOutput
 
-/// Builds "mlp" blocks: the hidden layers of the spec (dense), then a dense output layer of one
+/// Builds "mlp" blocks: the hidden layers of the spec, each by its kind ("dense", or a plugin's kind,
+/// which must be dense-shaped: y = xWᵀ + b on the flattened input with parameters [W, b], since
+/// the junctions take their statistics rows as a dense layer's), then a dense output layer of one
 /// neuron per class (identity activation).
 type MlpBlockKind() =
+    /// The kind that builds `spec`'s layer (the host checked the name before the run).
+    static member internal LayerKind (context: BlockContext) (spec: LayerSpec) =
+        match context.LayerKinds.TryGetValue spec.Kind with
+        | true, kind -> kind
+        | _ ->
+            let known = String.Join (", ", context.LayerKinds.Keys)
+            invalidArg "spec" $"No layer kind '{spec.Kind}' was discovered (known: {known}). Is its plugin in the plugins folder?"
+
     interface IBlockKind with
         member _.Name = "mlp"
 
@@ -60,20 +71,19 @@ type MlpBlockKind() =
             [| if spec.Layers.Count = 0 then yield $"{key}:Layers is empty: an MLP needs at least one hidden layer (e.g. --{key}:Layers:0:Width=1)."
                if not spec.IsOutput then yield $"{key}: an mlp block must end the model (it holds the output layer)."
                for i in 0 .. spec.Layers.Count - 1 do
-                   if not (String.Equals (spec.Layers[i].Kind, "dense", StringComparison.OrdinalIgnoreCase)) then
-                       yield $"{key}:Layers:{i}:Kind = '{spec.Layers[i].Kind}': an MLP is made of dense layers; put conv layers first for a CNN." |]
+                   if String.Equals (spec.Layers[i].Kind, "conv", StringComparison.OrdinalIgnoreCase) then
+                       yield $"{key}:Layers:{i}:Kind = 'conv': an MLP is made of dense layers; put conv layers first for a CNN." |]
 
         member _.OutputShape(_, _, classes) = [| int64 classes |]
 
         member _.Create(spec, context) =
-            let dense = context.LayerKinds["dense"]
             let output = LayerSpec (Kind = "dense", Width = context.Classes, MaxWidth = context.Classes, Activation = "identity", Bias = spec.OutputBias)
             let specs = Array.append (Seq.toArray spec.Layers) [| output |]
             let mutable width = int (Array.fold (*) 1L context.InputShape)
             let built = ResizeArray<IGrowableLayer> ()
             try
                 for s in specs do
-                    let layer = dense.Create (s, width, context.Device, context.DType, context.Generator)
+                    let layer = (MlpBlockKind.LayerKind context s).Create (s, width, context.Device, context.DType, context.Generator)
                     built.Add layer
                     width <- layer.OutputWidth
             with _ ->

@@ -3,14 +3,19 @@ module TinyGrow.Core.Activations
 
 open TorchSharp
 
+/// The activation names a layer may use (Model:Layers:N:Activation). The engine applies a
+/// junction's activation by name in places (new units' initialisation), so a plugin's layer kind
+/// uses these names too.
 let known = [ "relu"; "tanh"; "selu"; "gelu"; "identity" ]
 
 let private unknown (name: string) =
     let names = String.concat ", " known
     invalidArg "activation" $"Unknown activation '{name}'. Use one of: {names}."
 
+/// Throws ArgumentException naming `name` and the known names unless it is one of `known`.
 let validate (name: string) = if not (List.contains name known) then unknown name
 
+/// σ(z) for the activation `name` (one of `known`): a new tensor (identity: an alias of z).
 let apply (name: string) (z: torch.Tensor) : torch.Tensor =
     match name with
     | "relu" -> torch.nn.functional.relu z

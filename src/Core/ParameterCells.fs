@@ -16,12 +16,17 @@ module Cells =
         t.Dispose ()
         p
 
+/// A weight and an optional bias as parameters (made with Cells.parameter, taking ownership of the
+/// tensors given); Load swaps in new values.
 type WeightAndBias(weight: torch.Tensor, bias: torch.Tensor option) =
     let mutable w = Cells.parameter weight
     let mutable b = bias |> Option.map Cells.parameter
 
+    /// The current weight.
     member _.Weight = w
+    /// The current bias, if the layer has one.
     member _.Bias = b
+    /// Weight, then bias if any: the order of a layer's Parameters and of Load's values.
     member _.Parameters: Parameter[] = [| yield w; match b with Some p -> yield p | None -> () |]
 
     /// Replaces the tensors (weight, then bias if the layer has one), taking ownership.
