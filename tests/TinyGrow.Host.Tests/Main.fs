@@ -23,6 +23,7 @@ let all =
         SlurmTests.tests
         ProgressTests.tests
         DeployTests.tests
+        DocsTests.tests
     ]
 
 [<EntryPoint>]
