@@ -55,6 +55,11 @@ let main argv =
             // Epoch lines, and the growth lines that added neurons.
             if l.Contains "\"event\":\"epoch\"" || (l.Contains "\"event\":\"growth\"" && not (l.Contains "\"added\":0,")) then printfn "%s" l
         0
+    | [ "readme-figure"; runFolder; output ] ->
+        // The README's picture from a finished run folder (scripts/readme-figure.sh makes the run).
+        TinyGrow.Host.Reports.RunReport.WriteWidthsAndAccuracy (runFolder, output)
+        printfn "wrote %s" output
+        0
     | "compare" :: rest ->
         // The default experiment's growth next to a fixed network of the grown widths, same epochs,
         // same seed, same process: accuracy, parameters, seconds.

@@ -110,6 +110,43 @@ let private none (what: string) (items: 'a list) =
         let listed = String.Join(Environment.NewLine + "  ", items)
         failtest $"{what}:{Environment.NewLine}  {listed}"
 
+let private repository = Path.GetDirectoryName docs |> nonNull
+
+/// The lines of a `<!-- bench:name -->` section of a file, markers excluded.
+let private benchSection (path: string) (name: string) =
+    let text = File.ReadAllText path
+    let start, stop = text.IndexOf $"<!-- bench:{name} -->", text.IndexOf $"<!-- /bench:{name} -->"
+    if start < 0 || stop < start then failtest $"{path} has no bench:{name} section"
+    text.Substring(start, stop - start).Split '\n' |> Array.skip 1 |> Array.toList
+
+/// GitHub's anchor of a heading: lower case, punctuation dropped, spaces as hyphens.
+let anchorOf (heading: string) =
+    let kept = heading.Trim().ToLowerInvariant() |> String.filter (fun c -> Char.IsLetterOrDigit c || c = ' ' || c = '-' || c = '_')
+    kept.Replace(' ', '-')
+
+/// Anchors a markdown file offers: its headings' and its `<a id="…">` elements'.
+let private anchorsIn (path: string) =
+    let text = File.ReadAllText path
+    set [ for m in Regex.Matches(text, "(?m)^#+ (.*)$") -> anchorOf m.Groups[1].Value
+          for m in Regex.Matches(text, "<a id=\"([^\"]+)\"") -> m.Groups[1].Value ]
+
+/// Pages other work adds to docs/ (linked from here already); a link to one is checked once it exists.
+let private pagesFromOtherWork = set [ Path.Combine("docs", "metrics.md") ]
+
+/// Broken relative links of a markdown file: a target that does not exist, or an anchor it does not have.
+let brokenLinks (path: string) =
+    let text = Regex.Replace(File.ReadAllText path, "(?s)```.*?```", "")
+    [ for m in Regex.Matches(text, @"\]\(([^)\s]+)\)") do
+        let link = m.Groups[1].Value
+        if not (link.StartsWith "http://" || link.StartsWith "https://" || link.StartsWith "mailto:") then
+            let file, anchor = match link.IndexOf '#' with -1 -> link, "" | i -> link[.. i - 1], link[i + 1 ..]
+            let target = if file = "" then path else Path.GetFullPath(Path.Combine(Path.GetDirectoryName path |> nonNull, file))
+            if not (File.Exists target || Directory.Exists target) then
+                if not (pagesFromOtherWork.Contains(Path.GetRelativePath(repository, target))) then
+                    yield $"{Path.GetRelativePath(repository, path)}: {link} does not exist"
+            elif anchor <> "" && target.EndsWith ".md" && not ((anchorsIn target).Contains anchor) then
+                yield $"{Path.GetRelativePath(repository, path)}: {link} has no such anchor" ]
+
 let private configurationPage () = File.ReadAllText(Path.Combine(docs, "configuration.md"))
 
 let tests =
@@ -150,6 +187,22 @@ let tests =
             Expect.isNonEmpty (rangeProblems (row "Growth:Selection" "`all`, `best`") (property "Selection")) "roundrobin is missing"
             let parsed = docRows "| `Growth:StepsPerEpoch` | `12` | `0` to `1000` | steps |\n| key | default | range | meaning |"
             Expect.equal (parsed |> List.map (fun r -> r.Key, r.Default)) [ "Growth:StepsPerEpoch", "12" ] "one key row, the header skipped"
+        }
+        test "the README's headline table is the strategies table of docs/results.md, with its provenance" {
+            // The table's rows, then its provenance line (the README shows them in that order).
+            let rows (lines: string list) = (lines |> List.filter (fun l -> l.StartsWith "|")) @ (lines |> List.filter (fun l -> l.StartsWith "Measured by"))
+            let readme = benchSection (Path.Combine(repository, "README.md")) "headline" |> rows
+            let results = benchSection (Path.Combine(docs, "results.md")) "strategies" |> rows
+            Expect.isNonEmpty readme "the README shows a table"
+            Expect.equal readme results "README.md's bench:headline rows against docs/results.md's bench:strategies rows (make bench ARGS=\"strategies 10 1 2 3\" writes both)"
+        }
+        test "links between the README and the docs pages resolve, anchors included" {
+            Expect.equal (anchorOf "Growth that stops by itself") "growth-that-stops-by-itself" "a heading's anchor"
+            Expect.equal (anchorOf "systemd: `tinygrow daemon`") "systemd-tinygrow-daemon" "punctuation dropped"
+            let pages =
+                [ Path.Combine(repository, "README.md"); Path.Combine(repository, "deploy", "README.md") ]
+                @ List.ofArray (Directory.GetFiles(docs, "*.md", SearchOption.AllDirectories))
+            none "broken links" (pages |> List.collect brokenLinks)
         }
         test "docs/verbs.md lists exactly the exit codes of ExitCodes" {
             let codes =

@@ -25,7 +25,7 @@ public sealed record FinalLine(double TestAccuracy, long Parameters, int[] Width
 /// <summary>The <c>interrupted</c> line of a run that stopped early.</summary>
 public sealed record InterruptedLine(string Reason, int Epoch, int Batch);
 
-/// <summary>What a run's metrics.jsonl holds, line by line as the README describes it.</summary>
+/// <summary>What a run's metrics.jsonl holds, line by line as docs/metrics.md describes it.</summary>
 /// <param name="Path">The file read.</param>
 /// <param name="Epochs">Epoch lines, in file order.</param>
 /// <param name="Growths">Growth lines, in file order.</param>
@@ -112,7 +112,7 @@ public sealed record RunMetrics(string Path, IReadOnlyList<EpochLine> Epochs, IR
     readonly record struct Line(string Path, int LineNumber, JsonElement Element)
     {
         public ReportException Problem(string what) =>
-            new($"{Path} line {LineNumber}: {what}. The file is corrupt (see the README for the fields of each event).");
+            new($"{Path} line {LineNumber}: {what}. The file is corrupt (docs/metrics.md gives the fields of each event).");
 
         JsonElement Field(string name) =>
             Element.TryGetProperty(name, out var value) ? value : throw Problem($"'{name}' is missing");
