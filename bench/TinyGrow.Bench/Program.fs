@@ -139,7 +139,7 @@ let main argv =
             Some (fun dtype -> TinyGrow.Bench.WhiteningTime.fashionStats data kinds dtype)
         TinyGrow.Bench.WhiteningTime.run sizes fashion
     | "whitening-precision" :: sizes ->
-        // The kept input whitening factorised in float32 vs float64 (docs/results.md, issue 10).
+        // The kept input whitening factorised in float32 vs float64 (docs/notebook/2026-11-30-statistics-from-training.md).
         TinyGrow.Bench.WhiteningTime.precision (if sizes.IsEmpty then [ 785L; 1537L; 3073L ] else sizes |> List.map int64) 3
         0
     | [ "whitening-parts" ] ->
