@@ -234,3 +234,7 @@ let headline (text: string) =
 let replaceSection (path: string) (name: string) (body: string) =
     if File.Exists path && (File.ReadAllText path).Contains $"<!-- bench:{name} -->" then writeSection path name body
 
+/// The README.md of the repository whose `docs/` folder holds `results` (docs/results.md → README.md).
+let readmeOf (results: string) =
+    Path.Combine (Path.GetDirectoryName (Path.GetFullPath results) |> nonNull, "..", "README.md") |> Path.GetFullPath
+
