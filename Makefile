@@ -8,7 +8,7 @@ APP := artifacts/tinygrow
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
 ARGS ?=
 
-.PHONY: build run test data clean bench pack
+.PHONY: build run test data clean bench pack readme-figure
 
 build:
 	$(DOTNET) build Plugins.sln -c $(CONFIG) -nologo -clp:NoSummary -v minimal
@@ -40,6 +40,10 @@ test: pack
 
 bench: build
 	$(DOTNET) bench/TinyGrow.Bench/bin/$(CONFIG)/net10.0/TinyGrow.Bench.dll $(ARGS)
+
+# The README's picture (docs/images/grown-run.png): a fresh default run, or ARGS=<run folder>.
+readme-figure: build data
+	CONFIG=$(CONFIG) scripts/readme-figure.sh $(ARGS)
 
 clean:
 	rm -rf artifacts */*/bin */*/obj

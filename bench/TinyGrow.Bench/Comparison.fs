@@ -218,3 +218,21 @@ let writeSection (path: string) (name: string) (body: string) =
     let temporary = path + ".tmp"
     File.WriteAllText (temporary, updated)
     File.Move (temporary, path, true)
+
+/// The headline of a table written by `table`: its rows, then its provenance line ("Measured by …"), for
+/// the README, which shows the current MLP table without the protocol paragraph.
+let headline (text: string) =
+    let lines = text.Split '\n'
+    let rows = lines |> Array.filter (fun l -> l.StartsWith "|")
+    let provenance = lines |> Array.filter (fun l -> l.StartsWith "Measured by")
+    String.concat "\n" rows + "\n\n" + String.concat "\n" provenance
+
+/// Replaces the `<!-- bench:name -->` section of `path` with `body` when the file has one; a file without
+/// it is left alone (unlike writeSection, which appends the section).
+let replaceSection (path: string) (name: string) (body: string) =
+    if File.Exists path && (File.ReadAllText path).Contains $"<!-- bench:{name} -->" then writeSection path name body
+
+/// The README.md of the repository whose `docs/` folder holds `results` (docs/results.md → README.md).
+let readmeOf (results: string) =
+    Path.Combine (Path.GetDirectoryName (Path.GetFullPath results) |> nonNull, "..", "README.md") |> Path.GetFullPath
+

@@ -55,6 +55,11 @@ let main argv =
             // Epoch lines, and the growth lines that added neurons.
             if l.Contains "\"event\":\"epoch\"" || (l.Contains "\"event\":\"growth\"" && not (l.Contains "\"added\":0,")) then printfn "%s" l
         0
+    | [ "readme-figure"; runFolder; output ] ->
+        // The README's picture from a finished run folder (scripts/readme-figure.sh makes the run).
+        TinyGrow.Host.Reports.RunReport.WriteWidthsAndAccuracy (runFolder, output)
+        printfn "wrote %s" output
+        0
     | "compare" :: rest ->
         // The default experiment's growth next to a fixed network of the grown widths, same epochs,
         // same seed, same process: accuracy, parameters, seconds.
@@ -134,7 +139,7 @@ let main argv =
             Some (fun dtype -> TinyGrow.Bench.WhiteningTime.fashionStats data kinds dtype)
         TinyGrow.Bench.WhiteningTime.run sizes fashion
     | "whitening-precision" :: sizes ->
-        // The kept input whitening factorised in float32 vs float64 (docs/results.md, issue 10).
+        // The kept input whitening factorised in float32 vs float64 (docs/notebook/2026-11-30-statistics-from-training.md).
         TinyGrow.Bench.WhiteningTime.precision (if sizes.IsEmpty then [ 785L; 1537L; 3073L ] else sizes |> List.map int64) 3
         0
     | [ "whitening-parts" ] ->

@@ -93,7 +93,7 @@ public sealed class TrainingOptions
     public long Seed { get; set; } = 1;
     /// <summary>Intra-op CPU threads of the run (libtorch's OpenMP pool). 0 (auto): one thread for a network
     /// of dense layers on the CPU, whose small kernels lose more at the threads' barriers than they gain
-    /// (docs/results.md, "CPU threads"), and libtorch's default (one per core) otherwise.</summary>
+    /// (docs/notebook/2026-11-30-cpu-threads.md), and libtorch's default (one per core) otherwise.</summary>
     [Range(0, 1024)] public int Threads { get; set; } = 0;
 }
 
@@ -132,7 +132,7 @@ public sealed class GrowthOptions
     /// <summary>Eigenvalues below EigenCutoff·λmax are dropped in pseudo-inverses (relative, never absolute). 1e-3 keeps
     /// δ = S⁺M, the update of existing weights growth applies, off the near-null directions of S (measured better for
     /// dense networks, and it kept a ReLU run from diverging); CNNs measured better at 1e-10, which the conv
-    /// experiments set (docs/results.md, "The eigenvalue cutoff 1e-3 by default").</summary>
+    /// experiments set (docs/notebook/2026-11-30-eigenvalue-cutoff.md).</summary>
     [Range(1e-15, 1.0)] public double EigenCutoff { get; set; } = 1e-3;
     /// <summary>Also apply the best update δ of existing weights (W_B ← W_B − γ²δ).</summary>
     public bool UseDelta { get; set; } = true;

@@ -1,8 +1,8 @@
 /// How many intra-op CPU threads a run uses (Training:Threads). libtorch's OpenMP pool defaults to
 /// one thread per core; a parallel kernel waits at a barrier for its slowest thread, so on a machine
 /// whose cores are shared with other jobs, or for kernels as small as a dense layer's at batch 128,
-/// the extra threads cost more than they do. Measured on this 2-core VM (docs/results.md, "CPU
-/// threads"): the default Fashion-MNIST MLP runs 1.4-2x faster on one thread, the growth step's
+/// the extra threads cost more than they do. Measured on this 2-core VM
+/// (docs/notebook/2026-11-30-cpu-threads.md): the default Fashion-MNIST MLP runs 1.4-2x faster on one thread, the growth step's
 /// eigh of a 216² matrix 5-8x faster, while a CNN's convolutions gain from two threads (1.3x).
 module TinyGrow.Core.ComputeThreads
 

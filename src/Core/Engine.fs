@@ -322,7 +322,7 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
         // The default cutoff (1e-3) was chosen on dense networks; conv junctions measured better at 1e-10.
         let convJunctions = net.Junctions |> Seq.exists (fun j -> j.A.Kind = "conv" || j.B.Kind = "conv")
         if growing && convJunctions && growth.EigenCutoff > 1e-6 then
-            logger.LogInformation ("Growth:EigenCutoff={Cutoff} with convolutional junctions: the Fashion-MNIST CNN grows further and ends 1.1 points higher on average with 1e-10 (3 seeds; the conv experiments set it; docs/results.md, \"The eigenvalue cutoff 1e-3 by default\").",
+            logger.LogInformation ("Growth:EigenCutoff={Cutoff} with convolutional junctions: the Fashion-MNIST CNN grows further and ends 1.1 points higher on average with 1e-10 (3 seeds; the conv experiments set it; docs/notebook/2026-11-30-eigenvalue-cutoff.md).",
                                    growth.EigenCutoff)
         logger.LogInformation ("Training on {Dataset} ({Train} train / {Test} test) on {Device} ({Threads} CPU thread(s), {ThreadsWhy}); widths {Widths}, {Parameters} parameters; strategy {Strategy}",
                                data.Name, n, data.Test.Count, device.``type``, threads, threadsWhy, String.Join ("/", net.Widths), net.ParameterCount,
@@ -501,9 +501,9 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
                 logger.LogInformation ("Widths {Widths} set by: {Reasons}", String.Join ("/", net.Widths), String.Join (" / ", reasons))
                 // Widths given rather than found: say how to let the bottleneck set them.
                 if reasons |> Array.contains WidthsSetBy.Cap then
-                    logger.LogInformation "A layer stopped at its cap (Model:Layers:N:MaxWidth): the cap set its width, not the bottleneck; with growth that stops by itself (README), a higher cap lets the significance test set it."
+                    logger.LogInformation "A layer stopped at its cap (Model:Layers:N:MaxWidth): the cap set its width, not the bottleneck; with growth that stops by itself (docs/strategies.md), a higher cap lets the significance test set it."
                 if reasons |> Array.contains WidthsSetBy.ScheduleStillGrowing then
-                    logger.LogInformation ("The schedule ended growth while it still added neurons: for widths set by the bottleneck, run with Growth:SignificanceTest=signflip, Growth:StatisticsFrom=pass, Growth:StopAfterEmptySteps=2 and Growth:UntilEpoch={Epochs} (README, growth that stops by itself; experiments/fashion-mnist-self-stopping.json).",
+                    logger.LogInformation ("The schedule ended growth while it still added neurons: for widths set by the bottleneck, run with Growth:SignificanceTest=signflip, Growth:StatisticsFrom=pass, Growth:StopAfterEmptySteps=2 and Growth:UntilEpoch={Epochs} (docs/strategies.md, growth that stops by itself; experiments/fashion-mnist-self-stopping.json).",
                                            training.Epochs)
                 [ "widths_set_by", box reasons ]
         log.Write ("final",

@@ -30,7 +30,7 @@ let firstGamma (start: float) (gammaMax: float) =
 /// Grid points a γ search walks down from γ₁ looking for any decrease before it refuses the proposal:
 /// 4 is a factor 4 in γ, 16 in the γ² decrease of the first order. A proposal that lowers the loss at
 /// none of them is refused (γ = 0). Walking on to 2⁻¹² of γ₁ (as before) cost 26 loss evaluations per
-/// refusal; measured over 711 growth steps (Fashion-MNIST and CIFAR-10-shaped inputs, docs/results.md),
+/// refusal; measured over 711 growth steps (Fashion-MNIST and CIFAR-10-shaped inputs, docs/notebook/2026-11-30-statistics-from-training.md),
 /// a fifth of the steps were refused, their searches held 40 % of all evaluations, and of the accepted
 /// γ only 1.8 % lay more than 4 grid points below γ₁.
 let refusalSteps = 4

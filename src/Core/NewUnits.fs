@@ -216,7 +216,7 @@ let toUnit (options: GrowthOptions) (junction: IJunction) (statistics: JunctionS
                 Some (crossValidate junction statistics s fold folds (not (isNull delta)) proposal.Count (options.NewUnitsCount = "crossvalidated") rowNorm options.EigenCutoff)
         // The strategy's count by default: chosen by held-out first-order gain (NewUnitsCount =
         // "crossvalidated"), conv junctions at these sample sizes almost never pass, and a network that
-        // stays at its first widths trains to far less (docs/results.md, the CNN claim).
+        // stays at its first widths trains to far less (docs/results.md#claim-cnn).
         let k = match cv with Some c when options.NewUnitsCount = "crossvalidated" -> c.Chosen | _ -> proposal.Count
         use kept = proposal.FanIn.narrow (0L, 0L, int64 k)
         let fanIn = rescaledFanIn kept junction.A.HasBias rowNorm

@@ -1,5 +1,5 @@
 /// `run` end to end with the shipped plugins (as built into artifacts/tinygrow/plugins) on small
-/// generated MNIST files: discovered, used, and the run folder holds what the README promises.
+/// generated MNIST files: discovered, used, and the run folder holds what docs/run-folder.md promises.
 module TinyGrow.Host.Tests.EndToEndTests
 
 open System

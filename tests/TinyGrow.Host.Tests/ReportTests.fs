@@ -68,6 +68,19 @@ let tests =
             Expect.isEmpty (Directory.GetFiles(folder.Path, "*.tmp")) "no temporary file left"
         }
 
+        test "the widths-and-accuracy picture is one PNG of the stated size; a corrupt metrics.jsonl writes nothing" {
+            use folder = new TempFolder()
+            let run = runFolder folder sampleMetrics
+            let picture = folder.File "picture.png"
+            RunReport.WriteWidthsAndAccuracy(run, picture)
+            Expect.equal (pngSize picture) (RunReport.Width, RunReport.Height) "one figure of the report's size"
+            Expect.equal (Directory.GetFiles folder.Path |> Array.map Path.GetFileName |> Array.sort) [| "metrics.jsonl"; "picture.png" |] "nothing else written"
+            File.Delete picture
+            runFolder folder [ sampleMetrics[0]; "not json at all" ] |> ignore
+            Expect.throwsT<ReportException> (fun () -> RunReport.WriteWidthsAndAccuracy(run, picture)) "a corrupt line is an error"
+            Expect.isFalse (File.Exists picture) "and no picture"
+        }
+
         test "report.md says what set the widths when the final line says it" {
             use folder = new TempFolder()
             let final = sampleMetrics[8].Replace("}", ""","widths_set_by":["MaxWidth","schedule, still growing"]}""")

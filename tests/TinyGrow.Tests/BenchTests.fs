@@ -69,6 +69,28 @@ let tests =
                     Expect.isTrue (run.Summary.TestAccuracy >= 0.0 && run.Summary.TestAccuracy <= 1.0) $"{name}: an accuracy"
         }
 
+        test "strategies mode also rewrites the README's headline beside docs/, and no other README" {
+            use data = dataset [| 8L |] 200L 50L
+            let repository = Directory.CreateTempSubdirectory("tinygrow-bench-readme-").FullName
+            try
+                let docs = Directory.CreateDirectory(Path.Combine (repository, "docs")).FullName
+                let results = Path.Combine (docs, "results.md")
+                let readme = Path.Combine (repository, "README.md")
+                File.WriteAllText (results, "# Results\n")
+                File.WriteAllText (readme, "# TinyGrow\n\n<!-- bench:headline -->\nold\n<!-- /bench:headline -->\n\nafter\n")
+                let elsewhere = Path.Combine (docs, "README.md")
+                File.WriteAllText (elsewhere, "no section here\n")
+                Strategies.run data (mlp ()) 1 [ 1 ] results
+                let rows (text: string) = text.Split '\n' |> Array.filter (fun l -> l.StartsWith "|")
+                let shown = File.ReadAllText readme
+                Expect.stringStarts shown "# TinyGrow\n\n<!-- bench:headline -->\n|" "the section's old text replaced by the table"
+                Expect.stringEnds shown "<!-- /bench:headline -->\n\nafter\n" "the text after it kept"
+                Expect.equal (rows shown) (rows (File.ReadAllText results)) "the same rows as results.md"
+                Expect.stringContains shown "Measured by" "with the provenance line"
+                Expect.equal (File.ReadAllText elsewhere) "no section here\n" "a README without the section is left alone"
+            finally Directory.Delete (repository, true)
+        }
+
         test "strategies mode writes its table into its own section, and a second run replaces it" {
             use data = dataset [| 8L |] 200L 50L
             let text =

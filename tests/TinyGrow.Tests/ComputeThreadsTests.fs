@@ -1,4 +1,4 @@
-/// Training:Threads: the count a run uses (the policy is measured in docs/results.md, "CPU threads").
+/// Training:Threads: the count a run uses (the policy is measured in docs/notebook/2026-11-30-cpu-threads.md).
 module TinyGrow.Tests.ComputeThreadsTests
 
 open Expecto

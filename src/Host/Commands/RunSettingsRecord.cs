@@ -31,7 +31,7 @@ public static class RunSettingsRecord
     /// downloaded file is checked against its published MD5).</summary>
     public static readonly IReadOnlyList<string> SafeKeys = ["Dataset:Download", "Dataset:Mirror", "Dataset:DownloadStallSeconds"];
 
-    /// <summary>The keys a resume may change, as the README and the refusal name them.</summary>
+    /// <summary>The keys a resume may change, as docs/checkpoints.md and the refusal name them.</summary>
     public const string SafeText = "Checkpoint:*, Output:*, Plugins:Folders, Dataset:Download, Dataset:Mirror, Dataset:DownloadStallSeconds and Logging:*";
 
     /// <summary>The shaping settings of a resolved configuration (config.json's object without its

@@ -123,7 +123,7 @@ public static class ConfigurationLayers
                 $"The {description} {path} is {kind}, not a regular file: give a JSON file such as experiments/quick.json.");
         if (size > MaxFileBytes)
             throw new InvalidConfigurationException(
-                $"The {description} {path} is {size:N0} bytes; at most {MaxFileBytes:N0} (1 MiB) is read: give the experiment's JSON settings only (README, Configuration).");
+                $"The {description} {path} is {size:N0} bytes; at most {MaxFileBytes:N0} (1 MiB) is read: give the experiment's JSON settings only (docs/configuration.md).");
         try
         {
             using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1);
@@ -133,7 +133,7 @@ public static class ConfigurationLayers
             for (int read; length < buffer.Length && (read = stream.Read(buffer, length, buffer.Length - length)) > 0;) length += read;
             if (length > MaxFileBytes)
                 throw new InvalidConfigurationException(
-                    $"The {description} {path} is more than {MaxFileBytes:N0} bytes (1 MiB), the most that is read: give the experiment's JSON settings only (README, Configuration).");
+                    $"The {description} {path} is more than {MaxFileBytes:N0} bytes (1 MiB), the most that is read: give the experiment's JSON settings only (docs/configuration.md).");
             var start = length >= 3 && buffer[0] == 0xEF && buffer[1] == 0xBB && buffer[2] == 0xBF ? 3 : 0; // UTF-8 byte order mark
             return buffer[start..length];
         }

@@ -127,7 +127,7 @@ public static class StrictKeys
                                    n.Contains(head, StringComparison.OrdinalIgnoreCase) || head.Contains(n, StringComparison.OrdinalIgnoreCase));
         if (!close)
             return $"Unknown configuration key '{key}': nothing reads it, and no key {(prefix.Length == 0 ? "at the top level" : $"under {prefix}")} is close; " +
-                   $"the known ones are {string.Join(", ", known)} (README, Configuration)";
+                   $"the known ones are {string.Join(", ", known)} (docs/configuration.md)";
         return $"Unknown configuration key '{key}': nothing reads it; the nearest known key is '{Join(prefix, Nearest(section, rest))}'";
     }
 

@@ -44,7 +44,7 @@ public sealed class TinyGrowSettings
         if (problems.Count > 0)
             throw new InvalidConfigurationException(string.Join(Environment.NewLine, problems));
         var model = BindSection<ModelOptions>(configuration, "Model");
-        // A conv-only key set on a dense layer would be accepted and ignored (README, Configuration).
+        // A conv-only key set on a dense layer would be accepted and ignored (docs/configuration.md).
         if (LayerKeys.Problems(configuration, model.Layers) is { Count: > 0 } misplaced)
             throw new InvalidConfigurationException(string.Join(Environment.NewLine, misplaced));
         return new()

@@ -9,7 +9,7 @@ namespace TinyGrow.Host.Daemon;
 /// Runs one job as a child process, <c>tinygrow run --experiment &lt;job&gt; --Output:Directory=…
 /// --Output:RunId=&lt;job id&gt;</c>: the same code path as a run from the command line, and a native
 /// crash (libtorch aborting, CUDA out of memory, two TorchSharps) or a leak ends that job, not
-/// the daemon. The exit code says how the run ended (README's table); the reason of a failure is
+/// the daemon. The exit code says how the run ended (docs/verbs.md's table); the reason of a failure is
 /// taken from the run's error lines.
 /// </summary>
 public sealed class JobRunner(TinyGrowSettings settings, ILogger<JobRunner> log, IReadOnlyList<string>? command = null)

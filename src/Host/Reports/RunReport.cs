@@ -35,6 +35,24 @@ public static class RunReport
         return metrics.Warnings;
     }
 
+    /// <summary>One picture of a grown run: the width of every growable layer over training (left axis) and
+    /// the test accuracy after each epoch (right axis), drawn from <paramref name="runFolder"/>'s metrics.jsonl
+    /// into <paramref name="path"/> (<see cref="Width"/>×<see cref="Height"/>). The README shows the default
+    /// experiment's (<c>make readme-figure</c>); a run's own report draws the two separately.</summary>
+    /// <exception cref="ReportException">metrics.jsonl is missing or corrupt (nothing is written).</exception>
+    public static void WriteWidthsAndAccuracy(string runFolder, string path)
+    {
+        var metrics = RunMetrics.Read(Path.Combine(runFolder, "metrics.jsonl"));
+        var plot = Widths(metrics, metrics.GrowthTimes());
+        plot.Title("Widths and test accuracy of a grown run");
+        var accuracy = plot.Add.Scatter(metrics.Epochs.Select(e => (double)e.Epoch).ToArray(),
+            Finite(metrics.Epochs.Select(e => 100 * e.TestAccuracy)));
+        accuracy.LegendText = "test accuracy (%)";
+        accuracy.Axes.YAxis = plot.Axes.Right;
+        plot.Axes.Right.Label.Text = "test accuracy (%)";
+        Save(plot, path);
+    }
+
     static void Save(Plot plot, string path) => WriteAtomically(path, temporary => plot.SavePng(temporary, Width, Height));
 
     static void WriteAtomically(string path, Action<string> write)
