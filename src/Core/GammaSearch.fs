@@ -112,6 +112,9 @@ type GrowthEvent =
       NewSpread: float
       NewSpreadMedian: float
       LossEvaluations: int
+      /// The held-out decrease at γ/slopeProbe over the prediction there (slopeOverPredicted); NaN when
+      /// nothing was added or nothing predicted.
+      SlopeOverPredicted: float
       /// Where the γ search started (γ₁; NaN: no search).
       SearchStart: float
       /// Where this junction's next γ search starts: the γ chosen, or after a refusal the smallest γ
@@ -176,6 +179,22 @@ let candidateLossFrom (net: Network) (samples: SearchSamples) (proposal: NeuronP
         lossSum / float samples.Count
     finally Candidate.undo applied
 
+/// The slope probe divides the chosen γ by this: at γ/16 a loss quadratic in γ keeps 1 − 1/32 of its
+/// first-order decrease when γ is at its minimum, so the probe measures the held-out slope to about 3 %.
+let slopeProbe = 16.0
+
+/// (L(0) − L(γ/slopeProbe)) / predicted(γ/slopeProbe) on the held-out samples: whether the prediction's
+/// first-order slope is the held-out one (≈ 1 when honest). measured_over_predicted is about half of it
+/// when the search lands on the minimum of a loss quadratic in γ^p, so the two separate a prediction
+/// that is off (this ratio) from a γ that is off (their quotient, ½ at the minimum). NaN when γ = 0
+/// or nothing is predicted.
+let slopeOverPredicted (gamma: float) (predicted: float -> float) (lossAt: float -> float) (loss0: float) =
+    if gamma > 0.0 then
+        let g = gamma / slopeProbe
+        let p = predicted g
+        if p > 0.0 && Double.IsFinite p then (loss0 - lossAt g) / p else nan
+    else nan
+
 /// Relative loss decrease below which a candidate is treated as no better than γ = 0.
 let acceptanceMargin = 1e-6
 
@@ -212,7 +231,7 @@ let growJunctionFrom (start: float) (amplitudeRatio: float) (net: Network) (j: i
     // A proposal with a fixed Amplitude (GradMax's zero fan-in leaves the loss unchanged at every
     // γ) is applied at that γ without a search or the acceptance margin; its loss is still measured.
     let fixedAmplitude = proposal.Amplitude.HasValue && proposal.Count > 0
-    let spreads, bound, search, start =
+    let spreads, bound, search, start, slope =
         use searchScope = torch.NewDisposeScope () // the kept samples go with the search
         let samples = keepSearchSamples net j heldX heldY
         let start = if Double.IsFinite start && start > 0.0 then max start (startFloor proposal.AmplitudePower (proposal.PredictedDecrease 1.0) samples.Loss0) else start
@@ -233,7 +252,11 @@ let growJunctionFrom (start: float) (amplitudeRatio: float) (net: Network) (j: i
             if fixedAmplitude then
                 { Gamma = proposal.Amplitude.Value; Loss = lossAt proposal.Amplitude.Value; Loss0 = lossAt 0.0; Evaluations = 2; Lowest = proposal.Amplitude.Value }
             else lineSearchFrom start bound lossAt 24
-        spreads, bound, search, start
+        // One more loss evaluation, for accepted searched candidates only: the held-out slope.
+        let accepted = not fixedAmplitude && search.Loss0 - search.Loss > acceptanceMargin * abs search.Loss0
+        let slope = if accepted then slopeOverPredicted search.Gamma proposal.PredictedDecrease lossAt search.Loss0 else nan
+        let search = if Double.IsNaN slope || not accepted then search else { search with Evaluations = search.Evaluations + 1 }
+        spreads, bound, search, start, slope
     // A decrease within rounding of the loss (float32: ~1e-7 relative) is noise, not a reason to
     // add neurons: below this margin γ = 0 wins. A γ whose loss is above L(0) is never accepted.
     let gamma, loss =
@@ -257,6 +280,7 @@ let growJunctionFrom (start: float) (amplitudeRatio: float) (net: Network) (j: i
       NewSpread = spreadAt (fun s -> gamma * s.NewLargestAtOne)
       NewSpreadMedian = spreadAt (fun s -> gamma * s.NewMedianAtOne)
       LossEvaluations = search.Evaluations
+      SlopeOverPredicted = slope
       SearchStart = (if fixedAmplitude || not (bound > 0.0) then nan else firstGamma start bound)
       // After a refusal the next search starts where this one gave up, so that refusals in a row walk
       // the start down (4 grid points each) instead of retrying the same γ₁ for ever.

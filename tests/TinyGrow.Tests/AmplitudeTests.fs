@@ -219,6 +219,31 @@ let tests =
             check "conv + BatchNorm" cnn images y
         }
 
+        test "slope_over_predicted is the held-out decrease at γ/16 over the prediction there, about 1 when the prediction is of the same samples; NaN when nothing was added or predicted" {
+            // Statistics and held-out samples are the same 256 here, so the first-order prediction is the
+            // held-out slope itself: the ratio is 1 up to the second-order term at γ/16.
+            let build () = mlp 541L f64 6 [ 2 ] "tanh" 3
+            use x = randn 542L 256L 6L
+            use y = labels 543L 256L 3L
+            use grown = build ()
+            use stats = (StatisticsPass.statisticsPass grown x y 256L)[0]
+            use proposal = propose grown 0 stats 3 (options 0.0 false)
+            let event = GammaSearch.growJunctionWithin 0.0 grown 0 proposal stats x y
+            Expect.isGreaterThan event.Added 0 "neurons added (else this test shows nothing)"
+            // The same candidate on an identical network, by hand: L(0) − L(γ/16) over the prediction at γ/16.
+            use fresh = build ()
+            use stats2 = (StatisticsPass.statisticsPass fresh x y 256L)[0]
+            use proposal2 = propose fresh 0 stats2 3 (options 0.0 false)
+            let g = event.Gamma / GammaSearch.slopeProbe
+            let byHand = (Training.probeLoss fresh x y - GammaSearch.candidateLoss fresh 0 proposal2 stats2 x y g) / proposal2.PredictedDecrease g
+            Expect.floatClose Accuracy.high event.SlopeOverPredicted byHand "the logged ratio is the one defined"
+            Expect.isLessThan (abs (event.SlopeOverPredicted - 1.0)) 0.1 $"in-sample, the prediction's slope is the measured one ({event.SlopeOverPredicted})"
+            Expect.isGreaterThan (GammaSearch.measuredOverPredicted event) 0.0 "the decrease at γ is positive"
+            // Nothing added: null (NaN).
+            Expect.isTrue (System.Double.IsNaN (GammaSearch.slopeOverPredicted 0.0 (fun _ -> 1.0) (fun _ -> 0.0) 1.0)) "γ = 0: NaN"
+            Expect.isTrue (System.Double.IsNaN (GammaSearch.slopeOverPredicted 1.0 (fun _ -> 0.0) (fun _ -> 0.0) 1.0)) "nothing predicted: NaN"
+        }
+
         test "the first-order prediction uses A's activation slope: GELU (½) and SELU (1.0507 at 0⁺)" {
             // Without δ applied, the first-order decrease of the mean loss is
             // (1/n) Σ_i Σ_k s_ik z_ik (−g_i·ω_k), z_ik = α_kᵀb̃_i, s_ik = σ′ at z_ik's side of 0. For a
