@@ -193,6 +193,27 @@ public sealed class OutputOptions
     /// otherwise (a daemon's job, CI, a pipe, a file).</summary>
     [RegularExpression("^(auto|live|plain)$", ErrorMessage = "Use auto, live or plain.")]
     public string Progress { get; set; } = "auto";
+    /// <summary>Folder of the input statistics cache: the input covariance and whitening of a junction
+    /// whose A reads the network's input depend only on the data, so a run reads them from here instead
+    /// of computing them (a 3,073² covariance and its factorisation on CIFAR-10) when an earlier run on the
+    /// same inputs wrote them. An entry's key is the SHA-256 of the inputs the statistics are taken on
+    /// (the first 2·Growth:StatisticsSamples training samples as the network sees them: after the
+    /// loader, the normalisation and, with Growth:StatisticsFrom = training, the augmentation, drawn
+    /// the same for every seed), their shape and dtype, the junction's rows (layer kind, kernel, bias)
+    /// and Growth:RowsPerDimension and Growth:EigenCutoff; an entry is checked against its SHA-256 when
+    /// read, and a damaged one is computed again with a warning. Empty (the default):
+    /// &lt;Output:Directory&gt;/.cache, shared by the runs written there; "off": no cache, every run
+    /// computes them. A folder that cannot be written costs a warning, not the run.</summary>
+    public string CacheDirectory { get; set; } = "";
+
+    /// <summary>The cache folder <see cref="CacheDirectory"/> stands for, absolute, or null when it is "off".</summary>
+    public string? ResolvedCacheDirectory() =>
+        CacheDirectory switch
+        {
+            "off" => null,
+            "" => System.IO.Path.GetFullPath(System.IO.Path.Combine(Directory, ".cache")),
+            var folder => System.IO.Path.GetFullPath(folder),
+        };
 }
 
 /// <summary>Section "Checkpoint": when a run writes <c>checkpoint.bin</c> in its folder (everything

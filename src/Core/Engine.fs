@@ -74,28 +74,39 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
     // The stop token of the run in progress, for the growth steps (set by Run).
     let mutable stopping = CancellationToken.None
     let mutable observer: IRunProgress = ProgressLog logger
+    // The input statistics cache's folder (InputStatisticsCache); null: none, computed every run.
+    let mutable cacheFolder: string | null = null
 
     let makeOptimizer (training: TrainingOptions) (net: Network) : IOptimizer =
         match training.Optimizer with
         | "adam" -> Adam ((fun () -> net.Parameters), 0.9, 0.999, 1e-8, training.WeightDecay)
         | _ -> Sgd ((fun () -> net.Parameters), training.Momentum, training.WeightDecay)
 
-    /// S2 and whitening of each junction whose A reads the network's input, computed once per run on the
-    /// first 2·StatisticsSamples training samples (no draw from the run's generators, so a resumed
-    /// run computes the same one): its S2 depends only on the data (DESIGN §4.5); the statistics pass then skips it.
-    let inputWhitenings (net: Network) (growth: GrowthOptions) (data: LoadedDataset) (seed: int64) =
+    /// S2 and whitening of each junction whose A reads the network's input, once per run on the first
+    /// 2·StatisticsSamples training samples: its S2 depends only on the data (DESIGN §4.5); the
+    /// statistics pass then skips it. The augmentation and row draws come from generators of fixed
+    /// seeds, not the run's: a resumed run computes the same one, and so does a run with another seed,
+    /// so that one entry of the input statistics cache (InputStatisticsCache, in `cacheFolder`) serves
+    /// every run on the dataset. With each junction's key and how its entry was obtained.
+    let inputWhitenings (net: Network) (growth: GrowthOptions) (data: LoadedDataset) =
         use scope = torch.NewDisposeScope ()
         let count = min (2L * int64 growth.StatisticsSamples) data.Train.Count
         use idx = torch.arange (count, device = data.Train.Labels.device)
         // Statistics from training batches see the inputs as trained on: augmented, when the dataset augments.
-        use augmentation = new torch.Generator (uint64 seed ^^^ 0x2545F4914F6CDD1DUL)
+        use augmentation = new torch.Generator (0x2545F4914F6CDD1DUL)
         let augmented : torch.Generator | null = if growth.StatisticsFrom = "training" then augmentation else null
         let x, y = Training.select data data.Train idx augmented
-        use rows = new torch.Generator (uint64 seed ^^^ 0x9E3779B97F4A7C15UL)
+        use rows = new torch.Generator (0x9E3779B97F4A7C15UL)
         let cache = Dictionary<int, InputWhitening.InputCovariance> ()
+        let outcomes = ResizeArray<int * InputStatisticsCache.Key * InputStatisticsCache.Outcome> ()
         for j in InputWhitening.readsInput net x do
-            cache[j] <- InputWhitening.inputCovariance net j growth rows x y
-        cache
+            let key = InputStatisticsCache.keyOf net j growth x
+            let c, outcome =
+                InputStatisticsCache.getOrCompute cacheFolder key x (fun message -> logger.LogWarning ("{Warning}", message))
+                                                  (fun () -> InputWhitening.inputCovariance net j growth rows x y)
+            cache[j] <- { c with S2 = c.S2.DetachFromDisposeScope (); Whitening = c.Whitening.DetachFromDisposeScope () }
+            outcomes.Add ((j, key, outcome))
+        cache, List.ofSeq outcomes
 
     /// Samples a growth step draws from the training split: the first `statsCount` of a permutation
     /// for a statistics pass (None when 0), the next GammaSearchSamples for the γ search (disjoint, not
@@ -206,6 +217,12 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
         finally
             Growth.release stats
 
+    /// Folder of the input statistics cache (InputStatisticsCache; the host's Output:CacheDirectory),
+    /// or null (the default): no cache, the input covariance is computed by every run. Set before `Run`.
+    member _.InputStatisticsCache
+        with get () : string | null = cacheFolder
+        and set (value: string | null) = cacheFolder <- value
+
     /// The last batch trained, for the report of a run that stops early.
     member _.Progress = progress
 
@@ -275,10 +292,19 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
         // not checkpointed); logged, not in metrics.jsonl, which a resumed run must write as an uninterrupted one.
         let whitenings =
             lazy (
-                let cache = inputWhitenings net growth data training.Seed
-                for KeyValue (j, c) in cache do
-                    logger.LogInformation ("Input covariance of junction {Junction} (kept for the run): S2 on {Samples} samples in {Statistics:f2} s, whitening by {Path} in {Factor:f2} s",
-                                           j, c.Samples, c.StatisticsSeconds, c.Path, c.FactorSeconds)
+                let cache, outcomes = inputWhitenings net growth data
+                for j, key, outcome in outcomes do
+                    let c = cache[j]
+                    match outcome with
+                    | InputStatisticsCache.Hit (file, seconds) ->
+                        logger.LogInformation ("Input covariance of junction {Junction} (kept for the run): read from the cache {File} in {Read:f2} s (inputs hashed in {Hash:f2} s); computed there from {Samples} samples by {Path} in {Statistics:f2} + {Factor:f2} s",
+                                               j, file, seconds, key.Seconds, c.Samples, c.Path, c.StatisticsSeconds, c.FactorSeconds)
+                    | InputStatisticsCache.Computed (file, seconds) ->
+                        logger.LogInformation ("Input covariance of junction {Junction} (kept for the run): S2 on {Samples} samples in {Statistics:f2} s, whitening by {Path} in {Factor:f2} s; written to the cache {File} in {Write:f2} s (inputs hashed in {Hash:f2} s)",
+                                               j, c.Samples, c.StatisticsSeconds, c.Path, c.FactorSeconds, file, seconds, key.Seconds)
+                    | InputStatisticsCache.NotKept why ->
+                        logger.LogInformation ("Input covariance of junction {Junction} (kept for the run): S2 on {Samples} samples in {Statistics:f2} s, whitening by {Path} in {Factor:f2} s; not cached ({Why})",
+                                               j, c.Samples, c.StatisticsSeconds, c.Path, c.FactorSeconds, why)
                 cache)
         use _ = { new IDisposable with
                     member _.Dispose () = if whitenings.IsValueCreated then for c in whitenings.Value.Values do (c :> IDisposable).Dispose () }

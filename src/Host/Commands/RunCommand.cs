@@ -211,6 +211,7 @@ public sealed class RunCommand(TinyGrowSettings settings, PluginCatalogue catalo
             IGrowthStrategy? strategy = IsFixed ? null : catalogue.GetStrategy(settings.Growth.Strategy);
             var engine = new GrowthEngine(catalogue.BlockKinds, catalogue.LayerKinds, strategy, loggers.CreateLogger("TinyGrow.Engine"));
             if (progress is not null) engine.Observer = progress;
+            engine.InputStatisticsCache = settings.Output.ResolvedCacheDirectory();
             var training = Task.Run(() => engine.Run(data, settings.Model, settings.Training, settings.Growth, device, partial, settings.Checkpoint, resumeFolder is not null, cancellation), CancellationToken.None);
             try
             {
@@ -483,7 +484,7 @@ public sealed class RunCommand(TinyGrowSettings settings, PluginCatalogue catalo
             settings.Growth,
             settings.Training,
             settings.Checkpoint,
-            Output = new OutputOptions { Directory = settings.Output.Directory, RunId = runId },
+            Output = new OutputOptions { Directory = settings.Output.Directory, RunId = runId, CacheDirectory = settings.Output.CacheDirectory },
             Device = DeviceName(device),
             settings.Plugins,
         }, ConfigJson)!;

@@ -33,6 +33,7 @@ public static partial class SettingsValidator
         if (!DevicePattern().IsMatch(settings.Device))
             errors.Add($"Device = '{settings.Device}': use auto, cpu, cuda or cuda:<index> (e.g. --Device=cpu).");
         RunId(errors, settings.Output.RunId);
+        CacheDirectory(errors, settings.Output.CacheDirectory);
         if (catalogue is not null) Names(errors, settings, catalogue);
         return errors;
     }
@@ -94,6 +95,15 @@ public static partial class SettingsValidator
                        "start with a letter or digit, and be at most 100 characters. Choose a plain name, or leave it empty for a timestamp.");
         else if (runId.EndsWith(PartialSuffix, StringComparison.OrdinalIgnoreCase))
             errors.Add($"Output:RunId = '{runId}': it may not end in '{PartialSuffix}', which marks a run that has not finished. Choose another name.");
+    }
+
+    static void CacheDirectory(List<string> errors, string folder)
+    {
+        if (folder.Length == 0 || folder == "off") return;
+        if (folder.IndexOfAny(Path.GetInvalidPathChars()) >= 0 || folder.Any(char.IsControl))
+            errors.Add($"Output:CacheDirectory = '{Printable(folder)}': not a usable folder name (it holds a control character). Give a folder, leave it empty for <Output:Directory>/.cache, or set it to off.");
+        else if (File.Exists(folder))
+            errors.Add($"Output:CacheDirectory = '{folder}': that is a file, not a folder. Give a folder, leave it empty for <Output:Directory>/.cache, or set it to off.");
     }
 
     static string Printable(string text) =>

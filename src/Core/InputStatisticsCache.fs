@@ -1,0 +1,228 @@
+/// The input statistics cache (issue 23): a junction whose A reads the network's input has an input
+/// covariance S2 and whitening W that depend only on the data (DESIGN §4.5), so they are a property of
+/// the dataset, kept in a folder shared by runs and computed once: a second run on the same data reads
+/// them instead of paying the statistics pass and the factorisation.
+///
+/// An entry is content-addressed: its file name is the SHA-256 of its key, and the key holds the
+/// SHA-256 of the very float32 inputs the statistics are taken on (the 2·StatisticsSamples samples
+/// after the loader, the pipeline's normalisation and the augmentation), their shape and dtype, the
+/// junction's rows on a probe of two samples (its kind, kernel, bias), its row size and the options the
+/// result depends on (RowsPerDimension, EigenCutoff). So a changed dataset file, preprocessing,
+/// augmentation, sample count or dtype is a different key, and a miss. Hashing the inputs costs one
+/// pass over 2·StatisticsSamples inputs (25 MB at CIFAR-10's 3,072 values), not over the dataset's files.
+///
+/// The file holds the key text, the tensors (float64, raw) and a SHA-256 of all that: an entry that
+/// fails its checksum, is cut short or holds another key is recomputed (with a warning) and rewritten,
+/// never used. Written to a temporary file in the same folder and renamed over the entry (atomic on
+/// POSIX): processes filling the same entry at once each write a complete file, and the last rename wins.
+module TinyGrow.Core.InputStatisticsCache
+
+open System
+open System.IO
+open System.Security.Cryptography
+open System.Text
+open TorchSharp
+open TinyGrow.Abstractions
+
+let private magic = "TGINCOV1"B
+let private hashBytes = 32
+/// Part of every key: entries written by another layout of the file or of the key are misses.
+let private keyFormat = "tinygrow-input-statistics-1"
+
+/// What identifies an entry: the text (stored in the entry and compared when read) and its SHA-256
+/// (the entry's file name).
+type Key =
+    { Text: string
+      Hash: string
+      /// Seconds spent hashing the inputs and probing the junction's rows.
+      Seconds: float }
+
+/// How an entry was obtained (for the run's log).
+type Outcome =
+    | Hit of file: string * seconds: float
+    | Computed of file: string * writeSeconds: float
+    /// No cache folder, or one that could not be written: computed and not kept.
+    | NotKept of why: string
+
+let private rawBytes (t: torch.Tensor) : byte[] =
+    use c = t.detach().contiguous ()
+    use cpu = c.cpu ()
+    let copy (values: 'T[]) =
+        let bytes = Array.zeroCreate<byte> (Buffer.ByteLength values)
+        Buffer.BlockCopy (values, 0, bytes, 0, bytes.Length)
+        bytes
+    match cpu.dtype with
+    | torch.ScalarType.Float32 -> copy (cpu.data<float32>().ToArray ())
+    | torch.ScalarType.Float64 -> copy (cpu.data<float>().ToArray ())
+    | other -> invalidArg "t" $"The input statistics cache hashes float32 or float64 tensors, not {other}."
+
+let private appendTensor (hash: IncrementalHash) (t: torch.Tensor) =
+    hash.AppendData (Encoding.UTF8.GetBytes $"{t.dtype}[{String.Join (',', t.shape)}]")
+    hash.AppendData (rawBytes t)
+
+/// The key of junction j's input statistics on inputs x (the samples inputCovariance is given).
+let keyOf (net: Network) (j: int) (options: GrowthOptions) (x: torch.Tensor) : Key =
+    let clock = Diagnostics.Stopwatch.StartNew ()
+    use _ = torch.no_grad ()
+    use scope = torch.NewDisposeScope ()
+    let junction = net.Junctions[j]
+    use inputs = IncrementalHash.CreateHash HashAlgorithmName.SHA256
+    appendTensor inputs x
+    // The junction's rows on two samples: what A's kind, kernel, stride, padding and bias make of the input.
+    use probe = IncrementalHash.CreateHash HashAlgorithmName.SHA256
+    let probeX = x.narrow (0L, 0L, min 2L x.shape[0])
+    let _, records = net.ForwardRecording probeX
+    use zeros = torch.zeros_like records[j].BOutput
+    use rows = junction.Rows (records[j], zeros, 0L, null)
+    appendTensor probe rows.ATilde
+    let text =
+        String.Join ("\n",
+            [ keyFormat
+              $"inputs {x.dtype}[{String.Join (',', x.shape)}] sha256 {Convert.ToHexStringLower (inputs.GetHashAndReset ())}"
+              $"junction {junction.GetType().Name} A {junction.A.Kind} bias {junction.A.HasBias} row size {junction.RowSize}"
+              $"junction rows on 2 samples sha256 {Convert.ToHexStringLower (probe.GetHashAndReset ())}"
+              $"RowsPerDimension {options.RowsPerDimension}"
+              $"EigenCutoff {options.EigenCutoff:R}" ])
+    { Text = text
+      Hash = Convert.ToHexStringLower (SHA256.HashData (Encoding.UTF8.GetBytes text))
+      Seconds = clock.Elapsed.TotalSeconds }
+
+/// The entry's file in `folder`.
+let entryPath (folder: string) (key: Key) = Path.Combine (folder, $"input-{key.Hash}.bin")
+
+/// Whether a[aStart ..] and b[bStart ..] hold the same `count` bytes.
+let private sameBytes (a: byte[]) (aStart: int) (b: byte[]) (bStart: int) (count: int) =
+    MemoryExtensions.SequenceEqual (ReadOnlySpan (a, aStart, count), ReadOnlySpan (b, bStart, count))
+
+/// A tensor as its dtype (float32 or float64), rank, shape and raw values: read back bit for bit.
+let private writeTensor (w: BinaryWriter) (t: torch.Tensor) =
+    w.Write (int t.dtype)
+    w.Write (int (t.dim ()))
+    for d in t.shape do w.Write d
+    w.Write (rawBytes t)
+
+let private readTensor (r: BinaryReader) : torch.Tensor =
+    let dtype : torch.ScalarType = LanguagePrimitives.EnumOfValue (sbyte (r.ReadInt32 ()))
+    let width =
+        match dtype with
+        | torch.ScalarType.Float32 -> 4L
+        | torch.ScalarType.Float64 -> 8L
+        | other -> raise (InvalidDataException $"a tensor of dtype {other}")
+    let rank = r.ReadInt32 ()
+    if rank < 0 || rank > 8 then raise (InvalidDataException $"a tensor of rank {rank}")
+    let shape = Array.init rank (fun _ -> r.ReadInt64 ())
+    let count = shape |> Array.fold (fun n d -> if d < 0L then raise (InvalidDataException "a negative dimension") else n * d) 1L
+    if count * width > r.BaseStream.Length - r.BaseStream.Position then raise (InvalidDataException $"a tensor of {count} values in fewer bytes")
+    let bytes = r.ReadBytes (int (count * width))
+    let fromBytes (values: 'T[]) =
+        Buffer.BlockCopy (bytes, 0, values, 0, bytes.Length)
+        values
+    use flat =
+        if width = 4L then torch.tensor (fromBytes (Array.zeroCreate<float32> (int count)))
+        else torch.tensor (fromBytes (Array.zeroCreate<float> (int count)))
+    flat.reshape shape
+
+/// Writes `c` as the entry of `key` in `folder` (created if missing): a temporary file of this process,
+/// flushed to disk, then renamed over the entry.
+let write (folder: string) (key: Key) (c: InputWhitening.InputCovariance) : unit =
+    Directory.CreateDirectory folder |> ignore
+    let path = entryPath folder key
+    let temporary = Path.Combine (folder, $".input-{key.Hash}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp")
+    try
+        (use file = new FileStream (temporary, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 <<< 20)
+         let body =
+             use buffer = new MemoryStream ()
+             (use w = new BinaryWriter (buffer, Encoding.UTF8, true)
+              w.Write magic
+              w.Write key.Text
+              w.Write c.Samples
+              w.Write c.Path
+              w.Write c.StatisticsSeconds
+              w.Write c.FactorSeconds
+              writeTensor w c.S2
+              writeTensor w c.Whitening)
+             buffer.ToArray ()
+         file.Write (body, 0, body.Length)
+         let sum = SHA256.HashData body
+         file.Write (sum, 0, sum.Length)
+         file.Flush true)
+        File.Move (temporary, path, true)
+    finally
+        if File.Exists temporary then File.Delete temporary
+
+/// The entry of `key` in `folder`: Ok None when there is none, Error why when it is there but not
+/// usable (cut short, checksum mismatch, another key, unreadable), Ok (Some c) when it is good.
+/// Tensors float64, on the CPU.
+let read (folder: string) (key: Key) : Result<InputWhitening.InputCovariance option, string> =
+    let path = entryPath folder key
+    if not (File.Exists path) then Ok None
+    else
+        try
+            let bytes = File.ReadAllBytes path
+            if bytes.Length < magic.Length + hashBytes then Error $"cut short ({bytes.Length} bytes)"
+            else
+                let bodyLength = bytes.Length - hashBytes
+                let actual = SHA256.HashData (ReadOnlySpan (bytes, 0, bodyLength))
+                if not (sameBytes bytes bodyLength actual 0 hashBytes) then Error "checksum mismatch (cut short or corrupted)"
+                elif not (sameBytes bytes 0 magic 0 magic.Length) then Error "not an input statistics entry"
+                else
+                    use r = new BinaryReader (new MemoryStream (bytes, magic.Length, bodyLength - magic.Length), Encoding.UTF8)
+                    let text = r.ReadString ()
+                    if text <> key.Text then Error "it holds another key (a SHA-256 collision of the file name, or a file copied under another name)"
+                    else
+                        let samples = r.ReadInt64 ()
+                        let computedBy = r.ReadString ()
+                        let statisticsSeconds = r.ReadDouble ()
+                        let factorSeconds = r.ReadDouble ()
+                        let s2 = readTensor r
+                        try
+                            let w = readTensor r
+                            if r.BaseStream.Position <> r.BaseStream.Length then
+                                w.Dispose ()
+                                raise (InvalidDataException "bytes after the last tensor")
+                            Ok (Some { S2 = s2; Whitening = w; Samples = samples; Path = computedBy
+                                       StatisticsSeconds = statisticsSeconds; FactorSeconds = factorSeconds })
+                        with _ ->
+                            s2.Dispose ()
+                            reraise ()
+        with
+        | :? IOException | :? UnauthorizedAccessException | :? InvalidDataException | :? ArgumentException as e ->
+            Error $"unreadable ({e.Message})"
+
+/// Junction j's InputCovariance on (x, y) from the cache in `folder` (null or empty: no cache), else
+/// computed by `compute` and written there. A damaged or mismatched entry is reported through `warn`,
+/// recomputed and rewritten; a folder that cannot be written is reported through `warn` and the result
+/// used without being kept. The tensors come back in the dtype and on the device of x.
+let getOrCompute (folder: string | null) (key: Key) (x: torch.Tensor) (warn: string -> unit)
+                 (compute: unit -> InputWhitening.InputCovariance) : InputWhitening.InputCovariance * Outcome =
+    match folder with
+    | null
+    | "" -> compute (), NotKept "no cache folder"
+    | folder ->
+        let path = entryPath folder key
+        let clock = Diagnostics.Stopwatch.StartNew ()
+        let cached =
+            match read folder key with
+            | Ok found -> found
+            | Error why ->
+                warn $"The input statistics cache entry {path} is {why}: it is not used; the input covariance is computed again and the entry rewritten."
+                None
+        match cached with
+        | Some c ->
+            let onDevice (t: torch.Tensor) =
+                if t.device = x.device then t
+                else
+                    let moved = t.``to`` x.device
+                    t.Dispose ()
+                    moved
+            { c with S2 = onDevice c.S2; Whitening = onDevice c.Whitening }, Hit (path, clock.Elapsed.TotalSeconds)
+        | None ->
+            let c = compute ()
+            clock.Restart ()
+            try
+                write folder key c
+                c, Computed (path, clock.Elapsed.TotalSeconds)
+            with
+            | :? IOException | :? UnauthorizedAccessException as e ->
+                warn $"The input statistics cache folder {folder} cannot be written ({e.Message}): the input covariance is used for this run and not kept. Set Output:CacheDirectory to a writable folder, or to \"off\"."
+                c, NotKept e.Message
