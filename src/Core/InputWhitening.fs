@@ -88,7 +88,11 @@ let inputCovariance (net: Network) (j: int) (options: GrowthOptions) (generator:
             let precision = if rows.dtype = torch.ScalarType.Float64 then "float64" else "float32"
             w.to_type (torch.ScalarType.Float64, copy = true), $"QR of the rows and eigh of {rows.shape[0]}² ({precision}, rank {w.shape[0]} of {d2})"
         | None -> whiteningOf stats cutoff
-    { S2 = stats.S2.clone().DetachFromDisposeScope (); Whitening = w.DetachFromDisposeScope (); Samples = x.shape[0]; Path = path
+    // Contiguous, as the input statistics cache reads them back: the products that use them then take
+    // the same BLAS path, and a run reading the cache grows bit for bit as the run that wrote it.
+    let contiguous = w.contiguous ()
+    w.Dispose ()
+    { S2 = stats.S2.contiguous().clone().DetachFromDisposeScope (); Whitening = contiguous.DetachFromDisposeScope (); Samples = x.shape[0]; Path = path
       StatisticsSeconds = statisticsSeconds; FactorSeconds = clock.Elapsed.TotalSeconds }
 
 /// The whitening alone (see inputCovariance).

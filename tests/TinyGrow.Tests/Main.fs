@@ -8,6 +8,7 @@ let all =
         StatisticsTests.tests
         BottleneckTests.tests
         WhiteningTests.tests
+        InputStatisticsCacheTests.tests
         GrowthTests.tests
         OptimizerTests.tests
         GrowthRunTests.tests
