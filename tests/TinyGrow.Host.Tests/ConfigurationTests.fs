@@ -260,6 +260,20 @@ let tests =
                 Expect.isEmpty (SettingsValidator.Validate(settingsFrom (fixtureExperiment @ [ "Output:RunId", good ]))) $"'{good}' accepted"
         }
 
+        test "the input statistics cache folder: empty is <Output:Directory>/.cache, off is none, a file or a control character is refused" {
+            let file = Path.GetTempFileName ()
+            try
+                for bad in [ file; "cache\u0001"; "a\nb" ] do
+                    Expect.stringContains (errorsOf (fixtureExperiment @ [ "Output:CacheDirectory", bad ])) "Output:CacheDirectory" $"'{bad}' refused"
+                for good in [ ""; "off"; "cache"; Path.Combine (Path.GetTempPath (), "tinygrow-cache-not-there") ] do
+                    Expect.isEmpty (SettingsValidator.Validate(settingsFrom (fixtureExperiment @ [ "Output:CacheDirectory", good ]))) $"'{good}' accepted"
+                let output dir cache = TinyGrow.Abstractions.OutputOptions (Directory = dir, CacheDirectory = cache)
+                Expect.equal ((output "runs" "").ResolvedCacheDirectory ()) (Path.GetFullPath (Path.Combine ("runs", ".cache"))) "empty: beside the runs"
+                Expect.isNull ((output "runs" "off").ResolvedCacheDirectory ()) "off: no cache"
+                Expect.equal ((output "runs" "/var/cache/tg").ResolvedCacheDirectory ()) "/var/cache/tg" "a folder as given"
+            finally File.Delete file
+        }
+
         test "invalid values: one error per key, naming it" {
             Expect.isEmpty (SettingsValidator.Validate(settingsFrom fixtureExperiment)) "a valid experiment passes"
             let epochs = errorsOf (fixtureExperiment @ [ "Training:Epochs", "0" ])
