@@ -99,11 +99,19 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
         use rows = new torch.Generator (0x9E3779B97F4A7C15UL)
         let cache = Dictionary<int, InputWhitening.InputCovariance> ()
         let outcomes = ResizeArray<int * InputStatisticsCache.Key * InputStatisticsCache.Outcome> ()
+        let warn (message: string) = logger.LogWarning ("{Warning}", message)
         for j in InputWhitening.readsInput net x do
-            let key = InputStatisticsCache.keyOf net j growth x
+            // Without a cache folder the inputs are not hashed; a key that cannot be formed costs the cache, not the run.
+            let key, (folder: string | null) =
+                match cacheFolder with
+                | null -> InputStatisticsCache.noKey, null
+                | f ->
+                    try InputStatisticsCache.keyOf net j growth x, f
+                    with e when not (e :? OperationCanceledException || e :? OutOfMemoryException) ->
+                        warn $"The input statistics cache is not used for junction {j}: its key could not be formed ({e.Message})."
+                        InputStatisticsCache.noKey, null
             let c, outcome =
-                InputStatisticsCache.getOrCompute cacheFolder key x (fun message -> logger.LogWarning ("{Warning}", message))
-                                                  (fun () -> InputWhitening.inputCovariance net j growth rows x y)
+                InputStatisticsCache.getOrCompute folder key x warn (fun () -> InputWhitening.inputCovariance net j growth rows x y)
             cache[j] <- { c with S2 = c.S2.DetachFromDisposeScope (); Whitening = c.Whitening.DetachFromDisposeScope () }
             outcomes.Add ((j, key, outcome))
         cache, List.ofSeq outcomes

@@ -58,6 +58,9 @@ let private appendTensor (hash: IncrementalHash) (t: torch.Tensor) =
     hash.AppendData (Encoding.UTF8.GetBytes $"{t.dtype}[{String.Join (',', t.shape)}]")
     hash.AppendData (rawBytes t)
 
+/// The key of a run without a cache (nothing hashed).
+let noKey = { Text = ""; Hash = ""; Seconds = 0.0 }
+
 /// The key of junction j's input statistics on inputs x (the samples inputCovariance is given).
 let keyOf (net: Network) (j: int) (options: GrowthOptions) (x: torch.Tensor) : Key =
     let clock = Diagnostics.Stopwatch.StartNew ()
@@ -221,4 +224,8 @@ let getOrCompute (folder: string | null) (key: Key) (x: torch.Tensor) (warn: str
             with
             | :? IOException | :? UnauthorizedAccessException as e ->
                 warn $"The input statistics cache folder {folder} cannot be written ({e.Message}): the input covariance is used for this run and not kept. Set Output:CacheDirectory to a writable folder, or to \"off\"."
+                c, NotKept e.Message
+            // Tensors too large for one entry (over 2 GB): used for this run, not kept.
+            | :? ArgumentException | :? OverflowException as e ->
+                warn $"The input covariance could not be written to the input statistics cache {path} ({e.Message}): it is used for this run and not kept."
                 c, NotKept e.Message
