@@ -83,14 +83,15 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
         | _ -> Sgd ((fun () -> net.Parameters), training.Momentum, training.WeightDecay)
 
     /// S2 and whitening of each junction whose A reads the network's input, once per run on the first
-    /// 2·StatisticsSamples training samples: its S2 depends only on the data (DESIGN §4.5); the
+    /// InputStatisticsSamples (default 2·StatisticsSamples) training samples: its S2 depends only on the data (DESIGN §4.5); the
     /// statistics pass then skips it. The augmentation and row draws come from generators of fixed
     /// seeds, not the run's: a resumed run computes the same one, and so does a run with another seed,
     /// so that one entry of the input statistics cache (InputStatisticsCache, in `cacheFolder`) serves
     /// every run on the dataset. With each junction's key and how its entry was obtained.
     let inputWhitenings (net: Network) (growth: GrowthOptions) (data: LoadedDataset) =
         use scope = torch.NewDisposeScope ()
-        let count = min (2L * int64 growth.StatisticsSamples) data.Train.Count
+        let wanted = if growth.InputStatisticsSamples > 0 then int64 growth.InputStatisticsSamples else 2L * int64 growth.StatisticsSamples
+        let count = min wanted data.Train.Count
         use idx = torch.arange (count, device = data.Train.Labels.device)
         // Statistics from training batches see the inputs as trained on: augmented, when the dataset augments.
         use augmentation = new torch.Generator (0x2545F4914F6CDD1DUL)

@@ -232,6 +232,12 @@ let tests =
                 let _, fewer = run data folder 1L (growth 150 "pass")
                 Expect.stringContains fewer "written to the cache" "another sample count misses"
                 Expect.equal (entries folder).Length 2 "and adds an entry"
+                let given = growth 200 "pass"
+                given.InputStatisticsSamples <- 250
+                let _, givenLine = run data folder 1L given
+                Expect.stringContains givenLine "S2 on 250 samples" "InputStatisticsSamples sets the input covariance's samples"
+                Expect.stringContains givenLine "written to the cache" "and another count misses"
+                Expect.equal (entries folder).Length 3 "and adds an entry"
                 // One training value changed, among the samples the statistics are taken on (a changed file).
                 use changedTrain = data.Train.Samples.clone ()
                 let bumped = (use value = changedTrain[5L, 2L] in value.add_ ((0.5).ToScalar ()))
@@ -239,7 +245,7 @@ let tests =
                 use changed = new LoadedDataset ("teacher", new DataSplit (changedTrain.alias (), data.Train.Labels.alias ()), new DataSplit (data.Test.Samples.alias (), data.Test.Labels.alias ()), data.InputShape, data.Classes, StoredInputs.Instance)
                 let _, changedLine = run changed folder 1L (growth 200 "pass")
                 Expect.stringContains changedLine "written to the cache" "a changed training sample misses"
-                Expect.equal (entries folder).Length 3 "and adds an entry"
+                Expect.equal (entries folder).Length 4 "and adds an entry"
                 // Statistics from the training batches see the inputs augmented: another key than plain ones.
                 let _, plainTraining = run data folder 1L (growth 200 "training")
                 Expect.stringContains plainTraining "read from the cache" "not augmented, windows read the pass's entry (same inputs)"
