@@ -60,7 +60,7 @@ let tests =
             Expect.isNull (RunCommand.ResumeProblem empty) "a folder with config.json is tried"
         }
 
-        test "plugins: a service whose constructor throws is listed under Refused, named with its plugin and the exception" {
+        test "plugins: a service whose constructor or name getter throws, or whose name is blank, is listed under Refused, named with its plugin and the reason" {
             use tmp = new TempFolder()
             addFixture tmp.Path "Fixture.GoodPlugin" |> ignore
             let throwing = addFixture tmp.Path "Fixture.ThrowingService"
@@ -73,6 +73,12 @@ let tests =
                 Expect.stringContains refused part part
             Expect.isFalse (contains text " never") "its strategy is not served"
             Expect.stringContains text "fixture-strategy" "the good plugin still is"
+            // Names are plugin code too: a Names getter that throws and a blank name are refused, not a crash.
+            let refusedLines = text.Split('\n') |> Array.filter (fun l -> contains l "Refused:" && contains l throwing)
+            Expect.isTrue (refusedLines |> Array.exists (fun l -> contains l "NamesThrowProvider" && contains l "could not give its name" && contains l "these names cannot be read"))
+                $"the provider whose Names throws is refused, with the exception ({text})"
+            Expect.isTrue (refusedLines |> Array.exists (fun l -> contains l "BlankNameKind" && contains l "a blank name"))
+                $"the layer kind with a blank name is refused ({text})"
         }
 
         test "plugins: the table names the good plugin, its kinds, names and version" {

@@ -60,15 +60,42 @@ public sealed class PluginCatalogue : IDisposable
                 continue;
             }
             if (service is IDisposable disposable) _owned.Add(disposable);
-            switch (service)
+            // Names are the plugin's code too: a getter that throws, or a blank name, refuses the
+            // service (as a throwing constructor does) instead of ending the host with an unexpected error.
+            var implementationName = registration.Descriptor.ImplementationType?.FullName ?? service.GetType().FullName;
+            string[] names;
+            try
             {
-                case ILayerKind kind: Add(_layerKinds, LayerKindKind, kind.Name, kind, registration.Plugin, logger); break;
-                case IBlockKind block: Add(_blockKinds, BlockKindKind, block.Name, block, registration.Plugin, logger); break;
-                case IGrowthStrategy strategy: Add(_strategies, StrategyKind, strategy.Name, strategy, registration.Plugin, logger); break;
-                case IDatasetProvider provider:
-                    foreach (var name in provider.Names) Add(_datasets, DatasetKind, name, provider, registration.Plugin, logger);
-                    break;
+                names = service switch
+                {
+                    ILayerKind kind => [kind.Name],
+                    IBlockKind block => [block.Name],
+                    IGrowthStrategy strategy => [strategy.Name],
+                    IDatasetProvider provider => provider.Names?.ToArray() ?? [],
+                    _ => [],
+                };
             }
+            catch (Exception e)
+            {
+                _refused.Add(new PluginProblem(registration.Plugin.Path, $"its {type.Name} {implementationName} could not give its name ({e.GetType().Name}: {e.Message})", "fix the plugin"));
+                Warn(logger, $"Plugin {registration.Plugin.Path}: its {type.Name} could not give its name ({e.GetType().Name}: {e.Message}); it is left out. Fix the plugin.");
+                continue;
+            }
+            if (names.Length == 0 || names.Any(string.IsNullOrWhiteSpace))
+            {
+                var what = names.Length == 0 ? "no name" : "a blank name";
+                _refused.Add(new PluginProblem(registration.Plugin.Path, $"its {type.Name} {implementationName} gives {what}, so no configuration can select it", "fix the plugin"));
+                Warn(logger, $"Plugin {registration.Plugin.Path}: its {type.Name} {implementationName} gives {what}; it is left out. Fix the plugin.");
+                continue;
+            }
+            foreach (var name in names)
+                switch (service)
+                {
+                    case ILayerKind kind: Add(_layerKinds, LayerKindKind, name, kind, registration.Plugin, logger); break;
+                    case IBlockKind block: Add(_blockKinds, BlockKindKind, name, block, registration.Plugin, logger); break;
+                    case IGrowthStrategy strategy: Add(_strategies, StrategyKind, name, strategy, registration.Plugin, logger); break;
+                    case IDatasetProvider provider: Add(_datasets, DatasetKind, name, provider, registration.Plugin, logger); break;
+                }
         }
     }
 
