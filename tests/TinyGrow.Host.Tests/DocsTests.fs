@@ -211,5 +211,13 @@ let tests =
             let documented =
                 [ for m in Regex.Matches(section, @"(?m)^\|\s*(\d+)\s*\|") -> int m.Groups[1].Value ] |> set
             Expect.equal documented codes "the codes in docs/verbs.md's table against src/Host/ExitCodes.cs"
+            // `tinygrow help` summarises them too: every code, and no other, as "<code> <what>".
+            use usage = new StringWriter()
+            TinyGrow.Host.Commands.Usage.Write usage
+            let help = usage.ToString()
+            let summary = help.Substring(help.IndexOf "Exit codes:")
+            let inHelp =
+                [ for m in Regex.Matches(summary, @"(?:^|[\s:,(])(\d+) (?=[a-z])") -> int m.Groups[1].Value ] |> set
+            Expect.equal inHelp codes $"the codes `tinygrow help` lists against src/Host/ExitCodes.cs:\n{summary}"
         }
     ]

@@ -43,7 +43,8 @@ public static class Usage
                     3 dataset missing or corrupt, 4 a plugin broke its contract during the run
                     (e.g. a strategy's proposal of the wrong shape: plugin, junction and field named),
                     130 interrupted (Ctrl-C).
-                    SIGTERM checkpoints and exits 0. A failed or interrupted run keeps its
+                    SIGTERM checkpoints and exits 0 (during a growth step: the step is abandoned,
+                    the checkpoint before it stands, exit 130). A failed or interrupted run keeps its
                     <Output:Directory>/<run-id>.partial/ (tinygrow resume continues it).
 
         """);
