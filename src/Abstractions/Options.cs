@@ -119,6 +119,14 @@ public sealed class GrowthOptions
     /// (40.86 ± 0.52 against 40.95 ± 0.30 %); Fashion-MNIST 88.73 ± 0.07 against 88.82 ± 0.17 %
     /// (docs/notebook/2026-12-06-input-statistics-cache.md). A cached covariance costs nothing either way.</summary>
     [Range(0, 10_000_000)] public int InputStatisticsSamples { get; set; } = 0;
+    /// <summary>How the whitening W of the input covariance kept for the run (WᵀW = S2⁺) is factorised: "exact"
+    /// (Cholesky or eigh of S2, or, with fewer samples than inputs, a QR of the rows and an eigh of samples²) or
+    /// "randomized" (a randomised range finder on the rows, or on S2 when the rows are as many as its size: sketches of
+    /// 64, 128, 256, … columns until the cutoff drops the last eighth of them, so the rank kept is the one the cutoff
+    /// finds; a product costs samples·inputs·columns instead of the exact path's samples²·inputs). A cache entry of one
+    /// kind is never read for the other.</summary>
+    [RegularExpression("^(exact|randomized)$", ErrorMessage = "Use \"exact\" or \"randomized\".")]
+    public string InputFactor { get; set; } = "exact";
     /// <summary>Where a growth step's statistics come from (DESIGN §4.5): "pass", a forward and backward of its own over
     /// StatisticsSamples training samples drawn at the growth point; or "training", the training batches themselves
     /// (about StatisticsSamples of them after the growth point, the junctions growing once their window is summed): no

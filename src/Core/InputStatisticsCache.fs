@@ -83,7 +83,8 @@ let keyOf (net: Network) (j: int) (options: GrowthOptions) (x: torch.Tensor) : K
               $"junction {junction.GetType().Name} A {junction.A.Kind} bias {junction.A.HasBias} row size {junction.RowSize}"
               $"junction rows on 2 samples sha256 {Convert.ToHexStringLower (probe.GetHashAndReset ())}"
               $"RowsPerDimension {options.RowsPerDimension}"
-              $"EigenCutoff {options.EigenCutoff:R}" ])
+              $"EigenCutoff {options.EigenCutoff:R}"
+              $"InputFactor {options.InputFactor}" ])
     { Text = text
       Hash = Convert.ToHexStringLower (SHA256.HashData (Encoding.UTF8.GetBytes text))
       Seconds = clock.Elapsed.TotalSeconds }

@@ -15,7 +15,7 @@ type InputCovariance =
     { S2: torch.Tensor
       Whitening: torch.Tensor
       Samples: int64
-      /// "cholesky" or "eigh", and the precision it ran in.
+      /// How W was obtained ("cholesky", "eigh", "QR of the rows …" or "randomized range finder …"), and the precision it ran in.
       Path: string
       StatisticsSeconds: float
       FactorSeconds: float }
@@ -68,7 +68,12 @@ let private inputRows (net: Network) (j: int) (x: torch.Tensor) (limit: int64) :
     finally
         for p in parts do p.Dispose ()
 
-/// Junction j's InputCovariance from its S2 on (x, y). When the rows are fewer than D2 (CIFAR-10's
+/// The randomised factor's Gaussian draws come from a generator of this fixed seed: one factor per
+/// dataset, whatever the run's seed, as the input statistics cache needs.
+let private randomizedSeed = 0x243F6A8885A308D3UL
+
+/// Junction j's InputCovariance from its S2 on (x, y). `Growth:InputFactor` = "randomized" takes W
+/// from a randomised range finder (LinearAlgebra.randomizedFactor) instead of the exact factor below. When the rows are fewer than D2 (CIFAR-10's
 /// 3,073 inputs on 2,048 samples), S2 is singular by construction and W comes from the rows
 /// (LinearAlgebra.rowsFactor: a QR and an n×n eigh instead of the D2×D2 eigh; measured at 3,073 on
 /// 2,048 rows, one thread: 1.6 s against 2.4 s, the same WᵀW to float32 rounding).
@@ -81,6 +86,23 @@ let inputCovariance (net: Network) (j: int) (options: GrowthOptions) (generator:
     let d2 = stats.S2.shape[0]
     let cutoff = Bottleneck.effectiveCutoff options.EigenCutoff stats d2
     let w, path =
+        match options.InputFactor with
+        | "randomized" ->
+            // From the rows when they are fewer than D2 (a product costs n·D2·k), otherwise from S2 itself
+            // (D2²·k), in the precision the rows were formed in, as the exact factor.
+            let formedInFloat32 = stats.UnitRoundoff > 1e-12
+            let operator =
+                match (if x.shape[0] < d2 then inputRows net j x d2 else None) with
+                | Some rows -> LinearAlgebra.Rows rows
+                | None -> LinearAlgebra.Matrix (if formedInFloat32 then stats.S2.to_type torch.ScalarType.Float32 else stats.S2.alias ())
+            let source = match operator with LinearAlgebra.Rows r -> $"the {r.shape[0]} rows" | LinearAlgebra.Matrix _ -> "S2"
+            let precision = if operator.Dtype = torch.ScalarType.Float64 then "float64" else "float32"
+            use f = (try LinearAlgebra.randomizedFactor operator cutoff randomizedSeed
+                     finally match operator with LinearAlgebra.Rows t | LinearAlgebra.Matrix t -> t.Dispose ())
+            let spanned = if f.Spanned then ", spanning S2's range: exact" else ""
+            f.W.to_type (torch.ScalarType.Float64, copy = true),
+            $"randomized range finder on {source} ({precision}, rank {f.W.shape[0]} of {d2}, {f.Columns} columns, {f.Sketches} sketches{spanned})"
+        | _ ->
         match (if x.shape[0] < d2 then inputRows net j x d2 else None) with
         | Some rows ->
             use rows = rows

@@ -145,6 +145,139 @@ let rowsFactor (rows: Tensor) (cutoff: float) : Tensor =
     use qt = q.t ()
     scaled.t().mm qt
 
+/// A PSD matrix S2 given either as itself or as its rows R (S2 = RᵀR), for the randomised factor.
+type PsdOperator =
+    /// S2 = RᵀR from the rows R (n×D): a product with S2 costs two n·D·k products.
+    | Rows of rows: Tensor
+    /// S2 itself (D×D): a product costs D²·k.
+    | Matrix of matrix: Tensor
+    member o.Size = match o with Rows r -> r.shape[1] | Matrix s -> s.shape[0]
+    /// The largest rank S2 can have: min(n, D) from the rows, D for the matrix.
+    member o.MaxRank = match o with Rows r -> min r.shape[0] r.shape[1] | Matrix s -> s.shape[0]
+    member o.Dtype = match o with Rows r -> r.dtype | Matrix s -> s.dtype
+    member o.Device = match o with Rows r -> r.device | Matrix s -> s.device
+
+/// S2·X.
+let private operatorTimes (o: PsdOperator) (x: Tensor) : Tensor =
+    match o with
+    | Rows r -> (use rx = r.mm x in use rt = r.t () in rt.mm rx)
+    | Matrix s -> s.mm x
+
+/// What QᵀS2Q is formed from, one block of Q at a time (R·Q_i from the rows, S2·Q_i from the matrix).
+let private operatorImage (o: PsdOperator) (q: Tensor) : Tensor =
+    match o with
+    | Rows r -> r.mm q
+    | Matrix s -> s.mm q
+
+/// QᵀS2Q from the images of all of Q's blocks: BᵀB with B = RQ, or Qᵀ(S2Q) made symmetric.
+let private operatorGram (o: PsdOperator) (q: Tensor) (image: Tensor) : Tensor =
+    match o with
+    | Rows _ -> (use bt = image.t () in bt.mm image)
+    | Matrix _ -> (use qt = q.t () in use g = qt.mm image in use gt = g.t () in (g + gt) / 2.0)
+
+/// The randomised factor's sketch sizes: the first sketch has `randomizedColumns` columns; a sketch of
+/// k columns is accepted when at most k − max(16, k/8) of its eigenvalues clear the cutoff (the
+/// oversampling: the smallest kept directions are then resolved by the columns past them), otherwise
+/// k doubles. Each new block of columns gets `randomizedPowerIterations` extra products with S2.
+let randomizedColumns = 64L
+let randomizedPowerIterations = 1
+let randomizedOversampling (k: int64) = max 16L (k / 8L)
+
+/// A randomised low-rank factor (see randomizedFactor): W (r×D) with WᵀW ≈ S2⁺ on the kept subspace.
+type RandomizedFactor =
+    { W: Tensor
+      /// Columns of the accepted sketch.
+      Columns: int64
+      /// Sketches tried (1 + the doublings of k).
+      Sketches: int
+      /// The sketch reached S2's largest possible rank, so it spans S2's whole range: the factor is the exact one.
+      Spanned: bool }
+    interface System.IDisposable with
+        member f.Dispose () = f.W.Dispose ()
+
+/// X − Q(QᵀX), twice (once is not enough when X lies mostly in Q's span).
+let private projectOut (q: Tensor) (x: Tensor) : Tensor =
+    if q.shape[1] = 0L then x.clone ()
+    else
+        let once (y: Tensor) = (use qt = q.t () in use c = qt.mm y in use qc = q.mm c in y - qc)
+        use first = once x
+        once first
+
+/// An orthonormal basis of X's columns (thin QR).
+let private orthonormal (x: Tensor) : Tensor =
+    let struct (q, r) = torch.linalg.qr x
+    r.Dispose ()
+    q
+
+/// W with WᵀW ≈ S2⁺ over S2's eigenvalues above cutoff·λmax, from a randomised range finder
+/// (Halko, Martinsson & Tropp 2011, §4.4 and §5.5; blocked as in Martinsson & Voronin 2016): an
+/// orthonormal Q (D×k) spans S2·Ω, Ω Gaussian, after `randomizedPowerIterations` more products with
+/// S2; the eigenpairs (θ, v) of the k×k QᵀS2Q give S2's top eigenpairs as (θ, Qv), and
+/// W = Θ^{-1/2}(QV)ᵀ over the θ above cutoff·θmax. k starts at `randomizedColumns` and doubles
+/// (the new columns drawn, iterated and made orthogonal to the old ones, the old kept) until the
+/// sketch has the oversampling's columns past the last kept θ, so the rank kept is the one the cutoff
+/// finds, found adaptively; or until k reaches S2's largest possible rank, where Q spans S2's range
+/// and the factor is exact. θ are Rayleigh–Ritz values, never above S2's eigenvalues; directions well
+/// above the cutoff are resolved to rounding, those near it up to (λ_{k+1}/λ_i)^{2q+2}. Each product
+/// costs n·D·k from the rows (2 per S2 product) or D²·k from the matrix, instead of the exact path's
+/// QR of the rows and n×n eigh (n²·D and n³). Deterministic for a given `seed`. In the operator's dtype.
+let randomizedFactor (s2: PsdOperator) (cutoff: float) (seed: uint64) : RandomizedFactor =
+    let d = s2.Size
+    let full = s2.MaxRank
+    match s2 with
+    | Rows r when r.shape[0] = 0L -> invalidArg "s2" "the randomised factor needs rows: S2 = RᵀR was given with no rows (n = 0)"
+    | _ when d = 0L -> invalidArg "s2" "the randomised factor needs a matrix of size at least 1: S2 is 0×0"
+    | _ -> ()
+    use generator = new torch.Generator (seed)
+    let mutable basis = torch.zeros ([| d; 0L |], dtype = s2.Dtype, device = s2.Device)
+    let mutable image : Tensor | null = null
+    let mutable k = min randomizedColumns full
+    let mutable sketches = 0
+    let mutable result = None
+    try
+        while result.IsNone do
+            sketches <- sketches + 1
+            let block = k - basis.shape[1]
+            // The new block: S2^(1+q)·Ω, orthogonal to the columns kept, orthonormal.
+            let mutable y =
+                use omega = (use o = torch.randn ([| d; block |], dtype = s2.Dtype, generator = generator) in o.``to`` s2.Device)
+                use so = operatorTimes s2 omega
+                use p = projectOut basis so
+                orthonormal p
+            for _ in 1 .. randomizedPowerIterations do
+                use sy = operatorTimes s2 y
+                use p = projectOut basis sy
+                y.Dispose ()
+                y <- orthonormal p
+            // Once more against the kept columns: rounding left in the iteration's last product.
+            use again = projectOut basis y
+            y.Dispose ()
+            use yq = orthonormal again
+            use newImage = operatorImage s2 yq
+            let grown = torch.cat ([| basis; yq |], 1L)
+            basis.Dispose ()
+            basis <- grown
+            let grownImage = match image with null -> newImage.clone () | i -> torch.cat ([| i; newImage |], 1L)
+            match image with null -> () | i -> i.Dispose ()
+            image <- grownImage
+            use gram = operatorGram s2 basis grownImage
+            let values, vectors = eighKept gram cutoff
+            use values = values
+            use vectors = vectors
+            let kept = values.shape[0]
+            let spanned = k >= full
+            if spanned || kept <= k - randomizedOversampling k then
+                use scale = values.rsqrt ()
+                use directions = basis.mm vectors
+                use scaled = directions * scale.unsqueeze 0L
+                result <- Some { W = scaled.t().contiguous (); Columns = k; Sketches = sketches; Spanned = spanned }
+            else
+                k <- min (2L * k) full
+        result.Value
+    finally
+        basis.Dispose ()
+        match image with null -> () | i -> i.Dispose ()
+
 /// A⁺X = Wᵀ(W X) without forming A⁺ (a Cholesky solve, or V Λ⁻¹ Vᵀ X on the kept eigenpairs).
 let solvePsd (f: PsdFactor) (x: Tensor) : Tensor =
     match f with

@@ -86,7 +86,7 @@ let tests =
                 Expect.isTrue (identical fromHit.FanIn fromCold.FanIn && identical fromHit.FanOut fromCold.FanOut) "α and ω bit for bit")
         }
 
-        test "the key changes with the inputs (one value, their count, their dtype, an augmentation) and with the junction's rows" {
+        test "the key changes with the inputs (one value, their count, their dtype, an augmentation), with the junction's rows and with the factor kind" {
             use net = mlp 1111L f64 6 [ 4; 3 ] "tanh" 3
             use x = randn 1112L 300L 6L
             let key (n: Network) (t: torch.Tensor) = (InputStatisticsCache.keyOf n 0 options t).Hash
@@ -108,6 +108,7 @@ let tests =
             use noBias = mlpWith false 1111L f64 6 [ 4; 3 ] "tanh" 3
             Expect.notEqual (key noBias x) baseline "a junction whose A has no bias has other rows"
             Expect.notEqual (InputStatisticsCache.keyOf net 0 (GrowthOptions (RowsPerDimension = 0, EigenCutoff = 1e-6)) x).Hash baseline "another EigenCutoff"
+            Expect.notEqual (InputStatisticsCache.keyOf net 0 (GrowthOptions (RowsPerDimension = 0, InputFactor = "randomized")) x).Hash baseline "the randomised factor (an exact entry is never read for it)"
         }
 
         test "a damaged entry (a flipped byte, cut short, bytes added, another key inside) is refused with a warning, computed again and rewritten" {

@@ -8,6 +8,7 @@ let all =
         StatisticsTests.tests
         BottleneckTests.tests
         WhiteningTests.tests
+        RandomizedFactorTests.tests
         InputStatisticsCacheTests.tests
         GrowthTests.tests
         OptimizerTests.tests
