@@ -122,7 +122,7 @@ public sealed class GrowthOptions
     /// <summary>How the whitening W of the input covariance kept for the run (WᵀW = S2⁺) is factorised: "exact"
     /// (Cholesky or eigh of S2, or, with fewer samples than inputs, a QR of the rows and an eigh of samples²) or
     /// "randomized" (a randomised range finder on the rows, or on S2 when the rows are as many as its size: sketches of
-    /// 64, 128, 256, … columns until the cutoff drops the last eighth of them, so the rank kept is the one the cutoff
+    /// 64, 128, 256, … columns until the cutoff drops the last quarter of them, so the rank kept is the one the cutoff
     /// finds; a product costs samples·inputs·columns instead of the exact path's samples²·inputs). A cache entry of one
     /// kind is never read for the other.</summary>
     [RegularExpression("^(exact|randomized)$", ErrorMessage = "Use \"exact\" or \"randomized\".")]

@@ -77,7 +77,7 @@ let tests =
         }
 
         test "the adaptive rank is the exact cutoff's: one sketch for a small rank, doubling for larger, spanning S2's range when the rank is near it" {
-            for rank, expectedColumns, expectedSketches in [ 10, 64L, 1; 100, 128L, 2; 200, 256L, 3; 290, 300L, 4 ] do
+            for rank, expectedColumns, expectedSketches in [ 10, 64L, 1; 90, 128L, 2; 180, 256L, 3; 250, 300L, 4 ] do
                 let spectrum = Array.append (geometric rank 1.0 1e-2) (geometric (300 - rank) 1e-7 1e-9)
                 let rows, v = rowsWithSpectrum (2400L + int64 rank) 300L 500L spectrum
                 use rows = rows
