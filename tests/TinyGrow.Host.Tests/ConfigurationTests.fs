@@ -286,6 +286,10 @@ let tests =
             Expect.stringContains (errorsOf (fixtureExperiment @ [ "Training:Optimizer", "lbfgs" ])) "Training:Optimizer = 'lbfgs'" "optimizer"
             Expect.stringContains (errorsOf (fixtureExperiment @ [ "Growth:StatisticsFrom", "batches" ])) "Growth:StatisticsFrom = 'batches'" "statistics source"
             Expect.isEmpty (SettingsValidator.Validate(settingsFrom (fixtureExperiment @ [ "Growth:StatisticsFrom", "pass" ]))) "pass is a source"
+            let factor = errorsOf (fixtureExperiment @ [ "Growth:InputFactor", "svd" ])
+            Expect.stringContains factor "Growth:InputFactor = 'svd'" "input factor"
+            Expect.stringContains factor "Use \"exact\" or \"randomized\"" "and the values it takes"
+            Expect.isEmpty (SettingsValidator.Validate(settingsFrom (fixtureExperiment @ [ "Growth:InputFactor", "randomized" ]))) "randomized is a factor"
             Expect.stringContains (errorsOf [ "Model:OutputBias", "true" ]) "Model:Layers" "at least one hidden layer"
             Expect.stringContains (errorsOf (fixtureExperiment @ [ "Output:RunId", "a/b" ])) "Output:RunId" "run id is a folder name"
             Expect.stringContains (errorsOf (fixtureExperiment @ [ "Dataset:Mirror", "mirror.lan/data" ])) "Dataset:Mirror = 'mirror.lan/data'" "a mirror is an http(s) address"
