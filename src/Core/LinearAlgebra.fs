@@ -6,10 +6,9 @@ module TinyGrow.Core.LinearAlgebra
 open TorchSharp
 type Tensor = torch.Tensor
 
-/// Eigenpairs of a symmetric positive semi-definite matrix whose eigenvalue exceeds cutoff·λmax.
-/// Negative eigenvalues of a PSD matrix are rounding noise and are dropped too.
-let eighKept (a: Tensor) (cutoff: float) : Tensor * Tensor =
-    use sym = (a + a.t ()) / 2.0
+/// eighKept (below) of a matrix that is symmetric bit for bit, as (A + Aᵀ)/2 is (the two entries of a
+/// pair are the same float sum): symmetrising it again would only copy it.
+let private eighKeptSymmetric (sym: Tensor) (cutoff: float) : Tensor * Tensor =
     let struct (values, vectors) = torch.linalg.eigh sym
     use values = values
     use vectors = vectors
@@ -18,10 +17,16 @@ let eighKept (a: Tensor) (cutoff: float) : Tensor * Tensor =
     use above = values.gt (threshold.ToScalar ())
     use keep = torch.nonzero(above).flatten ()
     if lmax <= 0.0 || keep.numel () = 0L then
-        torch.zeros ([| 0L |], dtype = a.dtype, device = a.device),
-        torch.zeros ([| a.shape[0]; 0L |], dtype = a.dtype, device = a.device)
+        torch.zeros ([| 0L |], dtype = sym.dtype, device = sym.device),
+        torch.zeros ([| sym.shape[0]; 0L |], dtype = sym.dtype, device = sym.device)
     else
         values.index_select (0L, keep), vectors.index_select (1L, keep)
+
+/// Eigenpairs of a symmetric positive semi-definite matrix whose eigenvalue exceeds cutoff·λmax.
+/// Negative eigenvalues of a PSD matrix are rounding noise and are dropped too.
+let eighKept (a: Tensor) (cutoff: float) : Tensor * Tensor =
+    use sym = (a + a.t ()) / 2.0
+    eighKeptSymmetric sym cutoff
 
 /// V f(λ) Vᵀ over the kept eigenpairs.
 let private spectralMap (f: Tensor -> Tensor) (a: Tensor) (cutoff: float) =
@@ -120,7 +125,7 @@ let psdFactor (a: Tensor) (cutoff: float) : PsdFactor =
     if info.item<int> () = 0 && lmaxBound > 0.0 && smallestEigenvalueBound l threshold > threshold then Cholesky l
     else
         l.Dispose ()
-        let values, vectors = eighKept sym cutoff
+        let values, vectors = eighKeptSymmetric sym cutoff
         use values = values
         use vectors = vectors
         use scale = values.rsqrt ()

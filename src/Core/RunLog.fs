@@ -87,6 +87,10 @@ type RunLog(path: string, keep: int64) =
 
     new(path: string) = new RunLog (path, 0L)
 
+    /// One instance for every line: System.Text.Json caches its metadata per options instance, so a new
+    /// one per line paid that set-up on every line.
+    static member val private Compact = JsonSerializerOptions (WriteIndented = false)
+
     static member private Node(value: obj | null) : JsonNode | null =
         match value with
         | null -> null
@@ -111,7 +115,7 @@ type RunLog(path: string, keep: int64) =
         o["event"] <- JsonValue.Create name
         for key, value in fields do
             o[key] <- RunLog.Node value
-        writeLine (o.ToJsonString (JsonSerializerOptions (WriteIndented = false)))
+        writeLine (o.ToJsonString RunLog.Compact)
 
     interface IDisposable with
         member _.Dispose() = writer.Dispose ()

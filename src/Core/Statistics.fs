@@ -119,8 +119,12 @@ type JunctionAccumulator(groups: int, givenS2: torch.Tensor | null) =
                 s
         use scope = torch.NewDisposeScope ()
         let w = rows.RowWeight
+        // A float32 product is added to its float64 sum as it is: the in-place add promotes it to float64,
+        // the same values as converting it first, without a float64 copy of every product of every batch.
+        // With a row weight the product is converted first (the weighted add's kernel on promoted inputs
+        // is another loop than the one on float64 inputs).
         let add (sum: torch.Tensor) (product: torch.Tensor) =
-            (if w = 1.0 then sum.add_ (f64 product) else sum.add_ (f64 product, w.ToScalar ())) |> ignore
+            (if w = 1.0 then sum.add_ product else sum.add_ (f64 product, w.ToScalar ())) |> ignore
         add s.S (b.t().mm b)
         add s.M (b.t().mm g)
         let d2 = bt.shape[int (bt.dim ()) - 1]

@@ -135,4 +135,26 @@ let tests =
             Expect.isEmpty (statsClose one several 1e-13) "S, M, S2, M2, P, tr E agree"
             Expect.equal several.Samples 40L "samples"
         }
+
+        test "float32 rows: every sum is the float64 sum of the float32 products, bit for bit, with a row weight of 1 and 2" {
+            let f32 (t: torch.Tensor) = (use t = t in t.to_type torch.ScalarType.Float32)
+            let batch (seed: int64) (n: int64) (weight: float) =
+                new JunctionRows (f32 (randn seed n 5L), f32 (randn (seed + 1L) n 7L), f32 (randn (seed + 2L) n 3L), n, weight)
+            // Weight 2 scales exactly, so the weighted sum has one rounding per add however it is formed.
+            for weight in [ 1.0; 2.0 ] do
+                let batches = [ batch 51L 13L weight; batch 61L 8L weight ]
+                use s = accumulate batches
+                // The reference: each product formed in float32, converted, then added in float64.
+                let sumOf (product: torch.Tensor -> torch.Tensor -> torch.Tensor) (pick: JunctionRows -> torch.Tensor * torch.Tensor) =
+                    let total = batches |> List.map (fun r -> let x, y = pick r in (use p = product x y in p.to_type f64) * weight) |> List.reduce (+)
+                    total / 21.0
+                let gram (x: torch.Tensor) (y: torch.Tensor) = x.t().mm y
+                for name, actual, expected in
+                    [ "S", s.S, sumOf gram (fun r -> r.B, r.B); "M", s.M, sumOf gram (fun r -> r.B, r.G)
+                      "S2", s.S2, sumOf gram (fun r -> r.ATilde, r.ATilde); "M2", s.M2, sumOf gram (fun r -> r.ATilde, r.G)
+                      "P", s.P, sumOf gram (fun r -> r.ATilde, r.B) ] do
+                    Expect.equal actual.dtype f64 $"{name} is float64"
+                    Expect.equal (maxAbsDiff actual expected) 0.0 $"{name} (weight {weight}) equals the reference bit for bit"
+                batches |> List.iter (fun r -> r.Dispose ())
+        }
     ]
