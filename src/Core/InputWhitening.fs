@@ -85,15 +85,17 @@ let inputCovariance (net: Network) (j: int) (options: GrowthOptions) (generator:
     clock.Restart ()
     let d2 = stats.S2.shape[0]
     let cutoff = Bottleneck.effectiveCutoff options.EigenCutoff stats d2
+    // The rows when they are fewer than D2 (S2 is then singular by construction): both factors start from them.
+    let rows = if x.shape[0] < d2 then inputRows net j x d2 else None
     let w, path =
-        match options.InputFactor with
-        | "randomized" ->
+        match options.InputFactor, rows with
+        | "randomized", _ ->
             // From the rows when they are fewer than D2 (a product costs n·D2·k), otherwise from S2 itself
             // (D2²·k), in the precision the rows were formed in, as the exact factor.
             let formedInFloat32 = stats.UnitRoundoff > 1e-12
             let operator =
-                match (if x.shape[0] < d2 then inputRows net j x d2 else None) with
-                | Some rows -> LinearAlgebra.Rows rows
+                match rows with
+                | Some r -> LinearAlgebra.Rows r
                 | None -> LinearAlgebra.Matrix (if formedInFloat32 then stats.S2.to_type torch.ScalarType.Float32 else stats.S2.alias ())
             let source = match operator with LinearAlgebra.Rows r -> $"the {r.shape[0]} rows" | LinearAlgebra.Matrix _ -> "S2"
             let precision = if operator.Dtype = torch.ScalarType.Float64 then "float64" else "float32"
@@ -102,14 +104,12 @@ let inputCovariance (net: Network) (j: int) (options: GrowthOptions) (generator:
             let spanned = if f.Spanned then ", spanning S2's range: exact" else ""
             f.W.to_type (torch.ScalarType.Float64, copy = true),
             $"randomized range finder on {source} ({precision}, rank {f.W.shape[0]} of {d2}, {f.Columns} columns, {f.Sketches} sketches{spanned})"
-        | _ ->
-        match (if x.shape[0] < d2 then inputRows net j x d2 else None) with
-        | Some rows ->
+        | _, Some rows ->
             use rows = rows
             use w = LinearAlgebra.rowsFactor rows cutoff
             let precision = if rows.dtype = torch.ScalarType.Float64 then "float64" else "float32"
             w.to_type (torch.ScalarType.Float64, copy = true), $"QR of the rows and eigh of {rows.shape[0]}² ({precision}, rank {w.shape[0]} of {d2})"
-        | None -> whiteningOf stats cutoff
+        | _, None -> whiteningOf stats cutoff
     // Contiguous, as the input statistics cache reads them back: the products that use them then take
     // the same BLAS path, and a run reading the cache grows bit for bit as the run that wrote it.
     let contiguous = w.contiguous ()
