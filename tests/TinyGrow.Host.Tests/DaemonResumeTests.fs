@@ -16,13 +16,15 @@ open TinyGrow.Host.Tests.TestUtil
 
 let private app = Path.GetFullPath(Path.Combine(AppContext.BaseDirectory, "..", "..", "..", "..", "..", "artifacts", "tinygrow", "tinygrow.dll"))
 
-/// CheckpointTests' run as an experiment file: 2 epochs of 500 batches of 4 random images, an MLP
-/// growing from 1/1, a checkpoint every 0.2 s and after each growth step.
+/// CheckpointTests' run as an experiment file: 6 epochs of 500 batches of 4 random images, an MLP
+/// growing from 1/1 in the first two, a checkpoint every 0.2 s and after each growth step. The epochs
+/// after growth leave the orphaned run seconds to notice its daemon's death (ParentWatch polls every
+/// 0.25 s) before it could finish: with 2 epochs a loaded machine let it finish first.
 let private experiment (data: string) =
     $$"""{ "Dataset": { "Name": "mnist", "Root": "{{data}}" },
           "Model": { "Layers": [ { "Width": 1, "MaxWidth": 12 }, { "Width": 1, "MaxWidth": 12 } ] },
           "Growth": { "StepsPerEpoch": 2, "UntilEpoch": 2, "NeuronsPerStep": 4, "StatisticsSamples": 256, "GammaSearchSamples": 256 },
-          "Training": { "Epochs": 2, "BatchSize": 4, "Seed": 7 },
+          "Training": { "Epochs": 6, "BatchSize": 4, "Seed": 7 },
           "Checkpoint": { "EverySeconds": 0.2 },
           "Device": "cpu" }"""
 
