@@ -20,10 +20,11 @@ let loadFashion () =
     use downloader = new TinyGrow.Datasets.Downloads.DatasetDownloader (NullLogger<TinyGrow.Datasets.Downloads.DatasetDownloader>.Instance)
     (MnistDatasetProvider downloader :> IDatasetProvider).Load ("fashion-mnist", DatasetOptions (Root = "data"), torch.CPU, Threading.CancellationToken.None)
 
-/// Fashion-MNIST with the given dataset options (e.g. a training subset).
+/// Fashion-MNIST with the given dataset options, cut to their TrainSamples / TestSamples as a run cuts it
+/// (the provider reads every sample; before this cut, claim-resnet's "subset" rows trained on all 60,000).
 let loadFashionWith (options: DatasetOptions) =
     use downloader = new TinyGrow.Datasets.Downloads.DatasetDownloader (NullLogger<TinyGrow.Datasets.Downloads.DatasetDownloader>.Instance)
-    (MnistDatasetProvider downloader :> IDatasetProvider).Load ("fashion-mnist", options, torch.CPU, Threading.CancellationToken.None)
+    (MnistDatasetProvider downloader :> IDatasetProvider).Load("fashion-mnist", options, torch.CPU, Threading.CancellationToken.None).WithLimits options
 
 /// Training samples of `claim-resnet`'s rows: ResNet-20 at full width trains about 10× slower than the CNN per sample.
 let claimResNetTrainSamples = 6000

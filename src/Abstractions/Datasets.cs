@@ -87,6 +87,29 @@ public sealed record LoadedDataset(string Name, DataSplit Train, DataSplit Test,
     /// copy of the data it trained on.</summary>
     public IReadOnlyList<DataFile> Sources { get; init; } = [];
 
+    /// <summary>The dataset cut to <see cref="DatasetOptions.TrainSamples"/> and <see cref="DatasetOptions.TestSamples"/>
+    /// (the first N samples of a split, in the files' order; 0: all), for smoke runs and quick trials. A cut split is a
+    /// copy and the original is released, so this dataset's cut splits must not be used after the call; with no limit
+    /// that applies, this dataset itself. Providers do not cut: whoever loads (the host's run, the bench) calls this.</summary>
+    public LoadedDataset WithLimits(DatasetOptions options)
+    {
+        var train = Cut(Train, options.TrainSamples);
+        var test = Cut(Test, options.TestSamples);
+        if (ReferenceEquals(train, Train) && ReferenceEquals(test, Test)) return this;
+        if (!ReferenceEquals(train, Train)) Train.Dispose();
+        if (!ReferenceEquals(test, Test)) Test.Dispose();
+        return this with { Train = train, Test = test };
+    }
+
+    static DataSplit Cut(DataSplit split, int limit)
+    {
+        if (limit <= 0 || limit >= split.Count) return split;
+        using var samples = split.Samples.narrow(0, 0, limit);
+        using var labels = split.Labels.narrow(0, 0, limit);
+        // Copies, so that the full split's memory is released.
+        return new DataSplit(samples.clone(), labels.clone());
+    }
+
     /// <inheritdoc />
     public void Dispose()
     {

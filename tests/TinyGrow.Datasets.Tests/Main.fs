@@ -9,6 +9,7 @@ let tests =
         DownloadTests.tests
         AugmentationTests.tests
         FuzzTests.tests
+        LimitsTests.tests
     ]
 
 [<EntryPoint>]

@@ -134,7 +134,7 @@ public sealed class RunCommand(TinyGrowSettings settings, PluginCatalogue catalo
             _log.LogWarning("Cancelled while loading dataset '{Dataset}'; nothing was written", settings.Dataset.Name);
             return ExitCodes.Cancelled;
         }
-        data = DatasetLimits.Apply(data, settings.Dataset);
+        data = data.WithLimits(settings.Dataset);
         LogSources(data);
 
         using (data)
