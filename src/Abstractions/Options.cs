@@ -132,6 +132,11 @@ public sealed class GrowthOptions
     /// (about StatisticsSamples of them after the growth point, the junctions growing once their window is summed): no
     /// extra forward or backward, but the weights move while the window is summed.</summary>
     [RegularExpression("^(pass|training)$")] public string StatisticsFrom { get; set; } = "training";
+    /// <summary>A γ search's chosen candidate is kept only if its held-out decrease is at least this many standard errors of
+    /// the per-sample loss differences (a paired z on the GammaSearchSamples; two more loss evaluations per accepted
+    /// search): a decrease the held-out samples cannot tell from noise adds nothing, so a junction whose proposals no
+    /// longer help stops growing (its width set by the bottleneck). 0: only the float32 rounding margin of the loss.</summary>
+    [Range(0.0, 100.0)] public double AcceptanceZ { get; set; } = 0.0;
     /// <summary>Held-out training samples for the γ line search: disjoint from a statistics pass's samples; with
     /// StatisticsFrom = "training" drawn from the whole split, so a few may have been in the window.</summary>
     [Range(1, 10_000_000)] public int GammaSearchSamples { get; set; } = 1024;

@@ -171,6 +171,7 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
                   "gamma", box e.Gamma; "predicted_decrease", box e.PredictedDecrease
                   "measured_decrease", box e.MeasuredDecrease; "measured_over_predicted", box (GammaSearch.measuredOverPredicted e)
                   "slope_over_predicted", box e.SlopeOverPredicted
+                  "held_out_z", box e.HeldOutZ
                   "bottleneck", box e.Bottleneck
                   "loss_before", box e.LossBefore; "loss_after", box e.LossAfter
                   "gamma_bound", box e.GammaBound; "existing_spread", box e.ExistingSpread

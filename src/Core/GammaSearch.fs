@@ -115,6 +115,9 @@ type GrowthEvent =
       /// The held-out decrease at γ/slopeProbe over the prediction there (slopeOverPredicted); NaN when
       /// nothing was added or nothing predicted.
       SlopeOverPredicted: float
+      /// The held-out decrease at the chosen γ in standard errors of its per-sample differences (a paired z:
+      /// mean(L_i(0) − L_i(γ)) / (sd/√n)); NaN when not measured (no acceptance test, or the margin refused).
+      HeldOutZ: float
       /// Where the γ search started (γ₁; NaN: no search).
       SearchStart: float
       /// Where this junction's next γ search starts: the γ chosen, or after a refusal the smallest γ
@@ -179,6 +182,33 @@ let candidateLossFrom (net: Network) (samples: SearchSamples) (proposal: NeuronP
         lossSum / float samples.Count
     finally Candidate.undo applied
 
+/// Per-sample held-out losses (float64) with the candidate applied at γ (γ = 0: the network as it is), from
+/// kept search samples: the losses whose mean candidateLossFrom gives.
+let candidateLossesFrom (net: Network) (samples: SearchSamples) (proposal: NeuronProposal) (statistics: JunctionStatistics) (gamma: float) : float[] =
+    use _ = torch.no_grad ()
+    use scope = torch.NewDisposeScope ()
+    let applied = if gamma > 0.0 then Some (Candidate.apply net samples.Points[0].Junction proposal statistics gamma) else None
+    try
+        [| for point, labels in Array.zip samples.Points samples.Labels do
+             use chunk = torch.NewDisposeScope ()
+             let losses = torch.nn.functional.cross_entropy (net.ForwardFrom (point, ForwardPass.Probe), labels, reduction = torch.nn.Reduction.None)
+             yield! losses.to_type(torch.ScalarType.Float64).data<float>().ToArray () |]
+    finally applied |> Option.iter Candidate.undo
+
+/// The paired z of a held-out decrease: mean(d) / (sd(d)/√n) with d_i = before_i − after_i, the same samples
+/// before and after (their common difficulty cancels). +∞ when every d_i is the same positive number, NaN with
+/// fewer than two samples.
+let pairedZ (before: float[]) (after: float[]) =
+    if before.Length <> after.Length then invalidArg (nameof after) $"{after.Length} losses after for {before.Length} before."
+    let n = before.Length
+    if n < 2 then nan
+    else
+        let d = Array.map2 (-) before after
+        let mean = Array.average d
+        let variance = (d |> Array.sumBy (fun x -> (x - mean) * (x - mean))) / float (n - 1)
+        if variance = 0.0 then (if mean > 0.0 then infinity elif mean < 0.0 then -infinity else 0.0)
+        else mean / sqrt (variance / float n)
+
 /// The slope probe divides the chosen γ by this: at γ/16 a loss quadratic in γ keeps 1 − 1/32 of its
 /// first-order decrease when γ is at its minimum, so the probe measures the held-out slope to about 3 %.
 let slopeProbe = 16.0
@@ -224,14 +254,17 @@ let spreadsOf (net: Network) (j: int) (proposal: NeuronProposal) (statistics: Ju
 /// Searches γ for junction j's proposal below the amplitude bound (`amplitudeRatio`, see
 /// Amplitude; ≤ 0: none), starting at `start` (see lineSearchFrom; NaN: the cold search), and
 /// applies it if γ > 0. The committed network is the one the search measured: the same apply at the same γ.
-let growJunctionFrom (start: float) (amplitudeRatio: float) (net: Network) (j: int) (proposal: NeuronProposal) (statistics: JunctionStatistics)
-                       (heldX: torch.Tensor) (heldY: torch.Tensor) : GrowthEvent =
+/// `acceptanceZ` > 0: the chosen γ is also refused unless its held-out decrease is at least that many
+/// standard errors of the per-sample differences (pairedZ; two more loss evaluations), so that a decrease
+/// the held-out samples cannot tell from noise adds nothing. 0: the float32 rounding margin alone.
+let growJunctionTested (acceptanceZ: float) (start: float) (amplitudeRatio: float) (net: Network) (j: int) (proposal: NeuronProposal)
+                       (statistics: JunctionStatistics) (heldX: torch.Tensor) (heldY: torch.Tensor) : GrowthEvent =
     let clock = Diagnostics.Stopwatch.StartNew ()
     let junction = net.Junctions[j]
     // A proposal with a fixed Amplitude (GradMax's zero fan-in leaves the loss unchanged at every
     // γ) is applied at that γ without a search or the acceptance margin; its loss is still measured.
     let fixedAmplitude = proposal.Amplitude.HasValue && proposal.Count > 0
-    let spreads, bound, search, start, slope =
+    let spreads, bound, search, start, slope, heldOutZ =
         use searchScope = torch.NewDisposeScope () // the kept samples go with the search
         let samples = keepSearchSamples net j heldX heldY
         let start = if Double.IsFinite start && start > 0.0 then max start (startFloor proposal.AmplitudePower (proposal.PredictedDecrease 1.0) samples.Loss0) else start
@@ -252,11 +285,19 @@ let growJunctionFrom (start: float) (amplitudeRatio: float) (net: Network) (j: i
             if fixedAmplitude then
                 { Gamma = proposal.Amplitude.Value; Loss = lossAt proposal.Amplitude.Value; Loss0 = lossAt 0.0; Evaluations = 2; Lowest = proposal.Amplitude.Value }
             else lineSearchFrom start bound lossAt 24
+        let overMargin = not fixedAmplitude && search.Loss0 - search.Loss > acceptanceMargin * abs search.Loss0
+        let z =
+            if overMargin && acceptanceZ > 0.0 then
+                pairedZ (candidateLossesFrom net samples proposal statistics 0.0) (candidateLossesFrom net samples proposal statistics search.Gamma)
+            else nan
+        let accepted = overMargin && not (acceptanceZ > 0.0 && not (z >= acceptanceZ))
+        let search = if Double.IsNaN z then search else { search with Evaluations = search.Evaluations + 2 }
+        // Refused by the test: as if no γ had lowered the loss (γ = 0 is then what the rounding margin below keeps).
+        let search = if overMargin && not accepted then { search with Gamma = 0.0; Loss = search.Loss0 } else search
         // One more loss evaluation, for accepted searched candidates only: the held-out slope.
-        let accepted = not fixedAmplitude && search.Loss0 - search.Loss > acceptanceMargin * abs search.Loss0
         let slope = if accepted then slopeOverPredicted search.Gamma proposal.PredictedDecrease lossAt search.Loss0 else nan
         let search = if Double.IsNaN slope || not accepted then search else { search with Evaluations = search.Evaluations + 1 }
-        spreads, bound, search, start, slope
+        spreads, bound, search, start, slope, z
     // A decrease within rounding of the loss (float32: ~1e-7 relative) is noise, not a reason to
     // add neurons: below this margin γ = 0 wins. A γ whose loss is above L(0) is never accepted.
     let gamma, loss =
@@ -281,6 +322,7 @@ let growJunctionFrom (start: float) (amplitudeRatio: float) (net: Network) (j: i
       NewSpreadMedian = spreadAt (fun s -> gamma * s.NewMedianAtOne)
       LossEvaluations = search.Evaluations
       SlopeOverPredicted = slope
+      HeldOutZ = heldOutZ
       SearchStart = (if fixedAmplitude || not (bound > 0.0) then nan else firstGamma start bound)
       // After a refusal the next search starts where this one gave up, so that refusals in a row walk
       // the start down (4 grid points each) instead of retrying the same γ₁ for ever.
@@ -289,6 +331,11 @@ let growJunctionFrom (start: float) (amplitudeRatio: float) (net: Network) (j: i
       SolveSeconds = 0.0
       SearchSeconds = searchSeconds
       ApplySeconds = clock.Elapsed.TotalSeconds }
+
+/// growJunctionTested without the held-out test: the rounding margin alone decides.
+let growJunctionFrom (start: float) (amplitudeRatio: float) (net: Network) (j: int) (proposal: NeuronProposal) (statistics: JunctionStatistics)
+                     (heldX: torch.Tensor) (heldY: torch.Tensor) : GrowthEvent =
+    growJunctionTested 0.0 start amplitudeRatio net j proposal statistics heldX heldY
 
 /// growJunctionFrom with the cold search.
 let growJunctionWithin (amplitudeRatio: float) (net: Network) (j: int) (proposal: NeuronProposal) (statistics: JunctionStatistics)

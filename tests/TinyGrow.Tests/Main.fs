@@ -23,6 +23,7 @@ let all =
         ComputeThreadsTests.tests
         AmplitudeTests.tests
         SearchResumeTests.tests
+        HeldOutAcceptanceTests.tests
         StrategyTests.tests
         PyTorchExportTests.tests
         SignificanceTests.tests
