@@ -3,7 +3,9 @@
 ///   grown         the experiment as shipped (its MaxWidths are the caps);
 ///   fixed (caps)  the network of the caps, trained from scratch: the target;
 ///   fixed (grown) the grown row's final widths, trained from scratch: the cost of growing at equal size;
-///   random        `random` proposals grown to the grown row's widths: what the method's choice of units adds.
+///   random        `random` proposals grown to the grown row's widths: what the method's choice of units adds;
+///   fixed (half)  every width at 1/√2 of its cap (about half the caps' parameters), trained from scratch:
+///                 what the parameter target asks of a network whose widths are not chosen by growth.
 /// Each row states its time to reach the caps network's final accuracy, and to reach it less 0.3 points.
 module TinyGrow.Bench.ClaimComparison
 
@@ -20,6 +22,14 @@ let private atCaps (model: ModelOptions) =
     let copy = copyOf model
     if copy.Preset <> "" then copy.WidthFraction <- 1.0
     else for layer in copy.Layers do layer.Width <- layer.MaxWidth
+    copy
+
+/// Every width at ⌊cap/√2⌋ (a preset: WidthFraction 1/√2): a network with about half the caps' parameters
+/// (a conv or dense layer's weights scale with the product of two widths).
+let private atHalf (model: ModelOptions) =
+    let copy = copyOf model
+    if copy.Preset <> "" then copy.WidthFraction <- 1.0 / sqrt 2.0
+    else for layer in copy.Layers do layer.Width <- max layer.Width (int (float layer.MaxWidth / sqrt 2.0))
     copy
 
 /// The model at `widths` (a run's final widths, junction order): Width = widths, and MaxWidth too when
@@ -46,7 +56,8 @@ let rows (data: LoadedDataset) (model: ModelOptions) (training: int -> TrainingO
       { Name = "fixed at the grown widths"; Target = capsName
         Run = fun seed earlier -> train data null (atWidths model (widthsOf earlier) true) (training seed) fixedGrowth }
       { Name = "random (to the grown widths)"; Target = capsName
-        Run = fun seed earlier -> train data (RandomStrategy ()) (atWidths model (widthsOf earlier) false) (training seed) growth } ]
+        Run = fun seed earlier -> train data (RandomStrategy ()) (atWidths model (widthsOf earlier) false) (training seed) growth }
+      { Name = "fixed at 1/√2 of the caps"; Target = capsName; Run = fun seed _ -> train data null (atHalf model) (training seed) fixedGrowth } ]
 
 /// Runs the claim's rows for `experiment` and writes the table into section `section` of `results`.
 /// `trainSamples` (0: all) takes the first samples of the training split, for networks a CPU trains slowly.
@@ -64,7 +75,7 @@ let run (load: DatasetOptions -> LoadedDataset) (experiment: string) (section: s
     let subset = if trainSamples > 0 then $"the first {trainSamples:N0} training samples (a subset, for time)" else "the whole training split"
     let command = $"make bench ARGS=\"{section} {epochs} {String.Join (' ', seeds)}\""
     let protocol =
-        $"{data.Name}, {subset}, full test split; `{experiment}` as shipped ({epochs} epochs), grown with `tiny` from its starting widths; the caps network is the same model at every MaxWidth, trained from scratch with the same options; the fixed-at-grown-widths row trains the grown row's final widths from scratch; the random row grows with `random` proposals up to the grown row's widths. Target: the grown network within 0.3 points of the caps network, with at most half its parameters and at most its wall time. Command: `{command}`."
+        $"{data.Name}, {subset}, full test split; `{experiment}` as shipped ({epochs} epochs), grown with `tiny` from its starting widths; the caps network is the same model at every MaxWidth, trained from scratch with the same options; the fixed-at-grown-widths row trains the grown row's final widths from scratch; the random row grows with `random` proposals up to the grown row's widths; the 1/√2 row is every width at ⌊cap/√2⌋ (about half the caps' parameters) from scratch. Target: the grown network within 0.3 points of the caps network, with at most half its parameters and at most its wall time. Command: `{command}`."
     let write measured before after =
         let text = tableWithin (Some 0.3) $"Claim: grown against the network of its caps ({experiment})" protocol rows seeds measured before after
         printfn "%s" text
