@@ -180,6 +180,11 @@ public sealed class GrowthOptions
     /// statistics rows, 0 unless its gain exceeds two standard errors). The prediction is cross-validated
     /// either way.</summary>
     [RegularExpression("^(strategy|crossvalidated)$")] public string NewUnitsCount { get; set; } = "strategy";
+    /// <summary>With NewUnits = "unit": rows of a conv junction's row sample (the fan-out refit and the cross-validated
+    /// prediction), drawn at random from every (sample, position) row of the statistics' batches. 0: at most 4,096 of the
+    /// rows the sums use (RowsPerDimension·RowSize per pass: a few hundred for a narrow junction), whose cross-validated
+    /// gain is mostly noise. Memory: rows × (D1 + D2 + outputs) float64.</summary>
+    [Range(0, 10_000_000)] public int CrossValidationRows { get; set; } = 0;
     /// <summary>Growth that stops by itself (DESIGN §4.1): "none", or "signflip": a direction k is kept only if
     /// λ_k exceeds SignificanceFactor × the noise floor of N, the SignificanceConfidence quantile of the top singular
     /// value of sign-flipped group deviations of N (SignificanceGroups groups: whole batches in a pass, every batch split by sample in a window; SignificanceDraws

@@ -383,7 +383,8 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
             let summed = if growth.Selection = "best" then pending else [ List.head pending ]
             window <- Some (new TrainingStatistics.Window (summed, TrainingStatistics.windowBatches growth.StatisticsSamples training.BatchSize,
                                                            training.BatchSize, StatisticsPass.significanceGroups growth, growth.RowsPerDimension, givenS2,
-                                                           KeepRows = (fun j -> NewUnits.sampleRowsFor growth net.Junctions[j])))
+                                                           KeepRows = (fun j -> NewUnits.sampleRowsFor growth net.Junctions[j]),
+                                                           SampleFromEveryRow = (growth.CrossValidationRows > 0)))
             state.PendingJunctions <- List.toArray pending
         let closeWindow () =
             window |> Option.iter (fun w -> (w :> IDisposable).Dispose ())

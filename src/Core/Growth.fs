@@ -88,7 +88,7 @@ let stepIn (context: GrowthContext) (net: Network) (stepIndex: int) (statsX: tor
         let batch = if groups > 0 then max 1L (min 256L (statsX.shape[0] / int64 groups)) else 256L
         let givenS2 j : torch.Tensor | null = match context.Cached j with Some c -> c.S2 | None -> null
         let stats, seconds =
-            timed (fun () -> StatisticsPass.statisticsWith (fun j -> NewUnits.sampleRowsFor context.Options net.Junctions[j]) givenS2 groups (List.toArray js) context.Options.RowsPerDimension context.Generator net statsX statsY batch)
+            timed (fun () -> StatisticsPass.statisticsSampled (fun j -> NewUnits.sampleRowsFor context.Options net.Junctions[j]) (context.Options.CrossValidationRows > 0) givenS2 groups (List.toArray js) context.Options.RowsPerDimension context.Generator net statsX statsY batch)
         Map.ofList (List.zip js (Array.toList stats)), seconds
     if chosen.IsEmpty then []
     elif context.Options.Selection = "best" then

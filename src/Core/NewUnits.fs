@@ -31,11 +31,16 @@ let private normOf (junction: IJunction) =
     | _ -> None
 
 /// Rows a junction's accumulator keeps for the refit and the cross-validation (JunctionStatistics.RowSample):
-/// K×K and K×out least squares for K ≤ a few dozen neurons are well determined by a few thousand rows.
+/// Growth:CrossValidationRows, drawn from every row of the batches; 0 (the default): at most 4,096 of the rows
+/// the sums use. K×K and K×out least squares for K ≤ a few dozen neurons are well determined by a few thousand
+/// rows, but the cross-validated gain of a narrow junction is not: with a few hundred rows its standard error was
+/// 10–50× the true slope in a float64 probe, and clipped at 0 it over-predicted the held-out slope 5–20× (docs/notebook/2026-12-06-cross-validation-rows.md).
 /// Only junctions that grow unit new units with one row per entry of B's input keep any.
 let sampleRowsFor (options: GrowthOptions) (junction: IJunction) =
     let perPosition = match junction with :? Junctions.ChainJunction as c -> c.PerPositionRows | _ -> false
-    if options.NewUnits = "unit" && (normOf junction).IsSome && perPosition then 4096 else 0
+    if options.NewUnits = "unit" && (normOf junction).IsSome && perPosition then
+        (if options.CrossValidationRows > 0 then options.CrossValidationRows else 4096)
+    else 0
 
 /// Whether `proposal` at `junction` is turned into unit new units: NewUnits = "unit", a
 /// normalisation after A, neurons proposed, and no fixed amplitude of the strategy's own (GradMax).

@@ -80,6 +80,29 @@ type JunctionAccumulator(groups: int, givenS2: torch.Tensor | null) =
     /// position (not full conv mode's taps) are kept.
     member val KeepRows = 0 with get, set
 
+    /// Whether the row sample is drawn by the caller from every row of each batch (AddSample), rather than
+    /// taken from the rows the sums use (RowsPerDimension·RowSize per pass, a few hundred for a narrow junction):
+    /// the cross-validation's variance falls with the rows it has (Growth:CrossValidationRows).
+    member val SampleFromEveryRow = false with get, set
+
+    /// Adds rows drawn for the row sample only (SampleFromEveryRow): one call per batch, each call one batch
+    /// of the cross-validation's folds; rows beyond KeepRows are dropped, still counted as represented.
+    member this.AddSample(rows: JunctionRows) =
+        let b, bt, g = rows.B, rows.ATilde, rows.G
+        if b.shape[0] <> bt.shape[0] || b.shape[0] <> g.shape[0] then
+            invalidArg "rows" $"Junction rows disagree on the number of positions: b {b.shape[0]}, b̃ {bt.shape[0]}, g {g.shape[0]}."
+        if bt.dim () = 2L then
+            let r = b.shape[0]
+            rowsRepresented <- rowsRepresented + rows.RowWeight * float r
+            let take = min r (int64 this.KeepRows - sampleKept)
+            if take > 0L then
+                sampleB.Add ((b.narrow (0L, 0L, take)).clone().DetachFromDisposeScope ())
+                sampleATilde.Add ((bt.narrow (0L, 0L, take)).clone().DetachFromDisposeScope ())
+                sampleG.Add ((g.narrow (0L, 0L, take)).clone().DetachFromDisposeScope ())
+                sampleKept <- sampleKept + take
+                for _ in 1L .. take do sampleBatches.Add batchesAdded
+            batchesAdded <- batchesAdded + 1L
+
     /// Adds a batch's rows; with groups, the batch goes to group (batches added so far) mod groups.
     member this.Add(rows: JunctionRows) =
         let group = match sums with Some s when groups > 0 -> s.Batches % groups | _ -> 0
@@ -171,7 +194,7 @@ type JunctionAccumulator(groups: int, givenS2: torch.Tensor | null) =
             add mean (patches.sum 0L)
             add second (patches.t().mm patches)
             s.APatchRows <- s.APatchRows + w * float patches.shape[0]
-        if this.KeepRows > 0 && bt.dim () = 2L then
+        if this.KeepRows > 0 && not this.SampleFromEveryRow && bt.dim () = 2L then
             let r = b.shape[0]
             rowsRepresented <- rowsRepresented + w * float r
             let take = min r (min (int64 this.KeepRows - sampleKept) (max 1L (int64 this.KeepRows / 8L)))

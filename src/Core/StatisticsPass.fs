@@ -26,6 +26,10 @@ let rowsPerBatch (rowsPerDimension: int) (junction: IJunction) (count: int64) (t
 /// groups (`Add`).
 let addBatchRows (acc: Statistics.JunctionAccumulator) (groups: int) (splitBatch: bool) (rowsPerDimension: int) (junction: IJunction)
                  (record: JunctionRecord) (grad: torch.Tensor) (count: int64) (total: int64) (generator: torch.Generator | null) =
+    if acc.SampleFromEveryRow && acc.KeepRows > 0 then
+        // The row sample's own draw, KeepRows over the pass in proportion to the batch, before the sums' rows.
+        use sample = junction.Rows (record, grad, max 1L ((int64 acc.KeepRows * count + total - 1L) / total), generator)
+        acc.AddSample sample
     if groups <= 0 || not splitBatch then
         use rows = junction.Rows (record, grad, rowsPerBatch rowsPerDimension junction count total, generator)
         acc.Add rows
@@ -46,9 +50,12 @@ let addBatchRows (acc: Statistics.JunctionAccumulator) (groups: int) (splitBatch
 /// With `groups` > 0, M2 and P are also kept per group of whole batches (JunctionStatistics.GroupM2/GroupP).
 /// `givenS2 j`: an S2 of junction j known ahead (its product is then not formed, see
 /// Statistics.JunctionAccumulator), or null. `keepRows j`: rows junction j keeps as its RowSample (0: none).
-let statisticsWith (keepRows: int -> int) (givenS2: int -> torch.Tensor | null) (groups: int) (junctions: int[]) (rowsPerDimension: int) (generator: torch.Generator | null)
-                   (net: Network) (x: torch.Tensor) (y: torch.Tensor) (batchSize: int64) : JunctionStatistics[] =
-    let accumulators = junctions |> Array.map (fun j -> Statistics.JunctionAccumulator (groups, givenS2 j, KeepRows = keepRows j))
+/// `sampleFromEveryRow`: the row sample is drawn from every row of each batch (JunctionAccumulator.SampleFromEveryRow).
+let statisticsSampled (keepRows: int -> int) (sampleFromEveryRow: bool) (givenS2: int -> torch.Tensor | null) (groups: int) (junctions: int[])
+                      (rowsPerDimension: int) (generator: torch.Generator | null)
+                      (net: Network) (x: torch.Tensor) (y: torch.Tensor) (batchSize: int64) : JunctionStatistics[] =
+    let accumulators =
+        junctions |> Array.map (fun j -> Statistics.JunctionAccumulator (groups, givenS2 j, KeepRows = keepRows j, SampleFromEveryRow = sampleFromEveryRow))
     let n = x.shape[0]
     let mutable start = 0L
     while start < n do
@@ -63,6 +70,11 @@ let statisticsWith (keepRows: int -> int) (givenS2: int -> torch.Tensor | null) 
             addBatchRows accumulators[k] groups false rowsPerDimension net.Junctions[junctions[k]] records[junctions[k]] grads[k] count n generator
         start <- start + count
     accumulators |> Array.map (fun a -> a.Finish ())
+
+/// statisticsSampled with the row sample taken from the sums' rows.
+let statisticsWith (keepRows: int -> int) (givenS2: int -> torch.Tensor | null) (groups: int) (junctions: int[]) (rowsPerDimension: int) (generator: torch.Generator | null)
+                   (net: Network) (x: torch.Tensor) (y: torch.Tensor) (batchSize: int64) : JunctionStatistics[] =
+    statisticsSampled keepRows false givenS2 groups junctions rowsPerDimension generator net x y batchSize
 
 /// statisticsWith, every product formed.
 let statisticsGrouped (groups: int) (junctions: int[]) (rowsPerDimension: int) (generator: torch.Generator | null) (net: Network)

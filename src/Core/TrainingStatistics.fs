@@ -29,6 +29,9 @@ type Window(junctions: int list, batches: int, batchSize: int, groups: int, rows
     /// Rows junction j keeps as its RowSample (see Statistics.JunctionAccumulator.KeepRows).
     member _.KeepRows with set (rows: int -> int) = for KeyValue (j, a) in accumulators do a.KeepRows <- rows j
 
+    /// Whether the row sample is drawn from every row of each batch (Statistics.JunctionAccumulator.SampleFromEveryRow).
+    member _.SampleFromEveryRow with set (every: bool) = for KeyValue (_, a) in accumulators do a.SampleFromEveryRow <- every
+
     /// The junctions whose statistics the window sums, in the order they grow.
     member _.Junctions = junctions
 

@@ -24,6 +24,7 @@ let all =
         AmplitudeTests.tests
         SearchResumeTests.tests
         HeldOutAcceptanceTests.tests
+        CrossValidationRowsTests.tests
         StrategyTests.tests
         PyTorchExportTests.tests
         SignificanceTests.tests
