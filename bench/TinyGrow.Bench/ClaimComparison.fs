@@ -25,7 +25,8 @@ let private atCaps (model: ModelOptions) =
     copy
 
 /// Every width at ⌊cap/√2⌋ (a preset: WidthFraction 1/√2): a network with about half the caps' parameters
-/// (a conv or dense layer's weights scale with the product of two widths).
+/// (a conv or dense layer's weights scale with the product of two widths). A preset's stem and stage widths do
+/// not scale (WidthFraction is its inner widths'), so its parameters fall less: ResNet-20 keeps 71 %.
 let private atHalf (model: ModelOptions) =
     let copy = copyOf model
     if copy.Preset <> "" then copy.WidthFraction <- 1.0 / sqrt 2.0
@@ -75,7 +76,7 @@ let run (load: DatasetOptions -> LoadedDataset) (experiment: string) (section: s
     let subset = if trainSamples > 0 then $"the first {trainSamples:N0} training samples (a subset, for time)" else "the whole training split"
     let command = $"make bench ARGS=\"{section} {epochs} {String.Join (' ', seeds)}\""
     let protocol =
-        $"{data.Name}, {subset}, full test split; `{experiment}` as shipped ({epochs} epochs), grown with `tiny` from its starting widths; the caps network is the same model at every MaxWidth, trained from scratch with the same options; the fixed-at-grown-widths row trains the grown row's final widths from scratch; the random row grows with `random` proposals up to the grown row's widths; the 1/√2 row is every width at ⌊cap/√2⌋ (about half the caps' parameters) from scratch. Target: the grown network within 0.3 points of the caps network, with at most half its parameters and at most its wall time. Command: `{command}`."
+        $"{data.Name}, {subset}, full test split; `{experiment}` as shipped ({epochs} epochs), grown with `tiny` from its starting widths; the caps network is the same model at every MaxWidth, trained from scratch with the same options; the fixed-at-grown-widths row trains the grown row's final widths from scratch; the random row grows with `random` proposals up to the grown row's widths; the 1/√2 row is every width at ⌊cap/√2⌋ from scratch (about half the caps' parameters; a preset scales its inner widths only, WidthFraction 1/√2, so its stem and stage widths stay and its parameters do not halve). Target: the grown network within 0.3 points of the caps network, with at most half its parameters and at most its wall time. Command: `{command}`."
     let write measured before after =
         let text = tableWithin (Some 0.3) $"Claim: grown against the network of its caps ({experiment})" protocol rows seeds measured before after
         printfn "%s" text
