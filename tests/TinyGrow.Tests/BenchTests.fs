@@ -186,16 +186,22 @@ let tests =
             Expect.isFalse (Protocol.meetsItemFive (run [ 0.84; 0.85; 0.85; 0.85; 0.859 ]) fixedRun) "never reaches it"
         }
 
-        test "claim-cnn: grown, the caps network, the grown widths fixed, and random to them, against the caps within 0.3 points" {
+        test "claim-cnn: grown, the caps network, the grown widths fixed, random to them, and 1/√2 of the caps, against the caps within 0.3 points" {
             let experiment = Path.Combine (experiments, "fashion-mnist-cnn.json")
             let text = intoResults (ClaimComparison.run (fun _ -> dataset [| 1L; 28L; 28L |] 128L 32L) experiment "claim-cnn" (Some 1) 0 [ 1 ])
             let table = rowsOf "claim-cnn" text
-            Expect.equal (table |> Array.map (fun r -> r[0])) [| "grown (tiny)"; "fixed at the caps"; "fixed at the grown widths"; "random (to the grown widths)" |] "rows"
+            Expect.equal (table |> Array.map (fun r -> r[0])) [| "grown (tiny)"; "fixed at the caps"; "fixed at the grown widths"; "random (to the grown widths)"; "fixed at 1/√2 of the caps" |] "rows"
             let caps = [| for l in (CnnComparison.section<ModelOptions> experiment "Model").Layers -> l.MaxWidth |]
             Expect.equal (widthsOf table.[1].[1]) [| caps |] "the caps network is at every MaxWidth"
             Expect.equal (widthsOf table.[2].[1]) (widthsOf table.[0].[1]) "fixed at the grown widths"
             for r, g in Array.zip (widthsOf table.[3].[1]).[0] (widthsOf table.[0].[1]).[0] do
                 Expect.isLessThanOrEqual r g "random grows at most to the grown widths"
+            // Every width at ⌊cap/√2⌋ (never below its starting width): about half the caps' parameters.
+            let starts = [| for l in (CnnComparison.section<ModelOptions> experiment "Model").Layers -> l.Width |]
+            Expect.equal (widthsOf table.[4].[1]) [| Array.map2 (fun c w -> max w (int (float c / sqrt 2.0))) caps starts |] "1/√2 of the caps"
+            let parameters (row: string[]) = int (row[3].Split(' ').[0])
+            let share = float (parameters table.[4]) / float (parameters table.[1])
+            Expect.isTrue (share > 0.4 && share <= 0.5) $"about half the caps' parameters, not more ({share:F3})"
             Expect.stringContains text "to within 0.3 points" "the tolerance column"
         }
 
