@@ -133,7 +133,7 @@ public sealed class GrowthOptions
     /// extra forward or backward, but the weights move while the window is summed.</summary>
     [RegularExpression("^(pass|training)$")] public string StatisticsFrom { get; set; } = "training";
     /// <summary>A γ search's chosen candidate is kept only if its held-out decrease is at least this many standard errors of
-    /// the per-sample loss differences (a paired z on the GammaSearchSamples; two more loss evaluations per accepted
+    /// the per-sample loss differences (a paired z on the GammaSearchSamples; one more loss evaluation per accepted
     /// search): a decrease the held-out samples cannot tell from noise adds nothing, so a junction whose proposals no
     /// longer help stops growing (its width set by the bottleneck). 0: only the float32 rounding margin of the loss.</summary>
     [Range(0.0, 100.0)] public double AcceptanceZ { get; set; } = 0.0;

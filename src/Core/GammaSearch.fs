@@ -152,7 +152,15 @@ type SearchSamples =
       Labels: torch.Tensor[]
       Count: int64
       /// Loss of the network as it is (γ = 0).
-      Loss0: float }
+      Loss0: float
+      /// Per-sample losses of the network as it is (float64), for a paired test against a candidate's.
+      Losses0: float[] }
+
+/// Per-sample cross-entropy of a chunk as float64 values.
+let private perSampleLosses (logits: torch.Tensor) (labels: torch.Tensor) =
+    use losses = torch.nn.functional.cross_entropy (logits, labels, reduction = torch.nn.Reduction.None)
+    use wide = losses.to_type torch.ScalarType.Float64
+    wide.data<float>().ToArray ()
 
 /// Keeps junction j's search samples (and L(0)) from one probe forward of (heldX, heldY).
 let keepSearchSamples (net: Network) (j: int) (heldX: torch.Tensor) (heldY: torch.Tensor) : SearchSamples =
@@ -165,35 +173,31 @@ let keepSearchSamples (net: Network) (j: int) (heldX: torch.Tensor) (heldY: torc
              let logits, point = net.ForwardKeeping (heldX.narrow (0L, start, count), j, ForwardPass.Probe)
              let labels = heldY.narrow (0L, start, count)
              lossSum <- lossSum + Training.crossEntropySum logits labels
-             yield point, labels |]
-    { Points = Array.map fst kept; Labels = Array.map snd kept; Count = n; Loss0 = lossSum / float n }
+             yield point, labels, perSampleLosses logits labels |]
+    { Points = kept |> Array.map (fun (p, _, _) -> p); Labels = kept |> Array.map (fun (_, l, _) -> l); Count = n
+      Loss0 = lossSum / float n; Losses0 = kept |> Array.collect (fun (_, _, l) -> l) }
 
-/// candidateLoss from kept search samples: the same loss to rounding, without the layers before A
-/// nor A's existing channels.
-let candidateLossFrom (net: Network) (samples: SearchSamples) (proposal: NeuronProposal) (statistics: JunctionStatistics) (gamma: float) =
+/// `ofChunk logits labels` for every chunk of kept search samples with the candidate applied at γ (then undone):
+/// the forward from A on, without the layers before A nor A's existing channels.
+let private overCandidate (net: Network) (samples: SearchSamples) (proposal: NeuronProposal) (statistics: JunctionStatistics) (gamma: float)
+                          (ofChunk: torch.Tensor -> torch.Tensor -> 'T) : 'T[] =
     use _ = torch.no_grad ()
     use scope = torch.NewDisposeScope ()
     let applied = Candidate.apply net samples.Points[0].Junction proposal statistics gamma
     try
-        let mutable lossSum = 0.0
-        for point, labels in Array.zip samples.Points samples.Labels do
-            use chunk = torch.NewDisposeScope ()
-            lossSum <- lossSum + Training.crossEntropySum (net.ForwardFrom (point, ForwardPass.Probe)) labels
-        lossSum / float samples.Count
-    finally Candidate.undo applied
-
-/// Per-sample held-out losses (float64) with the candidate applied at γ (γ = 0: the network as it is), from
-/// kept search samples: the losses whose mean candidateLossFrom gives.
-let candidateLossesFrom (net: Network) (samples: SearchSamples) (proposal: NeuronProposal) (statistics: JunctionStatistics) (gamma: float) : float[] =
-    use _ = torch.no_grad ()
-    use scope = torch.NewDisposeScope ()
-    let applied = if gamma > 0.0 then Some (Candidate.apply net samples.Points[0].Junction proposal statistics gamma) else None
-    try
         [| for point, labels in Array.zip samples.Points samples.Labels do
              use chunk = torch.NewDisposeScope ()
-             let losses = torch.nn.functional.cross_entropy (net.ForwardFrom (point, ForwardPass.Probe), labels, reduction = torch.nn.Reduction.None)
-             yield! losses.to_type(torch.ScalarType.Float64).data<float>().ToArray () |]
-    finally applied |> Option.iter Candidate.undo
+             yield ofChunk (net.ForwardFrom (point, ForwardPass.Probe)) labels |]
+    finally Candidate.undo applied
+
+/// candidateLoss from kept search samples: the same loss to rounding.
+let candidateLossFrom (net: Network) (samples: SearchSamples) (proposal: NeuronProposal) (statistics: JunctionStatistics) (gamma: float) =
+    Array.sum (overCandidate net samples proposal statistics gamma Training.crossEntropySum) / float samples.Count
+
+/// Per-sample held-out losses (float64) with the candidate applied at γ, from kept search samples: the losses whose
+/// mean candidateLossFrom gives (SearchSamples.Losses0 are those at γ = 0).
+let candidateLossesFrom (net: Network) (samples: SearchSamples) (proposal: NeuronProposal) (statistics: JunctionStatistics) (gamma: float) : float[] =
+    Array.concat (overCandidate net samples proposal statistics gamma perSampleLosses)
 
 /// The paired z of a held-out decrease: mean(d) / (sd(d)/√n) with d_i = before_i − after_i, the same samples
 /// before and after (their common difficulty cancels). +∞ when every d_i is the same positive number, NaN with
@@ -255,7 +259,7 @@ let spreadsOf (net: Network) (j: int) (proposal: NeuronProposal) (statistics: Ju
 /// Amplitude; ≤ 0: none), starting at `start` (see lineSearchFrom; NaN: the cold search), and
 /// applies it if γ > 0. The committed network is the one the search measured: the same apply at the same γ.
 /// `acceptanceZ` > 0: the chosen γ is also refused unless its held-out decrease is at least that many
-/// standard errors of the per-sample differences (pairedZ; two more loss evaluations), so that a decrease
+/// standard errors of the per-sample differences (pairedZ; one more loss evaluation), so that a decrease
 /// the held-out samples cannot tell from noise adds nothing. 0: the float32 rounding margin alone.
 let growJunctionTested (acceptanceZ: float) (start: float) (amplitudeRatio: float) (net: Network) (j: int) (proposal: NeuronProposal)
                        (statistics: JunctionStatistics) (heldX: torch.Tensor) (heldY: torch.Tensor) : GrowthEvent =
@@ -264,7 +268,7 @@ let growJunctionTested (acceptanceZ: float) (start: float) (amplitudeRatio: floa
     // A proposal with a fixed Amplitude (GradMax's zero fan-in leaves the loss unchanged at every
     // γ) is applied at that γ without a search or the acceptance margin; its loss is still measured.
     let fixedAmplitude = proposal.Amplitude.HasValue && proposal.Count > 0
-    let spreads, bound, search, start, slope, heldOutZ =
+    let spreads, bound, search, start, slope, heldOutZ, accepted =
         use searchScope = torch.NewDisposeScope () // the kept samples go with the search
         let samples = keepSearchSamples net j heldX heldY
         let start = if Double.IsFinite start && start > 0.0 then max start (startFloor proposal.AmplitudePower (proposal.PredictedDecrease 1.0) samples.Loss0) else start
@@ -285,24 +289,18 @@ let growJunctionTested (acceptanceZ: float) (start: float) (amplitudeRatio: floa
             if fixedAmplitude then
                 { Gamma = proposal.Amplitude.Value; Loss = lossAt proposal.Amplitude.Value; Loss0 = lossAt 0.0; Evaluations = 2; Lowest = proposal.Amplitude.Value }
             else lineSearchFrom start bound lossAt 24
+        // A decrease within rounding of the loss (float32: ~1e-7 relative) is noise, not a reason to
+        // add neurons: below this margin γ = 0 wins. A γ whose loss is above L(0) is never accepted.
         let overMargin = not fixedAmplitude && search.Loss0 - search.Loss > acceptanceMargin * abs search.Loss0
-        let z =
-            if overMargin && acceptanceZ > 0.0 then
-                pairedZ (candidateLossesFrom net samples proposal statistics 0.0) (candidateLossesFrom net samples proposal statistics search.Gamma)
-            else nan
-        let accepted = overMargin && not (acceptanceZ > 0.0 && not (z >= acceptanceZ))
-        let search = if Double.IsNaN z then search else { search with Evaluations = search.Evaluations + 2 }
-        // Refused by the test: as if no γ had lowered the loss (γ = 0 is then what the rounding margin below keeps).
-        let search = if overMargin && not accepted then { search with Gamma = 0.0; Loss = search.Loss0 } else search
+        // The held-out test: one more loss evaluation, per sample, at the chosen γ (L_i(0) were kept with the samples).
+        let z = if overMargin && acceptanceZ > 0.0 then pairedZ samples.Losses0 (candidateLossesFrom net samples proposal statistics search.Gamma) else nan
+        let search = if Double.IsNaN z then search else { search with Evaluations = search.Evaluations + 1 }
+        let accepted = overMargin && (acceptanceZ <= 0.0 || z >= acceptanceZ)
         // One more loss evaluation, for accepted searched candidates only: the held-out slope.
         let slope = if accepted then slopeOverPredicted search.Gamma proposal.PredictedDecrease lossAt search.Loss0 else nan
         let search = if Double.IsNaN slope || not accepted then search else { search with Evaluations = search.Evaluations + 1 }
-        spreads, bound, search, start, slope, z
-    // A decrease within rounding of the loss (float32: ~1e-7 relative) is noise, not a reason to
-    // add neurons: below this margin γ = 0 wins. A γ whose loss is above L(0) is never accepted.
-    let gamma, loss =
-        if fixedAmplitude || search.Loss0 - search.Loss > acceptanceMargin * abs search.Loss0 then search.Gamma, search.Loss
-        else 0.0, search.Loss0
+        spreads, bound, search, start, slope, z, accepted
+    let gamma, loss = if fixedAmplitude || accepted then search.Gamma, search.Loss else 0.0, search.Loss0
     let searchSeconds = clock.Elapsed.TotalSeconds
     clock.Restart ()
     if gamma > 0.0 then Candidate.commit (Candidate.apply net j proposal statistics gamma)

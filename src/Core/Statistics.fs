@@ -62,6 +62,17 @@ type JunctionAccumulator(groups: int, givenS2: torch.Tensor | null) =
     let mutable batchesAdded = 0L
     let mutable sampleKept = 0L
     let mutable rowsRepresented = 0.0
+    // Adds rows already drawn for the sample (copies the sample owns) as batch `batchesAdded`.
+    let keepSampleRows (b: torch.Tensor) (bt: torch.Tensor) (g: torch.Tensor) =
+        sampleB.Add (b.DetachFromDisposeScope ())
+        sampleATilde.Add (bt.DetachFromDisposeScope ())
+        sampleG.Add (g.DetachFromDisposeScope ())
+        sampleKept <- sampleKept + b.shape[0]
+        for _ in 1L .. b.shape[0] do sampleBatches.Add batchesAdded
+    let checkRows (rows: JunctionRows) =
+        let b, bt, g = rows.B, rows.ATilde, rows.G
+        if b.shape[0] <> bt.shape[0] || b.shape[0] <> g.shape[0] then
+            invalidArg "rows" $"Junction rows disagree on the number of positions: b {b.shape[0]}, b̃ {bt.shape[0]}, g {g.shape[0]}."
     let disposeSample () =
         for list in [ sampleB; sampleATilde; sampleG ] do
             for t in list do t.Dispose ()
@@ -88,19 +99,15 @@ type JunctionAccumulator(groups: int, givenS2: torch.Tensor | null) =
     /// Adds rows drawn for the row sample only (SampleFromEveryRow): one call per batch, each call one batch
     /// of the cross-validation's folds; rows beyond KeepRows are dropped, still counted as represented.
     member this.AddSample(rows: JunctionRows) =
+        checkRows rows
         let b, bt, g = rows.B, rows.ATilde, rows.G
-        if b.shape[0] <> bt.shape[0] || b.shape[0] <> g.shape[0] then
-            invalidArg "rows" $"Junction rows disagree on the number of positions: b {b.shape[0]}, b̃ {bt.shape[0]}, g {g.shape[0]}."
         if bt.dim () = 2L then
             let r = b.shape[0]
             rowsRepresented <- rowsRepresented + rows.RowWeight * float r
             let take = min r (int64 this.KeepRows - sampleKept)
             if take > 0L then
-                sampleB.Add ((b.narrow (0L, 0L, take)).clone().DetachFromDisposeScope ())
-                sampleATilde.Add ((bt.narrow (0L, 0L, take)).clone().DetachFromDisposeScope ())
-                sampleG.Add ((g.narrow (0L, 0L, take)).clone().DetachFromDisposeScope ())
-                sampleKept <- sampleKept + take
-                for _ in 1L .. take do sampleBatches.Add batchesAdded
+                let first (t: torch.Tensor) = t.narrow(0L, 0L, take).clone ()
+                keepSampleRows (first b) (first bt) (first g)
             batchesAdded <- batchesAdded + 1L
 
     /// Adds a batch's rows; with groups, the batch goes to group (batches added so far) mod groups.
@@ -111,9 +118,8 @@ type JunctionAccumulator(groups: int, givenS2: torch.Tensor | null) =
     /// Adds rows to group `group` (with groups; ignored without): for splitting each batch across the
     /// groups (StatisticsPass.addBatchRows). Groups are filled from 0 up.
     member this.AddToGroup(rows: JunctionRows, group: int) =
+        checkRows rows
         let b, bt, g = rows.B, rows.ATilde, rows.G
-        if b.shape[0] <> bt.shape[0] || b.shape[0] <> g.shape[0] then
-            invalidArg "rows" $"Junction rows disagree on the number of positions: b {b.shape[0]}, b̃ {bt.shape[0]}, g {g.shape[0]}."
         if bt.dim () <> 2L && bt.dim () <> 3L then
             invalidArg "rows" $"Junction rows: b̃ must be [rows, D2] or [rows, taps, D2], not {bt.dim ()}-dimensional."
         let taps = if bt.dim () = 3L then bt.shape[1] else 1L
@@ -201,11 +207,7 @@ type JunctionAccumulator(groups: int, givenS2: torch.Tensor | null) =
             if take > 0L then
                 use spread = torch.linspace (0.0, float (r - 1L), take, device = b.device)
                 use idx = spread.round().to_type (torch.ScalarType.Int64)
-                sampleB.Add ((b.index_select (0L, idx)).DetachFromDisposeScope ())
-                sampleATilde.Add ((bt.index_select (0L, idx)).DetachFromDisposeScope ())
-                sampleG.Add ((g.index_select (0L, idx)).DetachFromDisposeScope ())
-                sampleKept <- sampleKept + take
-                for _ in 1L .. take do sampleBatches.Add batchesAdded
+                keepSampleRows (b.index_select (0L, idx)) (bt.index_select (0L, idx)) (g.index_select (0L, idx))
             batchesAdded <- batchesAdded + 1L
         s.Samples <- s.Samples + rows.Samples
         s.UnitRoundoff <- max s.UnitRoundoff (unitRoundoff b.dtype)

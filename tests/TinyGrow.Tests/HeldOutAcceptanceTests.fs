@@ -54,7 +54,7 @@ let tests =
             Expect.throwsC (fun () -> GammaSearch.pairedZ [| 1.0; 2.0 |] [| 1.0 |] |> ignore) (fun e -> Expect.stringContains e.Message "1 losses after for 2 before" "names the lengths")
         }
 
-        test "candidateLossesFrom gives per-sample losses whose mean is candidateLossFrom's loss, at γ = 0 and γ > 0" {
+        test "the kept samples' per-sample losses at γ = 0, and candidateLossesFrom's at γ > 0, average to the search's losses" {
             let net, stats, proposal = junction ()
             use net = net
             use stats = stats
@@ -64,11 +64,12 @@ let tests =
             use hy = hy
             use scope = torch.NewDisposeScope ()
             let samples = GammaSearch.keepSearchSamples net 0 hx hy
-            for gamma in [ 0.0; 0.3; 2.0 ] do
+            Expect.equal samples.Losses0.Length 512 "γ = 0: one loss per held-out sample"
+            Expect.floatClose Accuracy.high (Array.average samples.Losses0) samples.Loss0 "γ = 0: the mean is L(0)"
+            for gamma in [ 0.3; 2.0 ] do
                 let losses = GammaSearch.candidateLossesFrom net samples proposal stats gamma
                 Expect.equal losses.Length 512 $"γ = {gamma}: one loss per held-out sample"
-                let mean = if gamma = 0.0 then samples.Loss0 else GammaSearch.candidateLossFrom net samples proposal stats gamma
-                Expect.floatClose Accuracy.high (Array.average losses) mean $"γ = {gamma}: the mean is the search's loss"
+                Expect.floatClose Accuracy.high (Array.average losses) (GammaSearch.candidateLossFrom net samples proposal stats gamma) $"γ = {gamma}: the mean is the search's loss"
             // The candidate is undone: the network's loss is what it was.
             Expect.floatClose Accuracy.high (Training.probeLoss net hx hy) samples.Loss0 "network unchanged"
         }
@@ -85,7 +86,7 @@ let tests =
             let low = grownWith 0.5 hx hy
             Expect.equal (low.Added, low.Gamma, low.LossAfter) (plain.Added, plain.Gamma, plain.LossAfter) "same candidate, same γ, same loss"
             Expect.isGreaterThan low.HeldOutZ 0.5 $"z = {low.HeldOutZ} measured"
-            Expect.equal low.LossEvaluations (plain.LossEvaluations + 2) "two more loss evaluations (γ = 0 and the chosen γ, per sample)"
+            Expect.equal low.LossEvaluations (plain.LossEvaluations + 1) "one more loss evaluation (the chosen γ, per sample; L_i(0) are kept with the samples)"
             // Just above and just below the measured z.
             for threshold, kept in [ low.HeldOutZ * 1.001, false; low.HeldOutZ * 0.999, true ] do
                 let net, stats, proposal = junction ()
