@@ -19,6 +19,7 @@ let all =
         ConvTests.tests
         ConvFullTests.tests
         NewUnitsTests.tests
+        ConvGeometryTests.tests
         ProposalCheckTests.tests
         ComputeThreadsTests.tests
         AmplitudeTests.tests
