@@ -181,14 +181,6 @@ let private measure (size: int64) (useDelta: bool) (n: int64) (batch: int64) (wi
                 Cross = cross; Slope = p.ActivationSlope
                 Rates = gammasFor p.AmplitudePower |> List.map (measuredRate net j p stats x y batch l0) } ])
 
-let private describe (rows: Row list) =
-    rows
-    |> List.map (fun r ->
-        let shown = r.Rates |> List.map (sprintf "%.9g") |> String.concat ", "
-        let fd = r.FD
-        $"  j{r.J} {r.Name} unit={r.Unit} K={r.K} predicted={r.Predicted:g9} inSample={r.InSample:g9} direct(global moments)={r.DirectGlobal:g9} direct(batch moments)={r.DirectPerBatch:g9} cross={r.Cross:g6} rates=[{shown}] FD(γ→0)={fd:g9} relErr(predicted)={relative r.Predicted fd:g3} relErr(inSample)={relative r.InSample fd:g3}")
-    |> String.concat "\n"
-
 /// FD at the smallest γ: O(γ) truncation (≤ 1e-6 relative here) plus rounding of the loss over γ (~1e-11).
 let private tolerance = 1e-5
 
@@ -196,7 +188,6 @@ let tests =
     testList "conv junction geometries (finite differences)" [
         test "one batch, every row kept: every junction's prediction is the derivative of the loss in γ (even and odd sizes, with and without δ)" {
             let all = [ for size, useDelta in [ 12L, false; 13L, true ] -> size, useDelta, measure size useDelta 64L 64L false ]
-            for size, useDelta, rows in all do printfn "one batch of 64, size %d, δ %b:\n%s" size useDelta (describe rows)
             for size, useDelta, rows in all do
                 for r in rows do
                     let at = $"j{r.J} ({r.Name}), size {size}, δ {useDelta}"
@@ -228,7 +219,6 @@ let tests =
 
         test "several batches (4 of 16): the rows' in-sample slope is the derivative of the per-batch loss, up to BatchNorm's per-batch moments of the new channels" {
             let all = [ for size, useDelta in [ 13L, false; 12L, true ] -> size, useDelta, measure size useDelta 64L 16L true ]
-            for size, useDelta, rows in all do printfn "4 batches of 16, size %d, δ %b:\n%s" size useDelta (describe rows)
             for size, useDelta, rows in all do
                 for r in rows do
                     let at = $"j{r.J} ({r.Name}), size {size}, δ {useDelta}"
