@@ -215,9 +215,20 @@ let convToHead (mode: FanOutMode) (flatten: bool) (aInput: Tensor) (a: Geometry)
     let moments =
         if withMoments then Some (fst (aMomentRows aInput a aHasBias (if maxRows <= 0L then 0L else maxRows * 16L) generator))
         else None
+    // A new channel behind a normalisation reaches a pooled head as the mean over positions of σ(ẑ), which the
+    // mean patch cannot give (it gives σ of the mean): A's patch at every position, for the new units' features.
+    let positionPatches =
+        if withMoments && not flatten then
+            let r, hw = x.shape[0], ho * wo
+            let sample = torch.arange(r, device = x.device).repeat_interleave (hw)
+            let position = torch.arange(hw, device = x.device).repeat (r)
+            let each = patches x a.Kernel a.Stride a.Padding a.Dilation sample (position.floor_divide (wo.ToScalar ())) (position.remainder (wo.ToScalar ()))
+            Some ((Junctions.withOnes aHasBias each).reshape (r, hw, -1L))
+        else None
     let keep (t: Tensor) = t.MoveToOuterDisposeScope ()
     idx |> Option.iter (fun t -> t.Dispose ())
-    new JunctionRows (keep bRows, keep aRows, keep g, n, weight, (match moments with Some m -> keep m | None -> null))
+    new JunctionRows (keep bRows, keep aRows, keep g, n, weight, (match moments with Some m -> keep m | None -> null),
+                      PositionPatches = (match positionPatches with Some p -> keep p | None -> null))
 
 /// A new channel's fan-out as the dense layer's columns after a flatten of an H·W map. Restricted:
 /// ω_k (out) repeated over the positions. Full: ω_k is (H·W·out) position-major (row q·out + o),

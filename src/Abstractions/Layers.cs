@@ -104,8 +104,15 @@ public sealed class LayerSpec
 /// </summary>
 public sealed record JunctionRows(Tensor B, Tensor ATilde, Tensor G, long Samples, double RowWeight = 1.0, Tensor? APatches = null) : IDisposable
 {
+    /// <summary>Optional, for a junction whose B reads A through a mean over A's output positions (a global
+    /// average pool): A's input patches at every one of those positions for each row's sample,
+    /// [rows, positions, D2] (trailing 1 if A has a bias), so that a new unit's feature, the mean over positions
+    /// of σ of its normalised pre-activation, can be computed exactly (<c>ATilde</c> holds their mean, which
+    /// gives σ of the mean instead).</summary>
+    public Tensor? PositionPatches { get; init; }
+
     /// <inheritdoc />
-    public void Dispose() { B.Dispose(); ATilde.Dispose(); G.Dispose(); APatches?.Dispose(); }
+    public void Dispose() { B.Dispose(); ATilde.Dispose(); G.Dispose(); APatches?.Dispose(); PositionPatches?.Dispose(); }
 }
 
 /// <summary>A kind of growable layer: builds layers from a spec (blocks combine them into junctions).</summary>

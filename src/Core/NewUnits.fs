@@ -36,10 +36,16 @@ let private normOf (junction: IJunction) =
 /// rows, but the cross-validated gain of a narrow junction is not: with a few hundred rows its standard error was
 /// 10–50× the true slope in a float64 probe, and clipped at 0 it over-predicted the held-out slope 5–20× (docs/notebook/2026-12-06-cross-validation-rows.md).
 /// Only junctions that grow unit new units with one row per entry of B's input keep any.
+/// Rows (samples) kept for a junction into a pooled head (see sampleRowsFor).
+let pooledRows = 1024
+
 let sampleRowsFor (options: GrowthOptions) (junction: IJunction) =
     let perPosition = match junction with :? Junctions.ChainJunction as c -> c.PerPositionRows | _ -> false
-    if options.NewUnits = "unit" && (normOf junction).IsSome && perPosition then
-        (if options.CrossValidationRows > 0 then options.CrossValidationRows else 4096)
+    if options.NewUnits = "unit" && (normOf junction).IsSome then
+        if perPosition then (if options.CrossValidationRows > 0 then options.CrossValidationRows else 4096)
+        // One row per sample, each with A's patches at every position (a pooled head): 1,024 samples of the
+        // Fashion-MNIST CNN's last conv (49 positions × 577) are 116 MB in float32.
+        else pooledRows
     else 0
 
 /// Whether `proposal` at `junction` is turned into unit new units: NewUnits = "unit", a
@@ -73,12 +79,19 @@ let private epsOf (junction: IJunction) =
     | Some (:? GrowableBatchNorm as bn) -> bn.Eps
     | _ -> 1e-5
 
-/// The new channels' features h = σ((b̃α'ᵀ − μ)/√(v + ε)) on rows b̃ (r×D2, float64), K×D2 fan-in.
+/// The new channels' features h = σ((b̃α'ᵀ − μ)/√(v + ε)) on rows b̃ (r×D2, float64), K×D2 fan-in; on rows of
+/// patches at every position (r×P×D2, a pooled head) the mean over positions of that, as the network computes it
+/// (float64 result; the patches may be float32).
 let features (junction: IJunction) (statistics: JunctionStatistics) (fanIn: torch.Tensor) (bt: torch.Tensor) =
     use scope = torch.NewDisposeScope ()
     let mean, variance = Junctions.newChannelMoments fanIn statistics
-    let z = bt.mm (fanIn.t ())
-    (Activations.apply junction.A.Activation ((z - mean) / (variance + epsOf junction).sqrt ())).MoveToOuterDisposeScope ()
+    let normalised (z: torch.Tensor) = Activations.apply junction.A.Activation ((z - mean) / (variance + epsOf junction).sqrt ())
+    let h =
+        if bt.dim () = 3L then
+            let z = (bt.matmul (fanIn.t().to_type bt.dtype)).to_type torch.ScalarType.Float64 // r×P×K
+            (normalised z).mean ([| 1L |])
+        else normalised (bt.mm (fanIn.t ()))
+    h.MoveToOuterDisposeScope ()
 
 /// Least squares X⁺Y through XᵀX (k×k or D×D) at the relative cutoff: (XᵀX)⁺XᵀY.
 let private leastSquares (x: torch.Tensor) (y: torch.Tensor) (cutoff: float) =
@@ -86,14 +99,17 @@ let private leastSquares (x: torch.Tensor) (y: torch.Tensor) (cutoff: float) =
     use f = LinearAlgebra.psdFactor (x.t().mm x) cutoff
     (LinearAlgebra.solvePsd f (x.t().mm y)).MoveToOuterDisposeScope ()
 
-/// The row sample in float64: b, b̃, g, and the per-sample scale of a sum over all of its rows.
+/// The row sample in float64: b, b̃, g, the rows new units' features are computed on (b̃, or A's patches at
+/// every position for a pooled head, in the rows' own dtype), and the per-sample scale of a sum over all of its rows.
 type Sample =
-    { B: torch.Tensor; BT: torch.Tensor; G: torch.Tensor; Scale: float }
+    { B: torch.Tensor; BT: torch.Tensor; G: torch.Tensor; Features: torch.Tensor; Scale: float }
 
 /// A row sample in float64, with its per-sample scale.
 let sampleOf (rows: JunctionRows) : Sample =
     let f64 (t: torch.Tensor) = t.to_type torch.ScalarType.Float64
-    { B = f64 rows.B; BT = f64 rows.ATilde; G = f64 rows.G; Scale = rows.RowWeight / float rows.Samples }
+    let bt = f64 rows.ATilde
+    { B = f64 rows.B; BT = bt; G = f64 rows.G; Scale = rows.RowWeight / float rows.Samples
+      Features = (match rows.PositionPatches with null -> bt | p -> p.alias ()) }
 
 /// δ (out×D1) fitted on the rows: the least-squares change of B's existing weights.
 let private deltaOn (s: Sample) (cutoff: float) = (leastSquares s.B s.G cutoff).t ()
@@ -161,7 +177,9 @@ let crossValidate (junction: IJunction) (statistics: JunctionStatistics) (sample
              use outIdx = isOut.nonzero().flatten ()
              use inIdx = (isOut.logical_not ()).nonzero().flatten ()
              let part (idx: torch.Tensor) =
-                 { B = sample.B.index_select (0L, idx); BT = sample.BT.index_select (0L, idx); G = sample.G.index_select (0L, idx)
+                 let bt = sample.BT.index_select (0L, idx)
+                 { B = sample.B.index_select (0L, idx); BT = bt; G = sample.G.index_select (0L, idx)
+                   Features = (if obj.ReferenceEquals (sample.Features, sample.BT) then bt else sample.Features.index_select (0L, idx))
                    Scale = sample.Scale * float rows / float idx.shape[0] }
              let fit, held = part inIdx, part outIdx
              let delta : torch.Tensor | null = if withDelta then deltaOn fit cutoff else null
@@ -170,7 +188,7 @@ let crossValidate (junction: IJunction) (statistics: JunctionStatistics) (sample
              let directions = Bottleneck.take maxNeurons (Bottleneck.neuronDirectionsWith whitening n)
              let k = directions.Lambdas.Length
              let fanIn = rescaledFanIn directions.FanIn junction.A.HasBias rowNorm
-             let hFit, hHeld = features junction statistics fanIn fit.BT, features junction statistics fanIn held.BT
+             let hFit, hHeld = features junction statistics fanIn fit.Features, features junction statistics fanIn held.Features
              yield
                  Array.init (maxNeurons + 1) (fun kk ->
                    if not everyCount && kk > 0 && kk < maxNeurons then nan
@@ -193,7 +211,7 @@ let crossValidate (junction: IJunction) (statistics: JunctionStatistics) (sample
 let refitFanOut (junction: IJunction) (statistics: JunctionStatistics) (s: Sample) (fanIn: torch.Tensor) (delta: torch.Tensor | null) (cutoff: float) =
     use _ = torch.no_grad ()
     use scope = torch.NewDisposeScope ()
-    let h = features junction statistics fanIn s.BT
+    let h = features junction statistics fanIn s.Features
     let omega =                                                                // out×K
         if fanIn.shape[0] = 0L then torch.zeros ([| s.G.shape[1]; 0L |], dtype = s.G.dtype, device = s.G.device)
         else fanOutFor h (desiredAfter s delta) cutoff
@@ -210,7 +228,7 @@ let toUnit (options: GrowthOptions) (junction: IJunction) (statistics: JunctionS
     let delta : torch.Tensor | null = match proposal.Delta with null -> null | d -> d.clone ()
     let perPosition = match junction with :? Junctions.ChainJunction as c -> c.PerPositionRows | _ -> false
     match statistics.RowSample, statistics.RowSampleBatches with
-    | NonNull rows, NonNull batches when perPosition && rows.ATilde.dim () = 2L ->
+    | NonNull rows, NonNull batches when (perPosition || not (isNull rows.PositionPatches)) && rows.ATilde.dim () = 2L ->
         use scope = torch.NewDisposeScope ()
         // Converted once: the cross-validation and the refit read the same float64 rows.
         let s = sampleOf rows

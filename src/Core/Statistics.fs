@@ -58,23 +58,32 @@ type JunctionAccumulator(groups: int, givenS2: torch.Tensor | null) =
     // The row sample (JunctionStatistics.RowSample): (b, b̃, g) rows kept as they come, and the
     // weighted count of all rows added, which the kept ones stand for.
     let sampleB, sampleATilde, sampleG = ResizeArray<torch.Tensor> (), ResizeArray<torch.Tensor> (), ResizeArray<torch.Tensor> ()
+    // A's patches at every position of each kept row's sample, when the rows carry them (JunctionRows.PositionPatches).
+    let samplePatches = ResizeArray<torch.Tensor> ()
     let sampleBatches = ResizeArray<int64> ()
     let mutable batchesAdded = 0L
     let mutable sampleKept = 0L
     let mutable rowsRepresented = 0.0
     // Adds rows already drawn for the sample (copies the sample owns) as batch `batchesAdded`.
-    let keepSampleRows (b: torch.Tensor) (bt: torch.Tensor) (g: torch.Tensor) =
+    let keepSampleRows (b: torch.Tensor) (bt: torch.Tensor) (g: torch.Tensor) (patches: torch.Tensor | null) =
         sampleB.Add (b.DetachFromDisposeScope ())
         sampleATilde.Add (bt.DetachFromDisposeScope ())
         sampleG.Add (g.DetachFromDisposeScope ())
+        match patches with
+        | null -> ()
+        | p -> samplePatches.Add (p.DetachFromDisposeScope ())
         sampleKept <- sampleKept + b.shape[0]
         for _ in 1L .. b.shape[0] do sampleBatches.Add batchesAdded
     let checkRows (rows: JunctionRows) =
         let b, bt, g = rows.B, rows.ATilde, rows.G
         if b.shape[0] <> bt.shape[0] || b.shape[0] <> g.shape[0] then
             invalidArg "rows" $"Junction rows disagree on the number of positions: b {b.shape[0]}, b̃ {bt.shape[0]}, g {g.shape[0]}."
+        match rows.PositionPatches with
+        | NonNull p when p.dim () <> 3L || p.shape[0] <> b.shape[0] ->
+            invalidArg "rows" $"Junction rows: the position patches must be [rows, positions, D2] with {b.shape[0]} rows, not {p.shape}."
+        | _ -> ()
     let disposeSample () =
-        for list in [ sampleB; sampleATilde; sampleG ] do
+        for list in [ sampleB; sampleATilde; sampleG; samplePatches ] do
             for t in list do t.Dispose ()
             list.Clear ()
         sampleBatches.Clear ()
@@ -107,7 +116,7 @@ type JunctionAccumulator(groups: int, givenS2: torch.Tensor | null) =
             let take = min r (int64 this.KeepRows - sampleKept)
             if take > 0L then
                 let first (t: torch.Tensor) = t.narrow(0L, 0L, take).clone ()
-                keepSampleRows (first b) (first bt) (first g)
+                keepSampleRows (first b) (first bt) (first g) (match rows.PositionPatches with null -> null | p -> first p)
             batchesAdded <- batchesAdded + 1L
 
     /// Adds a batch's rows; with groups, the batch goes to group (batches added so far) mod groups.
@@ -208,6 +217,7 @@ type JunctionAccumulator(groups: int, givenS2: torch.Tensor | null) =
                 use spread = torch.linspace (0.0, float (r - 1L), take, device = b.device)
                 use idx = spread.round().to_type (torch.ScalarType.Int64)
                 keepSampleRows (b.index_select (0L, idx)) (bt.index_select (0L, idx)) (g.index_select (0L, idx))
+                               (match rows.PositionPatches with null -> null | p -> p.index_select (0L, idx))
             batchesAdded <- batchesAdded + 1L
         s.Samples <- s.Samples + rows.Samples
         s.UnitRoundoff <- max s.UnitRoundoff (unitRoundoff b.dtype)
@@ -256,8 +266,10 @@ type JunctionAccumulator(groups: int, givenS2: torch.Tensor | null) =
                 if sampleKept = 0L then null
                 else
                     let cat (list: ResizeArray<torch.Tensor>) = torch.cat (list.ToArray (), 0L)
-                    let sample = new JunctionRows (cat sampleB, cat sampleATilde, cat sampleG, s.Samples, rowsRepresented / float sampleKept)
-                    sample
+                    // Position patches only when every kept row has them (the rows of one junction either all do or none).
+                    let patches : torch.Tensor | null = if samplePatches.Count = sampleB.Count then cat samplePatches else null
+                    new JunctionRows (cat sampleB, cat sampleATilde, cat sampleG, s.Samples, rowsRepresented / float sampleKept,
+                                      PositionPatches = patches)
             new JunctionStatistics(div s.S, div s.M, s2, div s.M2, div s.P, s.TraceE / n, s.Samples, s.UnitRoundoff, s.RowsPerProduct,
                                    optional s.AMean, optional s.ASecond, grouped s.GroupM2, grouped s.GroupP, fractions, grouped s.GroupS2, groupRows,
                                    RowSample = rowSample,
