@@ -16,9 +16,11 @@
 /// network is linear in γ, so is the first-order decrease, exactly (h does not depend on γ):
 ///   decrease(γ) = γ·(Δ + Σ_k ω_kᵀ E[v h_k]),   v = −g.
 /// The expectations come from the statistics' row sample (JunctionStatistics.RowSample), one row per
-/// entry of B's input. A junction whose rows are not (B reads a global average pool of A) keeps the
-/// linear fan-out, rescaled to the unit feature: ω'_k = ω_k·√Var(α_kᵀp), and the linear prediction
-/// γ(Δ + σ′(0)Σλ_k²), which the half-rectified ReLU feature does not reach.
+/// entry of B's input. Where B reads a global average pool of A the rows are samples and carry A's patches at
+/// every position (JunctionRows.PositionPatches): h_k is then the mean over positions of the feature above.
+/// A junction with neither (a flatten head) keeps the linear fan-out, rescaled to the unit feature:
+/// ω'_k = ω_k·√Var(α_kᵀp), and the linear prediction γ(Δ + σ′(0)Σλ_k²), which the half-rectified ReLU
+/// feature does not reach.
 module TinyGrow.Core.NewUnits
 
 open TorchSharp
@@ -35,7 +37,8 @@ let private normOf (junction: IJunction) =
 /// the sums use. K×K and K×out least squares for K ≤ a few dozen neurons are well determined by a few thousand
 /// rows, but the cross-validated gain of a narrow junction is not: with a few hundred rows its standard error was
 /// 10–50× the true slope in a float64 probe, and clipped at 0 it over-predicted the held-out slope 5–20× (docs/notebook/2026-12-06-cross-validation-rows.md).
-/// Only junctions that grow unit new units with one row per entry of B's input keep any.
+/// Only junctions that grow unit new units keep any: one row per entry of B's input, or, into a pooled head,
+/// one per sample with its patches (pooledRows).
 /// Rows (samples) kept for a junction into a pooled head (see sampleRowsFor).
 let pooledRows = 1024
 
