@@ -182,7 +182,8 @@ let crossValidate (junction: IJunction) (statistics: JunctionStatistics) (sample
              let part (idx: torch.Tensor) =
                  let bt = sample.BT.index_select (0L, idx)
                  { B = sample.B.index_select (0L, idx); BT = bt; G = sample.G.index_select (0L, idx)
-                   Features = (if obj.ReferenceEquals (sample.Features, sample.BT) then bt else sample.Features.index_select (0L, idx))
+                   // Patches at every position are not copied per fold: their features are computed on all rows below.
+                   Features = (if obj.ReferenceEquals (sample.Features, sample.BT) then bt else sample.Features)
                    Scale = sample.Scale * float rows / float idx.shape[0] }
              let fit, held = part inIdx, part outIdx
              let delta : torch.Tensor | null = if withDelta then deltaOn fit cutoff else null
@@ -191,7 +192,12 @@ let crossValidate (junction: IJunction) (statistics: JunctionStatistics) (sample
              let directions = Bottleneck.take maxNeurons (Bottleneck.neuronDirectionsWith whitening n)
              let k = directions.Lambdas.Length
              let fanIn = rescaledFanIn directions.FanIn junction.A.HasBias rowNorm
-             let hFit, hHeld = features junction statistics fanIn fit.Features, features junction statistics fanIn held.Features
+             let hFit, hHeld =
+                 if obj.ReferenceEquals (sample.Features, sample.BT) then
+                     features junction statistics fanIn fit.Features, features junction statistics fanIn held.Features
+                 else
+                     use all = features junction statistics fanIn sample.Features
+                     all.index_select (0L, inIdx), all.index_select (0L, outIdx)
              yield
                  Array.init (maxNeurons + 1) (fun kk ->
                    if not everyCount && kk > 0 && kk < maxNeurons then nan
