@@ -52,6 +52,11 @@ let tapMajor (bt: torch.Tensor) (x: torch.Tensor) =
 /// Finish hands over an alias of `givenS2`. With groups, the per-group S2 are kept as rows
 /// (JunctionStatistics.GroupRows), so they need no product either, until the rows outgrow
 /// `groupRowsLimit`; from then on each batch's product is formed for the group sums only.
+/// Elements of position patches (JunctionRows.PositionPatches) a row sample may hold: 64 Mi, 256 MB in float32.
+/// A pooled head over many positions (a stride-1 conv of a large map before a global average pool) keeps fewer
+/// samples instead of exhausting memory; the Fashion-MNIST CNN's last conv keeps all 1,024 (28 Mi elements).
+let positionPatchBudget = 64L * 1024L * 1024L
+
 type JunctionAccumulator(groups: int, givenS2: torch.Tensor | null) =
     let mutable sums: Sums option = None
     let skipS2 = not (isNull givenS2)
@@ -64,6 +69,7 @@ type JunctionAccumulator(groups: int, givenS2: torch.Tensor | null) =
     let mutable batchesAdded = 0L
     let mutable sampleKept = 0L
     let mutable rowsRepresented = 0.0
+    let mutable patchElements = 0L
     // Adds rows already drawn for the sample (copies the sample owns) as batch `batchesAdded`.
     let keepSampleRows (b: torch.Tensor) (bt: torch.Tensor) (g: torch.Tensor) (patches: torch.Tensor | null) =
         sampleB.Add (b.DetachFromDisposeScope ())
@@ -71,7 +77,9 @@ type JunctionAccumulator(groups: int, givenS2: torch.Tensor | null) =
         sampleG.Add (g.DetachFromDisposeScope ())
         match patches with
         | null -> ()
-        | p -> samplePatches.Add (p.DetachFromDisposeScope ())
+        | p ->
+            patchElements <- patchElements + p.numel ()
+            samplePatches.Add (p.DetachFromDisposeScope ())
         sampleKept <- sampleKept + b.shape[0]
         for _ in 1L .. b.shape[0] do sampleBatches.Add batchesAdded
     let checkRows (rows: JunctionRows) =
@@ -88,6 +96,7 @@ type JunctionAccumulator(groups: int, givenS2: torch.Tensor | null) =
             list.Clear ()
         sampleBatches.Clear ()
         sampleKept <- 0L
+        patchElements <- 0L
 
     new() = JunctionAccumulator (0, null)
     new(groups: int) = JunctionAccumulator (groups, null)
@@ -105,6 +114,15 @@ type JunctionAccumulator(groups: int, givenS2: torch.Tensor | null) =
     /// the cross-validation's variance falls with the rows it has (Growth:CrossValidationRows).
     member val SampleFromEveryRow = false with get, set
 
+    /// Elements of position patches the row sample may hold (positionPatchBudget); rows beyond it are not kept.
+    member val PositionPatchBudget = positionPatchBudget with get, set
+
+    /// At most `take` rows, fewer when their position patches would overrun PositionPatchBudget.
+    member private this.WithinPatchBudget(rows: JunctionRows, take: int64) =
+        match rows.PositionPatches with
+        | null -> take
+        | p -> min take (max 0L ((this.PositionPatchBudget - patchElements) / max 1L (p.shape[1] * p.shape[2])))
+
     /// Adds rows drawn for the row sample only (SampleFromEveryRow): one call per batch, each call one batch
     /// of the cross-validation's folds; rows beyond KeepRows are dropped, still counted as represented.
     member this.AddSample(rows: JunctionRows) =
@@ -113,7 +131,7 @@ type JunctionAccumulator(groups: int, givenS2: torch.Tensor | null) =
         if bt.dim () = 2L then
             let r = b.shape[0]
             rowsRepresented <- rowsRepresented + rows.RowWeight * float r
-            let take = min r (int64 this.KeepRows - sampleKept)
+            let take = this.WithinPatchBudget (rows, min r (int64 this.KeepRows - sampleKept))
             if take > 0L then
                 let first (t: torch.Tensor) = t.narrow(0L, 0L, take).clone ()
                 keepSampleRows (first b) (first bt) (first g) (match rows.PositionPatches with null -> null | p -> first p)
@@ -212,7 +230,7 @@ type JunctionAccumulator(groups: int, givenS2: torch.Tensor | null) =
         if this.KeepRows > 0 && not this.SampleFromEveryRow && bt.dim () = 2L then
             let r = b.shape[0]
             rowsRepresented <- rowsRepresented + w * float r
-            let take = min r (min (int64 this.KeepRows - sampleKept) (max 1L (int64 this.KeepRows / 8L)))
+            let take = this.WithinPatchBudget (rows, min r (min (int64 this.KeepRows - sampleKept) (max 1L (int64 this.KeepRows / 8L))))
             if take > 0L then
                 use spread = torch.linspace (0.0, float (r - 1L), take, device = b.device)
                 use idx = spread.round().to_type (torch.ScalarType.Int64)

@@ -122,6 +122,37 @@ let tests =
             for s in Array.concat [ whole; sevens; thirties; fromOne ] do s.Dispose ()
         }
 
+        test "position patches are kept with their rows, aligned, and within the budget of the row sample" {
+            // Row i of a batch: b, b̃, g and its 5×3 position patches all filled with the row's id, so alignment shows.
+            let batchOf (first: float) (n: int64) =
+                use ids = torch.arange (first, first + float n, dtype = f64)
+                let column (width: int64) = ids.unsqueeze(1L).expand(n, width).contiguous ()
+                new JunctionRows (column 2L, column 3L, column 2L, n, PositionPatches = ids.view(n, 1L, 1L).expand(n, 5L, 3L).contiguous ())
+            let sampleWith (budget: int64 option) =
+                let acc = Statistics.JunctionAccumulator (KeepRows = 100)
+                budget |> Option.iter (fun b -> acc.PositionPatchBudget <- b)
+                for first in [ 0.0; 10.0 ] do
+                    use rows = batchOf first 4L
+                    acc.Add rows
+                acc.Finish ()
+            use all = sampleWith None
+            let rows = nonNull all.RowSample
+            Expect.equal rows.B.shape[0] 8L "every row kept under the budget"
+            let patches = nonNull rows.PositionPatches
+            Expect.equal patches.shape [| 8L; 5L; 3L |] "[rows, positions, D2]"
+            for k in 0L .. 7L do
+                let id = rows.B[k, 0L].ToDouble ()
+                Expect.equal (rows.ATilde[k, 0L].ToDouble (), rows.G[k, 1L].ToDouble ()) (id, id) $"row {k}: b̃ and g of the same row"
+                Expect.isTrue ((patches[k].eq (torch.tensor id)).all().item<bool> ()) $"row {k}: its patches"
+            // A budget of three rows' patches: three rows of the first batch, none of the second; the kept rows
+            // stand for all eight (their weight), so sums over the sample stay unbiased.
+            use cut = sampleWith (Some (3L * 5L * 3L))
+            let rows = nonNull cut.RowSample
+            Expect.equal (rows.B.shape[0], (nonNull rows.PositionPatches).shape[0]) (3L, 3L) "three rows and their patches"
+            Expect.floatClose Accuracy.veryHigh rows.RowWeight (8.0 / 3.0) "each kept row stands for 8/3"
+            Expect.isTrue ((rows.B.narrow (1L, 0L, 1L)).lt(torch.tensor 10.0).all().item<bool> ()) "from the first batch"
+        }
+
         test "hand rows added in several uneven batches equal one batch" {
             use rows = handRows 41L 40L 5L 7L 3L
             let part (start: int64) (count: int64) =
