@@ -32,6 +32,9 @@ let private normOf (junction: IJunction) =
     | :? Junctions.ChainJunction as c -> c.Norm
     | _ -> None
 
+/// Rows (samples) kept for a junction into a pooled head (see sampleRowsFor).
+let pooledRows = 1024
+
 /// Rows a junction's accumulator keeps for the refit and the cross-validation (JunctionStatistics.RowSample):
 /// Growth:CrossValidationRows, drawn from every row of the batches; 0 (the default): at most 4,096 of the rows
 /// the sums use. K×K and K×out least squares for K ≤ a few dozen neurons are well determined by a few thousand
@@ -39,15 +42,13 @@ let private normOf (junction: IJunction) =
 /// 10–50× the true slope in a float64 probe, and clipped at 0 it over-predicted the held-out slope 5–20× (docs/notebook/2026-12-06-cross-validation-rows.md).
 /// Only junctions that grow unit new units keep any: one row per entry of B's input, or, into a pooled head,
 /// one per sample with its patches (pooledRows).
-/// Rows (samples) kept for a junction into a pooled head (see sampleRowsFor).
-let pooledRows = 1024
-
 let sampleRowsFor (options: GrowthOptions) (junction: IJunction) =
     let perPosition = match junction with :? Junctions.ChainJunction as c -> c.PerPositionRows | _ -> false
     if options.NewUnits = "unit" && (normOf junction).IsSome then
         if perPosition then (if options.CrossValidationRows > 0 then options.CrossValidationRows else 4096)
         // One row per sample, each with A's patches at every position (a pooled head): 1,024 samples of the
-        // Fashion-MNIST CNN's last conv (49 positions × 577) are 116 MB in float32.
+        // Fashion-MNIST CNN's last conv (49 positions × 577) are 116 MB in float32. A flatten head's rows carry no
+        // patches: they are kept too (a few MB) but toUnit does not use them.
         else pooledRows
     else 0
 
