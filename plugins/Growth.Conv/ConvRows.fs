@@ -175,6 +175,15 @@ let fullKernels (kernel: int) (fanOut: Tensor) =
     use perTap = fanOut.reshape (int64 kernel, int64 kernel, out, k)
     perTap.permute(2L, 3L, 0L, 1L).contiguous ()
 
+/// A's input patch at every one of its ho×wo output positions for each sample of x: [samples, ho·wo, D2]
+/// (trailing 1 if A has a bias), positions in flatten's order.
+let private everyPositionPatches (x: Tensor) (a: Geometry) (aHasBias: bool) (ho: int64) (wo: int64) =
+    let r, hw = x.shape[0], ho * wo
+    let sample = torch.arange(r, device = x.device).repeat_interleave (hw)
+    let position = torch.arange(hw, device = x.device).repeat (r)
+    let each = patches x a.Kernel a.Stride a.Padding a.Dilation sample (position.floor_divide (wo.ToScalar ())) (position.remainder (wo.ToScalar ()))
+    (Junctions.withOnes aHasBias each).reshape (r, hw, -1L)
+
 /// Rows of a conv → (norm, σ) → head → dense junction, one row per sample. Head "gap" (global
 /// average pool): b̃ is the mean over A's output positions of A's input patches (the pooled output
 /// of a new channel is, to first order, α·mean patch); both modes alike (no kernel to restrict).
@@ -194,12 +203,7 @@ let convToHead (mode: FanOutMode) (flatten: bool) (aInput: Tensor) (a: Geometry)
     let wo = outputSize x.shape[3] a.Kernel a.Stride a.Padding a.Dilation
     let aRows =
         match flatten, mode with
-        | true, Full ->
-            let r, hw = x.shape[0], ho * wo
-            let sample = torch.arange(r, device = x.device).repeat_interleave (hw)
-            let position = torch.arange(hw, device = x.device).repeat (r)
-            let each = patches x a.Kernel a.Stride a.Padding a.Dilation sample (position.floor_divide (wo.ToScalar ())) (position.remainder (wo.ToScalar ()))
-            (Junctions.withOnes aHasBias each).reshape (r, hw, -1L)
+        | true, Full -> everyPositionPatches x a aHasBias ho wo
         | _ ->
             let mean = meanPatch x a.Kernel a.Stride a.Padding a.Dilation
             let positions = float (ho * wo)
@@ -217,14 +221,7 @@ let convToHead (mode: FanOutMode) (flatten: bool) (aInput: Tensor) (a: Geometry)
         else None
     // A new channel behind a normalisation reaches a pooled head as the mean over positions of σ(ẑ), which the
     // mean patch cannot give (it gives σ of the mean): A's patch at every position, for the new units' features.
-    let positionPatches =
-        if withMoments && not flatten then
-            let r, hw = x.shape[0], ho * wo
-            let sample = torch.arange(r, device = x.device).repeat_interleave (hw)
-            let position = torch.arange(hw, device = x.device).repeat (r)
-            let each = patches x a.Kernel a.Stride a.Padding a.Dilation sample (position.floor_divide (wo.ToScalar ())) (position.remainder (wo.ToScalar ()))
-            Some ((Junctions.withOnes aHasBias each).reshape (r, hw, -1L))
-        else None
+    let positionPatches = if withMoments && not flatten then Some (everyPositionPatches x a aHasBias ho wo) else None
     let keep (t: Tensor) = t.MoveToOuterDisposeScope ()
     idx |> Option.iter (fun t -> t.Dispose ())
     new JunctionRows (keep bRows, keep aRows, keep g, n, weight, (match moments with Some m -> keep m | None -> null),

@@ -103,17 +103,18 @@ let private leastSquares (x: torch.Tensor) (y: torch.Tensor) (cutoff: float) =
     use f = LinearAlgebra.psdFactor (x.t().mm x) cutoff
     (LinearAlgebra.solvePsd f (x.t().mm y)).MoveToOuterDisposeScope ()
 
-/// The row sample in float64: b, b̃, g, the rows new units' features are computed on (b̃, or A's patches at
-/// every position for a pooled head, in the rows' own dtype), and the per-sample scale of a sum over all of its rows.
+/// The row sample in float64: b, b̃, g, A's patches at every position for a pooled head (in the rows' own dtype;
+/// null: the rows are per position), and the per-sample scale of a sum over all of its rows.
 type Sample =
-    { B: torch.Tensor; BT: torch.Tensor; G: torch.Tensor; Features: torch.Tensor; Scale: float }
+    { B: torch.Tensor; BT: torch.Tensor; G: torch.Tensor; Positions: torch.Tensor | null; Scale: float }
+    /// The rows new units' features are computed on: the position patches if any, else b̃.
+    member s.FeatureRows = match s.Positions with null -> s.BT | p -> p
 
 /// A row sample in float64, with its per-sample scale.
 let sampleOf (rows: JunctionRows) : Sample =
     let f64 (t: torch.Tensor) = t.to_type torch.ScalarType.Float64
-    let bt = f64 rows.ATilde
-    { B = f64 rows.B; BT = bt; G = f64 rows.G; Scale = rows.RowWeight / float rows.Samples
-      Features = (match rows.PositionPatches with null -> bt | p -> p.alias ()) }
+    { B = f64 rows.B; BT = f64 rows.ATilde; G = f64 rows.G; Scale = rows.RowWeight / float rows.Samples
+      Positions = (match rows.PositionPatches with null -> null | p -> p.alias ()) }
 
 /// δ (out×D1) fitted on the rows: the least-squares change of B's existing weights.
 let private deltaOn (s: Sample) (cutoff: float) = (leastSquares s.B s.G cutoff).t ()
@@ -181,11 +182,9 @@ let crossValidate (junction: IJunction) (statistics: JunctionStatistics) (sample
              use outIdx = isOut.nonzero().flatten ()
              use inIdx = (isOut.logical_not ()).nonzero().flatten ()
              let part (idx: torch.Tensor) =
-                 let bt = sample.BT.index_select (0L, idx)
-                 { B = sample.B.index_select (0L, idx); BT = bt; G = sample.G.index_select (0L, idx)
-                   // Patches at every position are not copied per fold: their features are computed on all rows below.
-                   Features = (if obj.ReferenceEquals (sample.Features, sample.BT) then bt else sample.Features)
-                   Scale = sample.Scale * float rows / float idx.shape[0] }
+                 // Position patches are not copied per fold: their features are computed on all rows below.
+                 { B = sample.B.index_select (0L, idx); BT = sample.BT.index_select (0L, idx); G = sample.G.index_select (0L, idx)
+                   Positions = null; Scale = sample.Scale * float rows / float idx.shape[0] }
              let fit, held = part inIdx, part outIdx
              let delta : torch.Tensor | null = if withDelta then deltaOn fit cutoff else null
              let y = desiredAfter fit delta
@@ -194,10 +193,10 @@ let crossValidate (junction: IJunction) (statistics: JunctionStatistics) (sample
              let k = directions.Lambdas.Length
              let fanIn = rescaledFanIn directions.FanIn junction.A.HasBias rowNorm
              let hFit, hHeld =
-                 if obj.ReferenceEquals (sample.Features, sample.BT) then
-                     features junction statistics fanIn fit.Features, features junction statistics fanIn held.Features
-                 else
-                     use all = features junction statistics fanIn sample.Features
+                 match sample.Positions with
+                 | null -> features junction statistics fanIn fit.BT, features junction statistics fanIn held.BT
+                 | positions ->
+                     use all = features junction statistics fanIn positions
                      all.index_select (0L, inIdx), all.index_select (0L, outIdx)
              yield
                  Array.init (maxNeurons + 1) (fun kk ->
@@ -221,7 +220,7 @@ let crossValidate (junction: IJunction) (statistics: JunctionStatistics) (sample
 let refitFanOut (junction: IJunction) (statistics: JunctionStatistics) (s: Sample) (fanIn: torch.Tensor) (delta: torch.Tensor | null) (cutoff: float) =
     use _ = torch.no_grad ()
     use scope = torch.NewDisposeScope ()
-    let h = features junction statistics fanIn s.Features
+    let h = features junction statistics fanIn s.FeatureRows
     let omega =                                                                // out×K
         if fanIn.shape[0] = 0L then torch.zeros ([| s.G.shape[1]; 0L |], dtype = s.G.dtype, device = s.G.device)
         else fanOutFor h (desiredAfter s delta) cutoff

@@ -41,6 +41,11 @@ let tapMajor (bt: torch.Tensor) (x: torch.Tensor) =
         use product = perTap.mm x
         product.reshape (d2, taps * x.shape[1])
 
+/// Elements of position patches (JunctionRows.PositionPatches) a row sample may hold: 64 Mi, 256 MB in float32.
+/// A pooled head over many positions (a stride-1 conv of a large map before a global average pool) keeps fewer
+/// samples instead of exhausting memory; the Fashion-MNIST CNN's last conv keeps all 1,024 (28 Mi elements).
+let positionPatchBudget = 64L * 1024L * 1024L
+
 /// Sums of b bᵀ, b gᵀ, b̃ b̃ᵀ, b̃ gᵀ, b̃ bᵀ and |g|² over every row added, each row counted
 /// RowWeight times (rows subsampled at random stand for the rows not drawn). With `groups` > 0 the
 /// M2, P and S2 sums are also kept per group, for the significance test of DESIGN §4.1: `Add` puts
@@ -52,11 +57,6 @@ let tapMajor (bt: torch.Tensor) (x: torch.Tensor) =
 /// Finish hands over an alias of `givenS2`. With groups, the per-group S2 are kept as rows
 /// (JunctionStatistics.GroupRows), so they need no product either, until the rows outgrow
 /// `groupRowsLimit`; from then on each batch's product is formed for the group sums only.
-/// Elements of position patches (JunctionRows.PositionPatches) a row sample may hold: 64 Mi, 256 MB in float32.
-/// A pooled head over many positions (a stride-1 conv of a large map before a global average pool) keeps fewer
-/// samples instead of exhausting memory; the Fashion-MNIST CNN's last conv keeps all 1,024 (28 Mi elements).
-let positionPatchBudget = 64L * 1024L * 1024L
-
 type JunctionAccumulator(groups: int, givenS2: torch.Tensor | null) =
     let mutable sums: Sums option = None
     let skipS2 = not (isNull givenS2)
@@ -70,16 +70,18 @@ type JunctionAccumulator(groups: int, givenS2: torch.Tensor | null) =
     let mutable sampleKept = 0L
     let mutable rowsRepresented = 0.0
     let mutable patchElements = 0L
-    // Adds rows already drawn for the sample (copies the sample owns) as batch `batchesAdded`.
-    let keepSampleRows (b: torch.Tensor) (bt: torch.Tensor) (g: torch.Tensor) (patches: torch.Tensor | null) =
+    // Adds `pick` of each of the rows' tensors (new tensors: copies the sample owns) as batch `batchesAdded`.
+    let keepSampleRows (rows: JunctionRows) (pick: torch.Tensor -> torch.Tensor) =
+        let b = pick rows.B
         sampleB.Add (b.DetachFromDisposeScope ())
-        sampleATilde.Add (bt.DetachFromDisposeScope ())
-        sampleG.Add (g.DetachFromDisposeScope ())
-        match patches with
+        sampleATilde.Add ((pick rows.ATilde).DetachFromDisposeScope ())
+        sampleG.Add ((pick rows.G).DetachFromDisposeScope ())
+        match rows.PositionPatches with
         | null -> ()
         | p ->
-            patchElements <- patchElements + p.numel ()
-            samplePatches.Add (p.DetachFromDisposeScope ())
+            let kept = pick p
+            patchElements <- patchElements + kept.numel ()
+            samplePatches.Add (kept.DetachFromDisposeScope ())
         sampleKept <- sampleKept + b.shape[0]
         for _ in 1L .. b.shape[0] do sampleBatches.Add batchesAdded
     let checkRows (rows: JunctionRows) =
@@ -127,14 +129,12 @@ type JunctionAccumulator(groups: int, givenS2: torch.Tensor | null) =
     /// of the cross-validation's folds; rows beyond KeepRows are dropped, still counted as represented.
     member this.AddSample(rows: JunctionRows) =
         checkRows rows
-        let b, bt, g = rows.B, rows.ATilde, rows.G
-        if bt.dim () = 2L then
-            let r = b.shape[0]
+        if rows.ATilde.dim () = 2L then
+            let r = rows.B.shape[0]
             rowsRepresented <- rowsRepresented + rows.RowWeight * float r
             let take = this.WithinPatchBudget (rows, min r (int64 this.KeepRows - sampleKept))
             if take > 0L then
-                let first (t: torch.Tensor) = t.narrow(0L, 0L, take).clone ()
-                keepSampleRows (first b) (first bt) (first g) (match rows.PositionPatches with null -> null | p -> first p)
+                keepSampleRows rows (fun t -> t.narrow(0L, 0L, take).clone ())
             batchesAdded <- batchesAdded + 1L
 
     /// Adds a batch's rows; with groups, the batch goes to group (batches added so far) mod groups.
@@ -234,8 +234,7 @@ type JunctionAccumulator(groups: int, givenS2: torch.Tensor | null) =
             if take > 0L then
                 use spread = torch.linspace (0.0, float (r - 1L), take, device = b.device)
                 use idx = spread.round().to_type (torch.ScalarType.Int64)
-                keepSampleRows (b.index_select (0L, idx)) (bt.index_select (0L, idx)) (g.index_select (0L, idx))
-                               (match rows.PositionPatches with null -> null | p -> p.index_select (0L, idx))
+                keepSampleRows rows (fun t -> t.index_select (0L, idx))
             batchesAdded <- batchesAdded + 1L
         s.Samples <- s.Samples + rows.Samples
         s.UnitRoundoff <- max s.UnitRoundoff (unitRoundoff b.dtype)

@@ -197,7 +197,7 @@ let tests =
                     if r.Unit then
                         // The reference computed from the network (1×1 conv at B's stride, GAP) is the FD slope.
                         Expect.isLessThan (relative r.DirectPerBatch fd) tolerance $"{at}: direct slope {r.DirectPerBatch:g9} against FD {fd:g9}"
-                        // conv → conv (per-position rows): the prediction is exact. conv → GAP → dense: see the pending test below.
+                        // conv → conv (per-position rows): the prediction is exact. conv → GAP → dense: see the next test.
                         if not (System.Double.IsNaN r.InSample) then
                             Expect.isLessThan (relative r.Predicted fd) tolerance $"{at}: PredictedDecrease 1.0 = {r.Predicted:g9} against FD {fd:g9} (direct {r.DirectPerBatch:g9})"
                     else
