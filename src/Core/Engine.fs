@@ -131,12 +131,16 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
         else Some (select 0L statsCount), heldX, heldY
 
     /// What a junction's growth needs besides its statistics (see Growth.GrowthContext): each
-    /// junction's γ search starts where its last one ended (GrowthEvent.NextStart; cold at first).
-    let contextFor (growth: GrowthOptions) (generator: torch.Generator) (whitenings: Lazy<Dictionary<int, InputWhitening.InputCovariance>>)
+    /// junction's γ search starts where its last one ended (GrowthEvent.NextStart; cold at first, then
+    /// borrowed from the junctions of its kind that have accepted a γ, GammaSearch.borrowedStart).
+    let contextFor (net: Network) (growth: GrowthOptions) (generator: torch.Generator) (whitenings: Lazy<Dictionary<int, InputWhitening.InputCovariance>>)
                    (state: RunState) (heldX: torch.Tensor) (heldY: torch.Tensor) : Growth.GrowthContext =
         let last = match state.LastGammas with | null -> [||] | g -> g
+        let accepted = match state.AcceptedGammas with | null -> [||] | g -> g
+        let kinds = net.Junctions |> Array.map GammaSearch.junctionKind
         { Cached = (fun j -> match whitenings.Value.TryGetValue j with | true, c -> Some c | _ -> None)
           GammaStart = (fun j -> if j < last.Length && last[j] > 0.0 then last[j] else nan)
+          BorrowedStart = GammaSearch.borrowedStart kinds accepted
           Strategy = growingWith.Value
           Options = growth
           Generator = generator
@@ -157,6 +161,11 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
         for e in events do
             if e.NextStart > 0.0 then updated[e.Junction] <- e.NextStart
         state.LastGammas <- updated
+        let accepted = match state.AcceptedGammas with | null -> [||] | g -> g
+        let acceptedNow = Array.init net.JunctionCount (fun j -> if j < accepted.Length then accepted[j] else 0.0)
+        for e in events do
+            if e.Added > 0 && e.Gamma > 0.0 then acceptedNow[e.Junction] <- e.Gamma
+        state.AcceptedGammas <- acceptedNow
         let empty = match state.EmptyInARow with | null -> [||] | e -> e
         let emptyNow = Array.init net.JunctionCount (fun j -> if j < empty.Length then empty[j] else 0)
         for e in events do emptyNow[e.Junction] <- if e.Added > 0 then 0 else emptyNow[e.Junction] + 1
@@ -177,6 +186,7 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
                   "gamma_bound", box e.GammaBound; "existing_spread", box e.ExistingSpread
                   "new_spread", box e.NewSpread; "new_spread_median", box e.NewSpreadMedian
                   "loss_evaluations", box e.LossEvaluations; "search_start", box e.SearchStart
+                  "search_start_borrowed", box e.SearchStartBorrowed
                   "statistics_seconds", box e.StatisticsSeconds; "solve_seconds", box e.SolveSeconds
                   "search_seconds", box e.SearchSeconds; "apply_seconds", box e.ApplySeconds ])
             logger.LogDebug ("Growth: junction {Junction} +{Added} → width {Width}, γ={Gamma:g3} (bound {Bound:g3}), predicted {Predicted:g3}, measured {Measured:g3}, bottleneck {Bottleneck:g3}, spread new {NewSpread:g3} / existing {ExistingSpread:g3}",
@@ -204,7 +214,7 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
             | Some (statsX, statsY), heldX, heldY -> statsX, statsY, heldX, heldY
             | None, _, _ -> invalidOp "A statistics pass needs statistics samples."
         observer.Growing (epoch, stepIndex)
-        let events = Growth.stepIn (contextFor growth generator whitenings state heldX heldY) net stepIndex statsX statsY
+        let events = Growth.stepIn (contextFor net growth generator whitenings state heldX heldY) net stepIndex statsX statsY
         report net optimizer log board epoch stepIndex state events
 
     /// Growth:StatisticsFrom = "training": the junction(s) of `window` grow from its statistics:
@@ -216,7 +226,7 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
                        (window: TrainingStatistics.Window) =
         use scope = torch.NewDisposeScope ()
         let _, heldX, heldY = drawSamples growth data generator 0L
-        let context = contextFor growth generator whitenings state heldX heldY
+        let context = contextFor net growth generator whitenings state heldX heldY
         let stats = window.Finish ()
         try
             let events =

@@ -35,15 +35,22 @@ let firstGamma (start: float) (gammaMax: float) =
 /// γ only 1.8 % lay more than 4 grid points below γ₁.
 let refusalSteps = 4
 
+/// The lowest γ a cold search (γ₁ = 1) tries before it refuses a proposal: `refusalSteps` grid points below 1.
+let coldLowest = 2.0 ** (-float refusalSteps / 2.0)
+
 /// γ search on the √2 grid 2^(k/2) (and gammaMax) below `gammaMax` (+∞: unbounded) starting at `start`: γ = 0 is always a
 /// choice (it means "add nothing now"). From γ₁ = min(grid point of `start`, gammaMax) the search
 /// goes up while the loss keeps falling (never capped: the last step up lands on gammaMax itself
 /// when the grid would cross it), or, if the next γ is no better, down while it keeps falling; if
-/// γ₁ is no better than γ = 0 it goes down (at most `refusalSteps` grid points) until the loss falls
-/// below the loss at 0, then on down while it keeps falling (the first γ below L(0) can hold a small part of the available decrease).
+/// γ₁ is no better than γ = 0 it goes down until the loss falls below the loss at 0, then on around
+/// that point while it keeps falling (the first γ below L(0) can hold a small part of the available decrease).
+/// How far down before it refuses: `refusalSteps` grid points (`refusalFloor` NaN: a start of the junction's
+/// own), or, from a start borrowed from another junction (`refusalFloor` > 0), by factors of 2 until γ is
+/// below refusalFloor, so that a borrowed start far above this junction's scale refuses no proposal the cold
+/// search would take (it walks below coldLowest, where the cold search stops).
 /// Every start on the grid ends on the same γ when the loss is unimodal in γ; a start near the answer
 /// (e.g. the γ chosen for the junction last time) saves the evaluations of the way there from 1.
-let lineSearchFrom (start: float) (gammaMax: float) (lossAt: float -> float) (maxSteps: int) : SearchResult =
+let lineSearchBelow (refusalFloor: float) (start: float) (gammaMax: float) (lossAt: float -> float) (maxSteps: int) : SearchResult =
     let factor = sqrt 2.0
     let mutable evaluations = 0
     let mutable lowest = infinity
@@ -63,12 +70,26 @@ let lineSearchFrom (start: float) (gammaMax: float) (lossAt: float -> float) (ma
                 let g = min gammaMax (gridPoint (gamma * step))
                 let next = lossAt g
                 if next < loss then follow step g next (k + 1) else gamma, loss
+        /// From γ₁ (or a point below it) with a loss below L(0): up while the loss falls, else down.
+        let around g l =
+            let gamma, loss = follow factor g l 0
+            // Stopped where it started: the best γ may lie below it (L barely under L(0)).
+            if gamma = g then follow (1.0 / factor) g l 0 else gamma, loss
         let g1 = firstGamma start gammaMax
         let l1 = lossAt g1
         if l1 < l0 then
-            let gamma, loss = follow factor g1 l1 0
-            // Stopped at γ₁: the best γ may lie below it (L(γ₁) barely under L(0)).
-            let gamma, loss = if gamma = g1 then follow (1.0 / factor) g1 l1 0 else gamma, loss
+            let gamma, loss = around g1 l1
+            result gamma loss
+        elif refusalFloor > 0.0 then
+            // A borrowed start: down by factors of 2. The point above the first decrease (2g) was no better
+            // than L(0), so the best γ lies below 2g: around looks at g·√2 and on down.
+            let rec down gamma k =
+                if k >= maxSteps || gamma < refusalFloor then 0.0, l0
+                else
+                    let g = gridPoint (gamma / 2.0)
+                    let l = lossAt g
+                    if l < l0 then around g l else down g (k + 1)
+            let gamma, loss = down g1 0
             result gamma loss
         else
             let rec down gamma k =
@@ -79,6 +100,10 @@ let lineSearchFrom (start: float) (gammaMax: float) (lossAt: float -> float) (ma
                     if l < l0 then follow (1.0 / factor) g l k else down g (k + 1)
             let gamma, loss = down g1 0
             result gamma loss
+
+/// lineSearchBelow from a start of the junction's own (or cold: NaN).
+let lineSearchFrom (start: float) (gammaMax: float) (lossAt: float -> float) (maxSteps: int) : SearchResult =
+    lineSearchBelow nan start gammaMax lossAt maxSteps
 
 /// The cold search: lineSearchFrom γ₁ = 1.
 let lineSearchWithin (gammaMax: float) (lossAt: float -> float) (maxSteps: int) : SearchResult =
@@ -120,6 +145,8 @@ type GrowthEvent =
       HeldOutZ: float
       /// Where the γ search started (γ₁; NaN: no search).
       SearchStart: float
+      /// The start was borrowed from other junctions of the junction's kind (growJunctionTested).
+      SearchStartBorrowed: bool
       /// Where this junction's next γ search starts: the γ chosen, or after a refusal the smallest γ
       /// tried (NaN: no search; the next start is then unchanged).
       NextStart: float
@@ -245,6 +272,20 @@ let startFloor (power: int) (predictedAtOne: float) (loss0: float) =
         (startFloorMargins * acceptanceMargin * abs loss0 / predictedAtOne) ** (1.0 / float power)
     else 0.0
 
+/// A junction's kind for borrowing γ starts: its class and what A and B are (the CNN's conv → conv
+/// junctions are one kind, its conv → pooled dense and dense → head junctions two others; ResNet-20's
+/// nine in-block junctions one).
+let junctionKind (junction: IJunction) = $"{junction.GetType().Name}:{junction.A.Kind}>{junction.B.Kind}"
+
+/// The start junction j may borrow (growJunctionTested): the median of the γ last accepted by the other
+/// junctions of its kind (`accepted`, 0: none), NaN when none has accepted one.
+let borrowedStart (kinds: string[]) (accepted: float[]) (j: int) =
+    let alike =
+        [| for k in 0 .. min kinds.Length accepted.Length - 1 do
+             if k <> j && j < kinds.Length && kinds[k] = kinds[j] && accepted[k] > 0.0 && Double.IsFinite accepted[k] then yield accepted[k] |]
+        |> Array.sort
+    if alike.Length = 0 then nan else alike[(alike.Length - 1) / 2]
+
 /// Held-out samples on which spreads are measured (RMS estimates; the loss uses all of them).
 let spreadSamples = 512L
 
@@ -257,17 +298,23 @@ let spreadsOf (net: Network) (j: int) (proposal: NeuronProposal) (statistics: Ju
 
 /// Searches γ for junction j's proposal below the amplitude bound (`amplitudeRatio`, see
 /// Amplitude; ≤ 0: none), starting at `start` (see lineSearchFrom; NaN: the cold search), and
-/// applies it if γ > 0. The committed network is the one the search measured: the same apply at the same γ.
+/// applies it if γ > 0. A unit proposal (FanOutAmplitude) without a start of its own starts at `borrowed`
+/// when that is > 0: the γ other junctions of its kind chose (their new features are at the same unit scale,
+/// so their fan-out scales are alike: on ResNet-20, 8–512 against a cold start at 1), searched with
+/// lineSearchBelow coldLowest so that it refuses nothing the cold search would take. The committed network is the one the search measured: the same apply at the same γ.
 /// `acceptanceZ` > 0: the chosen γ is also refused unless its held-out decrease is at least that many
 /// standard errors of the per-sample differences (pairedZ; one more loss evaluation), so that a decrease
 /// the held-out samples cannot tell from noise adds nothing. 0: the float32 rounding margin alone.
-let growJunctionTested (acceptanceZ: float) (start: float) (amplitudeRatio: float) (net: Network) (j: int) (proposal: NeuronProposal)
+let growJunctionTested (acceptanceZ: float) (start: float) (borrowed: float) (amplitudeRatio: float) (net: Network) (j: int) (proposal: NeuronProposal)
                        (statistics: JunctionStatistics) (heldX: torch.Tensor) (heldY: torch.Tensor) : GrowthEvent =
     let clock = Diagnostics.Stopwatch.StartNew ()
     let junction = net.Junctions[j]
     // A proposal with a fixed Amplitude (GradMax's zero fan-in leaves the loss unchanged at every
     // γ) is applied at that γ without a search or the acceptance margin; its loss is still measured.
     let fixedAmplitude = proposal.Amplitude.HasValue && proposal.Count > 0
+    let ownStart = Double.IsFinite start && start > 0.0
+    let isBorrowed = not ownStart && proposal.FanOutAmplitude && proposal.Count > 0 && Double.IsFinite borrowed && borrowed > 0.0
+    let start = if isBorrowed then borrowed else start
     let spreads, bound, search, start, slope, heldOutZ, accepted =
         use searchScope = torch.NewDisposeScope () // the kept samples go with the search
         let samples = keepSearchSamples net j heldX heldY
@@ -288,7 +335,7 @@ let growJunctionTested (acceptanceZ: float) (start: float) (amplitudeRatio: floa
         let search =
             if fixedAmplitude then
                 { Gamma = proposal.Amplitude.Value; Loss = lossAt proposal.Amplitude.Value; Loss0 = lossAt 0.0; Evaluations = 2; Lowest = proposal.Amplitude.Value }
-            else lineSearchFrom start bound lossAt 24
+            else lineSearchBelow (if isBorrowed then coldLowest else nan) start bound lossAt 24
         // A decrease within rounding of the loss (float32: ~1e-7 relative) is noise, not a reason to
         // add neurons: below this margin γ = 0 wins. A γ whose loss is above L(0) is never accepted.
         let overMargin = not fixedAmplitude && search.Loss0 - search.Loss > acceptanceMargin * abs search.Loss0
@@ -322,6 +369,7 @@ let growJunctionTested (acceptanceZ: float) (start: float) (amplitudeRatio: floa
       SlopeOverPredicted = slope
       HeldOutZ = heldOutZ
       SearchStart = (if fixedAmplitude || not (bound > 0.0) then nan else firstGamma start bound)
+      SearchStartBorrowed = isBorrowed && not fixedAmplitude && bound > 0.0
       // After a refusal the next search starts where this one gave up, so that refusals in a row walk
       // the start down (4 grid points each) instead of retrying the same γ₁ for ever.
       NextStart = (if gamma > 0.0 then gamma elif fixedAmplitude || not (Double.IsFinite search.Lowest) then nan else search.Lowest)
@@ -333,7 +381,7 @@ let growJunctionTested (acceptanceZ: float) (start: float) (amplitudeRatio: floa
 /// growJunctionTested without the held-out test: the rounding margin alone decides.
 let growJunctionFrom (start: float) (amplitudeRatio: float) (net: Network) (j: int) (proposal: NeuronProposal) (statistics: JunctionStatistics)
                      (heldX: torch.Tensor) (heldY: torch.Tensor) : GrowthEvent =
-    growJunctionTested 0.0 start amplitudeRatio net j proposal statistics heldX heldY
+    growJunctionTested 0.0 start nan amplitudeRatio net j proposal statistics heldX heldY
 
 /// growJunctionFrom with the cold search.
 let growJunctionWithin (amplitudeRatio: float) (net: Network) (j: int) (proposal: NeuronProposal) (statistics: JunctionStatistics)

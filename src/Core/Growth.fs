@@ -12,10 +12,12 @@ open TinyGrow.Abstractions
 
 /// What a junction's growth needs besides its statistics: the input covariance kept for the run
 /// (`cached j`, see `inputCovariance`), where its γ search starts (`gammaStart j`, see
-/// lineSearchFrom; NaN: cold), the strategy, the options, and the held-out samples of the γ search.
+/// lineSearchFrom; NaN: cold) or, cold, what it may borrow (`borrowedStart j`, see
+/// GammaSearch.growJunctionTested; NaN: nothing), the strategy, the options, and the held-out samples of the γ search.
 type GrowthContext =
     { Cached: int -> InputWhitening.InputCovariance option
       GammaStart: int -> float
+      BorrowedStart: int -> float
       Strategy: IGrowthStrategy
       Options: GrowthOptions
       Generator: torch.Generator | null
@@ -58,7 +60,7 @@ let growOne (context: GrowthContext) (net: Network) (stats: Map<int, JunctionSta
     context.Cancellation.ThrowIfCancellationRequested ()
     let proposal, solveSeconds = timed (fun () -> propose context net stats j)
     use proposal = proposal
-    let e = GammaSearch.growJunctionTested context.Options.AcceptanceZ (context.GammaStart j) context.Options.AmplitudeSpread net j proposal stats[j] context.HeldX context.HeldY
+    let e = GammaSearch.growJunctionTested context.Options.AcceptanceZ (context.GammaStart j) (context.BorrowedStart j) context.Options.AmplitudeSpread net j proposal stats[j] context.HeldX context.HeldY
     { e with StatisticsSeconds = statisticsSeconds; SolveSeconds = solveSeconds }
 
 /// Selection "best": every junction of `stats` proposes; the best one (bestProposal) is searched and applied.
@@ -68,7 +70,7 @@ let growBest (context: GrowthContext) (net: Network) (stats: Map<int, JunctionSt
     let proposals, solveSeconds = timed (fun () -> junctions |> List.map (fun j -> j, propose context net stats j))
     try
         let j, best = Selection.bestProposal (fun j k -> Selection.addedParameters net j k) proposals
-        let e = GammaSearch.growJunctionTested context.Options.AcceptanceZ (context.GammaStart j) context.Options.AmplitudeSpread net j best stats[j] context.HeldX context.HeldY
+        let e = GammaSearch.growJunctionTested context.Options.AcceptanceZ (context.GammaStart j) (context.BorrowedStart j) context.Options.AmplitudeSpread net j best stats[j] context.HeldX context.HeldY
         { e with StatisticsSeconds = statisticsSeconds; SolveSeconds = solveSeconds }
     finally
         proposals |> List.iter (fun (_, p) -> p.Dispose ())
@@ -120,7 +122,7 @@ let stepIn (context: GrowthContext) (net: Network) (stepIndex: int) (statsX: tor
 /// A growth step with no whitening computed ahead.
 let step (net: Network) (strategy: IGrowthStrategy) (options: GrowthOptions) (generator: torch.Generator | null) (stepIndex: int)
          (statsX: torch.Tensor) (statsY: torch.Tensor) (heldX: torch.Tensor) (heldY: torch.Tensor) : GammaSearch.GrowthEvent list =
-    let context = { Cached = (fun _ -> None); GammaStart = (fun _ -> nan); Strategy = strategy; Options = options; Generator = generator; HeldX = heldX; HeldY = heldY
+    let context = { Cached = (fun _ -> None); GammaStart = (fun _ -> nan); BorrowedStart = (fun _ -> nan); Strategy = strategy; Options = options; Generator = generator; HeldX = heldX; HeldY = heldY
                     StillProposing = (fun _ _ -> ()); StillProposingEvery = TimeSpan.FromSeconds 15.0
                     Cancellation = Threading.CancellationToken.None }
     stepIn context net stepIndex statsX statsY

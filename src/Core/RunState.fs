@@ -32,6 +32,10 @@ type RunState =
       /// refusal the smallest γ that search tried.
       /// Null in checkpoints written before it existed (then every search starts cold).
       mutable LastGammas: float[] | null
+      /// Per junction, the γ its last accepted search chose (0: none yet): where a cold junction of the
+      /// same kind borrows its first start (GammaSearch.growJunctionTested). Null in checkpoints written
+      /// before it was kept (then nothing is borrowed).
+      mutable AcceptedGammas: float[] | null
       /// Per junction, its growth events in a row that added nothing (WidthsSetBy.Bottleneck); null in
       /// checkpoints written before it was kept.
       mutable EmptyInARow: int[] | null
@@ -60,7 +64,7 @@ type RunState =
     static member Start() =
         { Epoch = 1; Batch = 0; GrownAtBatch = false; Step = 0L; GrowthSteps = 0; EmptyGrowthSteps = 0; EpochLossSum = 0.0
           FirstLoss = nan; Seconds = 0.0; GrowthSeconds = 0.0; LastAccuracy = 0.0; MetricsBytes = 0L
-          LastGammas = [||]; EmptyInARow = [||]; AfterGrowthStep = 0; AfterGrowthBatches = 0; AfterGrowthLossSum = 0.0
+          LastGammas = [||]; AcceptedGammas = [||]; EmptyInARow = [||]; AfterGrowthStep = 0; AfterGrowthBatches = 0; AfterGrowthLossSum = 0.0
           AfterGrowthSquareSum = 0.0; RecentLosses = null; RecentCount = 0L; BeforeGrowthMean = nan; BeforeGrowthError = nan; BeforeGrowthBatches = 0
           PendingJunctions = null; PendingAdded = 0; DeferredSteps = 0 }
 

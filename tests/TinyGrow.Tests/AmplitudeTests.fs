@@ -95,6 +95,40 @@ let tests =
             Expect.equal (r.Gamma, r.Evaluations) (7.0, 3) "start 64 under bound 7: L(0), L(7), L(the grid point under 7/√2)"
         }
 
+        test "a start borrowed from another junction, far above or below the answer, ends on the cold search's γ and refuses only what the cold search refuses" {
+            // The growth regime (L = 1 − γ² + γ⁴/(2·opt²), unimodal, minimum at opt; decrease for γ < √2·opt).
+            for opt in [ 0.3; 1.0; 8.0; 64.0; 300.0 ] do
+                let lossAt (g: float) = 1.0 - g * g + (g ** 4.0) / (2.0 * opt * opt)
+                let cold = GammaSearch.lineSearchFrom nan infinity lossAt 24
+                Expect.isGreaterThan cold.Gamma 0.0 $"opt {opt}: the cold search adds"
+                for borrowed in [ 0.1; 1.0; 16.0; 512.0; 4096.0 ] do
+                    let r = GammaSearch.lineSearchBelow GammaSearch.coldLowest borrowed infinity lossAt 24
+                    Expect.equal (r.Gamma, r.Loss) (cold.Gamma, cold.Loss) $"opt {opt}, borrowed start {borrowed}: the cold search's γ"
+            // Why the walk down differs from a start of the junction's own: from 512 with the answer at 8 the
+            // own-start walk (4 grid points, to 128) refuses what the cold search accepts.
+            let lossAt (g: float) = 1.0 - g * g + (g ** 4.0) / (2.0 * 8.0 * 8.0)
+            Expect.equal (GammaSearch.lineSearchFrom 512.0 infinity lossAt 24).Gamma 0.0 "an own start of 512 refuses"
+            let r = GammaSearch.lineSearchBelow GammaSearch.coldLowest 512.0 infinity lossAt 24
+            Expect.equal r.Gamma 8.0 "a borrowed start of 512 finds 8"
+            Expect.isLessThan r.Evaluations 12 $"by factors of 2 down: {r.Evaluations} evaluations"
+            // A proposal no γ helps: refused after walking below the cold search's lowest point.
+            let r = GammaSearch.lineSearchBelow GammaSearch.coldLowest 512.0 infinity (fun g -> 1.0 + g * g) 24
+            Expect.equal r.Gamma 0.0 "refused"
+            Expect.isLessThan r.Lowest GammaSearch.coldLowest "below the cold search's lowest γ"
+            Expect.isGreaterThanOrEqual r.Lowest (GammaSearch.coldLowest / 2.0) "and no further than one factor of 2"
+            Expect.equal GammaSearch.coldLowest 0.25 "the cold search refuses below 1/4 (4 grid points)"
+        }
+
+        test "a cold junction borrows the median γ accepted by the other junctions of its kind, none of another kind" {
+            let kinds = [| "conv>conv"; "conv>conv"; "conv>conv"; "conv>conv"; "conv>dense" |]
+            let borrowed = GammaSearch.borrowedStart kinds [| 8.0; 0.0; 64.0; 512.0; 2.0 |]
+            Expect.equal (borrowed 1) 64.0 "the median of 8, 64, 512"
+            Expect.equal (borrowed 0) 64.0 "its own γ excluded: the lower middle of 64, 512"
+            Expect.isTrue (System.Double.IsNaN (borrowed 4)) "no other junction of its kind: nothing"
+            Expect.isTrue (System.Double.IsNaN (GammaSearch.borrowedStart kinds [| 0.0; 0.0; 0.0; 0.0; 2.0 |] 0)) "none accepted yet: nothing"
+            Expect.isTrue (System.Double.IsNaN (GammaSearch.borrowedStart kinds [||] 0)) "no accepted γ kept (an older checkpoint): nothing"
+        }
+
         test "on a real junction a warm start from the cold γ finds that γ again with fewer evaluations" {
             use net = mlp 541L f64 6 [ 2 ] "tanh" 2
             shrinkAwayFromSignal (layerOf net 0) 0.05
