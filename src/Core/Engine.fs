@@ -186,7 +186,7 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
                   "gamma_bound", box e.GammaBound; "existing_spread", box e.ExistingSpread
                   "new_spread", box e.NewSpread; "new_spread_median", box e.NewSpreadMedian
                   "loss_evaluations", box e.LossEvaluations; "search_start", box e.SearchStart
-                  "search_start_borrowed", box e.SearchStartBorrowed
+                  "borrowed_start", box e.BorrowedStart
                   "statistics_seconds", box e.StatisticsSeconds; "solve_seconds", box e.SolveSeconds
                   "search_seconds", box e.SearchSeconds; "apply_seconds", box e.ApplySeconds ])
             logger.LogDebug ("Growth: junction {Junction} +{Added} → width {Width}, γ={Gamma:g3} (bound {Bound:g3}), predicted {Predicted:g3}, measured {Measured:g3}, bottleneck {Bottleneck:g3}, spread new {NewSpread:g3} / existing {ExistingSpread:g3}",

@@ -35,22 +35,21 @@ let firstGamma (start: float) (gammaMax: float) =
 /// γ only 1.8 % lay more than 4 grid points below γ₁.
 let refusalSteps = 4
 
-/// The lowest γ a cold search (γ₁ = 1) tries before it refuses a proposal: `refusalSteps` grid points below 1.
-let coldLowest = 2.0 ** (-float refusalSteps / 2.0)
-
 /// γ search on the √2 grid 2^(k/2) (and gammaMax) below `gammaMax` (+∞: unbounded) starting at `start`: γ = 0 is always a
 /// choice (it means "add nothing now"). From γ₁ = min(grid point of `start`, gammaMax) the search
 /// goes up while the loss keeps falling (never capped: the last step up lands on gammaMax itself
 /// when the grid would cross it), or, if the next γ is no better, down while it keeps falling; if
-/// γ₁ is no better than γ = 0 it goes down until the loss falls below the loss at 0, then on around
-/// that point while it keeps falling (the first γ below L(0) can hold a small part of the available decrease).
-/// How far down before it refuses: `refusalSteps` grid points (`refusalFloor` NaN: a start of the junction's
-/// own), or, from a start borrowed from another junction (`refusalFloor` > 0), by factors of 2 until γ is
-/// below refusalFloor, so that a borrowed start far above this junction's scale refuses no proposal the cold
-/// search would take (it walks below coldLowest, where the cold search stops).
+/// γ₁ is no better than γ = 0 it goes down (at most `refusalSteps` grid points) until the loss falls
+/// below the loss at 0, then on down while it keeps falling (the first γ below L(0) can hold a small part of the available decrease).
 /// Every start on the grid ends on the same γ when the loss is unimodal in γ; a start near the answer
 /// (e.g. the γ chosen for the junction last time) saves the evaluations of the way there from 1.
-let lineSearchBelow (refusalFloor: float) (start: float) (gammaMax: float) (lossAt: float -> float) (maxSteps: int) : SearchResult =
+/// `borrowed` (> 0; NaN: none), for a cold search: the γ other junctions chose (growJunctionTested). When γ₁
+/// lowers the loss and the grid point of `borrowed` above γ₁ lowers it further, the search goes on from
+/// there instead of walking up to it; otherwise it is the cold search. On a loss unimodal in γ it ends on
+/// the cold search's γ and refuses exactly what the cold search refuses (a borrowed γ is never a reason to
+/// add neurons that γ₁ did not already show a decrease for), at one more evaluation when the borrowed γ is
+/// past the answer.
+let lineSearchWith (borrowed: float) (start: float) (gammaMax: float) (lossAt: float -> float) (maxSteps: int) : SearchResult =
     let factor = sqrt 2.0
     let mutable evaluations = 0
     let mutable lowest = infinity
@@ -70,7 +69,7 @@ let lineSearchBelow (refusalFloor: float) (start: float) (gammaMax: float) (loss
                 let g = min gammaMax (gridPoint (gamma * step))
                 let next = lossAt g
                 if next < loss then follow step g next (k + 1) else gamma, loss
-        /// From γ₁ (or a point below it) with a loss below L(0): up while the loss falls, else down.
+        /// From a γ whose loss is below L(0): up while the loss falls; if not even one step, down.
         let around g l =
             let gamma, loss = follow factor g l 0
             // Stopped where it started: the best γ may lie below it (L barely under L(0)).
@@ -78,18 +77,13 @@ let lineSearchBelow (refusalFloor: float) (start: float) (gammaMax: float) (loss
         let g1 = firstGamma start gammaMax
         let l1 = lossAt g1
         if l1 < l0 then
-            let gamma, loss = around g1 l1
-            result gamma loss
-        elif refusalFloor > 0.0 then
-            // A borrowed start: down by factors of 2. The point above the first decrease (2g) was no better
-            // than L(0), so the best γ lies below 2g: around looks at g·√2 and on down.
-            let rec down gamma k =
-                if k >= maxSteps || gamma < refusalFloor then 0.0, l0
-                else
-                    let g = gridPoint (gamma / 2.0)
-                    let l = lossAt g
-                    if l < l0 then around g l else down g (k + 1)
-            let gamma, loss = down g1 0
+            let gb = if borrowed > 0.0 && Double.IsFinite borrowed then min gammaMax (gridPoint borrowed) else nan
+            let gamma, loss =
+                if gb > g1 then
+                    // Unimodal: L(γb) < L(γ₁) puts the answer above γ₁, where the walk up from γ₁ would go.
+                    let lb = lossAt gb
+                    if lb < l1 then around gb lb else around g1 l1
+                else around g1 l1
             result gamma loss
         else
             let rec down gamma k =
@@ -101,9 +95,9 @@ let lineSearchBelow (refusalFloor: float) (start: float) (gammaMax: float) (loss
             let gamma, loss = down g1 0
             result gamma loss
 
-/// lineSearchBelow from a start of the junction's own (or cold: NaN).
+/// lineSearchWith nothing borrowed: from a start of the junction's own (or cold: NaN).
 let lineSearchFrom (start: float) (gammaMax: float) (lossAt: float -> float) (maxSteps: int) : SearchResult =
-    lineSearchBelow nan start gammaMax lossAt maxSteps
+    lineSearchWith nan start gammaMax lossAt maxSteps
 
 /// The cold search: lineSearchFrom γ₁ = 1.
 let lineSearchWithin (gammaMax: float) (lossAt: float -> float) (maxSteps: int) : SearchResult =
@@ -145,8 +139,9 @@ type GrowthEvent =
       HeldOutZ: float
       /// Where the γ search started (γ₁; NaN: no search).
       SearchStart: float
-      /// The start was borrowed from other junctions of the junction's kind (growJunctionTested).
-      SearchStartBorrowed: bool
+      /// The γ borrowed from other junctions of the junction's kind for a cold search (growJunctionTested;
+      /// NaN: none).
+      BorrowedStart: float
       /// Where this junction's next γ search starts: the γ chosen, or after a refusal the smallest γ
       /// tried (NaN: no search; the next start is then unchanged).
       NextStart: float
@@ -298,10 +293,10 @@ let spreadsOf (net: Network) (j: int) (proposal: NeuronProposal) (statistics: Ju
 
 /// Searches γ for junction j's proposal below the amplitude bound (`amplitudeRatio`, see
 /// Amplitude; ≤ 0: none), starting at `start` (see lineSearchFrom; NaN: the cold search), and
-/// applies it if γ > 0. A unit proposal (FanOutAmplitude) without a start of its own starts at `borrowed`
-/// when that is > 0: the γ other junctions of its kind chose (their new features are at the same unit scale,
-/// so their fan-out scales are alike: on ResNet-20, 8–512 against a cold start at 1), searched with
-/// lineSearchBelow coldLowest so that it refuses nothing the cold search would take. The committed network is the one the search measured: the same apply at the same γ.
+/// applies it if γ > 0. A unit proposal (FanOutAmplitude) without a start of its own may jump to `borrowed`
+/// (> 0; NaN: none), the γ other junctions of its kind chose (lineSearchWith): their new features are at
+/// the same unit scale, so their fan-out scales are alike (ResNet-20's in-block junctions chose 8–512, which
+/// a cold search reaches from 1 in up to 18 evaluations). The committed network is the one the search measured: the same apply at the same γ.
 /// `acceptanceZ` > 0: the chosen γ is also refused unless its held-out decrease is at least that many
 /// standard errors of the per-sample differences (pairedZ; one more loss evaluation), so that a decrease
 /// the held-out samples cannot tell from noise adds nothing. 0: the float32 rounding margin alone.
@@ -313,8 +308,7 @@ let growJunctionTested (acceptanceZ: float) (start: float) (borrowed: float) (am
     // γ) is applied at that γ without a search or the acceptance margin; its loss is still measured.
     let fixedAmplitude = proposal.Amplitude.HasValue && proposal.Count > 0
     let ownStart = Double.IsFinite start && start > 0.0
-    let isBorrowed = not ownStart && proposal.FanOutAmplitude && proposal.Count > 0 && Double.IsFinite borrowed && borrowed > 0.0
-    let start = if isBorrowed then borrowed else start
+    let borrowed = if not ownStart && proposal.FanOutAmplitude && proposal.Count > 0 && Double.IsFinite borrowed && borrowed > 0.0 then borrowed else nan
     let spreads, bound, search, start, slope, heldOutZ, accepted =
         use searchScope = torch.NewDisposeScope () // the kept samples go with the search
         let samples = keepSearchSamples net j heldX heldY
@@ -335,7 +329,7 @@ let growJunctionTested (acceptanceZ: float) (start: float) (borrowed: float) (am
         let search =
             if fixedAmplitude then
                 { Gamma = proposal.Amplitude.Value; Loss = lossAt proposal.Amplitude.Value; Loss0 = lossAt 0.0; Evaluations = 2; Lowest = proposal.Amplitude.Value }
-            else lineSearchBelow (if isBorrowed then coldLowest else nan) start bound lossAt 24
+            else lineSearchWith borrowed start bound lossAt 24
         // A decrease within rounding of the loss (float32: ~1e-7 relative) is noise, not a reason to
         // add neurons: below this margin γ = 0 wins. A γ whose loss is above L(0) is never accepted.
         let overMargin = not fixedAmplitude && search.Loss0 - search.Loss > acceptanceMargin * abs search.Loss0
@@ -369,7 +363,7 @@ let growJunctionTested (acceptanceZ: float) (start: float) (borrowed: float) (am
       SlopeOverPredicted = slope
       HeldOutZ = heldOutZ
       SearchStart = (if fixedAmplitude || not (bound > 0.0) then nan else firstGamma start bound)
-      SearchStartBorrowed = isBorrowed && not fixedAmplitude && bound > 0.0
+      BorrowedStart = (if fixedAmplitude || not (bound > 0.0) then nan else borrowed)
       // After a refusal the next search starts where this one gave up, so that refusals in a row walk
       // the start down (4 grid points each) instead of retrying the same γ₁ for ever.
       NextStart = (if gamma > 0.0 then gamma elif fixedAmplitude || not (Double.IsFinite search.Lowest) then nan else search.Lowest)

@@ -95,28 +95,30 @@ let tests =
             Expect.equal (r.Gamma, r.Evaluations) (7.0, 3) "start 64 under bound 7: L(0), L(7), L(the grid point under 7/√2)"
         }
 
-        test "a start borrowed from another junction, far above or below the answer, ends on the cold search's γ and refuses only what the cold search refuses" {
-            // The growth regime (L = 1 − γ² + γ⁴/(2·opt²), unimodal, minimum at opt; decrease for γ < √2·opt).
+        test "a γ borrowed from other junctions saves the walk up from 1 and decides as the cold search does: the same γ, the same refusals" {
+            // The growth regime (L = 1 − γ² + γ⁴/(2·opt²), unimodal, minimum at opt).
             for opt in [ 0.3; 1.0; 8.0; 64.0; 300.0 ] do
                 let lossAt (g: float) = 1.0 - g * g + (g ** 4.0) / (2.0 * opt * opt)
                 let cold = GammaSearch.lineSearchFrom nan infinity lossAt 24
                 Expect.isGreaterThan cold.Gamma 0.0 $"opt {opt}: the cold search adds"
-                for borrowed in [ 0.1; 1.0; 16.0; 512.0; 4096.0 ] do
-                    let r = GammaSearch.lineSearchBelow GammaSearch.coldLowest borrowed infinity lossAt 24
-                    Expect.equal (r.Gamma, r.Loss) (cold.Gamma, cold.Loss) $"opt {opt}, borrowed start {borrowed}: the cold search's γ"
-            // Why the walk down differs from a start of the junction's own: from 512 with the answer at 8 the
-            // own-start walk (4 grid points, to 128) refuses what the cold search accepts.
-            let lossAt (g: float) = 1.0 - g * g + (g ** 4.0) / (2.0 * 8.0 * 8.0)
-            Expect.equal (GammaSearch.lineSearchFrom 512.0 infinity lossAt 24).Gamma 0.0 "an own start of 512 refuses"
-            let r = GammaSearch.lineSearchBelow GammaSearch.coldLowest 512.0 infinity lossAt 24
-            Expect.equal r.Gamma 8.0 "a borrowed start of 512 finds 8"
-            Expect.isLessThan r.Evaluations 12 $"by factors of 2 down: {r.Evaluations} evaluations"
-            // A proposal no γ helps: refused after walking below the cold search's lowest point.
-            let r = GammaSearch.lineSearchBelow GammaSearch.coldLowest 512.0 infinity (fun g -> 1.0 + g * g) 24
-            Expect.equal r.Gamma 0.0 "refused"
-            Expect.isLessThan r.Lowest GammaSearch.coldLowest "below the cold search's lowest γ"
-            Expect.isGreaterThanOrEqual r.Lowest (GammaSearch.coldLowest / 2.0) "and no further than one factor of 2"
-            Expect.equal GammaSearch.coldLowest 0.25 "the cold search refuses below 1/4 (4 grid points)"
+                for borrowed in [ 0.1; 1.0; 16.0; 256.0; 4096.0 ] do
+                    let r = GammaSearch.lineSearchWith borrowed nan infinity lossAt 24
+                    Expect.equal (r.Gamma, r.Loss) (cold.Gamma, cold.Loss) $"opt {opt}, borrowed {borrowed}: the cold search's γ"
+                    Expect.isLessThanOrEqual r.Evaluations (cold.Evaluations + 1) $"opt {opt}, borrowed {borrowed}: at most one evaluation more"
+            let lossAt (g: float) = 1.0 - g * g + (g ** 4.0) / (2.0 * 300.0 * 300.0)
+            let cold = GammaSearch.lineSearchFrom nan infinity lossAt 24
+            let near = GammaSearch.lineSearchWith 256.0 nan infinity lossAt 24
+            Expect.isLessThan near.Evaluations (cold.Evaluations - 10) $"borrowed near the answer: {near.Evaluations} evaluations against {cold.Evaluations}"
+            // γ₁ = 1 shows no decrease, one far above does (a loss flat where the cold search looks, with a dip at
+            // 100): the cold search refuses, and so does the borrowed one, with the same evaluations.
+            let dip (g: float) = 1.0 + 1e-3 * g - 0.5 * exp (-((g - 100.0) / 20.0) ** 2.0)
+            let cold = GammaSearch.lineSearchFrom nan infinity dip 24
+            let r = GammaSearch.lineSearchWith 128.0 nan infinity dip 24
+            Expect.equal cold.Gamma 0.0 "the cold search refuses"
+            Expect.equal (r.Gamma, r.Evaluations) (0.0, cold.Evaluations) "the borrowed search refuses as it does"
+            // The bound holds: a borrowed γ above it is the bound.
+            let r = GammaSearch.lineSearchWith 512.0 nan 7.0 (fun g -> (g - 40.0) ** 2.0) 24
+            Expect.equal r.Gamma 7.0 "bound 7"
         }
 
         test "a cold junction borrows the median γ accepted by the other junctions of its kind, none of another kind" {
