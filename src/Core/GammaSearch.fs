@@ -35,6 +35,9 @@ let firstGamma (start: float) (gammaMax: float) =
 /// γ only 1.8 % lay more than 4 grid points below γ₁.
 let refusalSteps = 4
 
+/// Relative loss decrease below which a candidate is treated as no better than γ = 0.
+let acceptanceMargin = 1e-6
+
 /// γ search on the √2 grid 2^(k/2) (and gammaMax) below `gammaMax` (+∞: unbounded) starting at `start`: γ = 0 is always a
 /// choice (it means "add nothing now"). From γ₁ = min(grid point of `start`, gammaMax) the search
 /// goes up while the loss keeps falling (never capped: the last step up lands on gammaMax itself
@@ -44,8 +47,8 @@ let refusalSteps = 4
 /// Every start on the grid ends on the same γ when the loss is unimodal in γ; a start near the answer
 /// (e.g. the γ chosen for the junction last time) saves the evaluations of the way there from 1.
 /// `borrowed` (> 0; NaN: none), for a cold search: the γ other junctions chose (growJunctionTested). When γ₁
-/// lowers the loss and the grid point of `borrowed` above γ₁ lowers it further, the search goes on from
-/// there instead of walking up to it; otherwise it is the cold search. On a loss unimodal in γ it ends on
+/// lowers the loss by more than the acceptance margin and the grid point of `borrowed` above γ₁ lowers it
+/// further, the search goes on from there instead of walking up to it; otherwise it is the cold search. On a loss unimodal in γ it ends on
 /// the cold search's γ and refuses exactly what the cold search refuses (a borrowed γ is never a reason to
 /// add neurons that γ₁ did not already show a decrease for), at one more evaluation when the borrowed γ is
 /// past the answer.
@@ -78,8 +81,11 @@ let lineSearchWith (borrowed: float) (start: float) (gammaMax: float) (lossAt: f
         let l1 = lossAt g1
         if l1 < l0 then
             let gb = if borrowed > 0.0 && Double.IsFinite borrowed then min gammaMax (gridPoint borrowed) else nan
+            // γ₁'s decrease must count (over the acceptance margin): a decrease within rounding says nothing
+            // of the loss's shape, and the cold search would refuse it.
+            let counts = l0 - l1 > acceptanceMargin * abs l0
             let gamma, loss =
-                if gb > g1 then
+                if gb > g1 && counts then
                     // Unimodal: L(γb) < L(γ₁) puts the answer above γ₁, where the walk up from γ₁ would go.
                     let lb = lossAt gb
                     if lb < l1 then around gb lb else around g1 l1
@@ -250,9 +256,6 @@ let slopeOverPredicted (gamma: float) (predicted: float -> float) (lossAt: float
         let p = predicted g
         if p > 0.0 && Double.IsFinite p then (loss0 - lossAt g) / p else nan
     else nan
-
-/// Relative loss decrease below which a candidate is treated as no better than γ = 0.
-let acceptanceMargin = 1e-6
 
 /// How far above the acceptance margin the first-order decrease must be where a search starts.
 let startFloorMargins = 100.0

@@ -111,11 +111,21 @@ let tests =
             Expect.isLessThan near.Evaluations (cold.Evaluations - 10) $"borrowed near the answer: {near.Evaluations} evaluations against {cold.Evaluations}"
             // γ₁ = 1 shows no decrease, one far above does (a loss flat where the cold search looks, with a dip at
             // 100): the cold search refuses, and so does the borrowed one, with the same evaluations.
-            let dip (g: float) = 1.0 + 1e-3 * g - 0.5 * exp (-((g - 100.0) / 20.0) ** 2.0)
+            let dip (g: float) = 1.0 + 1e-3 * g - 0.5 * exp (-((((g - 100.0) / 20.0)) ** 2.0))
             let cold = GammaSearch.lineSearchFrom nan infinity dip 24
             let r = GammaSearch.lineSearchWith 128.0 nan infinity dip 24
+            Expect.isLessThan (dip 100.0) 0.7 "a dip at 100"
             Expect.equal cold.Gamma 0.0 "the cold search refuses"
             Expect.equal (r.Gamma, r.Evaluations) (0.0, cold.Evaluations) "the borrowed search refuses as it does"
+            // γ₁ lowers the loss, but within the acceptance margin (rounding): no jump, the cold search's γ = 1,
+            // which its margin then refuses, though the borrowed γ would show a dip.
+            let withinMargin (g: float) =
+                if g = 0.0 then 1.0 elif g <= 1.0 then 1.0 - 1e-9 else 1.0 + 1e-3 * g - exp (-((((g - 120.0) / 20.0)) ** 2.0))
+            Expect.isLessThan (withinMargin 128.0) 0.5 "a dip at the borrowed γ"
+            let cold = GammaSearch.lineSearchFrom nan infinity withinMargin 24
+            let r = GammaSearch.lineSearchWith 128.0 nan infinity withinMargin 24
+            Expect.equal cold.Gamma 1.0 "the cold search stops at 1"
+            Expect.equal (r.Gamma, r.Evaluations) (cold.Gamma, cold.Evaluations) "so does the borrowed one"
             // The bound holds: a borrowed γ above it is the bound.
             let r = GammaSearch.lineSearchWith 512.0 nan 7.0 (fun g -> (g - 40.0) ** 2.0) 24
             Expect.equal r.Gamma 7.0 "bound 7"
