@@ -112,7 +112,7 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
                         warn $"The input statistics cache is not used for junction {j}: its key could not be formed ({e.Message})."
                         InputStatisticsCache.noKey, null
             let c, outcome =
-                InputStatisticsCache.getOrCompute folder key x warn (fun () -> InputWhitening.inputCovariance net j growth rows x y)
+                InputStatisticsCache.getOrCompute folder key x warn true (fun () -> InputWhitening.inputCovariance net j growth rows x y)
             cache[j] <- { c with S2 = c.S2.DetachFromDisposeScope (); Whitening = c.Whitening.DetachFromDisposeScope () }
             outcomes.Add ((j, key, outcome))
         cache, List.ofSeq outcomes
@@ -310,6 +310,8 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
         use log = new RunLog (Path.Combine (runDirectory, "metrics.jsonl"), state.MetricsBytes)
         // The input covariances, computed at the first growth step (and again by a resumed run: they are
         // not checkpointed); logged, not in metrics.jsonl, which a resumed run must write as an uninterrupted one.
+        // Input statistics cache entries being written (InputStatisticsCache.Writing): waited for when the run ends.
+        let pendingWrites = ResizeArray<Threading.Tasks.Task> ()
         let whitenings =
             lazy (
                 let cache, outcomes = inputWhitenings net growth data
@@ -322,12 +324,19 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
                     | InputStatisticsCache.Computed (file, seconds) ->
                         logger.LogInformation ("Input covariance of junction {Junction} (kept for the run): S2 on {Samples} samples in {Statistics:f2} s, whitening by {Path} in {Factor:f2} s; written to the cache {File} in {Write:f2} s (inputs hashed in {Hash:f2} s)",
                                                j, c.Samples, c.StatisticsSeconds, c.Path, c.FactorSeconds, file, seconds, key.Seconds)
+                    | InputStatisticsCache.Writing (file, seconds, writing) ->
+                        pendingWrites.Add writing
+                        logger.LogInformation ("Input covariance of junction {Junction} (kept for the run): S2 on {Samples} samples in {Statistics:f2} s, whitening by {Path} in {Factor:f2} s; being written to the cache {File} in the background (its bytes taken in {Copy:f2} s; inputs hashed in {Hash:f2} s)",
+                                               j, c.Samples, c.StatisticsSeconds, c.Path, c.FactorSeconds, file, seconds, key.Seconds)
                     | InputStatisticsCache.NotKept why ->
                         logger.LogInformation ("Input covariance of junction {Junction} (kept for the run): S2 on {Samples} samples in {Statistics:f2} s, whitening by {Path} in {Factor:f2} s; not cached ({Why})",
                                                j, c.Samples, c.StatisticsSeconds, c.Path, c.FactorSeconds, why)
                 cache)
         use _ = { new IDisposable with
-                    member _.Dispose () = if whitenings.IsValueCreated then for c in whitenings.Value.Values do (c :> IDisposable).Dispose () }
+                    member _.Dispose () =
+                        // The writes report their own failures (a warning) and never throw.
+                        Threading.Tasks.Task.WaitAll (pendingWrites.ToArray ())
+                        if whitenings.IsValueCreated then for c in whitenings.Value.Values do (c :> IDisposable).Dispose () }
         let board = TensorBoardLog runDirectory
         board.GrowthSteps <- state.GrowthSteps
         let n = data.Train.Count

@@ -41,6 +41,9 @@ type Key =
 type Outcome =
     | Hit of file: string * seconds: float
     | Computed of file: string * writeSeconds: float
+    /// Computed, its bytes taken in `copySeconds`, and being written to `file` by `writing` (getOrCompute
+    /// in the background), which reports a failure through the warning and never throws.
+    | Writing of file: string * copySeconds: float * writing: Threading.Tasks.Task
     /// No cache folder, or one that could not be written: computed and not kept.
     | NotKept of why: string
 
@@ -120,26 +123,29 @@ let private readTensor (r: BinaryReader) : torch.Tensor =
     t.bytes <- Span bytes
     t
 
-/// Writes `c` as the entry of `key` in `folder` (created if missing): a temporary file of this process,
-/// then renamed over the entry.
-let write (folder: string) (key: Key) (c: InputWhitening.InputCovariance) : unit =
+/// The entry's body (magic, key text, fields, tensors) as `write` puts it before its SHA-256: the only
+/// part that reads the tensors.
+let private bodyOf (key: Key) (c: InputWhitening.InputCovariance) : byte[] =
+    use buffer = new MemoryStream ()
+    (use w = new BinaryWriter (buffer, Encoding.UTF8, true)
+     w.Write magic
+     w.Write key.Text
+     w.Write c.Samples
+     w.Write c.Path
+     w.Write c.StatisticsSeconds
+     w.Write c.FactorSeconds
+     writeTensor w c.S2
+     writeTensor w c.Whitening)
+    buffer.ToArray ()
+
+/// Writes `body` and its SHA-256 as the entry of `key` in `folder` (created if missing): a temporary file
+/// of this process, then renamed over the entry.
+let private writeBody (folder: string) (key: Key) (body: byte[]) : unit =
     Directory.CreateDirectory folder |> ignore
     let path = entryPath folder key
     let temporary = Path.Combine (folder, $".input-{key.Hash}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp")
     try
         (use file = new FileStream (temporary, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 <<< 20)
-         let body =
-             use buffer = new MemoryStream ()
-             (use w = new BinaryWriter (buffer, Encoding.UTF8, true)
-              w.Write magic
-              w.Write key.Text
-              w.Write c.Samples
-              w.Write c.Path
-              w.Write c.StatisticsSeconds
-              w.Write c.FactorSeconds
-              writeTensor w c.S2
-              writeTensor w c.Whitening)
-             buffer.ToArray ()
          file.Write (body, 0, body.Length)
          let sum = SHA256.HashData body
          file.Write (sum, 0, sum.Length)
@@ -149,6 +155,11 @@ let write (folder: string) (key: Key) (c: InputWhitening.InputCovariance) : unit
         File.Move (temporary, path, true)
     finally
         if File.Exists temporary then File.Delete temporary
+
+/// Writes `c` as the entry of `key` in `folder` (created if missing): a temporary file of this process,
+/// then renamed over the entry.
+let write (folder: string) (key: Key) (c: InputWhitening.InputCovariance) : unit =
+    writeBody folder key (bodyOf key c)
 
 /// The entry of `key` in `folder`: Ok None when there is none, Error why when it is there but not
 /// usable (cut short, checksum mismatch, another key, unreadable), Ok (Some c) when it is good.
@@ -190,10 +201,12 @@ let read (folder: string) (key: Key) : Result<InputWhitening.InputCovariance opt
             Error $"unreadable ({e.Message})"
 
 /// Junction j's InputCovariance on (x, y) from the cache in `folder` (null or empty: no cache), else
-/// computed by `compute` and written there. A damaged or mismatched entry is reported through `warn`,
+/// computed by `compute` and written there: in the caller's time, or with `background` on a thread-pool
+/// thread once its bytes are taken (Writing: the run waits for it when it ends, not when it grows; the
+/// entry's hash and file cost 0.4–0.6 s of a CIFAR-10-shaped run's first growth step). A damaged or mismatched entry is reported through `warn`,
 /// recomputed and rewritten; a folder that cannot be written is reported through `warn` and the result
 /// used without being kept. The tensors come back in the dtype and on the device of x.
-let getOrCompute (folder: string | null) (key: Key) (x: torch.Tensor) (warn: string -> unit)
+let getOrCompute (folder: string | null) (key: Key) (x: torch.Tensor) (warn: string -> unit) (background: bool)
                  (compute: unit -> InputWhitening.InputCovariance) : InputWhitening.InputCovariance * Outcome =
     match folder with
     | null
@@ -219,12 +232,22 @@ let getOrCompute (folder: string | null) (key: Key) (x: torch.Tensor) (warn: str
         | None ->
             let c = compute ()
             clock.Restart ()
+            let notWritable (e: exn) =
+                $"The input statistics cache folder {folder} cannot be written ({e.Message}): the input covariance is used for this run and not kept. Set Output:CacheDirectory to a writable folder, or to \"off\"."
             try
-                write folder key c
-                c, Computed (path, clock.Elapsed.TotalSeconds)
+                if background then
+                    let body = bodyOf key c
+                    let writing =
+                        Threading.Tasks.Task.Run (fun () ->
+                            try writeBody folder key body
+                            with e -> warn (notWritable e))
+                    c, Writing (path, clock.Elapsed.TotalSeconds, writing)
+                else
+                    write folder key c
+                    c, Computed (path, clock.Elapsed.TotalSeconds)
             with
             | :? IOException | :? UnauthorizedAccessException as e ->
-                warn $"The input statistics cache folder {folder} cannot be written ({e.Message}): the input covariance is used for this run and not kept. Set Output:CacheDirectory to a writable folder, or to \"off\"."
+                warn (notWritable e)
                 c, NotKept e.Message
             // Tensors too large for one entry (over 2 GB): used for this run, not kept.
             | :? ArgumentException | :? OverflowException as e ->

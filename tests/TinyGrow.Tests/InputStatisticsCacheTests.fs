@@ -62,12 +62,12 @@ let tests =
             use cold = InputWhitening.inputCovariance net 0 options null x y
             withFolder (fun folder ->
                 let key = InputStatisticsCache.keyOf net 0 options x
-                let written, first = InputStatisticsCache.getOrCompute folder key x (fun w -> failtest w) (fun () -> InputWhitening.inputCovariance net 0 options null x y)
+                let written, first = InputStatisticsCache.getOrCompute folder key x (fun w -> failtest w) false (fun () -> InputWhitening.inputCovariance net 0 options null x y)
                 use _ = written
                 match first with
                 | InputStatisticsCache.Computed (file, _) -> Expect.equal file (InputStatisticsCache.entryPath folder key) "written under its key's hash"
                 | other -> failtest $"an empty cache computes and writes ({other})"
-                let hit, second = InputStatisticsCache.getOrCompute folder key x (fun w -> failtest w) notComputed
+                let hit, second = InputStatisticsCache.getOrCompute folder key x (fun w -> failtest w) false notComputed
                 use hit = hit
                 match second with
                 | InputStatisticsCache.Hit _ -> ()
@@ -145,7 +145,7 @@ let tests =
                     let warnings = ResizeArray<string> ()
                     let mutable computed = 0
                     let c, outcome =
-                        InputStatisticsCache.getOrCompute folder key x warnings.Add (fun () ->
+                        InputStatisticsCache.getOrCompute folder key x warnings.Add false (fun () ->
                             computed <- computed + 1
                             InputWhitening.inputCovariance net 0 options null x y)
                     use _ = c
@@ -257,6 +257,37 @@ let tests =
                 Expect.stringContains augmentedAgain "read from the cache" "the augmentation drawn for the statistics is the same for every seed")
         }
 
+        test "written in the background, the entry is the one written in the caller's time: a hit bit for bit once written, a warning when it cannot be" {
+            use net = mlp 1151L f64 6 [ 4; 3 ] "tanh" 3
+            use x = randn 1152L 300L 6L
+            use y = labels 1153L 300L 3L
+            use cold = InputWhitening.inputCovariance net 0 options null x y
+            withFolder (fun folder ->
+                let key = InputStatisticsCache.keyOf net 0 options x
+                let c, outcome = InputStatisticsCache.getOrCompute folder key x (fun w -> failtest w) true (fun () -> InputWhitening.inputCovariance net 0 options null x y)
+                match outcome with
+                | InputStatisticsCache.Writing (file, _, writing) ->
+                    Expect.equal file (InputStatisticsCache.entryPath folder key) "under its key's hash"
+                    // The run's tensors are its own: disposing them does not touch the write.
+                    (c :> IDisposable).Dispose ()
+                    writing.Wait ()
+                | other -> failtest $"an empty cache computes and writes in the background ({other})"
+                let hit, again = InputStatisticsCache.getOrCompute folder key x (fun w -> failtest w) true notComputed
+                use hit = hit
+                Expect.isTrue (match again with InputStatisticsCache.Hit _ -> true | _ -> false) $"then a hit ({again})"
+                Expect.isTrue (identical hit.S2 cold.S2 && identical hit.Whitening cold.Whitening) "S2 and W bit for bit"
+                let file = Path.Combine (folder, "a-file")
+                File.WriteAllText (file, "not a folder")
+                let warnings = Collections.Concurrent.ConcurrentQueue<string> ()
+                let c, outcome = InputStatisticsCache.getOrCompute (Path.Combine (file, "cache")) key x warnings.Enqueue true (fun () -> InputWhitening.inputCovariance net 0 options null x y)
+                use _ = c
+                match outcome with
+                | InputStatisticsCache.Writing (_, _, writing) -> writing.Wait ()
+                | other -> failtest $"written in the background ({other})"
+                Expect.equal warnings.Count 1 "one warning, from the write"
+                Expect.stringContains (Seq.head warnings) "Output:CacheDirectory" "names the setting")
+        }
+
         test "a cache folder that cannot be written costs a warning, not the run" {
             use net = mlp 1141L f64 6 [ 4; 3 ] "tanh" 3
             use x = randn 1142L 300L 6L
@@ -266,7 +297,7 @@ let tests =
                 File.WriteAllText (file, "not a folder")
                 let warnings = ResizeArray<string> ()
                 let key = InputStatisticsCache.keyOf net 0 options x
-                let c, outcome = InputStatisticsCache.getOrCompute (Path.Combine (file, "cache")) key x warnings.Add (fun () -> InputWhitening.inputCovariance net 0 options null x y)
+                let c, outcome = InputStatisticsCache.getOrCompute (Path.Combine (file, "cache")) key x warnings.Add false (fun () -> InputWhitening.inputCovariance net 0 options null x y)
                 use _ = c
                 Expect.isTrue (match outcome with InputStatisticsCache.NotKept _ -> true | _ -> false) $"not kept ({outcome})"
                 Expect.equal warnings.Count 1 "one warning"
