@@ -56,6 +56,20 @@ let private has (names: string list) (e: JsonElement) = names |> List.forall (fu
 
 let tests =
     testList "engine" [
+        test "an evaluation in chunks (eval mode) gives the accuracy and, to float32 rounding, the loss of one forward over every sample" {
+            use net = mlp 1201L torch.ScalarType.Float32 6 [ 5; 4 ] "tanh" 3
+            let n = Training.evaluationChunk * 2L + 37L
+            use x = (randn 1202L n 6L).to_type torch.ScalarType.Float32
+            use y = labels 1203L n 3L
+            let loss, accuracy = Training.lossAndAccuracy net x y
+            use _ = torch.no_grad ()
+            use logits = net.Forward (x, ForwardPass.Evaluation)
+            use whole = torch.nn.functional.cross_entropy (logits, y)
+            use right = (logits.argmax(1L).eq y).sum ()
+            Expect.equal accuracy (float (right.item<int64> ()) / float n) "accuracy"
+            Expect.floatClose { absolute = 0.0; relative = 1e-6 } loss (whole.ToDouble ()) "loss"
+        }
+
         test "a growing run writes epoch, growth and final events with their fields, and the model" {
             use data = teacherDataset ()
             withRunFolder (fun dir ->
