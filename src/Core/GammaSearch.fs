@@ -299,7 +299,7 @@ let spreadsOf (net: Network) (j: int) (proposal: NeuronProposal) (statistics: Ju
 /// applies it if γ > 0. A unit proposal (FanOutAmplitude) without a start of its own may jump to `borrowed`
 /// (> 0; NaN: none), the γ other junctions of its kind chose (lineSearchWith): their new features are at
 /// the same unit scale, so their fan-out scales are alike (ResNet-20's in-block junctions chose 8–512, which
-/// a cold search reaches from 1 in up to 18 evaluations). The committed network is the one the search measured: the same apply at the same γ.
+/// a cold search reaches from 1 in 10–21 evaluations). The committed network is the one the search measured: the same apply at the same γ.
 /// `acceptanceZ` > 0: the chosen γ is also refused unless its held-out decrease is at least that many
 /// standard errors of the per-sample differences (pairedZ; one more loss evaluation), so that a decrease
 /// the held-out samples cannot tell from noise adds nothing. 0: the float32 rounding margin alone.
