@@ -156,20 +156,16 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
     /// entries, TensorBoard, the live display, `growth` lines and the log. Returns the neurons added.
     let report (net: Network) (optimizer: IOptimizer) (log: RunLog) (board: TensorBoardLog) (epoch: int) (stepIndex: int)
                (state: RunState) (events: GammaSearch.GrowthEvent list) =
-        let last = match state.LastGammas with | null -> [||] | g -> g
-        let updated = Array.init net.JunctionCount (fun j -> if j < last.Length then last[j] else 0.0)
-        for e in events do
-            if e.NextStart > 0.0 then updated[e.Junction] <- e.NextStart
-        state.LastGammas <- updated
-        let accepted = match state.AcceptedGammas with | null -> [||] | g -> g
-        let acceptedNow = Array.init net.JunctionCount (fun j -> if j < accepted.Length then accepted[j] else 0.0)
-        for e in events do
-            if e.Added > 0 && e.Gamma > 0.0 then acceptedNow[e.Junction] <- e.Gamma
-        state.AcceptedGammas <- acceptedNow
-        let empty = match state.EmptyInARow with | null -> [||] | e -> e
-        let emptyNow = Array.init net.JunctionCount (fun j -> if j < empty.Length then empty[j] else 0)
-        for e in events do emptyNow[e.Junction] <- if e.Added > 0 then 0 else emptyNow[e.Junction] + 1
-        state.EmptyInARow <- emptyNow
+        // A per-junction array of the state (null or short in older checkpoints: padded with `zero`), each
+        // event's junction set to `next event current`.
+        let perJunction (current: 'T[] | null) (zero: 'T) (next: GammaSearch.GrowthEvent -> 'T -> 'T) =
+            let old = match current with | null -> [||] | a -> a
+            let now = Array.init net.JunctionCount (fun j -> if j < old.Length then old[j] else zero)
+            for e in events do now[e.Junction] <- next e now[e.Junction]
+            now
+        state.LastGammas <- perJunction state.LastGammas 0.0 (fun e g -> if e.NextStart > 0.0 then e.NextStart else g)
+        state.AcceptedGammas <- perJunction state.AcceptedGammas 0.0 (fun e g -> if e.Added > 0 && e.Gamma > 0.0 then e.Gamma else g)
+        state.EmptyInARow <- perJunction state.EmptyInARow 0 (fun e n -> if e.Added > 0 then 0 else n + 1)
         optimizer.AfterGrowth ()
         board.Growth events
         for e in events do
