@@ -202,7 +202,7 @@ let read (folder: string) (key: Key) : Result<InputWhitening.InputCovariance opt
 
 /// Junction j's InputCovariance on (x, y) from the cache in `folder` (null or empty: no cache), else
 /// computed by `compute` and written there: in the caller's time, or with `background` on a thread-pool
-/// thread once its bytes are taken (Writing: the run waits for it when it ends, not when it grows; the
+/// thread once its tensors are copied (Writing: the run waits for it when it ends, not when it grows; the
 /// entry's hash and file cost 0.4–0.6 s of a CIFAR-10-shaped run's first growth step). A damaged or mismatched entry is reported through `warn`,
 /// recomputed and rewritten; a folder that cannot be written is reported through `warn` and the result
 /// used without being kept. The tensors come back in the dtype and on the device of x.
