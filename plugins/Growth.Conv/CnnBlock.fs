@@ -98,6 +98,18 @@ type CnnBlock(stages: ConvStage[], head: string, lastMap: int64, dense: IGrowabl
               yield j, (fun t -> JunctionRecord (t.DenseIn[i], t.DenseIn[i + 1], t.DenseOut[i + 1], AOutput = t.DenseOut[i])), DenseAt i ]
     let junctions = junctionList |> List.map (fun (j, _, _) -> j) |> List.toArray
 
+    /// Conv stage `s` after its conv output `z`: normalisation, σ, pool.
+    let afterConv (s: ConvStage) (z: Tensor) (pass: ForwardPass) =
+        let normed = match s.Norm with Some n -> n.Forward (z, pass) | None -> z
+        let a = (s.Conv :> IGrowableLayer).Activate normed
+        match s.Spec.Pool with
+        | "max2" -> torch.nn.functional.max_pool2d (a, 2L)
+        | "avg2" -> torch.nn.functional.avg_pool2d (a, 2L)
+        | _ -> a
+
+    /// The dense layers' input from the last conv stage's output.
+    let headOf (h: Tensor) = if head = "gap" then h.mean ([| 2L; 3L |]) else h.flatten 1L
+
     /// Conv stages `start`.. on `input`, then the head: the dense layers' input. When `trace` is
     /// given, each stage's conv input and output are stored in it.
     /// The first stage's existing conv outputs are reused from `kept` (see Junctions.outputsReusing).
@@ -108,13 +120,14 @@ type CnnBlock(stages: ConvStage[], head: string, lastMap: int64, dense: IGrowabl
             let conv = s.Conv :> IGrowableLayer
             let z = if i = start then Junctions.outputsReusing conv h kept else conv.Forward h
             trace |> Option.iter (fun (convIn, convOut) -> convIn[i] <- h; convOut[i] <- z)
-            let normed = match s.Norm with Some n -> n.Forward (z, pass) | None -> z
-            let a = (s.Conv :> IGrowableLayer).Activate normed
-            h <- match s.Spec.Pool with
-                 | "max2" -> torch.nn.functional.max_pool2d (a, 2L)
-                 | "avg2" -> torch.nn.functional.avg_pool2d (a, 2L)
-                 | _ -> a
-        if head = "gap" then h.mean ([| 2L; 3L |]) else h.flatten 1L
+            h <- afterConv s z pass
+        headOf h
+
+    /// Where junction's A sits in this block.
+    let aLayerOf (junction: IJunction) =
+        match junctionList |> List.tryFind (fun (j, _, _) -> obj.ReferenceEquals (j, junction)) with
+        | None -> invalidArg (nameof junction) $"Junction {junction.Name} is not in block {name}."
+        | Some (_, _, at) -> at
 
     /// The conv stages (for tests and tools that look inside, never for the engine).
     member _.Stages = stages
@@ -159,10 +172,24 @@ type CnnBlock(stages: ConvStage[], head: string, lastMap: int64, dense: IGrowabl
 
     interface IResumableBlock with
         member _.ForwardFrom(junction, aInput, aOutput, pass) =
-            match junctionList |> List.tryFind (fun (j, _, _) -> obj.ReferenceEquals (j, junction)) with
-            | None -> invalidArg (nameof junction) $"Junction {junction.Name} is not in block {name}."
-            | Some (_, _, ConvStageAt i) -> Junctions.chainFrom dense 0 (convStagesFrom i aInput aOutput pass None) null
-            | Some (_, _, DenseAt i) -> Junctions.chainFrom dense i aInput aOutput
+            match aLayerOf junction with
+            | ConvStageAt i -> Junctions.chainFrom dense 0 (convStagesFrom i aInput aOutput pass None) null
+            | DenseAt i -> Junctions.chainFrom dense i aInput aOutput
+
+    interface IResumableAfterB with
+        member _.BOutputFrom(junction, _, aInput, aOutput, pass) =
+            match aLayerOf junction with
+            | ConvStageAt i ->
+                let h = afterConv stages[i] (Junctions.outputsReusing convs[i] aInput aOutput) pass
+                // B is the next conv, or after the last conv the first dense layer behind the head.
+                if i < stages.Length - 1 then convs[i + 1].Forward h else dense[0].Forward (headOf h)
+            | DenseAt i -> dense[i + 1].Forward (dense[i].Activate (Junctions.outputsReusing dense[i] aInput aOutput))
+        member _.ForwardAfterB(junction, _, bOutput, pass) =
+            match aLayerOf junction with
+            | ConvStageAt i when i < stages.Length - 1 ->
+                Junctions.chainFrom dense 0 (convStagesFrom (i + 2) (afterConv stages[i + 1] bOutput pass) null pass None) null
+            | ConvStageAt _ -> Junctions.chainAfter dense 0 bOutput
+            | DenseAt i -> Junctions.chainAfter dense (i + 1) bOutput
 
 /// Builds "cnn" blocks from a layer list: conv layers first, then dense layers; the output layer
 /// (one neuron per class) is added.

@@ -57,6 +57,22 @@ type BasicBlock(conv1: ConvLayer, bn1: GrowableBatchNorm, conv2: ConvLayer, bn2:
                 ConvRows.convToConv mode r.AInput (ConvRows.geometryOf conv1) false 1 r.BInput (ConvRows.geometryOf conv2) false g true maxRows gen),
             (fun f -> match mode with ConvRows.Full -> ConvRows.fullKernels conv2.Kernel f | ConvRows.Restricted -> f.alias ())) :> IJunction
 
+    /// conv2's pre-normalisation output with `input` entering the block (A reads the block's input).
+    let conv2Output (input: Tensor) (pass: ForwardPass) =
+        (conv2 :> IGrowableLayer).Forward (torch.nn.functional.relu (bn1.Forward ((conv1 :> IGrowableLayer).Forward input, pass)))
+
+    /// The block's output from conv2's pre-normalisation output z2 and the block's input (the shortcut's).
+    let afterConv2 (input: Tensor) (z2: Tensor) (pass: ForwardPass) =
+        let main = bn2.Forward (z2, pass)
+        let skip =
+            match shortcut with
+            | Some (c, n) -> n.Forward ((c :> IGrowableLayer).Forward input, pass)
+            | None -> input
+        torch.nn.functional.relu (main + skip)
+
+    let ownJunction (j: IJunction) =
+        if not (obj.ReferenceEquals (j, junction)) then invalidArg (nameof j) $"Junction {j.Name} is not in block {name}."
+
     interface IModelBlock with
         member _.Kind = "resnet-basic"
         member _.Junctions = [| junction |]
@@ -84,15 +100,18 @@ type BasicBlock(conv1: ConvLayer, bn1: GrowableBatchNorm, conv2: ConvLayer, bn2:
             match pass.Records with
             | null -> ()
             | records -> records[junction] <- JunctionRecord (input, h, z2)
-            let main = bn2.Forward (z2, pass)
-            let skip =
-                match shortcut with
-                | Some (c, n) -> n.Forward ((c :> IGrowableLayer).Forward input, pass)
-                | None -> input
-            torch.nn.functional.relu (main + skip)
+            afterConv2 input z2 pass
         member _.Dispose() =
             for d in [ conv1 :> IDisposable; bn1; conv2; bn2 ] do d.Dispose ()
             shortcut |> Option.iter (fun (c, n) -> (c :> IDisposable).Dispose (); (n :> IDisposable).Dispose ())
+
+    interface IResumableAfterB with
+        member _.BOutputFrom(j, blockInput, _, _, pass) =
+            ownJunction j
+            conv2Output blockInput pass
+        member _.ForwardAfterB(j, blockInput, bOutput, pass) =
+            ownJunction j
+            afterConv2 blockInput bOutput pass
 
 type BasicBlockKind() =
     interface IBlockKind with

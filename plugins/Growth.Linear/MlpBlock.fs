@@ -20,6 +20,12 @@ type MlpBlock(layers: IGrowableLayer[], specs: LayerSpec[], outputBias: bool, na
                     Junctions.denseRows a b,
                     id) |]
 
+    /// Junction i's A is layer i, its B layer i + 1.
+    let indexOf (junction: IJunction) =
+        match Array.IndexOf (junctions, junction) with
+        | -1 -> invalidArg (nameof junction) $"Junction {junction.Name} is not in block {name}."
+        | i -> i
+
     interface IModelBlock with
         member _.Kind = "mlp"
         member _.Junctions = junctions
@@ -45,11 +51,13 @@ type MlpBlock(layers: IGrowableLayer[], specs: LayerSpec[], outputBias: bool, na
         member _.Dispose() = layers |> Array.iter (fun l -> l.Dispose ())
 
     interface IResumableBlock with
-        member _.ForwardFrom(junction, aInput, aOutput, _) =
-            // Junction i's A is layer i.
-            match Array.IndexOf (junctions, junction) with
-            | -1 -> invalidArg (nameof junction) $"Junction {junction.Name} is not in block {name}."
-            | i -> Junctions.chainFrom layers i aInput aOutput
+        member _.ForwardFrom(junction, aInput, aOutput, _) = Junctions.chainFrom layers (indexOf junction) aInput aOutput
+
+    interface IResumableAfterB with
+        member _.BOutputFrom(junction, _, aInput, aOutput, _) =
+            let i = indexOf junction
+            layers[i + 1].Forward (layers[i].Activate (Junctions.outputsReusing layers[i] aInput aOutput))
+        member _.ForwardAfterB(junction, _, bOutput, _) = Junctions.chainAfter layers (indexOf junction + 1) bOutput
 
 /// Builds "mlp" blocks: the hidden layers of the spec, each by its kind ("dense", or a plugin's kind,
 /// which must be dense-shaped: y = xWᵀ + b on the flattened input with parameters [W, b], since

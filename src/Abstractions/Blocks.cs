@@ -114,6 +114,24 @@ public interface IResumableBlock
     Tensor ForwardFrom(IJunction junction, Tensor aInput, Tensor? aOutput, ForwardPass pass);
 }
 
+/// <summary>Optional for a block: where the γ search of a unit proposal resumes. A unit proposal
+/// (<see cref="NeuronProposal.FanOutAmplitude"/>) changes nothing in its block but B's pre-activation
+/// output, and that linearly in γ: Z(γ) = Z(0) + γ·ΔZ. The search keeps Z(0) (the record's
+/// <see cref="JunctionRecord.BOutput"/>), computes ΔZ once with <see cref="BOutputFrom"/>, and evaluates
+/// every γ from B's output on, without A and B. Both must equal <see cref="IModelBlock.Forward"/> to
+/// rounding on the samples that produced their inputs.</summary>
+public interface IResumableAfterB
+{
+    /// <summary>B's pre-activation output (what the record's BOutput holds) with <paramref name="aInput"/>
+    /// entering <paramref name="junction"/>'s A; <paramref name="aOutput"/> as in
+    /// <see cref="IResumableBlock.ForwardFrom"/> (null: A computes every channel).</summary>
+    Tensor BOutputFrom(IJunction junction, Tensor blockInput, Tensor aInput, Tensor? aOutput, ForwardPass pass);
+    /// <summary>The block's output when <paramref name="junction"/>'s B has produced the pre-activation
+    /// output <paramref name="bOutput"/> on the samples whose block input is <paramref name="blockInput"/>
+    /// (a residual block's shortcut reads it).</summary>
+    Tensor ForwardAfterB(IJunction junction, Tensor blockInput, Tensor bOutput, ForwardPass pass);
+}
+
 /// <summary>What a block is built from. Presets and the Model:Layers list form are expanded into these.</summary>
 public sealed class BlockSpec
 {

@@ -205,27 +205,65 @@ let keepSearchSamples (net: Network) (j: int) (heldX: torch.Tensor) (heldY: torc
     { Points = kept |> Array.map (fun (p, _, _) -> p); Labels = kept |> Array.map (fun (_, l, _) -> l); Count = n
       Loss0 = lossSum / float n; Losses0 = kept |> Array.collect (fun (_, _, l) -> l) }
 
-/// `ofChunk logits labels` for every chunk of kept search samples with the candidate applied at γ (then undone):
-/// the forward from A on, without the layers before A nor A's existing channels.
-let private overCandidate (net: Network) (samples: SearchSamples) (proposal: NeuronProposal) (statistics: JunctionStatistics) (gamma: float)
-                          (ofChunk: torch.Tensor -> torch.Tensor -> 'T) : 'T[] =
+/// A unit proposal's change of B's pre-activation output per unit γ, one tensor per chunk of kept search
+/// samples. A unit proposal (FanOutAmplitude) changes nothing before B and B's output linearly in γ,
+/// Z(γ) = Z(0) + γ·PerGamma, so every γ is evaluated from B's output on (IResumableAfterB), without A and B:
+/// on the Fashion-MNIST CNN the first junction's A and B run at 28×28 and 14×14, most of an evaluation.
+type LinearChange = { Outputs0: torch.Tensor[]; PerGamma: torch.Tensor[] }
+
+/// The proposal's LinearChange on the kept samples (one forward of A and B with the candidate at γ = 1,
+/// less the kept Z(0)); None when the proposal is not a unit one or a chunk's block cannot resume after B.
+/// The tensors go to the caller's dispose scope. ΔZ is a difference of two float32 outputs, so Z(γ) carries
+/// a rounding of about γ·u₃₂·|Z| where the full forward has u₃₂·|Z| (SearchResumeTests bounds the loss).
+let linearChange (net: Network) (samples: SearchSamples) (proposal: NeuronProposal) (statistics: JunctionStatistics) : LinearChange option =
+    let outputs0 = samples.Points |> Array.choose (fun p -> match p.BOutput with NonNull z -> Some z | _ -> None)
+    if not proposal.FanOutAmplitude || proposal.Count = 0 || outputs0.Length <> samples.Points.Length then None
+    else
+        use _ = torch.no_grad ()
+        let applied = Candidate.apply net samples.Points[0].Junction proposal statistics 1.0
+        try
+            Some { Outputs0 = outputs0
+                   PerGamma =
+                     [| for point, z0 in Array.zip samples.Points outputs0 do
+                          use chunk = torch.NewDisposeScope ()
+                          let atOne = net.BOutputFrom (point, ForwardPass.Probe)
+                          yield (atOne.sub z0).MoveToOuterDisposeScope () |] }
+        finally Candidate.undo applied
+
+/// `ofChunk logits labels` for every chunk of kept search samples with the candidate at γ: from B's output on
+/// when its LinearChange is given, else with the candidate applied (then undone) by the forward from A on,
+/// without the layers before A nor A's existing channels.
+let private overCandidate (net: Network) (samples: SearchSamples) (proposal: NeuronProposal) (statistics: JunctionStatistics)
+                          (change: LinearChange option) (gamma: float) (ofChunk: torch.Tensor -> torch.Tensor -> 'T) : 'T[] =
     use _ = torch.no_grad ()
     use scope = torch.NewDisposeScope ()
-    let applied = Candidate.apply net samples.Points[0].Junction proposal statistics gamma
-    try
-        [| for point, labels in Array.zip samples.Points samples.Labels do
+    match change with
+    | Some change ->
+        [| for i in 0 .. samples.Points.Length - 1 do
              use chunk = torch.NewDisposeScope ()
-             yield ofChunk (net.ForwardFrom (point, ForwardPass.Probe)) labels |]
-    finally Candidate.undo applied
+             let point = samples.Points[i]
+             let z = change.Outputs0[i].add (change.PerGamma[i], gamma.ToScalar ())
+             yield ofChunk (net.ForwardAfterB (point, z, ForwardPass.Probe)) samples.Labels[i] |]
+    | None ->
+        let applied = Candidate.apply net samples.Points[0].Junction proposal statistics gamma
+        try
+            [| for point, labels in Array.zip samples.Points samples.Labels do
+                 use chunk = torch.NewDisposeScope ()
+                 yield ofChunk (net.ForwardFrom (point, ForwardPass.Probe)) labels |]
+        finally Candidate.undo applied
 
-/// candidateLoss from kept search samples: the same loss to rounding.
+/// candidateLoss from kept search samples (and the proposal's LinearChange, if any): the same loss to rounding.
+let candidateLossWith (change: LinearChange option) (net: Network) (samples: SearchSamples) (proposal: NeuronProposal) (statistics: JunctionStatistics) (gamma: float) =
+    Array.sum (overCandidate net samples proposal statistics change gamma Training.crossEntropySum) / float samples.Count
+
+/// candidateLossWith, the candidate applied at every γ.
 let candidateLossFrom (net: Network) (samples: SearchSamples) (proposal: NeuronProposal) (statistics: JunctionStatistics) (gamma: float) =
-    Array.sum (overCandidate net samples proposal statistics gamma Training.crossEntropySum) / float samples.Count
+    candidateLossWith None net samples proposal statistics gamma
 
-/// Per-sample held-out losses (float64) with the candidate applied at γ, from kept search samples: the losses whose
-/// mean candidateLossFrom gives (SearchSamples.Losses0 are those at γ = 0).
-let candidateLossesFrom (net: Network) (samples: SearchSamples) (proposal: NeuronProposal) (statistics: JunctionStatistics) (gamma: float) : float[] =
-    Array.concat (overCandidate net samples proposal statistics gamma perSampleLosses)
+/// Per-sample held-out losses (float64) at γ, from kept search samples: the losses whose mean candidateLossWith
+/// gives (SearchSamples.Losses0 are those at γ = 0).
+let candidateLossesWith (change: LinearChange option) (net: Network) (samples: SearchSamples) (proposal: NeuronProposal) (statistics: JunctionStatistics) (gamma: float) : float[] =
+    Array.concat (overCandidate net samples proposal statistics change gamma perSampleLosses)
 
 /// The paired z of a held-out decrease: mean(d) / (sd(d)/√n) with d_i = before_i − after_i, the same samples
 /// before and after (their common difficulty cancels). +∞ when every d_i is the same positive number, NaN with
@@ -328,7 +366,8 @@ let growJunctionTested (acceptanceZ: float) (start: float) (borrowed: float) (am
             // A unit proposal's features are at the existing units' scale; what γ scales is the fan-out.
             | None when proposal.FanOutAmplitude && proposal.Count > 0 && amplitudeRatio > 0.0 -> NewUnits.fanOutBound amplitudeRatio junction proposal
             | None -> infinity
-        let lossAt gamma = if gamma = 0.0 then samples.Loss0 else candidateLossFrom net samples proposal statistics gamma
+        let change = if fixedAmplitude then None else linearChange net samples proposal statistics
+        let lossAt gamma = if gamma = 0.0 then samples.Loss0 else candidateLossWith change net samples proposal statistics gamma
         let search =
             if fixedAmplitude then
                 { Gamma = proposal.Amplitude.Value; Loss = lossAt proposal.Amplitude.Value; Loss0 = lossAt 0.0; Evaluations = 2; Lowest = proposal.Amplitude.Value }
@@ -337,7 +376,7 @@ let growJunctionTested (acceptanceZ: float) (start: float) (borrowed: float) (am
         // add neurons: below this margin γ = 0 wins. A γ whose loss is above L(0) is never accepted.
         let overMargin = not fixedAmplitude && search.Loss0 - search.Loss > acceptanceMargin * abs search.Loss0
         // The held-out test: one more loss evaluation, per sample, at the chosen γ (L_i(0) were kept with the samples).
-        let z = if overMargin && acceptanceZ > 0.0 then pairedZ samples.Losses0 (candidateLossesFrom net samples proposal statistics search.Gamma) else nan
+        let z = if overMargin && acceptanceZ > 0.0 then pairedZ samples.Losses0 (candidateLossesWith change net samples proposal statistics search.Gamma) else nan
         let search = if Double.IsNaN z then search else { search with Evaluations = search.Evaluations + 1 }
         let accepted = overMargin && (acceptanceZ <= 0.0 || z >= acceptanceZ)
         // One more loss evaluation, for accepted searched candidates only: the held-out slope.

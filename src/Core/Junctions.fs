@@ -75,6 +75,11 @@ let chainFrom (layers: IGrowableLayer[]) (start: int) (input: Tensor) (kept: Ten
         h <- if i = layers.Length - 1 then z else layers[i].Activate z
     h
 
+/// The chain's output when layer `b` has produced the pre-activation output `bOutput` (what chainForward
+/// computes from there on).
+let chainAfter (layers: IGrowableLayer[]) (b: int) (bOutput: Tensor) : Tensor =
+    if b = layers.Length - 1 then bOutput.alias () else chainFrom layers (b + 1) (layers[b].Activate bOutput) null
+
 /// Means and variances of the new channels' inputs z_k = α_kᵀp, from A's patch moments:
 /// E z = α·E p, Var z = αᵀ E[ppᵀ] α − (E z)².
 let newChannelMoments (fanIn: Tensor) (statistics: JunctionStatistics) =
@@ -117,8 +122,9 @@ type AppliedGrowth private (replaced: Replaced list) =
 /// Applies `proposal` at γ: W_B ← W_B − γ²δ (when δ is set); B gains columns `fanOutOf (γ·ω)`
 /// (a junction through a flatten spreads each neuron over positions); A gains rows γ·α; the
 /// normalisation after A (if any) gains channels that pass the new inputs through.
-/// A FanOutAmplitude proposal on a junction with a normalisation (new units "unit"): A gains rows α
-/// as given, the normalisation standardises them (weight 1, bias 0), W_B ← W_B − γδ.
+/// A FanOutAmplitude proposal (new units "unit", which the engine makes only where a normalisation follows
+/// A): A gains rows α as given, the normalisation (if any) standardises them (weight 1, bias 0), W_B ← W_B − γδ;
+/// the change is linear in γ, as NeuronProposal's contract says (the γ search relies on it: GammaSearch.linearChange).
 let apply (a: IGrowableLayer) (norm: IGrowingNorm option) (b: IGrowableLayer) (fanOutOf: Tensor -> Tensor)
           (proposal: NeuronProposal) (gamma: float) (statistics: JunctionStatistics) : IAppliedGrowth =
     if gamma <= 0.0 then AppliedGrowth.None
@@ -133,7 +139,7 @@ let apply (a: IGrowableLayer) (norm: IGrowingNorm option) (b: IGrowableLayer) (f
             if bReplaced then before |> Array.iter (fun p -> p.Dispose ())
             bReplaced <- true
         // Unit new units (FanOutAmplitude): γ on B only, so the change is linear in γ.
-        let unit = proposal.FanOutAmplitude && norm.IsSome
+        let unit = proposal.FanOutAmplitude
         match proposal.Delta with
         | null -> ()
         | delta -> replaceB (b.UpdateExisting (delta, (if unit then gamma else gamma * gamma)))

@@ -9,9 +9,12 @@ open TinyGrow.Abstractions
 
 /// What a forward pass through junction j leaves that no candidate at j can change: the input of
 /// j's block, j's A input and, when the block can resume at A (IResumableBlock), A's pre-activation
-/// output (a candidate only appends channels to it). The tensors belong to the dispose scope of the
-/// pass that made them.
-type ResumePoint = { Junction: int; Block: int; BlockInput: torch.Tensor; AInput: torch.Tensor; AOutput: torch.Tensor | null }
+/// output (a candidate only appends channels to it). BOutput, when the block can resume after B
+/// (IResumableAfterB): B's pre-activation output as it is, which a unit proposal changes linearly in γ.
+/// The tensors belong to the dispose scope of the pass that made them.
+type ResumePoint =
+    { Junction: int; Block: int; BlockInput: torch.Tensor; AInput: torch.Tensor; AOutput: torch.Tensor | null
+      BOutput: torch.Tensor | null }
 
 type Network(blocks: IModelBlock[]) =
     let junctions = blocks |> Array.collect (fun b -> Seq.toArray b.Junctions)
@@ -78,7 +81,8 @@ type Network(blocks: IModelBlock[]) =
                         | :? IResumableBlock, NonNull kept -> kept
                         | :? IResumableBlock, _ -> junctions[j].A.Forward r.AInput
                         | _ -> null
-                    point <- { Junction = j; Block = i; BlockInput = input; AInput = r.AInput; AOutput = aOutput }
+                    let bOutput: torch.Tensor | null = match blocks[i] with :? IResumableAfterB -> r.BOutput | _ -> null
+                    point <- { Junction = j; Block = i; BlockInput = input; AInput = r.AInput; AOutput = aOutput; BOutput = bOutput }
                 | _ -> invalidOp $"Block did not record junction {junctions[j].Name} in a recording pass."
             else h <- blocks[i].Forward (h, pass)
         h, point
@@ -92,6 +96,23 @@ type Network(blocks: IModelBlock[]) =
             match blocks[point.Block] with
             | :? IResumableBlock as resumable -> resumable.ForwardFrom (junctions[point.Junction], point.AInput, point.AOutput, pass)
             | block -> block.Forward (point.BlockInput, pass)
+        for i in point.Block + 1 .. blocks.Length - 1 do h <- blocks[i].Forward (h, pass)
+        h
+
+    /// B's pre-activation output from a resume point, with whatever candidate is applied at its junction
+    /// (IResumableAfterB.BOutputFrom); equals the record's BOutput on the input that made the point, to rounding.
+    member _.BOutputFrom(point: ResumePoint, pass: ForwardPass) : torch.Tensor =
+        match blocks[point.Block] with
+        | :? IResumableAfterB as resumable -> resumable.BOutputFrom (junctions[point.Junction], point.BlockInput, point.AInput, point.AOutput, pass)
+        | block -> invalidOp $"Block {block.Kind} cannot resume after a junction's B (no IResumableAfterB)."
+
+    /// The network's output when the point's junction's B has produced `bOutput` (pre-activation) on the
+    /// samples of the point: the owning block resumes after B, the blocks after it run as usual.
+    member _.ForwardAfterB(point: ResumePoint, bOutput: torch.Tensor, pass: ForwardPass) : torch.Tensor =
+        let mutable h =
+            match blocks[point.Block] with
+            | :? IResumableAfterB as resumable -> resumable.ForwardAfterB (junctions[point.Junction], point.BlockInput, bOutput, pass)
+            | block -> invalidOp $"Block {block.Kind} cannot resume after a junction's B (no IResumableAfterB)."
         for i in point.Block + 1 .. blocks.Length - 1 do h <- blocks[i].Forward (h, pass)
         h
 

@@ -54,7 +54,7 @@ let tests =
             Expect.throwsC (fun () -> GammaSearch.pairedZ [| 1.0; 2.0 |] [| 1.0 |] |> ignore) (fun e -> Expect.stringContains e.Message "1 losses after for 2 before" "names the lengths")
         }
 
-        test "the kept samples' per-sample losses at γ = 0, and candidateLossesFrom's at γ > 0, average to the search's losses" {
+        test "the kept samples' per-sample losses at γ = 0, and candidateLossesWith's at γ > 0, average to the search's losses" {
             let net, stats, proposal = junction ()
             use net = net
             use stats = stats
@@ -67,7 +67,7 @@ let tests =
             Expect.equal samples.Losses0.Length 512 "γ = 0: one loss per held-out sample"
             Expect.floatClose Accuracy.high (Array.average samples.Losses0) samples.Loss0 "γ = 0: the mean is L(0)"
             for gamma in [ 0.3; 2.0 ] do
-                let losses = GammaSearch.candidateLossesFrom net samples proposal stats gamma
+                let losses = GammaSearch.candidateLossesWith None net samples proposal stats gamma
                 Expect.equal losses.Length 512 $"γ = {gamma}: one loss per held-out sample"
                 Expect.floatClose Accuracy.high (Array.average losses) (GammaSearch.candidateLossFrom net samples proposal stats gamma) $"γ = {gamma}: the mean is the search's loss"
             // The candidate is undone: the network's loss is what it was.

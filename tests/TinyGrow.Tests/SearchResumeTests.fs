@@ -31,7 +31,7 @@ let private maxAbsDiff (a: torch.Tensor) (b: torch.Tensor) =
 
 /// Models whose junctions sit at every kind of place: deep in an MLP, a conv → conv junction behind a
 /// conv with BatchNorm and an average pool, conv → flatten → dense, dense → dense after a CNN, and
-/// ResNet blocks (no IResumableBlock: they run from their own input), with the junctions to check:
+/// ResNet blocks (no IResumableBlock: they run from their own input; they resume after B), with the junctions to check:
 /// a ResNet's first ones (a stride-1 block, and one with a projection shortcut); its last ones read
 /// 512·9-wide patches, whose whitening alone takes seconds.
 let private models () : (string * Network * torch.Tensor * torch.Tensor * int list) list =
@@ -51,8 +51,62 @@ let private models () : (string * Network * torch.Tensor * torch.Tensor * int li
       "cnn", cnnNet, cnnX, labels 908L 128L 3L, [ 0 .. cnnNet.JunctionCount - 1 ]
       "resnet18", resnet, resnetX, labels 909L 16L 3L, [ 0; 1; 2 ] ]
 
+/// `proposal` as a unit proposal (FanOutAmplitude: A's rows as given, γ on B's columns and δ only).
+let private asUnit (proposal: NeuronProposal) =
+    new NeuronProposal (proposal.FanIn.clone (), proposal.FanOut.clone (), (match proposal.Delta with NonNull d -> d.clone () | _ -> null),
+                        proposal.DeltaDecrease, proposal.NeuronScores, proposal.ActivationSlope, proposal.Bottleneck, FanOutAmplitude = true)
+
 let tests =
     testList "γ search resumed at the junction" [
+        test "after B: the kept B output resumes the forward bit for bit, and a unit proposal's Z(0) + γΔZ gives the full forward's loss to rounding, at every junction of every block kind" {
+            for name, net, x, y, junctions in models () do
+                use net = net
+                use x = x
+                use y = y
+                let stats = StatisticsPass.statisticsPass net x y x.shape[0]
+                try
+                    use _ = torch.no_grad ()
+                    for j in junctions do
+                        use scope = torch.NewDisposeScope ()
+                        let full = net.Forward (x, ForwardPass.Probe)
+                        let _, point = net.ForwardKeeping (x, j, ForwardPass.Probe)
+                        match point.BOutput with
+                        | null -> failtest $"{name} junction {j}: every shipped block kind keeps B's output"
+                        | z0 ->
+                            Expect.isTrue (bitEqual (net.ForwardAfterB (point, z0, ForwardPass.Probe)) full) $"{name} junction {j}: resumed after B = full"
+                            Expect.isTrue (bitEqual (net.BOutputFrom (point, ForwardPass.Probe)) z0) $"{name} junction {j}: B's output from the point = the kept one"
+                        use proposal = propose net j stats[j] 2 (options 0.0 true)
+                        Expect.isGreaterThan proposal.Count 0 $"{name} junction {j}: a proposal to check"
+                        use unit = asUnit proposal
+                        let samples = GammaSearch.keepSearchSamples net j x y
+                        match GammaSearch.linearChange net samples unit stats[j] with
+                        | None -> failtest $"{name} junction {j}: a unit proposal on a block that resumes after B has a linear change"
+                        | Some change ->
+                            for gamma in [ 0.25; 1.0; 3.0; 40.0 ] do
+                                let direct = GammaSearch.candidateLoss net j unit stats[j] x y gamma
+                                let linear = GammaSearch.candidateLossWith (Some change) net samples unit stats[j] gamma
+                                Expect.isGreaterThan (abs (direct - samples.Loss0)) (100.0 * lossRounding * max 1.0 gamma * direct) $"{name} junction {j}, γ = {gamma}: the candidate changes the loss far beyond the tolerance"
+                                Expect.isLessThanOrEqual (abs (linear - direct)) (lossRounding * max 1.0 gamma * direct) $"{name} junction {j}, γ = {gamma}: {linear} from B vs {direct} full"
+                        // Not a unit proposal: γ also scales A's rows, nothing is linear, and the search applies it.
+                        Expect.isNone (GammaSearch.linearChange net samples proposal stats[j]) $"{name} junction {j}: no linear change for a proposal with γ on both sides"
+                finally stats |> Array.iter (fun s -> s.Dispose ())
+        }
+
+        test "a unit proposal's search (from B's output) commits the network whose probe loss it measured, to rounding" {
+            for name, net, x, y, _ in models () do
+                use net = net
+                use x = x
+                use y = y
+                use stats = (StatisticsPass.statisticsPass net x y x.shape[0])[1]
+                use proposal = propose net 1 stats 3 (options 0.0 true)
+                use unit = asUnit proposal
+                let event = GammaSearch.growJunctionWithin 2.0 net 1 unit stats x y
+                Expect.isGreaterThan event.Added 0 $"{name}: neurons added (else this test shows nothing)"
+                let after = Training.probeLoss net x y
+                Expect.isLessThanOrEqual (abs (after - event.LossAfter)) (lossRounding * max 1.0 event.Gamma * after) $"{name}: probe loss after commit at γ = {event.Gamma}: {after} vs the search's {event.LossAfter}"
+                Expect.isGreaterThan (event.LossBefore - after) (100.0 * lossRounding * max 1.0 event.Gamma * after) $"{name}: the commit lowered the loss beyond the tolerance"
+        }
+
         test "ForwardFrom at every junction equals the full probe forward: bit for bit as it is, to rounding with a candidate applied" {
             for name, net, x, y, junctions in models () do
                 use net = net
