@@ -56,8 +56,47 @@ let private asUnit (proposal: NeuronProposal) =
     new NeuronProposal (proposal.FanIn.clone (), proposal.FanOut.clone (), (match proposal.Delta with NonNull d -> d.clone () | _ -> null),
                         proposal.DeltaDecrease, proposal.NeuronScores, proposal.ActivationSlope, proposal.Bottleneck, FanOutAmplitude = true)
 
+/// An mlp block whose resume after B scales the logits (a faulty block plugin): everything else is the mlp's.
+type private OffAfterB(inner: IModelBlock) =
+    interface IModelBlock with
+        member _.Kind = "off-after-b"
+        member _.Junctions = inner.Junctions
+        member _.Parameters = inner.Parameters
+        member _.Buffers = inner.Buffers
+        member _.CurrentSpec = inner.CurrentSpec
+        member _.OutputShape = inner.OutputShape
+        member _.Forward(x, pass) = inner.Forward (x, pass)
+        member _.Dispose() = inner.Dispose ()
+    interface IResumableAfterB with
+        member _.BOutputFrom(j, blockInput, aInput, aOutput, pass) = (inner :?> IResumableAfterB).BOutputFrom (j, blockInput, aInput, aOutput, pass)
+        member _.ForwardAfterB(j, blockInput, z, pass) = (inner :?> IResumableAfterB).ForwardAfterB (j, blockInput, z, pass) * 2.0
+
 let tests =
     testList "γ search resumed at the junction" [
+        test "a block whose resume after B does not match its forward stops the search as a plugin fault naming the block and the junction" {
+            use g = new torch.Generator (941UL)
+            let inner = mlpKind.Create (BlockSpec (Kind = "mlp", Layers = ResizeArray [ spec 3 64 "tanh" true; spec 3 64 "tanh" true ], IsOutput = true),
+                                        BlockContext ([| 6L |], 3, layerKinds, torch.CPU, f32, g, "mlp"))
+            use net = new Network ([| new OffAfterB (inner) :> IModelBlock |])
+            use x = (TestUtil.randn 942L 64L 6L).to_type f32
+            use y = labels 943L 64L 3L
+            use stats = (StatisticsPass.statisticsPass net x y 64L)[0]
+            use proposal = propose net 0 stats 2 (options 0.0 true)
+            use unit = asUnit proposal
+            use scope = torch.NewDisposeScope ()
+            let samples = GammaSearch.keepSearchSamples net 0 x y
+            let message =
+                try
+                    GammaSearch.linearChange net samples unit stats |> ignore
+                    failtest "a resume off by a factor on the logits passed"
+                with :? ProposalCheck.PluginFaultException as e -> e.Message
+            for part in [ "off-after-b"; net.Junctions[0].Name; "IResumableAfterB"; "Fix the block plugin" ] do
+                Expect.stringContains message part "the message names the block, the junction, the contract and the fix"
+            // Nothing stays applied: the network is the one before the search.
+            Expect.equal net.Widths [| 3; 3 |] "widths unchanged"
+            Expect.floatClose Accuracy.veryHigh (Training.probeLoss net x y) samples.Loss0 "loss unchanged"
+        }
+
         test "after B: the kept B output resumes the forward bit for bit, and a unit proposal's Z(0) + γΔZ gives the full forward's loss to rounding, at every junction of every block kind" {
             for name, net, x, y, junctions in models () do
                 use net = net
