@@ -134,7 +134,7 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
     /// junction's γ search starts where its last one ended (GrowthEvent.NextStart; cold at first, then
     /// borrowed from the junctions of its kind that have accepted a γ, GammaSearch.borrowedStart).
     let contextFor (net: Network) (growth: GrowthOptions) (generator: torch.Generator) (whitenings: Lazy<Dictionary<int, InputWhitening.InputCovariance>>)
-                   (state: RunState) (heldX: torch.Tensor) (heldY: torch.Tensor) (searchChunk: int64) : Growth.GrowthContext =
+                   (state: RunState) (heldX: torch.Tensor) (heldY: torch.Tensor) : Growth.GrowthContext =
         let last = match state.LastGammas with | null -> [||] | g -> g
         let accepted = match state.AcceptedGammas with | null -> [||] | g -> g
         let kinds = net.Junctions |> Array.map GammaSearch.junctionKind
@@ -146,7 +146,6 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
           Generator = generator
           HeldX = heldX
           HeldY = heldY
-          SearchChunk = searchChunk
           StillProposing = (fun junction seconds ->
               logger.LogInformation ("Growth: strategy {Strategy} still proposing for junction {Junction} after {Seconds:f0} s (Growth:StrategyTimeoutSeconds = {Limit})",
                                      growingWith.Value.Name, junction, seconds, growth.StrategyTimeoutSeconds))
@@ -211,7 +210,7 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
             | Some (statsX, statsY), heldX, heldY -> statsX, statsY, heldX, heldY
             | None, _, _ -> invalidOp "A statistics pass needs statistics samples."
         observer.Growing (epoch, stepIndex)
-        let events = Growth.stepIn (contextFor net growth generator whitenings state heldX heldY (Growth.searchChunkFor net (Growth.passBatch growth statsX.shape[0]))) net stepIndex statsX statsY
+        let events = Growth.stepIn (contextFor net growth generator whitenings state heldX heldY) net stepIndex statsX statsY
         report net optimizer log board epoch stepIndex state events
 
     /// Growth:StatisticsFrom = "training": the junction(s) of `window` grow from its statistics:
@@ -223,7 +222,7 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
                        (window: TrainingStatistics.Window) =
         use scope = torch.NewDisposeScope ()
         let _, heldX, heldY = drawSamples growth data generator 0L
-        let context = contextFor net growth generator whitenings state heldX heldY (Growth.searchChunkFor net window.BatchSize)
+        let context = contextFor net growth generator whitenings state heldX heldY
         let stats = window.Finish ()
         try
             let events =

@@ -190,26 +190,20 @@ let private perSampleLosses (logits: torch.Tensor) (labels: torch.Tensor) =
     use wide = losses.to_type torch.ScalarType.Float64
     wide.data<float>().ToArray ()
 
-/// Keeps junction j's search samples (and L(0)) from one probe forward of (heldX, heldY), in chunks of `chunk`
-/// samples: each chunk is one BatchNorm batch of every evaluation (see GrowthContext.SearchChunk).
-let keepSearchSamplesIn (chunk: int64) (net: Network) (j: int) (heldX: torch.Tensor) (heldY: torch.Tensor) : SearchSamples =
+/// Keeps junction j's search samples (and L(0)) from one probe forward of (heldX, heldY).
+let keepSearchSamples (net: Network) (j: int) (heldX: torch.Tensor) (heldY: torch.Tensor) : SearchSamples =
     use _ = torch.no_grad ()
     let n = heldX.shape[0]
     if n = 0L then invalidArg (nameof heldX) "The γ search needs held-out samples (Growth:GammaSearchSamples ≥ 1 and a training split larger than the statistics samples)."
-    if chunk < 1L then invalidArg (nameof chunk) $"The γ search's chunk must hold at least one sample (got {chunk})."
     let mutable lossSum = 0.0
     let kept =
-        [| for start, count in Training.chunksOf chunk n do
+        [| for start, count in Training.probeChunks n do
              let logits, point = net.ForwardKeeping (heldX.narrow (0L, start, count), j, ForwardPass.Probe)
              let labels = heldY.narrow (0L, start, count)
              lossSum <- lossSum + Training.crossEntropySum logits labels
              yield point, labels, perSampleLosses logits labels |]
     { Points = kept |> Array.map (fun (p, _, _) -> p); Labels = kept |> Array.map (fun (_, l, _) -> l); Count = n
       Loss0 = lossSum / float n; Losses0 = kept |> Array.collect (fun (_, _, l) -> l) }
-
-/// keepSearchSamplesIn with Training.probeLoss's chunks (one BatchNorm batch of up to Training.probeChunk samples).
-let keepSearchSamples (net: Network) (j: int) (heldX: torch.Tensor) (heldY: torch.Tensor) : SearchSamples =
-    keepSearchSamplesIn Training.probeChunk net j heldX heldY
 
 /// A unit proposal's change of B's pre-activation output per unit γ, one tensor per chunk of kept search
 /// samples. A unit proposal (FanOutAmplitude) changes nothing before B and B's output linearly in γ,
@@ -371,15 +365,14 @@ let spreadsOf (net: Network) (j: int) (proposal: NeuronProposal) (statistics: Ju
 
 /// Searches γ for junction j's proposal below the amplitude bound (`amplitudeRatio`, see
 /// Amplitude; ≤ 0: none), starting at `start` (see lineSearchFrom; NaN: the cold search), and
-/// applies it if γ > 0. The held-out samples go through the network in chunks of `searchChunk`
-/// (GrowthContext.SearchChunk). A unit proposal (FanOutAmplitude) without a start of its own may jump to `borrowed`
+/// applies it if γ > 0. A unit proposal (FanOutAmplitude) without a start of its own may jump to `borrowed`
 /// (> 0; NaN: none), the γ other junctions of its kind chose (lineSearchWith): their new features are at
 /// the same unit scale, so their fan-out scales are alike (ResNet-20's in-block junctions chose 8–512, which
 /// a cold search reaches from 1 in 10–21 evaluations). The committed network is the one the search measured: the same apply at the same γ.
 /// `acceptanceZ` > 0: the chosen γ is also refused unless its held-out decrease is at least that many
 /// standard errors of the per-sample differences (pairedZ; one more loss evaluation), so that a decrease
 /// the held-out samples cannot tell from noise adds nothing. 0: the float32 rounding margin alone.
-let growJunctionTested (searchChunk: int64) (acceptanceZ: float) (start: float) (borrowed: float) (amplitudeRatio: float) (net: Network) (j: int) (proposal: NeuronProposal)
+let growJunctionTested (acceptanceZ: float) (start: float) (borrowed: float) (amplitudeRatio: float) (net: Network) (j: int) (proposal: NeuronProposal)
                        (statistics: JunctionStatistics) (heldX: torch.Tensor) (heldY: torch.Tensor) : GrowthEvent =
     let clock = Diagnostics.Stopwatch.StartNew ()
     let junction = net.Junctions[j]
@@ -390,13 +383,12 @@ let growJunctionTested (searchChunk: int64) (acceptanceZ: float) (start: float) 
     let borrowed = if not ownStart && proposal.FanOutAmplitude && proposal.Count > 0 && Double.IsFinite borrowed && borrowed > 0.0 then borrowed else nan
     let spreads, bound, search, start, slope, heldOutZ, accepted =
         use searchScope = torch.NewDisposeScope () // the kept samples go with the search
-        let samples = keepSearchSamplesIn searchChunk net j heldX heldY
+        let samples = keepSearchSamples net j heldX heldY
         let start = if Double.IsFinite start && start > 0.0 then max start (startFloor proposal.AmplitudePower (proposal.PredictedDecrease 1.0) samples.Loss0) else start
         let spreads =
             // γ does not scale a unit proposal's features (FanOutAmplitude): there is nothing to bound.
             if proposal.Count > 0 && amplitudeRatio > 0.0 && Amplitude.isBounded junction && not proposal.FanOutAmplitude then
-                // The first spreadSamples kept A inputs, over as many chunks as they take.
-                use aInput = torch.cat (samples.Points |> Array.map (fun p -> p.AInput), 0L)
+                let aInput = samples.Points[0].AInput
                 Some (Amplitude.measure junction proposal statistics (aInput.narrow (0L, 0L, min spreadSamples aInput.shape[0])))
             else None
         let bound =
@@ -456,7 +448,7 @@ let growJunctionTested (searchChunk: int64) (acceptanceZ: float) (start: float) 
 /// growJunctionTested without the held-out test: the rounding margin alone decides.
 let growJunctionFrom (start: float) (amplitudeRatio: float) (net: Network) (j: int) (proposal: NeuronProposal) (statistics: JunctionStatistics)
                      (heldX: torch.Tensor) (heldY: torch.Tensor) : GrowthEvent =
-    growJunctionTested Training.probeChunk 0.0 start nan amplitudeRatio net j proposal statistics heldX heldY
+    growJunctionTested 0.0 start nan amplitudeRatio net j proposal statistics heldX heldY
 
 /// growJunctionFrom with the cold search.
 let growJunctionWithin (amplitudeRatio: float) (net: Network) (j: int) (proposal: NeuronProposal) (statistics: JunctionStatistics)

@@ -23,13 +23,6 @@ type GrowthContext =
       Generator: torch.Generator | null
       HeldX: torch.Tensor
       HeldY: torch.Tensor
-      /// Held-out samples per forward of the γ search: the batch the statistics' gradients were taken in
-      /// (Training:BatchSize for statistics from the training batches, passBatch for a pass of their own), so
-      /// that BatchNorm in train mode normalises a candidate's loss over as many samples as the prediction's
-      /// gradients saw (issue 20: the search in the prediction's regime); without normalisation one chunk of up to
-      /// Training.probeChunk (searchChunkFor). Small chunks are also faster on a CPU than one of 1,024 samples
-      /// (cache): 0.08 against 0.15 s an evaluation at the Fashion-MNIST CNN's first junction.
-      SearchChunk: int64
       /// Called (junction name, seconds so far) every StillProposingEvery while a strategy call runs.
       StillProposing: string -> float -> unit
       StillProposingEvery: TimeSpan
@@ -67,7 +60,7 @@ let growOne (context: GrowthContext) (net: Network) (stats: Map<int, JunctionSta
     context.Cancellation.ThrowIfCancellationRequested ()
     let proposal, solveSeconds = timed (fun () -> propose context net stats j)
     use proposal = proposal
-    let e = GammaSearch.growJunctionTested context.SearchChunk context.Options.AcceptanceZ (context.GammaStart j) (context.BorrowedStart j) context.Options.AmplitudeSpread net j proposal stats[j] context.HeldX context.HeldY
+    let e = GammaSearch.growJunctionTested context.Options.AcceptanceZ (context.GammaStart j) (context.BorrowedStart j) context.Options.AmplitudeSpread net j proposal stats[j] context.HeldX context.HeldY
     { e with StatisticsSeconds = statisticsSeconds; SolveSeconds = solveSeconds }
 
 /// Selection "best": every junction of `stats` proposes; the best one (bestProposal) is searched and applied.
@@ -77,7 +70,7 @@ let growBest (context: GrowthContext) (net: Network) (stats: Map<int, JunctionSt
     let proposals, solveSeconds = timed (fun () -> junctions |> List.map (fun j -> j, propose context net stats j))
     try
         let j, best = Selection.bestProposal (fun j k -> Selection.addedParameters net j k) proposals
-        let e = GammaSearch.growJunctionTested context.SearchChunk context.Options.AcceptanceZ (context.GammaStart j) (context.BorrowedStart j) context.Options.AmplitudeSpread net j best stats[j] context.HeldX context.HeldY
+        let e = GammaSearch.growJunctionTested context.Options.AcceptanceZ (context.GammaStart j) (context.BorrowedStart j) context.Options.AmplitudeSpread net j best stats[j] context.HeldX context.HeldY
         { e with StatisticsSeconds = statisticsSeconds; SolveSeconds = solveSeconds }
     finally
         proposals |> List.iter (fun (_, p) -> p.Dispose ())
@@ -88,25 +81,13 @@ let release (stats: Map<int, JunctionStatistics>) = stats |> Map.iter (fun _ s -
 /// Growth step `stepIndex` (0, 1, …) over the junctions chosen by options.Selection: "all" of them
 /// in order, the "best" one, or one in turn ("roundrobin"). Statistics come from a separate pass over
 /// (statsX, statsY), γ is searched on the disjoint (context.HeldX, context.HeldY).
-/// The batch a statistics pass takes its gradients in: 256 samples, or fewer so that a significance test
-/// gets its groups of batches out of `statsCount` samples.
-let passBatch (options: GrowthOptions) (statsCount: int64) =
-    let groups = StatisticsPass.significanceGroups options
-    if groups > 0 then max 1L (min 256L (statsCount / int64 groups)) else 256L
-
-/// GrowthContext.SearchChunk for statistics whose gradients were taken in batches of `batch`: that batch when the
-/// network normalises over the batch (it keeps normalisation buffers: BatchNorm's running statistics), else one
-/// chunk of up to Training.probeChunk, since without normalisation a chunk only orders the loss's sum and the
-/// dense default run's searches would pay the per-chunk calls for nothing.
-let searchChunkFor (net: Network) (batch: int64) = if net.Buffers.Length > 0 then batch else Training.probeChunk
-
 let stepIn (context: GrowthContext) (net: Network) (stepIndex: int) (statsX: torch.Tensor) (statsY: torch.Tensor) : GammaSearch.GrowthEvent list =
     let chosen = Selection.chosenJunctions net context.Options stepIndex
     // Statistics of the junctions `js` as a map from junction to its statistics, and the pass's seconds.
     let pass (js: int list) =
         let groups = StatisticsPass.significanceGroups context.Options
         // A significance test needs groups of batches: batches small enough that there are `groups` of them.
-        let batch = passBatch context.Options statsX.shape[0]
+        let batch = if groups > 0 then max 1L (min 256L (statsX.shape[0] / int64 groups)) else 256L
         let givenS2 j : torch.Tensor | null = match context.Cached j with Some c -> c.S2 | None -> null
         let stats, seconds =
             timed (fun () -> StatisticsPass.statisticsSampled (fun j -> NewUnits.sampleRowsFor context.Options net.Junctions[j]) (context.Options.CrossValidationRows > 0) givenS2 groups (List.toArray js) context.Options.RowsPerDimension context.Generator net statsX statsY batch)
@@ -142,7 +123,6 @@ let stepIn (context: GrowthContext) (net: Network) (stepIndex: int) (statsX: tor
 let step (net: Network) (strategy: IGrowthStrategy) (options: GrowthOptions) (generator: torch.Generator | null) (stepIndex: int)
          (statsX: torch.Tensor) (statsY: torch.Tensor) (heldX: torch.Tensor) (heldY: torch.Tensor) : GammaSearch.GrowthEvent list =
     let context = { Cached = (fun _ -> None); GammaStart = (fun _ -> nan); BorrowedStart = (fun _ -> nan); Strategy = strategy; Options = options; Generator = generator; HeldX = heldX; HeldY = heldY
-                    SearchChunk = searchChunkFor net (passBatch options statsX.shape[0])
                     StillProposing = (fun _ _ -> ()); StillProposingEvery = TimeSpan.FromSeconds 15.0
                     Cancellation = Threading.CancellationToken.None }
     stepIn context net stepIndex statsX statsY

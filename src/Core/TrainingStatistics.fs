@@ -26,9 +26,6 @@ type Window(junctions: int list, batches: int, batchSize: int, groups: int, rows
     // Rows a junction keeps from one batch: spread over the window as a pass spreads them over its samples.
     let total = int64 batches * int64 batchSize
 
-    /// The training batch size whose batches the window sums: the BatchNorm batch of its gradients.
-    member _.BatchSize = int64 batchSize
-
     /// Rows junction j keeps as its RowSample (see Statistics.JunctionAccumulator.KeepRows).
     member _.KeepRows with set (rows: int -> int) = for KeyValue (j, a) in accumulators do a.KeepRows <- rows j
 

@@ -95,7 +95,7 @@ let tests =
             use stop = new System.Threading.CancellationTokenSource (System.TimeSpan.FromSeconds 0.5)
             let context : Growth.GrowthContext =
                 { Cached = (fun _ -> None); GammaStart = (fun _ -> nan); BorrowedStart = (fun _ -> nan); Strategy = slow; Options = GrowthOptions (NeuronsPerStep = 3)
-                  Generator = null; HeldX = x; HeldY = y; SearchChunk = Training.probeChunk; StillProposing = (fun _ _ -> ()); StillProposingEvery = System.TimeSpan.FromSeconds 15.0
+                  Generator = null; HeldX = x; HeldY = y; StillProposing = (fun _ _ -> ()); StillProposingEvery = System.TimeSpan.FromSeconds 15.0
                   Cancellation = stop.Token }
             let clock = System.Diagnostics.Stopwatch.StartNew ()
             Expect.throwsT<System.OperationCanceledException> (fun () -> Growth.stepIn context net 0 x y |> ignore) "the step is abandoned"

@@ -131,39 +131,6 @@ let tests =
                 finally stats |> Array.iter (fun s -> s.Dispose ())
         }
 
-        test "the search's chunks are BatchNorm batches: L(0) and the committed loss are those of the network run batch by batch" {
-            let chunkedLoss (net: Network) (x: torch.Tensor) (y: torch.Tensor) (chunk: int64) =
-                use _ = torch.no_grad ()
-                let n = x.shape[0]
-                (Array.sum [| for start, count in Training.chunksOf chunk n do
-                                use scope = torch.NewDisposeScope ()
-                                yield Training.crossEntropySum (net.Forward (x.narrow (0L, start, count), ForwardPass.Probe)) (y.narrow (0L, start, count)) |]) / float n
-            for name, net, x, y, _ in models () do
-                use net = net
-                use x = x
-                use y = y
-                if name <> "mlp" then // BatchNorm: the chunk is part of the function
-                    let chunk = x.shape[0] / 4L
-                    use scope = torch.NewDisposeScope ()
-                    let inChunks = GammaSearch.keepSearchSamplesIn chunk net 1 x y
-                    let whole = GammaSearch.keepSearchSamples net 1 x y
-                    let expected = chunkedLoss net x y chunk
-                    Expect.isLessThanOrEqual (abs (inChunks.Loss0 - expected)) (lossRounding * expected) $"{name}: L(0) in chunks of {chunk} = the batch-by-batch probe loss"
-                    Expect.isGreaterThan (abs (inChunks.Loss0 - whole.Loss0)) (10.0 * lossRounding * expected) $"{name}: chunks of {chunk} normalise otherwise than one batch of all (else this shows nothing)"
-                    use stats = (StatisticsPass.statisticsPass net x y x.shape[0])[1]
-                    use proposal = propose net 1 stats 3 (options 0.0 true)
-                    use unit = asUnit proposal
-                    let event = GammaSearch.growJunctionTested chunk 0.0 nan nan 2.0 net 1 unit stats x y
-                    Expect.isGreaterThan event.Added 0 $"{name}: neurons added (else this test shows nothing)"
-                    Expect.isLessThanOrEqual (abs (event.LossBefore - expected)) (lossRounding * expected) $"{name}: the event's L(0) is the chunked one"
-                    let after = chunkedLoss net x y chunk
-                    Expect.isLessThanOrEqual (abs (after - event.LossAfter)) (lossRounding * max 1.0 event.Gamma * after) $"{name}: committed at γ = {event.Gamma}: {after} vs the search's {event.LossAfter}"
-            use net = mlp 951L f32 6 [ 3 ] "tanh" 3
-            use x = (TestUtil.randn 952L 8L 6L).to_type f32
-            use y = labels 953L 8L 3L
-            Expect.throwsC (fun () -> GammaSearch.keepSearchSamplesIn 0L net 0 x y |> ignore) (fun e -> Expect.stringContains e.Message "chunk" "names the chunk")
-        }
-
         test "a unit proposal's search (from B's output) commits the network whose probe loss it measured, to rounding" {
             for name, net, x, y, _ in models () do
                 use net = net
