@@ -180,7 +180,7 @@ let main argv =
             let strategy = TinyStrategy () :> IGrowthStrategy
             let proposals = time "proposals" (fun () -> [ for j in 0 .. 1 -> strategy.Propose (GrowthRequest (stats[j], net.Junctions[j], 16, GrowthOptions (), generator)) ])
             time "loss 2048" (fun () -> Training.meanLoss net hx hy) |> ignore
-            time "candidate loss" (fun () -> GammaSearch.candidateLoss net 0 proposals[0] stats[0] hx hy 1.0) |> ignore
+            time "candidate loss" (fun () -> CandidateLoss.candidateLoss net 0 proposals[0] stats[0] hx hy 1.0) |> ignore
             let events = time "grow junction 0 (γ search)" (fun () -> GammaSearch.growJunction net 0 proposals[0] stats[0] hx hy)
             printfn "  %A" events
         0

@@ -124,7 +124,7 @@ type AppliedGrowth private (replaced: Replaced list) =
 /// normalisation after A (if any) gains channels that pass the new inputs through.
 /// A FanOutAmplitude proposal (new units "unit", which the engine makes only where a normalisation follows
 /// A): A gains rows α as given, the normalisation (if any) standardises them (weight 1, bias 0), W_B ← W_B − γδ;
-/// the change is linear in γ, as NeuronProposal's contract says (the γ search relies on it: GammaSearch.linearChange).
+/// the change is linear in γ, as NeuronProposal's contract says (the γ search relies on it: CandidateLoss.linearChange).
 let apply (a: IGrowableLayer) (norm: IGrowingNorm option) (b: IGrowableLayer) (fanOutOf: Tensor -> Tensor)
           (proposal: NeuronProposal) (gamma: float) (statistics: JunctionStatistics) : IAppliedGrowth =
     if gamma <= 0.0 then AppliedGrowth.None

@@ -149,7 +149,7 @@ let tests =
             use y = y
             use stats = (StatisticsPass.statisticsPass net x y 400L)[0]
             use proposal = propose net 0 stats 1 (options 0.0 false)
-            let lossAt = GammaSearch.candidateLoss net 0 proposal stats x y
+            let lossAt = CandidateLoss.candidateLoss net 0 proposal stats x y
             // Unbounded: the γ climbs far from the cold start at 1.
             let cold = GammaSearch.lineSearchFrom nan infinity lossAt 24
             let warm = GammaSearch.lineSearchFrom cold.Gamma infinity lossAt 24
@@ -175,7 +175,7 @@ let tests =
             use y = y
             use stats = (StatisticsPass.statisticsPass net x y 400L)[0]
             use proposal = propose net 0 stats 1 (options 0.0 false)
-            let lossAt = GammaSearch.candidateLoss net 0 proposal stats x y
+            let lossAt = CandidateLoss.candidateLoss net 0 proposal stats x y
             let cold = GammaSearch.lineSearchFrom nan infinity lossAt 24
             // From 1e-6 (seven refusals in a row sink a start of 1 to 2⁻¹⁴; this is further) the search's
             // 24 steps up end far below the answer.
@@ -203,7 +203,7 @@ let tests =
             use proposal = propose net 0 stats 1 (options 0.0 false)
             Expect.isGreaterThan proposal.Count 0 "neurons proposed"
             let spreads = GammaSearch.spreadsOf net 0 proposal stats x
-            let unbounded = GammaSearch.lineSearchWithin infinity (GammaSearch.candidateLoss net 0 proposal stats x y) 24
+            let unbounded = GammaSearch.lineSearchWithin infinity (CandidateLoss.candidateLoss net 0 proposal stats x y) 24
             let ratio = 2.0
             let limit = ratio * spreads.Existing
             // The situation the bound is for: unbounded, the new units' pre-activations are far
@@ -233,7 +233,7 @@ let tests =
             use proposal = propose net 0 stats 3 (options 0.0 true)
             Expect.isGreaterThan proposal.Count 0 "neurons proposed"
             // The minimum of the real loss over a fine log grid (0.01 … 100, 1 % steps).
-            let lossAt = GammaSearch.candidateLoss net 0 proposal stats x y
+            let lossAt = CandidateLoss.candidateLoss net 0 proposal stats x y
             let best = [ for k in 0 .. 925 -> 0.01 * 1.01 ** float k ] |> List.minBy lossAt
             let event = GammaSearch.growJunctionWithin 2.0 net 0 proposal stats x y
             Expect.equal event.GammaBound infinity "no bound for a σ that cannot saturate"
@@ -281,7 +281,7 @@ let tests =
             use stats2 = (StatisticsPass.statisticsPass fresh x y 256L)[0]
             use proposal2 = propose fresh 0 stats2 3 (options 0.0 false)
             let g = event.Gamma / GammaSearch.slopeProbe
-            let byHand = (Training.probeLoss fresh x y - GammaSearch.candidateLoss fresh 0 proposal2 stats2 x y g) / proposal2.PredictedDecrease g
+            let byHand = (Training.probeLoss fresh x y - CandidateLoss.candidateLoss fresh 0 proposal2 stats2 x y g) / proposal2.PredictedDecrease g
             Expect.floatClose Accuracy.high event.SlopeOverPredicted byHand "the logged ratio is the one defined"
             Expect.isLessThan (abs (event.SlopeOverPredicted - 1.0)) 0.1 $"in-sample, the prediction's slope is the measured one ({event.SlopeOverPredicted})"
             Expect.isGreaterThan (GammaSearch.measuredOverPredicted event) 0.0 "the decrease at γ is positive"

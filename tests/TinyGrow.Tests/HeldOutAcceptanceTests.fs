@@ -63,13 +63,13 @@ let tests =
             use hx = hx
             use hy = hy
             use scope = torch.NewDisposeScope ()
-            let samples = GammaSearch.keepSearchSamples net 0 hx hy
+            let samples = CandidateLoss.keepSearchSamples net 0 hx hy
             Expect.equal samples.Losses0.Length 512 "γ = 0: one loss per held-out sample"
             Expect.floatClose Accuracy.high (Array.average samples.Losses0) samples.Loss0 "γ = 0: the mean is L(0)"
             for gamma in [ 0.3; 2.0 ] do
-                let losses = GammaSearch.candidateLossesWith None net samples proposal stats gamma
+                let losses = CandidateLoss.candidateLossesWith None net samples proposal stats gamma
                 Expect.equal losses.Length 512 $"γ = {gamma}: one loss per held-out sample"
-                Expect.floatClose Accuracy.high (Array.average losses) (GammaSearch.candidateLossFrom net samples proposal stats gamma) $"γ = {gamma}: the mean is the search's loss"
+                Expect.floatClose Accuracy.high (Array.average losses) (CandidateLoss.candidateLossFrom net samples proposal stats gamma) $"γ = {gamma}: the mean is the search's loss"
             // The candidate is undone: the network's loss is what it was.
             Expect.floatClose Accuracy.high (Training.probeLoss net hx hy) samples.Loss0 "network unchanged"
         }

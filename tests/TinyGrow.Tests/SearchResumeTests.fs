@@ -84,10 +84,10 @@ let tests =
             use proposal = propose net 0 stats 2 (options 0.0 true)
             use unit = asUnit proposal
             use scope = torch.NewDisposeScope ()
-            let samples = GammaSearch.keepSearchSamples net 0 x y
+            let samples = CandidateLoss.keepSearchSamples net 0 x y
             let message =
                 try
-                    GammaSearch.linearChange net samples unit stats |> ignore
+                    CandidateLoss.linearChange net samples unit stats |> ignore
                     failtest "a resume off by a factor on the logits passed"
                 with :? ProposalCheck.PluginFaultException as e -> e.Message
             for part in [ "off-after-b"; net.Junctions[0].Name; "IResumableAfterB"; "Fix the block plugin" ] do
@@ -117,17 +117,17 @@ let tests =
                         use proposal = propose net j stats[j] 2 (options 0.0 true)
                         Expect.isGreaterThan proposal.Count 0 $"{name} junction {j}: a proposal to check"
                         use unit = asUnit proposal
-                        let samples = GammaSearch.keepSearchSamples net j x y
-                        match GammaSearch.linearChange net samples unit stats[j] with
+                        let samples = CandidateLoss.keepSearchSamples net j x y
+                        match CandidateLoss.linearChange net samples unit stats[j] with
                         | None -> failtest $"{name} junction {j}: a unit proposal on a block that resumes after B has a linear change"
                         | Some change ->
                             for gamma in [ 0.25; 1.0; 3.0; 40.0 ] do
-                                let direct = GammaSearch.candidateLoss net j unit stats[j] x y gamma
-                                let linear = GammaSearch.candidateLossWith (Some change) net samples unit stats[j] gamma
+                                let direct = CandidateLoss.candidateLoss net j unit stats[j] x y gamma
+                                let linear = CandidateLoss.candidateLossWith (Some change) net samples unit stats[j] gamma
                                 Expect.isGreaterThan (abs (direct - samples.Loss0)) (100.0 * lossRounding * max 1.0 gamma * direct) $"{name} junction {j}, γ = {gamma}: the candidate changes the loss far beyond the tolerance"
                                 Expect.isLessThanOrEqual (abs (linear - direct)) (lossRounding * max 1.0 gamma * direct) $"{name} junction {j}, γ = {gamma}: {linear} from B vs {direct} full"
                         // Not a unit proposal: γ also scales A's rows, nothing is linear, and the search applies it.
-                        Expect.isNone (GammaSearch.linearChange net samples proposal stats[j]) $"{name} junction {j}: no linear change for a proposal with γ on both sides"
+                        Expect.isNone (CandidateLoss.linearChange net samples proposal stats[j]) $"{name} junction {j}: no linear change for a proposal with γ on both sides"
                 finally stats |> Array.iter (fun s -> s.Dispose ())
         }
 
@@ -187,11 +187,11 @@ let tests =
                     for j in junctions do
                         use scope = torch.NewDisposeScope ()
                         use proposal = propose net j stats[j] 2 (options 0.0 true)
-                        let samples = GammaSearch.keepSearchSamples net j x y
+                        let samples = CandidateLoss.keepSearchSamples net j x y
                         Expect.equal samples.Loss0 (Training.probeLoss net x y) $"{name} junction {j}: L(0)"
                         for gamma in [ 0.25; 1.0; 3.0 ] do
-                            let full = GammaSearch.candidateLoss net j proposal stats[j] x y gamma
-                            let resumed = GammaSearch.candidateLossFrom net samples proposal stats[j] gamma
+                            let full = CandidateLoss.candidateLoss net j proposal stats[j] x y gamma
+                            let resumed = CandidateLoss.candidateLossFrom net samples proposal stats[j] gamma
                             Expect.isLessThanOrEqual (abs (resumed - full)) (lossRounding * full) $"{name} junction {j}, γ = {gamma}: {resumed} vs {full}"
                 finally stats |> Array.iter (fun s -> s.Dispose ())
             for name, net, x, y, junctions in models () do
@@ -211,7 +211,7 @@ let tests =
             use net = mlp 931L f32 6 [ 3 ] "tanh" 3
             use x = torch.zeros ([| 0L; 6L |], dtype = f32)
             use y = torch.zeros ([| 0L |], dtype = torch.ScalarType.Int64)
-            Expect.throwsC (fun () -> GammaSearch.keepSearchSamples net 0 x y |> ignore)
+            Expect.throwsC (fun () -> CandidateLoss.keepSearchSamples net 0 x y |> ignore)
                 (fun e -> Expect.stringContains e.Message "Growth:GammaSearchSamples" "names the option")
         }
 
@@ -220,7 +220,7 @@ let tests =
                 use stats = (StatisticsPass.statisticsPass net x y x.shape[0])[j]
                 use proposal = propose net j stats 3 (options 0.0 true)
                 // The full-forward loss on the search's grid, before the commit: what the tolerance must tell apart.
-                let grid = dict [ for k in -8 .. 8 -> k, GammaSearch.candidateLoss net j proposal stats x y (2.0 ** (float k / 2.0)) ]
+                let grid = dict [ for k in -8 .. 8 -> k, CandidateLoss.candidateLoss net j proposal stats x y (2.0 ** (float k / 2.0)) ]
                 let event = GammaSearch.growJunctionWithin 2.0 net j proposal stats x y
                 Expect.isGreaterThan event.Added 0 $"{name}: neurons added (else this test shows nothing)"
                 let after = Training.probeLoss net x y
