@@ -57,9 +57,9 @@ type BasicBlock(conv1: ConvLayer, bn1: GrowableBatchNorm, conv2: ConvLayer, bn2:
                 ConvRows.convToConv mode r.AInput (ConvRows.geometryOf conv1) false 1 r.BInput (ConvRows.geometryOf conv2) false g true maxRows gen),
             (fun f -> match mode with ConvRows.Full -> ConvRows.fullKernels conv2.Kernel f | ConvRows.Restricted -> f.alias ())) :> IJunction
 
-    /// conv2's pre-normalisation output with `input` entering the block (A reads the block's input).
-    let conv2Output (input: Tensor) (pass: ForwardPass) =
-        (conv2 :> IGrowableLayer).Forward (torch.nn.functional.relu (bn1.Forward ((conv1 :> IGrowableLayer).Forward input, pass)))
+    /// conv2's input (conv1 → BN → ReLU) with `input` entering the block (A reads the block's input).
+    let conv2Input (input: Tensor) (pass: ForwardPass) =
+        torch.nn.functional.relu (bn1.Forward ((conv1 :> IGrowableLayer).Forward input, pass))
 
     /// The block's output from conv2's pre-normalisation output z2 and the block's input (the shortcut's).
     let afterConv2 (input: Tensor) (z2: Tensor) (pass: ForwardPass) =
@@ -95,7 +95,7 @@ type BasicBlock(conv1: ConvLayer, bn1: GrowableBatchNorm, conv2: ConvLayer, bn2:
                        MaxWidth = spec.MaxWidth, Stride = spec.Stride, ConvFanOut = spec.ConvFanOut)
         member _.OutputShape = outputShape
         member _.Forward(input, pass) =
-            let h = torch.nn.functional.relu (bn1.Forward ((conv1 :> IGrowableLayer).Forward input, pass))
+            let h = conv2Input input pass
             let z2 = (conv2 :> IGrowableLayer).Forward h
             match pass.Records with
             | null -> ()
@@ -108,7 +108,7 @@ type BasicBlock(conv1: ConvLayer, bn1: GrowableBatchNorm, conv2: ConvLayer, bn2:
     interface IResumableAfterB with
         member _.BOutputFrom(j, blockInput, _, _, pass) =
             ownJunction j
-            conv2Output blockInput pass
+            (conv2 :> IGrowableLayer).Forward (conv2Input blockInput pass)
         member _.ForwardAfterB(j, blockInput, bOutput, pass) =
             ownJunction j
             afterConv2 blockInput bOutput pass

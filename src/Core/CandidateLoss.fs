@@ -64,49 +64,6 @@ let private checkedAfterB = Runtime.CompilerServices.ConditionalWeakTable<IJunct
 /// is a plugin fault: float32 rounding is ~1e-6 at γ = 1 (SearchResumeTests); a wrong resume is far off.
 let afterBTolerance = 1e-4
 
-/// The proposal's LinearChange on the kept samples (one forward of A and B with the candidate at γ = 1,
-/// less the kept Z(0)); None when the proposal is not a unit one or a chunk's block cannot resume after B.
-/// The tensors go to the caller's dispose scope. ΔZ is a difference of two float32 outputs, so Z(γ) carries
-/// a rounding of about γ·u₃₂·|Z| where the full forward has u₃₂·|Z| (SearchResumeTests bounds the loss).
-/// A block is a plugin: the first time a junction resumes after B in a process, the loss at γ = 1 from B's
-/// output is compared with the loss of the block's own forward (ForwardFrom), and a block whose resume does
-/// not match stops the run (PluginFaultException) instead of steering every γ search wrong without a word.
-let linearChange (net: Network) (samples: SearchSamples) (proposal: NeuronProposal) (statistics: JunctionStatistics) : LinearChange option =
-    let outputs0 = samples.Points |> Array.choose (fun p -> match p.BOutput with NonNull z -> Some z | _ -> None)
-    if not proposal.FanOutAmplitude || proposal.Count = 0 || outputs0.Length <> samples.Points.Length then None
-    else
-        use _ = torch.no_grad ()
-        let j = samples.Points[0].Junction
-        let junction = net.Junctions[j]
-        let applied = Candidate.apply net j proposal statistics 1.0
-        try
-            let change =
-                { Outputs0 = outputs0
-                  PerGamma =
-                    [| for point, z0 in Array.zip samples.Points outputs0 do
-                         use chunk = torch.NewDisposeScope ()
-                         let atOne = net.BOutputFrom (point, ForwardPass.Probe)
-                         yield (atOne.sub z0).MoveToOuterDisposeScope () |] }
-            let seen, _ = checkedAfterB.TryGetValue junction
-            if not seen then
-                let lossOf (forward: int -> torch.Tensor) =
-                    (Array.sum [| for i in 0 .. samples.Points.Length - 1 do
-                                    use chunk = torch.NewDisposeScope ()
-                                    yield Training.crossEntropySum (forward i) samples.Labels[i] |]) / float samples.Count
-                let own = lossOf (fun i -> net.ForwardFrom (samples.Points[i], ForwardPass.Probe))
-                let resumed = lossOf (fun i ->
-                    use z = outputs0[i].add (change.PerGamma[i], (1.0).ToScalar ())
-                    net.ForwardAfterB (samples.Points[i], z, ForwardPass.Probe))
-                if not (abs (resumed - own) <= afterBTolerance * abs own) then
-                    let block = net.Blocks[samples.Points[0].Block]
-                    let assembly = block.GetType().Assembly.GetName ()
-                    change.PerGamma |> Array.iter (fun t -> t.Dispose ())
-                    raise (ProposalCheck.PluginFaultException
-                             $"Block '{block.Kind}' ({assembly.Name} {assembly.Version}) resumes junction {junction.Name} after its B (IResumableAfterB) to a loss of {resumed:g6} where its own forward gives {own:g6}: BOutputFrom or ForwardAfterB does not match the block's Forward. Nothing was applied; the last checkpoint is the run's state before this step. Fix the block plugin (or remove IResumableAfterB from it: the γ search then runs its forward).")
-                checkedAfterB.AddOrUpdate (junction, "checked")
-            Some change
-        finally Candidate.undo applied
-
 /// `ofChunk logits labels` for every chunk of kept search samples with the candidate at γ: from B's output on
 /// when its LinearChange is given, else with the candidate applied (then undone) by the forward from A on,
 /// without the layers before A nor A's existing channels.
@@ -132,6 +89,42 @@ let private overCandidate (net: Network) (samples: SearchSamples) (proposal: Neu
 /// candidateLoss from kept search samples (and the proposal's LinearChange, if any): the same loss to rounding.
 let candidateLossWith (change: LinearChange option) (net: Network) (samples: SearchSamples) (proposal: NeuronProposal) (statistics: JunctionStatistics) (gamma: float) =
     Array.sum (overCandidate net samples proposal statistics change gamma Training.crossEntropySum) / float samples.Count
+
+/// The proposal's LinearChange on the kept samples (one forward of A and B with the candidate at γ = 1,
+/// less the kept Z(0)), or None when the proposal is not a unit one or a chunk's block cannot resume after B.
+/// The tensors go to the caller's dispose scope. ΔZ is a difference of two float32 outputs, so Z(γ) carries
+/// a rounding of about γ·u₃₂·|Z| where the full forward has u₃₂·|Z| (SearchResumeTests bounds the loss).
+/// A block is a plugin: the first time a junction resumes after B in a process, the loss at γ = 1 from B's
+/// output is compared with the loss of the block's own forward (ForwardFrom), and a block whose resume does
+/// not match stops the run (PluginFaultException) instead of steering every γ search wrong without a word.
+let linearChange (net: Network) (samples: SearchSamples) (proposal: NeuronProposal) (statistics: JunctionStatistics) : LinearChange option =
+    let outputs0 = samples.Points |> Array.choose (fun p -> match p.BOutput with NonNull z -> Some z | _ -> None)
+    if not proposal.FanOutAmplitude || proposal.Count = 0 || outputs0.Length <> samples.Points.Length then None
+    else
+        let change =
+            use _ = torch.no_grad ()
+            let applied = Candidate.apply net samples.Points[0].Junction proposal statistics 1.0
+            try
+                { Outputs0 = outputs0
+                  PerGamma =
+                    [| for point, z0 in Array.zip samples.Points outputs0 do
+                         use chunk = torch.NewDisposeScope ()
+                         let atOne = net.BOutputFrom (point, ForwardPass.Probe)
+                         yield (atOne.sub z0).MoveToOuterDisposeScope () |] }
+            finally Candidate.undo applied
+        let junction = net.Junctions[samples.Points[0].Junction]
+        let seen, _ = checkedAfterB.TryGetValue junction
+        if not seen then
+            let own = candidateLossWith None net samples proposal statistics 1.0
+            let resumed = candidateLossWith (Some change) net samples proposal statistics 1.0
+            if not (abs (resumed - own) <= afterBTolerance * abs own) then
+                let block = net.Blocks[samples.Points[0].Block]
+                let assembly = block.GetType().Assembly.GetName ()
+                change.PerGamma |> Array.iter (fun t -> t.Dispose ())
+                raise (ProposalCheck.PluginFaultException
+                         $"Block '{block.Kind}' ({assembly.Name} {assembly.Version}) resumes junction {junction.Name} after its B (IResumableAfterB) to a loss of {resumed:g6} where its own forward gives {own:g6}: BOutputFrom or ForwardAfterB does not match the block's Forward. Nothing was applied; the last checkpoint is the run's state before this step. Fix the block plugin (or remove IResumableAfterB from it: the γ search then runs its forward).")
+            checkedAfterB.AddOrUpdate (junction, "checked")
+        Some change
 
 /// candidateLossWith, the candidate applied at every γ.
 let candidateLossFrom (net: Network) (samples: SearchSamples) (proposal: NeuronProposal) (statistics: JunctionStatistics) (gamma: float) =

@@ -91,30 +91,35 @@ type Network(blocks: IModelBlock[]) =
     /// A computes only the channels a candidate appended) or runs from its own input; the blocks
     /// after it run as usual. Equals Forward on the input that made the point, to rounding, whatever
     /// candidate is applied at its junction (nothing before A depends on it).
-    member _.ForwardFrom(point: ResumePoint, pass: ForwardPass) : torch.Tensor =
-        let mutable h =
+    member this.ForwardFrom(point: ResumePoint, pass: ForwardPass) : torch.Tensor =
+        let owned =
             match blocks[point.Block] with
             | :? IResumableBlock as resumable -> resumable.ForwardFrom (junctions[point.Junction], point.AInput, point.AOutput, pass)
             | block -> block.Forward (point.BlockInput, pass)
-        for i in point.Block + 1 .. blocks.Length - 1 do h <- blocks[i].Forward (h, pass)
+        this.ForwardAfterBlock (point.Block, owned, pass)
+
+    /// The network's output from block `block`'s output `h` on: the blocks after it, as usual.
+    member private _.ForwardAfterBlock(block: int, h: torch.Tensor, pass: ForwardPass) : torch.Tensor =
+        let mutable h = h
+        for i in block + 1 .. blocks.Length - 1 do h <- blocks[i].Forward (h, pass)
         h
+
+    /// The point's block as one that resumes after its junction's B.
+    member private _.ResumableAfterB(point: ResumePoint) : IResumableAfterB =
+        match blocks[point.Block] with
+        | :? IResumableAfterB as resumable -> resumable
+        | block -> invalidOp $"Block {block.Kind} cannot resume after a junction's B (no IResumableAfterB)."
 
     /// B's pre-activation output from a resume point, with whatever candidate is applied at its junction
     /// (IResumableAfterB.BOutputFrom); equals the record's BOutput on the input that made the point, to rounding.
-    member _.BOutputFrom(point: ResumePoint, pass: ForwardPass) : torch.Tensor =
-        match blocks[point.Block] with
-        | :? IResumableAfterB as resumable -> resumable.BOutputFrom (junctions[point.Junction], point.BlockInput, point.AInput, point.AOutput, pass)
-        | block -> invalidOp $"Block {block.Kind} cannot resume after a junction's B (no IResumableAfterB)."
+    member this.BOutputFrom(point: ResumePoint, pass: ForwardPass) : torch.Tensor =
+        (this.ResumableAfterB point).BOutputFrom (junctions[point.Junction], point.BlockInput, point.AInput, point.AOutput, pass)
 
     /// The network's output when the point's junction's B has produced `bOutput` (pre-activation) on the
     /// samples of the point: the owning block resumes after B, the blocks after it run as usual.
-    member _.ForwardAfterB(point: ResumePoint, bOutput: torch.Tensor, pass: ForwardPass) : torch.Tensor =
-        let mutable h =
-            match blocks[point.Block] with
-            | :? IResumableAfterB as resumable -> resumable.ForwardAfterB (junctions[point.Junction], point.BlockInput, bOutput, pass)
-            | block -> invalidOp $"Block {block.Kind} cannot resume after a junction's B (no IResumableAfterB)."
-        for i in point.Block + 1 .. blocks.Length - 1 do h <- blocks[i].Forward (h, pass)
-        h
+    member this.ForwardAfterB(point: ResumePoint, bOutput: torch.Tensor, pass: ForwardPass) : torch.Tensor =
+        let owned = (this.ResumableAfterB point).ForwardAfterB (junctions[point.Junction], point.BlockInput, bOutput, pass)
+        this.ForwardAfterBlock (point.Block, owned, pass)
 
     /// Builds the blocks of `model` for inputs of `inputShape` (per sample) and `classes` outputs.
     static member Build
