@@ -93,6 +93,12 @@ public sealed record NeuronProposal(
     /// statistics the channel's measured moments), B gains columns γ·FanOut and W_B ← W_B − γ·δ. The change is
     /// then linear in γ and so is <see cref="PredictedDecrease"/>. Set by the engine (NewUnits), not by strategies.</summary>
     public bool FanOutAmplitude { get; init; }
+    /// <summary>The standard error of the estimate behind <see cref="PredictedDecrease"/> at γ = 1, when the
+    /// prediction is an estimate from folds of the statistics (unit new units: the cross-validated slope's
+    /// fold-to-fold standard error, sd/√folds). NaN (the default): no estimate of it. A prediction within a
+    /// standard error or two of 0 cannot be told from sampling noise, and neither can its measured_over_predicted.</summary>
+    public double DecreaseStandardError { get; init; } = double.NaN;
+
     /// <summary>The power p of γ in <see cref="PredictedDecrease"/>: 1 with <see cref="FanOutAmplitude"/>, else 2.</summary>
     public int AmplitudePower => FanOutAmplitude ? 1 : 2;
     /// <summary>Number of proposed neurons K.</summary>
@@ -101,6 +107,9 @@ public sealed record NeuronProposal(
     /// <summary>First-order decrease of the mean loss at amplitude γ.</summary>
     public double PredictedDecrease(double gamma) =>
         (FanOutAmplitude ? gamma : gamma * gamma) * (DeltaDecrease + ActivationSlope * NeuronScores.Sum());
+
+    /// <summary>The standard error of <see cref="PredictedDecrease"/> at amplitude γ: γ^p·<see cref="DecreaseStandardError"/>.</summary>
+    public double PredictedDecreaseError(double gamma) => (FanOutAmplitude ? gamma : gamma * gamma) * DecreaseStandardError;
 
     /// <inheritdoc />
     public void Dispose() { FanIn.Dispose(); FanOut.Dispose(); Delta?.Dispose(); }

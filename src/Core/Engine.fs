@@ -174,6 +174,7 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
                 [ "epoch", box epoch; "step", box stepIndex; "junction", box e.Junction; "strategy", box growingWith.Value.Name
                   "added", box e.Added; "width", box e.Width
                   "gamma", box e.Gamma; "predicted_decrease", box e.PredictedDecrease
+                  "predicted_decrease_error", box e.PredictedDecreaseError
                   "measured_decrease", box e.MeasuredDecrease; "measured_over_predicted", box (GammaSearch.measuredOverPredicted e)
                   "slope_over_predicted", box e.SlopeOverPredicted
                   "held_out_z", box e.HeldOutZ

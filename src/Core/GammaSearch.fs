@@ -125,6 +125,9 @@ type GrowthEvent =
       Added: int
       Gamma: float
       PredictedDecrease: float
+      /// The standard error of PredictedDecrease (NeuronProposal.PredictedDecreaseError at the chosen γ); NaN when
+      /// nothing was added or the proposal has no estimate of it.
+      PredictedDecreaseError: float
       MeasuredDecrease: float
       Bottleneck: float
       Width: int
@@ -290,6 +293,7 @@ let growJunctionTested (acceptanceZ: float) (start: float) (borrowed: float) (am
       Added = (if gamma > 0.0 then proposal.Count else 0)
       Gamma = gamma
       PredictedDecrease = proposal.PredictedDecrease gamma
+      PredictedDecreaseError = (if gamma > 0.0 && proposal.Count > 0 then proposal.PredictedDecreaseError gamma else nan)
       MeasuredDecrease = search.Loss0 - loss
       Bottleneck = proposal.Bottleneck
       Width = junction.A.OutputWidth

@@ -163,6 +163,13 @@ type CrossValidation =
       DeltaSlope: float }
     /// Mean slope over the folds of the proposal with k neurons.
     member c.MeanSlope (k: int) = c.Slopes |> Array.averageBy (fun s -> s[min k (s.Length - 1)])
+    /// Standard error of MeanSlope k: the folds' sample standard deviation over √folds (NaN with one fold).
+    member c.SlopeError (k: int) =
+        let slopes = c.Slopes |> Array.map (fun s -> s[min k (s.Length - 1)])
+        if slopes.Length < 2 then nan
+        else
+            let mean = Array.average slopes
+            sqrt ((slopes |> Array.sumBy (fun x -> (x - mean) ** 2.0)) / float (slopes.Length - 1) / float slopes.Length)
 
 /// Cross-validated first-order decrease of the proposal procedure (δ, then up to `maxNeurons` TINY
 /// directions from the SVD of S2^{-1/2}N, unit features, least-squares fan-out), over folds of whole
@@ -263,7 +270,8 @@ let toUnit (options: GrowthOptions) (junction: IJunction) (statistics: JunctionS
             | None -> (if isNull delta then 0.0 else proposal.DeltaDecrease), shares
         // The proposal's tensors outlive the scope of the float64 rows.
         new NeuronProposal (fanIn.DetachFromDisposeScope (), omega.DetachFromDisposeScope (), delta, deltaDecrease, scores, 1.0, proposal.Bottleneck,
-                            NoiseFloor = proposal.NoiseFloor, FanOutAmplitude = true)
+                            NoiseFloor = proposal.NoiseFloor, FanOutAmplitude = true,
+                            DecreaseStandardError = (match cv with Some c -> c.SlopeError k | None -> nan))
     | _ ->
         // No per-position rows: the linear fan-out for a unit-scale feature z_k/√Var z_k.
         let fanIn = rescaledFanIn proposal.FanIn junction.A.HasBias rowNorm

@@ -69,6 +69,59 @@ let private learnableLabels (x: torch.Tensor) =
 
 let tests =
     testList "new units (unit scale, fan-out refit)" [
+        test "a cross-validated prediction carries its standard error: sd/√folds of the folds' slopes, γ times it at γ; none without folds" {
+            use net = network ()
+            use x = images 321L 256L 2L 8L
+            use y = learnableLabels x
+            let options = unitOptions false
+            let keep = fun (_: int) -> NewUnits.sampleRowsFor options net.Junctions[0]
+            // Four batches of 64: four folds of whole batches.
+            use stats = (StatisticsPass.statisticsWith keep (fun _ -> null) 0 [| 0 |] 0 null net x y 64L)[0]
+            use raw = tiny.Propose (GrowthRequest (stats, net.Junctions[0], 2, options, null))
+            use proposal = (NewUnits.adapt options net.Junctions[0] stats raw).Value
+            // The folds' slopes again, from the same row sample and the same fold of each row (its batch), and
+            // their standard error by hand.
+            let rows = match stats.RowSample with NonNull r -> r | Null -> failwith "no row sample"
+            let batches = match stats.RowSampleBatches with NonNull b -> (use c = b.cpu () in c.data<int64>().ToArray ()) | Null -> failwith "no batches"
+            Expect.equal (Array.distinct batches |> Array.sort) [| 0L; 1L; 2L; 3L |] "rows from four batches"
+            let cv = NewUnits.crossValidate net.Junctions[0] stats (NewUnits.sampleOf rows) (batches |> Array.map int) 4 false raw.Count false
+                                            (NewUnits.existingRowNorm net.Junctions[0].A) options.EigenCutoff
+            let slopes = cv.Slopes |> Array.map (fun s -> s[raw.Count])
+            let mean = Array.average slopes
+            let sd = sqrt ((slopes |> Array.sumBy (fun v -> (v - mean) ** 2.0)) / 3.0)
+            Expect.floatClose Accuracy.veryHigh proposal.DecreaseStandardError (sd / 2.0) "standard error: sd of the 4 folds' slopes / √4"
+            Expect.isGreaterThan proposal.DecreaseStandardError 0.0 "the folds differ"
+            Expect.floatClose Accuracy.veryHigh (proposal.PredictedDecrease 1.0) (max 0.0 mean) "the prediction is the folds' mean slope (clipped at 0)"
+            Expect.floatClose Accuracy.veryHigh (proposal.PredictedDecreaseError 3.0) (3.0 * proposal.DecreaseStandardError) "linear in γ, as the prediction"
+            // One batch: no folds, an in-sample prediction, and no standard error.
+            use one = statisticsKeepingAll net x y
+            use rawOne = tiny.Propose (GrowthRequest (one, net.Junctions[0], 2, options, null))
+            use inSample = (NewUnits.adapt options net.Junctions[0] one rawOne).Value
+            Expect.isTrue (System.Double.IsNaN inSample.DecreaseStandardError) "one batch: NaN"
+            Expect.isTrue (System.Double.IsNaN rawOne.DecreaseStandardError) "a strategy's own proposal: NaN unless it sets one"
+        }
+
+        test "a growth event's predicted_decrease_error is the proposal's at the chosen γ, NaN when nothing was added" {
+            use net = network ()
+            use x = images 322L 256L 2L 8L
+            use y = learnableLabels x
+            use heldX = images 323L 256L 2L 8L
+            use heldY = learnableLabels heldX
+            let options = unitOptions false
+            use stats = (StatisticsPass.statisticsWith (fun _ -> NewUnits.sampleRowsFor options net.Junctions[0]) (fun _ -> null) 0 [| 0 |] 0 null net x y 64L)[0]
+            use raw = tiny.Propose (GrowthRequest (stats, net.Junctions[0], 2, options, null))
+            use proposal = (NewUnits.adapt options net.Junctions[0] stats raw).Value
+            let e = GammaSearch.growJunction net 0 proposal stats heldX heldY
+            Expect.isGreaterThan e.Added 0 $"neurons added (γ = {e.Gamma})"
+            Expect.floatClose Accuracy.veryHigh e.PredictedDecreaseError (e.Gamma * proposal.DecreaseStandardError) "γ·SE at the chosen γ"
+            // A proposal of no neurons adds nothing: no error to report.
+            use empty = new NeuronProposal (torch.zeros ([| 0L; proposal.FanIn.shape[1] |], dtype = torch.float64), torch.zeros ([| proposal.FanOut.shape[0]; 0L |], dtype = torch.float64),
+                                            null, 0.0, [||], 1.0, 0.0, FanOutAmplitude = true, DecreaseStandardError = 1.0)
+            let none = GammaSearch.growJunction net 0 empty stats heldX heldY
+            Expect.equal none.Added 0 "nothing added"
+            Expect.isTrue (System.Double.IsNaN none.PredictedDecreaseError) "NaN when nothing was added"
+        }
+
         test "finite differences: the prediction is the derivative of the loss in γ (p = 1), with and without δ" {
             for useDelta in [ false; true ] do
                 use net = network ()
