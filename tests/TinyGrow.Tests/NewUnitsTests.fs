@@ -101,6 +101,38 @@ let tests =
             Expect.isTrue (System.Double.IsNaN rawOne.DecreaseStandardError) "a strategy's own proposal: NaN unless it sets one"
         }
 
+        test "the cross-validation fits tiny's procedure: on the same rows its directions are tiny's (projected N, δ not applied), not those of the unprojected −g" {
+            use net = network ()
+            use x = images 324L 96L 2L 8L
+            use y = learnableLabels x
+            let options = unitOptions false
+            use stats = statisticsKeepingAll net x y
+            let k = 2
+            use raw = tiny.Propose (GrowthRequest (stats, net.Junctions[0], k, options, null))
+            Expect.equal raw.Count k "tiny proposes k neurons"
+            let rows = match stats.RowSample with NonNull r -> r | Null -> failwith "no row sample"
+            let sample = NewUnits.sampleOf rows
+            Expect.equal sample.B.shape[0] (96L * 64L) "every row of the batch is in the row sample"
+            let cutoff = Bottleneck.effectiveCutoff options.EigenCutoff stats stats.S2.shape[0]
+            use whitening = LinearAlgebra.psdFactor stats.S2 cutoff
+            let hasBias = net.Junctions[0].A.HasBias
+            let delta, fanIn = NewUnits.fitOn sample whitening false k hasBias 1.0 options.EigenCutoff
+            Expect.isTrue (isNull delta) "δ is not applied"
+            // |cos| of row k of two fan-ins (bias entry excluded), directions being defined up to sign.
+            let cosines (a: torch.Tensor) (b: torch.Tensor) =
+                let d = a.shape[1] - (if hasBias then 1L else 0L)
+                use an = NewUnits.rescaledFanIn a hasBias 1.0
+                use bn = NewUnits.rescaledFanIn b hasBias 1.0
+                use dots = (an.narrow (1L, 0L, d) * bn.narrow (1L, 0L, d)).sum (1L)
+                use c = dots.abs().cpu () in c.data<float>().ToArray ()
+            for c in cosines fanIn raw.FanIn do
+                Expect.isGreaterThan c (1.0 - 1e-8) $"the same direction as tiny's (|cos| = {c})"
+            // The unprojected desired update gives other directions here: the test can tell the two apart.
+            use n = sample.BT.t().mm (sample.G.neg ())
+            let unprojected = Bottleneck.take k (Bottleneck.neuronDirectionsWith whitening n)
+            Expect.isLessThan (Array.min (cosines unprojected.FanIn raw.FanIn)) 0.99 "the unprojected −g's directions differ from tiny's"
+        }
+
         test "a growth event's predicted_decrease_error is the proposal's at the chosen γ, NaN when nothing was added" {
             use net = network ()
             use x = images 322L 256L 2L 8L
