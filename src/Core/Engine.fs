@@ -308,7 +308,7 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
         // The input covariances, computed at the first growth step (and again by a resumed run: they are
         // not checkpointed); logged, not in metrics.jsonl, which a resumed run must write as an uninterrupted one.
         // Input statistics cache entries being written (InputStatisticsCache.Writing): waited for when the run ends.
-        let pendingWrites = ResizeArray<Threading.Tasks.Task> ()
+        let pendingWrites = ResizeArray<string * Threading.Tasks.Task<float>> ()
         let whitenings =
             lazy (
                 let cache, outcomes = inputWhitenings net growth data
@@ -322,7 +322,7 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
                         logger.LogInformation ("Input covariance of junction {Junction} (kept for the run): S2 on {Samples} samples in {Statistics:f2} s, whitening by {Path} in {Factor:f2} s; written to the cache {File} in {Write:f2} s (inputs hashed in {Hash:f2} s)",
                                                j, c.Samples, c.StatisticsSeconds, c.Path, c.FactorSeconds, file, seconds, key.Seconds)
                     | InputStatisticsCache.Writing (file, seconds, writing) ->
-                        pendingWrites.Add writing
+                        pendingWrites.Add (file, writing)
                         logger.LogInformation ("Input covariance of junction {Junction} (kept for the run): S2 on {Samples} samples in {Statistics:f2} s, whitening by {Path} in {Factor:f2} s; being written to the cache {File} in the background (copied for it in {Copy:f2} s; inputs hashed in {Hash:f2} s)",
                                                j, c.Samples, c.StatisticsSeconds, c.Path, c.FactorSeconds, file, seconds, key.Seconds)
                     | InputStatisticsCache.NotKept why ->
@@ -332,7 +332,10 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
         use _ = { new IDisposable with
                     member _.Dispose () =
                         // The writes report their own failures (a warning) and never throw.
-                        Threading.Tasks.Task.WaitAll (pendingWrites.ToArray ())
+                        for file, writing in pendingWrites do
+                            let seconds = writing.Result
+                            if not (Double.IsNaN seconds) then
+                                logger.LogInformation ("Input statistics cache entry {File} written in the background in {Seconds:f2} s", file, seconds)
                         if whitenings.IsValueCreated then for c in whitenings.Value.Values do (c :> IDisposable).Dispose () }
         let board = TensorBoardLog runDirectory
         board.GrowthSteps <- state.GrowthSteps

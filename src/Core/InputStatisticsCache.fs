@@ -42,24 +42,27 @@ type Outcome =
     | Hit of file: string * seconds: float
     | Computed of file: string * writeSeconds: float
     /// Computed, its tensors copied in `copySeconds`, and being written to `file` by `writing` (getOrCompute
-    /// in the background), which reports a failure through the warning and never throws.
-    | Writing of file: string * copySeconds: float * writing: Threading.Tasks.Task
+    /// in the background), which reports a failure through the warning and never throws; its result is the
+    /// seconds the write took (NaN: it failed).
+    | Writing of file: string * copySeconds: float * writing: Threading.Tasks.Task<float>
     /// No cache folder, or one that could not be written: computed and not kept.
     | NotKept of why: string
 
-/// The tensor's values as bytes (float32 or float64, contiguous on the CPU): one copy of its storage.
-let private rawBytes (t: torch.Tensor) : byte[] =
-    use detached = t.detach ()
-    use c = detached.contiguous ()
-    use cpu = c.cpu ()
-    match cpu.dtype with
+/// The tensor detached, contiguous and on the CPU (float32 or float64), whose `bytes` are its values: the
+/// caller disposes it. No copy when it is all that already.
+let private storageOf (t: torch.Tensor) : torch.Tensor =
+    match t.dtype with
     | torch.ScalarType.Float32
-    | torch.ScalarType.Float64 -> cpu.bytes.ToArray ()
+    | torch.ScalarType.Float64 ->
+        use detached = t.detach ()
+        use contiguous = detached.contiguous ()
+        contiguous.cpu ()
     | other -> invalidArg "t" $"The input statistics cache keeps float32 or float64 tensors, not {other}."
 
 let private appendTensor (hash: IncrementalHash) (t: torch.Tensor) =
     hash.AppendData (Encoding.UTF8.GetBytes $"{t.dtype}[{String.Join (',', t.shape)}]")
-    hash.AppendData (rawBytes t)
+    use values = storageOf t
+    hash.AppendData (Span<byte>.op_Implicit values.bytes)
 
 /// The key of a run without a cache (nothing hashed).
 let noKey = { Text = ""; Hash = ""; Seconds = 0.0 }
@@ -99,12 +102,11 @@ let entryPath (folder: string) (key: Key) = Path.Combine (folder, $"input-{key.H
 let private sameBytes (a: byte[]) (aStart: int) (b: byte[]) (bStart: int) (count: int) =
     MemoryExtensions.SequenceEqual (ReadOnlySpan (a, aStart, count), ReadOnlySpan (b, bStart, count))
 
-/// A tensor as its dtype (float32 or float64), rank, shape and raw values: read back bit for bit.
-let private writeTensor (w: BinaryWriter) (t: torch.Tensor) =
+/// A tensor's header as `readTensor` reads it: dtype, rank, shape.
+let private writeTensorHeader (w: BinaryWriter) (t: torch.Tensor) =
     w.Write (int t.dtype)
     w.Write (int (t.dim ()))
     for d in t.shape do w.Write d
-    w.Write (rawBytes t)
 
 let private readTensor (r: BinaryReader) : torch.Tensor =
     let dtype : torch.ScalarType = LanguagePrimitives.EnumOfValue (sbyte (r.ReadInt32 ()))
@@ -123,32 +125,45 @@ let private readTensor (r: BinaryReader) : torch.Tensor =
     t.bytes <- Span bytes
     t
 
-/// The entry's body (magic, key text, fields, tensors) as `write` puts it before its SHA-256: the only
-/// part that reads the tensors.
-let private bodyOf (key: Key) (c: InputWhitening.InputCovariance) : byte[] =
-    use buffer = new MemoryStream ()
-    (use w = new BinaryWriter (buffer, Encoding.UTF8, true)
-     w.Write magic
-     w.Write key.Text
-     w.Write c.Samples
-     w.Write c.Path
-     w.Write c.StatisticsSeconds
-     w.Write c.FactorSeconds
-     writeTensor w c.S2
-     writeTensor w c.Whitening)
-    buffer.ToArray ()
+/// Bytes to the file and the hash of what it holds.
+let private put (file: Stream, hash: IncrementalHash, bytes: ReadOnlySpan<byte>) =
+    file.Write bytes
+    hash.AppendData bytes
 
-/// Writes `body` and its SHA-256 as the entry of `key` in `folder` (created if missing): a temporary file
-/// of this process, then renamed over the entry.
-let private writeBody (folder: string) (key: Key) (body: byte[]) : unit =
+/// Writes the entry of `key` (magic, key text, fields, tensors, then the SHA-256 of all that) to `file`,
+/// hashing as it writes: each tensor's bytes go from its storage to the file and the hash, with no copy
+/// of the entry in memory (building the 82 MB CIFAR-10 entry in a MemoryStream first, then hashing it,
+/// cost 0.3–1.2 s of CPU, taken from the growth step it ran beside).
+let private writeEntry (file: Stream) (key: Key) (c: InputWhitening.InputCovariance) : unit =
+    use hash = IncrementalHash.CreateHash HashAlgorithmName.SHA256
+    let putFields (fields: BinaryWriter -> unit) =
+        use buffer = new MemoryStream ()
+        (use w = new BinaryWriter (buffer, Encoding.UTF8, true) in fields w)
+        put (file, hash, ReadOnlySpan (buffer.GetBuffer (), 0, int buffer.Length))
+    let putTensor (t: torch.Tensor) =
+        use values = storageOf t
+        putFields (fun w -> writeTensorHeader w t)
+        put (file, hash, Span<byte>.op_Implicit values.bytes)
+    putFields (fun w ->
+        w.Write magic
+        w.Write key.Text
+        w.Write c.Samples
+        w.Write c.Path
+        w.Write c.StatisticsSeconds
+        w.Write c.FactorSeconds)
+    putTensor c.S2
+    putTensor c.Whitening
+    file.Write (hash.GetHashAndReset ())
+
+/// Writes `c` as the entry of `key` in `folder` (created if missing): a temporary file of this process,
+/// then renamed over the entry.
+let private writeFile (folder: string) (key: Key) (c: InputWhitening.InputCovariance) : unit =
     Directory.CreateDirectory folder |> ignore
     let path = entryPath folder key
     let temporary = Path.Combine (folder, $".input-{key.Hash}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp")
     try
         (use file = new FileStream (temporary, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 <<< 20)
-         file.Write (body, 0, body.Length)
-         let sum = SHA256.HashData body
-         file.Write (sum, 0, sum.Length)
+         writeEntry file key c
          // Not fsync'ed (measured: it was most of the 0.4–1.0 s an 82 MB entry took to write): a
          // crash may leave the renamed entry without its bytes on disk, which its checksum then refuses.
          file.Flush ())
@@ -159,7 +174,7 @@ let private writeBody (folder: string) (key: Key) (body: byte[]) : unit =
 /// Writes `c` as the entry of `key` in `folder` (created if missing): a temporary file of this process,
 /// then renamed over the entry.
 let write (folder: string) (key: Key) (c: InputWhitening.InputCovariance) : unit =
-    writeBody folder key (bodyOf key c)
+    writeFile folder key c
 
 /// The entry of `key` in `folder`: Ok None when there is none, Error why when it is there but not
 /// usable (cut short, checksum mismatch, another key, unreadable), Ok (Some c) when it is good.
@@ -241,14 +256,23 @@ let getOrCompute (folder: string | null) (key: Key) (x: torch.Tensor) (warn: str
                     let s2 = c.S2.detach().clone().DetachFromDisposeScope ()
                     let w = c.Whitening.detach().clone().DetachFromDisposeScope ()
                     let copy = { c with S2 = s2; Whitening = w }
+                    // On a thread of its own (LongRunning), not the thread pool's: a blocking write held one of the
+                    // pool's few threads (as many as cores), so the strategy call of the first growth step
+                    // (ProposalCheck.proposeWithin, a pool task) waited for the pool to add a thread, about 0.5 s
+                    // (measured on CIFAR-10-shaped inputs: the first solve 0.47–0.56 s against 0.025 s without the write).
                     let writing =
-                        Threading.Tasks.Task.Run (fun () ->
+                        Threading.Tasks.Task.Factory.StartNew ((fun () ->
+                            let writeClock = Diagnostics.Stopwatch.StartNew ()
                             try
-                                try writeBody folder key (bodyOf key copy)
-                                with e -> warn (notWritable e)
+                                try
+                                    writeFile folder key copy
+                                    writeClock.Elapsed.TotalSeconds
+                                with e ->
+                                    warn (notWritable e)
+                                    nan
                             finally
                                 s2.Dispose ()
-                                w.Dispose ())
+                                w.Dispose ()), Threading.Tasks.TaskCreationOptions.LongRunning)
                     c, Writing (path, clock.Elapsed.TotalSeconds, writing)
                 else
                     write folder key c

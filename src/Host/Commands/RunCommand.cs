@@ -212,7 +212,11 @@ public sealed class RunCommand(TinyGrowSettings settings, PluginCatalogue catalo
             var engine = new GrowthEngine(catalogue.BlockKinds, catalogue.LayerKinds, strategy, loggers.CreateLogger("TinyGrow.Engine"));
             if (progress is not null) engine.Observer = progress;
             engine.InputStatisticsCache = settings.Output.ResolvedCacheDirectory();
-            var training = Task.Run(() => engine.Run(data, settings.Model, settings.Training, settings.Growth, device, partial, settings.Checkpoint, resumeFolder is not null, cancellation), CancellationToken.None);
+            // On a thread of its own (LongRunning): the run blocks for its whole length, and on the thread pool
+            // it held one of its few threads (as many as cores), so the engine's own short tasks (a strategy
+            // call, the input statistics cache write) could wait about 0.5 s for the pool to add one.
+            var training = Task.Factory.StartNew(() => engine.Run(data, settings.Model, settings.Training, settings.Growth, device, partial, settings.Checkpoint, resumeFolder is not null, cancellation),
+                CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
             try
             {
                 var summary = await WaitOrGiveUp(training, cancellation);
