@@ -268,9 +268,12 @@ let tests =
                 match outcome with
                 | InputStatisticsCache.Writing (file, _, writing) ->
                     Expect.equal file (InputStatisticsCache.entryPath folder key) "under its key's hash"
+                    // On a thread of its own: on the thread pool a write of seconds held one of its few threads, and the
+                    // growth step's strategy call (a pool task) waited ~0.5 s for another (notebook 2026-12-06-thread-pool-wait).
+                    Expect.isTrue (writing.CreationOptions.HasFlag Threading.Tasks.TaskCreationOptions.LongRunning) "the write does not take a thread-pool thread"
                     // The run's tensors are its own: disposing them does not touch the write.
                     (c :> IDisposable).Dispose ()
-                    writing.Wait ()
+                    Expect.isGreaterThanOrEqual writing.Result 0.0 "the write reports its seconds"
                 | other -> failtest $"an empty cache computes and writes in the background ({other})"
                 let hit, again = InputStatisticsCache.getOrCompute folder key x (fun w -> failtest w) true notComputed
                 use hit = hit
@@ -282,7 +285,7 @@ let tests =
                 let c, outcome = InputStatisticsCache.getOrCompute (Path.Combine (file, "cache")) key x warnings.Enqueue true (fun () -> InputWhitening.inputCovariance net 0 options null x y)
                 use _ = c
                 match outcome with
-                | InputStatisticsCache.Writing (_, _, writing) -> writing.Wait ()
+                | InputStatisticsCache.Writing (_, _, writing) -> Expect.isTrue (Double.IsNaN writing.Result) "a failed write reports NaN seconds"
                 | other -> failtest $"written in the background ({other})"
                 Expect.equal warnings.Count 1 "one warning, from the write"
                 Expect.stringContains (Seq.head warnings) "Output:CacheDirectory" "names the setting")
