@@ -132,8 +132,8 @@ let private put (file: Stream, hash: IncrementalHash, bytes: ReadOnlySpan<byte>)
 
 /// Writes the entry of `key` (magic, key text, fields, tensors, then the SHA-256 of all that) to `file`,
 /// hashing as it writes: each tensor's bytes go from its storage to the file and the hash, with no copy
-/// of the entry in memory (building the 82 MB CIFAR-10 entry in a MemoryStream first, then hashing it,
-/// cost 0.3–1.2 s of CPU, taken from the growth step it ran beside).
+/// of the entry in memory (the 82 MB CIFAR-10 entry was built in a MemoryStream, copied out, then hashed:
+/// several passes and allocations of its size where one pass does).
 let private writeEntry (file: Stream) (key: Key) (c: InputWhitening.InputCovariance) : unit =
     use hash = IncrementalHash.CreateHash HashAlgorithmName.SHA256
     let putFields (fields: BinaryWriter -> unit) =
@@ -216,9 +216,9 @@ let read (folder: string) (key: Key) : Result<InputWhitening.InputCovariance opt
             Error $"unreadable ({e.Message})"
 
 /// Junction j's InputCovariance on (x, y) from the cache in `folder` (null or empty: no cache), else
-/// computed by `compute` and written there: in the caller's time, or with `background` on a thread-pool
-/// thread once its tensors are copied (Writing: the run waits for it when it ends, not when it grows; the
-/// entry's hash and file cost 0.4–0.6 s of a CIFAR-10-shaped run's first growth step). A damaged or mismatched entry is reported through `warn`,
+/// computed by `compute` and written there: in the caller's time, or with `background` on a thread of its
+/// own once its tensors are copied (Writing: the run waits for it when it ends, not when it grows; the
+/// entry's hash and file take 0.3–0.8 s for CIFAR-10-shaped inputs). A damaged or mismatched entry is reported through `warn`,
 /// recomputed and rewritten; a folder that cannot be written is reported through `warn` and the result
 /// used without being kept. The tensors come back in the dtype and on the device of x.
 let getOrCompute (folder: string | null) (key: Key) (x: torch.Tensor) (warn: string -> unit) (background: bool)
