@@ -176,9 +176,9 @@ let pairedZ (before: float[]) (after: float[]) =
     else
         let d = Array.map2 (-) before after
         let mean = Array.average d
-        let variance = (d |> Array.sumBy (fun x -> (x - mean) * (x - mean))) / float (n - 1)
-        if variance = 0.0 then (if mean > 0.0 then infinity elif mean < 0.0 then -infinity else 0.0)
-        else mean / sqrt (variance / float n)
+        let error = Statistics.meanStandardError d
+        if error = 0.0 then (if mean > 0.0 then infinity elif mean < 0.0 then -infinity else 0.0)
+        else mean / error
 
 /// The slope probe divides the chosen γ by this: at γ/16 a loss quadratic in γ keeps 1 − 1/32 of its
 /// first-order decrease when γ is at its minimum, so the probe measures the held-out slope to about 3 %.

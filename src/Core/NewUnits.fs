@@ -151,13 +151,6 @@ let crossValidationFolds = 8
 /// above z standard errors): about a 2.5 % chance of growing on noise alone.
 let significanceZ = 2.0
 
-/// The standard error of the mean of `xs`: their sample standard deviation over √n (NaN with fewer than two).
-let private meanStandardError (xs: float[]) =
-    if xs.Length < 2 then nan
-    else
-        let mean = Array.average xs
-        sqrt ((xs |> Array.sumBy (fun x -> (x - mean) ** 2.0)) / float (xs.Length - 1) / float xs.Length)
-
 /// What the cross-validation found: per fold f and per number of neurons k = 0..K, the first-order
 /// decrease per unit γ on fold f of the proposal (δ and the top k directions) fitted on the other folds
 /// (only k = 0 and K, the others NaN, unless every count is asked for: the prediction needs only those).
@@ -171,7 +164,7 @@ type CrossValidation =
     /// Mean slope over the folds of the proposal with k neurons.
     member c.MeanSlope (k: int) = c.Slopes |> Array.averageBy (fun s -> s[min k (s.Length - 1)])
     /// Standard error of MeanSlope k over the folds (NaN with one fold).
-    member c.SlopeError (k: int) = meanStandardError (c.Slopes |> Array.map (fun s -> s[min k (s.Length - 1)]))
+    member c.SlopeError (k: int) = Statistics.meanStandardError (c.Slopes |> Array.map (fun s -> s[min k (s.Length - 1)]))
 
 /// The proposal procedure on rows `fit`, as tiny and toUnit make it: δ (the least-squares change of B's existing
 /// weights) fitted on the rows, the first `maxNeurons` directions of the SVD of W·N with N = Σ b̃ (bδᵀ − g)ᵀ, the
@@ -234,7 +227,7 @@ let crossValidate (junction: IJunction) (statistics: JunctionStatistics) (sample
     let best = if everyCount then [| 0 .. maxNeurons |] |> Array.maxBy mean else maxNeurons
     let gains = slopes |> Array.map (fun s -> s[best] - s[0])
     let gain = Array.average gains
-    let error = if gains.Length < 2 then infinity else meanStandardError gains
+    let error = if gains.Length < 2 then infinity else Statistics.meanStandardError gains
     let chosen = if best > 0 && gain > significanceZ * error then best else 0
     { Slopes = slopes; Chosen = chosen; DeltaSlope = mean 0 }
 

@@ -6,6 +6,13 @@ module TinyGrow.Core.Statistics
 open TorchSharp
 open TinyGrow.Abstractions
 
+/// The standard error of the mean of `xs`: their sample standard deviation over √n (NaN with fewer than two).
+let meanStandardError (xs: float[]) =
+    if xs.Length < 2 then nan
+    else
+        let mean = Array.average xs
+        sqrt ((xs |> Array.sumBy (fun x -> (x - mean) * (x - mean))) / float (xs.Length - 1) / float xs.Length)
+
 type private Sums =
     { S: torch.Tensor; M: torch.Tensor; S2: torch.Tensor; M2: torch.Tensor; P: torch.Tensor
       mutable TraceE: float; mutable Samples: int64; mutable UnitRoundoff: float; mutable RowsPerProduct: int64
