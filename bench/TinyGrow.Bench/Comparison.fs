@@ -92,7 +92,7 @@ let secondsToReach (target: float) (run: Run) =
     run.Epochs |> List.tryFind (fun (_, a) -> a >= target) |> Option.map fst
 
 
-let private loadAverage () =
+let loadAverage () =
     try (File.ReadAllText "/proc/loadavg").Split(' ') |> Array.take 3 |> String.concat " " with _ -> "unknown"
 
 let private cpuModel () =
@@ -104,7 +104,7 @@ let private cpuModel () =
     with _ -> "unknown CPU"
 
 /// `git describe`-like commit of the working directory ("+ changes" when the tree is dirty).
-let private commit () =
+let commit () =
     let git (args: string) =
         try
             match Process.Start (ProcessStartInfo ("git", args, RedirectStandardOutput = true, RedirectStandardError = true)) with

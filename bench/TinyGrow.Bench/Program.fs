@@ -126,6 +126,10 @@ let main argv =
         let epochs, seeds = epochsAndSeeds rest 0
         ClaimComparison.run loadFashionWith "experiments/fashion-mnist-cnn.json" "claim-cnn" (if epochs > 0 then Some epochs else None) 0 seeds results
         0
+    | "growth-cost" :: seeds ->
+        // Issue 23: the default run and CIFAR-dense on two generated file sets, input statistics cache cold and warm.
+        GrowthCost.run (if seeds.IsEmpty then [ 1; 2; 3 ] else List.map int seeds) results
+        0
     | "claim-resnet" :: rest ->
         // The same rows for experiments/fashion-mnist-resnet20.json, on a training subset (time).
         let epochs, seeds = epochsAndSeeds rest 0
@@ -259,5 +263,5 @@ let main argv =
         printfn "solves (δ, N, S2^-1/2, SVD; %d junctions):     %6.3f s   ratio to the epoch %.3f" net.JunctionCount solve (solve / train)
         0
     | _ ->
-        eprintfn "usage: TinyGrow.Bench checkpoint-cost | queue [JOBS [CONNECTION]] | daemon-idle [SECONDS] | compare [ACTIVATION EPOCHS] | conv-cost [SAMPLES] | fuzz-readers [CASES [SEED]] | rows | conv-modes [EPOCHS [SEED ...]] | whitening-time [D2 ...] | whitening-precision [D2 ...] | step-time [D2 ... | conv] | step-time-from OUTPUT ... | whitening-parts | stats-ratio [WIDTH] | step-profile | strategies [EPOCHS [SEED ...]] | protocol [EPOCHS [SEED ...]] | cnn [EPOCHS [SEED ...]] | smoke ACTIVATION EPOCHS THRESHOLD STEPS"
+        eprintfn "usage: TinyGrow.Bench checkpoint-cost | queue [JOBS [CONNECTION]] | daemon-idle [SECONDS] | compare [ACTIVATION EPOCHS] | conv-cost [SAMPLES] | fuzz-readers [CASES [SEED]] | rows | conv-modes [EPOCHS [SEED ...]] | whitening-time [D2 ...] | whitening-precision [D2 ...] | step-time [D2 ... | conv] | step-time-from OUTPUT ... | whitening-parts | stats-ratio [WIDTH] | step-profile | strategies [EPOCHS [SEED ...]] | growth-cost [SEED ...] | claim-cnn [EPOCHS [SEED ...]] | claim-resnet [EPOCHS [SEED ...]] | protocol [EPOCHS [SEED ...]] | cnn [EPOCHS [SEED ...]] | smoke ACTIVATION EPOCHS THRESHOLD STEPS"
         2
