@@ -103,8 +103,10 @@ let private cpuModel () =
         |> Option.defaultValue "unknown CPU"
     with _ -> "unknown CPU"
 
-/// `git describe`-like commit of the working directory ("+ changes" when the tree is dirty).
-let commit () =
+/// `git describe`-like commit of the working directory ("+ changes" when the tree is dirty), taken on the first
+/// call (the first table, before the bench writes it into docs/results.md) and kept: the bench's own writes made
+/// every later table say "+ uncommitted changes" of a clean checkout.
+let private commitOnce = lazy (
     let git (args: string) =
         try
             match Process.Start (ProcessStartInfo ("git", args, RedirectStandardOutput = true, RedirectStandardError = true)) with
@@ -117,7 +119,10 @@ let commit () =
         with _ -> None
     match git "rev-parse --short HEAD" with
     | Some head -> if git "status --porcelain --untracked-files=no" |> Option.exists (fun s -> s <> "") then head + " + uncommitted changes" else head
-    | None -> "unknown (not a git checkout)"
+    | None -> "unknown (not a git checkout)")
+
+/// The commit the bench measures (commitOnce).
+let commit () = commitOnce.Value
 
 /// Every row for every seed (seeds outermost), with progress (and each run's epoch curve) on stderr.
 /// `afterSeed results loadBefore loadNow` is called after each seed with the seeds done so far, so
