@@ -224,10 +224,10 @@ public sealed class OutputOptions
     /// whose A reads the network's input depend only on the data, so a run reads them from here instead
     /// of computing them (a 3,073² covariance and its factorisation on CIFAR-10) when an earlier run on the
     /// same inputs wrote them. An entry's key is the SHA-256 of the inputs the statistics are taken on
-    /// (the first 2·Growth:StatisticsSamples training samples as the network sees them: after the
+    /// (the first Growth:InputStatisticsSamples, by default 2·Growth:StatisticsSamples, training samples as the network sees them: after the
     /// loader, the normalisation and, with Growth:StatisticsFrom = training, the augmentation, drawn
     /// the same for every seed), their shape and dtype, the junction's rows (layer kind, kernel, bias)
-    /// and Growth:RowsPerDimension and Growth:EigenCutoff; an entry is checked against its SHA-256 when
+    /// and Growth:RowsPerDimension, Growth:EigenCutoff and Growth:InputFactor; an entry is checked against its SHA-256 when
     /// read, and a damaged one is computed again with a warning. Empty (the default):
     /// &lt;Output:Directory&gt;/.cache, shared by the runs written there; "off": no cache, every run
     /// computes them. A folder that cannot be written costs a warning, not the run.</summary>

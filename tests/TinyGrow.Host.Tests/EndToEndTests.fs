@@ -210,6 +210,29 @@ let tests =
             Expect.isEmpty (Directory.GetFileSystemEntries target) "nothing written through the links"
         }
 
+        test "a strategy plugin whose proposal breaks the contract stops the run with exit 4 (plugin fault), naming it; the .partial folder is kept" {
+            use work = new TempFolder()
+            let plugins = Directory.CreateDirectory(work.File "plugins").FullName
+            addFixture plugins "Fixture.BadProposal" |> ignore
+            let mnist = Directory.CreateDirectory(work.File "mnist").FullName
+            writeMnist mnist "train" 60 1
+            writeMnist mnist "t10k" 20 2
+            let exit, stderr =
+                runApp work.Path [ "run"; "--Output:Directory=runs"; "--Output:RunId=bad"; $"--Plugins:Folders:0={plugins}"
+                                   "--Dataset:Name=mnist"; $"--Dataset:Root={work.Path}"; "--Dataset:Download=false"
+                                   "--Growth:Strategy=fixture-wrong-shape"; "--Growth:StepsPerEpoch=1"; "--Growth:UntilEpoch=1"
+                                   "--Growth:StatisticsSamples=30"; "--Growth:GammaSearchSamples=30"
+                                   "--Training:Epochs=1"; "--Training:BatchSize=20"; "--Device=cpu" ]
+            // Until the run command caught the fault itself, it fell to its catch-all and exited 1 like a bug of the run.
+            Expect.equal exit ExitCodes.PluginFault $"exit 4 (stderr: {stderr})"
+            for part in [ "'fixture-wrong-shape' (Fixture.BadProposal"; "invalid proposal"; "Nothing was applied" ] do
+                Expect.stringContains stderr part $"the message names {part}"
+            let partial = Path.Combine(work.Path, "runs", "bad.partial")
+            Expect.isTrue (Directory.Exists partial) "the .partial folder is kept"
+            let last = File.ReadAllLines(Path.Combine(partial, "metrics.jsonl")) |> Array.last
+            Expect.stringContains last "\"event\":\"interrupted\"" "metrics.jsonl ends with the interrupted line"
+        }
+
         test "bad input exits with a documented code and a message, never a crash" {
             use work = new TempFolder()
             let plugins = Directory.CreateDirectory(work.File "plugins").FullName

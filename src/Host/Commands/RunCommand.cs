@@ -256,6 +256,15 @@ public sealed class RunCommand(TinyGrowSettings settings, PluginCatalogue catalo
                 if (training.IsCompleted) Report(partial);
                 return terminated ? ExitCodes.Ok : ExitCodes.Cancelled;
             }
+            catch (ProposalCheck.PluginFaultException e)
+            {
+                // A plugin broke its contract (a proposal of the wrong shape, a strategy past its timeout, a block whose
+                // resume does not match its forward): the plugin's fault, not the run's, so its own exit code (4).
+                Interrupted(training, partial, e.Message, engine.Progress);
+                if (training.IsCompleted) Report(partial);
+                Error(null, "Run {RunId} stopped: {Error} Its partial results are left in {Folder}", runId, e.Message, partial);
+                return ExitCodes.PluginFault;
+            }
             catch (NonFiniteLossException e)
             {
                 Interrupted(training, partial, e.Message, engine.Progress);
