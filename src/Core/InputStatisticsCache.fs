@@ -184,33 +184,43 @@ let read (folder: string) (key: Key) : Result<InputWhitening.InputCovariance opt
     if not (File.Exists path) then Ok None
     else
         try
-            let bytes = File.ReadAllBytes path
-            if bytes.Length < magic.Length + hashBytes then Error $"cut short ({bytes.Length} bytes)"
+            // The size from the file system first, and never more read than that: a FIFO or a device in the entry's
+            // place (a shared folder) reports 0 bytes, where opening a FIFO waits for a writer and reading /dev/zero
+            // to its end filled memory until the run died of an OutOfMemoryException.
+            let length = FileInfo(path).Length
+            if length < int64 (magic.Length + hashBytes) then Error $"cut short ({length} bytes)"
+            elif length > int64 Array.MaxLength then Error $"too large ({length} bytes) for an entry"
             else
-                let bodyLength = bytes.Length - hashBytes
-                let actual = SHA256.HashData (ReadOnlySpan (bytes, 0, bodyLength))
-                if not (sameBytes bytes bodyLength actual 0 hashBytes) then Error "checksum mismatch (cut short or corrupted)"
-                elif not (sameBytes bytes 0 magic 0 magic.Length) then Error "not an input statistics entry"
+                let bytes = Array.zeroCreate<byte> (int length)
+                let read =
+                    use file = new FileStream (path, FileMode.Open, FileAccess.Read, FileShare.Read)
+                    file.ReadAtLeast (Span<byte> bytes, bytes.Length, false)
+                if read < bytes.Length then Error $"cut short ({read} of {length} bytes)"
                 else
-                    use r = new BinaryReader (new MemoryStream (bytes, magic.Length, bodyLength - magic.Length), Encoding.UTF8)
-                    let text = r.ReadString ()
-                    if text <> key.Text then Error "it holds another key (a SHA-256 collision of the file name, or a file copied under another name)"
+                    let bodyLength = bytes.Length - hashBytes
+                    let actual = SHA256.HashData (ReadOnlySpan (bytes, 0, bodyLength))
+                    if not (sameBytes bytes bodyLength actual 0 hashBytes) then Error "checksum mismatch (cut short or corrupted)"
+                    elif not (sameBytes bytes 0 magic 0 magic.Length) then Error "not an input statistics entry"
                     else
-                        let samples = r.ReadInt64 ()
-                        let computedBy = r.ReadString ()
-                        let statisticsSeconds = r.ReadDouble ()
-                        let factorSeconds = r.ReadDouble ()
-                        let s2 = readTensor r
-                        try
-                            let w = readTensor r
-                            if r.BaseStream.Position <> r.BaseStream.Length then
-                                w.Dispose ()
-                                raise (InvalidDataException "bytes after the last tensor")
-                            Ok (Some { S2 = s2; Whitening = w; Samples = samples; Path = computedBy
-                                       StatisticsSeconds = statisticsSeconds; FactorSeconds = factorSeconds })
-                        with _ ->
-                            s2.Dispose ()
-                            reraise ()
+                        use r = new BinaryReader (new MemoryStream (bytes, magic.Length, bodyLength - magic.Length), Encoding.UTF8)
+                        let text = r.ReadString ()
+                        if text <> key.Text then Error "it holds another key (a SHA-256 collision of the file name, or a file copied under another name)"
+                        else
+                            let samples = r.ReadInt64 ()
+                            let computedBy = r.ReadString ()
+                            let statisticsSeconds = r.ReadDouble ()
+                            let factorSeconds = r.ReadDouble ()
+                            let s2 = readTensor r
+                            try
+                                let w = readTensor r
+                                if r.BaseStream.Position <> r.BaseStream.Length then
+                                    w.Dispose ()
+                                    raise (InvalidDataException "bytes after the last tensor")
+                                Ok (Some { S2 = s2; Whitening = w; Samples = samples; Path = computedBy
+                                           StatisticsSeconds = statisticsSeconds; FactorSeconds = factorSeconds })
+                            with _ ->
+                                s2.Dispose ()
+                                reraise ()
         with
         | :? IOException | :? UnauthorizedAccessException | :? InvalidDataException | :? ArgumentException as e ->
             Error $"unreadable ({e.Message})"
@@ -233,7 +243,7 @@ let getOrCompute (folder: string | null) (key: Key) (x: torch.Tensor) (warn: str
             match read folder key with
             | Ok found -> found
             | Error why ->
-                warn $"The input statistics cache entry {path} is {why}: it is not used; the input covariance is computed again and the entry rewritten."
+                warn $"The input statistics cache entry {path} cannot be used ({why}): it is not used; the input covariance is computed again and the entry rewritten."
                 None
         match cached with
         | Some c ->

@@ -204,10 +204,15 @@ let pythonSource () =
     use reader = new StreamReader (stream)
     reader.ReadToEnd ()
 
+/// `write` into path.tmp, then renamed over `path`; the temporary is removed when either fails (a full disk, a
+/// folder in the way), so that a failed export leaves nothing beside the files it did write.
 let private writeAtomically (path: string) (write: Stream -> unit) =
     let tmp = path + ".tmp"
-    (using (File.Create tmp) write)
-    File.Move (tmp, path, true)
+    try
+        (using (File.Create tmp) write)
+        File.Move (tmp, path, true)
+    finally
+        if File.Exists tmp then File.Delete tmp
 
 let private writeEntries (entries: (string * torch.Tensor)[]) (directory: string) =
     try

@@ -20,8 +20,16 @@ if (commandLine.Error is not null)
     return ExitCodes.BadConfiguration;
 }
 if (commandLine.Verb == Verb.Help) { Usage.Write(Console.Out); return ExitCodes.Ok; }
-if (commandLine.Verb == Verb.Report) return ReportCommand.Execute(commandLine.Argument!, Console.Out, Console.Error);
-if (commandLine.Verb == Verb.Export) return ExportCommand.Execute(commandLine.Argument!, Console.Out, Console.Error);
+// report and export need no host; what escapes them is still mapped to an exit code, not the runtime's abort (134).
+try
+{
+    if (commandLine.Verb == Verb.Report) return ReportCommand.Execute(commandLine.Argument!, Console.Out, Console.Error);
+    if (commandLine.Verb == Verb.Export) return ExportCommand.Execute(commandLine.Argument!, Console.Out, Console.Error);
+}
+catch (Exception e)
+{
+    return Failure.Report(e, null, Console.Error);
+}
 if (commandLine.Verb == Verb.Resume && RunCommand.ResumeProblem(commandLine.Argument!) is { } notResumable)
 {
     Console.Error.WriteLine($"tinygrow: {notResumable}");

@@ -117,6 +117,14 @@ let tests =
             use err = new StringWriter()
             Expect.equal (ExportCommand.Execute(run, out, err)) ExitCodes.Ok $"export exits 0 ({err})"
             Expect.isTrue (File.Exists(Path.Combine(run, "model.pt"))) "export wrote model.pt"
+            // A folder where the export's file goes: exit 2 naming it, and no temporary left beside it.
+            File.Delete(Path.Combine(run, "tinygrow_model.py"))
+            Directory.CreateDirectory(Path.Combine(run, "tinygrow_model.py")) |> ignore
+            use blocked = new StringWriter()
+            Expect.equal (ExportCommand.Execute(run, out, blocked)) ExitCodes.BadConfiguration $"a folder in the way: exit 2 ({blocked})"
+            Expect.stringContains (blocked.ToString()) "tinygrow_model.py" "names the path"
+            Expect.isEmpty (Directory.GetFiles(run, "*.tmp")) "no temporary file left (model.pt.tmp and tinygrow_model.py.tmp were)"
+            Directory.Delete(Path.Combine(run, "tinygrow_model.py"))
             // a damaged model.bin: exit 2 naming it, nothing written (it crashed the process before)
             File.Delete(Path.Combine(run, "model.pt"))
             let bytes = Array.zeroCreate<byte> (int (FileInfo(Path.Combine(run, "model.bin")).Length))

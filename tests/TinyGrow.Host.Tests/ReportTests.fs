@@ -54,6 +54,18 @@ let tests =
             Expect.stringContains (string (parse [ "jobs"; "extra" ]).Error) "unexpected argument" "jobs takes no operand"
         }
 
+        test "a run folder that cannot take the report (a folder where a figure goes) exits 2 naming it, and leaves no temporary file" {
+            use folder = new TempFolder()
+            let path = runFolder folder sampleMetrics
+            Directory.CreateDirectory(Path.Combine(path, "loss-accuracy.png")) |> ignore
+            // Before, the exception escaped `report` (run before the host's handlers): the runtime aborted, exit 134.
+            let code, err = report path
+            Expect.equal code ExitCodes.BadConfiguration $"exit 2 ({err})"
+            for part in [ "cannot write into"; "loss-accuracy.png"; "Make the folder writable" ] do
+                Expect.stringContains err part $"the message names {part}"
+            Expect.isEmpty (Directory.GetFiles(path, "*.tmp")) "no temporary file left"
+        }
+
         test "the figures decode as PNGs of the stated size and report.md shows them with the final numbers" {
             use folder = new TempFolder()
             let code, err = report (runFolder folder sampleMetrics)

@@ -29,6 +29,10 @@ let private notComputed () : InputWhitening.InputCovariance = failwith "computed
 
 let private entries (folder: string) = Directory.GetFiles (folder, "input-*.bin")
 
+/// mkfifo(3): a named pipe, which a reader that opens it waits on until a writer comes.
+[<Runtime.InteropServices.DllImport ("libc", SetLastError = true)>]
+extern int mkfifo (string path, uint32 mode)
+
 /// A logger that keeps (level, message) of every entry.
 type private Recording () =
     member val Entries = ResizeArray<LogLevel * string> () with get
@@ -111,7 +115,7 @@ let tests =
             Expect.notEqual (InputStatisticsCache.keyOf net 0 (GrowthOptions (RowsPerDimension = 0, InputFactor = "randomized")) x).Hash baseline "the randomised factor (an exact entry is never read for it)"
         }
 
-        test "a damaged entry (a flipped byte, cut short, bytes added, another key inside) is refused with a warning, computed again and rewritten" {
+        test "a damaged entry (a flipped byte, cut short, bytes added, another key inside, a link to /dev/zero, a FIFO) is refused with a warning, computed again and rewritten" {
             use net = mlp 1121L f64 6 [ 4; 3 ] "tanh" 3
             use x = randn 1122L 300L 6L
             use y = labels 1123L 300L 3L
@@ -127,6 +131,14 @@ let tests =
                       File.WriteAllBytes (path, bytes[.. bytes.Length / 3]))
                   "cut to 10 bytes", (fun path -> File.WriteAllBytes (path, (File.ReadAllBytes path)[.. 9]))
                   "bytes added", (fun path -> File.AppendAllText (path, "x"))
+                  // Not files at all (a shared folder): read to their end, /dev/zero filled memory until the run died
+                  // (OutOfMemoryException), and opening a FIFO waited for a writer for ever.
+                  "a symbolic link to /dev/zero", (fun path ->
+                      File.Delete path
+                      File.CreateSymbolicLink (path, "/dev/zero") |> ignore)
+                  "a FIFO", (fun path ->
+                      File.Delete path
+                      if mkfifo (path, 0o600u) <> 0 then failtest $"mkfifo {path} failed")
                   "another key's entry under this name", (fun path ->
                       use otherX = randn 1124L 300L 6L
                       let otherKey = InputStatisticsCache.keyOf net 0 options otherX

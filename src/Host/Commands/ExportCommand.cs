@@ -27,6 +27,12 @@ public static class ExportCommand
                 error.WriteLine($"tinygrow: export: warning: {Path.Combine(runFolder, "model.json")} records no SHA-256 of model.bin (a model written before checksums were), so model.bin is exported without that check.");
             PyTorchExport.writeFromFiles(runFolder);
         }
+        catch (UnauthorizedAccessException e)
+        {
+            // A folder or file the process may not read or write (read-only, owned by another user): not a bug, exit 2.
+            error.WriteLine($"tinygrow: export: {e.Message} Make the run folder readable and writable, or copy it somewhere writable, and export again.");
+            return ExitCodes.BadConfiguration;
+        }
         catch (Exception e) when (e is ArgumentException or IOException or InvalidDataException or System.Text.Json.JsonException)
         {
             error.WriteLine($"tinygrow: export: {e.Message}");

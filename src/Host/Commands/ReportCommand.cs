@@ -26,6 +26,12 @@ public static class ReportCommand
             error.WriteLine($"tinygrow: report: {e.Message}");
             return ExitCodes.BadConfiguration;
         }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // The folder cannot take the report (read-only, owned by another user, a folder where a figure goes, a full disk).
+            error.WriteLine($"tinygrow: report: cannot write into {runFolder} ({e.Message}). Make the folder writable, or copy the run folder somewhere writable, and run the report again.");
+            return ExitCodes.BadConfiguration;
+        }
         output.WriteLine($"Report written: {Path.Combine(runFolder, RunReport.Markdown)} ({string.Join(", ", RunReport.Figures)})");
         return ExitCodes.Ok;
     }

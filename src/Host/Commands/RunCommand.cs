@@ -221,6 +221,14 @@ public sealed class RunCommand(TinyGrowSettings settings, PluginCatalogue catalo
             {
                 var summary = await WaitOrGiveUp(training, cancellation);
                 Report(partial);
+                if (Directory.Exists(final) || File.Exists(final))
+                {
+                    // Something took the run's final name while it trained (only its .partial folder is claimed): the
+                    // run is complete, so say where it is; `resume` would call it finished and do nothing.
+                    Error(null, "Run {RunId} finished, but {Final} appeared while it trained, so its folder was not renamed: its results are complete in {Folder}. Move {Final} away and rename {Folder} to it.",
+                        runId, final, partial, final, partial);
+                    return ExitCodes.RunFailed;
+                }
                 Directory.Move(partial, final);
                 Folder = final;
                 _lock?.DeleteAndRelease(final);
@@ -264,6 +272,14 @@ public sealed class RunCommand(TinyGrowSettings settings, PluginCatalogue catalo
                 if (training.IsCompleted) Report(partial);
                 Error(null, "Run {RunId} stopped: {Error} Its partial results are left in {Folder}", runId, e.Message, partial);
                 return ExitCodes.PluginFault;
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                // A full disk or a run folder made unwritable under the run: not a bug, and the last checkpoint stands.
+                Interrupted(training, partial, e.Message, engine.Progress);
+                Error(null, "Run {RunId} stopped by an I/O error: {Error} Free space or make {Folder} writable, then continue the run from its last checkpoint with: tinygrow resume {Folder}",
+                    runId, e.Message, partial, partial);
+                return ExitCodes.RunFailed;
             }
             catch (NonFiniteLossException e)
             {
