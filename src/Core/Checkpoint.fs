@@ -33,9 +33,21 @@ type Header =
       /// Byte length of each generator's state.
       Generators: int64[]
       /// Length of the epoch's permutation; 0: none drawn (the epoch has not started).
-      Order: int64 }
+      Order: int64
+      /// SHA-256 (hex) of the run folder's settingsFile when the checkpoint was written; null: none there, or a
+      /// checkpoint written before this field (not checked).
+      RunSettings: string | null }
 
 let private format = "tinygrow-checkpoint-1"
+
+/// The file a run folder's settings are kept in (written when the run claims its folder, never changed): a
+/// checkpoint records its hash, so that one copied in from another run folder is refused, not resumed.
+let settingsFile = "run-settings.json"
+
+/// SHA-256 (hex) of `directory`'s settingsFile; null when there is none.
+let private settingsHashOf (directory: string) : string | null =
+    let path = Path.Combine (directory, settingsFile)
+    if File.Exists path then Convert.ToHexString (SHA256.HashData (File.ReadAllBytes path)) else null
 let private json = JsonSerializerOptions (NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals)
 
 /// Forwards writes to `inner` and adds them to `hash`.
@@ -94,7 +106,8 @@ let write (directory: string) (net: Network) (inputShape: int64[]) (classes: int
               State = state
               OptimizerStates = states |> Array.map Array.length
               Generators = generatorStates |> Array.map (fun s -> s.numel ())
-              Order = (match order with null -> 0L | o -> o.numel ()) }
+              Order = (match order with null -> 0L | o -> o.numel ())
+              RunSettings = settingsHashOf directory }
         let size =
             use file = new FileStream (temporary, FileMode.Create, FileAccess.Write, FileShare.None, 1 <<< 20)
             use hash = IncrementalHash.CreateHash HashAlgorithmName.SHA256
@@ -146,6 +159,25 @@ let problem (path: string) : string option =
                 file.ReadExactly head
                 if head <> magic then Some "not a TinyGrow checkpoint" else None
 
+/// The header of a checkpoint that passed `problem`.
+let private headerOf (path: string) : Header =
+    use file = new FileStream (path, FileMode.Open, FileAccess.Read, FileShare.Read)
+    use r = new BinaryReader (file)
+    r.ReadBytes magic.Length |> ignore
+    let length = r.ReadInt32 ()
+    match JsonSerializer.Deserialize<Header> (r.ReadBytes length, json) with
+    | null -> raise (InvalidDataException $"{path}: its header is null")
+    | h -> h
+
+/// Why a checkpoint in `directory` is not this run's: it records the hash of another settingsFile (it was
+/// copied from another run folder, whose network, data or schedule may differ); None when the hashes agree or
+/// either is missing.
+let private otherRun (directory: string) (path: string) : string option =
+    match (headerOf path).RunSettings, settingsHashOf directory with
+    | NonNull recorded, NonNull current when recorded <> current ->
+        Some $"written by another run (its {settingsFile} differs from this folder's: a checkpoint copied from another run folder)"
+    | _ -> None
+
 /// The newest usable checkpoint in `directory` (checkpoint.bin, else checkpoint.previous.bin), and
 /// the files refused on the way with why (a missing checkpoint.bin is not a refusal when the
 /// previous one exists: a run killed between the two renames leaves just that).
@@ -155,7 +187,7 @@ let latest (directory: string) : string option * (string * string) list =
         function
         | [] -> None, List.rev refused
         | path :: rest ->
-            match problem path with
+            match (match problem path with None -> otherRun directory path | found -> found) with
             | None -> Some path, List.rev refused
             | Some "missing" -> pick refused rest
             | Some why -> pick ((path, why) :: refused) rest

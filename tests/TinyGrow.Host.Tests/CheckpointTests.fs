@@ -163,6 +163,14 @@ let tests =
             let copy = folder.File "checkpoint.bin"
             File.Copy(Path.Combine(partial, "checkpoint.previous.bin"), copy)
             Expect.equal (TinyGrow.Core.Checkpoint.problem copy) None "an intact checkpoint passes"
+            // Bound to its run: beside another run's settings it is refused (resume trained a checkpoint copied in from
+            // another run, of another network, into this folder); beside its own it is used.
+            File.WriteAllText(folder.File TinyGrow.Core.Checkpoint.settingsFile, "{}")
+            let used, refused = TinyGrow.Core.Checkpoint.latest folder.Path
+            Expect.equal used None $"another run's checkpoint is not used ({refused})"
+            Expect.isTrue (refused |> List.exists (fun (_, why) -> why.Contains "written by another run")) $"it says why ({refused})"
+            File.Copy(Path.Combine(partial, TinyGrow.Core.Checkpoint.settingsFile), folder.File TinyGrow.Core.Checkpoint.settingsFile, true)
+            Expect.equal (fst (TinyGrow.Core.Checkpoint.latest folder.Path)) (Some copy) "beside its own run's settings it is used"
             let bytes = File.ReadAllBytes copy
             bytes[bytes.Length / 2] <- bytes[bytes.Length / 2] ^^^ 1uy
             File.WriteAllBytes(copy, bytes)

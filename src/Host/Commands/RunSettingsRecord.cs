@@ -22,7 +22,7 @@ namespace TinyGrow.Host.Commands;
 public static class RunSettingsRecord
 {
     /// <summary>The record's name inside a run folder.</summary>
-    public const string FileName = "run-settings.json";
+    public static readonly string FileName = TinyGrow.Core.Checkpoint.settingsFile; // a checkpoint records its hash
 
     /// <summary>Key prefixes a resume may change.</summary>
     public static readonly IReadOnlyList<string> SafePrefixes = ["Checkpoint:", "Output:", "Plugins:"];
