@@ -178,6 +178,16 @@ let private otherRun (directory: string) (path: string) : string option =
         Some $"written by another run (its {settingsFile} differs from this folder's: a checkpoint copied from another run folder)"
     | _ -> None
 
+/// Why a checkpoint in `directory` does not fit the run's metrics.jsonl: the file is shorter than when the checkpoint
+/// was written (cut, replaced, or not on disk after a crash: it is flushed, not fsync'ed), so a resume would append
+/// after lines that are gone, or after half a line. None when the file holds at least what it held then.
+let private metricsShort (directory: string) (path: string) : string option =
+    let metrics = Path.Combine (directory, "metrics.jsonl")
+    let now = if File.Exists metrics then FileInfo(metrics).Length else 0L
+    let recorded = (headerOf path).State.MetricsBytes
+    if now < recorded then Some $"metrics.jsonl holds {now} bytes, fewer than the {recorded} it held at this checkpoint (cut or replaced since)"
+    else None
+
 /// The newest usable checkpoint in `directory` (checkpoint.bin, else checkpoint.previous.bin), and
 /// the files refused on the way with why (a missing checkpoint.bin is not a refusal when the
 /// previous one exists: a run killed between the two renames leaves just that).
@@ -187,7 +197,9 @@ let latest (directory: string) : string option * (string * string) list =
         function
         | [] -> None, List.rev refused
         | path :: rest ->
-            match (match problem path with None -> otherRun directory path | found -> found) with
+            let why = problem path |> Option.orElseWith (fun () -> otherRun directory path)
+                                   |> Option.orElseWith (fun () -> metricsShort directory path)
+            match why with
             | None -> Some path, List.rev refused
             | Some "missing" -> pick refused rest
             | Some why -> pick ((path, why) :: refused) rest

@@ -170,7 +170,15 @@ let tests =
             Expect.equal used None $"another run's checkpoint is not used ({refused})"
             Expect.isTrue (refused |> List.exists (fun (_, why) -> why.Contains "written by another run")) $"it says why ({refused})"
             File.Copy(Path.Combine(partial, TinyGrow.Core.Checkpoint.settingsFile), folder.File TinyGrow.Core.Checkpoint.settingsFile, true)
-            Expect.equal (fst (TinyGrow.Core.Checkpoint.latest folder.Path)) (Some copy) "beside its own run's settings it is used"
+            // ... and only with the metrics.jsonl it was written beside, or a longer one: cut short (or missing), the
+            // resumed run appended after half a line and kept a stale report.
+            let metrics = File.ReadAllBytes(Path.Combine(partial, "metrics.jsonl"))
+            File.WriteAllBytes(folder.File "metrics.jsonl", metrics[.. 99])
+            let used, refused = TinyGrow.Core.Checkpoint.latest folder.Path
+            Expect.equal used None $"not with a metrics.jsonl cut short ({refused})"
+            Expect.isTrue (refused |> List.exists (fun (_, why) -> why.Contains "metrics.jsonl holds 100 bytes")) $"it says why ({refused})"
+            File.WriteAllBytes(folder.File "metrics.jsonl", metrics)
+            Expect.equal (fst (TinyGrow.Core.Checkpoint.latest folder.Path)) (Some copy) "beside its own run's settings and metrics it is used"
             let bytes = File.ReadAllBytes copy
             bytes[bytes.Length / 2] <- bytes[bytes.Length / 2] ^^^ 1uy
             File.WriteAllBytes(copy, bytes)
