@@ -13,7 +13,7 @@ open System
 open System.Diagnostics
 open System.IO
 open System.Text
-open System.Text.Json
+open TinyGrow.Core
 open TinyGrow.Bench.Measure
 
 /// One row's run setting: what is passed to `tinygrow run` besides the seed, the folders and the thread count.
@@ -50,17 +50,14 @@ let private inputCovarianceSeconds (log: string) =
         |> Seq.sumBy (fun m -> number m 1 + number m 2)
     if log.Contains "Input covariance of junction" then computed + read else nan
 
-/// The `final` line of a run folder's metrics.jsonl.
+/// The `final` line of a run folder's metrics.jsonl (read with the product's own reader, which checks its schema).
 let private finalOf (runFolder: string) =
-    let line =
-        File.ReadLines (Path.Combine (runFolder, "metrics.jsonl"))
-        |> Seq.filter (fun l -> l.Contains "\"event\":\"final\"")
-        |> Seq.tryLast
-    match line with
+    let final =
+        MetricsSchema.Events (Path.Combine (runFolder, "metrics.jsonl"))
+        |> List.tryFindBack (fun e -> e.GetProperty("event").GetString () = "final")
+    match final with
     | None -> failwith $"growth-cost: {runFolder}/metrics.jsonl has no final line."
-    | Some l ->
-        use doc = JsonDocument.Parse l
-        let r = doc.RootElement
+    | Some r ->
         { Accuracy = r.GetProperty("test_accuracy").GetDouble ()
           Widths = [| for w in r.GetProperty("widths").EnumerateArray () -> w.GetInt32 () |]
           Seconds = r.GetProperty("seconds").GetDouble ()

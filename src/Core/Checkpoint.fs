@@ -169,24 +169,21 @@ let private headerOf (path: string) : Header =
     | null -> raise (InvalidDataException $"{path}: its header is null")
     | h -> h
 
-/// Why a checkpoint in `directory` is not this run's: it records the hash of another settingsFile (it was
-/// copied from another run folder, whose network, data or schedule may differ); None when the hashes agree or
-/// either is missing.
-let private otherRun (directory: string) (path: string) : string option =
-    match (headerOf path).RunSettings, settingsHashOf directory with
+/// Why an intact checkpoint in `directory` does not belong to the run there, from its header; None when it does.
+/// - It records the hash of another settingsFile: copied from another run folder, whose network, data or schedule
+///   may differ (not checked when either hash is missing).
+/// - metrics.jsonl holds fewer bytes than when it was written (cut, replaced, or not on disk after a crash: it is
+///   flushed, not fsync'ed): a resume would append after lines that are gone, or after half a line.
+let private notThisRun (directory: string) (path: string) : string option =
+    let header = headerOf path
+    let metrics = Path.Combine (directory, "metrics.jsonl")
+    let metricsBytes = if File.Exists metrics then FileInfo(metrics).Length else 0L
+    match header.RunSettings, settingsHashOf directory with
     | NonNull recorded, NonNull current when recorded <> current ->
         Some $"written by another run (its {settingsFile} differs from this folder's: a checkpoint copied from another run folder)"
+    | _ when metricsBytes < header.State.MetricsBytes ->
+        Some $"metrics.jsonl holds {metricsBytes} bytes, fewer than the {header.State.MetricsBytes} it held at this checkpoint (cut or replaced since)"
     | _ -> None
-
-/// Why a checkpoint in `directory` does not fit the run's metrics.jsonl: the file is shorter than when the checkpoint
-/// was written (cut, replaced, or not on disk after a crash: it is flushed, not fsync'ed), so a resume would append
-/// after lines that are gone, or after half a line. None when the file holds at least what it held then.
-let private metricsShort (directory: string) (path: string) : string option =
-    let metrics = Path.Combine (directory, "metrics.jsonl")
-    let now = if File.Exists metrics then FileInfo(metrics).Length else 0L
-    let recorded = (headerOf path).State.MetricsBytes
-    if now < recorded then Some $"metrics.jsonl holds {now} bytes, fewer than the {recorded} it held at this checkpoint (cut or replaced since)"
-    else None
 
 /// The newest usable checkpoint in `directory` (checkpoint.bin, else checkpoint.previous.bin), and
 /// the files refused on the way with why (a missing checkpoint.bin is not a refusal when the
@@ -197,9 +194,7 @@ let latest (directory: string) : string option * (string * string) list =
         function
         | [] -> None, List.rev refused
         | path :: rest ->
-            let why = problem path |> Option.orElseWith (fun () -> otherRun directory path)
-                                   |> Option.orElseWith (fun () -> metricsShort directory path)
-            match why with
+            match problem path |> Option.orElseWith (fun () -> notThisRun directory path) with
             | None -> Some path, List.rev refused
             | Some "missing" -> pick refused rest
             | Some why -> pick ((path, why) :: refused) rest

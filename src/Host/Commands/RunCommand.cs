@@ -264,15 +264,6 @@ public sealed class RunCommand(TinyGrowSettings settings, PluginCatalogue catalo
                 if (training.IsCompleted) Report(partial);
                 return terminated ? ExitCodes.Ok : ExitCodes.Cancelled;
             }
-            catch (ProposalCheck.PluginFaultException e)
-            {
-                // A plugin broke its contract (a proposal of the wrong shape, a strategy past its timeout, a block whose
-                // resume does not match its forward): the plugin's fault, not the run's, so its own exit code (4).
-                Interrupted(training, partial, e.Message, engine.Progress);
-                if (training.IsCompleted) Report(partial);
-                Error(null, "Run {RunId} stopped: {Error} Its partial results are left in {Folder}", runId, e.Message, partial);
-                return ExitCodes.PluginFault;
-            }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
                 // A full disk or a run folder made unwritable under the run: not a bug, and the last checkpoint stands.
@@ -281,12 +272,15 @@ public sealed class RunCommand(TinyGrowSettings settings, PluginCatalogue catalo
                     runId, e.Message, partial, partial);
                 return ExitCodes.RunFailed;
             }
-            catch (NonFiniteLossException e)
+            catch (Exception e) when (e is NonFiniteLossException or ProposalCheck.PluginFaultException)
             {
+                // Foreseen stops, said in one line without a trace. A plugin that broke its contract (a proposal of the
+                // wrong shape, a strategy past its timeout, a block whose resume does not match its forward) is the
+                // plugin's fault, not the run's: its own exit code (4).
                 Interrupted(training, partial, e.Message, engine.Progress);
                 Report(partial);
                 Error(null, "Run {RunId} stopped: {Error} Its partial results are left in {Folder}", runId, e.Message, partial);
-                return ExitCodes.RunFailed;
+                return e is ProposalCheck.PluginFaultException ? ExitCodes.PluginFault : ExitCodes.RunFailed;
             }
             catch (Exception e)
             {
