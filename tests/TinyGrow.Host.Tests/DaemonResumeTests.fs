@@ -1,7 +1,8 @@
 /// A daemon killed with SIGKILL mid-job (after a checkpoint): its run stops itself, and the daemon
 /// that takes the job over (the same folder queue restarted; another daemon on the PostgreSQL queue
 /// once the lease has expired) resumes the run folder from its checkpoint, through `tinygrow
-/// resume`, and the job ends with the metrics lines of an uninterrupted run of the same seed.
+/// resume`, and the job ends with the metrics lines of an uninterrupted run of the same seed; also when the
+/// job's status file (which names the run folder) was damaged in between.
 module TinyGrow.Host.Tests.DaemonResumeTests
 
 open System
@@ -98,6 +99,16 @@ let tests =
             let queueFolder = f.File "queue"
             let id = (FolderJobQueue queueFolder).Submit("killed", f.Experiment).Id
             killMidJob f id [ $"--Daemon:QueueFolder={queueFolder}" ] ignore
+            resumeAndCheck f (FolderJobQueue queueFolder) id (fun () -> File.ReadAllText(Path.Combine(queueFolder, "done", id + ".log")))
+        }
+
+        test "folder queue: a job whose status file was damaged while its daemon was down resumes its earlier run folder, found by the job's id" {
+            let f = fixture.Value
+            f.Reference |> ignore
+            let queueFolder = f.File "queue-damaged"
+            let id = (FolderJobQueue queueFolder).Submit("damaged", f.Experiment).Id
+            killMidJob f id [ $"--Daemon:QueueFolder={queueFolder}" ] (fun () ->
+                File.WriteAllText(Path.Combine(queueFolder, "running", id + ".status"), "{\"Owner\": \"half a wr"))
             resumeAndCheck f (FolderJobQueue queueFolder) id (fun () -> File.ReadAllText(Path.Combine(queueFolder, "done", id + ".log")))
         }
 

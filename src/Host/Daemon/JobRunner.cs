@@ -34,8 +34,16 @@ public sealed class JobRunner(TinyGrowSettings settings, ILogger<JobRunner> log,
     public async Task<JobOutcome> RunAsync(IClaimedJob job, CancellationToken stopping)
     {
         var output = Path.GetFullPath(settings.Output.Directory);
-        var resume = Resumable(job.PreviousRunFolder);
-        if (resume is null && Finished(job.PreviousRunFolder) is { } finished)
+        var previous = job.PreviousRunFolder;
+        if (previous is null && LastAttempt(output, job.Id) is { } found)
+        {
+            // The queue had no record of an earlier attempt (a damaged or deleted status file), yet one ran:
+            // its folder is named by the job's id, and its checkpoint is the job's progress.
+            log.LogWarning("Job {Job}: its queue record names no earlier run folder, but {Folder} is one (named by the job's id); it is taken as the previous attempt", job.Id, found);
+            previous = found;
+        }
+        var resume = Resumable(previous);
+        if (resume is null && Finished(previous) is { } finished)
             return new(JobState.Done, null, finished); // it completed, but its daemon died before recording it
         var runId = resume is null ? FreeRunId(output, job.Id) : Path.GetFileName(resume)[..^SettingsValidator.PartialSuffix.Length];
         if (resume is not null) output = Path.GetDirectoryName(resume)!;
@@ -163,14 +171,32 @@ public sealed class JobRunner(TinyGrowSettings settings, ILogger<JobRunner> log,
         return !Directory.Exists(previous) && File.Exists(Path.Combine(final, "metrics.jsonl")) ? final : null;
     }
 
+    // The run folder (as its .partial name) of the job's latest earlier attempt in `output`, found by the
+    // run ids FreeRunId gives (id, id-2, id-3, …): the last one taken, .partial or finished; null when none.
+    static string? LastAttempt(string output, string id)
+    {
+        string? last = null;
+        for (var n = 1; ; n++)
+        {
+            var candidate = Path.Combine(output, RunIdOf(id, n));
+            if (!Path.Exists(candidate) && !Path.Exists(candidate + SettingsValidator.PartialSuffix)) return last;
+            last = candidate + SettingsValidator.PartialSuffix;
+        }
+    }
+
+    static string RunIdOf(string id, int attempt)
+    {
+        var safe = id.Length > 90 ? id[..90] : id;
+        return attempt == 1 ? safe : $"{safe}-{attempt}";
+    }
+
     // The job's id as its run id; a second attempt (after a daemon died) gets -2, -3, … so that the
     // first attempt's .partial folder is kept and not refused as "in use".
     static string FreeRunId(string output, string id)
     {
-        var safe = id.Length > 90 ? id[..90] : id;
         for (var n = 1; ; n++)
         {
-            var candidate = n == 1 ? safe : $"{safe}-{n}";
+            var candidate = RunIdOf(id, n);
             var path = Path.Combine(output, candidate);
             if (!Path.Exists(path) && !Path.Exists(path + SettingsValidator.PartialSuffix)) return candidate;
         }
