@@ -138,6 +138,10 @@ let write (directory: string) (net: Network) (inputShape: int64[]) (classes: int
 /// Why `path` is not a usable checkpoint (missing, truncated, checksum mismatch), or None.
 let problem (path: string) : string option =
     if not (File.Exists path) then Some "missing"
+    // The size from the file system before any open: a FIFO in the checkpoint's place reports 0 bytes, and opening
+    // it would wait for a writer for ever (as would a link to a device).
+    elif FileInfo(path).Length < int64 (magic.Length + 4 + hashBytes) then
+        Some $"truncated, or not a regular file ({FileInfo(path).Length} bytes)"
     else
         use file = new FileStream (path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 <<< 20)
         if file.Length < int64 (magic.Length + 4 + hashBytes) then Some $"truncated ({file.Length} bytes)"

@@ -150,7 +150,7 @@ let tests =
             sameAsReference f "stopped"
         }
 
-        test "a checkpoint with one byte changed fails its checksum; resume refuses a finished run" {
+        test "a checkpoint with one byte changed fails its checksum, a FIFO in its place is refused unopened; resume refuses a finished run" {
             let f = fixture.Value
             f.Reference |> ignore
             use folder = new TempFolder()
@@ -184,6 +184,14 @@ let tests =
             File.WriteAllBytes(copy, bytes)
             Expect.equal (TinyGrow.Core.Checkpoint.problem copy) (Some "checksum mismatch (truncated or corrupted)") "one flipped bit is caught"
             Expect.equal (fst (TinyGrow.Core.Checkpoint.latest folder.Path)) None "and not used"
+            // A FIFO in its place is refused from its size, never opened (the open would wait for a writer for ever).
+            File.Delete copy
+            use mkfifo = Diagnostics.Process.Start("mkfifo", [ copy ])
+            mkfifo.WaitForExit()
+            let check = Threading.Tasks.Task.Run(fun () -> TinyGrow.Core.Checkpoint.latest folder.Path)
+            Expect.isTrue (check.Wait(TimeSpan.FromSeconds 30.0)) "latest returns (it did not open the FIFO)"
+            Expect.equal (fst check.Result) None "a FIFO is not used"
+            Expect.isTrue (snd check.Result |> List.exists (fun (_, why) -> why.Contains "not a regular file")) $"it says why ({snd check.Result})"
             let code, message = runToEnd f.Path [ "resume"; f.Run "reference" ]
             Expect.equal code ExitCodes.BadConfiguration $"a finished run is not resumed ({message})"
             Expect.stringContains message "only an unfinished run" "it says why"

@@ -60,6 +60,23 @@ let tests =
             Expect.equal (result.Plugins |> Seq.map (fun p -> p.Name) |> List.ofSeq) [ "Fixture.GoodPlugin" ] "good plugin loaded"
         }
 
+        test "a FIFO in a plugin's DLL place is refused by name, without waiting for a writer; the others load" {
+            use tmp = new TempFolder()
+            let folder = Directory.CreateDirectory(Path.Combine(tmp.Path, "Piped")).FullName
+            let fifo = Path.Combine(folder, "Piped.dll")
+            use mkfifo = System.Diagnostics.Process.Start("mkfifo", [ fifo ])
+            mkfifo.WaitForExit()
+            addFixture tmp.Path "Fixture.GoodPlugin" |> ignore
+            // On a worker with a deadline: opening the FIFO would block the test run for ever.
+            let discovery = System.Threading.Tasks.Task.Run(fun () -> discover [ tmp.Path ])
+            Expect.isTrue (discovery.Wait(System.TimeSpan.FromSeconds 30.0)) "discovery returns (it did not open the FIFO)"
+            let result, _ = discovery.Result
+            let problem = Expect.wantSome (result.Problems |> Seq.tryFind (fun p -> p.Path = fifo)) "the FIFO refused"
+            Expect.stringContains problem.Reason "a FIFO (named pipe), not a DLL file" "says what it is"
+            Expect.stringContains problem.Message "replace" "says the fix"
+            Expect.equal (result.Plugins |> Seq.map (fun p -> p.Name) |> List.ofSeq) [ "Fixture.GoodPlugin" ] "the good plugin loaded"
+        }
+
         test "a folder without <Name>.dll and a missing Plugins:Folders entry are reported; a missing default folder is not" {
             use tmp = new TempFolder()
             let misnamed = Directory.CreateDirectory(Path.Combine(tmp.Path, "plugins", "Misnamed")).FullName

@@ -3,6 +3,7 @@ using McMaster.NETCore.Plugins;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using TinyGrow.Abstractions;
+using TinyGrow.Host.Configuration;
 
 namespace TinyGrow.Host.Plugins;
 
@@ -94,6 +95,12 @@ public static class PluginDiscovery
         // Reasons are followed by ". Fix: …": an exception message's own final period would double it.
         void Refuse(string reason, string fix) => problems.Add(new(dll, reason.TrimEnd().TrimEnd('.'), fix));
 
+        // Asked without opening it: loading a FIFO in the DLL's place would wait for a writer for ever.
+        if (FileKind.Of(dll).Kind is { } kind)
+        {
+            Refuse($"it is {kind}, not a DLL file", $"replace {dll} with the plugin's built DLL, or remove {Path.GetDirectoryName(dll)}");
+            return;
+        }
         PluginLoader loader;
         Assembly assembly;
         Type[] types;
