@@ -63,6 +63,29 @@ let measure (junction: IJunction) (proposal: NeuronProposal) (statistics: Juncti
       NewLargestAtOne = (if fresh.Length = 0 then 0.0 else Array.max fresh)
       NewMedianAtOne = median fresh }
 
+/// `measure`, with A's existing channels' pre-activations on `aInput` given (`existingOutput`, e.g. kept by the γ
+/// search's probe forward): only the new channels are computed (IGrowableLayer.ForwardOutputs). Without a
+/// normalisation after A (no IPreActivations) A's output is the pre-activation, so the spreads are `measure`'s to
+/// float32 rounding (the existing channels come from a product of another shape); otherwise `measure` itself.
+let measureGiven (junction: IJunction) (proposal: NeuronProposal) (statistics: JunctionStatistics) (aInput: torch.Tensor)
+                 (existingOutput: torch.Tensor | null) : Spreads =
+    match existingOutput with
+    | Null -> measure junction proposal statistics aInput
+    | NonNull kept when (junction :? Junctions.IPreActivations) || kept.shape[0] <> aInput.shape[0]
+                        || kept.shape[1] <> int64 junction.A.OutputWidth ->
+        measure junction proposal statistics aInput
+    | NonNull kept ->
+        use _ = torch.no_grad ()
+        use scope = torch.NewDisposeScope ()
+        let existing = junction.A.OutputWidth
+        let applied = junction.Apply (proposal, 1.0, statistics)
+        let fresh =
+            try channelRms (junction.A.ForwardOutputs (aInput, existing))
+            finally applied.Undo ()
+        { Existing = median (channelRms kept)
+          NewLargestAtOne = (if fresh.Length = 0 then 0.0 else Array.max fresh)
+          NewMedianAtOne = median fresh }
+
 /// The largest γ whose new neurons all have a spread ≤ ratio × the existing median; +∞ when nothing
 /// bounds it (ratio ≤ 0: the bound is off; no new neuron, or new neurons silent on these samples).
 let gammaBound (ratio: float) (s: Spreads) =

@@ -258,8 +258,11 @@ let growJunctionTested (acceptanceZ: float) (start: float) (borrowed: float) (am
         let spreads =
             // γ does not scale a unit proposal's features (FanOutAmplitude): there is nothing to bound.
             if proposal.Count > 0 && amplitudeRatio > 0.0 && Amplitude.isBounded junction && not proposal.FanOutAmplitude then
-                let aInput = samples.Points[0].AInput
-                Some (Amplitude.measure junction proposal statistics (aInput.narrow (0L, 0L, min spreadSamples aInput.shape[0])))
+                let point = samples.Points[0]
+                let rows = min spreadSamples point.AInput.shape[0]
+                // A's existing channels were computed by the probe forward: only the new ones are.
+                let kept : torch.Tensor | null = match point.AOutput with NonNull a -> a.narrow (0L, 0L, rows) | Null -> null
+                Some (Amplitude.measureGiven junction proposal statistics (point.AInput.narrow (0L, 0L, rows)) kept)
             else None
         let bound =
             match spreads with

@@ -10,19 +10,19 @@ open TorchSharp
 open TorchSharp.Modules
 
 module private StateTensors =
-    /// A zero tensor shaped like `p` with `old` copied into its leading block.
+    /// A zero tensor shaped like `p` with `old` copied into its leading block; `old` itself when the shapes
+    /// agree (a parameter the step did not grow: most of them, and a copy per step of each was measurable).
     let padTo (p: torch.Tensor) (old: torch.Tensor) =
-        let fresh = torch.zeros_like p
-        fresh.DetachFromDisposeScope () |> ignore
-        if old.shape = p.shape then
-            fresh.copy_ old |> ignore
+        if old.shape = p.shape then old
         else
+            let fresh = torch.zeros_like p
+            fresh.DetachFromDisposeScope () |> ignore
             let mutable view = fresh
             for d in 0 .. int (old.dim ()) - 1 do
                 view <- view.narrow (int64 d, 0L, old.shape[d])
             view.copy_ old |> ignore
-        old.Dispose ()
-        fresh
+            old.Dispose ()
+            fresh
 
     let zerosLike (p: torch.Tensor) =
         let t = torch.zeros_like p

@@ -190,6 +190,27 @@ let tests =
             Expect.equal (GammaSearch.startFloor 2 0.0 1.0, GammaSearch.startFloor 1 nan 1.0) (0.0, 0.0) "nothing predicted: no floor"
         }
 
+        test "spreads from A's kept existing outputs (the γ search's probe) are measure's; kept outputs of other samples are not used" {
+            use net = mlp 501L f64 6 [ 3 ] "tanh" 2
+            let x, y = separable 502L 400L 6L
+            use x = x
+            use y = y
+            use stats = (StatisticsPass.statisticsPass net x y 400L)[0]
+            use proposal = propose net 0 stats 1 (options 0.0 false)
+            Expect.isGreaterThan proposal.Count 0 "neurons proposed"
+            let junction = net.Junctions[0]
+            let full = Amplitude.measure junction proposal stats x
+            use kept = junction.A.Forward x // the existing channels' pre-activations: a dense A without normalisation
+            let given = Amplitude.measureGiven junction proposal stats x kept
+            Expect.floatClose Accuracy.veryHigh given.Existing full.Existing "existing spread"
+            Expect.floatClose Accuracy.veryHigh given.NewLargestAtOne full.NewLargestAtOne "largest new spread"
+            Expect.floatClose Accuracy.veryHigh given.NewMedianAtOne full.NewMedianAtOne "median new spread"
+            use other = kept.narrow (0L, 0L, 10L)
+            Expect.equal (Amplitude.measureGiven junction proposal stats x other) full "kept outputs of other samples: measured whole"
+            Expect.equal (Amplitude.measureGiven junction proposal stats x null) full "none kept: measured whole"
+            Expect.equal junction.A.OutputWidth 3 "the candidate was undone"
+        }
+
         test "tanh: where the unbounded search saturates the new units, the chosen γ keeps their spread within the bound" {
             use net = mlp 501L f64 6 [ 2 ] "tanh" 2
             // Small existing first-layer weights: existing pre-activations have a small spread. They
