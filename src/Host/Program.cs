@@ -127,7 +127,10 @@ try
         Verb.Resume => await (run = host.Services.GetRequiredService<RunCommand>()).ResumeAsync(commandLine.Argument!, stopping),
         _ => await (run = host.Services.GetRequiredService<RunCommand>()).ExecuteAsync(stopping),
     };
+    // A daemon still stops its running job below; a run's outcome is decided.
+    if (commandLine.Verb != Verb.Daemon) StopSignal.Finished();
     await host.StopAsync(); // the daemon's running job is asked to stop and requeued
+    StopSignal.Finished();
     // A failed BackgroundService stops the host, which would still exit 0: take the code from it.
     if (commandLine.Verb == Verb.Daemon && host.Services.GetRequiredService<DaemonService>().ExecuteTask is { IsFaulted: true } failed)
         return Failure.Report(failed.Exception!.GetBaseException(), null, Console.Error);

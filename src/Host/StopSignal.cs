@@ -13,6 +13,7 @@ public static class StopSignal
 {
     const int None = 0, Interrupt = 2, Terminate = 15;
     static volatile int _signal = None;
+    static volatile bool _finished;
     static PosixSignalRegistration? _terminate, _interrupt;
 
     /// <summary>SIGTERM was received.</summary>
@@ -21,11 +22,26 @@ public static class StopSignal
     /// <summary>Starts listening (once per process). A SIGTERM outranks a Ctrl-C received before it.</summary>
     public static void Listen()
     {
-        _terminate ??= PosixSignalRegistration.Create(PosixSignal.SIGTERM, _ => _signal = Terminate);
-        _interrupt ??= PosixSignalRegistration.Create(PosixSignal.SIGINT, _ =>
+        _terminate ??= PosixSignalRegistration.Create(PosixSignal.SIGTERM, context =>
+        {
+            _signal = Terminate;
+            Ignore(context);
+        });
+        _interrupt ??= PosixSignalRegistration.Create(PosixSignal.SIGINT, context =>
         {
             if (_signal == None) _signal = Interrupt;
+            Ignore(context);
         });
+    }
+
+    /// <summary>The command has its exit code: a stop signal from now on changes nothing. Without this, a
+    /// SIGTERM that arrived after a run's "done" line, once the host had released its own handlers, ended the
+    /// process with the shell's 143 although the run was complete.</summary>
+    public static void Finished() => _finished = true;
+
+    static void Ignore(PosixSignalContext context)
+    {
+        if (_finished) context.Cancel = true;
     }
 
     /// <summary>Waits at most <paramref name="timeout"/> until a stop signal has been recorded; false if

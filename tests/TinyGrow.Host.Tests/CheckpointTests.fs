@@ -126,6 +126,19 @@ let tests =
             sameAsReference f "killed"
         }
 
+        test "SIGTERM right after a run's done line changes nothing: exit 0, the run folder final" {
+            let f = fixture.Value
+            let errors = Text.StringBuilder()
+            use p = start f.Path (experiment f.Path "signalled-after-done" @ [ "--Training:Epochs=1" ]) errors
+            let clock = Stopwatch.StartNew()
+            let isDone () = lock errors (fun () -> (string errors).Contains "Run signalled-after-done done:")
+            while not (isDone ()) && not p.HasExited && clock.Elapsed.TotalSeconds < 120.0 do Threading.Thread.Sleep 1
+            Expect.isTrue (isDone ()) $"the run finished (stderr: {errors})"
+            sendSignal(p.Id, 15) |> ignore // the process may be gone already: then there is nothing to check
+            Expect.equal (finish p) ExitCodes.Ok $"exit 0 (stderr: {errors})"
+            Expect.isTrue (Directory.Exists(f.Run "signalled-after-done")) "the run folder has its final name"
+        }
+
         test "SIGTERM writes a checkpoint and exits 0; a damaged checkpoint is named and the previous one used; the resumed run ends as the uninterrupted one" {
             let f = fixture.Value
             let errors = Text.StringBuilder()
