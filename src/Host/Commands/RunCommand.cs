@@ -195,7 +195,7 @@ public sealed class RunCommand(TinyGrowSettings settings, PluginCatalogue catalo
                 }
                 try
                 {
-                    WriteConfig(Path.Combine(partial, "config.json"), runId, device, data.Sources);
+                    RunConfigFile.Write(Path.Combine(partial, "config.json"), settings, catalogue, runId, device, data.Sources);
                 }
                 catch (Exception e) when (e is IOException or UnauthorizedAccessException)
                 {
@@ -205,7 +205,7 @@ public sealed class RunCommand(TinyGrowSettings settings, PluginCatalogue catalo
                 }
             }
             _log.LogInformation("{Verb} {RunId}: {Dataset} ({Train} train, {Test} test samples; {Pipeline}) on {Device}, strategy {Strategy}, writing to {Folder}",
-                resumeFolder is null ? "Run" : "Resuming run", runId, data.Name, data.Train.Count, data.Test.Count, data.Pipeline, DeviceName(device), settings.Growth.Strategy, partial);
+                resumeFolder is null ? "Run" : "Resuming run", runId, data.Name, data.Train.Count, data.Test.Count, data.Pipeline, RunConfigFile.DeviceName(device), settings.Growth.Strategy, partial);
 
             // A null strategy means a fixed network (Growth:Strategy = none).
             IGrowthStrategy? strategy = IsFixed ? null : catalogue.GetStrategy(settings.Growth.Strategy);
@@ -408,30 +408,6 @@ public sealed class RunCommand(TinyGrowSettings settings, PluginCatalogue catalo
         return ExitCodes.Ok;
     }
 
-    static string DeviceName(torch.Device device) =>
-        device.type == DeviceType.CUDA ? $"cuda:{Math.Max(device.index, 0)}" : "cpu";
-
-    // The whole resolved configuration, so that the run can be repeated from its own folder
-    // (tinygrow run --experiment runs/<id>/config.json --Output:RunId=<new id>) and resumed from it.
-    // Computed properties (a layer's ResolvedPadding) are not keys: strict configuration refuses them.
-    static readonly JsonSerializerOptions ConfigJson = new()
-    {
-        WriteIndented = true,
-        Converters = { new System.Text.Json.Serialization.JsonStringEnumConverter() },
-        TypeInfoResolver = new System.Text.Json.Serialization.Metadata.DefaultJsonTypeInfoResolver
-        {
-            Modifiers =
-            {
-                info =>
-                {
-                    if (info.Type.Namespace?.StartsWith("TinyGrow", StringComparison.Ordinal) != true) return;
-                    foreach (var property in info.Properties.Where(p => p.Set is null).ToList())
-                        info.Properties.Remove(property);
-                },
-            },
-        },
-    };
-
     string? MemoryRefusal(LoadedDataset data, torch.Device device)
     {
         var terms = MemoryEstimate.Terms(settings, data, out var unknown);
@@ -480,52 +456,6 @@ public sealed class RunCommand(TinyGrowSettings settings, PluginCatalogue catalo
         _ => "downloaded by this run",
     };
 
-    // Every plugin that served a name in this run: its assembly, version, file and SHA-256.
-    List<PluginRecord> LoadedPlugins() =>
-        catalogue.Entries.Select(e => e.Plugin).DistinctBy(p => p.Path)
-            .Select(p => new PluginRecord(p.Name, p.Version, p.Path, Sha256Of(p.Path))).ToList();
-
-    static string Sha256Of(string path)
-    {
-        try
-        {
-            using var stream = File.OpenRead(path);
-            return Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(stream));
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            return $"unreadable ({e.Message})";
-        }
-    }
-
-    // The resolved settings as config.json holds them (without its records).
-    System.Text.Json.Nodes.JsonObject Resolved(string runId, torch.Device device) =>
-        (System.Text.Json.Nodes.JsonObject)JsonSerializer.SerializeToNode(new
-        {
-            settings.Dataset,
-            settings.Model,
-            settings.Growth,
-            settings.Training,
-            settings.Checkpoint,
-            Output = new OutputOptions { Directory = settings.Output.Directory, RunId = runId, CacheDirectory = settings.Output.CacheDirectory },
-            Device = DeviceName(device),
-            settings.Plugins,
-        }, ConfigJson)!;
-
-    // config.json, then run-settings.json (what a resume is checked against).
-    void WriteConfig(string path, string runId, torch.Device device, IReadOnlyList<DataFile> sources)
-    {
-        var resolved = Resolved(runId, device);
-        var shaping = RunSettingsRecord.Shaping(resolved);
-        // A record, not a setting: ignored when the file is read back (resume, a repeated run).
-        resolved["DatasetFiles"] = JsonSerializer.SerializeToNode(sources, ConfigJson);
-        resolved[ConfigurationSchema.LoadedPluginsKey] = JsonSerializer.SerializeToNode(LoadedPlugins(), ConfigJson);
-        var temporary = path + ".tmp";
-        File.WriteAllText(temporary, resolved.ToJsonString(ConfigJson));
-        File.Move(temporary, path);
-        RunSettingsRecord.Write(Path.GetDirectoryName(path)!, shaping);
-    }
-
     // A resume is refused before anything is read or written when another process writes the folder,
     // or when its settings (config.json as it is now, environment, command line) differ from the
     // run's in a key that shapes the result. Takes the folder's lock (kept until the command returns).
@@ -541,7 +471,7 @@ public sealed class RunCommand(TinyGrowSettings settings, PluginCatalogue catalo
             return $"resume {resumeFolder}: {e.Message}";
         }
         var runId = Path.GetFileName(partial[..^SettingsValidator.PartialSuffix.Length]);
-        var outcome = RunSettingsRecord.Check(partial, RunSettingsRecord.Shaping(Resolved(runId, device)));
+        var outcome = RunSettingsRecord.Check(partial, RunSettingsRecord.Shaping(RunConfigFile.Resolved(settings, runId, device)));
         if (outcome.Warning is not null) _log.LogWarning("{Warning}", outcome.Warning);
         return outcome.Refusal;
     }
