@@ -80,8 +80,9 @@ let proposeWithin (strategy: IGrowthStrategy) (request: GrowthRequest) (timeoutS
         let remaining = timeoutSeconds - clock.Elapsed.TotalSeconds
         if remaining <= 0.0 then
             raise (PluginFaultException $"Growth strategy {describe strategy} did not propose for junction {request.Junction.Name} within Growth:StrategyTimeoutSeconds = {timeoutSeconds} s. Nothing was applied; the last checkpoint is the run's state before this step. Fix the strategy plugin, raise Growth:StrategyTimeoutSeconds, or choose another Growth:Strategy.")
-        // Task.Wait spins briefly before it blocks, so a short solve is picked up without a kernel wait (WaitAny on
-        // the task's wait handle cost about 1 ms a call here). A faulted call ends the wait: its AggregateException is
+        // Task.Wait spins briefly before it blocks, so a short solve is picked up without a kernel wait (the hand-off
+        // to and from the worker took about 1 ms a call with WaitAny on the task's wait handle; the change in the
+        // default run's growth time is within noise). A faulted call ends the wait: its AggregateException is
         // dropped and GetResult below rethrows the strategy's own exception. A stop (SIGTERM) ends it at once
         // (OperationCanceledException): the step is abandoned, the last checkpoint stands.
         let woke =
