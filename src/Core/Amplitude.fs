@@ -44,6 +44,12 @@ type Spreads =
       NewLargestAtOne: float
       NewMedianAtOne: float }
 
+/// Spreads from the channels' RMS: the existing ones' median, the new ones' largest and median.
+let private spreadsOf (existing: float[]) (fresh: float[]) =
+    { Existing = median existing
+      NewLargestAtOne = (if fresh.Length = 0 then 0.0 else Array.max fresh)
+      NewMedianAtOne = median fresh }
+
 /// Whether the junction's activation can saturate or die (every one but the identity).
 let isBounded (junction: IJunction) = junction.A.Activation <> "identity"
 
@@ -58,10 +64,7 @@ let measure (junction: IJunction) (proposal: NeuronProposal) (statistics: Juncti
     let rms =
         try channelRms (preActivations junction aInput)
         finally applied.Undo ()
-    let old, fresh = Array.take existing rms, Array.skip existing rms
-    { Existing = median old
-      NewLargestAtOne = (if fresh.Length = 0 then 0.0 else Array.max fresh)
-      NewMedianAtOne = median fresh }
+    spreadsOf (Array.take existing rms) (Array.skip existing rms)
 
 /// `measure`, with A's existing channels' pre-activations on `aInput` given (`existingOutput`, e.g. kept by the γ
 /// search's probe forward): only the new channels are computed (IGrowableLayer.ForwardOutputs). Without a
@@ -82,9 +85,7 @@ let measureGiven (junction: IJunction) (proposal: NeuronProposal) (statistics: J
         let fresh =
             try channelRms (junction.A.ForwardOutputs (aInput, existing))
             finally applied.Undo ()
-        { Existing = median (channelRms kept)
-          NewLargestAtOne = (if fresh.Length = 0 then 0.0 else Array.max fresh)
-          NewMedianAtOne = median fresh }
+        spreadsOf (channelRms kept) fresh
 
 /// The largest γ whose new neurons all have a spread ≤ ratio × the existing median; +∞ when nothing
 /// bounds it (ratio ≤ 0: the bound is off; no new neuron, or new neurons silent on these samples).

@@ -137,41 +137,43 @@ let write (directory: string) (net: Network) (inputShape: int64[]) (classes: int
 
 /// Why `path` is not a usable checkpoint (missing, truncated, checksum mismatch), or None.
 let problem (path: string) : string option =
-    if not (File.Exists path) then Some "missing"
     // The size from the file system before any open: a FIFO in the checkpoint's place reports 0 bytes, and opening
     // it would wait for a writer for ever (as would a link to a device).
-    elif FileInfo(path).Length < int64 (magic.Length + 4 + hashBytes) then
-        Some $"truncated, or not a regular file ({FileInfo(path).Length} bytes)"
+    let size = if File.Exists path then FileInfo(path).Length else -1L
+    if size < 0L then Some "missing"
+    elif size < int64 (magic.Length + 4 + hashBytes) then Some $"truncated, or not a regular file ({size} bytes)"
     else
         use file = new FileStream (path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 <<< 20)
-        if file.Length < int64 (magic.Length + 4 + hashBytes) then Some $"truncated ({file.Length} bytes)"
+        use hash = IncrementalHash.CreateHash HashAlgorithmName.SHA256
+        let buffer = Array.zeroCreate<byte> (1 <<< 20)
+        let mutable left = file.Length - int64 hashBytes
+        while left > 0L do
+            let n = file.Read (buffer, 0, int (min left (int64 buffer.Length)))
+            if n <= 0 then raise (EndOfStreamException path)
+            hash.AppendData (buffer, 0, n)
+            left <- left - int64 n
+        let stored = Array.zeroCreate<byte> hashBytes
+        file.ReadExactly stored
+        if stored <> hash.GetHashAndReset () then Some "checksum mismatch (truncated or corrupted)"
         else
-            use hash = IncrementalHash.CreateHash HashAlgorithmName.SHA256
-            let buffer = Array.zeroCreate<byte> (1 <<< 20)
-            let mutable left = file.Length - int64 hashBytes
-            while left > 0L do
-                let n = file.Read (buffer, 0, int (min left (int64 buffer.Length)))
-                if n <= 0 then raise (EndOfStreamException path)
-                hash.AppendData (buffer, 0, n)
-                left <- left - int64 n
-            let stored = Array.zeroCreate<byte> hashBytes
-            file.ReadExactly stored
-            if stored <> hash.GetHashAndReset () then Some "checksum mismatch (truncated or corrupted)"
-            else
-                file.Position <- 0L
-                let head = Array.zeroCreate<byte> magic.Length
-                file.ReadExactly head
-                if head <> magic then Some "not a TinyGrow checkpoint" else None
+            file.Position <- 0L
+            let head = Array.zeroCreate<byte> magic.Length
+            file.ReadExactly head
+            if head <> magic then Some "not a TinyGrow checkpoint" else None
+
+/// A checkpoint's header, read by `r` from the file's start (`path` names it in errors).
+let private readHeader (r: BinaryReader) (path: string) : Header =
+    r.ReadBytes magic.Length |> ignore
+    let length = r.ReadInt32 ()
+    match JsonSerializer.Deserialize<Header> (r.ReadBytes length, json) with
+    | null -> raise (InvalidDataException $"{path} has an empty header.")
+    | h -> h
 
 /// The header of a checkpoint that passed `problem`.
 let private headerOf (path: string) : Header =
     use file = new FileStream (path, FileMode.Open, FileAccess.Read, FileShare.Read)
     use r = new BinaryReader (file)
-    r.ReadBytes magic.Length |> ignore
-    let length = r.ReadInt32 ()
-    match JsonSerializer.Deserialize<Header> (r.ReadBytes length, json) with
-    | null -> raise (InvalidDataException $"{path}: its header is null")
-    | h -> h
+    readHeader r path
 
 /// Why an intact checkpoint in `directory` does not belong to the run there, from its header; None when it does.
 /// - It records the hash of another settingsFile: copied from another run folder, whose network, data or schedule
@@ -209,10 +211,7 @@ type Reader(path: string) =
     let file = File.OpenRead path
     let reader = new BinaryReader (file, Encoding.UTF8, true)
     let header =
-        reader.ReadBytes magic.Length |> ignore
-        let length = reader.ReadInt32 ()
-        match JsonSerializer.Deserialize<Header> (reader.ReadBytes length, json) with
-        | null -> invalidOp $"{path} has an empty header."
+        match readHeader reader path with
         | h when h.Format <> format -> invalidOp $"{path} is not a checkpoint of format {format} (it says '{h.Format}')."
         | h -> h
 
