@@ -141,6 +141,11 @@ public sealed class GrowthOptions
     /// search): a decrease the held-out samples cannot tell from noise adds nothing, so a junction whose proposals no
     /// longer help stops growing (its width set by the bottleneck). 0: only the float32 rounding margin of the loss.</summary>
     [Range(0.0, 100.0)] public double AcceptanceZ { get; set; } = 0.0;
+    /// <summary>Measure, for every accepted γ search, the held-out decrease at γ/16 over the prediction there
+    /// (slope_over_predicted in metrics.jsonl): whether the first-order prediction's slope is the held-out one. A
+    /// diagnostic of the prediction, one more loss evaluation per accepted search (about a fifth of the default run's
+    /// search evaluations), so off unless asked for.</summary>
+    public bool SlopeProbe { get; set; } = false;
     /// <summary>Held-out training samples for the γ line search: disjoint from a statistics pass's samples; with
     /// StatisticsFrom = "training" drawn from the whole split, so a few may have been in the window.
     /// 512 with StatisticsSamples (see there).</summary>

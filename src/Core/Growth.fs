@@ -60,7 +60,7 @@ let growOne (context: GrowthContext) (net: Network) (stats: Map<int, JunctionSta
     context.Cancellation.ThrowIfCancellationRequested ()
     let proposal, solveSeconds = timed (fun () -> propose context net stats j)
     use proposal = proposal
-    let e = GammaSearch.growJunctionTested context.Options.AcceptanceZ (context.GammaStart j) (context.BorrowedStart j) context.Options.AmplitudeSpread net j proposal stats[j] context.HeldX context.HeldY
+    let e = GammaSearch.growJunctionTested context.Options.AcceptanceZ context.Options.SlopeProbe (context.GammaStart j) (context.BorrowedStart j) context.Options.AmplitudeSpread net j proposal stats[j] context.HeldX context.HeldY
     { e with StatisticsSeconds = statisticsSeconds; SolveSeconds = solveSeconds }
 
 /// Selection "best": every junction of `stats` proposes; the best one (bestProposal) is searched and applied.
@@ -70,7 +70,7 @@ let growBest (context: GrowthContext) (net: Network) (stats: Map<int, JunctionSt
     let proposals, solveSeconds = timed (fun () -> junctions |> List.map (fun j -> j, propose context net stats j))
     try
         let j, best = Selection.bestProposal (fun j k -> Selection.addedParameters net j k) proposals
-        let e = GammaSearch.growJunctionTested context.Options.AcceptanceZ (context.GammaStart j) (context.BorrowedStart j) context.Options.AmplitudeSpread net j best stats[j] context.HeldX context.HeldY
+        let e = GammaSearch.growJunctionTested context.Options.AcceptanceZ context.Options.SlopeProbe (context.GammaStart j) (context.BorrowedStart j) context.Options.AmplitudeSpread net j best stats[j] context.HeldX context.HeldY
         { e with StatisticsSeconds = statisticsSeconds; SolveSeconds = solveSeconds }
     finally
         proposals |> List.iter (fun (_, p) -> p.Dispose ())

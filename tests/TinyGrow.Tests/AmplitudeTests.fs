@@ -2,6 +2,7 @@
 /// against what the search measured, and σ′(0⁺) in the first-order prediction (GELU, SELU).
 module TinyGrow.Tests.AmplitudeTests
 
+open System
 open Expecto
 open TorchSharp
 open TinyGrow.Abstractions
@@ -129,6 +130,56 @@ let tests =
             // The bound holds: a borrowed γ above it is the bound.
             let r = GammaSearch.lineSearchWith 512.0 nan 7.0 (fun g -> (g - 40.0) ** 2.0) 24
             Expect.equal r.Gamma 7.0 "bound 7"
+        }
+
+        test "the loss model's minimum through L(0) and two points is the minimum of a loss quadratic in γ^p, and NaN without one" {
+            for power in [ 1; 2 ] do
+                for opt in [ 0.2; 3.0; 150.0 ] do
+                    // L = 2 − a·t + c·t², t = γ^p, minimum at t* = a/(2c) = opt^p.
+                    let a = 0.7
+                    let c = a / (2.0 * opt ** float power)
+                    let lossAt (g: float) = 2.0 - a * g ** float power + c * g ** (2.0 * float power)
+                    for g1, g2 in [ (0.1, 0.2); (1.0, 4.0); (opt, 2.0 * opt); (0.5 * opt, 3.0 * opt) ] do
+                        let m = GammaSearch.modelMinimum power (lossAt 0.0) g1 (lossAt g1) g2 (lossAt g2)
+                        Expect.floatClose Accuracy.medium m opt $"p {power}, opt {opt}, points {g1}, {g2}"
+            // No decrease to first order, or no curvature: no minimum.
+            Expect.isTrue (Double.IsNaN (GammaSearch.modelMinimum 2 1.0 1.0 1.5 2.0 3.0)) "the loss rises from 0"
+            Expect.isTrue (Double.IsNaN (GammaSearch.modelMinimum 1 1.0 1.0 0.5 2.0 0.0)) "linear: no curvature"
+        }
+
+        test "the search with the loss model ends on the walk's γ on unimodal losses, with far fewer evaluations on a long way up, and refuses as the walk does" {
+            for power in [ 1; 2 ] do
+                for opt in [ 0.3; 1.0; 5.0; 40.0; 300.0 ] do
+                    let lossAt (g: float) = 1.0 - g ** float power + g ** (2.0 * float power) / (2.0 * opt ** float power)
+                    for start in [ nan; 1.0; 0.25; 16.0; opt ] do
+                        let walk = GammaSearch.lineSearchWith nan start infinity lossAt 24
+                        let model = GammaSearch.lineSearchModel power nan start infinity lossAt 24
+                        Expect.equal (model.Gamma, model.Loss) (walk.Gamma, walk.Loss) $"p {power}, opt {opt}, start {start}: the walk's γ"
+                        Expect.isLessThanOrEqual model.Evaluations walk.Evaluations $"p {power}, opt {opt}, start {start}: no more evaluations"
+                    // Far up from a cold start: the walk climbs 1, √2, 2, …; the model jumps.
+                    if opt >= 40.0 then
+                        let walk = GammaSearch.lineSearchWith nan nan infinity lossAt 24
+                        let model = GammaSearch.lineSearchModel power nan nan infinity lossAt 24
+                        Expect.isLessThan model.Evaluations (walk.Evaluations / 2) $"p {power}, opt {opt}: {model.Evaluations} evaluations against the walk's {walk.Evaluations}"
+            // Losses not quadratic in γ, unimodal: skewed (L = 1 − γ·e^(−γ/opt)) and saturating (L = e^(−x) + 0.01·x,
+            // x = γ·ln(100)/opt), minimum at opt: the jump only ever moves to a lower loss, so the search ends on the walk's γ.
+            let skewed opt (g: float) = 1.0 - g * exp (-g / opt)
+            let saturating opt (g: float) = let x = g / opt * log 100.0 in exp (-x) + 0.01 * x
+            for opt, lossAt in [ for opt in [ 2.0; 30.0; 500.0 ] do yield! [ opt, skewed opt; opt, saturating opt ] ] do
+                for start in [ nan; 4.0; opt; 2.0 * opt; 4.0 * opt ] do
+                    let walk = GammaSearch.lineSearchWith nan start infinity lossAt 24
+                    for power in [ 1; 2 ] do
+                        let model = GammaSearch.lineSearchModel power nan start infinity lossAt 24
+                        Expect.equal (model.Gamma, model.Loss) (walk.Gamma, walk.Loss) $"opt {opt}, start {start}, p {power}: the walk's γ"
+                        Expect.isLessThanOrEqual model.Evaluations (walk.Evaluations + 1) $"opt {opt}, start {start}, p {power}: at most one evaluation more"
+            // Refusals are the walk's: nothing below L(0) from the start down 4 grid points.
+            let rising (g: float) = 1.0 + g * g
+            let walk = GammaSearch.lineSearchWith nan 8.0 infinity rising 24
+            let model = GammaSearch.lineSearchModel 2 nan 8.0 infinity rising 24
+            Expect.equal (model.Gamma, model.Evaluations) (0.0, walk.Evaluations) "refused with the walk's evaluations"
+            // The bound holds: a jump past it lands on it.
+            let model = GammaSearch.lineSearchModel 1 nan nan 7.0 (fun g -> (g - 40.0) ** 2.0) 24
+            Expect.equal model.Gamma 7.0 "bound 7"
         }
 
         test "a cold junction borrows the median γ accepted by the other junctions of its kind, none of another kind" {

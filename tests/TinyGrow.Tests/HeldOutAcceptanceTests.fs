@@ -28,7 +28,7 @@ let private grownWith (threshold: float) (hx: torch.Tensor) (hy: torch.Tensor) =
     use net = net
     use stats = stats
     use proposal = proposal
-    GammaSearch.growJunctionTested threshold nan nan 0.0 net 0 proposal stats hx hy
+    GammaSearch.growJunctionTested threshold true nan nan 0.0 net 0 proposal stats hx hy
 
 let tests =
     testList "held-out acceptance" [
@@ -95,7 +95,7 @@ let tests =
                 use proposal = proposal
                 let before = Training.probeLoss net hx hy
                 let widthBefore = net.Junctions[0].A.OutputWidth
-                let e = GammaSearch.growJunctionTested threshold nan nan 0.0 net 0 proposal stats hx hy
+                let e = GammaSearch.growJunctionTested threshold true nan nan 0.0 net 0 proposal stats hx hy
                 Expect.floatClose Accuracy.high e.HeldOutZ low.HeldOutZ $"threshold {threshold}: the same z"
                 if kept then
                     Expect.equal (e.Added, e.Gamma) (plain.Added, plain.Gamma) $"threshold {threshold} below z: kept"
