@@ -164,6 +164,8 @@ let lineSearch (lossAt: float -> float) (maxSteps: int) : float * float * float 
 type GrowthEvent =
     { Junction: int
       Added: int
+      /// Neurons the (adapted) proposal held: Added when accepted, what was refused otherwise.
+      Proposed: int
       Gamma: float
       PredictedDecrease: float
       /// The standard error of PredictedDecrease (NeuronProposal.PredictedDecreaseError at the chosen γ); NaN when
@@ -317,7 +319,10 @@ let growJunctionTested (acceptanceZ: float) (slopeProbe: bool) (start: float) (b
         let change = if fixedAmplitude then None else linearChange net samples proposal statistics
         let lossAt gamma = if gamma = 0.0 then samples.Loss0 else candidateLossWith change net samples proposal statistics gamma
         let search =
-            if fixedAmplitude then
+            // No neuron and no update of the existing weights: every γ is the network as it is, nothing to search.
+            if proposal.Count = 0 && isNull proposal.Delta then
+                { Gamma = 0.0; Loss = samples.Loss0; Loss0 = samples.Loss0; Evaluations = 1; Lowest = infinity }
+            elif fixedAmplitude then
                 { Gamma = proposal.Amplitude.Value; Loss = lossAt proposal.Amplitude.Value; Loss0 = lossAt 0.0; Evaluations = 2; Lowest = proposal.Amplitude.Value }
             else lineSearchModel proposal.AmplitudePower borrowed start bound lossAt 24
         // A decrease within rounding of the loss (float32: ~1e-7 relative) is noise, not a reason to
@@ -338,6 +343,7 @@ let growJunctionTested (acceptanceZ: float) (slopeProbe: bool) (start: float) (b
     let spreadAt (f: Amplitude.Spreads -> float) = spreads |> Option.map f |> Option.defaultValue nan
     { Junction = j
       Added = (if gamma > 0.0 then proposal.Count else 0)
+      Proposed = proposal.Count
       Gamma = gamma
       PredictedDecrease = proposal.PredictedDecrease gamma
       PredictedDecreaseError = (if gamma > 0.0 && proposal.Count > 0 then proposal.PredictedDecreaseError gamma else nan)

@@ -27,7 +27,7 @@ let book (logger: ILogger) (observer: IRunProgress) (strategyName: string) (net:
         observer.Grown (stepIndex, e.Junction, e.Added, net.Widths)
         log.Write ("growth",
             [ "epoch", box epoch; "step", box stepIndex; "junction", box e.Junction; "strategy", box strategyName
-              "added", box e.Added; "width", box e.Width
+              "added", box e.Added; "proposed", box e.Proposed; "width", box e.Width
               "gamma", box e.Gamma; "predicted_decrease", box e.PredictedDecrease
               "predicted_decrease_error", box e.PredictedDecreaseError
               "measured_decrease", box e.MeasuredDecrease; "measured_over_predicted", box (GammaSearch.measuredOverPredicted e)

@@ -1,11 +1,13 @@
 /// The held-out acceptance test of a γ search (Growth:AcceptanceZ, GammaSearch.growJunctionTested): the
 /// paired z of per-sample loss differences, the per-sample losses it is computed from, and the rule that a
-/// candidate below the threshold adds nothing and leaves the network as it was.
+/// candidate below the threshold adds nothing and leaves the network as it was; a proposal that changes
+/// nothing is not searched.
 module TinyGrow.Tests.HeldOutAcceptanceTests
 
 open System
 open Expecto
 open TorchSharp
+open TinyGrow.Abstractions
 open TinyGrow.Core
 open TinyGrow.Tests.TestUtil
 open TinyGrow.Tests.Fixtures
@@ -104,5 +106,34 @@ let tests =
                     Expect.equal net.Junctions[0].A.OutputWidth widthBefore "no neuron added"
                     Expect.equal (Training.probeLoss net hx hy) before "the network is the one before the step"
                     Expect.isTrue (Double.IsFinite e.NextStart && e.NextStart > 0.0) "the next search still starts where this one looked"
+        }
+
+        test "a proposal of no neuron and no δ is not searched: one evaluation (the probe's L(0)), nothing added; with δ it is searched" {
+            let net, stats, proposal = junction ()
+            use net = net
+            use stats = stats
+            use proposal = proposal
+            let hx, hy = heldOut ()
+            use hx = hx
+            use hy = hy
+            let before = Training.probeLoss net hx hy
+            let d1 = proposal.FanIn.shape[1]
+            let d2 = proposal.FanOut.shape[0]
+            use empty = new NeuronProposal (torch.zeros ([| 0L; d1 |], dtype = torch.float64), torch.zeros ([| d2; 0L |], dtype = torch.float64),
+                                            null, 0.0, [||], proposal.ActivationSlope, proposal.Bottleneck)
+            let e = GammaSearch.growJunctionTested 0.0 false nan nan 0.0 net 0 empty stats hx hy
+            Expect.equal (e.Proposed, e.Added, e.Gamma, e.LossEvaluations) (0, 0, 0.0, 1) "nothing proposed, nothing searched"
+            Expect.floatClose Accuracy.high e.LossBefore before "L(0) is the network's held-out loss"
+            Expect.equal e.LossAfter e.LossBefore "the loss after is the loss before"
+            // The same empty proposal with the update of the existing weights: searched (δ alone can lower the loss).
+            use tinyWithDelta = propose net 0 stats 3 (options 0.0 true)
+            match tinyWithDelta.Delta with
+            | null -> failtest "UseDelta gives δ"
+            | delta ->
+                use withDelta = new NeuronProposal (torch.zeros ([| 0L; d1 |], dtype = torch.float64), torch.zeros ([| d2; 0L |], dtype = torch.float64),
+                                                    delta.clone (), tinyWithDelta.DeltaDecrease, [||], proposal.ActivationSlope, proposal.Bottleneck)
+                let e = GammaSearch.growJunctionTested 0.0 false nan nan 0.0 net 0 withDelta stats hx hy
+                Expect.isGreaterThan e.LossEvaluations 2 "δ alone is searched"
+                Expect.equal e.Proposed 0 "no neuron proposed"
         }
     ]
