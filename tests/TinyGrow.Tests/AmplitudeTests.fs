@@ -182,6 +182,28 @@ let tests =
             Expect.equal model.Gamma 7.0 "bound 7"
         }
 
+        test "a unit proposal's junction that has accepted nothing starts at its kind's median γ; one that has, or a scaled proposal, at its own start" {
+            use x = torch.zeros (4L, 3L)
+            use y = torch.zeros (4L, dtype = torch.int64)
+            let context : Growth.GrowthContext =
+                { Cached = (fun _ -> None); GammaStart = (fun _ -> 0.25); BorrowedStart = (fun j -> if j = 2 then nan else 128.0)
+                  HasAccepted = (fun j -> j = 1); Strategy = tiny; Options = GrowthOptions ()
+                  Generator = null; HeldX = x; HeldY = y; StillProposing = (fun _ _ -> ()); StillProposingEvery = System.TimeSpan.FromSeconds 15.0
+                  Cancellation = System.Threading.CancellationToken.None }
+            let proposal (count: int64) (unit: bool) =
+                new NeuronProposal (torch.zeros ([| count; 3L |], dtype = torch.float64), torch.zeros ([| 2L; count |], dtype = torch.float64), null, 0.0,
+                                    Array.create (int count) 1.0, 1.0, 1.0, FanOutAmplitude = unit)
+            use unitProposal = proposal 2L true
+            use scaled = proposal 2L false
+            use empty = proposal 0L true
+            // Junction 0 has accepted nothing: its refusals walked its own start down to 0.25.
+            Expect.equal (Growth.startFor context 0 unitProposal) 128.0 "unit features, nothing accepted: the kind's median"
+            Expect.equal (Growth.startFor context 1 unitProposal) 0.25 "accepted before: its own start"
+            Expect.equal (Growth.startFor context 2 unitProposal) 0.25 "no other junction of its kind accepted: its own start"
+            Expect.equal (Growth.startFor context 0 scaled) 0.25 "a scaled proposal's γ scales its features too: its own start"
+            Expect.equal (Growth.startFor context 0 empty) 0.25 "no neuron: its own start"
+        }
+
         test "a cold junction borrows the median γ accepted by the other junctions of its kind, none of another kind" {
             let kinds = [| "conv>conv"; "conv>conv"; "conv>conv"; "conv>conv"; "conv>dense" |]
             let borrowed = GammaSearch.borrowedStart kinds [| 8.0; 0.0; 64.0; 512.0; 2.0 |]
