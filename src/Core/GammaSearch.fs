@@ -1,6 +1,7 @@
 /// Stage 3 of a growth step (DESIGN §4.1, §4.6): the amplitude γ, by line search on held-out training
 /// samples. γ = 0 (add nothing now) is always a choice; the search walks the grid 2^(k/2) up while the
-/// loss keeps falling (never capped at 1) and down when γ₁ is no better. A candidate is accepted when its
+/// loss keeps falling (never capped at 1; jumping ahead to a loss model's minimum, lineSearchModel) and down
+/// when γ₁ is no better. A candidate is accepted when its
 /// held-out loss is below L(0) by more than the float32 rounding of the loss. Predicted decrease at γ:
 /// γ^p(Δ + σ′(0)Σ scores), p = 2 (scaled) or 1 (unit new units); measured_over_predicted compares.
 module TinyGrow.Core.GammaSearch
