@@ -131,9 +131,8 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
         else Some (select 0L statsCount), heldX, heldY
 
     /// What a junction's growth needs besides its statistics (see Growth.GrowthContext): each
-    /// junction's γ search starts where its last one ended (GrowthEvent.NextStart; cold at first, then
-    /// borrowed from the junctions of its kind that have accepted a γ, GammaSearch.borrowedStart, and with unit
-    /// new units at their median until the junction accepts one, Growth.startFor).
+    /// junction's γ search starts where its last one ended (GrowthEvent.NextStart; cold at first), or with unit
+    /// new units, until the junction accepts a γ, at the median γ its kind accepted (GammaSearch.borrowedStart, startOf).
     let contextFor (net: Network) (growth: GrowthOptions) (generator: torch.Generator) (whitenings: Lazy<Dictionary<int, InputWhitening.InputCovariance>>)
                    (state: RunState) (heldX: torch.Tensor) (heldY: torch.Tensor) : Growth.GrowthContext =
         let last = match state.LastGammas with | null -> [||] | g -> g
@@ -142,7 +141,6 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
         { Cached = (fun j -> match whitenings.Value.TryGetValue j with | true, c -> Some c | _ -> None)
           GammaStart = (fun j -> if j < last.Length && last[j] > 0.0 then last[j] else nan)
           BorrowedStart = GammaSearch.borrowedStart kinds accepted
-          HasAccepted = (fun j -> j < accepted.Length && accepted[j] > 0.0)
           Strategy = growingWith.Value
           Options = growth
           Generator = generator

@@ -52,7 +52,7 @@ let modelMinimum (power: int) (l0: float) (g1: float) (l1: float) (g2: float) (l
     let c = (d1 * t2 - d2 * t1) / den
     if a > 0.0 && c > 0.0 && Double.IsFinite a && Double.IsFinite c then (a / (2.0 * c)) ** (1.0 / float power) else nan
 
-/// lineSearchWith, with the loss model (modelMinimum, `power` > 0; 0: the walk alone) saving the evaluations of a long
+/// lineSearchFrom, with the loss model (modelMinimum, `power` > 0; 0: the walk alone) saving the evaluations of a long
 /// way up: after a step up that lowered the loss, the model's minimum through the last two points, when it lies at
 /// least two grid points further up, is evaluated next; if it is below the last point the search goes on from there
 /// (up while the loss falls, else down while it falls), if not it walks on as without the model. The jump only ever
@@ -60,7 +60,7 @@ let modelMinimum (power: int) (l0: float) (g1: float) (l1: float) (g2: float) (l
 /// jump overshoots, several fewer when the answer lies far up (a cold search from 1 to 64 walks 12 grid points). The
 /// walk down is not skipped on the model's word: on a loss that saturates (L = e^(−x) + 0.01x) a quadratic through L(0)
 /// and two points past the minimum puts it above them, and skipping the step down there kept 86 % of the decrease.
-let lineSearchModel (power: int) (borrowed: float) (start: float) (gammaMax: float) (lossAt: float -> float) (maxSteps: int) : SearchResult =
+let lineSearchModel (power: int) (start: float) (gammaMax: float) (lossAt: float -> float) (maxSteps: int) : SearchResult =
     let factor = sqrt 2.0
     let mutable evaluations = 0
     let mutable lowest = infinity
@@ -106,16 +106,7 @@ let lineSearchModel (power: int) (borrowed: float) (start: float) (gammaMax: flo
         let g1 = firstGamma start gammaMax
         let l1 = lossAt g1
         if l1 < l0 then
-            let gb = if borrowed > 0.0 && Double.IsFinite borrowed then min gammaMax (gridPoint borrowed) else nan
-            // γ₁'s decrease must count (over the acceptance margin): a decrease within rounding says nothing
-            // of the loss's shape, and the cold search would refuse it.
-            let counts = l0 - l1 > acceptanceMargin * abs l0
-            let gamma, loss =
-                if gb > g1 && counts then
-                    // Unimodal: L(γb) < L(γ₁) puts the answer above γ₁, where the walk up from γ₁ would go.
-                    let lb = lossAt gb
-                    if lb < l1 then around gb lb false else around g1 l1 true
-                else around g1 l1 true
+            let gamma, loss = around g1 l1 true
             result gamma loss
         else
             let rec down gamma k =
@@ -135,18 +126,9 @@ let lineSearchModel (power: int) (borrowed: float) (start: float) (gammaMax: flo
 /// below the loss at 0, then on down while it keeps falling (the first γ below L(0) can hold a small part of the available decrease).
 /// Every start on the grid ends on the same γ when the loss is unimodal in γ; a start near the answer
 /// (e.g. the γ chosen for the junction last time) saves the evaluations of the way there from 1.
-/// `borrowed` (> 0; NaN: none), for a cold search: the γ other junctions chose (growJunctionTested). When γ₁
-/// lowers the loss by more than the acceptance margin and the grid point of `borrowed` above γ₁ lowers it
-/// further, the search goes on from there instead of walking up to it; otherwise it is the cold search. On a loss unimodal
-/// in γ it ends on the cold search's γ and refuses exactly what the cold search refuses (a borrowed γ is never a reason to
-/// add neurons that γ₁ did not already show a decrease for), at one more evaluation when the borrowed γ is
-/// past the answer. Without the loss model: lineSearchModel with power 0.
-let lineSearchWith (borrowed: float) (start: float) (gammaMax: float) (lossAt: float -> float) (maxSteps: int) : SearchResult =
-    lineSearchModel 0 borrowed start gammaMax lossAt maxSteps
-
-/// lineSearchWith nothing borrowed: from a start of the junction's own (or cold: NaN).
+/// Without the loss model: lineSearchModel with power 0.
 let lineSearchFrom (start: float) (gammaMax: float) (lossAt: float -> float) (maxSteps: int) : SearchResult =
-    lineSearchWith nan start gammaMax lossAt maxSteps
+    lineSearchModel 0 start gammaMax lossAt maxSteps
 
 /// The cold search: lineSearchFrom γ₁ = 1.
 let lineSearchWithin (gammaMax: float) (lossAt: float -> float) (maxSteps: int) : SearchResult =
@@ -193,8 +175,8 @@ type GrowthEvent =
       HeldOutZ: float
       /// Where the γ search started (γ₁; NaN: no search).
       SearchStart: float
-      /// The γ borrowed from other junctions of the junction's kind for a cold search (growJunctionTested;
-      /// NaN: none).
+      /// The γ borrowed from the other junctions of the junction's kind, where the search started (startOf;
+      /// NaN: none, the junction's own start).
       BorrowedStart: float
       /// Where this junction's next γ search starts: the γ chosen, or after a refusal the smallest γ
       /// tried (NaN: no search; the next start is then unchanged).
@@ -258,14 +240,27 @@ let startFloor (power: int) (predictedAtOne: float) (loss0: float) =
 /// nine in-block junctions one).
 let junctionKind (junction: IJunction) = $"{junction.GetType().Name}:{junction.A.Kind}>{junction.B.Kind}"
 
-/// The start junction j may borrow (growJunctionTested): the median of the γ last accepted by the other
-/// junctions of its kind (`accepted`, 0: none), NaN when none has accepted one.
+/// The start junction j may borrow (startOf) while it has accepted no γ of its own: the median of the γ last
+/// accepted by the other junctions of its kind (`accepted`, 0: none); NaN once j has accepted one, or when no other
+/// junction of its kind has.
 let borrowedStart (kinds: string[]) (accepted: float[]) (j: int) =
     let alike =
         [| for k in 0 .. min kinds.Length accepted.Length - 1 do
              if k <> j && j < kinds.Length && kinds[k] = kinds[j] && accepted[k] > 0.0 && Double.IsFinite accepted[k] then yield accepted[k] |]
         |> Array.sort
-    if alike.Length = 0 then nan else alike[(alike.Length - 1) / 2]
+    if j < accepted.Length && accepted[j] > 0.0 then nan
+    elif alike.Length = 0 then nan
+    else alike[(alike.Length - 1) / 2]
+
+/// Where a proposal's search starts, and the borrowed γ it starts at (NaN: none): a unit proposal (FanOutAmplitude)
+/// starts at `borrowed` (borrowedStart) when there is one; otherwise, and for a scaled proposal or one of no neuron,
+/// at the junction's own `start`. The junction's refusals walked its own start down, to fan-out scales at which a
+/// unit feature changes nothing measurable, while its kind's new features, at the same unit scale, took fan-out
+/// scales alike (ResNet-20, whole split, seed 1: junction 0 searched from 1, 0.25, 0.06 and 0.35 while the others
+/// accepted 23–410). A scaled proposal's γ scales its features too, so another junction's γ says nothing of it.
+let startOf (proposal: NeuronProposal) (start: float) (borrowed: float) =
+    if proposal.FanOutAmplitude && proposal.Count > 0 && Double.IsFinite borrowed && borrowed > 0.0 then borrowed, borrowed
+    else start, nan
 
 /// Held-out samples on which spreads are measured (RMS estimates; the loss uses all of them).
 let spreadSamples = 512L
@@ -279,10 +274,8 @@ let spreadsOf (net: Network) (j: int) (proposal: NeuronProposal) (statistics: Ju
 
 /// Searches γ for junction j's proposal below the amplitude bound (`amplitudeRatio`, see
 /// Amplitude; ≤ 0: none), starting at `start` (see lineSearchFrom; NaN: the cold search), and
-/// applies it if γ > 0. A unit proposal (FanOutAmplitude) without a start of its own may jump to `borrowed`
-/// (> 0; NaN: none), the γ other junctions of its kind chose (lineSearchWith): their new features are at
-/// the same unit scale, so their fan-out scales are alike (ResNet-20's in-block junctions chose 8–512, which
-/// a cold search reaches from 1 in 10–21 evaluations). The committed network is the one the search measured: the same apply at the same γ.
+/// applies it if γ > 0; a unit proposal starts at `borrowed` instead when there is one (startOf, borrowedStart).
+/// The committed network is the one the search measured: the same apply at the same γ.
 /// `acceptanceZ` > 0: the chosen γ is also refused unless its held-out decrease is at least that many
 /// standard errors of the per-sample differences (pairedZ; one more loss evaluation), so that a decrease
 /// the held-out samples cannot tell from noise adds nothing. 0: the float32 rounding margin alone.
@@ -296,8 +289,7 @@ let growJunctionTested (acceptanceZ: float) (slopeProbe: bool) (start: float) (b
     // A proposal with a fixed Amplitude (GradMax's zero fan-in leaves the loss unchanged at every
     // γ) is applied at that γ without a search or the acceptance margin; its loss is still measured.
     let fixedAmplitude = proposal.Amplitude.HasValue && proposal.Count > 0
-    let ownStart = Double.IsFinite start && start > 0.0
-    let borrowed = if not ownStart && proposal.FanOutAmplitude && proposal.Count > 0 && Double.IsFinite borrowed && borrowed > 0.0 then borrowed else nan
+    let start, borrowed = startOf proposal start borrowed
     let spreads, bound, search, start, slope, heldOutZ, accepted =
         use searchScope = torch.NewDisposeScope () // the kept samples go with the search
         let samples = keepSearchSamples net j heldX heldY
@@ -325,7 +317,7 @@ let growJunctionTested (acceptanceZ: float) (slopeProbe: bool) (start: float) (b
                 { Gamma = 0.0; Loss = samples.Loss0; Loss0 = samples.Loss0; Evaluations = 1; Lowest = infinity }
             elif fixedAmplitude then
                 { Gamma = proposal.Amplitude.Value; Loss = lossAt proposal.Amplitude.Value; Loss0 = lossAt 0.0; Evaluations = 2; Lowest = proposal.Amplitude.Value }
-            else lineSearchModel proposal.AmplitudePower borrowed start bound lossAt 24
+            else lineSearchModel proposal.AmplitudePower start bound lossAt 24
         // A decrease within rounding of the loss (float32: ~1e-7 relative) is noise, not a reason to
         // add neurons: below this margin γ = 0 wins. A γ whose loss is above L(0) is never accepted.
         let overMargin = not fixedAmplitude && search.Loss0 - search.Loss > acceptanceMargin * abs search.Loss0

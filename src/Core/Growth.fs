@@ -12,13 +12,12 @@ open TinyGrow.Abstractions
 
 /// What a junction's growth needs besides its statistics: the input covariance kept for the run
 /// (`cached j`, see `inputCovariance`), where its γ search starts (`gammaStart j`, see
-/// lineSearchFrom; NaN: cold) or, cold, what it may borrow (`borrowedStart j`, see
-/// GammaSearch.growJunctionTested; NaN: nothing), the strategy, the options, and the held-out samples of the γ search.
+/// lineSearchFrom; NaN: cold), the start it may borrow instead (`borrowedStart j`, see GammaSearch.startOf;
+/// NaN: nothing), the strategy, the options, and the held-out samples of the γ search.
 type GrowthContext =
     { Cached: int -> InputWhitening.InputCovariance option
       GammaStart: int -> float
       BorrowedStart: int -> float
-      HasAccepted: int -> bool
       Strategy: IGrowthStrategy
       Options: GrowthOptions
       Generator: torch.Generator | null
@@ -56,21 +55,12 @@ let propose (context: GrowthContext) (net: Network) (stats: Map<int, JunctionSta
         unit
     | None -> proposal
 
-/// Where junction j's search starts: a unit proposal's junction that has not accepted a γ yet starts at the median γ
-/// its kind accepted (its refusals walked its own start down, where unit features' fan-out changes nothing);
-/// otherwise its own start.
-let startFor (context: GrowthContext) (j: int) (proposal: NeuronProposal) =
-    let borrowed = context.BorrowedStart j
-    if proposal.FanOutAmplitude && proposal.Count > 0 && not (context.HasAccepted j) && Double.IsFinite borrowed && borrowed > 0.0 then borrowed
-    else context.GammaStart j
-
 /// Junction j proposed, searched and (γ > 0) applied; the event carries `statisticsSeconds` and the solve time.
 let growOne (context: GrowthContext) (net: Network) (stats: Map<int, JunctionStatistics>) (statisticsSeconds: float) (j: int) : GammaSearch.GrowthEvent =
     context.Cancellation.ThrowIfCancellationRequested ()
     let proposal, solveSeconds = timed (fun () -> propose context net stats j)
     use proposal = proposal
-    let start = startFor context j proposal
-    let e = GammaSearch.growJunctionTested context.Options.AcceptanceZ context.Options.SlopeProbe start (context.BorrowedStart j) context.Options.AmplitudeSpread net j proposal stats[j] context.HeldX context.HeldY
+    let e = GammaSearch.growJunctionTested context.Options.AcceptanceZ context.Options.SlopeProbe (context.GammaStart j) (context.BorrowedStart j) context.Options.AmplitudeSpread net j proposal stats[j] context.HeldX context.HeldY
     { e with StatisticsSeconds = statisticsSeconds; SolveSeconds = solveSeconds }
 
 /// Selection "best": every junction of `stats` proposes; the best one (bestProposal) is searched and applied.
@@ -80,7 +70,7 @@ let growBest (context: GrowthContext) (net: Network) (stats: Map<int, JunctionSt
     let proposals, solveSeconds = timed (fun () -> junctions |> List.map (fun j -> j, propose context net stats j))
     try
         let j, best = Selection.bestProposal (fun j k -> Selection.addedParameters net j k) proposals
-        let e = GammaSearch.growJunctionTested context.Options.AcceptanceZ context.Options.SlopeProbe (startFor context j best) (context.BorrowedStart j) context.Options.AmplitudeSpread net j best stats[j] context.HeldX context.HeldY
+        let e = GammaSearch.growJunctionTested context.Options.AcceptanceZ context.Options.SlopeProbe (context.GammaStart j) (context.BorrowedStart j) context.Options.AmplitudeSpread net j best stats[j] context.HeldX context.HeldY
         { e with StatisticsSeconds = statisticsSeconds; SolveSeconds = solveSeconds }
     finally
         proposals |> List.iter (fun (_, p) -> p.Dispose ())
@@ -132,7 +122,7 @@ let stepIn (context: GrowthContext) (net: Network) (stepIndex: int) (statsX: tor
 /// A growth step with no whitening computed ahead.
 let step (net: Network) (strategy: IGrowthStrategy) (options: GrowthOptions) (generator: torch.Generator | null) (stepIndex: int)
          (statsX: torch.Tensor) (statsY: torch.Tensor) (heldX: torch.Tensor) (heldY: torch.Tensor) : GammaSearch.GrowthEvent list =
-    let context = { Cached = (fun _ -> None); GammaStart = (fun _ -> nan); BorrowedStart = (fun _ -> nan); HasAccepted = (fun _ -> false); Strategy = strategy; Options = options; Generator = generator; HeldX = heldX; HeldY = heldY
+    let context = { Cached = (fun _ -> None); GammaStart = (fun _ -> nan); BorrowedStart = (fun _ -> nan); Strategy = strategy; Options = options; Generator = generator; HeldX = heldX; HeldY = heldY
                     StillProposing = (fun _ _ -> ()); StillProposingEvery = TimeSpan.FromSeconds 15.0
                     Cancellation = Threading.CancellationToken.None }
     stepIn context net stepIndex statsX statsY

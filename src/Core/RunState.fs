@@ -33,7 +33,7 @@ type RunState =
       /// Null in checkpoints written before it existed (then every search starts cold).
       mutable LastGammas: float[] | null
       /// Per junction, the γ its last accepted search chose (0: none yet): where a cold junction of the
-      /// same kind borrows its first start (GammaSearch.growJunctionTested). Null in checkpoints written
+      /// same kind borrows its start until it accepts one (GammaSearch.borrowedStart). Null in checkpoints written
       /// before it was kept (then nothing is borrowed).
       mutable AcceptedGammas: float[] | null
       /// Per junction, its growth events in a row that added nothing (WidthsSetBy.Bottleneck); null in

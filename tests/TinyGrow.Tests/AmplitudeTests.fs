@@ -96,42 +96,6 @@ let tests =
             Expect.equal (r.Gamma, r.Evaluations) (7.0, 3) "start 64 under bound 7: L(0), L(7), L(the grid point under 7/√2)"
         }
 
-        test "a γ borrowed from other junctions saves the walk up from 1 and decides as the cold search does: the same γ, the same refusals" {
-            // The growth regime (L = 1 − γ² + γ⁴/(2·opt²), unimodal, minimum at opt).
-            for opt in [ 0.3; 1.0; 8.0; 64.0; 300.0 ] do
-                let lossAt (g: float) = 1.0 - g * g + (g ** 4.0) / (2.0 * opt * opt)
-                let cold = GammaSearch.lineSearchFrom nan infinity lossAt 24
-                Expect.isGreaterThan cold.Gamma 0.0 $"opt {opt}: the cold search adds"
-                for borrowed in [ 0.1; 1.0; 16.0; 256.0; 4096.0 ] do
-                    let r = GammaSearch.lineSearchWith borrowed nan infinity lossAt 24
-                    Expect.equal (r.Gamma, r.Loss) (cold.Gamma, cold.Loss) $"opt {opt}, borrowed {borrowed}: the cold search's γ"
-                    Expect.isLessThanOrEqual r.Evaluations (cold.Evaluations + 1) $"opt {opt}, borrowed {borrowed}: at most one evaluation more"
-            let lossAt (g: float) = 1.0 - g * g + (g ** 4.0) / (2.0 * 300.0 * 300.0)
-            let cold = GammaSearch.lineSearchFrom nan infinity lossAt 24
-            let near = GammaSearch.lineSearchWith 256.0 nan infinity lossAt 24
-            Expect.isLessThan near.Evaluations (cold.Evaluations - 10) $"borrowed near the answer: {near.Evaluations} evaluations against {cold.Evaluations}"
-            // γ₁ = 1 shows no decrease, one far above does (a loss flat where the cold search looks, with a dip at
-            // 100): the cold search refuses, and so does the borrowed one, with the same evaluations.
-            let dip (g: float) = 1.0 + 1e-3 * g - 0.5 * exp (-((((g - 100.0) / 20.0)) ** 2.0))
-            let cold = GammaSearch.lineSearchFrom nan infinity dip 24
-            let r = GammaSearch.lineSearchWith 128.0 nan infinity dip 24
-            Expect.isLessThan (dip 100.0) 0.7 "a dip at 100"
-            Expect.equal cold.Gamma 0.0 "the cold search refuses"
-            Expect.equal (r.Gamma, r.Evaluations) (0.0, cold.Evaluations) "the borrowed search refuses as it does"
-            // γ₁ lowers the loss, but within the acceptance margin (rounding): no jump, the cold search's γ = 1,
-            // which its margin then refuses, though the borrowed γ would show a dip.
-            let withinMargin (g: float) =
-                if g = 0.0 then 1.0 elif g <= 1.0 then 1.0 - 1e-9 else 1.0 + 1e-3 * g - exp (-((((g - 120.0) / 20.0)) ** 2.0))
-            Expect.isLessThan (withinMargin 128.0) 0.5 "a dip at the borrowed γ"
-            let cold = GammaSearch.lineSearchFrom nan infinity withinMargin 24
-            let r = GammaSearch.lineSearchWith 128.0 nan infinity withinMargin 24
-            Expect.equal cold.Gamma 1.0 "the cold search stops at 1"
-            Expect.equal (r.Gamma, r.Evaluations) (cold.Gamma, cold.Evaluations) "so does the borrowed one"
-            // The bound holds: a borrowed γ above it is the bound.
-            let r = GammaSearch.lineSearchWith 512.0 nan 7.0 (fun g -> (g - 40.0) ** 2.0) 24
-            Expect.equal r.Gamma 7.0 "bound 7"
-        }
-
         test "the loss model's minimum through L(0) and two points is the minimum of a loss quadratic in γ^p, and NaN without one" {
             for power in [ 1; 2 ] do
                 for opt in [ 0.2; 3.0; 150.0 ] do
@@ -152,14 +116,14 @@ let tests =
                 for opt in [ 0.3; 1.0; 5.0; 40.0; 300.0 ] do
                     let lossAt (g: float) = 1.0 - g ** float power + g ** (2.0 * float power) / (2.0 * opt ** float power)
                     for start in [ nan; 1.0; 0.25; 16.0; opt ] do
-                        let walk = GammaSearch.lineSearchWith nan start infinity lossAt 24
-                        let model = GammaSearch.lineSearchModel power nan start infinity lossAt 24
+                        let walk = GammaSearch.lineSearchFrom start infinity lossAt 24
+                        let model = GammaSearch.lineSearchModel power start infinity lossAt 24
                         Expect.equal (model.Gamma, model.Loss) (walk.Gamma, walk.Loss) $"p {power}, opt {opt}, start {start}: the walk's γ"
                         Expect.isLessThanOrEqual model.Evaluations walk.Evaluations $"p {power}, opt {opt}, start {start}: no more evaluations"
                     // Far up from a cold start: the walk climbs 1, √2, 2, …; the model jumps.
                     if opt >= 40.0 then
-                        let walk = GammaSearch.lineSearchWith nan nan infinity lossAt 24
-                        let model = GammaSearch.lineSearchModel power nan nan infinity lossAt 24
+                        let walk = GammaSearch.lineSearchFrom nan infinity lossAt 24
+                        let model = GammaSearch.lineSearchModel power nan infinity lossAt 24
                         Expect.isLessThan model.Evaluations (walk.Evaluations / 2) $"p {power}, opt {opt}: {model.Evaluations} evaluations against the walk's {walk.Evaluations}"
             // Losses not quadratic in γ, unimodal: skewed (L = 1 − γ·e^(−γ/opt)) and saturating (L = e^(−x) + 0.01·x,
             // x = γ·ln(100)/opt), minimum at opt: the jump only ever moves to a lower loss, so the search ends on the walk's γ.
@@ -167,51 +131,46 @@ let tests =
             let saturating opt (g: float) = let x = g / opt * log 100.0 in exp (-x) + 0.01 * x
             for opt, lossAt in [ for opt in [ 2.0; 30.0; 500.0 ] do yield! [ opt, skewed opt; opt, saturating opt ] ] do
                 for start in [ nan; 4.0; opt; 2.0 * opt; 4.0 * opt ] do
-                    let walk = GammaSearch.lineSearchWith nan start infinity lossAt 24
+                    let walk = GammaSearch.lineSearchFrom start infinity lossAt 24
                     for power in [ 1; 2 ] do
-                        let model = GammaSearch.lineSearchModel power nan start infinity lossAt 24
+                        let model = GammaSearch.lineSearchModel power start infinity lossAt 24
                         Expect.equal (model.Gamma, model.Loss) (walk.Gamma, walk.Loss) $"opt {opt}, start {start}, p {power}: the walk's γ"
                         Expect.isLessThanOrEqual model.Evaluations (walk.Evaluations + 1) $"opt {opt}, start {start}, p {power}: at most one evaluation more"
             // Refusals are the walk's: nothing below L(0) from the start down 4 grid points.
             let rising (g: float) = 1.0 + g * g
-            let walk = GammaSearch.lineSearchWith nan 8.0 infinity rising 24
-            let model = GammaSearch.lineSearchModel 2 nan 8.0 infinity rising 24
+            let walk = GammaSearch.lineSearchFrom 8.0 infinity rising 24
+            let model = GammaSearch.lineSearchModel 2 8.0 infinity rising 24
             Expect.equal (model.Gamma, model.Evaluations) (0.0, walk.Evaluations) "refused with the walk's evaluations"
             // The bound holds: a jump past it lands on it.
-            let model = GammaSearch.lineSearchModel 1 nan nan 7.0 (fun g -> (g - 40.0) ** 2.0) 24
+            let model = GammaSearch.lineSearchModel 1 nan 7.0 (fun g -> (g - 40.0) ** 2.0) 24
             Expect.equal model.Gamma 7.0 "bound 7"
         }
 
-        test "a unit proposal's junction that has accepted nothing starts at its kind's median γ; one that has, or a scaled proposal, at its own start" {
-            use x = torch.zeros (4L, 3L)
-            use y = torch.zeros (4L, dtype = torch.int64)
-            let context : Growth.GrowthContext =
-                { Cached = (fun _ -> None); GammaStart = (fun _ -> 0.25); BorrowedStart = (fun j -> if j = 2 then nan else 128.0)
-                  HasAccepted = (fun j -> j = 1); Strategy = tiny; Options = GrowthOptions ()
-                  Generator = null; HeldX = x; HeldY = y; StillProposing = (fun _ _ -> ()); StillProposingEvery = System.TimeSpan.FromSeconds 15.0
-                  Cancellation = System.Threading.CancellationToken.None }
+        test "a unit proposal starts at the borrowed γ when there is one; a scaled proposal, one of no neuron, or none borrowed at its own start" {
             let proposal (count: int64) (unit: bool) =
                 new NeuronProposal (torch.zeros ([| count; 3L |], dtype = torch.float64), torch.zeros ([| 2L; count |], dtype = torch.float64), null, 0.0,
                                     Array.create (int count) 1.0, 1.0, 1.0, FanOutAmplitude = unit)
             use unitProposal = proposal 2L true
             use scaled = proposal 2L false
             use empty = proposal 0L true
-            // Junction 0 has accepted nothing: its refusals walked its own start down to 0.25.
-            Expect.equal (Growth.startFor context 0 unitProposal) 128.0 "unit features, nothing accepted: the kind's median"
-            Expect.equal (Growth.startFor context 1 unitProposal) 0.25 "accepted before: its own start"
-            Expect.equal (Growth.startFor context 2 unitProposal) 0.25 "no other junction of its kind accepted: its own start"
-            Expect.equal (Growth.startFor context 0 scaled) 0.25 "a scaled proposal's γ scales its features too: its own start"
-            Expect.equal (Growth.startFor context 0 empty) 0.25 "no neuron: its own start"
+            // The junction's refusals walked its own start down to 0.25; its kind accepted around 128.
+            Expect.equal (GammaSearch.startOf unitProposal 0.25 128.0) (128.0, 128.0) "unit features: the borrowed γ"
+            let start, borrowed = GammaSearch.startOf unitProposal 0.25 nan
+            Expect.equal start 0.25 "nothing borrowed: its own start"
+            Expect.isTrue (System.Double.IsNaN borrowed) "nothing borrowed: none logged"
+            Expect.equal (fst (GammaSearch.startOf scaled 0.25 128.0)) 0.25 "a scaled proposal's γ scales its features too: its own start"
+            Expect.isTrue (System.Double.IsNaN (snd (GammaSearch.startOf scaled 0.25 128.0))) "a scaled proposal: none logged"
+            Expect.equal (fst (GammaSearch.startOf empty 0.25 128.0)) 0.25 "no neuron: its own start"
         }
 
-        test "a cold junction borrows the median γ accepted by the other junctions of its kind, none of another kind" {
-            let kinds = [| "conv>conv"; "conv>conv"; "conv>conv"; "conv>conv"; "conv>dense" |]
-            let borrowed = GammaSearch.borrowedStart kinds [| 8.0; 0.0; 64.0; 512.0; 2.0 |]
+        test "a junction that has accepted no γ borrows the median γ its kind accepted, none of another kind, nothing once it accepts one" {
+            let kinds = [| "conv>conv"; "conv>conv"; "conv>conv"; "conv>conv"; "conv>conv"; "conv>dense"; "conv>dense" |]
+            let borrowed = GammaSearch.borrowedStart kinds [| 8.0; 0.0; 64.0; 512.0; 0.0; 2.0; 0.0 |]
             Expect.equal (borrowed 1) 64.0 "the median of 8, 64, 512"
-            Expect.equal (borrowed 0) 64.0 "its own γ excluded: the lower middle of 64, 512"
-            Expect.isTrue (System.Double.IsNaN (borrowed 4)) "no other junction of its kind: nothing"
-            Expect.isTrue (System.Double.IsNaN (GammaSearch.borrowedStart kinds [| 0.0; 0.0; 0.0; 0.0; 2.0 |] 0)) "none accepted yet: nothing"
+            Expect.equal (borrowed 6) 2.0 "its own kind's only γ, not the conv → conv ones"
+            Expect.isTrue (System.Double.IsNaN (GammaSearch.borrowedStart kinds [| 0.0; 0.0; 0.0; 0.0; 0.0; 2.0; 0.0 |] 0)) "none of its kind accepted yet: nothing"
             Expect.isTrue (System.Double.IsNaN (GammaSearch.borrowedStart kinds [||] 0)) "no accepted γ kept (an older checkpoint): nothing"
+            Expect.isTrue (System.Double.IsNaN (borrowed 2)) "junction 2 has accepted a γ of its own: nothing borrowed"
         }
 
         test "on a real junction a warm start from the cold γ finds that γ again with fewer evaluations" {

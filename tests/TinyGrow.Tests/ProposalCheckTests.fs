@@ -94,7 +94,7 @@ let tests =
                            member _.Propose r = System.Threading.Thread.Sleep 5000; tiny.Propose r }
             use stop = new System.Threading.CancellationTokenSource (System.TimeSpan.FromSeconds 0.5)
             let context : Growth.GrowthContext =
-                { Cached = (fun _ -> None); GammaStart = (fun _ -> nan); BorrowedStart = (fun _ -> nan); HasAccepted = (fun _ -> false); Strategy = slow; Options = GrowthOptions (NeuronsPerStep = 3)
+                { Cached = (fun _ -> None); GammaStart = (fun _ -> nan); BorrowedStart = (fun _ -> nan); Strategy = slow; Options = GrowthOptions (NeuronsPerStep = 3)
                   Generator = null; HeldX = x; HeldY = y; StillProposing = (fun _ _ -> ()); StillProposingEvery = System.TimeSpan.FromSeconds 15.0
                   Cancellation = stop.Token }
             let clock = System.Diagnostics.Stopwatch.StartNew ()
