@@ -136,6 +136,13 @@ public sealed class GrowthOptions
     /// (about StatisticsSamples of them after the growth point, the junctions growing once their window is summed): no
     /// extra forward or backward, but the weights move while the window is summed.</summary>
     [RegularExpression("^(pass|training)$")] public string StatisticsFrom { get; set; } = "training";
+    /// <summary>One statistics window (or pass) for every junction of a growth step: each junction grows from it in turn,
+    /// except one whose layers a junction grown before it in the step widened (an MLP's or a CNN's next junction: its
+    /// statistics no longer have the network's shapes), which gets a window (or pass) of its own. False: every junction
+    /// after one that grew gets its own, so its statistics describe the network after the growth before it; with windows
+    /// of about StatisticsSamples training samples per junction, a step over n junctions then spans n windows of training
+    /// (ResNet-20: 9 windows of 8 batches, more than the 47 batches of an epoch of the 6,000-sample protocol).</summary>
+    public bool SharedStatistics { get; set; } = false;
     /// <summary>A γ search's chosen candidate is kept only if its held-out decrease is at least this many standard errors of
     /// the per-sample loss differences (a paired z on the GammaSearchSamples; one more loss evaluation per accepted
     /// search): a decrease the held-out samples cannot tell from noise adds nothing, so a junction whose proposals no

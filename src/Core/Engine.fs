@@ -173,22 +173,39 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
         report net optimizer log board epoch stepIndex state events
 
     /// Growth:StatisticsFrom = "training": the junction(s) of `window` grow from its statistics:
-    /// "best" lets the winner among them grow; otherwise the window holds the next junction of the
-    /// step alone (the statistics of those after it would no longer describe the network once it has
-    /// grown, so they get windows of their own). Returns the neurons added.
+    /// "best" lets the winner among them grow; with Growth:SharedStatistics each grows in turn, except one whose
+    /// layers a junction grown before it widened (Growth.unaffectedBy); otherwise the window holds the next junction
+    /// of the step alone (the statistics of those after it would no longer describe the network once it has grown,
+    /// so they get windows of their own). Returns the neurons added and the window's junctions left for a window of
+    /// their own.
     let growFromWindow (net: Network) (optimizer: IOptimizer) (growth: GrowthOptions) (data: LoadedDataset) (generator: torch.Generator) (log: RunLog) (board: TensorBoardLog)
                        (epoch: int) (stepIndex: int) (whitenings: Lazy<Dictionary<int, InputWhitening.InputCovariance>>) (state: RunState)
-                       (window: TrainingStatistics.Window) =
-        use scope = torch.NewDisposeScope ()
-        let _, heldX, heldY = drawSamples growth data generator 0L
-        let context = contextFor net growth generator whitenings state heldX heldY
+                       (window: TrainingStatistics.Window) : int * int list =
         let stats = window.Finish ()
+        // One junction (or the best of them) from the window's statistics, with held-out samples of its own and
+        // the γ starts as the junctions grown before it left them.
+        let growWith (grow: Growth.GrowthContext -> GammaSearch.GrowthEvent) =
+            use scope = torch.NewDisposeScope ()
+            let _, heldX, heldY = drawSamples growth data generator 0L
+            let event = grow (contextFor net growth generator whitenings state heldX heldY)
+            event, report net optimizer log board epoch stepIndex state [ event ]
         try
-            let events =
-                match window.Junctions with
-                | [ j ] -> [ Growth.growOne context net stats window.Seconds j ]
-                | _ -> [ Growth.growBest context net stats window.Seconds ]
-            report net optimizer log board epoch stepIndex state events
+            match window.Junctions with
+            | [ j ] -> snd (growWith (fun context -> Growth.growOne context net stats window.Seconds j)), []
+            | _ when growth.Selection = "best" -> snd (growWith (fun context -> Growth.growBest context net stats window.Seconds)), []
+            | junctions ->
+                let grown = ResizeArray<int> ()
+                let mutable added = 0
+                let left =
+                    [ for j in junctions do
+                        if grown |> Seq.forall (fun g -> Growth.unaffectedBy net g j) then
+                            // The window's seconds go with the first junction's event, as a pass's do.
+                            let seconds = if j = List.head junctions then window.Seconds else 0.0
+                            let event, n = growWith (fun context -> Growth.growOne context net stats seconds j)
+                            added <- added + n
+                            if event.Gamma > 0.0 then grown.Add j
+                        else yield j ]
+                added, left
         finally
             Growth.release stats
 
@@ -317,7 +334,7 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
             lastCheckpoint <- Stopwatch.StartNew ()
         // Asked to stop during a growth step: the step is abandoned (no checkpoint of a half-grown
         // network); the last checkpoint, from before the step, is what a resume starts from.
-        let abandonedOnStop (run: unit -> int) =
+        let abandonedOnStop (run: unit -> 'T) : 'T =
             try run ()
             with :? OperationCanceledException ->
                 logger.LogWarning ("Stop asked during growth step {Step}: the step is abandoned; a resume starts from the last checkpoint, from before it.",
@@ -353,11 +370,11 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
         // Growth:StatisticsFrom = "training": the statistics window being summed over training batches (DESIGN §4.5).
         let fromTraining = growing && growth.StatisticsFrom = "training"
         let mutable window: TrainingStatistics.Window option = None
-        /// Opens the window of the junctions still to grow in the step: all of them for "best" (one grows),
-        /// else the next one alone.
+        /// Opens the window of the junctions still to grow in the step: all of them for "best" (one grows) and
+        /// with shared statistics, else the next one alone.
         let openWindow (pending: int list) =
             let givenS2 j : torch.Tensor | null = match whitenings.Value.TryGetValue j with | true, c -> c.S2 | _ -> null
-            let summed = if growth.Selection = "best" then pending else [ List.head pending ]
+            let summed = if growth.Selection = "best" || growth.SharedStatistics then pending else [ List.head pending ]
             window <- Some (new TrainingStatistics.Window (summed, TrainingStatistics.windowBatches growth.StatisticsSamples training.BatchSize,
                                                            training.BatchSize, StatisticsPass.significanceGroups growth, growth.RowsPerDimension, givenS2,
                                                            KeepRows = (fun j -> NewUnits.sampleRowsFor growth net.Junctions[j]),
@@ -448,13 +465,13 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
                     | Some w when w.IsComplete ->
                         let t = Stopwatch.StartNew ()
                         let windowSeconds = w.Seconds
-                        let added =
+                        let added, left =
                             try abandonedOnStop (fun () -> growFromWindow net optimizer growth data generator log board epoch state.GrowthSteps whitenings state w)
                             finally closeWindow ()
                         let remaining =
                             match state.PendingJunctions with
-                            | NonNull pending when growth.Selection <> "best" && pending.Length > 1 -> List.ofArray pending |> List.tail
-                            | _ -> []
+                            | NonNull pending when growth.Selection <> "best" && not growth.SharedStatistics && pending.Length > 1 -> List.ofArray pending |> List.tail
+                            | _ -> left
                         state.PendingAdded <- state.PendingAdded + added
                         if remaining.IsEmpty then
                             AfterGrowth.start state state.GrowthSteps |> Option.iter writeAfterGrowth

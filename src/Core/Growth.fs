@@ -55,6 +55,14 @@ let propose (context: GrowthContext) (net: Network) (stats: Map<int, JunctionSta
         unit
     | None -> proposal
 
+/// Whether junction k's statistics, taken before junction j grew, still have k's shapes: j shares no layer with k.
+/// A junction's growth widens A's outputs and B's inputs, so a layer of k that is j's A or B changes k's b (A's
+/// input), b̃ (B's input) or B's output; an MLP's or a CNN's next junction shares one, a ResNet's other blocks none.
+let unaffectedBy (net: Network) (j: int) (k: int) =
+    let grown, other = net.Junctions[j], net.Junctions[k]
+    let same (x: IGrowableLayer) (y: IGrowableLayer) = obj.ReferenceEquals (x, y)
+    j <> k && not (same grown.A other.A || same grown.A other.B || same grown.B other.A || same grown.B other.B)
+
 /// Junction j proposed, searched and (γ > 0) applied; the event carries `statisticsSeconds` and the solve time.
 let growOne (context: GrowthContext) (net: Network) (stats: Map<int, JunctionStatistics>) (statisticsSeconds: float) (j: int) : GammaSearch.GrowthEvent =
     context.Cancellation.ThrowIfCancellationRequested ()
@@ -100,7 +108,8 @@ let stepIn (context: GrowthContext) (net: Network) (stepIndex: int) (statsX: tor
     else
         // Junctions in order. Once a junction has changed the network, the statistics of the
         // junctions still to grow are taken again (only theirs): they must describe the network
-        // being grown, or the prediction and the measured decrease are not comparable.
+        // being grown, or the prediction and the measured decrease are not comparable. With shared
+        // statistics only when it widened one of them.
         let mutable stats = None
         try
             [ for j in chosen do
@@ -112,7 +121,9 @@ let stepIn (context: GrowthContext) (net: Network) (stepIndex: int) (statsX: tor
                         stats <- Some s
                         s, seconds
                 let event = growOne context net current seconds j
-                if event.Gamma > 0.0 then
+                // Shared statistics (Growth:SharedStatistics) are taken again only for a junction this one widened.
+                let stale = not context.Options.SharedStatistics || chosen |> List.exists (fun c -> c > j && not (unaffectedBy net j c))
+                if event.Gamma > 0.0 && stale then
                     stats <- None
                     release current
                 yield event ]

@@ -324,6 +324,21 @@ let tests =
                 trainsAfter net "l−1 then l"
         }
 
+        test "a junction's growth leaves the statistics of junctions sharing no layer with it: every other ResNet block, not an MLP's or CNN's next junction" {
+            use resnet = Network.Build (blockKinds, layerKinds, ModelOptions (Preset = "resnet20", WidthFraction = 0.125), [| 1L; 28L; 28L |], 10, torch.CPU, torch.ScalarType.Float32, null)
+            let n = resnet.Junctions.Length
+            Expect.equal n 9 "nine in-block junctions"
+            for j in 0 .. n - 1 do
+                for k in 0 .. n - 1 do
+                    Expect.equal (Growth.unaffectedBy resnet j k) (j <> k) $"ResNet-20 junctions {j}, {k}"
+            use chain = mlp 91L torch.ScalarType.Float32 6 [ 2; 2; 2 ] "tanh" 3
+            Expect.equal chain.Junctions.Length 3 "three junctions"
+            Expect.isFalse (Growth.unaffectedBy chain 0 1) "junction 0 widens junction 1's input"
+            Expect.isFalse (Growth.unaffectedBy chain 1 0) "junction 1 widens junction 0's B's output"
+            Expect.isTrue (Growth.unaffectedBy chain 0 2) "junctions 0 and 2 share no layer"
+            Expect.isFalse (Growth.unaffectedBy chain 1 1) "a junction and itself"
+        }
+
         test "ResNet-18 (CIFAR form, 10 classes) has 11,173,962 parameters at full width" {
             use net = Network.Build (blockKinds, layerKinds, ModelOptions (Preset = "resnet18", WidthFraction = 1.0), [| 3L; 32L; 32L |], 10, torch.CPU, torch.ScalarType.Float32, null)
             Expect.equal net.ParameterCount 11173962L "torchvision-style CIFAR ResNet-18"

@@ -236,6 +236,35 @@ let private engineTests =
                 Expect.equal (pipeline.Augmented |> Seq.countBy id |> Map.ofSeq) (Map.ofList [ 50L, 72; 400L, 1 ]) "augmented calls by size")
         }
 
+        test "with shared statistics one window serves every junction a grown one did not widen; a widened one gets its own" {
+            use data = teacherDataset ()
+            let growth = fromTraining ()
+            growth.SharedStatistics <- true
+            // Three hidden layers: junctions 0 and 2 share no layer, junction 1 shares one with each.
+            let threeLayers = ModelOptions (Layers = ResizeArray [ spec 1 32 "tanh" true; spec 1 32 "tanh" true; spec 1 32 "tanh" true ])
+            withRunFolder (fun dir ->
+                GrowthEngine(blockKinds, kinds, tiny, NullLogger.Instance).Run (data, threeLayers, training, growth, torch.CPU, dir, CancellationToken.None) |> ignore
+                let lines = growthLines dir
+                let seconds (e: JsonElement) = e.GetProperty("statistics_seconds").GetDouble ()
+                let steps = lines |> Array.groupBy (fun e -> field e "step")
+                Expect.equal (steps |> Array.map fst) [| 0; 1; 2; 3 |] "every scheduled step"
+                let mutable shared = 0
+                for step, events in steps do
+                    let order = events |> Array.map (fun e -> field e "junction")
+                    Expect.equal (Array.sort order) [| 0; 1; 2 |] $"step {step}: every junction once"
+                    Expect.equal order[0] 0 $"step {step}: junction 0 first"
+                    Expect.isGreaterThan (seconds events[0]) 0.0 $"step {step}: the step's window was timed with its first junction"
+                    let at j = events |> Array.find (fun e -> field e "junction" = j)
+                    // Junction 1 follows 0 in the shared window unless 0 grew, then it waits for its own window.
+                    let zeroGrew = field (at 0) "added" > 0
+                    let oneGrewBeforeTwo = order = [| 0; 1; 2 |] && field (at 1) "added" > 0
+                    Expect.equal (seconds (at 1) > 0.0) zeroGrew $"step {step}: junction 1 has a window of its own exactly when junction 0 grew"
+                    if zeroGrew then Expect.equal order [| 0; 2; 1 |] $"step {step}: junction 2 grows from the shared window before 1's own"
+                    Expect.equal (seconds (at 2) > 0.0) oneGrewBeforeTwo $"step {step}: junction 2 has its own window exactly when 1 grew before it"
+                    if zeroGrew && seconds (at 2) = 0.0 then shared <- shared + 1
+                Expect.isGreaterThan shared 0 "junction 2 grew from a window it shared with a grown junction 0 at least once")
+        }
+
         test "a growth point inside a window is deferred, not dropped: every scheduled step happens" {
             use data = teacherDataset ()
             // Windows of 10 batches: step 0 takes batches 0–19 (two junctions), past the point at batch 12.
