@@ -109,12 +109,25 @@ let lineSearchModel (power: int) (start: float) (gammaMax: float) (lossAt: float
             let gamma, loss = around g1 l1 true
             result gamma loss
         else
+            // Down two grid points at a time: a loss below L(0) on an interval from 0 (unimodal in γ) is below it at
+            // γ/2 whenever it is at γ/√2, so the point between is evaluated only once γ/2 is below L(0), where the walk
+            // of one point at a time would have found it first. The same γ on such losses, and a refusal in
+            // refusalSteps/2 evaluations below γ₁ instead of refusalSteps.
+            let limit = min maxSteps refusalSteps
             let rec down gamma k =
-                if k >= min maxSteps refusalSteps then 0.0, l0
+                if k >= limit then 0.0, l0
                 else
                     let g = gridPoint (gamma / factor)
-                    let l = lossAt g
-                    if l < l0 then follow (1.0 / factor) g l k false else down g (k + 1)
+                    if k + 2 > limit then
+                        let l = lossAt g
+                        if l < l0 then follow (1.0 / factor) g l k false else 0.0, l0
+                    else
+                        let g2 = gridPoint (g / factor)
+                        let l2 = lossAt g2
+                        if l2 < l0 then
+                            let l = lossAt g
+                            if l < l0 then follow (1.0 / factor) g l k false else follow (1.0 / factor) g2 l2 (k + 1) false
+                        else down g2 (k + 2)
             let gamma, loss = down g1 0
             result gamma loss
 
@@ -122,7 +135,7 @@ let lineSearchModel (power: int) (start: float) (gammaMax: float) (lossAt: float
 /// choice (it means "add nothing now"). From γ₁ = min(grid point of `start`, gammaMax) the search
 /// goes up while the loss keeps falling (never capped: the last step up lands on gammaMax itself
 /// when the grid would cross it), or, if the next γ is no better, down while it keeps falling; if
-/// γ₁ is no better than γ = 0 it goes down (at most `refusalSteps` grid points) until the loss falls
+/// γ₁ is no better than γ = 0 it goes down (at most `refusalSteps` grid points, two at a time) until the loss falls
 /// below the loss at 0, then on down while it keeps falling (the first γ below L(0) can hold a small part of the available decrease).
 /// Every start on the grid ends on the same γ when the loss is unimodal in γ; a start near the answer
 /// (e.g. the γ chosen for the junction last time) saves the evaluations of the way there from 1.

@@ -68,6 +68,46 @@ let tests =
             Expect.isLessThan third.Loss (lossAt 0.0) "below L(0)"
         }
 
+        test "below a γ₁ that does not lower the loss, the walk two grid points at a time ends where one point at a time ends, in no more evaluations" {
+            // The walk down one grid point at a time (as before): the first point below L(0) within refusalSteps,
+            // then down while the loss keeps falling; its γ, loss and evaluations (L(0) and γ₁ included).
+            let oneAtATime (start: float) (lossAt: float -> float) =
+                let l0 = lossAt 0.0
+                let rec down g k evaluations =
+                    if k >= GammaSearch.refusalSteps then 0.0, l0, evaluations
+                    else
+                        let next = GammaSearch.gridPoint (g / sqrt 2.0)
+                        let l = lossAt next
+                        if l < l0 then
+                            let rec on g l evaluations =
+                                let below = GammaSearch.gridPoint (g / sqrt 2.0)
+                                let lb = lossAt below
+                                if lb < l then on below lb (evaluations + 1) else g, l, evaluations + 1
+                            on next l (evaluations + 1)
+                        else down next (k + 1) (evaluations + 1)
+                down start 0 2
+            let start = 64.0
+            // Unimodal losses whose minimum lies from just under γ₁ to far below it, in γ (unit proposals) and γ².
+            let mutable fewer = 0
+            for opt in [ 30.0; 22.0; 16.0; 11.0; 7.0; 3.0; 0.5 ] do
+                for shape, lossAt in [ "γ", (fun (g: float) -> 1.0 - 2.0 * opt * g + g * g); "γ²", (fun (g: float) -> 1.0 - g * g + (g ** 4.0) / (2.0 * opt * opt)) ] do
+                    Expect.isGreaterThanOrEqual (lossAt start) (lossAt 0.0) $"{shape}, opt {opt}: γ₁ does not lower the loss"
+                    let gamma, loss, evaluations = oneAtATime start lossAt
+                    let r = GammaSearch.lineSearchFrom start infinity lossAt 24
+                    Expect.equal (r.Gamma, r.Loss) (gamma, loss) $"{shape}, opt {opt}: the one-point walk's γ"
+                    Expect.isLessThanOrEqual r.Evaluations evaluations $"{shape}, opt {opt}: no more evaluations"
+                    if r.Evaluations < evaluations then fewer <- fewer + 1
+            Expect.isGreaterThan fewer 0 "fewer evaluations where the answer lies two grid points down or more, or nowhere"
+            // A refusal: L(0), L(γ₁), L(γ₁/2), L(γ₁/4): two fewer than one point at a time.
+            let flat (g: float) = 1.0 + g
+            let r = GammaSearch.lineSearchFrom start infinity flat 24
+            let _, _, evaluations = oneAtATime start flat
+            Expect.equal (r.Gamma, r.Evaluations, evaluations) (0.0, 4, 6) "refused in 4 evaluations against 6"
+            // What it gives up: a loss below L(0) at γ₁/√2 but not at γ₁/2 (not below L(0) on an interval from 0) is refused.
+            let odd (g: float) = if g = 0.0 then 1.0 elif abs (g - start / sqrt 2.0) < 1e-9 then 0.5 else 1.0 + g
+            Expect.equal (GammaSearch.lineSearchFrom start infinity odd 24).Gamma 0.0 "the point between is not evaluated"
+        }
+
         test "a γ search started near its answer makes fewer evaluations and ends on the cold search's γ" {
             // L = 1 − γ² + γ⁴/(2·opt²): the growth regime (first-order decrease, second-order
             // penalty), unimodal in γ with its minimum at opt.
@@ -88,7 +128,7 @@ let tests =
             // γ = 0 stays a choice from any start, and the upward extension is not capped by the start.
             let r = GammaSearch.lineSearchFrom 8.0 infinity (fun g -> 1.0 + g * g) 24
             Expect.equal r.Gamma 0.0 "every γ > 0 worse: γ = 0"
-            Expect.equal (r.Evaluations, r.Lowest) (2 + GammaSearch.refusalSteps, 2.0) "L(0), L(8), then 4 grid points down to 8/4 before refusing"
+            Expect.equal (r.Evaluations, r.Lowest) (2 + GammaSearch.refusalSteps / 2, 2.0) "L(0), L(8), then two grid points at a time down to 8/4 before refusing"
             let r = GammaSearch.lineSearchFrom 2.0 infinity (fun g -> (g - 300.0) ** 2.0) 24
             Expect.isTrue (r.Gamma >= 300.0 / sqrt 2.0 && r.Gamma <= 300.0 * sqrt 2.0) $"from 2 up to γ = {r.Gamma} ≈ 300"
             // The bound still holds: a start above it begins at the bound.
