@@ -339,6 +339,28 @@ let tests =
             Expect.isFalse (Growth.unaffectedBy chain 1 1) "a junction and itself"
         }
 
+        test "with shared statistics a ResNet-20 step takes one statistics pass for its nine junctions; without, one more after each junction that grows" {
+            let passes (shared: bool) =
+                use g = new torch.Generator (77UL)
+                use net = Network.Build (blockKinds, layerKinds, ModelOptions (Preset = "resnet20", WidthFraction = 0.125), [| 1L; 8L; 8L |], 4, torch.CPU, torch.ScalarType.Float64, g)
+                use x = images 78L 128L 1L 8L
+                use y = labels 79L 128L 4L
+                use hx = images 80L 128L 1L 8L
+                use hy = labels 81L 128L 4L
+                let options = GrowthOptions (StatisticsFrom = "pass", SharedStatistics = shared, NeuronsPerStep = 2, RelativeThreshold = 0.0, EigenCutoff = 1e-10, UseDelta = false)
+                let events = Growth.step net tiny options g 0 x y hx hy
+                Expect.equal (events |> List.map (fun e -> e.Junction)) [ 0 .. 8 ] $"shared {shared}: the nine junctions in order"
+                let taken = events |> List.filter (fun e -> e.StatisticsSeconds > 0.0) |> List.map (fun e -> e.Junction)
+                let grewBeforeLast = events |> List.filter (fun e -> e.Added > 0 && e.Junction < 8) |> List.map (fun e -> e.Junction)
+                taken, grewBeforeLast
+            let taken, _ = passes true
+            Expect.equal taken [ 0 ] "shared: one pass, with junction 0"
+            let taken, grew = passes false
+            Expect.isNonEmpty grew "some junction before the last grew (else both take one pass)"
+            // A pass for junction 0, then one for the junction after each that grew.
+            Expect.equal taken (0 :: (grew |> List.map (fun j -> j + 1)) |> List.distinct) "per junction: a pass after each growth"
+        }
+
         test "ResNet-18 (CIFAR form, 10 classes) has 11,173,962 parameters at full width" {
             use net = Network.Build (blockKinds, layerKinds, ModelOptions (Preset = "resnet18", WidthFraction = 1.0), [| 3L; 32L; 32L |], 10, torch.CPU, torch.ScalarType.Float32, null)
             Expect.equal net.ParameterCount 11173962L "torchvision-style CIFAR ResNet-18"
