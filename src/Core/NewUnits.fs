@@ -291,14 +291,18 @@ let toUnit (options: GrowthOptions) (junction: IJunction) (statistics: JunctionS
                             Array.copy proposal.NeuronScores, proposal.ActivationSlope, proposal.Bottleneck,
                             NoiseFloor = proposal.NoiseFloor, FanOutAmplitude = true)
 
+/// The float64 norm of each input column of a weight (dimension 1: the weights that read one input, out × taps).
+let private columnNorms (w: torch.Tensor) =
+    use columns = w.transpose(0L, 1L).reshape (w.shape[1], -1L)
+    columns.to_type(torch.float64).norm (1)
+
 /// Median norm of B's existing input columns (the weights that read one input: out × taps).
 let existingColumnNorm (b: IGrowableLayer) =
     use _ = torch.no_grad ()
     let w = b.Parameters[0] :> torch.Tensor
     if w.dim () < 2L || w.shape[1] = 0L then nan
     else
-        use columns = w.transpose(0L, 1L).reshape (w.shape[1], -1L)
-        use norms = columns.to_type(torch.float64).norm (1)
+        use norms = columnNorms w
         (use m = norms.median () in m.ToDouble ())
 
 /// The largest γ at which every new fan-out column γ·ω_k has at most `ratio` times the median norm of B's
@@ -333,19 +337,18 @@ let balance (junction: IJunction) (added: int) : float[] =
             let kept = inputs - int64 added
             if w.dim () < 2L || w.shape[1] <> inputs || kept < 1L || state[0].shape[0] <> inputs then [||]
             else
-                let columns = w.transpose(0L, 1L).reshape(inputs, -1L).to_type(torch.float64).norm (1)
+                let columns = columnNorms w
                 let weights = state[0].to_type(torch.float64).abs ()
                 // |weight| / column of the existing units; their median is the ratio the new ones get.
                 let ratio = (weights.narrow (0L, 0L, kept) / columns.narrow(0L, 0L, kept).clamp_min (1e-30)).median().ToDouble ()
-                let product = weights.narrow (0L, kept, int64 added) * columns.narrow (0L, kept, int64 added)
-                // c: the new column becomes √(product/ratio), the new weight √(product·ratio); 1 where nothing is measured.
-                let target = (product / ratio).sqrt ()
-                let fresh = columns.narrow (0L, kept, int64 added)
-                let zero = (0.0).ToScalar ()
-                let measured = torch.logical_and (fresh.gt zero, product.gt zero)
-                let factor = torch.where (measured, target / fresh.clamp_min (1e-30), torch.ones_like fresh)
                 if not (System.Double.IsFinite ratio && ratio > 0.0) then [||]
                 else
+                    let fresh = columns.narrow (0L, kept, int64 added)
+                    let product = weights.narrow (0L, kept, int64 added) * fresh
+                    // c: the new column becomes √(product/ratio), the new weight √(product·ratio); 1 where nothing is measured.
+                    let zero = (0.0).ToScalar ()
+                    let measured = torch.logical_and (fresh.gt zero, product.gt zero)
+                    let factor = torch.where (measured, (product / ratio).sqrt () / fresh.clamp_min (1e-30), torch.ones_like fresh)
                     let shape = [| yield 1L; yield int64 added; for _ in 2L .. w.dim () - 1L -> 1L |]
                     let grownW = w.clone ()
                     grownW.narrow(1L, kept, int64 added).mul_ (factor.to_type(w.dtype).reshape shape) |> ignore
@@ -356,9 +359,8 @@ let balance (junction: IJunction) (added: int) : float[] =
                         let c = t.clone ()
                         c.narrow(0L, kept, int64 added).div_ (factor.to_type t.dtype) |> ignore
                         c.DetachFromDisposeScope ()
-                    let before = state
                     norm.Load [| divided state[0]; divided state[1]; state[2].clone().DetachFromDisposeScope (); state[3].clone().DetachFromDisposeScope () |]
-                    before |> Array.iter (fun t -> t.Dispose ())
+                    state |> Array.iter (fun t -> t.Dispose ())
                     factor.data<float> () |> Seq.toArray
         | None -> [||]
     | _ -> [||]

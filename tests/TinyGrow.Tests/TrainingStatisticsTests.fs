@@ -189,6 +189,29 @@ let private growthLines (dir: string) =
 
 let private field (e: JsonElement) (name: string) = e.GetProperty(name).GetInt32 ()
 
+/// A run with the options of `growth ()` stopped at batch 2 of epoch 1 (inside the first window, batches 0–3) with a
+/// checkpoint, checked to have grown nothing, then resumed to the end; `check` gets the growth lines and the summary.
+let private stoppedInsideTheFirstWindow (growth: unit -> GrowthOptions) (check: JsonElement[] -> RunSummary -> unit) =
+    use data = teacherDataset ()
+    withRunFolder (fun dir ->
+        use cts = new CancellationTokenSource ()
+        let observer =
+            { new IRunProgress with
+                member _.Started (_, _, _, _, _) = ()
+                member _.Batch (epoch, batch, _, _) = if epoch = 1 && batch = 2 then cts.Cancel ()
+                member _.Growing (_, _) = ()
+                member _.Grown (_, _, _, _) = ()
+                member _.Epoch (_, _, _, _, _) = () }
+        let first = GrowthEngine (blockKinds, kinds, tiny, NullLogger.Instance, Observer = observer)
+        let checkpointing = CheckpointOptions (OnStop = true)
+        Expect.throwsT<OperationCanceledException> (fun () ->
+            first.Run (data, model, training, growth (), torch.CPU, dir, checkpointing, false, cts.Token) |> ignore) "stopped"
+        Expect.isTrue first.CheckpointedOnStop "checkpointed on stop"
+        Expect.isEmpty (growthLines dir) "nothing grown before the stop"
+        let second = GrowthEngine (blockKinds, kinds, tiny, NullLogger.Instance)
+        let summary = second.Run (data, model, training, growth (), torch.CPU, dir, checkpointing, true, CancellationToken.None)
+        check (growthLines dir) summary)
+
 /// A logger that keeps (level, message) of every entry.
 type private Recording () =
     member val Entries = ResizeArray<Microsoft.Extensions.Logging.LogLevel * string> () with get
@@ -277,55 +300,17 @@ let private engineTests =
         }
 
         test "a run stopped inside a window resumes, sums that window again, and ends with every step done" {
-            use data = teacherDataset ()
-            withRunFolder (fun dir ->
-                use cts = new CancellationTokenSource ()
-                // Stop at batch 2 of epoch 1: inside the first window (batches 0–3).
-                let observer =
-                    { new IRunProgress with
-                        member _.Started (_, _, _, _, _) = ()
-                        member _.Batch (epoch, batch, _, _) = if epoch = 1 && batch = 2 then cts.Cancel ()
-                        member _.Growing (_, _) = ()
-                        member _.Grown (_, _, _, _) = ()
-                        member _.Epoch (_, _, _, _, _) = () }
-                let first = GrowthEngine (blockKinds, kinds, tiny, NullLogger.Instance, Observer = observer)
-                let checkpointing = CheckpointOptions (OnStop = true)
-                Expect.throwsT<OperationCanceledException> (fun () ->
-                    first.Run (data, model, training, fromTraining (), torch.CPU, dir, checkpointing, false, cts.Token) |> ignore) "stopped"
-                Expect.isTrue first.CheckpointedOnStop "checkpointed on stop"
-                Expect.isEmpty (growthLines dir) "nothing grown before the stop"
-                let second = GrowthEngine (blockKinds, kinds, tiny, NullLogger.Instance)
-                let summary = second.Run (data, model, training, fromTraining (), torch.CPU, dir, checkpointing, true, CancellationToken.None)
-                let lines = growthLines dir
+            stoppedInsideTheFirstWindow fromTraining (fun lines summary ->
                 Expect.equal [ for e in lines -> field e "step", field e "junction" ] [ for s in 0 .. 3 do for j in 0 .. 1 -> s, j ] "every step and junction once"
                 Expect.isGreaterThan (Array.sum summary.Widths) 2 "the resumed run grew")
         }
 
         test "with shared statistics, a run stopped inside the shared window resumes and grows every junction of every step once" {
-            use data = teacherDataset ()
             let shared () =
                 let g = fromTraining ()
                 g.SharedStatistics <- true
                 g
-            withRunFolder (fun dir ->
-                use cts = new CancellationTokenSource ()
-                // Stop at batch 2 of epoch 1: inside the first window (batches 0–3).
-                let observer =
-                    { new IRunProgress with
-                        member _.Started (_, _, _, _, _) = ()
-                        member _.Batch (epoch, batch, _, _) = if epoch = 1 && batch = 2 then cts.Cancel ()
-                        member _.Growing (_, _) = ()
-                        member _.Grown (_, _, _, _) = ()
-                        member _.Epoch (_, _, _, _, _) = () }
-                let first = GrowthEngine (blockKinds, kinds, tiny, NullLogger.Instance, Observer = observer)
-                let checkpointing = CheckpointOptions (OnStop = true)
-                Expect.throwsT<OperationCanceledException> (fun () ->
-                    first.Run (data, model, training, shared (), torch.CPU, dir, checkpointing, false, cts.Token) |> ignore) "stopped"
-                Expect.isTrue first.CheckpointedOnStop "checkpointed on stop"
-                Expect.isEmpty (growthLines dir) "nothing grown before the stop"
-                let second = GrowthEngine (blockKinds, kinds, tiny, NullLogger.Instance)
-                let summary = second.Run (data, model, training, shared (), torch.CPU, dir, checkpointing, true, CancellationToken.None)
-                let lines = growthLines dir
+            stoppedInsideTheFirstWindow shared (fun lines summary ->
                 Expect.equal (lines |> Array.map (fun e -> field e "step", field e "junction") |> Array.sort) [| for s in 0 .. 3 do for j in 0 .. 1 -> s, j |] "every step and junction once"
                 Expect.isGreaterThan (Array.sum summary.Widths) 2 "the resumed run grew")
         }
