@@ -19,48 +19,6 @@ type RunSummary =
       Seconds: float
       GrowthSeconds: float }
 
-/// Growth points of an epoch: batch indices evenly spaced, the first at the epoch's start.
-module Schedule =
-    let growthBatches (growth: GrowthOptions) (epoch: int) (batchesPerEpoch: int) : Set<int> =
-        if growth.StepsPerEpoch <= 0 || epoch > growth.UntilEpoch then Set.empty
-        else set [ for k in 0 .. growth.StepsPerEpoch - 1 -> k * batchesPerEpoch / growth.StepsPerEpoch ]
-
-    /// Cosine decay from lr0 to 0 over the run.
-    let learningRate (training: TrainingOptions) (step: int64) (totalSteps: int64) =
-        if training.CosineSchedule then
-            training.LearningRate * 0.5 * (1.0 + cos (Math.PI * float step / float (max 1L totalSteps)))
-        else training.LearningRate
-
-/// What a resumed run takes from its checkpoint, in the order the file holds it.
-module RunResume =
-    /// The network at the checkpoint's widths, with its weights and buffers.
-    let network blockKinds layerKinds (data: LoadedDataset) (device: torch.Device) (r: Checkpoint.Reader) =
-        let h = r.Header
-        if h.InputShape <> data.InputShape || h.Classes <> data.Classes then
-            invalidOp $"{r.Path} was written for inputs {String.Join ('×', h.InputShape)} and {h.Classes} classes; {data.Name} has {String.Join ('×', data.InputShape)} and {data.Classes}."
-        if h.Order <> 0L && h.Order <> data.Train.Count then
-            invalidOp $"{r.Path} was written for a training split of {h.Order} samples; {data.Name} has {data.Train.Count}."
-        let net = Network.BuildBlocks (blockKinds, layerKinds, h.Blocks, h.InputShape, h.Classes, device, torch.ScalarType.Float32, null)
-        try
-            r.LoadNetwork net
-            net
-        with _ ->
-            (net :> IDisposable).Dispose ()
-            reraise ()
-
-    /// Optimizer state, generator states and the epoch's permutation; returns the schedule position
-    /// (also given to `progress`) and the permutation (null between epochs).
-    let rest (r: Checkpoint.Reader) (net: Network) (optimizer: IOptimizer) (generators: torch.Generator[]) (device: torch.Device) (progress: RunProgress) =
-        r.LoadOptimizer (net, optimizer)
-        r.LoadGenerators generators
-        let order = r.LoadOrder device
-        let state = r.Header.State
-        progress.Epoch <- state.Epoch
-        progress.Batch <- state.Batch
-        progress.FirstLoss <- state.FirstLoss
-        progress.EpochLossSum <- state.EpochLossSum
-        state, order
-
 /// `strategy` may be null: the network then trains at its starting widths (a fixed baseline).
 type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKinds: IReadOnlyDictionary<string, ILayerKind>,
                   strategy: IGrowthStrategy | null, logger: ILogger) =
@@ -81,41 +39,6 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
         match training.Optimizer with
         | "adam" -> Adam ((fun () -> net.Parameters), 0.9, 0.999, 1e-8, training.WeightDecay)
         | _ -> Sgd ((fun () -> net.Parameters), training.Momentum, training.WeightDecay)
-
-    /// S2 and whitening of each junction whose A reads the network's input, once per run on the first
-    /// InputStatisticsSamples (default 2·StatisticsSamples) training samples: its S2 depends only on the data (DESIGN §4.5); the
-    /// statistics pass then skips it. The augmentation and row draws come from generators of fixed
-    /// seeds, not the run's: a resumed run computes the same one, and so does a run with another seed,
-    /// so that one entry of the input statistics cache (InputStatisticsCache, in `cacheFolder`) serves
-    /// every run on the dataset. With each junction's key and how its entry was obtained.
-    let inputWhitenings (net: Network) (growth: GrowthOptions) (data: LoadedDataset) =
-        use scope = torch.NewDisposeScope ()
-        let wanted = if growth.InputStatisticsSamples > 0 then int64 growth.InputStatisticsSamples else 2L * int64 growth.StatisticsSamples
-        let count = min wanted data.Train.Count
-        use idx = torch.arange (count, device = data.Train.Labels.device)
-        // Statistics from training batches see the inputs as trained on: augmented, when the dataset augments.
-        use augmentation = new torch.Generator (0x2545F4914F6CDD1DUL)
-        let augmented : torch.Generator | null = if growth.StatisticsFrom = "training" then augmentation else null
-        let x, y = Training.select data data.Train idx augmented
-        use rows = new torch.Generator (0x9E3779B97F4A7C15UL)
-        let cache = Dictionary<int, InputWhitening.InputCovariance> ()
-        let outcomes = ResizeArray<int * InputStatisticsCache.Key * InputStatisticsCache.Outcome> ()
-        let warn (message: string) = logger.LogWarning ("{Warning}", message)
-        for j in InputWhitening.readsInput net x do
-            // Without a cache folder the inputs are not hashed; a key that cannot be formed costs the cache, not the run.
-            let key, (folder: string | null) =
-                match cacheFolder with
-                | null -> InputStatisticsCache.noKey, null
-                | f ->
-                    try InputStatisticsCache.keyOf net j growth x, f
-                    with e when not (e :? OperationCanceledException || e :? OutOfMemoryException) ->
-                        warn $"The input statistics cache is not used for junction {j}: its key could not be formed ({e.Message})."
-                        InputStatisticsCache.noKey, null
-            let c, outcome =
-                InputStatisticsCache.getOrCompute folder key x warn true (fun () -> InputWhitening.inputCovariance net j growth rows x y)
-            cache[j] <- { c with S2 = c.S2.DetachFromDisposeScope (); Whitening = c.Whitening.DetachFromDisposeScope () }
-            outcomes.Add ((j, key, outcome))
-        cache, List.ofSeq outcomes
 
     /// Samples a growth step draws from the training split: the first `statsCount` of a permutation
     /// for a statistics pass (None when 0), the next GammaSearchSamples for the γ search (disjoint, not
@@ -280,38 +203,10 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
         // The permutation of the epoch in progress (null between epochs).
         let mutable order: torch.Tensor | null = restoredOrder
         use log = new RunLog (Path.Combine (runDirectory, "metrics.jsonl"), state.MetricsBytes)
-        // The input covariances, computed at the first growth step (and again by a resumed run: they are
-        // not checkpointed); logged, not in metrics.jsonl, which a resumed run must write as an uninterrupted one.
-        // Input statistics cache entries being written (InputStatisticsCache.Writing): waited for when the run ends.
-        let pendingWrites = ResizeArray<string * Threading.Tasks.Task<float>> ()
-        let whitenings =
-            lazy (
-                let cache, outcomes = inputWhitenings net growth data
-                for j, key, outcome in outcomes do
-                    let c = cache[j]
-                    match outcome with
-                    | InputStatisticsCache.Hit (file, seconds) ->
-                        logger.LogInformation ("Input covariance of junction {Junction} (kept for the run): read from the cache {File} in {Read:f2} s (inputs hashed in {Hash:f2} s); computed there from {Samples} samples by {Path} in {Statistics:f2} + {Factor:f2} s",
-                                               j, file, seconds, key.Seconds, c.Samples, c.Path, c.StatisticsSeconds, c.FactorSeconds)
-                    | InputStatisticsCache.Computed (file, seconds) ->
-                        logger.LogInformation ("Input covariance of junction {Junction} (kept for the run): S2 on {Samples} samples in {Statistics:f2} s, whitening by {Path} in {Factor:f2} s; written to the cache {File} in {Write:f2} s (inputs hashed in {Hash:f2} s)",
-                                               j, c.Samples, c.StatisticsSeconds, c.Path, c.FactorSeconds, file, seconds, key.Seconds)
-                    | InputStatisticsCache.Writing (file, seconds, writing) ->
-                        pendingWrites.Add (file, writing)
-                        logger.LogInformation ("Input covariance of junction {Junction} (kept for the run): S2 on {Samples} samples in {Statistics:f2} s, whitening by {Path} in {Factor:f2} s; being written to the cache {File} in the background (copied for it in {Copy:f2} s; inputs hashed in {Hash:f2} s)",
-                                               j, c.Samples, c.StatisticsSeconds, c.Path, c.FactorSeconds, file, seconds, key.Seconds)
-                    | InputStatisticsCache.NotKept why ->
-                        logger.LogInformation ("Input covariance of junction {Junction} (kept for the run): S2 on {Samples} samples in {Statistics:f2} s, whitening by {Path} in {Factor:f2} s; not cached ({Why})",
-                                               j, c.Samples, c.StatisticsSeconds, c.Path, c.FactorSeconds, why)
-                cache)
-        use _ = { new IDisposable with
-                    member _.Dispose () =
-                        // The writes report their own failures (a warning) and never throw.
-                        for file, writing in pendingWrites do
-                            let seconds = writing.Result
-                            if not (Double.IsNaN seconds) then
-                                logger.LogInformation ("Input statistics cache entry {File} written in the background in {Seconds:f2} s", file, seconds)
-                        if whitenings.IsValueCreated then for c in whitenings.Value.Values do (c :> IDisposable).Dispose () }
+        // The input covariances, computed at the first growth step (and again by a resumed run: they are not
+        // checkpointed); any cache entries still being written are waited for when the run ends.
+        use inputCovariances = new RunInputCovariances (logger, cacheFolder, net, growth, data)
+        let whitenings = inputCovariances.Whitenings
         let board = TensorBoardLog runDirectory
         board.GrowthSteps <- state.GrowthSteps
         let n = data.Train.Count
