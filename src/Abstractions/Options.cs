@@ -163,10 +163,6 @@ public sealed class GrowthOptions
     [Range(0, 1_000_000)] public int RowsPerDimension { get; set; } = 32;
     /// <summary>Most neurons added to one junction in one step.</summary>
     [Range(1, 100_000)] public int NeuronsPerStep { get; set; } = 32;
-    /// <summary>When above 0, the most neurons added to one junction in one step is ⌈NeuronsPerStepOfCap·MaxWidth⌉ of that
-    /// junction instead of NeuronsPerStep: layers whose caps differ (a ResNet's stages: 16, 32, 64) grow in proportion
-    /// to them, where a count per step fills the narrow ones first. 0 (the default): NeuronsPerStep.</summary>
-    [Range(0.0, 1.0)] public double NeuronsPerStepOfCap { get; set; } = 0.0;
     /// <summary>A direction k is kept only if λ_k ≥ RelativeThreshold·λ_1.</summary>
     [Range(0.0, 1.0)] public double RelativeThreshold { get; set; } = 0.01;
     /// <summary>A proposed neuron k is kept only if its share of the first-order decrease, λ_k², exceeds

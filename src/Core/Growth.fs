@@ -40,7 +40,7 @@ let private timed (f: unit -> 'T) =
 /// units (NewUnits: at a junction with a normalisation, unit-scale features with a refitted fan-out).
 let propose (context: GrowthContext) (net: Network) (stats: Map<int, JunctionStatistics>) (j: int) =
     let whitening : torch.Tensor | null = match context.Cached j with Some c -> c.Whitening | None -> null
-    let request = GrowthRequest (stats[j], net.Junctions[j], Selection.perStep context.Options net j, context.Options,
+    let request = GrowthRequest (stats[j], net.Junctions[j], min context.Options.NeuronsPerStep (Selection.room net j), context.Options,
                                  context.Generator, Whitening = whitening)
     let proposal =
         ProposalCheck.proposeWithin context.Strategy request (float context.Options.StrategyTimeoutSeconds) context.StillProposingEvery

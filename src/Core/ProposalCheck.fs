@@ -44,7 +44,7 @@ let problems (request: GrowthRequest) (proposal: NeuronProposal) : string list =
           elif not (allFinite proposal.FanOut) then yield "FanOut holds NaN or infinite values"
           if proposal.NeuronScores |> Array.exists (fun s -> not (Double.IsFinite s)) then yield "NeuronScores holds NaN or infinite values"
           if k > int64 request.MaxNeurons then
-              yield $"{k} neurons proposed; the request allows at most {request.MaxNeurons} (Growth:NeuronsPerStep, or NeuronsPerStepOfCap of its MaxWidth, and the room left below the layer's MaxWidth)"
+              yield $"{k} neurons proposed; the request allows at most {request.MaxNeurons} (Growth:NeuronsPerStep and the room left below the layer's MaxWidth)"
       match proposal.Delta with
       | null -> ()
       | delta ->

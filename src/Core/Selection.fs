@@ -11,13 +11,6 @@ open TinyGrow.Abstractions
 /// Room left in junction j (its A layer may not exceed the junction's MaxWidth).
 let room (net: Network) (j: int) = max 0 (net.Junctions[j].MaxWidth - net.Junctions[j].A.OutputWidth)
 
-/// Most neurons junction j may add in one step: Growth:NeuronsPerStep, or ⌈NeuronsPerStepOfCap·MaxWidth⌉ when that is
-/// set (at least 1), and never more than the room left below its cap.
-let perStep (options: GrowthOptions) (net: Network) (j: int) =
-    let cap = net.Junctions[j].MaxWidth
-    let most = if options.NeuronsPerStepOfCap > 0.0 then max 1 (int (ceil (options.NeuronsPerStepOfCap * float cap))) else options.NeuronsPerStep
-    min most (room net j)
-
 /// Parameters that K new neurons of junction j would add.
 let addedParameters (net: Network) (j: int) (k: int) = int64 k * net.Junctions[j].ParametersPerNeuron
 

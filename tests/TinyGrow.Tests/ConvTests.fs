@@ -339,17 +339,6 @@ let tests =
             Expect.isFalse (Growth.unaffectedBy chain 1 1) "a junction and itself"
         }
 
-        test "neurons per step: NeuronsPerStep for every junction, or a fraction of each junction's cap rounded up, never past the cap" {
-            use resnet = Network.Build (blockKinds, layerKinds, ModelOptions (Preset = "resnet20", WidthFraction = 0.125), [| 1L; 28L; 28L |], 10, torch.CPU, torch.ScalarType.Float32, null)
-            let perStep (options: GrowthOptions) = [ for j in 0 .. resnet.Junctions.Length - 1 -> Selection.perStep options resnet j ]
-            Expect.equal [ for j in resnet.Junctions -> j.MaxWidth ] [ 16; 16; 16; 32; 32; 32; 64; 64; 64 ] "the stages' caps"
-            Expect.equal (perStep (GrowthOptions (NeuronsPerStep = 8))) (List.replicate 9 8) "a count: the same for every stage"
-            Expect.equal (perStep (GrowthOptions (NeuronsPerStep = 8, NeuronsPerStepOfCap = 0.1875))) [ 3; 3; 3; 6; 6; 6; 12; 12; 12 ] "3/16 of 16, 32, 64"
-            Expect.equal (perStep (GrowthOptions (NeuronsPerStepOfCap = 0.01))) (List.replicate 9 1) "⌈0.16⌉ … ⌈0.64⌉: one neuron at least"
-            // Inner widths start at 2/4/8 (1/8 of 16/32/64): a stage-1 junction has 14 below its cap.
-            Expect.equal (perStep (GrowthOptions (NeuronsPerStepOfCap = 1.0))) [ 14; 14; 14; 28; 28; 28; 56; 56; 56 ] "the whole cap: the room left"
-        }
-
         test "with shared statistics a ResNet-20 step takes one statistics pass for its nine junctions; without, one more after each junction that grows" {
             let passes (shared: bool) =
                 use g = new torch.Generator (77UL)
