@@ -89,7 +89,7 @@ let private measure (kind: string) (shape: int64[]) (model: ModelOptions) (reps:
             let mutable proposal = Unchecked.defaultof<NeuronProposal>
             let leanSolve = elapsed (fun () -> proposal <- tiny.Propose (request lean cache.Whitening))
             use proposal = proposal
-            let search = elapsed (fun () -> GammaSearch.lineSearchFrom nan infinity (CandidateLoss.candidateLoss net 0 proposal lean hx hy) 24 |> ignore)
+            let search = elapsed (fun () -> LineSearch.lineSearchFrom nan infinity (CandidateLoss.candidateLoss net 0 proposal lean hx hy) 24 |> ignore)
             pass + eigh, pass + factor, pass + cached, leanPass + leanSolve, search ]
     let pick f = median (List.map f runs)
     let row =

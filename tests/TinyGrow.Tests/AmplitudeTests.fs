@@ -44,26 +44,26 @@ let tests =
         test "lineSearchWithin never evaluates above the bound and lands on it when the loss falls beyond" {
             let seen = ResizeArray<float> ()
             let lossAt (g: float) = seen.Add g; (g - 40.0) ** 2.0
-            let r = GammaSearch.lineSearchWithin 7.0 lossAt 24
+            let r = LineSearch.lineSearchWithin 7.0 lossAt 24
             Expect.equal r.Gamma 7.0 "the bound itself (the loss still falls there)"
             Expect.equal r.Loss (lossAt 7.0) "loss at the bound"
             Expect.isTrue (seen |> Seq.forall (fun g -> g <= 7.0)) $"no γ above 7 evaluated: %A{seen}"
             Expect.equal r.Evaluations (seen.Count - 1) "every evaluation counted (one more made here)"
             // Below 1 the grid starts at the bound and goes down from it.
-            let r = GammaSearch.lineSearchWithin 0.3 (fun g -> (g - 0.1) ** 2.0) 24
+            let r = LineSearch.lineSearchWithin 0.3 (fun g -> (g - 0.1) ** 2.0) 24
             Expect.isTrue (r.Gamma >= 0.1 / sqrt 2.0 && r.Gamma <= 0.1 * sqrt 2.0) $"γ = {r.Gamma} within a grid step of 0.1"
-            let r = GammaSearch.lineSearchWithin 0.0 (fun g -> (g - 5.0) ** 2.0) 24
+            let r = LineSearch.lineSearchWithin 0.0 (fun g -> (g - 5.0) ** 2.0) 24
             Expect.equal (r.Gamma, r.Evaluations) (0.0, 1) "bound 0: γ = 0 after one evaluation"
         }
 
         test "refusals in a row walk the start down: each search starts where the last gave up, until one finds the decrease" {
             // Decrease only for γ < 0.28 (minimum at 0.2), far below a start of 8.
             let lossAt (g: float) = 1.0 - g * g + (g ** 4.0) / (2.0 * 0.2 * 0.2)
-            let first = GammaSearch.lineSearchFrom 8.0 infinity lossAt 24
+            let first = LineSearch.lineSearchFrom 8.0 infinity lossAt 24
             Expect.equal (first.Gamma, first.Lowest) (0.0, 2.0) "refused after 8 → 2"
-            let second = GammaSearch.lineSearchFrom first.Lowest infinity lossAt 24
+            let second = LineSearch.lineSearchFrom first.Lowest infinity lossAt 24
             Expect.equal (second.Gamma, second.Lowest) (0.0, 0.5) "refused again, 2 → 0.5"
-            let third = GammaSearch.lineSearchFrom second.Lowest infinity lossAt 24
+            let third = LineSearch.lineSearchFrom second.Lowest infinity lossAt 24
             Expect.isTrue (third.Gamma > 0.14 && third.Gamma < 0.28) $"the third search accepts γ = {third.Gamma} near the minimum 0.2"
             Expect.isLessThan third.Loss (lossAt 0.0) "below L(0)"
         }
@@ -74,13 +74,13 @@ let tests =
             let oneAtATime (start: float) (lossAt: float -> float) =
                 let l0 = lossAt 0.0
                 let rec down g k evaluations =
-                    if k >= GammaSearch.refusalSteps then 0.0, l0, evaluations
+                    if k >= LineSearch.refusalSteps then 0.0, l0, evaluations
                     else
-                        let next = GammaSearch.gridPoint (g / sqrt 2.0)
+                        let next = LineSearch.gridPoint (g / sqrt 2.0)
                         let l = lossAt next
                         if l < l0 then
                             let rec on g l evaluations =
-                                let below = GammaSearch.gridPoint (g / sqrt 2.0)
+                                let below = LineSearch.gridPoint (g / sqrt 2.0)
                                 let lb = lossAt below
                                 if lb < l then on below lb (evaluations + 1) else g, l, evaluations + 1
                             on next l (evaluations + 1)
@@ -93,19 +93,19 @@ let tests =
                 for shape, lossAt in [ "γ", (fun (g: float) -> 1.0 - 2.0 * opt * g + g * g); "γ²", (fun (g: float) -> 1.0 - g * g + (g ** 4.0) / (2.0 * opt * opt)) ] do
                     Expect.isGreaterThanOrEqual (lossAt start) (lossAt 0.0) $"{shape}, opt {opt}: γ₁ does not lower the loss"
                     let gamma, loss, evaluations = oneAtATime start lossAt
-                    let r = GammaSearch.lineSearchFrom start infinity lossAt 24
+                    let r = LineSearch.lineSearchFrom start infinity lossAt 24
                     Expect.equal (r.Gamma, r.Loss) (gamma, loss) $"{shape}, opt {opt}: the one-point walk's γ"
                     Expect.isLessThanOrEqual r.Evaluations evaluations $"{shape}, opt {opt}: no more evaluations"
                     if r.Evaluations < evaluations then fewer <- fewer + 1
             Expect.isGreaterThan fewer 0 "fewer evaluations where the answer lies two grid points down or more, or nowhere"
             // A refusal: L(0), L(γ₁), L(γ₁/2), L(γ₁/4): two fewer than one point at a time.
             let flat (g: float) = 1.0 + g
-            let r = GammaSearch.lineSearchFrom start infinity flat 24
+            let r = LineSearch.lineSearchFrom start infinity flat 24
             let _, _, evaluations = oneAtATime start flat
             Expect.equal (r.Gamma, r.Evaluations, evaluations) (0.0, 4, 6) "refused in 4 evaluations against 6"
             // What it gives up: a loss below L(0) at γ₁/√2 but not at γ₁/2 (not below L(0) on an interval from 0) is refused.
             let odd (g: float) = if g = 0.0 then 1.0 elif abs (g - start / sqrt 2.0) < 1e-9 then 0.5 else 1.0 + g
-            Expect.equal (GammaSearch.lineSearchFrom start infinity odd 24).Gamma 0.0 "the point between is not evaluated"
+            Expect.equal (LineSearch.lineSearchFrom start infinity odd 24).Gamma 0.0 "the point between is not evaluated"
         }
 
         test "a γ search started near its answer makes fewer evaluations and ends on the cold search's γ" {
@@ -113,26 +113,26 @@ let tests =
             // penalty), unimodal in γ with its minimum at opt.
             for opt in [ 0.3; 5.0; 40.0; 300.0 ] do
                 let lossAt (g: float) = 1.0 - g * g + (g ** 4.0) / (2.0 * opt * opt)
-                let cold = GammaSearch.lineSearchFrom nan infinity lossAt 24
+                let cold = LineSearch.lineSearchFrom nan infinity lossAt 24
                 Expect.isGreaterThan cold.Gamma 0.0 $"opt {opt}: cold search adds"
                 // Starts on the grid (the answer, two grid steps off either way) and off it.
                 for start in [ cold.Gamma; cold.Gamma * 2.0; cold.Gamma / 2.0; cold.Gamma * 1.1 ] do
-                    let warm = GammaSearch.lineSearchFrom start infinity lossAt 24
+                    let warm = LineSearch.lineSearchFrom start infinity lossAt 24
                     Expect.equal warm.Gamma cold.Gamma $"opt {opt}, start {start}: the cold search's γ"
                     Expect.equal warm.Loss cold.Loss $"opt {opt}, start {start}: the same loss"
-                let atAnswer = GammaSearch.lineSearchFrom cold.Gamma infinity lossAt 24
+                let atAnswer = LineSearch.lineSearchFrom cold.Gamma infinity lossAt 24
                 // L(0), L(γ), one step up, one step down.
                 Expect.isLessThanOrEqual atAnswer.Evaluations 4 $"opt {opt}: started at the answer"
                 if opt >= 5.0 then
                     Expect.isLessThan atAnswer.Evaluations (cold.Evaluations - 3) $"opt {opt}: {atAnswer.Evaluations} evaluations against the cold search's {cold.Evaluations}"
             // γ = 0 stays a choice from any start, and the upward extension is not capped by the start.
-            let r = GammaSearch.lineSearchFrom 8.0 infinity (fun g -> 1.0 + g * g) 24
+            let r = LineSearch.lineSearchFrom 8.0 infinity (fun g -> 1.0 + g * g) 24
             Expect.equal r.Gamma 0.0 "every γ > 0 worse: γ = 0"
-            Expect.equal (r.Evaluations, r.Lowest) (2 + GammaSearch.refusalSteps / 2, 2.0) "L(0), L(8), then two grid points at a time down to 8/4 before refusing"
-            let r = GammaSearch.lineSearchFrom 2.0 infinity (fun g -> (g - 300.0) ** 2.0) 24
+            Expect.equal (r.Evaluations, r.Lowest) (2 + LineSearch.refusalSteps / 2, 2.0) "L(0), L(8), then two grid points at a time down to 8/4 before refusing"
+            let r = LineSearch.lineSearchFrom 2.0 infinity (fun g -> (g - 300.0) ** 2.0) 24
             Expect.isTrue (r.Gamma >= 300.0 / sqrt 2.0 && r.Gamma <= 300.0 * sqrt 2.0) $"from 2 up to γ = {r.Gamma} ≈ 300"
             // The bound still holds: a start above it begins at the bound.
-            let r = GammaSearch.lineSearchFrom 64.0 7.0 (fun g -> (g - 40.0) ** 2.0) 24
+            let r = LineSearch.lineSearchFrom 64.0 7.0 (fun g -> (g - 40.0) ** 2.0) 24
             Expect.equal (r.Gamma, r.Evaluations) (7.0, 3) "start 64 under bound 7: L(0), L(7), L(the grid point under 7/√2)"
         }
 
@@ -144,11 +144,11 @@ let tests =
                     let c = a / (2.0 * opt ** float power)
                     let lossAt (g: float) = 2.0 - a * g ** float power + c * g ** (2.0 * float power)
                     for g1, g2 in [ (0.1, 0.2); (1.0, 4.0); (opt, 2.0 * opt); (0.5 * opt, 3.0 * opt) ] do
-                        let m = GammaSearch.modelMinimum power (lossAt 0.0) g1 (lossAt g1) g2 (lossAt g2)
+                        let m = LineSearch.modelMinimum power (lossAt 0.0) g1 (lossAt g1) g2 (lossAt g2)
                         Expect.floatClose Accuracy.medium m opt $"p {power}, opt {opt}, points {g1}, {g2}"
             // No decrease to first order, or no curvature: no minimum.
-            Expect.isTrue (Double.IsNaN (GammaSearch.modelMinimum 2 1.0 1.0 1.5 2.0 3.0)) "the loss rises from 0"
-            Expect.isTrue (Double.IsNaN (GammaSearch.modelMinimum 1 1.0 1.0 0.5 2.0 0.0)) "linear: no curvature"
+            Expect.isTrue (Double.IsNaN (LineSearch.modelMinimum 2 1.0 1.0 1.5 2.0 3.0)) "the loss rises from 0"
+            Expect.isTrue (Double.IsNaN (LineSearch.modelMinimum 1 1.0 1.0 0.5 2.0 0.0)) "linear: no curvature"
         }
 
         test "the search with the loss model ends on the walk's γ on unimodal losses, with far fewer evaluations on a long way up, and refuses as the walk does" {
@@ -156,14 +156,14 @@ let tests =
                 for opt in [ 0.3; 1.0; 5.0; 40.0; 300.0 ] do
                     let lossAt (g: float) = 1.0 - g ** float power + g ** (2.0 * float power) / (2.0 * opt ** float power)
                     for start in [ nan; 1.0; 0.25; 16.0; opt ] do
-                        let walk = GammaSearch.lineSearchFrom start infinity lossAt 24
-                        let model = GammaSearch.lineSearchModel power start infinity lossAt 24
+                        let walk = LineSearch.lineSearchFrom start infinity lossAt 24
+                        let model = LineSearch.lineSearchModel power start infinity lossAt 24
                         Expect.equal (model.Gamma, model.Loss) (walk.Gamma, walk.Loss) $"p {power}, opt {opt}, start {start}: the walk's γ"
                         Expect.isLessThanOrEqual model.Evaluations walk.Evaluations $"p {power}, opt {opt}, start {start}: no more evaluations"
                     // Far up from a cold start: the walk climbs 1, √2, 2, …; the model jumps.
                     if opt >= 40.0 then
-                        let walk = GammaSearch.lineSearchFrom nan infinity lossAt 24
-                        let model = GammaSearch.lineSearchModel power nan infinity lossAt 24
+                        let walk = LineSearch.lineSearchFrom nan infinity lossAt 24
+                        let model = LineSearch.lineSearchModel power nan infinity lossAt 24
                         Expect.isLessThan model.Evaluations (walk.Evaluations / 2) $"p {power}, opt {opt}: {model.Evaluations} evaluations against the walk's {walk.Evaluations}"
             // Losses not quadratic in γ, unimodal: skewed (L = 1 − γ·e^(−γ/opt)) and saturating (L = e^(−x) + 0.01·x,
             // x = γ·ln(100)/opt), minimum at opt: the jump only ever moves to a lower loss, so the search ends on the walk's γ.
@@ -171,18 +171,18 @@ let tests =
             let saturating opt (g: float) = let x = g / opt * log 100.0 in exp (-x) + 0.01 * x
             for opt, lossAt in [ for opt in [ 2.0; 30.0; 500.0 ] do yield! [ opt, skewed opt; opt, saturating opt ] ] do
                 for start in [ nan; 4.0; opt; 2.0 * opt; 4.0 * opt ] do
-                    let walk = GammaSearch.lineSearchFrom start infinity lossAt 24
+                    let walk = LineSearch.lineSearchFrom start infinity lossAt 24
                     for power in [ 1; 2 ] do
-                        let model = GammaSearch.lineSearchModel power start infinity lossAt 24
+                        let model = LineSearch.lineSearchModel power start infinity lossAt 24
                         Expect.equal (model.Gamma, model.Loss) (walk.Gamma, walk.Loss) $"opt {opt}, start {start}, p {power}: the walk's γ"
                         Expect.isLessThanOrEqual model.Evaluations (walk.Evaluations + 1) $"opt {opt}, start {start}, p {power}: at most one evaluation more"
             // Refusals are the walk's: nothing below L(0) from the start down 4 grid points.
             let rising (g: float) = 1.0 + g * g
-            let walk = GammaSearch.lineSearchFrom 8.0 infinity rising 24
-            let model = GammaSearch.lineSearchModel 2 8.0 infinity rising 24
+            let walk = LineSearch.lineSearchFrom 8.0 infinity rising 24
+            let model = LineSearch.lineSearchModel 2 8.0 infinity rising 24
             Expect.equal (model.Gamma, model.Evaluations) (0.0, walk.Evaluations) "refused with the walk's evaluations"
             // The bound holds: a jump past it lands on it.
-            let model = GammaSearch.lineSearchModel 1 nan 7.0 (fun g -> (g - 40.0) ** 2.0) 24
+            let model = LineSearch.lineSearchModel 1 nan 7.0 (fun g -> (g - 40.0) ** 2.0) 24
             Expect.equal model.Gamma 7.0 "bound 7"
         }
 
@@ -223,20 +223,20 @@ let tests =
             use proposal = propose net 0 stats 1 (options 0.0 false)
             let lossAt = CandidateLoss.candidateLoss net 0 proposal stats x y
             // Unbounded: the γ climbs far from the cold start at 1.
-            let cold = GammaSearch.lineSearchFrom nan infinity lossAt 24
-            let warm = GammaSearch.lineSearchFrom cold.Gamma infinity lossAt 24
+            let cold = LineSearch.lineSearchFrom nan infinity lossAt 24
+            let warm = LineSearch.lineSearchFrom cold.Gamma infinity lossAt 24
             Expect.isGreaterThan cold.Gamma 8.0 $"the answer is far from the cold start ({cold.Gamma})"
             Expect.equal (warm.Gamma, warm.Loss) (cold.Gamma, cold.Loss) "same γ, same loss"
             Expect.isLessThan warm.Evaluations (cold.Evaluations - 3) $"{warm.Evaluations} evaluations against {cold.Evaluations}"
             // Bounded (here below 1: the answer is the bound): no worse than the cold search.
             let bound = 2.0 * (GammaSearch.spreadsOf net 0 proposal stats x |> fun s -> s.Existing / s.NewLargestAtOne)
-            let cold = GammaSearch.lineSearchFrom nan bound lossAt 24
-            let warm = GammaSearch.lineSearchFrom cold.Gamma bound lossAt 24
+            let cold = LineSearch.lineSearchFrom nan bound lossAt 24
+            let warm = LineSearch.lineSearchFrom cold.Gamma bound lossAt 24
             Expect.equal (warm.Gamma, warm.Loss) (cold.Gamma, cold.Loss) $"bound {bound}: same γ, same loss"
             Expect.isLessThanOrEqual warm.Evaluations cold.Evaluations $"bound {bound}: {warm.Evaluations} evaluations against {cold.Evaluations}"
             // Through growJunctionFrom: the start is reported.
             let event = GammaSearch.growJunctionFrom 3.0 0.0 net 0 proposal stats x y
-            Expect.equal event.SearchStart (GammaSearch.gridPoint 3.0) "search start reported (3 on the √2 grid: 2√2)"
+            Expect.equal event.SearchStart (LineSearch.gridPoint 3.0) "search start reported (3 on the √2 grid: 2√2)"
         }
 
         test "a start sunk by refusals is lifted to where the first-order decrease is measurable, and the search finds the cold γ again" {
@@ -248,16 +248,16 @@ let tests =
             use stats = (StatisticsPass.statisticsPass net x y 400L)[0]
             use proposal = propose net 0 stats 1 (options 0.0 false)
             let lossAt = CandidateLoss.candidateLoss net 0 proposal stats x y
-            let cold = GammaSearch.lineSearchFrom nan infinity lossAt 24
+            let cold = LineSearch.lineSearchFrom nan infinity lossAt 24
             // From 1e-6 (seven refusals in a row sink a start of 1 to 2⁻¹⁴; this is further) the search's
             // 24 steps up end far below the answer.
-            let sunk = GammaSearch.lineSearchFrom 1e-6 infinity lossAt 24
+            let sunk = LineSearch.lineSearchFrom 1e-6 infinity lossAt 24
             Expect.isLessThan sunk.Gamma (cold.Gamma / 100.0) $"unfloored: γ = {sunk.Gamma} against the cold {cold.Gamma}"
             let floor = GammaSearch.startFloor proposal.AmplitudePower (proposal.PredictedDecrease 1.0) (lossAt 0.0)
             Expect.isGreaterThan floor 1e-4 $"the floor {floor}"
             Expect.isLessThan floor (cold.Gamma / 64.0) "far below the answer: it only stops the sinking"
             let event = GammaSearch.growJunctionFrom 1e-6 0.0 net 0 proposal stats x y
-            Expect.equal event.SearchStart (GammaSearch.gridPoint floor) "the search starts at the floor"
+            Expect.equal event.SearchStart (LineSearch.gridPoint floor) "the search starts at the floor"
             Expect.equal event.Gamma cold.Gamma "and climbs to the cold search's γ"
             Expect.equal (GammaSearch.startFloor 2 0.0 1.0, GammaSearch.startFloor 1 nan 1.0) (0.0, 0.0) "nothing predicted: no floor"
         }
@@ -296,7 +296,7 @@ let tests =
             use proposal = propose net 0 stats 1 (options 0.0 false)
             Expect.isGreaterThan proposal.Count 0 "neurons proposed"
             let spreads = GammaSearch.spreadsOf net 0 proposal stats x
-            let unbounded = GammaSearch.lineSearchWithin infinity (CandidateLoss.candidateLoss net 0 proposal stats x y) 24
+            let unbounded = LineSearch.lineSearchWithin infinity (CandidateLoss.candidateLoss net 0 proposal stats x y) 24
             let ratio = 2.0
             let limit = ratio * spreads.Existing
             // The situation the bound is for: unbounded, the new units' pre-activations are far

@@ -185,7 +185,7 @@ let tests =
 
         test "lineSearch goes above 1 when the optimum is at γ = 5" {
             let lossAt (g: float) = (g - 5.0) ** 2.0
-            let gamma, loss, loss0 = GammaSearch.lineSearch lossAt 24
+            let gamma, loss, loss0 = LineSearch.lineSearch lossAt 24
             // The search moves on a √2 grid: the best grid point is within a factor √2 of 5.
             Expect.isGreaterThan gamma 1.0 "not capped at 1"
             Expect.isTrue (gamma >= 5.0 / sqrt 2.0 && gamma <= 5.0 * sqrt 2.0) $"γ = {gamma} within a grid step of 5"
@@ -194,13 +194,13 @@ let tests =
         }
 
         test "lineSearch goes far above 1 (optimum 40)" {
-            let gamma, _, _ = GammaSearch.lineSearch (fun g -> (g - 40.0) ** 2.0) 24
+            let gamma, _, _ = LineSearch.lineSearch (fun g -> (g - 40.0) ** 2.0) 24
             // √2 grid, as above.
             Expect.isTrue (gamma >= 40.0 / sqrt 2.0 && gamma <= 40.0 * sqrt 2.0) $"γ = {gamma} within a grid step of 40"
         }
 
         test "lineSearch returns 0 when every γ > 0 is worse than γ = 0" {
-            let gamma, loss, loss0 = GammaSearch.lineSearch (fun g -> 1.0 + g * g) 24
+            let gamma, loss, loss0 = LineSearch.lineSearch (fun g -> 1.0 + g * g) 24
             Expect.equal gamma 0.0 "γ = 0 chosen"
             Expect.equal loss loss0 "loss at 0 returned"
         }
@@ -215,7 +215,7 @@ let tests =
                     yield $"quartic {opt}", (fun (g: float) -> 1.0 - g * g + (g ** 4.0) / (2.0 * opt * opt)) ]
             let shortfalls =
                 [ for name, lossAt in shapes do
-                    let gamma, loss, loss0 = GammaSearch.lineSearch lossAt 24
+                    let gamma, loss, loss0 = LineSearch.lineSearch lossAt 24
                     // The best the √2 grid 1, 1/√2, 1/2, … can do.
                     let bestOnGrid = [ for k in 0 .. 24 -> lossAt (sqrt 2.0 ** float -k) ] |> List.min
                     // Half of the grid's best decrease: a search that stops at the first γ below
