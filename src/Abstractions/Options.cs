@@ -192,12 +192,6 @@ public sealed class GrowthOptions
     /// γ·αᵀb̃ through (exact function preservation, but new units that train slowly). Junctions without a
     /// normalisation always grow "scaled".</summary>
     [RegularExpression("^(unit|scaled)$")] public string NewUnits { get; set; } = "unit";
-    /// <summary>With NewUnits = "unit" at a ReLU junction with a normalisation after A: after growth, each new unit's
-    /// fan-out column is scaled up and its normalisation's weight and bias down by the same factor, so that their ratio is
-    /// the existing units' median (NewUnits.balance). The network computes the same function (ReLU is positively
-    /// homogeneous); the new unit's fan-in and normalisation, which learn in proportion to its fan-out, start at the
-    /// existing units' balance instead of beside a fan-out γ·ω far below theirs.</summary>
-    public bool BalanceNewUnits { get; set; } = false;
     /// <summary>With NewUnits = "unit", how many of the strategy's neurons a junction takes: "strategy" (all it
     /// proposes) or "crossvalidated" (the number with the best first-order decrease on held-out folds of the
     /// statistics rows, 0 unless its gain exceeds two standard errors). The prediction is cross-validated

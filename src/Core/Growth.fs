@@ -63,18 +63,12 @@ let unaffectedBy (net: Network) (j: int) (k: int) =
     let same (x: IGrowableLayer) (y: IGrowableLayer) = obj.ReferenceEquals (x, y)
     j <> k && not (same grown.A other.A || same grown.A other.B || same grown.B other.A || same grown.B other.B)
 
-/// With Growth:BalanceNewUnits, the units an event added rebalanced (NewUnits.balance: the same function).
-let private balanced (context: GrowthContext) (net: Network) (e: GammaSearch.GrowthEvent) =
-    if context.Options.BalanceNewUnits && context.Options.NewUnits = "unit" && e.Added > 0 then
-        NewUnits.balance net.Junctions[e.Junction] e.Added |> ignore
-
 /// Junction j proposed, searched and (γ > 0) applied; the event carries `statisticsSeconds` and the solve time.
 let growOne (context: GrowthContext) (net: Network) (stats: Map<int, JunctionStatistics>) (statisticsSeconds: float) (j: int) : GammaSearch.GrowthEvent =
     context.Cancellation.ThrowIfCancellationRequested ()
     let proposal, solveSeconds = timed (fun () -> propose context net stats j)
     use proposal = proposal
     let e = GammaSearch.growJunctionTested context.Options.AcceptanceZ context.Options.SlopeProbe (context.GammaStart j) (context.BorrowedStart j) context.Options.AmplitudeSpread net j proposal stats[j] context.HeldX context.HeldY
-    balanced context net e
     { e with StatisticsSeconds = statisticsSeconds; SolveSeconds = solveSeconds }
 
 /// Selection "best": every junction of `stats` proposes; the best one (bestProposal) is searched and applied.
@@ -85,7 +79,6 @@ let growBest (context: GrowthContext) (net: Network) (stats: Map<int, JunctionSt
     try
         let j, best = Selection.bestProposal (fun j k -> Selection.addedParameters net j k) proposals
         let e = GammaSearch.growJunctionTested context.Options.AcceptanceZ context.Options.SlopeProbe (context.GammaStart j) (context.BorrowedStart j) context.Options.AmplitudeSpread net j best stats[j] context.HeldX context.HeldY
-        balanced context net e
         { e with StatisticsSeconds = statisticsSeconds; SolveSeconds = solveSeconds }
     finally
         proposals |> List.iter (fun (_, p) -> p.Dispose ())

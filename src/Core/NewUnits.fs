@@ -314,57 +314,6 @@ let fanOutBound (ratio: float) (junction: IJunction) (proposal: NeuronProposal) 
     let largest = if norms.numel () = 0L then 0.0 else (use m = norms.max () in m.ToDouble ())
     if largest > 0.0 && existing > 0.0 && System.Double.IsFinite existing then ratio * existing / largest else infinity
 
-/// The `added` newest units of a ReLU junction with a normalisation after A, rebalanced after growth
-/// (Growth:BalanceNewUnits): each new unit's fan-out column is multiplied by c and its normalisation's weight and bias
-/// divided by c, so that the ratio |normalisation weight| / fan-out column norm is the median ratio of the existing
-/// units. ReLU is positively homogeneous, so the network computes the same function (train and eval mode: the
-/// running statistics are before the affine). Growth leaves a unit feature at weight 1 and its fan-out at γ·ω, far
-/// below the existing columns (ResNet-20: 0.1–0.5 against 1.7 at the end of training), and a unit's fan-in and
-/// normalisation learn in proportion to its fan-out. Returns the factors c (empty: nothing done: no normalisation,
-/// not ReLU, B's weight not one column per input channel, nothing to compare with).
-let balance (junction: IJunction) (added: int) : float[] =
-    match junction with
-    | :? Junctions.ChainJunction as chain when added > 0 && junction.A.Activation = "relu" ->
-        match chain.Norm with
-        | Some norm ->
-            use _ = torch.no_grad ()
-            use scope = torch.NewDisposeScope ()
-            let b = junction.B
-            let parameters = Seq.toArray b.Parameters
-            let w = parameters[0] :> torch.Tensor
-            let state = norm.State
-            let inputs = int64 b.InputWidth
-            let kept = inputs - int64 added
-            if w.dim () < 2L || w.shape[1] <> inputs || kept < 1L || state[0].shape[0] <> inputs then [||]
-            else
-                let columns = columnNorms w
-                let weights = state[0].to_type(torch.float64).abs ()
-                // |weight| / column of the existing units; their median is the ratio the new ones get.
-                let ratio = (weights.narrow (0L, 0L, kept) / columns.narrow(0L, 0L, kept).clamp_min (1e-30)).median().ToDouble ()
-                if not (System.Double.IsFinite ratio && ratio > 0.0) then [||]
-                else
-                    let fresh = columns.narrow (0L, kept, int64 added)
-                    let product = weights.narrow (0L, kept, int64 added) * fresh
-                    // c: the new column becomes √(product/ratio), the new weight √(product·ratio); 1 where nothing is measured.
-                    let zero = (0.0).ToScalar ()
-                    let measured = torch.logical_and (fresh.gt zero, product.gt zero)
-                    let factor = torch.where (measured, (product / ratio).sqrt () / fresh.clamp_min (1e-30), torch.ones_like fresh)
-                    let shape = [| yield 1L; yield int64 added; for _ in 2L .. w.dim () - 1L -> 1L |]
-                    let grownW = w.clone ()
-                    grownW.narrow(1L, kept, int64 added).mul_ (factor.to_type(w.dtype).reshape shape) |> ignore
-                    let values = Array.append [| grownW.DetachFromDisposeScope () |] (parameters[1..] |> Array.map (fun p -> p.clone().DetachFromDisposeScope ()))
-                    b.Load values
-                    parameters |> Array.iter (fun p -> p.Dispose ())
-                    let divided (t: torch.Tensor) =
-                        let c = t.clone ()
-                        c.narrow(0L, kept, int64 added).div_ (factor.to_type t.dtype) |> ignore
-                        c.DetachFromDisposeScope ()
-                    norm.Load [| divided state[0]; divided state[1]; state[2].clone().DetachFromDisposeScope (); state[3].clone().DetachFromDisposeScope () |]
-                    state |> Array.iter (fun t -> t.Dispose ())
-                    factor.data<float> () |> Seq.toArray
-        | None -> [||]
-    | _ -> [||]
-
 /// `proposal` adapted to the configured new units: a new proposal when `applies`, else None.
 let adapt (options: GrowthOptions) (junction: IJunction) (statistics: JunctionStatistics) (proposal: NeuronProposal) : NeuronProposal option =
     if applies options junction proposal then Some (toUnit options junction statistics proposal) else None

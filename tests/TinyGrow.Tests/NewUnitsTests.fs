@@ -312,45 +312,6 @@ let tests =
             Expect.isLessThanOrEqual (norms.max().ToDouble ()) (ratio * existing * (1.0 + 1e-6)) "new columns at most ratio × the existing median"
         }
 
-        test "balance: new units get the existing units' ratio of normalisation weight to fan-out column, and the network the same function" {
-            use net = network ()
-            use x = images 330L 64L 2L 8L
-            use y = learnableLabels x
-            use stats = statisticsKeepingAll net x y
-            use proposal = unitProposal net stats (unitOptions false) 2
-            let k = proposal.Count
-            Expect.isGreaterThan k 0 "neurons proposed"
-            (Candidate.apply net 0 proposal stats 0.05).Commit ()
-            let block = net.Blocks[0] :?> CnnBlock
-            let norm = block.Stages[0].Norm.Value :> IGrowingNorm
-            let ratios () =
-                use _ = torch.no_grad ()
-                let w = net.Junctions[0].B.Parameters[0] :> torch.Tensor
-                use columns = w.transpose(0L, 1L).reshape(w.shape[1], -1L).norm (1)
-                use weights = norm.State[0].abs ()
-                use r = weights / columns
-                [| for i in 0L .. r.shape[0] - 1L -> r[i].ToDouble () |]
-            let before = ratios ()
-            let existing = before[.. 2] |> Array.sort
-            Expect.isGreaterThan (Array.min before[3..]) (Array.max existing) "growth leaves each new unit's fan-out small against its weight 1 (a ratio above every existing one)"
-            use trainBefore = (use _ = torch.no_grad () in net.Forward (x, ForwardPass.Probe))
-            use evalBefore = (use _ = torch.no_grad () in net.Forward (x, ForwardPass.Evaluation))
-            let factors = NewUnits.balance net.Junctions[0] k
-            Expect.equal factors.Length k "one factor per new unit"
-            Expect.isTrue (factors |> Array.forall (fun c -> c > 1.0)) $"the fan-outs scaled up ({factors})"
-            let after = ratios ()
-            Expect.sequenceEqual after[.. 2] before[.. 2] "the existing units untouched"
-            for i in 3 .. 2 + k do
-                Expect.floatClose Accuracy.medium after[i] existing[1] $"unit {i}: the existing units' median ratio"
-            use trainAfter = (use _ = torch.no_grad () in net.Forward (x, ForwardPass.Probe))
-            use evalAfter = (use _ = torch.no_grad () in net.Forward (x, ForwardPass.Evaluation))
-            Expect.isTrue (allClose trainAfter trainBefore 1e-9) $"train mode: the same function (max diff {maxAbsDiff trainAfter trainBefore})"
-            Expect.isTrue (allClose evalAfter evalBefore 1e-9) $"eval mode: the same function (max diff {maxAbsDiff evalAfter evalBefore})"
-            // Not ReLU (tanh is not positively homogeneous): nothing is done.
-            use tanhNet = cnn 331L f64 [| 2L; 8L; 8L |] [ conv 3 3 1 1 1 false true "tanh" "none"; conv 4 3 1 1 1 false true "relu" "none"; denseSpec 2 ] "gap" 3
-            Expect.isEmpty (NewUnits.balance tanhNet.Junctions[0] 1) "tanh: untouched"
-        }
-
         test "gradient: a new unit's gradient is of the order of an existing unit's (unit), not orders below (scaled)" {
             let ratioAfterGrowth (mode: string) =
                 use net = network ()
