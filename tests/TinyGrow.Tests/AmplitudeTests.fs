@@ -277,10 +277,27 @@ let tests =
             Expect.floatClose Accuracy.veryHigh given.Existing full.Existing "existing spread"
             Expect.floatClose Accuracy.veryHigh given.NewLargestAtOne full.NewLargestAtOne "largest new spread"
             Expect.floatClose Accuracy.veryHigh given.NewMedianAtOne full.NewMedianAtOne "median new spread"
+            // What it reads is the kept tensor (no second product of A): twice the kept outputs, twice the existing spread.
+            use doubled = kept * 2.0
+            Expect.floatClose Accuracy.veryHigh (Amplitude.measureGiven junction proposal stats x doubled).Existing (2.0 * full.Existing) "the kept outputs are read"
             use other = kept.narrow (0L, 0L, 10L)
             Expect.equal (Amplitude.measureGiven junction proposal stats x other) full "kept outputs of other samples: measured whole"
             Expect.equal (Amplitude.measureGiven junction proposal stats x null) full "none kept: measured whole"
             Expect.equal junction.A.OutputWidth 3 "the candidate was undone"
+        }
+
+        test "a junction with BatchNorm after A measures its pre-activations whole: A's kept outputs are not what σ sees" {
+            use net = ConvTests.cnn 511L f64 [| 2L; 6L; 6L |] [ ConvTests.conv 2 3 1 1 1 false true "tanh" "none"; ConvTests.denseSpec 2 ] "flatten" 2
+            use x = ConvTests.images 512L 128L 2L 6L
+            use y = labels 513L 128L 2L
+            use stats = (StatisticsPass.statisticsPass net x y 128L)[0]
+            use proposal = propose net 0 stats 2 (options 0.0 true)
+            Expect.isGreaterThan proposal.Count 0 "neurons proposed"
+            let junction = net.Junctions[0]
+            let full = Amplitude.measure junction proposal stats x
+            use kept = junction.A.Forward x
+            use doubled = kept * 2.0
+            Expect.equal (Amplitude.measureGiven junction proposal stats x doubled) full "measured whole: the kept outputs are before BatchNorm"
         }
 
         test "tanh: where the unbounded search saturates the new units, the chosen γ keeps their spread within the bound" {
