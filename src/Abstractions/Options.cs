@@ -190,8 +190,15 @@ public sealed class GrowthOptions
     /// least squares on the actual new features σ(BN(αᵀb̃)) and the amplitude γ on the fan-out and δ only
     /// (the change is linear in γ); "scaled": γ on fan-in and fan-out, the BatchNorm channel matched to pass
     /// γ·αᵀb̃ through (exact function preservation, but new units that train slowly). Junctions without a
-    /// normalisation always grow "scaled".</summary>
+    /// normalisation follow <see cref="DenseNewUnits"/>.</summary>
     [RegularExpression("^(unit|scaled)$")] public string NewUnits { get; set; } = "unit";
+    /// <summary>How new neurons of a dense A without a normalisation enter (an MLP's hidden layers, a CNN's dense
+    /// layer): "init": each fan-in rescaled so that its pre-activation's RMS over the statistics rows is the one a
+    /// row of the dense kind's own initialisation gives, √(tr S2 / (3·fan_in)), its fan-out divided by the same
+    /// factor (the same linear function at first order), the amplitude γ on the fan-out and δ only; "scaled": γ
+    /// on fan-in and fan-out, so that a unit added at a small γ starts with both factors small and, under SGD,
+    /// stays small (each factor's gradient is proportional to the other).</summary>
+    [RegularExpression("^(init|scaled)$")] public string DenseNewUnits { get; set; } = "init";
     /// <summary>With NewUnits = "unit", how many of the strategy's neurons a junction takes: "strategy" (all it
     /// proposes) or "crossvalidated" (the number with the best first-order decrease on held-out folds of the
     /// statistics rows, 0 unless its gain exceeds two standard errors). The prediction is cross-validated

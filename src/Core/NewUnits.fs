@@ -1,5 +1,6 @@
 /// New units that train like units that were there from the start (DESIGN §4.7, Growth:NewUnits =
-/// "unit"), for a junction with a normalisation between A and σ (conv → BatchNorm → σ → B).
+/// "unit"), for a junction with a normalisation between A and σ (conv → BatchNorm → σ → B), and for a dense A
+/// without one (below).
 ///
 /// A strategy proposes (α_k, ω_k) for the linear theory: neuron k adds ω_k·σ′(0)·α_kᵀb̃ at amplitude γ
 /// on both. Behind a BatchNorm that theory trains badly: a fan-in of norm γ·|α| ≪ the existing rows'
@@ -21,6 +22,17 @@
 /// A junction with neither (a flatten head) keeps the linear fan-out, rescaled to the unit feature:
 /// ω'_k = ω_k·√Var(α_kᵀp), and the linear prediction γ(Δ + σ′(0)Σλ_k²), which the half-rectified ReLU
 /// feature does not reach.
+///
+/// A dense A without a normalisation (an MLP's hidden layers, a CNN's dense layer) has the same trouble in
+/// another form: a scaled new unit has fan-in γα and fan-out γω, and where the γ search stops at a small γ
+/// both are small; under SGD each factor's gradient is proportional to the other, so the unit stays near 0.
+/// In the default MLP run 45–59 of the 250 first-layer units ended with a pre-activation RMS under 0.5
+/// (none in the same network trained from scratch). With Growth:DenseNewUnits = "init" the fan-in goes to the scale A's own
+/// initialisation gives a new row, U(±1/√fan_in) for weights and bias: RMS over the statistics rows
+///   √E[(aᵀb̃)²] = √(tr S2 / (3·fan_in))      (initRms)
+/// the fan-out is divided by the same factor (the same linear function at first order), and γ goes on
+/// the fan-out and δ only, as above. (At the existing units' median RMS instead, the features sat in
+/// tanh's saturation and the default run ended at 84.0 %: docs/notebook/2026-12-07-mlp-new-units-at-init-scale.md.)
 module TinyGrow.Core.NewUnits
 
 open TorchSharp
@@ -52,10 +64,29 @@ let sampleRowsFor (options: GrowthOptions) (junction: IJunction) =
         else pooledRows
     else 0
 
-/// Whether `proposal` at `junction` is turned into unit new units: NewUnits = "unit", a
-/// normalisation after A, neurons proposed, and no fixed amplitude of the strategy's own (GradMax).
+/// Whether `proposal` at `junction` is turned into unit new units: NewUnits = "unit" and a normalisation after A,
+/// or DenseNewUnits = "init" and a dense A without one; neurons proposed, and no fixed amplitude of the strategy's
+/// own (GradMax).
 let applies (options: GrowthOptions) (junction: IJunction) (proposal: NeuronProposal) =
-    options.NewUnits = "unit" && proposal.Count > 0 && not proposal.Amplitude.HasValue && (normOf junction).IsSome
+    proposal.Count > 0 && not proposal.Amplitude.HasValue
+    && (match normOf junction with
+        | Some _ -> options.NewUnits = "unit"
+        | None -> options.DenseNewUnits = "init" && junction.A.Kind = "dense")
+
+/// The RMS over the statistics rows of a dense A's pre-activation for a row drawn like its initialisation
+/// (weights and bias i.i.d. U(±1/√fan_in), variance 1/(3·fan_in) each): √(tr S2 / (3·fan_in)), fan_in = D2
+/// less the bias entry.
+let initRms (junction: IJunction) (statistics: JunctionStatistics) =
+    let d2 = statistics.S2.shape[0]
+    let fanIn = max 1L (if junction.A.HasBias then d2 - 1L else d2)
+    sqrt ((use t = statistics.S2.trace () in t.ToDouble ()) / (3.0 * float fanIn))
+
+/// RMS over the statistics rows of each K×D2 fan-in's pre-activation αᵀb̃: √(α S2 αᵀ), float64.
+let fanInRms (statistics: JunctionStatistics) (fanIn: torch.Tensor) =
+    use f = fanIn.to_type torch.ScalarType.Float64
+    use fs = f.mm statistics.S2
+    use sq = (fs * f).sum 1L
+    sq.clamp_min(0.0.ToScalar ()).sqrt ()
 
 /// Median L2 norm of A's existing rows (its first parameter, out × …), bias excluded; 1 when A has
 /// no nonzero row.
@@ -253,6 +284,18 @@ let toUnit (options: GrowthOptions) (junction: IJunction) (statistics: JunctionS
     let delta : torch.Tensor | null = match proposal.Delta with null -> null | d -> d.clone ()
     let perPosition = match junction with :? Junctions.ChainJunction as c -> c.PerPositionRows | _ -> false
     match statistics.RowSample, statistics.RowSampleBatches with
+    | _ when (normOf junction).IsNone ->
+        // A dense A: each fan-in at initRms, its fan-out divided by the same factor (a fan-in silent on the rows
+        // keeps its scale: nothing to measure it by).
+        use scope = torch.NewDisposeScope ()
+        let rms = fanInRms statistics proposal.FanIn
+        let live = rms.gt (1e-300.ToScalar ())
+        let factor = torch.where (live, (initRms junction statistics).ToScalar () / rms.clamp_min (1e-300.ToScalar ()), torch.ones_like rms)
+        let fanIn = (proposal.FanIn * factor.unsqueeze 1L).DetachFromDisposeScope ()
+        let fanOut = (proposal.FanOut / factor.unsqueeze 0L).DetachFromDisposeScope ()
+        new NeuronProposal (fanIn, fanOut, delta, (if isNull delta then 0.0 else proposal.DeltaDecrease),
+                            Array.copy proposal.NeuronScores, proposal.ActivationSlope, proposal.Bottleneck,
+                            NoiseFloor = proposal.NoiseFloor, FanOutAmplitude = true)
     | NonNull rows, NonNull batches when (perPosition || not (isNull rows.PositionPatches)) && rows.ATilde.dim () = 2L ->
         use scope = torch.NewDisposeScope ()
         // Converted once: the cross-validation and the refit read the same float64 rows.

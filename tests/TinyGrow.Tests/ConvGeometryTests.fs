@@ -117,6 +117,30 @@ let private directSlope (net: Network) (j: int) (p: NeuronProposal) (stats: Junc
         total <- total - (g * change).sum().ToDouble ()
     total / float n
 
+/// The first-order decrease per unit γ of a unit proposal at a dense A without a normalisation (the CNN's dense →
+/// head), from the network: the new features h = σ(b̃α'ᵀ) do not depend on γ, B's output changes per unit γ by
+/// hω'ᵀ − bδᵀ (b: B's input with its ones column), and the decrease is −Σ⟨g, change⟩ / n.
+let private directDenseSlope (net: Network) (j: int) (p: NeuronProposal) (x: torch.Tensor) (y: torch.Tensor) (batch: int64) =
+    let junction = net.Junctions[j]
+    let n = x.shape[0]
+    let mutable total = 0.0
+    for start in 0L .. batch .. n - 1L do
+        use scope = torch.NewDisposeScope ()
+        let count = min batch (n - start)
+        let logits, records = net.ForwardRecording (x.narrow (0L, start, count))
+        let loss = torch.nn.functional.cross_entropy (logits, y.narrow (0L, start, count), reduction = torch.nn.Reduction.Sum)
+        let g = (torch.autograd.grad ([| loss |], [| records[j].BOutput |]))[0]
+        use _ = torch.no_grad ()
+        let aRows = Junctions.withOnes junction.A.HasBias (records[j].AInput.detach().flatten 1L)
+        let h = Activations.apply junction.A.Activation (aRows.mm (p.FanIn.t ()))
+        let fresh = h.mm (p.FanOut.t ())
+        let change =
+            match p.Delta with
+            | null -> fresh
+            | d -> fresh - (Junctions.withOnes junction.B.HasBias (records[j].BInput.detach ())).mm (d.t ())
+        total <- total - (g * change).sum().ToDouble ()
+    total / float n
+
 /// (L(0) − L(γ))/γ^p for the proposal applied at γ, p its AmplitudePower.
 let private measuredRate (net: Network) (j: int) (p: NeuronProposal) (stats: JunctionStatistics) (x: torch.Tensor) (y: torch.Tensor) (batch: int64) (l0: float) (gamma: float) =
     let applied = Candidate.apply net j p stats gamma
@@ -132,6 +156,8 @@ let private extrapolated (rates: float list) = (10.0 * rates[1] - rates[0]) / 9.
 /// One junction's numbers.
 type private Row =
     { J: int; Name: string; Unit: bool; K: int
+      /// A is dense (no normalisation): unit new units with the linear theory's prediction.
+      DenseA: bool
       /// PredictedDecrease 1.0 of the proposal.
       Predicted: float
       /// NewUnits' in-sample slope on the row sample (unit, per-position rows only; else NaN).
@@ -168,16 +194,20 @@ let private measure (size: int64) (useDelta: bool) (n: int64) (batch: int64) (wi
         use p = proposalAt net j stats options 2
         let l0 = probeLoss net x y batch
         let perPosition = match net.Junctions[j] with :? Junctions.ChainJunction as c -> c.PerPositionRows | _ -> false
+        let denseA = net.Junctions[j].A.Kind = "dense"
         let cross =
             if p.FanOutAmplitude then nan
             else
                 let update = Bottleneck.existingWeightsUpdate stats options.EigenCutoff
                 use delta = update.Delta
                 Bottleneck.crossTerm stats delta (directions p)
-        yield { J = j; Name = net.Junctions[j].Name; Unit = p.FanOutAmplitude; K = p.Count; Predicted = p.PredictedDecrease 1.0
-                InSample = (if p.FanOutAmplitude && perPosition then inSampleSlope net j stats p else nan)
-                DirectGlobal = (if p.FanOutAmplitude && withGlobal then directSlope net j p stats x y batch false else nan)
-                DirectPerBatch = (if p.FanOutAmplitude then directSlope net j p stats x y batch true else nan)
+        yield { J = j; Name = net.Junctions[j].Name; Unit = p.FanOutAmplitude; K = p.Count; DenseA = denseA; Predicted = p.PredictedDecrease 1.0
+                InSample = (if p.FanOutAmplitude && perPosition && not denseA then inSampleSlope net j stats p else nan)
+                DirectGlobal = (if p.FanOutAmplitude && withGlobal && not denseA then directSlope net j p stats x y batch false else nan)
+                DirectPerBatch =
+                    if not p.FanOutAmplitude then nan
+                    elif denseA then directDenseSlope net j p x y batch
+                    else directSlope net j p stats x y batch true
                 Cross = cross; Slope = p.ActivationSlope
                 Rates = gammasFor p.AmplitudePower |> List.map (measuredRate net j p stats x y batch l0) } ])
 
@@ -198,6 +228,7 @@ let tests =
                         // The reference computed from the network (1×1 conv at B's stride, GAP) is the FD slope.
                         Expect.isLessThan (relative r.DirectPerBatch fd) tolerance $"{at}: direct slope {r.DirectPerBatch:g9} against FD {fd:g9}"
                         // conv → conv (per-position rows): the prediction is exact. conv → GAP → dense: see the next test.
+                        // dense → head: the linear theory's prediction (σ′(0⁺)·α'ᵀb̃ for relu(α'ᵀb̃)), not the derivative.
                         if not (System.Double.IsNaN r.InSample) then
                             Expect.isLessThan (relative r.Predicted fd) tolerance $"{at}: PredictedDecrease 1.0 = {r.Predicted:g9} against FD {fd:g9} (direct {r.DirectPerBatch:g9})"
                     else
@@ -211,7 +242,7 @@ let tests =
         // E[σ′] = ½ left errors of either sign (the even part of relu is as large as the linear one).
         test "conv → GAP → dense, one batch: the unit prediction is the derivative of the loss in γ" {
             for size, useDelta in [ 12L, false; 13L, true ] do
-                let pooled = measure size useDelta 64L 64L false |> List.filter (fun r -> r.Unit && System.Double.IsNaN r.InSample)
+                let pooled = measure size useDelta 64L 64L false |> List.filter (fun r -> r.Unit && not r.DenseA && System.Double.IsNaN r.InSample)
                 Expect.equal (pooled |> List.map (fun r -> r.J)) [ 3 ] $"size {size}: junction 3 is the one into the pooled head, with unit new units"
                 for r in pooled do
                     Expect.isGreaterThan r.FD 0.0 $"size {size}, δ {useDelta}: the loss falls"

@@ -19,6 +19,7 @@ let all =
         ConvTests.tests
         ConvFullTests.tests
         NewUnitsTests.tests
+        DenseNewUnitsTests.tests
         ConvGeometryTests.tests
         ProposalCheckTests.tests
         ComputeThreadsTests.tests
