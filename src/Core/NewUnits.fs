@@ -286,11 +286,14 @@ let toUnit (options: GrowthOptions) (junction: IJunction) (statistics: JunctionS
     match statistics.RowSample, statistics.RowSampleBatches with
     | _ when (normOf junction).IsNone ->
         // A dense A: each fan-in at initRms, its fan-out divided by the same factor (a fan-in silent on the rows
-        // keeps its scale: nothing to measure it by).
+        // keeps its scale: nothing to measure it by; so do all when the rows are silent, tr S2 = 0).
         use scope = torch.NewDisposeScope ()
         let rms = fanInRms statistics proposal.FanIn
+        let target = initRms junction statistics
         let live = rms.gt (1e-300.ToScalar ())
-        let factor = torch.where (live, (initRms junction statistics).ToScalar () / rms.clamp_min (1e-300.ToScalar ()), torch.ones_like rms)
+        let factor =
+            if target > 0.0 && System.Double.IsFinite target then torch.where (live, target.ToScalar () / rms.clamp_min (1e-300.ToScalar ()), torch.ones_like rms)
+            else torch.ones_like rms
         let fanIn = (proposal.FanIn * factor.unsqueeze 1L).DetachFromDisposeScope ()
         let fanOut = (proposal.FanOut / factor.unsqueeze 0L).DetachFromDisposeScope ()
         new NeuronProposal (fanIn, fanOut, delta, (if isNull delta then 0.0 else proposal.DeltaDecrease),
