@@ -59,15 +59,6 @@ type MlpBlock(layers: IGrowableLayer[], specs: LayerSpec[], outputBias: bool, na
             layers[i + 1].Forward (layers[i].Activate (Junctions.outputsReusing layers[i] aInput aOutput))
         member _.ForwardAfterB(junction, _, bOutput, _) = Junctions.chainAfter layers (indexOf junction + 1) bOutput
 
-    interface IResumableAppendedB with
-        member _.BOutputOfAppended(junction, _, aInput, first, _) =
-            let i = indexOf junction
-            // No normalisation between the layers; B is dense-shaped (MlpBlockKind): its first parameter is W (out × in).
-            use features = layers[i].Activate (layers[i].ForwardOutputs (aInput, first))
-            let w = layers[i + 1].Parameters[0] :> torch.Tensor
-            use columns = w.narrow (1L, int64 first, w.shape[1] - int64 first)
-            torch.nn.functional.linear (features, columns)
-
 /// Builds "mlp" blocks: the hidden layers of the spec, each by its kind ("dense", or a plugin's kind,
 /// which must be dense-shaped: y = xWᵀ + b on the flattened input with parameters [W, b], since
 /// the junctions take their statistics rows as a dense layer's), then a dense output layer of one

@@ -132,22 +132,6 @@ public interface IResumableAfterB
     Tensor ForwardAfterB(IJunction junction, Tensor blockInput, Tensor bOutput, ForwardPass pass);
 }
 
-/// <summary>Optional for a block that resumes after B (<see cref="IResumableAfterB"/>) and whose junctions' B is
-/// linear in its input channels: B's pre-activation output is its bias plus what each input channel contributes.
-/// A scaled proposal's γ scales A's new rows as well as B's new columns, so B's output is not linear in γ; but
-/// what A's existing channels contribute changes only by δ, as γ², and the γ search evaluates each γ from what the
-/// appended channels contribute alone: Z(γ) = Z(0) + γ²·ΔZ_δ + <see cref="BOutputOfAppended"/> at γ, then
-/// <see cref="IResumableAfterB.ForwardAfterB"/>. Must equal <see cref="IModelBlock.Forward"/>'s B output so
-/// decomposed, to rounding.</summary>
-public interface IResumableAppendedB
-{
-    /// <summary>What A's output channels from <paramref name="first"/> on contribute to B's pre-activation
-    /// output with <paramref name="aInput"/> entering <paramref name="junction"/>'s A: A's rows for them, the
-    /// normalisation and activation between A and B, and B's weights that read them, without B's bias
-    /// (zeros when A has no channel from <paramref name="first"/> on).</summary>
-    Tensor BOutputOfAppended(IJunction junction, Tensor blockInput, Tensor aInput, int first, ForwardPass pass);
-}
-
 /// <summary>What a block is built from. Presets and the Model:Layers list form are expanded into these.</summary>
 public sealed class BlockSpec
 {

@@ -66,23 +66,17 @@ let measure (junction: IJunction) (proposal: NeuronProposal) (statistics: Juncti
         finally applied.Undo ()
     spreadsOf (Array.take existing rms) (Array.skip existing rms)
 
-/// Whether a normalisation sits between the junction's A and σ (IPreActivations.Normalised).
-let private normalised (junction: IJunction) =
-    match junction with
-    | :? Junctions.IPreActivations as p -> p.Normalised
-    | _ -> false
-
 /// `measure`, with A's existing channels' pre-activations on `aInput` given (`existingOutput`, e.g. kept by the γ
 /// search's probe forward): only the new channels are computed (IGrowableLayer.ForwardOutputs). Without a
 /// normalisation after A, A's output is the pre-activation, so the spreads are `measure`'s to float32 rounding (the
-/// existing channels come from a product of another shape); otherwise `measure` itself. (Until this checked
-/// IPreActivations.Normalised, every chain junction took `measure`: on the default run's first junction A's whole
-/// product again, 2.2 of the search's 9 ms.)
+/// existing channels come from a product of another shape); otherwise `measure` itself. (Until this asked for the
+/// normalisation itself, every chain junction, which all expose IPreActivations, took `measure`: A's whole product
+/// again, 2.2 of a 9 ms search on an MLP's first junction.)
 let measureGiven (junction: IJunction) (proposal: NeuronProposal) (statistics: JunctionStatistics) (aInput: torch.Tensor)
                  (existingOutput: torch.Tensor | null) : Spreads =
     match existingOutput with
     | Null -> measure junction proposal statistics aInput
-    | NonNull kept when normalised junction || kept.shape[0] <> aInput.shape[0]
+    | NonNull kept when (Junctions.normalisationOf junction).IsSome || kept.shape[0] <> aInput.shape[0]
                         || kept.shape[1] <> int64 junction.A.OutputWidth ->
         measure junction proposal statistics aInput
     | NonNull kept ->

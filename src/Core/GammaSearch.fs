@@ -183,7 +183,7 @@ let growJunctionTested (acceptanceZ: float) (slopeProbe: bool) (start: float) (b
             // A unit proposal's features are at the existing units' scale; what γ scales is the fan-out.
             | None when proposal.FanOutAmplitude && proposal.Count > 0 && amplitudeRatio > 0.0 -> NewUnits.fanOutBound amplitudeRatio junction proposal
             | None -> infinity
-        let change = if fixedAmplitude then None else bChange net samples proposal statistics
+        let change = if fixedAmplitude then None else linearChange net samples proposal statistics
         let lossAt gamma = if gamma = 0.0 then samples.Loss0 else candidateLossWith change net samples proposal statistics gamma
         let search =
             // No neuron and no update of the existing weights: every γ is the network as it is, nothing to search.

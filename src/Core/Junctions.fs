@@ -166,8 +166,6 @@ let apply (a: IGrowableLayer) (norm: IGrowingNorm option) (b: IGrowableLayer) (f
 /// mode), channels on dimension 1. The amplitude bound compares new and existing channels on it.
 type IPreActivations =
     abstract PreActivations: aInput: Tensor -> Tensor
-    /// Whether a normalisation sits between A and σ (false: A's output is the pre-activation).
-    abstract Normalised: bool
 
 /// A junction between two layers of one block, with its rows and apply given as functions: the
 /// dense chain, CNN stages and ResNet blocks are all this with different rows.
@@ -197,4 +195,10 @@ type ChainJunction(name: string, a: IGrowableLayer, norm: IGrowingNorm option, b
             match norm with
             | Some n -> n.Forward (z, ForwardPass.Probe)
             | None -> z
-        member _.Normalised = norm.IsSome
+
+/// The junction's normalisation between A and σ, when it is a chain junction with one (None: A's output is the
+/// pre-activation).
+let normalisationOf (junction: IJunction) =
+    match junction with
+    | :? ChainJunction as c -> c.Norm
+    | _ -> None

@@ -115,16 +115,6 @@ type Network(blocks: IModelBlock[]) =
     member this.BOutputFrom(point: ResumePoint, pass: ForwardPass) : torch.Tensor =
         (this.ResumableAfterB point).BOutputFrom (junctions[point.Junction], point.BlockInput, point.AInput, point.AOutput, pass)
 
-    /// Whether the point's block splits B's output by input channel (IResumableAppendedB).
-    member _.SplitsB(point: ResumePoint) = blocks[point.Block] :? IResumableAppendedB
-
-    /// What A's channels from `first` on contribute to B's pre-activation output from a resume point, with whatever
-    /// candidate is applied at its junction (IResumableAppendedB.BOutputOfAppended).
-    member _.BOutputOfAppended(point: ResumePoint, first: int, pass: ForwardPass) : torch.Tensor =
-        match blocks[point.Block] with
-        | :? IResumableAppendedB as split -> split.BOutputOfAppended (junctions[point.Junction], point.BlockInput, point.AInput, first, pass)
-        | block -> invalidOp $"Block {block.Kind} cannot split B's output by input channel (no IResumableAppendedB)."
-
     /// The network's output when the point's junction's B has produced `bOutput` (pre-activation) on the
     /// samples of the point: the owning block resumes after B, the blocks after it run as usual.
     member this.ForwardAfterB(point: ResumePoint, bOutput: torch.Tensor, pass: ForwardPass) : torch.Tensor =

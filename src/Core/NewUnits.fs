@@ -1,6 +1,6 @@
 /// New units that train like units that were there from the start (DESIGN §4.7, Growth:NewUnits =
-/// "unit"), for a junction with a normalisation between A and σ (conv → BatchNorm → σ → B), and for a dense A
-/// without one (below).
+/// "unit"), for a junction with a normalisation between A and σ (conv → BatchNorm → σ → B) (toUnit), and for a dense A
+/// without one (atInitScale, below).
 ///
 /// A strategy proposes (α_k, ω_k) for the linear theory: neuron k adds ω_k·σ′(0)·α_kᵀb̃ at amplitude γ
 /// on both. Behind a BatchNorm that theory trains badly: a fan-in of norm γ·|α| ≪ the existing rows'
@@ -38,11 +38,6 @@ module TinyGrow.Core.NewUnits
 open TorchSharp
 open TinyGrow.Abstractions
 
-/// The junction's normalisation between A and σ, when the junction exposes one.
-let private normOf (junction: IJunction) =
-    match junction with
-    | :? Junctions.ChainJunction as c -> c.Norm
-    | _ -> None
 
 /// Rows (samples) kept for a junction into a pooled head (see sampleRowsFor).
 let pooledRows = 1024
@@ -56,7 +51,7 @@ let pooledRows = 1024
 /// one per sample with its patches (pooledRows).
 let sampleRowsFor (options: GrowthOptions) (junction: IJunction) =
     let perPosition = match junction with :? Junctions.ChainJunction as c -> c.PerPositionRows | _ -> false
-    if options.NewUnits = "unit" && (normOf junction).IsSome then
+    if options.NewUnits = "unit" && (Junctions.normalisationOf junction).IsSome then
         if perPosition then (if options.CrossValidationRows > 0 then options.CrossValidationRows else 4096)
         // One row per sample, each with A's patches at every position (a pooled head): 1,024 samples of the
         // Fashion-MNIST CNN's last conv (49 positions × 577) are 116 MB in float32. A flatten head's rows carry no
@@ -69,7 +64,7 @@ let sampleRowsFor (options: GrowthOptions) (junction: IJunction) =
 /// own (GradMax).
 let applies (options: GrowthOptions) (junction: IJunction) (proposal: NeuronProposal) =
     proposal.Count > 0 && not proposal.Amplitude.HasValue
-    && (match normOf junction with
+    && (match Junctions.normalisationOf junction with
         | Some _ -> options.NewUnits = "unit"
         | None -> options.DenseNewUnits = "init" && junction.A.Kind = "dense")
 
@@ -110,7 +105,7 @@ let rescaledFanIn (fanIn: torch.Tensor) (hasBias: bool) (target: float) =
 
 /// ε of the normalisation (BatchNorm's 1e-5 unless it says otherwise).
 let private epsOf (junction: IJunction) =
-    match normOf junction with
+    match Junctions.normalisationOf junction with
     | Some (:? GrowableBatchNorm as bn) -> bn.Eps
     | _ -> 1e-5
 
@@ -284,21 +279,6 @@ let toUnit (options: GrowthOptions) (junction: IJunction) (statistics: JunctionS
     let delta : torch.Tensor | null = match proposal.Delta with null -> null | d -> d.clone ()
     let perPosition = match junction with :? Junctions.ChainJunction as c -> c.PerPositionRows | _ -> false
     match statistics.RowSample, statistics.RowSampleBatches with
-    | _ when (normOf junction).IsNone ->
-        // A dense A: each fan-in at initRms, its fan-out divided by the same factor (a fan-in silent on the rows
-        // keeps its scale: nothing to measure it by; so do all when the rows are silent, tr S2 = 0).
-        use scope = torch.NewDisposeScope ()
-        let rms = fanInRms statistics proposal.FanIn
-        let target = initRms junction statistics
-        let live = rms.gt (1e-300.ToScalar ())
-        let factor =
-            if target > 0.0 && System.Double.IsFinite target then torch.where (live, target.ToScalar () / rms.clamp_min (1e-300.ToScalar ()), torch.ones_like rms)
-            else torch.ones_like rms
-        let fanIn = (proposal.FanIn * factor.unsqueeze 1L).DetachFromDisposeScope ()
-        let fanOut = (proposal.FanOut / factor.unsqueeze 0L).DetachFromDisposeScope ()
-        new NeuronProposal (fanIn, fanOut, delta, (if isNull delta then 0.0 else proposal.DeltaDecrease),
-                            Array.copy proposal.NeuronScores, proposal.ActivationSlope, proposal.Bottleneck,
-                            NoiseFloor = proposal.NoiseFloor, FanOutAmplitude = true)
     | NonNull rows, NonNull batches when (perPosition || not (isNull rows.PositionPatches)) && rows.ATilde.dim () = 2L ->
         use scope = torch.NewDisposeScope ()
         // Converted once: the cross-validation and the refit read the same float64 rows.
@@ -360,6 +340,28 @@ let fanOutBound (ratio: float) (junction: IJunction) (proposal: NeuronProposal) 
     let largest = if norms.numel () = 0L then 0.0 else (use m = norms.max () in m.ToDouble ())
     if largest > 0.0 && existing > 0.0 && System.Double.IsFinite existing then ratio * existing / largest else infinity
 
+/// `proposal` at a dense A without a normalisation (DenseNewUnits = "init", see the module's comment): each fan-in at
+/// initRms, its fan-out divided by the same factor, γ on the fan-out and δ only; the strategy's linear prediction. A
+/// fan-in silent on the rows keeps its scale (nothing to measure it by), as do all when the rows are, tr S2 = 0. The
+/// caller keeps ownership of `proposal`; the result is a new proposal.
+let atInitScale (junction: IJunction) (statistics: JunctionStatistics) (proposal: NeuronProposal) : NeuronProposal =
+    use _ = torch.no_grad ()
+    use scope = torch.NewDisposeScope ()
+    let rms = fanInRms statistics proposal.FanIn
+    let target = initRms junction statistics
+    let factor =
+        if target > 0.0 && System.Double.IsFinite target then
+            torch.where (rms.gt (1e-300.ToScalar ()), target.ToScalar () / rms.clamp_min (1e-300.ToScalar ()), torch.ones_like rms)
+        else torch.ones_like rms
+    let fanIn = (proposal.FanIn * factor.unsqueeze 1L).DetachFromDisposeScope ()
+    let fanOut = (proposal.FanOut / factor.unsqueeze 0L).DetachFromDisposeScope ()
+    let delta : torch.Tensor | null = match proposal.Delta with null -> null | d -> d.clone().DetachFromDisposeScope ()
+    new NeuronProposal (fanIn, fanOut, delta, (if isNull delta then 0.0 else proposal.DeltaDecrease),
+                        Array.copy proposal.NeuronScores, proposal.ActivationSlope, proposal.Bottleneck,
+                        NoiseFloor = proposal.NoiseFloor, FanOutAmplitude = true)
+
 /// `proposal` adapted to the configured new units: a new proposal when `applies`, else None.
 let adapt (options: GrowthOptions) (junction: IJunction) (statistics: JunctionStatistics) (proposal: NeuronProposal) : NeuronProposal option =
-    if applies options junction proposal then Some (toUnit options junction statistics proposal) else None
+    if not (applies options junction proposal) then None
+    elif (Junctions.normalisationOf junction).IsSome then Some (toUnit options junction statistics proposal)
+    else Some (atInitScale junction statistics proposal)
