@@ -10,8 +10,10 @@ ARGS ?=
 
 .PHONY: build run test data clean bench pack readme-figure
 
+# The app's assemblies are then swapped for ReadyToRun images (scripts/ready-to-run.sh says why; READY_TO_RUN=0 skips).
 build:
 	$(DOTNET) build Plugins.sln -c $(CONFIG) -nologo -clp:NoSummary -v minimal
+	CONFIG=$(CONFIG) DOTNET=$(DOTNET) scripts/ready-to-run.sh
 
 # Fashion-MNIST comes from Debian's dataset-fashion-mnist package unless data/fashion-mnist/ holds
 # all four IDX files (raw or .gz), which is where Dataset:Root=data looks first.
