@@ -29,9 +29,14 @@ out=artifacts/obj/ready-to-run
 # UsesTorchNatives=false: the images need TorchSharp's managed assembly only, not libtorch's 650 MB of natives.
 # OutDir and ReadyToRunImages (Directory.Build.props): the RID-specific build and its obj folders go there, not over
 # the app's and the solution's.
-"$DOTNET" publish src/Host/TinyGrow.Host.csproj -c "$CONFIG" -r "$rid" --self-contained false \
+# The images are an optimisation: when they cannot be made (no Crossgen2 or runtime pack in the package feed, an
+# offline machine), the app stays as built and works, JIT-compiled; the build does not fail for them.
+if ! "$DOTNET" publish src/Host/TinyGrow.Host.csproj -c "$CONFIG" -r "$rid" --self-contained false \
   -p:PublishReadyToRun=true -p:ReadyToRunImages=true -p:UsesTorchNatives=false -p:OutDir="$PWD/$out/build/" -o "$out/publish" \
-  -nologo -v minimal -clp:NoSummary
+  -nologo -v minimal -clp:NoSummary; then
+  echo "warning: ReadyToRun: the images could not be made (the publish's error is above); the app in $APP is unchanged and runs JIT-compiled. READY_TO_RUN=0 skips this step." >&2
+  exit 0
+fi
 # Every assembly of the app folder's root that the publish compiled (the app's own, FSharp.Core, TorchSharp, the
 # Microsoft.Extensions packages, …: the same assemblies, all resolved from their packages' portable lib/ folders on
 # Linux). The plugins' own DLLs stay IL: they are small, and the mathematics is in TinyGrow.Core.
