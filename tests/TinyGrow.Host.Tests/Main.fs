@@ -24,6 +24,7 @@ let all =
         SlurmTests.tests
         ProgressTests.tests
         DeployTests.tests
+        ReadyToRunTests.tests
         DocsTests.tests
     ]
 

@@ -1,0 +1,84 @@
+/// scripts/ready-to-run.sh, `make build`'s last step, run on a stand-in app folder: the SDK's publish is replaced
+/// by a command that succeeds (`true`, its images laid out beforehand) or fails (`false`), so what is tested is
+/// the script's own part: which files it replaces, that it never writes through a hard link into the package
+/// cache, and that a failed publish leaves the app as built without failing the build.
+module TinyGrow.Host.Tests.ReadyToRunTests
+
+open System
+open System.Diagnostics
+open System.IO
+open Expecto
+open TinyGrow.Host.Tests.TestUtil
+
+let private script =
+    Path.GetFullPath(Path.Combine(AppContext.BaseDirectory, "..", "..", "..", "..", "..", "scripts", "ready-to-run.sh"))
+
+/// Runs `program args` with `environment`; returns (exit code, standard output, standard error).
+let private run (program: string) (args: string list) (environment: (string * string) list) =
+    let info = ProcessStartInfo(program, RedirectStandardOutput = true, RedirectStandardError = true)
+    for a in args do info.ArgumentList.Add a
+    for k, v in environment do info.Environment[k] <- v
+    use p = Process.Start info |> nonNull
+    let output = p.StandardOutput.ReadToEndAsync()
+    let errors = p.StandardError.ReadToEndAsync()
+    if not (p.WaitForExit 60_000) then
+        p.Kill true
+        failtest $"{program} did not finish in a minute"
+    p.ExitCode, output.Result, errors.Result
+
+/// A stand-in: app/ with TinyGrow.Core.dll and Lib.dll (a hard link to cache/Lib.dll, as the build links package
+/// assemblies), the publish's images of both and of Extra.dll, which the app does not have.
+let private standIn (folder: TempFolder) =
+    let app = Directory.CreateDirectory(folder.File "app").FullName
+    let cache = Directory.CreateDirectory(folder.File "cache").FullName
+    let publish = Directory.CreateDirectory(Path.Combine(folder.File "out", "publish")).FullName
+    File.WriteAllText(Path.Combine(cache, "Lib.dll"), "IL of Lib")
+    let code, _, errors = run "ln" [ Path.Combine(cache, "Lib.dll"); Path.Combine(app, "Lib.dll") ] []
+    if code <> 0 then failtest $"ln failed: {errors}"
+    File.WriteAllText(Path.Combine(app, "TinyGrow.Core.dll"), "IL of Core")
+    File.WriteAllText(Path.Combine(publish, "Lib.dll"), "image of Lib")
+    File.WriteAllText(Path.Combine(publish, "TinyGrow.Core.dll"), "image of Core")
+    File.WriteAllText(Path.Combine(publish, "Extra.dll"), "image of Extra")
+    app, cache
+
+let private runScript (folder: TempFolder) (dotnet: string) (extra: (string * string) list) =
+    run "bash" [ script ] ([ "DOTNET", dotnet; "READY_TO_RUN_APP", folder.File "app"; "READY_TO_RUN_OUT", folder.File "out" ] @ extra)
+
+let private read (folder: string) (name: string) = File.ReadAllText(Path.Combine(folder, name))
+
+let tests =
+    testList "ReadyToRun step" [
+        test "replaces the app's assemblies by their images, by rename: the package cache's file behind a hard link keeps its content" {
+            if not (OperatingSystem.IsLinux()) then skiptest "the script is for Linux"
+            use folder = new TempFolder()
+            let app, cache = standIn folder
+            let code, output, errors = runScript folder "true" []
+            Expect.equal code 0 $"exit code (stderr: {errors})"
+            Expect.equal (read app "TinyGrow.Core.dll") "image of Core" "the app's own assembly is the image"
+            Expect.equal (read app "Lib.dll") "image of Lib" "the package assembly is the image"
+            Expect.equal (read cache "Lib.dll") "IL of Lib" "the cache's file behind the link is untouched"
+            Expect.isFalse (File.Exists(Path.Combine(app, "Extra.dll"))) "an image the app has no assembly for is not added"
+            Expect.isEmpty (Directory.GetFiles(app, "*.ready-to-run")) "no temporary copy left"
+            Expect.stringContains output "2 assemblies" "says how many it replaced"
+        }
+        test "a publish that fails leaves the app as built and the build going, with a warning" {
+            if not (OperatingSystem.IsLinux()) then skiptest "the script is for Linux"
+            use folder = new TempFolder()
+            let app, cache = standIn folder
+            let code, _, errors = runScript folder "false" []
+            Expect.equal code 0 "the images are an optimisation: the build goes on"
+            Expect.stringContains errors "could not be made" "a warning names what failed"
+            Expect.equal (read app "TinyGrow.Core.dll") "IL of Core" "the app is as built"
+            Expect.equal (read app "Lib.dll") "IL of Lib" "the app is as built"
+            Expect.equal (read cache "Lib.dll") "IL of Lib" "the cache is untouched"
+        }
+        test "READY_TO_RUN=0 skips the step" {
+            if not (OperatingSystem.IsLinux()) then skiptest "the script is for Linux"
+            use folder = new TempFolder()
+            let app, _ = standIn folder
+            let code, output, _ = runScript folder "true" [ "READY_TO_RUN", "0" ]
+            Expect.equal code 0 "exit code"
+            Expect.stringContains output "skipped" "says it skipped"
+            Expect.equal (read app "TinyGrow.Core.dll") "IL of Core" "the app is as built"
+        }
+    ]
