@@ -7,11 +7,14 @@
 # (System.Runtime.JitInfo on the growing thread: 110–190 ms of 0.5–0.75 s). Precompiled images start with
 # optimised code: 70 % fewer methods compiled at run time; on the default run growth about 10 % shorter (30 paired
 # runs), start-up 0.3 s sooner, results identical (docs/notebook/2026-12-07-ready-to-run.md). The SDK makes the images (`dotnet publish
-# -p:PublishReadyToRun=true`, Crossgen2 from the NuGet feed); this script only chooses which to keep. An image
-# holds its IL too: on another processor the runtime ignores the native code and compiles the IL.
+# -p:PublishReadyToRun=true`, Crossgen2 from the NuGet feed); this script only chooses which to keep. The images
+# target the runtime identifier's baseline instruction set (any x64 or arm64 Linux machine) and hold their IL too:
+# on another platform the runtime ignores the native code and compiles the IL.
 #
-# READY_TO_RUN=0 skips it (the app then runs JIT-compiled only, as built). READY_TO_RUN_APP and READY_TO_RUN_OUT
-# name other app and work folders (the tests use them).
+# READY_TO_RUN=0 skips it (the app then runs JIT-compiled only, as built). CONFIG must be the configuration the
+# app was built in (`make build` passes its own): the images are compiled from the sources again, in CONFIG.
+# READY_TO_RUN_APP and READY_TO_RUN_OUT name other app and publish folders (the tests use them); the publish's obj
+# folders stay under artifacts/obj/ready-to-run/obj/ (Directory.Build.props).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CONFIG=${CONFIG:-Release}
@@ -27,13 +30,15 @@ case "$(uname -s)-$(uname -m)" in
   *) echo "ReadyToRun: no images for $(uname -s)-$(uname -m); the app runs JIT-compiled"; exit 0 ;;
 esac
 out=${READY_TO_RUN_OUT:-artifacts/obj/ready-to-run}
+mkdir -p "$out"
+out_abs=$(cd "$out" && pwd)
 # UsesTorchNatives=false: the images need TorchSharp's managed assembly only, not libtorch's 650 MB of natives.
 # OutDir and ReadyToRunImages (Directory.Build.props): the RID-specific build and its obj folders go there, not over
 # the app's and the solution's.
 # The images are an optimisation: when they cannot be made (no Crossgen2 or runtime pack in the package feed, an
 # offline machine), the app stays as built and works, JIT-compiled; the build does not fail for them.
 if ! "$DOTNET" publish src/Host/TinyGrow.Host.csproj -c "$CONFIG" -r "$rid" --self-contained false \
-  -p:PublishReadyToRun=true -p:ReadyToRunImages=true -p:UsesTorchNatives=false -p:OutDir="$(realpath -m "$out")/build/" -o "$out/publish" \
+  -p:PublishReadyToRun=true -p:ReadyToRunImages=true -p:UsesTorchNatives=false -p:OutDir="$out_abs/build/" -o "$out/publish" \
   -nologo -v minimal -clp:NoSummary; then
   echo "warning: ReadyToRun: the images could not be made (the publish's error is above); the app in $APP is unchanged and runs JIT-compiled. READY_TO_RUN=0 skips this step." >&2
   exit 0
@@ -41,14 +46,24 @@ fi
 # Every assembly of the app folder's root that the publish compiled (the app's own, FSharp.Core, TorchSharp, the
 # Microsoft.Extensions packages, …: the same assemblies, all resolved from their packages' portable lib/ folders on
 # Linux). The plugins' own DLLs stay IL: they are small, and the mathematics is in TinyGrow.Core.
+# The assembly's symbols (.pdb) go with it when the app has them: an image's debug directory names the symbols
+# of its own compilation, and stack traces lose their file and line numbers with another build's.
+swap() {  # swap FILE: publish/FILE over APP/FILE, by copy then rename
+  if ! { cp "$out/publish/$1" "$APP/$1.ready-to-run" && mv -f "$APP/$1.ready-to-run" "$APP/$1"; }; then
+    rm -f "$APP/$1.ready-to-run"
+    echo "warning: ReadyToRun: $APP/$1 could not be replaced (disk full?); the app keeps the assemblies not yet replaced as built, which works." >&2
+    exit 0
+  fi
+}
 swapped=0
 for image in "$out"/publish/*.dll; do
   name=$(basename "$image")
   [ -f "$APP/$name" ] || continue
   # A copy then a rename: the app's copies of package assemblies may be hard links into the NuGet cache
   # (Directory.Build.props), and writing through one would change the cache's file.
-  cp "$image" "$APP/$name.ready-to-run"
-  mv -f "$APP/$name.ready-to-run" "$APP/$name"
+  swap "$name"
+  symbols="${name%.dll}.pdb"
+  if [ -f "$APP/$symbols" ] && [ -f "$out/publish/$symbols" ]; then swap "$symbols"; fi
   swapped=$((swapped + 1))
 done
 if [ "$swapped" = 0 ]; then
