@@ -5,26 +5,12 @@
 module TinyGrow.Host.Tests.ReadyToRunTests
 
 open System
-open System.Diagnostics
 open System.IO
 open Expecto
 open TinyGrow.Host.Tests.TestUtil
 
 let private script =
     Path.GetFullPath(Path.Combine(AppContext.BaseDirectory, "..", "..", "..", "..", "..", "scripts", "ready-to-run.sh"))
-
-/// Runs `program args` with `environment`; returns (exit code, standard output, standard error).
-let private run (program: string) (args: string list) (environment: (string * string) list) =
-    let info = ProcessStartInfo(program, RedirectStandardOutput = true, RedirectStandardError = true)
-    for a in args do info.ArgumentList.Add a
-    for k, v in environment do info.Environment[k] <- v
-    use p = Process.Start info |> nonNull
-    let output = p.StandardOutput.ReadToEndAsync()
-    let errors = p.StandardError.ReadToEndAsync()
-    if not (p.WaitForExit 60_000) then
-        p.Kill true
-        failtest $"{program} did not finish in a minute"
-    p.ExitCode, output.Result, errors.Result
 
 /// A stand-in: app/ with TinyGrow.Core.dll and its symbols and Lib.dll (a hard link to cache/Lib.dll, as the build
 /// links package assemblies), the publish's images of both with their symbols, and of Extra.dll, which the app does
@@ -34,7 +20,7 @@ let private standIn (folder: TempFolder) =
     let cache = Directory.CreateDirectory(folder.File "cache").FullName
     let publish = Directory.CreateDirectory(Path.Combine(folder.File "out", "publish")).FullName
     File.WriteAllText(Path.Combine(cache, "Lib.dll"), "IL of Lib")
-    let code, _, errors = run "ln" [ Path.Combine(cache, "Lib.dll"); Path.Combine(app, "Lib.dll") ] []
+    let code, _, errors = commandOutputs "ln" [ Path.Combine(cache, "Lib.dll"); Path.Combine(app, "Lib.dll") ] []
     if code <> 0 then failtest $"ln failed: {errors}"
     File.WriteAllText(Path.Combine(app, "TinyGrow.Core.dll"), "IL of Core")
     File.WriteAllText(Path.Combine(app, "TinyGrow.Core.pdb"), "symbols of the build")
@@ -47,7 +33,7 @@ let private standIn (folder: TempFolder) =
 
 /// The script's own environment wins over the caller's (`READY_TO_RUN=0 make test` must not change the tests).
 let private runScript (folder: TempFolder) (dotnet: string) (extra: (string * string) list) =
-    run "bash" [ script ] ([ "DOTNET", dotnet; "READY_TO_RUN", "1"; "READY_TO_RUN_APP", folder.File "app"; "READY_TO_RUN_OUT", folder.File "out" ] @ extra)
+    commandOutputs "bash" [ script ] ([ "DOTNET", dotnet; "READY_TO_RUN", "1"; "READY_TO_RUN_APP", folder.File "app"; "READY_TO_RUN_OUT", folder.File "out" ] @ extra)
 
 /// The script makes images on x64 and arm64 Linux only; elsewhere it leaves every app as built.
 let private skipUnlessImagesAreMade () =

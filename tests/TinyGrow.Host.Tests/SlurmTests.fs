@@ -16,25 +16,10 @@ let private repository = Path.GetFullPath(Path.Combine(AppContext.BaseDirectory,
 let private app = Path.Combine(repository, "artifacts", "tinygrow", "tinygrow.dll")
 let private script = Path.Combine(repository, "deploy", "slurm", "tinygrow-array.sbatch")
 
-/// Runs `file args` with `environment` added; returns (exit code, standard output and error).
+/// commandOutputs with standard output and error together.
 let private command (file: string) (args: string list) (environment: (string * string) list) =
-    let info = ProcessStartInfo(file, RedirectStandardOutput = true, RedirectStandardError = true)
-    for a in args do info.ArgumentList.Add a
-    for name in info.Environment.Keys |> Seq.filter (fun k -> k.StartsWith "TINYGROW") |> Seq.toList do
-        info.Environment.Remove name |> ignore
-    for k, v in environment do info.Environment[k] <- v
-    use p =
-        try
-            match Process.Start info with
-            | null -> failtest $"could not start {file}"
-            | p -> p
-        with :? ComponentModel.Win32Exception as e -> failtest $"could not start {file}: {e.Message}"
-    let output = p.StandardOutput.ReadToEndAsync()
-    let errors = p.StandardError.ReadToEndAsync()
-    if not (p.WaitForExit 60_000) then
-        p.Kill true
-        failtest $"{file} {String.Join(' ', args)} did not finish in a minute"
-    p.ExitCode, output.Result + errors.Result
+    let code, output, errors = commandOutputs file args environment
+    code, output + errors
 
 let private onPath (name: string) =
     (Environment.GetEnvironmentVariable "PATH" |> string).Split(':')

@@ -85,3 +85,24 @@ let thrown (f: unit -> unit) : exn =
     match (try f (); None with e -> Some e) with
     | Some e -> e
     | None -> Expecto.Tests.failtest "expected an exception"
+
+/// Runs `file args` with the caller's TINYGROW* variables removed and `environment` added; returns (exit code,
+/// standard output, standard error). Fails the test when it cannot start or runs for over a minute.
+let commandOutputs (file: string) (args: string list) (environment: (string * string) list) =
+    let info = Diagnostics.ProcessStartInfo(file, RedirectStandardOutput = true, RedirectStandardError = true)
+    for a in args do info.ArgumentList.Add a
+    for name in info.Environment.Keys |> Seq.filter (fun k -> k.StartsWith "TINYGROW") |> Seq.toList do
+        info.Environment.Remove name |> ignore
+    for k, v in environment do info.Environment[k] <- v
+    use p =
+        try
+            match Diagnostics.Process.Start info with
+            | null -> Expecto.Tests.failtest $"could not start {file}"
+            | p -> p
+        with :? ComponentModel.Win32Exception as e -> Expecto.Tests.failtest $"could not start {file}: {e.Message}"
+    let output = p.StandardOutput.ReadToEndAsync()
+    let errors = p.StandardError.ReadToEndAsync()
+    if not (p.WaitForExit 60_000) then
+        p.Kill true
+        Expecto.Tests.failtest $"{file} {String.Join(' ', args)} did not finish in a minute"
+    p.ExitCode, output.Result, errors.Result
