@@ -48,19 +48,33 @@ fi
 # Linux). The plugins' own DLLs stay IL: they are small, and the mathematics is in TinyGrow.Core.
 # The assembly's symbols (.pdb) go with it when the app has them: an image's debug directory names the symbols
 # of its own compilation, and stack traces lose their file and line numbers with another build's.
-swap() {  # swap FILE: publish/FILE over APP/FILE, by copy then rename
-  if ! { cp "$out/publish/$1" "$APP/$1.ready-to-run" && mv -f "$APP/$1.ready-to-run" "$APP/$1"; }; then
-    rm -f "$APP/$1.ready-to-run"
-    echo "warning: ReadyToRun: $APP/$1 could not be replaced (disk full?); the app keeps the assemblies not yet replaced as built, which works." >&2
-    exit 0
-  fi
+# Each file replaced is kept as NAME.as-built until the app has started with the images (`tinygrow plugins`: the
+# host, its configuration, the plugins and the assemblies they load); when a copy fails or the app does not start
+# (an image from a stale or foreign publish, e.g. a composite one whose shared file is not copied), every file
+# goes back as built: the app is never left half replaced.
+swapped_files=()
+restore() {
+  for f in "${swapped_files[@]}"; do mv -f "$APP/$f.as-built" "$APP/$f"; done
+  rm -f "$APP"/*.ready-to-run
+}
+trap 'restore; echo "ReadyToRun: interrupted; the app is as built" >&2; exit 130' INT TERM
+failed_swap() {  # failed_swap FILE: every file back as built, a warning, the build goes on
+  restore
+  echo "warning: ReadyToRun: $APP/$1 could not be replaced (disk full?); the app is as built and runs JIT-compiled." >&2
+  exit 0
+}
+swap() {  # swap FILE: publish/FILE over APP/FILE, by copy then renames; the build's file stays as FILE.as-built
+  # A copy then renames: the app's copies of package assemblies may be hard links into the NuGet cache
+  # (Directory.Build.props), and writing through one would change the cache's file. A rename never does.
+  cp "$out/publish/$1" "$APP/$1.ready-to-run" || failed_swap "$1"
+  mv -f "$APP/$1" "$APP/$1.as-built" || failed_swap "$1"
+  swapped_files+=("$1")
+  mv -f "$APP/$1.ready-to-run" "$APP/$1" || failed_swap "$1"
 }
 swapped=0
 for image in "$out"/publish/*.dll; do
   name=$(basename "$image")
   [ -f "$APP/$name" ] || continue
-  # A copy then a rename: the app's copies of package assemblies may be hard links into the NuGet cache
-  # (Directory.Build.props), and writing through one would change the cache's file.
   swap "$name"
   symbols="${name%.dll}.pdb"
   if [ -f "$APP/$symbols" ] && [ -f "$out/publish/$symbols" ]; then swap "$symbols"; fi
@@ -70,4 +84,11 @@ if [ "$swapped" = 0 ]; then
   echo "warning: ReadyToRun: no image in $out/publish matches an assembly of $APP (is the solution built?); the app is unchanged and runs JIT-compiled." >&2
   exit 0
 fi
+if ! started=$("$DOTNET" "$APP/tinygrow.dll" plugins 2>&1); then
+  restore
+  echo "$started" | tail -n 5 >&2
+  echo "warning: ReadyToRun: the app did not start with the images (\`tinygrow plugins\` failed, above); every assembly is back as built and runs JIT-compiled. Deleting $out and building again makes fresh images." >&2
+  exit 0
+fi
+for f in "${swapped_files[@]}"; do rm -f "$APP/$f.as-built"; done
 echo "ReadyToRun: $swapped assemblies of $APP replaced by their images"

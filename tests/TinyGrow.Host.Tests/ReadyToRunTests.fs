@@ -1,7 +1,8 @@
 /// scripts/ready-to-run.sh, `make build`'s last step, run on a stand-in app folder: the SDK's publish is replaced
 /// by a command that succeeds (`true`, its images laid out beforehand) or fails (`false`), so what is tested is
 /// the script's own part: which files it replaces, that it never writes through a hard link into the package
-/// cache, and that a failed publish leaves the app as built without failing the build.
+/// cache, and that a failed publish or an app that does not start with its images leaves the app as built without
+/// failing the build.
 module TinyGrow.Host.Tests.ReadyToRunTests
 
 open System
@@ -58,6 +59,7 @@ let tests =
             Expect.equal (read app "TinyGrow.Core.pdb") "symbols of the image" "the symbols go with their image"
             Expect.isFalse (File.Exists(Path.Combine(app, "Lib.pdb"))) "symbols the app did not have are not added"
             Expect.isEmpty (Directory.GetFiles(app, "*.ready-to-run")) "no temporary copy left"
+            Expect.isEmpty (Directory.GetFiles(app, "*.as-built")) "the build's files are gone once the app started"
             Expect.stringContains output "2 assemblies" "says how many it replaced"
         }
         test "a publish that fails leaves the app as built and the build going, with a warning" {
@@ -71,6 +73,26 @@ let tests =
             Expect.equal (read app "TinyGrow.Core.pdb") "symbols of the build" "the app is as built"
             Expect.equal (read app "Lib.dll") "IL of Lib" "the app is as built"
             Expect.equal (read cache "Lib.dll") "IL of Lib" "the cache is untouched"
+        }
+        test "an app that does not start with its images gets every file back as built, and the build goes on" {
+            skipUnlessImagesAreMade ()
+            use folder = new TempFolder()
+            let app, cache = standIn folder
+            // A `dotnet` whose publish succeeds (the images are laid out) and whose app aborts, as an app with an
+            // image of a stale or foreign publish does.
+            let dotnet = folder.File "dotnet-stand-in"
+            File.WriteAllText(dotnet, "#!/bin/sh\n[ \"$1\" = publish ] && exit 0\necho 'Unhandled exception: a composite image is missing' >&2\nexit 134\n")
+            File.SetUnixFileMode(dotnet, UnixFileMode.UserRead ||| UnixFileMode.UserWrite ||| UnixFileMode.UserExecute)
+            let code, output, errors = runScript folder dotnet []
+            Expect.equal code 0 "the images are an optimisation: the build goes on"
+            Expect.stringContains errors "did not start" "a warning says why"
+            Expect.stringContains errors "a composite image is missing" "with the app's own error"
+            Expect.equal (read app "TinyGrow.Core.dll") "IL of Core" "the app's own assembly is back as built"
+            Expect.equal (read app "TinyGrow.Core.pdb") "symbols of the build" "its symbols too"
+            Expect.equal (read app "Lib.dll") "IL of Lib" "the package assembly is back as built"
+            Expect.equal (read cache "Lib.dll") "IL of Lib" "the cache's file behind the link is untouched"
+            Expect.isEmpty (Array.append (Directory.GetFiles(app, "*.as-built")) (Directory.GetFiles(app, "*.ready-to-run"))) "nothing left beside the app's files"
+            Expect.isFalse (output.Contains "replaced by their images") "does not claim the images"
         }
         test "READY_TO_RUN=0 skips the step" {
             skipUnlessImagesAreMade ()
