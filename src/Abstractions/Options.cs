@@ -109,7 +109,7 @@ public sealed class GrowthOptions
     /// <summary>No growth after this many epochs (then the network trains at its final widths).</summary>
     [Range(0, 100_000)] public int UntilEpoch { get; set; } = 1;
     /// <summary>Training samples of a statistics pass or window (the input covariance kept for the run takes twice as many).
-    /// 512 (was 1,024, with GammaSearchSamples): on the default run, 10 seeds, growth went from 7.0 to 5.4 % of the run and
+    /// 512 (was 1,024, with GammaSearchSamples): on the default run, 10 seeds, growth went from 7.1 to 5.4 % of the run and
     /// the accuracy from 88.70 to 88.79 % on average; on CIFAR-dense the mean held but the spread across seeds grew
     /// (docs/notebook/2026-12-07-default-run-samples.md). Larger networks and the significance tests want more: the
     /// experiments set their own.</summary>
