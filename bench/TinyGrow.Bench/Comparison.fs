@@ -81,12 +81,6 @@ let trainingFor (training: TrainingOptions) (epochs: int) (seed: int) =
     t.Seed <- int64 seed
     t
 
-/// A copy of a growth section (JSON round trip) with `change` applied.
-let growthWith (growth: GrowthOptions) (change: GrowthOptions -> unit) =
-    let copy = copyOf growth
-    change copy
-    copy
-
 /// The end of the first epoch whose test accuracy reaches `target`.
 let secondsToReach (target: float) (run: Run) =
     run.Epochs |> List.tryFind (fun (_, a) -> a >= target) |> Option.map fst

@@ -100,7 +100,6 @@ let rowsTable () =
         let stats = (StatisticsPass.statisticsFor [| 0 |] rows gen net x y 256L)[0]
         use p = tiny.Propose (GrowthRequest (stats, net.Junctions[0], 8, options, null))
         let lambdas = p.NeuronScores |> Array.map sqrt
-        let rowsUsed = stats.RowsPerProduct
         stats.Dispose ()
         lambdas, p.PredictedDecrease 1.0
     let lines =

@@ -131,7 +131,7 @@ let take (k: int) (d: NeuronDirections) : NeuronDirections =
 /// c = Σ_k α_kᵀ P δᵀ ω_k: the cross term the first-order prediction ignores. Since
 /// −M2 = N − Pδᵀ and α_kᵀ N ω_k = λ_k², the exact first-order decrease is
 /// γ²(Δ + σ′(0)(Σλ_k² − c)). c is zero for a linear σ (v_proj is orthogonal to anything B's
-/// inputs can express); reported so tests and users can see its size for a nonlinear σ.
+/// inputs can express); the tests measure its size for a nonlinear σ.
 let crossTerm (stats: JunctionStatistics) (delta: Tensor) (d: NeuronDirections) : float =
     use pdt = pTimesDeltaT stats.P delta
     use a = d.FanIn.mm pdt

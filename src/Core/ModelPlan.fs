@@ -23,9 +23,6 @@ let resnet20Shape = { Stem = 16; Widths = [| 16; 32; 64 |]; BlocksPerStage = 3 }
 /// The preset names and their shapes.
 let resnetPresets = [ "resnet18", resnet18Shape; "resnet20", resnet20Shape ]
 
-/// ResNet-18's residual widths per stage (CIFAR form).
-let resnet18Widths = resnet18Shape.Widths
-
 /// A preset's starting inner width: the fraction of its full width, at least 1.
 let startWidth (fraction: float) (full: int) = max 1 (min full (int (Math.Round (fraction * float full))))
 

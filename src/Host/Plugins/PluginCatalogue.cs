@@ -119,9 +119,6 @@ public sealed class PluginCatalogue : IDisposable
     /// <summary>The layer kind named <paramref name="name"/>.</summary>
     /// <exception cref="UnknownPluginNameException">Lists the layer kinds available.</exception>
     public ILayerKind GetLayerKind(string name) => Get(_layerKinds, LayerKindKind, name);
-    /// <summary>The block kind named <paramref name="name"/>.</summary>
-    /// <exception cref="UnknownPluginNameException">Lists the block kinds available.</exception>
-    public IBlockKind GetBlockKind(string name) => Get(_blockKinds, BlockKindKind, name);
     /// <summary>The growth strategy named <paramref name="name"/>.</summary>
     /// <exception cref="UnknownPluginNameException">Lists the strategies available.</exception>
     public IGrowthStrategy GetStrategy(string name) => Get(_strategies, StrategyKind, name);
