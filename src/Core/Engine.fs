@@ -425,13 +425,7 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
                     WidthsSetBy.reasons net.Widths [| for j in net.Junctions -> j.MaxWidth |] (settled ())
                                         (growth.SignificanceTest <> "none") (state.GrowthSteps > 0 && state.EmptyGrowthSteps = 0)
                                         (match state.EmptyInARow with | null -> [||] | e -> e)
-                logger.LogInformation ("Widths {Widths} set by: {Reasons}", String.Join ("/", net.Widths), String.Join (" / ", reasons))
-                // Widths given rather than found: say how to let the bottleneck set them.
-                if reasons |> Array.contains WidthsSetBy.Cap then
-                    logger.LogInformation "A layer stopped at its cap (Model:Layers:N:MaxWidth): the cap set its width, not the bottleneck; with growth that stops by itself (docs/strategies.md), a higher cap lets the significance test set it."
-                if reasons |> Array.contains WidthsSetBy.ScheduleStillGrowing then
-                    logger.LogInformation ("The schedule ended growth while it still added neurons: for widths set by the bottleneck, run with Growth:SignificanceTest=signflip, Growth:StatisticsFrom=pass, Growth:StopAfterEmptySteps=2 and Growth:UntilEpoch={Epochs} (docs/strategies.md, growth that stops by itself; experiments/fashion-mnist-self-stopping.json).",
-                                           training.Epochs)
+                WidthsSetBy.report logger net.Widths reasons training.Epochs
                 [ "widths_set_by", box reasons ]
         log.Write ("final",
             [ "test_accuracy", box summary.TestAccuracy; "parameters", box summary.Parameters; "widths", box summary.Widths

@@ -4,6 +4,8 @@
 /// size or was given it.
 module TinyGrow.Core.WidthsSetBy
 
+open Microsoft.Extensions.Logging
+
 /// The layer reached its MaxWidth.
 [<Literal>]
 let Cap = "MaxWidth"
@@ -43,3 +45,13 @@ let reasons (widths: int[]) (maxWidths: int[]) (settled: bool) (withTest: bool) 
         elif settled then ended
         elif j < emptyInARow.Length && emptyInARow[j] >= bottleneckSteps then Bottleneck
         else ended)
+
+/// Says at the end of a run what set each width (`reasons`, one per junction), and, for widths given
+/// rather than found (a cap, a schedule that stopped while still growing), how to let the bottleneck set them.
+let report (logger: ILogger) (widths: int[]) (reasons: string[]) (epochs: int) =
+    logger.LogInformation ("Widths {Widths} set by: {Reasons}", System.String.Join ("/", widths), System.String.Join (" / ", reasons))
+    if reasons |> Array.contains Cap then
+        logger.LogInformation "A layer stopped at its cap (Model:Layers:N:MaxWidth): the cap set its width, not the bottleneck; with growth that stops by itself (docs/strategies.md), a higher cap lets the significance test set it."
+    if reasons |> Array.contains ScheduleStillGrowing then
+        logger.LogInformation ("The schedule ended growth while it still added neurons: for widths set by the bottleneck, run with Growth:SignificanceTest=signflip, Growth:StatisticsFrom=pass, Growth:StopAfterEmptySteps=2 and Growth:UntilEpoch={Epochs} (docs/strategies.md, growth that stops by itself; experiments/fashion-mnist-self-stopping.json).",
+                               epochs)
