@@ -7,7 +7,8 @@
 # (System.Runtime.JitInfo on the growing thread: 110–190 ms of 0.5–0.75 s). Precompiled images start with
 # optimised code: 70 % fewer methods compiled at run time; on the default run growth about 10 % shorter (30 paired
 # runs), start-up 0.3 s sooner, results identical (docs/notebook/2026-12-07-ready-to-run.md). The SDK makes the images (`dotnet publish
-# -p:PublishReadyToRun=true`, Crossgen2 from the NuGet feed); this script only chooses which to keep. The images
+# -p:PublishReadyToRun=true`, Crossgen2 from the NuGet feed); this script only chooses which to keep, and keeps them
+# only if the app then starts (`tinygrow plugins`; otherwise every file goes back as built). The images
 # target the runtime identifier's baseline instruction set (any x64 or arm64 Linux machine) and hold their IL too:
 # on another platform the runtime ignores the native code and compiles the IL.
 #
