@@ -50,15 +50,30 @@ fi
 # The assembly's symbols (.pdb) go with it when the app has them: an image's debug directory names the symbols
 # of its own compilation, and stack traces lose their file and line numbers with another build's.
 # Each file replaced is kept as NAME.as-built until the app has started with the images (`tinygrow plugins`: the
-# host, its configuration, the plugins and the assemblies they load); when a copy fails or the app does not start
-# (an image from a stale or foreign publish, e.g. a composite one whose shared file is not copied), every file
-# goes back as built: the app is never left half replaced.
+# host, its configuration, the plugins and the assemblies they load) and refuses no plugin the app as built serves;
+# when a copy fails, the app does not start, a plugin is refused, or the step is interrupted (an image from a stale or
+# foreign publish, e.g. a composite one whose shared file is not copied), every file goes back as built: the app is
+# never left half replaced. A file joins `swapped_files` before its first rename, and `restore` renames back only
+# what has an .as-built copy, so an interrupt between the two renames loses nothing.
 swapped_files=()
 restore() {
-  for f in "${swapped_files[@]}"; do mv -f "$APP/$f.as-built" "$APP/$f"; done
+  trap '' INT TERM HUP  # a second interrupt must not stop the restore half way
+  local f
+  for f in ${swapped_files[@]+"${swapped_files[@]}"}; do
+    if [ -e "$APP/$f.as-built" ]; then
+      mv -f "$APP/$f.as-built" "$APP/$f" || echo "warning: ReadyToRun: $APP/$f.as-built could not be renamed back to $APP/$f; do it by hand, or rebuild." >&2
+    fi
+  done
   rm -f "$APP"/*.ready-to-run
 }
-trap 'restore; echo "ReadyToRun: interrupted; the app is as built" >&2; exit 130' INT TERM
+interrupted() {  # interrupted SIGNAL EXIT-CODE
+  restore
+  echo "warning: ReadyToRun: interrupted ($1); the app is as built" >&2
+  exit "$2"
+}
+trap 'interrupted INT 130' INT
+trap 'interrupted TERM 143' TERM
+trap 'interrupted HUP 129' HUP
 failed_swap() {  # failed_swap FILE: every file back as built, a warning, the build goes on
   restore
   echo "warning: ReadyToRun: $APP/$1 could not be replaced (disk full?); the app is as built and runs JIT-compiled." >&2
@@ -68,10 +83,21 @@ swap() {  # swap FILE: publish/FILE over APP/FILE, by copy then renames; the bui
   # A copy then renames: the app's copies of package assemblies may be hard links into the NuGet cache
   # (Directory.Build.props), and writing through one would change the cache's file. A rename never does.
   cp "$out/publish/$1" "$APP/$1.ready-to-run" || failed_swap "$1"
-  mv -f "$APP/$1" "$APP/$1.as-built" || failed_swap "$1"
   swapped_files+=("$1")
+  mv -f "$APP/$1" "$APP/$1.as-built" || failed_swap "$1"
   mv -f "$APP/$1.ready-to-run" "$APP/$1" || failed_swap "$1"
 }
+# `tinygrow plugins` from the app's folder (the repository's own settings are not the app's), within a minute:
+# its output, and its exit code as this function's.
+plugins_listing() { (cd "$APP" && timeout 60 "$DOTNET" tinygrow.dll plugins 2>&1); }
+# The plugins the app as built refuses (if any) are not the images' doing: only new refusals count against them.
+# An app that does not start as built cannot tell a bad image from its own fault: its images are then kept unchecked.
+checked=1
+if ! baseline=$(plugins_listing); then
+  checked=0
+  echo "warning: ReadyToRun: the app as built does not start (\`tinygrow plugins\` in $APP failed); its images are put in place unchecked." >&2
+fi
+refused_before=$(printf '%s\n' "$baseline" | grep -c '^Refused' || true)
 swapped=0
 for image in "$out"/publish/*.dll; do
   name=$(basename "$image")
@@ -85,11 +111,19 @@ if [ "$swapped" = 0 ]; then
   echo "warning: ReadyToRun: no image in $out/publish matches an assembly of $APP (is the solution built?); the app is unchanged and runs JIT-compiled." >&2
   exit 0
 fi
-if ! started=$("$DOTNET" "$APP/tinygrow.dll" plugins 2>&1); then
+if [ "$checked" = 1 ] && ! listing=$(plugins_listing); then
   restore
-  echo "$started" | tail -n 5 >&2
+  printf '%s\n' "$listing" | tail -n 5 >&2
   echo "warning: ReadyToRun: the app did not start with the images (\`tinygrow plugins\` failed, above); every assembly is back as built and runs JIT-compiled. Deleting $out and building again makes fresh images." >&2
   exit 0
 fi
+refused_after=$(printf '%s\n' "${listing:-}" | grep -c '^Refused' || true)
+if [ "$checked" = 1 ] && [ "$refused_after" -gt "$refused_before" ]; then
+  restore
+  printf '%s\n' "$listing" | grep '^Refused' >&2
+  echo "warning: ReadyToRun: with the images the app refuses plugins it serves as built (above); every assembly is back as built and runs JIT-compiled. Deleting $out and building again makes fresh images." >&2
+  exit 0
+fi
+trap - INT TERM HUP
 for f in "${swapped_files[@]}"; do rm -f "$APP/$f.as-built"; done
 echo "ReadyToRun: $swapped assemblies of $APP replaced by their images"

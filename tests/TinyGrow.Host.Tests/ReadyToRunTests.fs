@@ -1,8 +1,9 @@
-/// scripts/ready-to-run.sh, `make build`'s last step, run on a stand-in app folder: the SDK's publish is replaced
-/// by a command that succeeds (`true`, its images laid out beforehand) or fails (`false`), so what is tested is
-/// the script's own part: which files it replaces, that it never writes through a hard link into the package
-/// cache, and that a failed publish or an app that does not start with its images leaves the app as built without
-/// failing the build.
+/// scripts/ready-to-run.sh, `make build`'s last step, run on a stand-in app folder: `dotnet` is replaced by a
+/// command whose publish succeeds (its images laid out beforehand) or fails (`false`), and which plays the app's
+/// `tinygrow plugins` (dotnetStandIn), so what is tested is the script's own part: which files it replaces, that it
+/// never writes through a hard link into the package cache, that it keeps the images only once the app has started
+/// with them, and that a failed publish or copy, or an app that does not start or refuses a plugin with its images,
+/// leaves the app as built without failing the build.
 module TinyGrow.Host.Tests.ReadyToRunTests
 
 open System
@@ -44,14 +45,53 @@ let private skipUnlessImagesAreMade () =
 
 let private read (folder: string) (name: string) = File.ReadAllText(Path.Combine(folder, name))
 
+/// A stand-in `dotnet`: `publish` succeeds (the images are laid out beforehand); any other call is the script's
+/// `tinygrow plugins` from the app's folder, which appends the app's TinyGrow.Core.dll (IL or image) to calls.log,
+/// then runs `whenImages` if that is the image and exits 0 otherwise.
+let private dotnetStandIn (folder: TempFolder) (whenImages: string) =
+    let path = folder.File "dotnet-stand-in"
+    let log = folder.File "calls.log"
+    File.WriteAllText(path, String.concat "\n" [
+        "#!/bin/sh"
+        "[ \"$1\" = publish ] && exit 0"
+        $"cat TinyGrow.Core.dll >> '{log}'; echo >> '{log}'"
+        "if [ \"$(cat TinyGrow.Core.dll)\" = 'image of Core' ]; then"
+        whenImages
+        "fi"
+        "exit 0"
+        "" ])
+    File.SetUnixFileMode(path, UnixFileMode.UserRead ||| UnixFileMode.UserWrite ||| UnixFileMode.UserExecute)
+    path
+
+/// What the stand-in's `tinygrow plugins` calls saw, in order: "IL of Core" or "image of Core".
+let private calls (folder: TempFolder) =
+    let log = folder.File "calls.log"
+    if File.Exists log then File.ReadAllLines log |> Array.filter (fun l -> l <> "") else [||]
+
+/// Hard links to a file (`stat -c %h`): 2 for a package assembly linked to the cache.
+let private links (path: string) =
+    let code, output, errors = commandOutputs "stat" [ "-c"; "%h"; path ] []
+    if code <> 0 then failtest $"stat failed: {errors}"
+    int (output.Trim())
+
+/// Every file of the stand-in app is as built, the cache untouched, nothing left beside the app's files.
+let private expectAsBuilt (app: string) (cache: string) =
+    Expect.equal (read app "TinyGrow.Core.dll") "IL of Core" "the app's own assembly is back as built"
+    Expect.equal (read app "TinyGrow.Core.pdb") "symbols of the build" "its symbols too"
+    Expect.equal (read app "Lib.dll") "IL of Lib" "the package assembly is back as built"
+    Expect.equal (links (Path.Combine(app, "Lib.dll"))) 2 "and still the hard link into the cache"
+    Expect.equal (read cache "Lib.dll") "IL of Lib" "the cache's file behind the link is untouched"
+    Expect.isEmpty (Array.append (Directory.GetFiles(app, "*.as-built")) (Directory.GetFiles(app, "*.ready-to-run"))) "nothing left beside the app's files"
+
 let tests =
     testList "ReadyToRun step" [
         test "replaces the app's assemblies by their images, by rename: the package cache's file behind a hard link keeps its content" {
             skipUnlessImagesAreMade ()
             use folder = new TempFolder()
             let app, cache = standIn folder
-            let code, output, errors = runScript folder "true" []
+            let code, output, errors = runScript folder (dotnetStandIn folder ":") []
             Expect.equal code 0 $"exit code (stderr: {errors})"
+            Expect.equal (calls folder) [| "IL of Core"; "image of Core" |] "the app started as built, then with its images"
             Expect.equal (read app "TinyGrow.Core.dll") "image of Core" "the app's own assembly is the image"
             Expect.equal (read app "Lib.dll") "image of Lib" "the package assembly is the image"
             Expect.equal (read cache "Lib.dll") "IL of Lib" "the cache's file behind the link is untouched"
@@ -78,20 +118,41 @@ let tests =
             skipUnlessImagesAreMade ()
             use folder = new TempFolder()
             let app, cache = standIn folder
-            // A `dotnet` whose publish succeeds (the images are laid out) and whose app aborts, as an app with an
-            // image of a stale or foreign publish does.
-            let dotnet = folder.File "dotnet-stand-in"
-            File.WriteAllText(dotnet, "#!/bin/sh\n[ \"$1\" = publish ] && exit 0\necho 'Unhandled exception: a composite image is missing' >&2\nexit 134\n")
-            File.SetUnixFileMode(dotnet, UnixFileMode.UserRead ||| UnixFileMode.UserWrite ||| UnixFileMode.UserExecute)
+            // Aborts with the images only, as an app with an image of a stale or foreign publish does.
+            let dotnet = dotnetStandIn folder "echo 'Unhandled exception: a composite image is missing' >&2; exit 134"
             let code, output, errors = runScript folder dotnet []
             Expect.equal code 0 "the images are an optimisation: the build goes on"
+            Expect.equal (calls folder) [| "IL of Core"; "image of Core" |] "the check ran with the images in place"
             Expect.stringContains errors "did not start" "a warning says why"
             Expect.stringContains errors "a composite image is missing" "with the app's own error"
-            Expect.equal (read app "TinyGrow.Core.dll") "IL of Core" "the app's own assembly is back as built"
-            Expect.equal (read app "TinyGrow.Core.pdb") "symbols of the build" "its symbols too"
-            Expect.equal (read app "Lib.dll") "IL of Lib" "the package assembly is back as built"
-            Expect.equal (read cache "Lib.dll") "IL of Lib" "the cache's file behind the link is untouched"
-            Expect.isEmpty (Array.append (Directory.GetFiles(app, "*.as-built")) (Directory.GetFiles(app, "*.ready-to-run"))) "nothing left beside the app's files"
+            expectAsBuilt app cache
+            Expect.isFalse (output.Contains "replaced by their images") "does not claim the images"
+        }
+        test "an app that refuses a plugin with its images that it serves as built gets every file back as built" {
+            skipUnlessImagesAreMade ()
+            use folder = new TempFolder()
+            let app, cache = standIn folder
+            let dotnet = dotnetStandIn folder "echo 'Refused:  plugins/Growth.Linear/Growth.Linear.dll: could not load TinyGrow.Core. Fix: rebuild'"
+            let code, _, errors = runScript folder dotnet []
+            Expect.equal code 0 "the build goes on"
+            Expect.stringContains errors "refuses plugins" "a warning says why"
+            Expect.stringContains errors "Growth.Linear.dll" "naming the plugin"
+            expectAsBuilt app cache
+        }
+        test "a copy that fails half way puts back the files already replaced" {
+            skipUnlessImagesAreMade ()
+            use folder = new TempFolder()
+            let app, cache = standIn folder
+            // Zed.dll sorts after Lib.dll and TinyGrow.Core.dll: its image is a dangling link, so its copy fails
+            // after those two were replaced.
+            File.WriteAllText(Path.Combine(app, "Zed.dll"), "IL of Zed")
+            let code, _, errors = commandOutputs "ln" [ "-s"; folder.File "missing"; Path.Combine(folder.File "out", "publish", "Zed.dll") ] []
+            if code <> 0 then failtest $"ln failed: {errors}"
+            let code, output, errors = runScript folder (dotnetStandIn folder ":") []
+            Expect.equal code 0 "the build goes on"
+            Expect.stringContains errors "Zed.dll could not be replaced" "a warning names the file"
+            expectAsBuilt app cache
+            Expect.equal (read app "Zed.dll") "IL of Zed" "the file that failed is as built"
             Expect.isFalse (output.Contains "replaced by their images") "does not claim the images"
         }
         test "READY_TO_RUN=0 skips the step" {
