@@ -127,6 +127,19 @@ let tests =
             Expect.isFalse (follow (noisy 1.0) (noisy 0.5)).Raised "a lower loss is never raised"
         }
 
+        test "widths set by, in the log: the reasons, then how to let the bottleneck set widths given by a cap or a schedule" {
+            let said (reasons: string[]) =
+                let logger = RecordingLogger ()
+                WidthsSetBy.report logger [| 229; 89 |] reasons 10
+                logger.Messages Microsoft.Extensions.Logging.LogLevel.Information
+            match said [| WidthsSetBy.Cap; WidthsSetBy.ScheduleStillGrowing |] with
+            | [ line; cap; schedule ] ->
+                Expect.equal line "Widths 229/89 set by: MaxWidth / schedule, still growing" "the widths and a reason each"
+                Expect.stringContains cap "Model:Layers:N:MaxWidth" "a cap: names the option"
+                Expect.stringContains schedule "Growth:UntilEpoch=10" "a schedule still growing: the settings, with the run's epochs"
+            | lines -> failtest $"three lines expected: {lines}"
+            Expect.equal (said [| WidthsSetBy.Test; WidthsSetBy.Bottleneck |]) [ "Widths 229/89 set by: significance test / bottleneck" ] "widths the method found: no advice"
+        }
         test "widths_set_by: the cap first, then why growth ended" {
             let r = WidthsSetBy.reasons [| 256; 98 |] [| 256; 256 |]
             Expect.equal (r false false true [||]) [| WidthsSetBy.Cap; WidthsSetBy.ScheduleStillGrowing |] "the default run: cap, then a schedule still growing"

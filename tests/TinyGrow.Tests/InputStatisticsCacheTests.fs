@@ -33,16 +33,6 @@ let private entries (folder: string) = Directory.GetFiles (folder, "input-*.bin"
 [<Runtime.InteropServices.DllImport ("libc", SetLastError = true)>]
 extern int mkfifo (string path, uint32 mode)
 
-/// A logger that keeps (level, message) of every entry.
-type private Recording () =
-    member val Entries = ResizeArray<LogLevel * string> () with get
-    member this.Messages (level: LogLevel) = this.Entries |> Seq.filter (fun (l, _) -> l = level) |> Seq.map snd |> List.ofSeq
-    interface ILogger with
-        member _.BeginScope<'TState when 'TState: not null> (_state: 'TState) : IDisposable | null = null
-        member _.IsEnabled _ = true
-        member this.Log<'TState> (level, _id, state: 'TState, error: exn | null, formatter: Func<'TState, exn | null, string>) =
-            lock this.Entries (fun () -> this.Entries.Add ((level, formatter.Invoke (state, error))))
-
 /// Training samples plus a little noise drawn from the generator: an augmentation.
 type private NoisyPipeline () =
     interface IInputPipeline with
@@ -217,7 +207,7 @@ let tests =
             let growth (samples: int) (from: string) =
                 GrowthOptions (StepsPerEpoch = 2, UntilEpoch = 1, StatisticsSamples = samples, GammaSearchSamples = 200, NeuronsPerStep = 4, StatisticsFrom = from)
             let run (data: LoadedDataset) (folder: string | null) (seed: int64) (g: GrowthOptions) =
-                let logger = Recording ()
+                let logger = RecordingLogger ()
                 let dir = Directory.CreateTempSubdirectory("tinygrow-input-cache-run-").FullName
                 try
                     let engine = GrowthEngine (mlpBlockKinds, denseKinds, tiny, logger, InputStatisticsCache = folder)

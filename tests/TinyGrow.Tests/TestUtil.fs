@@ -1,6 +1,19 @@
 module TinyGrow.Tests.TestUtil
 
+open System
+open Microsoft.Extensions.Logging
 open TorchSharp
+
+/// A logger that keeps (level, message) of every entry, from any thread.
+type RecordingLogger () =
+    member val Entries = ResizeArray<LogLevel * string> () with get
+    /// The messages logged at `level`, in order.
+    member this.Messages (level: LogLevel) = lock this.Entries (fun () -> this.Entries |> Seq.filter (fun (l, _) -> l = level) |> Seq.map snd |> List.ofSeq)
+    interface ILogger with
+        member _.BeginScope<'TState when 'TState: not null> (_state: 'TState) : IDisposable | null = null
+        member _.IsEnabled _ = true
+        member this.Log<'TState> (level, _id, state: 'TState, error: exn | null, formatter: Func<'TState, exn | null, string>) =
+            lock this.Entries (fun () -> this.Entries.Add ((level, formatter.Invoke (state, error))))
 
 let f64 = torch.ScalarType.Float64
 

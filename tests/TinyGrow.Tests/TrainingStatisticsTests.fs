@@ -212,28 +212,19 @@ let private stoppedInsideTheFirstWindow (growth: unit -> GrowthOptions) (check: 
         let summary = second.Run (data, model, training, growth (), torch.CPU, dir, checkpointing, true, CancellationToken.None)
         check (growthLines dir) summary)
 
-/// A logger that keeps (level, message) of every entry.
-type private Recording () =
-    member val Entries = ResizeArray<Microsoft.Extensions.Logging.LogLevel * string> () with get
-    interface Microsoft.Extensions.Logging.ILogger with
-        member _.BeginScope<'TState when 'TState: not null> (_state: 'TState) : IDisposable | null = null
-        member _.IsEnabled _ = true
-        member this.Log<'TState> (level, _id, state: 'TState, error: exn | null, formatter: Func<'TState, exn | null, string>) =
-            this.Entries.Add ((level, formatter.Invoke (state, error)))
-
 let private engineTests =
     testList "engine" [
         test "a significance test with statistics from training windows warns of its cost and names the faster choice; with a pass it does not" {
             use data = teacherDataset ()
             let warnings (from: string) =
-                let logger = Recording ()
+                let logger = RecordingLogger ()
                 let growth = fromTraining ()
                 growth.StatisticsFrom <- from
                 growth.SignificanceTest <- "signflip"
                 withRunFolder (fun dir ->
                     let oneEpoch = TrainingOptions (Epochs = 1, BatchSize = 50, LearningRate = 0.05)
                     GrowthEngine(blockKinds, kinds, tiny, logger).Run (data, model, oneEpoch, growth, torch.CPU, dir, CancellationToken.None) |> ignore)
-                logger.Entries |> Seq.filter (fun (level, _) -> level = Microsoft.Extensions.Logging.LogLevel.Warning) |> Seq.map snd |> List.ofSeq
+                logger.Messages Microsoft.Extensions.Logging.LogLevel.Warning
             match warnings "training" with
             | [ w ] -> Expect.stringContains w "Growth:StatisticsFrom=pass" "names the fix"
             | other -> failtest $"one warning expected, got {other}"
