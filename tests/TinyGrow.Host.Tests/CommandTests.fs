@@ -33,6 +33,11 @@ let tests =
             Expect.stringContains (errorOf [ "run"; "extra" ]) "unexpected argument 'extra'" "stray word"
             Expect.stringContains (errorOf [ "-x" ]) "'-x'" "single dash"
             Expect.isNull (parse [ "--experiment"; "/abs/exp.json"; "run" ]).Error "a value that looks like a path is a value"
+            Expect.stringContains (errorOf [ "run"; "--Output:Directory"; "--Training:Epochs=2" ]) "the next word, '--Training:Epochs=2', is an option"
+                                  "a key whose value is missing does not take the next option as its value"
+            Expect.stringContains (errorOf [ "run"; "--Output:Directory" ]) "--Output:Directory needs a value" "nor at the end"
+            Expect.equal (List.ofSeq (parse [ "--Output:RunId=--odd"; "--Training:Seed"; "-3" ]).ConfigurationArguments)
+                         [ "--Output:RunId=--odd"; "--Training:Seed"; "-3" ] "a value after '=' is taken as given; one dash is a value"
             let export = parse [ "export"; "runs/x" ]
             Expect.equal (export.Verb, export.Argument) (Verb.Export, "runs/x") "export <run-folder>"
             Expect.stringContains (errorOf [ "export" ]) "export needs the run folder" "export without a folder"

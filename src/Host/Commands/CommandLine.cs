@@ -52,9 +52,14 @@ public sealed record CommandLine(Verb Verb, IReadOnlyList<string> ConfigurationA
                 if (string.Equals(arg.Split('=', 2)[0], "--experiment", StringComparison.OrdinalIgnoreCase) && experiments++ > 0)
                     return Fail("--experiment is given more than once: give one experiment file, and override single keys with --Section:Key=value");
                 rest.Add(arg);
-                // "--Key value": the next word is the value, whatever it looks like.
-                if (!arg.Contains('=') && i + 1 < args.Count) rest.Add(args[++i]);
-                else if (!arg.Contains('=')) return Fail($"{arg} needs a value: {arg}=<value> or {arg} <value>");
+                // "--Key value": the next word is the value, unless it is itself an option ("--Output:Directory
+                // --Training:Epochs=2" would otherwise write to a folder named "--Training:Epochs=2" and drop the
+                // override); a value that starts with "--" can still be given as --Key=--value.
+                if (!arg.Contains('=') && i + 1 < args.Count && !args[i + 1].StartsWith("--", StringComparison.Ordinal)) rest.Add(args[++i]);
+                else if (!arg.Contains('='))
+                    return Fail(i + 1 < args.Count
+                        ? $"{arg} needs a value, and the next word, '{args[i + 1]}', is an option: {arg}=<value> or {arg} <value>"
+                        : $"{arg} needs a value: {arg}=<value> or {arg} <value>");
                 continue;
             }
             if (arg.StartsWith('-')) return Fail($"unknown option '{arg}': configuration overrides take two dashes, --Section:Key=value");
