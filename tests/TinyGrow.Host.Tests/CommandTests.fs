@@ -63,6 +63,11 @@ let tests =
             Expect.stringContains (RunCommand.ResumeProblem empty |> string) "is not a run folder (it has no config.json)" "an empty folder"
             IO.File.WriteAllText(IO.Path.Combine(empty, "config.json"), "{}")
             Expect.isNull (RunCommand.ResumeProblem empty) "a folder with config.json is tried"
+            let other = IO.Directory.CreateDirectory(tmp.File "photos").FullName
+            Expect.stringContains (RunCommand.ResumeProblem other |> string) "is not a run folder (it has no config.json)" "a folder that is no run at all is not called finished"
+            let finished = IO.Directory.CreateDirectory(tmp.File "20261207-101010").FullName
+            IO.File.WriteAllText(IO.Path.Combine(finished, "config.json"), "{}")
+            Expect.stringContains (RunCommand.ResumeProblem finished |> string) "this one has finished" "a finished run is"
         }
 
         test "plugins: a service whose constructor or name getter throws, or whose name is blank, is listed under Refused, named with its plugin and the reason" {

@@ -301,7 +301,9 @@ public sealed class RunCommand(TinyGrowSettings settings, PluginCatalogue catalo
         if (!Directory.Exists(path))
             return $"resume {folder}: {folder} does not exist. Give the folder of an interrupted run: runs/<run-id>{SettingsValidator.PartialSuffix} (ls runs/).";
         if (!path.EndsWith(SettingsValidator.PartialSuffix, StringComparison.Ordinal))
-            return $"resume {folder}: only an unfinished run (a folder named <run-id>{SettingsValidator.PartialSuffix}) can be resumed; this one has finished.";
+            return File.Exists(Path.Combine(path, "config.json"))
+                ? $"resume {folder}: only an unfinished run (a folder named <run-id>{SettingsValidator.PartialSuffix}) can be resumed; this one has finished."
+                : $"resume {folder}: {folder} is not a run folder (it has no config.json). Give the folder of an interrupted run: runs/<run-id>{SettingsValidator.PartialSuffix} (ls runs/).";
         if (Directory.Exists(path[..^SettingsValidator.PartialSuffix.Length]) || File.Exists(path[..^SettingsValidator.PartialSuffix.Length]))
             return $"resume {folder}: {path[..^SettingsValidator.PartialSuffix.Length]} already exists (the run finished); nothing to resume.";
         if (!File.Exists(Path.Combine(path, "config.json")))
