@@ -131,7 +131,10 @@ public static class IdxReader
         if (found < expected)
             throw new DatasetException($"{path}: truncated: expected {expected} bytes of data after the header ({shape}), found {found}. Download the file again.");
         if (SafeReadByte(file.Stream, path) >= 0)
-            throw new DatasetException($"{path}: longer than its header says ({shape} = {expected} bytes of data): the header is corrupt.");
+            throw new DatasetException(file.Stream is VerifiedGzipStream
+                // Flipped bytes inside a deflate stream often decode to more data, not to an error.
+                ? $"{path}: its decompressed data is longer than its header says ({shape} = {expected} bytes of data): the gzip data or the header is corrupt. Download the file again."
+                : $"{path}: longer than its header says ({shape} = {expected} bytes of data): the header is corrupt.");
         // .NET's gzip ends quietly where a file is cut: only the trailer tells a complete file.
         if (file.Stream is VerifiedGzipStream gzip)
             try { gzip.ReadToEndAndVerify(CancellationToken.None); }
@@ -163,26 +166,26 @@ public static class IdxReader
     {
         var found = ReadUpTo(stream, path, buffer);
         if (found < buffer.Length)
-            throw new DatasetException($"{path}: truncated in the {what}: expected {buffer.Length} more bytes, found {found}.");
+            throw new DatasetException($"{path}: truncated in the {what}: expected {buffer.Length} more bytes, found {found}. Download the file again.");
     }
 
     static int ReadUpTo(Stream stream, string path, Span<byte> buffer)
     {
         try { return stream.ReadAtLeast(buffer, buffer.Length, throwOnEndOfStream: false); }
-        catch (Exception e) when (e is IOException or InvalidDataException)
-        {
-            throw new DatasetException($"{path}: cannot read ({e.Message}). The file is corrupt: download it again.", e);
-        }
+        catch (Exception e) when (e is IOException or InvalidDataException) { throw Unreadable(stream, path, e); }
     }
 
     static int SafeReadByte(Stream stream, string path)
     {
         try { return stream.ReadByte(); }
-        catch (Exception e) when (e is IOException or InvalidDataException)
-        {
-            throw new DatasetException($"{path}: cannot read ({e.Message}). The file is corrupt: download it again.", e);
-        }
+        catch (Exception e) when (e is IOException or InvalidDataException) { throw Unreadable(stream, path, e); }
     }
+
+    // .NET reports damaged deflate data as "unsupported compression method", which reads like a missing feature.
+    static DatasetException Unreadable(Stream stream, string path, Exception e) =>
+        stream is VerifiedGzipStream && e is InvalidDataException
+            ? new DatasetException($"{path}: corrupt gzip data (.NET: {e.Message}). Download the file again.", e)
+            : new DatasetException($"{path}: cannot read ({e.Message}). The file is corrupt: download it again.", e);
 
     static string Describe(int magic) => magic switch
     {

@@ -164,9 +164,26 @@ let errors =
                 expectContains m "train-labels-idx1-ubyte"
                 expectContains m "truncated")
         }
-        test "corrupt gzip stream" {
+        test "a gzip header with no data: truncated, with the fix" {
             withBrokenFile "t10k-labels-idx1-ubyte" [| 0x1fuy; 0x8buy; 8uy; 0uy; 1uy; 2uy; 3uy; 4uy; 5uy; 6uy |] (fun _ m ->
-                expectContains m "t10k-labels-idx1-ubyte")
+                expectContains m "t10k-labels-idx1-ubyte"
+                expectContains m "truncated"
+                expectContains m "Download the file again")
+        }
+        test "corrupt gzip data (a deflate block of the reserved type) is called corrupt, not an unsupported compression method" {
+            let broken = gzip (labelsBytes [| 1uy; 2uy; 3uy |])
+            broken[10] <- 0xFFuy // the first deflate block's header: final, type 11 (reserved: invalid)
+            withBrokenFile "t10k-labels-idx1-ubyte" broken (fun _ m ->
+                expectContains m "t10k-labels-idx1-ubyte"
+                expectContains m "corrupt gzip data"
+                expectContains m "Download the file again")
+        }
+        test "gzip data that decompresses to more than its header says: the gzip data or the header is named, with the fix" {
+            let bytes = imagesBytes 3
+            withBrokenFile "train-images-idx3-ubyte" (gzip (Array.append bytes [| 7uy; 7uy |])) (fun _ m ->
+                expectContains m "train-images-idx3-ubyte"
+                expectContains m "the gzip data or the header is corrupt"
+                expectContains m "Download the file again")
         }
         test "label count differs from image count" {
             withBrokenFile "train-labels-idx1-ubyte" (labelsBytes [| 1uy; 2uy |]) (fun _ m ->
