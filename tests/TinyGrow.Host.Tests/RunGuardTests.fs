@@ -95,6 +95,27 @@ let tests =
                     |> Async.AwaitTask |> Async.RunSynchronously
                 Expect.equal exit TinyGrow.Host.ExitCodes.DatasetError $"{train}/{test} samples: exit 3"
                 Expect.exists messages (fun m -> m.Contains "split has no samples") "the message says which split is empty"
+                let file = if train = 0 then "train-images-idx3-ubyte" else "t10k-images-idx3-ubyte"
+                Expect.exists messages (fun m -> m.Contains file) $"and names its files ({file})"
                 Expect.isFalse (Directory.Exists runs) "nothing written"
+        }
+        test "growth on one training sample: exit 2 when Dataset:TrainSamples cut it so, naming the key; nothing written" {
+            use data = new TempFolder()
+            let mnist = Directory.CreateDirectory(data.File "mnist").FullName
+            EndToEndTests.writeMnist mnist "train" 40 9
+            EndToEndTests.writeMnist mnist "t10k" 10 10
+            let _, catalogue = discover [ EndToEndTests.shippedPlugins ]
+            let runs = data.File "runs"
+            let settings =
+                settingsFrom [
+                    "Dataset:Name", "mnist"; "Dataset:Root", data.Path; "Dataset:TrainSamples", "1"; "Model:Layers:0:Kind", "dense"
+                    "Device", "cpu"; "Output:Directory", runs ]
+            let messages = Collections.Generic.List<string>()
+            let exit =
+                TinyGrow.Host.Commands.RunCommand(settings, catalogue, listening (fun _ m -> messages.Add m), TimeProvider.System).ExecuteAsync(Threading.CancellationToken.None)
+                |> Async.AwaitTask |> Async.RunSynchronously
+            Expect.equal exit TinyGrow.Host.ExitCodes.BadConfiguration "a configuration's doing: exit 2"
+            Expect.exists messages (fun m -> m.Contains "Dataset:TrainSamples=1") "names the key"
+            Expect.isFalse (Directory.Exists runs) "nothing written"
         }
     ]

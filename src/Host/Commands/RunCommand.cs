@@ -139,10 +139,10 @@ public sealed class RunCommand(TinyGrowSettings settings, PluginCatalogue catalo
 
         using (data)
         {
-            if (EmptySplit(data) is { } empty)
+            if (EmptySplit(data) is ({ } empty, var exitCode))
             {
                 Error(null, "Dataset '{Dataset}': {Error}", settings.Dataset.Name, empty);
-                return ExitCodes.DatasetError;
+                return exitCode;
             }
             // Shapes are known once the dataset is: a kernel larger than its map, pooling to nothing,
             // a flatten that does not fit are refused here, before the run folder exists.
@@ -313,15 +313,24 @@ public sealed class RunCommand(TinyGrowSettings settings, PluginCatalogue catalo
 
     // A split without samples gives an accuracy of NaN, or a run that "finishes" without training:
     // nothing such a run reports would mean anything.
-    string? EmptySplit(LoadedDataset data)
+    // The files are named when the provider reported them; a split cut to one sample by Dataset:TrainSamples is the
+    // configuration's doing (exit 2), one that holds one sample the dataset's (exit 3).
+    (string? Error, int ExitCode) EmptySplit(LoadedDataset data)
     {
         if (data.Train.Count == 0 || data.Test.Count == 0)
-            return $"the {(data.Train.Count == 0 ? "training" : "test")} split has no samples ({data.Train.Count} training, {data.Test.Count} test). " +
-                   "Check the dataset's files under Dataset:Root.";
+        {
+            var split = data.Train.Count == 0 ? "train" : "test";
+            var files = data.Sources.Where(f => f.Split == split).Select(f => f.Path).ToList();
+            return ($"the {(split == "train" ? "training" : "test")} split has no samples ({data.Train.Count} training, {data.Test.Count} test). " +
+                    (files.Count > 0 ? $"Check {string.Join(" and ", files)}." : "Check the dataset's files under Dataset:Root."), ExitCodes.DatasetError);
+        }
         if (!IsFixed && data.Train.Count < 2)
-            return $"growth needs at least 2 training samples (statistics and the γ search use disjoint ones); there is {data.Train.Count}. " +
-                   "Use a larger dataset, or --Growth:Strategy=none.";
-        return null;
+            return settings.Dataset.TrainSamples is > 0 and < 2
+                ? ($"growth needs at least 2 training samples (statistics and the γ search use disjoint ones); Dataset:TrainSamples={settings.Dataset.TrainSamples} leaves {data.Train.Count}. " +
+                   "Set Dataset:TrainSamples to 2 or more (0: all), or --Growth:Strategy=none.", ExitCodes.BadConfiguration)
+                : ($"growth needs at least 2 training samples (statistics and the γ search use disjoint ones); there is {data.Train.Count}. " +
+                   "Use a larger dataset, or --Growth:Strategy=none.", ExitCodes.DatasetError);
+        return (null, ExitCodes.Ok);
     }
 
     // The last line of metrics.jsonl of a run that stopped early says why and where; written only
