@@ -25,6 +25,20 @@ let listening onMessage =
         member _.AddProvider _ = ()
         member _.Dispose() = () }
 
+/// `run` on generated MNIST files (`train` and `test` samples) in a fresh folder with the shipped plugins and `settings`
+/// (Dataset and Output set here); `loggers` of a message-collecting `listening`. Returns the exit code and the runs folder.
+let private runOnMnist (data: TempFolder) (train: int) (test: int) (settings: (string * string) list) loggers (token: Threading.CancellationToken) =
+    let mnist = Directory.CreateDirectory(data.File "mnist").FullName
+    EndToEndTests.writeMnist mnist "train" train 9
+    EndToEndTests.writeMnist mnist "t10k" test 10
+    let _, catalogue = discover [ EndToEndTests.shippedPlugins ]
+    let runs = data.File "runs"
+    let settings = settingsFrom ([ "Dataset:Name", "mnist"; "Dataset:Root", data.Path; "Device", "cpu"; "Output:Directory", runs ] @ settings)
+    let exit =
+        TinyGrow.Host.Commands.RunCommand(settings, catalogue, loggers, TimeProvider.System).ExecuteAsync(token)
+        |> Async.AwaitTask |> Async.RunSynchronously
+    exit, runs
+
 let tests =
     testList "run guards" [
         test "a non-finite training loss stops the run at once, naming epoch, batch and the learning rate" {
@@ -51,23 +65,14 @@ let tests =
 
         test "an interrupted run ends its metrics.jsonl with an interrupted line (reason, epoch, batch) and exits 130" {
             use data = new TempFolder()
-            let mnist = Directory.CreateDirectory(data.File "mnist").FullName
-            EndToEndTests.writeMnist mnist "train" 40 7
-            EndToEndTests.writeMnist mnist "t10k" 10 8
-            let _, catalogue = discover [ EndToEndTests.shippedPlugins ]
-            let runs = data.File "runs"
-            let settings =
-                settingsFrom [
-                    "Dataset:Name", "mnist"; "Dataset:Root", data.Path
-                    "Model:Layers:0:Kind", "dense"; "Model:Layers:0:Width", "2"; "Model:Layers:0:MaxWidth", "2"
-                    "Growth:Strategy", "none"; "Training:Epochs", "50"; "Training:BatchSize", "20"
-                    "Device", "cpu"; "Output:Directory", runs; "Output:RunId", "stopped" ]
             // Ctrl-C, as the host's lifetime would signal it, right after the first epoch's log line.
             use stop = new Threading.CancellationTokenSource()
             let loggers = listening (fun _ m -> if m.StartsWith "epoch 1/" then stop.Cancel())
-            let exit =
-                TinyGrow.Host.Commands.RunCommand(settings, catalogue, loggers, TimeProvider.System).ExecuteAsync(stop.Token)
-                |> Async.AwaitTask |> Async.RunSynchronously
+            let exit, runs =
+                runOnMnist data 40 10
+                    [ "Model:Layers:0:Kind", "dense"; "Model:Layers:0:Width", "2"; "Model:Layers:0:MaxWidth", "2"
+                      "Growth:Strategy", "none"; "Training:Epochs", "50"; "Training:BatchSize", "20"; "Output:RunId", "stopped" ]
+                    loggers stop.Token
             Expect.equal exit TinyGrow.Host.ExitCodes.Cancelled "exit 130"
             let lines = File.ReadAllLines(Path.Combine(runs, "stopped.partial", "metrics.jsonl"))
             let last = JsonDocument.Parse(lines[lines.Length - 1]).RootElement
@@ -80,19 +85,10 @@ let tests =
         test "an empty split is a dataset error (exit 3) and nothing is written" {
             for train, test in [ 40, 0; 0, 10 ] do
                 use data = new TempFolder()
-                let mnist = Directory.CreateDirectory(data.File "mnist").FullName
-                EndToEndTests.writeMnist mnist "train" train 9
-                EndToEndTests.writeMnist mnist "t10k" test 10
-                let _, catalogue = discover [ EndToEndTests.shippedPlugins ]
-                let runs = data.File "runs"
-                let settings =
-                    settingsFrom [
-                        "Dataset:Name", "mnist"; "Dataset:Root", data.Path; "Model:Layers:0:Kind", "dense"
-                        "Growth:Strategy", "none"; "Device", "cpu"; "Output:Directory", runs ]
                 let messages = Collections.Generic.List<string>()
-                let exit =
-                    TinyGrow.Host.Commands.RunCommand(settings, catalogue, listening (fun _ m -> messages.Add m), TimeProvider.System).ExecuteAsync(Threading.CancellationToken.None)
-                    |> Async.AwaitTask |> Async.RunSynchronously
+                let exit, runs =
+                    runOnMnist data train test [ "Model:Layers:0:Kind", "dense"; "Growth:Strategy", "none" ]
+                               (listening (fun _ m -> messages.Add m)) Threading.CancellationToken.None
                 Expect.equal exit TinyGrow.Host.ExitCodes.DatasetError $"{train}/{test} samples: exit 3"
                 Expect.exists messages (fun m -> m.Contains "split has no samples") "the message says which split is empty"
                 let file = if train = 0 then "train-images-idx3-ubyte" else "t10k-images-idx3-ubyte"
@@ -101,19 +97,10 @@ let tests =
         }
         test "growth on one training sample: exit 2 when Dataset:TrainSamples cut it so, naming the key; nothing written" {
             use data = new TempFolder()
-            let mnist = Directory.CreateDirectory(data.File "mnist").FullName
-            EndToEndTests.writeMnist mnist "train" 40 9
-            EndToEndTests.writeMnist mnist "t10k" 10 10
-            let _, catalogue = discover [ EndToEndTests.shippedPlugins ]
-            let runs = data.File "runs"
-            let settings =
-                settingsFrom [
-                    "Dataset:Name", "mnist"; "Dataset:Root", data.Path; "Dataset:TrainSamples", "1"; "Model:Layers:0:Kind", "dense"
-                    "Device", "cpu"; "Output:Directory", runs ]
             let messages = Collections.Generic.List<string>()
-            let exit =
-                TinyGrow.Host.Commands.RunCommand(settings, catalogue, listening (fun _ m -> messages.Add m), TimeProvider.System).ExecuteAsync(Threading.CancellationToken.None)
-                |> Async.AwaitTask |> Async.RunSynchronously
+            let exit, runs =
+                runOnMnist data 40 10 [ "Dataset:TrainSamples", "1"; "Model:Layers:0:Kind", "dense" ]
+                           (listening (fun _ m -> messages.Add m)) Threading.CancellationToken.None
             Expect.equal exit TinyGrow.Host.ExitCodes.BadConfiguration "a configuration's doing: exit 2"
             Expect.exists messages (fun m -> m.Contains "Dataset:TrainSamples=1") "names the key"
             Expect.isFalse (Directory.Exists runs) "nothing written"
