@@ -122,7 +122,9 @@ let tests =
             Directory.CreateDirectory(Path.Combine(run, "tinygrow_model.py")) |> ignore
             use blocked = new StringWriter()
             Expect.equal (ExportCommand.Execute(run, out, blocked)) ExitCodes.BadConfiguration $"a folder in the way: exit 2 ({blocked})"
-            Expect.stringContains (blocked.ToString()) "tinygrow_model.py" "names the path"
+            Expect.stringContains (blocked.ToString()) "tinygrow_model.py is a folder" "names the path and what is wrong with it"
+            Expect.stringContains (blocked.ToString()) "Move it away" "and the fix"
+            Expect.isEmpty (Directory.GetFiles(run, ".export-probe-*")) "the write probe leaves nothing"
             Expect.isEmpty (Directory.GetFiles(run, "*.tmp")) "no temporary file left (model.pt.tmp and tinygrow_model.py.tmp were)"
             Directory.Delete(Path.Combine(run, "tinygrow_model.py"))
             // a damaged model.bin: exit 2 naming it, nothing written (it crashed the process before)

@@ -21,6 +21,21 @@ public static class ExportCommand
                 return ExitCodes.BadConfiguration;
             }
         }
+        // What the export writes goes beside the model: a folder in the way, or a folder it may not write in, is named
+        // with its fix here (the OS's own message says neither), before anything is read or written.
+        foreach (var file in new[] { "model.pt", "tinygrow_model.py" })
+        {
+            if (Directory.Exists(Path.Combine(runFolder, file)))
+            {
+                error.WriteLine($"tinygrow: export: {Path.Combine(runFolder, file)} is a folder, where the export writes a file. Move it away and export again.");
+                return ExitCodes.BadConfiguration;
+            }
+        }
+        if (NotWritable(runFolder) is { } why)
+        {
+            error.WriteLine($"tinygrow: export: cannot write in {runFolder} ({why}). Make it writable, or copy the run folder somewhere writable, and export again.");
+            return ExitCodes.BadConfiguration;
+        }
         try
         {
             if (ModelFile.read(runFolder).ModelBinSha256 is null)
@@ -40,5 +55,18 @@ public static class ExportCommand
         }
         output.WriteLine($"PyTorch export written: {Path.Combine(runFolder, "model.pt")}, {Path.Combine(runFolder, "tinygrow_model.py")} (with model.json: python3 {Path.Combine(runFolder, "tinygrow_model.py")} {runFolder})");
         return ExitCodes.Ok;
+    }
+
+    // Null when a file can be created (and is removed) in the folder; otherwise the OS's reason.
+    static string? NotWritable(string folder)
+    {
+        var probe = Path.Combine(folder, $".export-probe-{Guid.NewGuid():N}.tmp");
+        try
+        {
+            using (File.Create(probe)) { }
+            File.Delete(probe);
+            return null;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return e.Message.TrimEnd('.'); }
     }
 }
