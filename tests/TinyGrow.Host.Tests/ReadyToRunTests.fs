@@ -74,6 +74,13 @@ let private links (path: string) =
     if code <> 0 then failtest $"stat failed: {errors}"
     int (output.Trim())
 
+/// The script run on a fresh stand-in app with a dotnetStandIn that runs `whenImages` when it sees the images:
+/// the app and cache folders, and the script's exit code, output and errors.
+let private runWithImages (folder: TempFolder) (whenImages: string) =
+    let app, cache = standIn folder
+    let code, output, errors = runScript folder (dotnetStandIn folder whenImages) []
+    app, cache, code, output, errors
+
 /// Every file of the stand-in app is as built, the cache untouched, nothing left beside the app's files.
 let private expectAsBuilt (app: string) (cache: string) =
     Expect.equal (read app "TinyGrow.Core.dll") "IL of Core" "the app's own assembly is back as built"
@@ -88,8 +95,7 @@ let tests =
         test "replaces the app's assemblies by their images, by rename: the package cache's file behind a hard link keeps its content" {
             skipUnlessImagesAreMade ()
             use folder = new TempFolder()
-            let app, cache = standIn folder
-            let code, output, errors = runScript folder (dotnetStandIn folder ":") []
+            let app, cache, code, output, errors = runWithImages folder ":"
             Expect.equal code 0 $"exit code (stderr: {errors})"
             Expect.equal (calls folder) [| "IL of Core"; "image of Core" |] "the app started as built, then with its images"
             Expect.equal (read app "TinyGrow.Core.dll") "image of Core" "the app's own assembly is the image"
@@ -114,10 +120,8 @@ let tests =
         test "an app that does not start with its images gets every file back as built, and the build goes on" {
             skipUnlessImagesAreMade ()
             use folder = new TempFolder()
-            let app, cache = standIn folder
             // Aborts with the images only, as an app with an image of a stale or foreign publish does.
-            let dotnet = dotnetStandIn folder "echo 'Unhandled exception: a composite image is missing' >&2; exit 134"
-            let code, output, errors = runScript folder dotnet []
+            let app, cache, code, output, errors = runWithImages folder "echo 'Unhandled exception: a composite image is missing' >&2; exit 134"
             Expect.equal code 0 "the images are an optimisation: the build goes on"
             Expect.equal (calls folder) [| "IL of Core"; "image of Core" |] "the check ran with the images in place"
             Expect.stringContains errors "did not start" "a warning says why"
@@ -128,9 +132,8 @@ let tests =
         test "an app that refuses a plugin with its images that it serves as built gets every file back as built" {
             skipUnlessImagesAreMade ()
             use folder = new TempFolder()
-            let app, cache = standIn folder
-            let dotnet = dotnetStandIn folder "echo 'Refused:  plugins/Growth.Linear/Growth.Linear.dll: could not load TinyGrow.Core. Fix: rebuild'"
-            let code, _, errors = runScript folder dotnet []
+            let app, cache, code, _, errors =
+                runWithImages folder "echo 'Refused:  plugins/Growth.Linear/Growth.Linear.dll: could not load TinyGrow.Core. Fix: rebuild'"
             Expect.equal code 0 "the build goes on"
             Expect.stringContains errors "refuses plugins" "a warning says why"
             Expect.stringContains errors "Growth.Linear.dll" "naming the plugin"
