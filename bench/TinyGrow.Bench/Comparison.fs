@@ -39,7 +39,7 @@ let private epochsOf (dir: string) =
 let train (data: LoadedDataset) (strategy: IGrowthStrategy | null) (model: ModelOptions) (training: TrainingOptions) (growth: GrowthOptions) =
     let dir = Directory.CreateTempSubdirectory("tinygrow-bench-").FullName
     try
-        let engine = GrowthEngine (Kinds.blockKinds, Kinds.layerKinds, strategy, NullLogger.Instance)
+        use engine = new GrowthEngine (Kinds.blockKinds, Kinds.layerKinds, strategy, NullLogger.Instance)
         training.Threads <- 1
         let summary = engine.Run (data, model, training, growth, torch.CPU, dir, CancellationToken.None)
         { Summary = summary; Epochs = epochsOf dir }

@@ -93,7 +93,7 @@ let run (data: LoadedDataset) (epochs: int) (seeds: int list) =
     let once (mode: string) (seed: int) =
         let dir = Directory.CreateTempSubdirectory("tinygrow-conv-modes-").FullName
         try
-            let engine = GrowthEngine (Kinds.blockKinds, Kinds.layerKinds, TinyStrategy (), NullLogger.Instance)
+            use engine = new GrowthEngine (Kinds.blockKinds, Kinds.layerKinds, TinyStrategy (), NullLogger.Instance)
             let s = engine.Run (data, model mode, TrainingOptions (Epochs = epochs, BatchSize = 128, LearningRate = 0.05, Seed = int64 seed),
                                 growth (), torch.CPU, dir, Threading.CancellationToken.None)
             eprintfn "%s seed %d: %.4f %s %d params %.0f s (growth %.0f s)" mode seed s.TestAccuracy (String.Join ("/", s.Widths)) s.Parameters s.Seconds s.GrowthSeconds

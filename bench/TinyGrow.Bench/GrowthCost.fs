@@ -20,7 +20,7 @@ open TinyGrow.Bench.Measure
 type private Setting = { Name: string; Arguments: string list }
 
 /// What a finished run's `final` line says, and the seconds its log gives the input covariance on the growth path.
-type private Outcome = { Accuracy: float; Widths: int[]; Seconds: float; GrowthSeconds: float; InputCovarianceSeconds: float }
+type private Outcome = { Accuracy: float; Widths: int[]; Seconds: float; GrowthSeconds: float; InputCovarianceSeconds: float; AheadSeconds: float }
 
 /// The generated CIFAR-10 files of `signal` (the generator's class-pattern spread) under `root`, written when missing.
 let private generatedCifar (root: string) (signal: int) =
@@ -37,18 +37,26 @@ let private generatedCifar (root: string) (signal: int) =
                 failwith $"growth-cost: bench/scripts/generated-cifar10.py {root} {signal} failed (exit {p.ExitCode}); it needs /usr/bin/python3 with numpy (apt-get install python3-numpy)."
     root
 
-/// Seconds of the input covariance on the growth path, from the run's log ("Input covariance of junction …" lines,
-/// summed over junctions): computed, S2 + its factor + the copy for the background write + hashing the inputs; read
-/// from the cache, the read + hashing the inputs (the key). NaN when the log has no such line.
+/// Seconds of the input covariance on the growth path, and those of its computation ahead on a spare core (NaN:
+/// not computed ahead), from the run's log. Computed ahead (InputCovariancesAhead): what the first growth step
+/// waited for it, and the copy for the cache write (cold). Otherwise the "Input covariance of junction …" lines, summed over junctions: computed, S2 + its
+/// factor + the copy for the background write + hashing the inputs; read from the cache, the read + hashing the
+/// inputs (the key). NaN when the log has no such line.
 let private inputCovarianceSeconds (log: string) =
     let number (m: RegularExpressions.Match) (i: int) = float m.Groups[i].Value
-    let computed =
-        RegularExpressions.Regex.Matches (log, @"S2 on \d+ samples in ([\d.]+) s, whitening by .*? in ([\d.]+) s; .*?(?:copied for it in ([\d.]+) s; )?inputs hashed in ([\d.]+) s\)")
-        |> Seq.sumBy (fun m -> number m 1 + number m 2 + (if m.Groups[3].Success then number m 3 else 0.0) + number m 4)
-    let read =
-        RegularExpressions.Regex.Matches (log, @"read from the cache \S+ in ([\d.]+) s \(inputs hashed in ([\d.]+) s\)")
-        |> Seq.sumBy (fun m -> number m 1 + number m 2)
-    if log.Contains "Input covariance of junction" then computed + read else nan
+    let ahead = RegularExpressions.Regex.Match (log, @"Input covariances computed ahead on \d+ spare CPU thread\(s\) in ([\d.]+) s, .*?waited ([\d.]+) s")
+    if ahead.Success then
+        // The tensors copied for the cache write when the run takes them (cold) are on its path too.
+        let copies = RegularExpressions.Regex.Matches (log, @"computed ahead: S2 .*?copied for it in ([\d.]+) s") |> Seq.sumBy (fun m -> number m 1)
+        number ahead 2 + copies, number ahead 1
+    else
+        let computed =
+            RegularExpressions.Regex.Matches (log, @"S2 on \d+ samples in ([\d.]+) s, whitening by .*? in ([\d.]+) s; .*?(?:copied for it in ([\d.]+) s; )?inputs hashed in ([\d.]+) s\)")
+            |> Seq.sumBy (fun m -> number m 1 + number m 2 + (if m.Groups[3].Success then number m 3 else 0.0) + number m 4)
+        let read =
+            RegularExpressions.Regex.Matches (log, @"read from the cache \S+ in ([\d.]+) s \(inputs hashed in ([\d.]+) s\)")
+            |> Seq.sumBy (fun m -> number m 1 + number m 2)
+        (if log.Contains "Input covariance of junction" then computed + read else nan), nan
 
 /// The `final` line of a run folder's metrics.jsonl (read with the product's own reader, which checks its schema).
 let private finalOf (runFolder: string) =
@@ -62,7 +70,8 @@ let private finalOf (runFolder: string) =
           Widths = [| for w in r.GetProperty("widths").EnumerateArray () -> w.GetInt32 () |]
           Seconds = r.GetProperty("seconds").GetDouble ()
           GrowthSeconds = r.GetProperty("growth_seconds").GetDouble ()
-          InputCovarianceSeconds = nan }
+          InputCovarianceSeconds = nan
+          AheadSeconds = nan }
 
 /// Runs `tinygrow run` (the copy in `app`) once; its folder and log are kept under `runs` for inspection.
 let private runOnce (app: string) (runs: string) (id: string) (cache: string) (seed: int) (setting: Setting) =
@@ -86,7 +95,8 @@ let private runOnce (app: string) (runs: string) (id: string) (cache: string) (s
         let log = output.Result + errors.Result
         File.WriteAllText (Path.Combine (runs, id + ".log"), log)
         if p.ExitCode <> 0 then failwith $"growth-cost: run {id} failed (exit {p.ExitCode}); see {runs}/{id}.log."
-        { finalOf folder with InputCovarianceSeconds = inputCovarianceSeconds log }
+        let onPath, ahead = inputCovarianceSeconds log
+        { finalOf folder with InputCovarianceSeconds = onPath; AheadSeconds = ahead }
 
 let private share (o: Outcome) = 100.0 * o.GrowthSeconds / o.Seconds
 
@@ -103,8 +113,8 @@ let private table (settings: Setting list) (results: (int * Map<string * string,
     let seedList = String.Join (", ", seeds)
     line $"Measured by `make bench` on {Environment.MachineName}, {Environment.ProcessorCount} cores, one torch thread per run, shared with other jobs (load average {loadBefore} at the start, {Comparison.loadAverage ()} when this table was written); commit {Comparison.commit ()}; {now} UTC; seeds {seedList}, mean ± sample std over them."
     line ""
-    line "| run | cache | widths (per seed) | test accuracy % | run seconds | growth seconds | of which the input covariance | growth share (per seed) | share ≤ 5 % |"
-    line "|---|---|---|---|---|---|---|---|---|"
+    line "| run | cache | widths (per seed) | test accuracy % | run seconds | growth seconds | of which the input covariance | input covariance ahead, on a spare core | growth share (per seed) | share ≤ 5 % |"
+    line "|---|---|---|---|---|---|---|---|---|---|"
     for setting in settings do
         for cache in [ "cold"; "warm" ] do
             let runs = [ for _, r in results -> r[(setting.Name, cache)] ]
@@ -112,18 +122,20 @@ let private table (settings: Setting list) (results: (int * Map<string * string,
             let secs, secsSd = meanStd [ for o in runs -> o.Seconds ]
             let growth, growthSd = meanStd [ for o in runs -> o.GrowthSeconds ]
             let input, inputSd = meanStd [ for o in runs -> o.InputCovarianceSeconds ]
+            let ahead, aheadSd = meanStd [ for o in runs -> o.AheadSeconds ]
             let shares = [ for o in runs -> share o ]
             let sh, shSd = meanStd shares
             let widths = String.Join (", ", [ for o in runs -> String.Join ("/", o.Widths) ])
             let perSeed = String.Join (", ", [ for s in shares -> sprintf "%.1f" s ])
             let met = shares |> List.filter (fun s -> s <= 5.0) |> List.length
-            line (sprintf "| %s | %s | %s | %.2f ± %.2f | %.1f ± %.1f | %.2f ± %.2f | %.2f ± %.2f | %.1f ± %.1f %% (%s) | %d of %d |"
-                      setting.Name cache widths acc accSd secs secsSd growth growthSd input inputSd sh shSd perSeed met runs.Length)
+            let aheadText = if Double.IsNaN ahead then "—" else sprintf "%.2f ± %.2f" ahead aheadSd
+            line (sprintf "| %s | %s | %s | %.2f ± %.2f | %.1f ± %.1f | %.2f ± %.2f | %.2f ± %.2f | %s | %.1f ± %.1f %% (%s) | %d of %d |"
+                      setting.Name cache widths acc accSd secs secsSd growth growthSd input inputSd aheadText sh shSd perSeed met runs.Length)
     line ""
     if results.Length < planned then
         line $"**Partial: {results.Length} of the {planned} planned seeds** (the table is written after each seed)."
         line ""
-    line "Of which the input covariance: from each run's log, cold the S2, its factor, the copy for the background write and the hash of the inputs; warm the entry's read and the hash of the inputs (its key). A warm run's growth has no input-covariance term: it reads the entry (and hashes its inputs to find it) instead. Warm and cold runs of a seed grow the same network bit for bit (InputStatisticsCacheTests), so their accuracies are equal."
+    line "Of which the input covariance: from each run's log, what the first growth step waited for the input covariances computed ahead on a spare core from the moment the dataset was loaded (InputCovariancesAhead), and cold the copy for the cache write; without a spare core, cold the S2, its factor, the copy for the background write and the hash of the inputs, warm the entry's read and the hash of the inputs (its key). Input covariance ahead: the seconds of that computation on the spare core (cold: S2, factor, hash; warm: hash and read), not on the run's path and not in its growth seconds. A warm run's growth has no input-covariance term: it reads the entry (and hashes its inputs to find it) instead. Warm and cold runs of a seed, and runs that compute the covariances ahead or at the first step, grow the same network bit for bit (InputStatisticsCacheTests, InputCovariancesAheadTests), so their accuracies are equal."
     w.ToString ()
 
 /// Runs every setting cold then warm for each seed and writes the table into `results` after each seed.

@@ -49,7 +49,7 @@ let main argv =
         use data = loadFashion ()
         let dir = Path.Combine (Path.GetTempPath (), "tinygrow-smoke")
         Directory.CreateDirectory dir |> ignore
-        let engine = GrowthEngine (blockKinds, kinds, TinyStrategy (), NullLogger.Instance)
+        use engine = new GrowthEngine (blockKinds, kinds, TinyStrategy (), NullLogger.Instance)
         let s = engine.Run (data, model [ 1; 1 ] activation, TrainingOptions (Epochs = int epochs), GrowthOptions (RelativeThreshold = float threshold, StepsPerEpoch = int steps), torch.CPU, dir, Threading.CancellationToken.None)
         printfn "%A" s
         for l in File.ReadLines (Path.Combine (dir, "metrics.jsonl")) do
@@ -72,7 +72,7 @@ let main argv =
         use data = loadFashion ()
         let run (strategy: IGrowthStrategy | null) (widths: int list) =
             let dir = Directory.CreateTempSubdirectory("tinygrow-compare-").FullName
-            let engine = GrowthEngine (blockKinds, kinds, strategy, NullLogger.Instance)
+            use engine = new GrowthEngine (blockKinds, kinds, strategy, NullLogger.Instance)
             let growth = GrowthOptions ()
             let summary = engine.Run (data, model widths activation, TrainingOptions (Epochs = epochs), growth, torch.CPU, dir, Threading.CancellationToken.None)
             summary, dir

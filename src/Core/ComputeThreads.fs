@@ -23,8 +23,21 @@ let choose (requested: int) (onCpu: bool) (denseOnly: bool) (libtorchDefault: in
     elif onCpu && denseOnly then 1, "auto: a network of dense layers on the CPU"
     else libtorchDefault, (if onCpu then "auto: libtorch's default, one per core" else "auto: libtorch's default (the GPU does the work)")
 
+/// The thread count a run of `net` uses on `device`, with the reason (see `choose`).
+let forRun (training: TrainingOptions) (device: torch.Device) (net: Network) : int * string =
+    choose training.Threads (device.``type`` = DeviceType.CPU) (denseOnly net) libtorchDefault.Value
+
+/// Sets the intra-op threads of the calling thread's torch operations. libtorch keeps them per thread (OpenMP's
+/// and MKL's settings are the thread's) but also stores the last value set by any thread, which a thread takes
+/// at its first parallel operation, overwriting what it had set before: the read in between makes that happen
+/// now, so that another thread setting its own count later (InputCovariancesAhead) leaves this one's alone.
+let setForThisThread (threads: int) =
+    torch.set_num_threads threads
+    torch.get_num_threads () |> ignore
+    torch.set_num_threads threads
+
 /// Sets the intra-op threads of the calling thread's torch operations for this run; returns what it chose and why.
 let apply (training: TrainingOptions) (device: torch.Device) (net: Network) : int * string =
-    let threads, why = choose training.Threads (device.``type`` = DeviceType.CPU) (denseOnly net) libtorchDefault.Value
-    torch.set_num_threads threads
+    let threads, why = forRun training device net
+    setForThisThread threads
     threads, why

@@ -34,6 +34,8 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
     let mutable observer: IRunProgress = ProgressLog logger
     // The input statistics cache's folder (InputStatisticsCache); null: none, computed every run.
     let mutable cacheFolder: string | null = null
+    // The input covariances being computed ahead for the next Run (StartInputCovariances), until it takes them.
+    let mutable ahead: InputCovariancesAhead option = None
 
     let makeOptimizer (training: TrainingOptions) (net: Network) : IOptimizer =
         match training.Optimizer with
@@ -138,6 +140,17 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
         with get () : string | null = cacheFolder
         and set (value: string | null) = cacheFolder <- value
 
+    /// Starts computing the input covariances of the run about to start on `data` (not a resume) on a core its
+    /// training leaves idle (InputCovariancesAhead: nothing starts on a GPU, on a machine without a spare
+    /// core, or for a fixed network). Call once the dataset is loaded, before `Run` with the same `data` and
+    /// `growth`, which then takes them; disposing the engine ends a computation no run took. Set
+    /// InputStatisticsCache first.
+    member _.StartInputCovariances (data: LoadedDataset, model: ModelOptions, training: TrainingOptions, growth: GrowthOptions, device: torch.Device) =
+        ahead |> Option.iter (fun a -> (a :> IDisposable).Dispose ())
+        ahead <- None
+        if growing && growth.StepsPerEpoch > 0 && growth.UntilEpoch >= 1 then
+            ahead <- InputCovariancesAhead.TryStart (logger, cacheFolder, blockKinds, layerKinds, model, training, growth, data, device, Environment.ProcessorCount)
+
     /// The last batch trained, for the report of a run that stops early.
     member _.Progress = progress
 
@@ -177,6 +190,18 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
         ) : RunSummary =
         stopping <- cancellation
         let clock = Stopwatch.StartNew ()
+        // The input covariances computed ahead for this run (StartInputCovariances), if they are for it.
+        let computedAhead =
+            match ahead with
+            | Some a when a.IsFor (data, growth) && not resume -> Some a
+            | other ->
+                other |> Option.iter (fun a -> (a :> IDisposable).Dispose ())
+                None
+        ahead <- None
+        // Disposed here if the run fails before RunInputCovariances owns it.
+        let mutable aheadOwned = false
+        use _ = { new IDisposable with
+                    member _.Dispose () = if not aheadOwned then computedAhead |> Option.iter (fun a -> (a :> IDisposable).Dispose ()) }
         let defaultGenerator = torch.manual_seed training.Seed
         use generator = new torch.Generator (uint64 training.Seed)
         // Augmentation draws from its own generator, so that switching it on or off leaves the
@@ -205,7 +230,8 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
         use log = new RunLog (Path.Combine (runDirectory, "metrics.jsonl"), state.MetricsBytes)
         // The input covariances, computed at the first growth step (and again by a resumed run: they are not
         // checkpointed); any cache entries still being written are waited for when the run ends.
-        use inputCovariances = new RunInputCovariances (logger, cacheFolder, net, growth, data)
+        use inputCovariances = new RunInputCovariances (logger, cacheFolder, net, growth, data, computedAhead, cancellation)
+        aheadOwned <- true
         let whitenings = inputCovariances.Whitenings
         let board = TensorBoardLog runDirectory
         board.GrowthSteps <- state.GrowthSteps
@@ -268,7 +294,9 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
         /// Opens the window of the junctions still to grow in the step: all of them for "best" (one grows) and
         /// with shared statistics, else the next one alone.
         let openWindow (pending: int list) =
-            let givenS2 j : torch.Tensor | null = match whitenings.Value.TryGetValue j with | true, c -> c.S2 | _ -> null
+            // Read when the window is complete: the training batches it sums meanwhile overlap a computation ahead.
+            let givenS2 j : Lazy<torch.Tensor> | null =
+                if inputCovariances.ReadsInput j then lazy whitenings.Value[j].S2 else null
             let summed = if growth.Selection = "best" || growth.SharedStatistics then pending else [ List.head pending ]
             window <- Some (new TrainingStatistics.Window (summed, TrainingStatistics.windowBatches growth.StatisticsSamples training.BatchSize,
                                                            training.BatchSize, StatisticsPass.significanceGroups growth, growth.RowsPerDimension, givenS2,
@@ -431,3 +459,9 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
             [ "test_accuracy", box summary.TestAccuracy; "parameters", box summary.Parameters; "widths", box summary.Widths
               "seconds", box summary.Seconds; "growth_seconds", box summary.GrowthSeconds ] @ setBy)
         summary
+
+    interface IDisposable with
+        /// Ends a computation of input covariances ahead that no run took (StartInputCovariances).
+        member _.Dispose () =
+            ahead |> Option.iter (fun a -> (a :> IDisposable).Dispose ())
+            ahead <- None

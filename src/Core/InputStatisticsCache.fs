@@ -47,6 +47,8 @@ type Outcome =
     | Writing of file: string * copySeconds: float * writing: Threading.Tasks.Task<float>
     /// No cache folder, or one that could not be written: computed and not kept.
     | NotKept of why: string
+    /// Computed and not written yet (getOrCompute with `store` = Later): `store` writes it into `folder`.
+    | Unstored of folder: string
 
 /// The tensor detached, contiguous and on the CPU (float32 or float64), whose `bytes` are its values: the
 /// caller disposes it. No copy when it is all that already.
@@ -225,13 +227,66 @@ let read (folder: string) (key: Key) : Result<InputWhitening.InputCovariance opt
         | :? IOException | :? UnauthorizedAccessException | :? InvalidDataException | :? ArgumentException as e ->
             Error $"unreadable ({e.Message})"
 
+/// How getOrCompute keeps what it computed: written in the caller's time (Now), by a thread of its own once
+/// its tensors are copied (Background: the run waits for it when it ends, not when it grows; the entry's
+/// hash and file take 0.3–0.8 s for CIFAR-10-shaped inputs), or not yet (Later: Unstored, for `store`,
+/// when the run that wants it is not yet sure to start: InputCovariancesAhead).
+type Store =
+    | Now
+    | Background
+    | Later
+
+/// Writes `c`, computed for `key`, into `folder` as `how` says (Now or Background; Later leaves it
+/// Unstored). A folder that cannot be written is reported through `warn` and the result used without
+/// being kept.
+let store (folder: string) (key: Key) (c: InputWhitening.InputCovariance) (warn: string -> unit) (how: Store) : Outcome =
+    let path = entryPath folder key
+    let clock = Diagnostics.Stopwatch.StartNew ()
+    let notWritable (e: exn) =
+        $"The input statistics cache folder {folder} cannot be written ({e.Message}): the input covariance is used for this run and not kept. Set Output:CacheDirectory to a writable folder, or to \"off\"."
+    try
+        match how with
+        | Later -> Unstored folder
+        | Background ->
+            // A copy of the tensors (one memcpy each; serialising them into the entry's bytes took 0.2–0.4 s
+            // for CIFAR-10's 82 MB), owned by the write, outside the caller's dispose scope.
+            let s2 = c.S2.detach().clone().DetachFromDisposeScope ()
+            let w = c.Whitening.detach().clone().DetachFromDisposeScope ()
+            let copy = { c with S2 = s2; Whitening = w }
+            // On a thread of its own (LongRunning), not the thread pool's: a blocking write held one of the
+            // pool's few threads (as many as cores), so the strategy call of the first growth step
+            // (ProposalCheck.proposeWithin, a pool task) waited for the pool to add a thread, about 0.5 s
+            // (measured on CIFAR-10-shaped inputs: the first solve 0.47–0.56 s against 0.025 s without the write).
+            let writing =
+                Threading.Tasks.Task.Factory.StartNew ((fun () ->
+                    let writeClock = Diagnostics.Stopwatch.StartNew ()
+                    try
+                        try
+                            writeFile folder key copy
+                            writeClock.Elapsed.TotalSeconds
+                        with e ->
+                            warn (notWritable e)
+                            nan
+                    finally
+                        s2.Dispose ()
+                        w.Dispose ()), Threading.Tasks.TaskCreationOptions.LongRunning)
+            Writing (path, clock.Elapsed.TotalSeconds, writing)
+        | Now ->
+            write folder key c
+            Computed (path, clock.Elapsed.TotalSeconds)
+    with
+    | :? IOException | :? UnauthorizedAccessException as e ->
+        warn (notWritable e)
+        NotKept e.Message
+    // Tensors too large for one entry (over 2 GB): used for this run, not kept.
+    | :? ArgumentException | :? OverflowException as e ->
+        warn $"The input covariance could not be written to the input statistics cache {path} ({e.Message}): it is used for this run and not kept."
+        NotKept e.Message
+
 /// Junction j's InputCovariance on (x, y) from the cache in `folder` (null or empty: no cache), else
-/// computed by `compute` and written there: in the caller's time, or with `background` on a thread of its
-/// own once its tensors are copied (Writing: the run waits for it when it ends, not when it grows; the
-/// entry's hash and file take 0.3–0.8 s for CIFAR-10-shaped inputs). A damaged or mismatched entry is reported through `warn`,
-/// recomputed and rewritten; a folder that cannot be written is reported through `warn` and the result
-/// used without being kept. The tensors come back in the dtype and on the device of x.
-let getOrCompute (folder: string | null) (key: Key) (x: torch.Tensor) (warn: string -> unit) (background: bool)
+/// computed by `compute` and kept there as `how` says (`store`). A damaged or mismatched entry is reported
+/// through `warn`, recomputed and rewritten. The tensors come back in the dtype and on the device of x.
+let getOrCompute (folder: string | null) (key: Key) (x: torch.Tensor) (warn: string -> unit) (how: Store)
                  (compute: unit -> InputWhitening.InputCovariance) : InputWhitening.InputCovariance * Outcome =
     match folder with
     | null
@@ -256,42 +311,4 @@ let getOrCompute (folder: string | null) (key: Key) (x: torch.Tensor) (warn: str
             { c with S2 = onDevice c.S2; Whitening = onDevice c.Whitening }, Hit (path, clock.Elapsed.TotalSeconds)
         | None ->
             let c = compute ()
-            clock.Restart ()
-            let notWritable (e: exn) =
-                $"The input statistics cache folder {folder} cannot be written ({e.Message}): the input covariance is used for this run and not kept. Set Output:CacheDirectory to a writable folder, or to \"off\"."
-            try
-                if background then
-                    // A copy of the tensors (one memcpy each; serialising them into the entry's bytes took 0.2–0.4 s
-                    // for CIFAR-10's 82 MB), owned by the write, outside the caller's dispose scope.
-                    let s2 = c.S2.detach().clone().DetachFromDisposeScope ()
-                    let w = c.Whitening.detach().clone().DetachFromDisposeScope ()
-                    let copy = { c with S2 = s2; Whitening = w }
-                    // On a thread of its own (LongRunning), not the thread pool's: a blocking write held one of the
-                    // pool's few threads (as many as cores), so the strategy call of the first growth step
-                    // (ProposalCheck.proposeWithin, a pool task) waited for the pool to add a thread, about 0.5 s
-                    // (measured on CIFAR-10-shaped inputs: the first solve 0.47–0.56 s against 0.025 s without the write).
-                    let writing =
-                        Threading.Tasks.Task.Factory.StartNew ((fun () ->
-                            let writeClock = Diagnostics.Stopwatch.StartNew ()
-                            try
-                                try
-                                    writeFile folder key copy
-                                    writeClock.Elapsed.TotalSeconds
-                                with e ->
-                                    warn (notWritable e)
-                                    nan
-                            finally
-                                s2.Dispose ()
-                                w.Dispose ()), Threading.Tasks.TaskCreationOptions.LongRunning)
-                    c, Writing (path, clock.Elapsed.TotalSeconds, writing)
-                else
-                    write folder key c
-                    c, Computed (path, clock.Elapsed.TotalSeconds)
-            with
-            | :? IOException | :? UnauthorizedAccessException as e ->
-                warn (notWritable e)
-                c, NotKept e.Message
-            // Tensors too large for one entry (over 2 GB): used for this run, not kept.
-            | :? ArgumentException | :? OverflowException as e ->
-                warn $"The input covariance could not be written to the input statistics cache {path} ({e.Message}): it is used for this run and not kept."
-                c, NotKept e.Message
+            c, store folder key c warn how

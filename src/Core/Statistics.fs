@@ -61,10 +61,11 @@ let positionPatchBudget = 64L * 1024L * 1024L
 /// `givenS2` (D2×D2, float64, already divided by its own samples; null: none) is an S2 known ahead,
 /// e.g. the input covariance kept for the whole run (DESIGN §4.5): Σ b̃ b̃ᵀ, the largest product of a
 /// junction whose A reads the network's input (D2² per row against D2·D1), is then not formed and
-/// Finish hands over an alias of `givenS2`. With groups, the per-group S2 are kept as rows
+/// Finish hands over an alias of `givenS2`, which is read only then (a window over training batches
+/// sums while the input covariance is still being computed ahead: InputCovariancesAhead). With groups, the per-group S2 are kept as rows
 /// (JunctionStatistics.GroupRows), so they need no product either, until the rows outgrow
 /// `groupRowsLimit`; from then on each batch's product is formed for the group sums only.
-type JunctionAccumulator(groups: int, givenS2: torch.Tensor | null) =
+type JunctionAccumulator(groups: int, givenS2: Lazy<torch.Tensor> | null) =
     let mutable sums: Sums option = None
     let skipS2 = not (isNull givenS2)
     // The row sample (JunctionStatistics.RowSample): (b, b̃, g) rows kept as they come, and the
@@ -107,8 +108,11 @@ type JunctionAccumulator(groups: int, givenS2: torch.Tensor | null) =
         sampleKept <- 0L
         patchElements <- 0L
 
-    new() = JunctionAccumulator (0, null)
-    new(groups: int) = JunctionAccumulator (groups, null)
+    new() = JunctionAccumulator (0, (null: Lazy<torch.Tensor> | null))
+    new(groups: int) = JunctionAccumulator (groups, (null: Lazy<torch.Tensor> | null))
+    /// With an S2 known now (null: none).
+    new(groups: int, givenS2: torch.Tensor | null) =
+        JunctionAccumulator (groups, (match givenS2 with | null -> null | g -> Lazy<torch.Tensor>.CreateFromValue g))
 
     /// Whether Add forms Σ b̃ b̃ᵀ (false: S2 is the given one).
     member _.FormsS2 = not skipS2
@@ -284,7 +288,7 @@ type JunctionAccumulator(groups: int, givenS2: torch.Tensor | null) =
                 | None -> null
             let s2 =
                 match givenS2 with
-                | NonNull g when skipS2 -> s.S2.Dispose (); g.alias ()
+                | NonNull g when skipS2 -> s.S2.Dispose (); g.Value.alias ()
                 | _ -> div s.S2
             let rowSample : JunctionRows | null =
                 if sampleKept = 0L then null

@@ -17,8 +17,9 @@ open TinyGrow.Abstractions
 let windowBatches (samples: int) (batchSize: int) = max 1 ((samples + batchSize - 1) / batchSize)
 
 /// Sums the statistics of `junctions` over the next `batches` training batches of `batchSize`.
-/// `givenS2 j`: an S2 of junction j known ahead (see Statistics.JunctionAccumulator), or null.
-type Window(junctions: int list, batches: int, batchSize: int, groups: int, rowsPerDimension: int, givenS2: int -> torch.Tensor | null) =
+/// `givenS2 j`: an S2 of junction j known ahead, read when the window is complete (see
+/// Statistics.JunctionAccumulator), or null.
+type Window(junctions: int list, batches: int, batchSize: int, groups: int, rowsPerDimension: int, givenS2: int -> Lazy<torch.Tensor> | null) =
     let accumulators = junctions |> List.map (fun j -> j, Statistics.JunctionAccumulator (groups, givenS2 j)) |> Map.ofList
     let mutable collected = 0
     let mutable finished = false

@@ -73,7 +73,7 @@ let tests =
         test "a growing run writes epoch, growth and final events with their fields, and the model" {
             use data = teacherDataset ()
             withRunFolder (fun dir ->
-                let engine = GrowthEngine (blockKinds, kinds, tiny, NullLogger.Instance)
+                use engine = new GrowthEngine (blockKinds, kinds, tiny, NullLogger.Instance)
                 let summary = engine.Run (data, model [ 1; 1 ], training, growth, torch.CPU, dir, CancellationToken.None)
                 let lines = events dir
                 let epochs = lines |> Array.filter (fun e -> eventName e = "epoch")
@@ -166,7 +166,7 @@ let tests =
                 let mutable lines = 0
                 withRunFolder (fun dir ->
                     let twoEpochs = TrainingOptions (Epochs = 2, BatchSize = 50, LearningRate = 0.05)
-                    let summary = GrowthEngine(blockKinds, kinds, tiny, NullLogger.Instance).Run (data, model [ 1; 1 ], twoEpochs, never, torch.CPU, dir, CancellationToken.None)
+                    let summary = (new GrowthEngine(blockKinds, kinds, tiny, NullLogger.Instance)).Run (data, model [ 1; 1 ], twoEpochs, never, torch.CPU, dir, CancellationToken.None)
                     Expect.equal summary.Widths [| 1; 1 |] "nothing significant: nothing added"
                     let growths = events dir |> Array.filter (fun e -> eventName e = "growth")
                     Expect.isTrue (growths |> Array.forall (fun e -> e.GetProperty("added").GetInt32 () = 0)) "every growth line adds nothing"
@@ -185,7 +185,7 @@ let tests =
             let grows = GrowthOptions (StepsPerEpoch = 2, UntilEpoch = 2, StatisticsSamples = 400, GammaSearchSamples = 300, NeuronsPerStep = 4, StatisticsFrom = "pass",
                                        StopAfterEmptySteps = 1)
             withRunFolder (fun dir ->
-                GrowthEngine(blockKinds, kinds, tiny, NullLogger.Instance).Run (data, model [ 1; 1 ], training, grows, torch.CPU, dir, CancellationToken.None) |> ignore
+                (new GrowthEngine(blockKinds, kinds, tiny, NullLogger.Instance)).Run (data, model [ 1; 1 ], training, grows, torch.CPU, dir, CancellationToken.None) |> ignore
                 let growths = events dir |> Array.filter (fun e -> eventName e = "growth")
                 Expect.isGreaterThan growths.Length 2 "steps that add neurons do not count toward the stop")
         }
@@ -201,7 +201,7 @@ let tests =
                     member _.Grown (step, junction, added, widths) = heard.Add $"grown {step} {junction} {added} {String.Join ('/', widths)}"
                     member _.Epoch (epoch, epochs, _, _, widths) = heard.Add $"epoch {epoch}/{epochs} {String.Join ('/', widths)}" }
             withRunFolder (fun dir ->
-                let engine = GrowthEngine (blockKinds, kinds, tiny, NullLogger.Instance, Observer = observer)
+                use engine = new GrowthEngine (blockKinds, kinds, tiny, NullLogger.Instance, Observer = observer)
                 let summary = engine.Run (data, model [ 1; 1 ], training, growth, torch.CPU, dir, CancellationToken.None)
                 let lines = events dir
                 let named (prefix: string) = heard |> Seq.filter (fun h -> h.StartsWith (prefix + " ")) |> List.ofSeq
@@ -226,7 +226,7 @@ let tests =
         test "with no strategy the widths stay fixed and no growth line is written" {
             use data = teacherDataset ()
             withRunFolder (fun dir ->
-                let engine = GrowthEngine (blockKinds, kinds, null, NullLogger.Instance)
+                use engine = new GrowthEngine (blockKinds, kinds, null, NullLogger.Instance)
                 let summary = engine.Run (data, model [ 4; 3 ], training, growth, torch.CPU, dir, CancellationToken.None)
                 Expect.equal summary.Widths [| 4; 3 |] "fixed widths"
                 Expect.isEmpty (events dir |> Array.filter (fun e -> eventName e = "growth")) "no growth lines")
@@ -241,7 +241,7 @@ let tests =
                 withRunFolder (fun dir ->
                     // 250 γ-search samples: distinct from the test split's 300.
                     let growth = GrowthOptions (StepsPerEpoch = 2, UntilEpoch = 2, StatisticsSamples = 400, GammaSearchSamples = 250, NeuronsPerStep = 4, StatisticsFrom = "pass")
-                    GrowthEngine(blockKinds, kinds, tiny, NullLogger.Instance).Run (data, model [ 1; 1 ], training, growth, torch.CPU, dir, CancellationToken.None) |> ignore)
+                    (new GrowthEngine(blockKinds, kinds, tiny, NullLogger.Instance)).Run (data, model [ 1; 1 ], training, growth, torch.CPU, dir, CancellationToken.None) |> ignore)
                 pipeline
             let first = run ()
             // 1200 samples in batches of 50, 3 epochs.
@@ -259,7 +259,7 @@ let tests =
             withRunFolder (fun dir ->
                 use cts = new CancellationTokenSource ()
                 cts.Cancel ()
-                let engine = GrowthEngine (blockKinds, kinds, tiny, NullLogger.Instance)
+                use engine = new GrowthEngine (blockKinds, kinds, tiny, NullLogger.Instance)
                 Expect.throwsT<OperationCanceledException>
                     (fun () -> engine.Run (data, model [ 1; 1 ], training, growth, torch.CPU, dir, cts.Token) |> ignore)
                     "cancelled")
@@ -289,7 +289,7 @@ let tests =
             try
                 for requested, expected in [ 2, 2; 0, 1 ] do
                     withRunFolder (fun dir ->
-                        let engine = GrowthEngine (blockKinds, kinds, null, NullLogger.Instance)
+                        use engine = new GrowthEngine (blockKinds, kinds, null, NullLogger.Instance)
                         engine.Run (data, model [ 2; 2 ], TrainingOptions (Epochs = 1, BatchSize = 50, Threads = requested), growth, torch.CPU, dir, CancellationToken.None) |> ignore
                         Expect.equal (torch.get_num_threads ()) expected $"Threads = {requested}")
             finally torch.set_num_threads before

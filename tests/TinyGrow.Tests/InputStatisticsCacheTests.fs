@@ -56,12 +56,12 @@ let tests =
             use cold = InputWhitening.inputCovariance net 0 options null x y
             withFolder (fun folder ->
                 let key = InputStatisticsCache.keyOf net 0 options x
-                let written, first = InputStatisticsCache.getOrCompute folder key x (fun w -> failtest w) false (fun () -> InputWhitening.inputCovariance net 0 options null x y)
+                let written, first = InputStatisticsCache.getOrCompute folder key x (fun w -> failtest w) InputStatisticsCache.Now (fun () -> InputWhitening.inputCovariance net 0 options null x y)
                 use _ = written
                 match first with
                 | InputStatisticsCache.Computed (file, _) -> Expect.equal file (InputStatisticsCache.entryPath folder key) "written under its key's hash"
                 | other -> failtest $"an empty cache computes and writes ({other})"
-                let hit, second = InputStatisticsCache.getOrCompute folder key x (fun w -> failtest w) false notComputed
+                let hit, second = InputStatisticsCache.getOrCompute folder key x (fun w -> failtest w) InputStatisticsCache.Now notComputed
                 use hit = hit
                 match second with
                 | InputStatisticsCache.Hit _ -> ()
@@ -147,7 +147,7 @@ let tests =
                     let warnings = ResizeArray<string> ()
                     let mutable computed = 0
                     let c, outcome =
-                        InputStatisticsCache.getOrCompute folder key x warnings.Add false (fun () ->
+                        InputStatisticsCache.getOrCompute folder key x warnings.Add InputStatisticsCache.Now (fun () ->
                             computed <- computed + 1
                             InputWhitening.inputCovariance net 0 options null x y)
                     use _ = c
@@ -210,7 +210,7 @@ let tests =
                 let logger = RecordingLogger ()
                 let dir = Directory.CreateTempSubdirectory("tinygrow-input-cache-run-").FullName
                 try
-                    let engine = GrowthEngine (mlpBlockKinds, denseKinds, tiny, logger, InputStatisticsCache = folder)
+                    use engine = new GrowthEngine (mlpBlockKinds, denseKinds, tiny, logger, InputStatisticsCache = folder)
                     engine.Run (data, model, training seed, g, torch.CPU, dir, CancellationToken.None) |> ignore
                     let lines = growthLines dir
                     let inputLines = logger.Messages LogLevel.Information |> List.filter (fun m -> m.StartsWith "Input covariance of junction 0")
@@ -266,7 +266,7 @@ let tests =
             use cold = InputWhitening.inputCovariance net 0 options null x y
             withFolder (fun folder ->
                 let key = InputStatisticsCache.keyOf net 0 options x
-                let c, outcome = InputStatisticsCache.getOrCompute folder key x (fun w -> failtest w) true (fun () -> InputWhitening.inputCovariance net 0 options null x y)
+                let c, outcome = InputStatisticsCache.getOrCompute folder key x (fun w -> failtest w) InputStatisticsCache.Background (fun () -> InputWhitening.inputCovariance net 0 options null x y)
                 match outcome with
                 | InputStatisticsCache.Writing (file, _, writing) ->
                     Expect.equal file (InputStatisticsCache.entryPath folder key) "under its key's hash"
@@ -277,14 +277,14 @@ let tests =
                     (c :> IDisposable).Dispose ()
                     Expect.isGreaterThanOrEqual writing.Result 0.0 "the write reports its seconds"
                 | other -> failtest $"an empty cache computes and writes in the background ({other})"
-                let hit, again = InputStatisticsCache.getOrCompute folder key x (fun w -> failtest w) true notComputed
+                let hit, again = InputStatisticsCache.getOrCompute folder key x (fun w -> failtest w) InputStatisticsCache.Background notComputed
                 use hit = hit
                 Expect.isTrue (match again with InputStatisticsCache.Hit _ -> true | _ -> false) $"then a hit ({again})"
                 Expect.isTrue (identical hit.S2 cold.S2 && identical hit.Whitening cold.Whitening) "S2 and W bit for bit"
                 let file = Path.Combine (folder, "a-file")
                 File.WriteAllText (file, "not a folder")
                 let warnings = Collections.Concurrent.ConcurrentQueue<string> ()
-                let c, outcome = InputStatisticsCache.getOrCompute (Path.Combine (file, "cache")) key x warnings.Enqueue true (fun () -> InputWhitening.inputCovariance net 0 options null x y)
+                let c, outcome = InputStatisticsCache.getOrCompute (Path.Combine (file, "cache")) key x warnings.Enqueue InputStatisticsCache.Background (fun () -> InputWhitening.inputCovariance net 0 options null x y)
                 use _ = c
                 match outcome with
                 | InputStatisticsCache.Writing (_, _, writing) -> Expect.isTrue (Double.IsNaN writing.Result) "a failed write reports NaN seconds"
@@ -302,7 +302,7 @@ let tests =
                 File.WriteAllText (file, "not a folder")
                 let warnings = ResizeArray<string> ()
                 let key = InputStatisticsCache.keyOf net 0 options x
-                let c, outcome = InputStatisticsCache.getOrCompute (Path.Combine (file, "cache")) key x warnings.Add false (fun () -> InputWhitening.inputCovariance net 0 options null x y)
+                let c, outcome = InputStatisticsCache.getOrCompute (Path.Combine (file, "cache")) key x warnings.Add InputStatisticsCache.Now (fun () -> InputWhitening.inputCovariance net 0 options null x y)
                 use _ = c
                 Expect.isTrue (match outcome with InputStatisticsCache.NotKept _ -> true | _ -> false) $"not kept ({outcome})"
                 Expect.equal warnings.Count 1 "one warning"

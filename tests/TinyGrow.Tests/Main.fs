@@ -10,6 +10,7 @@ let all =
         WhiteningTests.tests
         RandomizedFactorTests.tests
         InputStatisticsCacheTests.tests
+        InputCovariancesAheadTests.tests
         GrowthTests.tests
         OptimizerTests.tests
         GrowthRunTests.tests

@@ -202,13 +202,13 @@ let private stoppedInsideTheFirstWindow (growth: unit -> GrowthOptions) (check: 
                 member _.Growing (_, _) = ()
                 member _.Grown (_, _, _, _) = ()
                 member _.Epoch (_, _, _, _, _) = () }
-        let first = GrowthEngine (blockKinds, kinds, tiny, NullLogger.Instance, Observer = observer)
+        use first = new GrowthEngine (blockKinds, kinds, tiny, NullLogger.Instance, Observer = observer)
         let checkpointing = CheckpointOptions (OnStop = true)
         Expect.throwsT<OperationCanceledException> (fun () ->
             first.Run (data, model, training, growth (), torch.CPU, dir, checkpointing, false, cts.Token) |> ignore) "stopped"
         Expect.isTrue first.CheckpointedOnStop "checkpointed on stop"
         Expect.isEmpty (growthLines dir) "nothing grown before the stop"
-        let second = GrowthEngine (blockKinds, kinds, tiny, NullLogger.Instance)
+        use second = new GrowthEngine (blockKinds, kinds, tiny, NullLogger.Instance)
         let summary = second.Run (data, model, training, growth (), torch.CPU, dir, checkpointing, true, CancellationToken.None)
         check (growthLines dir) summary)
 
@@ -223,7 +223,7 @@ let private engineTests =
                 growth.SignificanceTest <- "signflip"
                 withRunFolder (fun dir ->
                     let oneEpoch = TrainingOptions (Epochs = 1, BatchSize = 50, LearningRate = 0.05)
-                    GrowthEngine(blockKinds, kinds, tiny, logger).Run (data, model, oneEpoch, growth, torch.CPU, dir, CancellationToken.None) |> ignore)
+                    (new GrowthEngine(blockKinds, kinds, tiny, logger)).Run (data, model, oneEpoch, growth, torch.CPU, dir, CancellationToken.None) |> ignore)
                 logger.Messages Microsoft.Extensions.Logging.LogLevel.Warning
             match warnings "training" with
             | [ w ] -> Expect.stringContains w "Growth:StatisticsFrom=pass" "names the fix"
@@ -236,7 +236,7 @@ let private engineTests =
             let pipeline = CountingPipeline ()
             let data = new LoadedDataset (plain.Name, plain.Train, plain.Test, plain.InputShape, plain.Classes, pipeline)
             withRunFolder (fun dir ->
-                let summary = GrowthEngine(blockKinds, kinds, tiny, NullLogger.Instance).Run (data, model, training, fromTraining (), torch.CPU, dir, CancellationToken.None)
+                let summary = (new GrowthEngine(blockKinds, kinds, tiny, NullLogger.Instance)).Run (data, model, training, fromTraining (), torch.CPU, dir, CancellationToken.None)
                 let lines = growthLines dir
                 Expect.equal lines.Length 8 "4 steps × 2 junctions, each from its own window"
                 Expect.equal [ for e in lines -> field e "step", field e "junction" ] [ for s in 0 .. 3 do for j in 0 .. 1 -> s, j ] "steps in order, junctions in order"
@@ -257,7 +257,7 @@ let private engineTests =
             // Three hidden layers: junctions 0 and 2 share no layer, junction 1 shares one with each.
             let threeLayers = ModelOptions (Layers = ResizeArray [ spec 1 32 "tanh" true; spec 1 32 "tanh" true; spec 1 32 "tanh" true ])
             withRunFolder (fun dir ->
-                GrowthEngine(blockKinds, kinds, tiny, NullLogger.Instance).Run (data, threeLayers, training, growth, torch.CPU, dir, CancellationToken.None) |> ignore
+                (new GrowthEngine(blockKinds, kinds, tiny, NullLogger.Instance)).Run (data, threeLayers, training, growth, torch.CPU, dir, CancellationToken.None) |> ignore
                 let lines = growthLines dir
                 let seconds (e: JsonElement) = e.GetProperty("statistics_seconds").GetDouble ()
                 let steps = lines |> Array.groupBy (fun e -> field e "step")
@@ -285,7 +285,7 @@ let private engineTests =
             let growth = fromTraining ()
             growth.StatisticsSamples <- 500
             withRunFolder (fun dir ->
-                GrowthEngine(blockKinds, kinds, tiny, NullLogger.Instance).Run (data, model, training, growth, torch.CPU, dir, CancellationToken.None) |> ignore
+                (new GrowthEngine(blockKinds, kinds, tiny, NullLogger.Instance)).Run (data, model, training, growth, torch.CPU, dir, CancellationToken.None) |> ignore
                 let steps = growthLines dir |> Array.map (fun e -> field e "step") |> Array.distinct
                 Expect.equal steps [| 0; 1; 2; 3 |] "the 4 scheduled steps")
         }

@@ -153,6 +153,15 @@ public sealed class RunCommand(TinyGrowSettings settings, PluginCatalogue catalo
                     Error(null, "{Problem}", problem);
                 return ExitCodes.BadConfiguration;
             }
+            // A null strategy means a fixed network (Growth:Strategy = none).
+            IGrowthStrategy? strategy = IsFixed ? null : catalogue.GetStrategy(settings.Growth.Strategy);
+            using var engine = new GrowthEngine(catalogue.BlockKinds, catalogue.LayerKinds, strategy, loggers.CreateLogger("TinyGrow.Engine"));
+            if (progress is not null) engine.Observer = progress;
+            engine.InputStatisticsCache = settings.Output.ResolvedCacheDirectory();
+            // The input covariances depend on the data alone: a spare core computes them while the run is set up
+            // (the default run grows at its first batch). Disposing the engine ends them if the run does not start.
+            if (resumeFolder is null)
+                engine.StartInputCovariances(data, settings.Model, settings.Training, settings.Growth, device);
             // Before the model is built and before the folder is claimed: a run that cannot fit at
             // its largest widths is refused now, naming the keys that drive it.
             if (MemoryRefusal(data, device) is { } refusal)
@@ -207,11 +216,6 @@ public sealed class RunCommand(TinyGrowSettings settings, PluginCatalogue catalo
             _log.LogInformation("{Verb} {RunId}: {Dataset} ({Train} train, {Test} test samples; {Pipeline}) on {Device}, strategy {Strategy}, writing to {Folder}",
                 resumeFolder is null ? "Run" : "Resuming run", runId, data.Name, data.Train.Count, data.Test.Count, data.Pipeline, RunConfigFile.DeviceName(device), settings.Growth.Strategy, partial);
 
-            // A null strategy means a fixed network (Growth:Strategy = none).
-            IGrowthStrategy? strategy = IsFixed ? null : catalogue.GetStrategy(settings.Growth.Strategy);
-            var engine = new GrowthEngine(catalogue.BlockKinds, catalogue.LayerKinds, strategy, loggers.CreateLogger("TinyGrow.Engine"));
-            if (progress is not null) engine.Observer = progress;
-            engine.InputStatisticsCache = settings.Output.ResolvedCacheDirectory();
             // On a thread of its own (LongRunning): the run blocks for its whole length, and on the thread pool
             // it held one of its few threads (as many as cores), so the engine's own short tasks (a strategy
             // call, the input statistics cache write) could wait about 0.5 s for the pool to add one.
