@@ -56,6 +56,7 @@ let computeOn (logger: ILogger) (cacheFolder: string | null) (store: InputStatis
             outcomes.Add ((j, key, outcome))
     with _ ->
         for c in cache.Values do (c :> IDisposable).Dispose ()
+        for _, _, outcome in outcomes do InputStatisticsCache.discard outcome
         reraise ()
     { Covariances = cache; Outcomes = List.ofSeq outcomes }
 

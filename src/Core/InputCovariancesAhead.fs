@@ -101,4 +101,5 @@ type InputCovariancesAhead private (task: Task<ComputedAhead>, stop: Cancellatio
             (try task.Wait () with _ -> ())
             if not taken && task.Status = TaskStatus.RanToCompletion then
                 for c in task.Result.Computed.Covariances.Values do (c :> IDisposable).Dispose ()
+                for _, _, outcome in task.Result.Computed.Outcomes do InputStatisticsCache.discard outcome
             stop.Dispose ()

@@ -47,8 +47,9 @@ type Outcome =
     | Writing of file: string * copySeconds: float * writing: Threading.Tasks.Task<float>
     /// No cache folder, or one that could not be written: computed and not kept.
     | NotKept of why: string
-    /// Computed and not written yet (getOrCompute with `store` = Later): `store` writes it into `folder`.
-    | Unstored of folder: string
+    /// Computed and not written yet (getOrCompute with `store` = Later), its tensors already copied for the write
+    /// (`copy`, owned by this outcome until `writeCopy` takes it or `discard` disposes it).
+    | Unstored of folder: string * copy: InputWhitening.InputCovariance
 
 /// The tensor detached, contiguous and on the CPU (float32 or float64), whose `bytes` are its values: the
 /// caller disposes it. No copy when it is all that already.
@@ -229,54 +230,65 @@ let read (folder: string) (key: Key) : Result<InputWhitening.InputCovariance opt
 
 /// How getOrCompute keeps what it computed: written in the caller's time (Now), by a thread of its own once
 /// its tensors are copied (Background: the run waits for it when it ends, not when it grows; the entry's
-/// hash and file take 0.3–0.8 s for CIFAR-10-shaped inputs), or not yet (Later: Unstored, for `store`,
-/// when the run that wants it is not yet sure to start: InputCovariancesAhead).
+/// hash and file take 0.3–0.8 s for CIFAR-10-shaped inputs), or copied for a write not started yet (Later:
+/// Unstored, for `writeCopy`, when the run that wants it is not yet sure to start: InputCovariancesAhead).
 type Store =
     | Now
     | Background
     | Later
 
-/// Writes `c`, computed for `key`, into `folder` as `how` says (Now or Background; Later leaves it
-/// Unstored). A folder that cannot be written is reported through `warn` and the result used without
-/// being kept.
+let private notWritable (folder: string) (e: exn) =
+    $"The input statistics cache folder {folder} cannot be written ({e.Message}): the input covariance is used for this run and not kept. Set Output:CacheDirectory to a writable folder, or to \"off\"."
+
+/// A copy of c's tensors for a write (one memcpy each; serialising them into the entry's bytes took 0.2–0.4 s
+/// for CIFAR-10's 82 MB), outside the caller's dispose scope: the run's tensors stay its own.
+let private copyForWrite (c: InputWhitening.InputCovariance) : InputWhitening.InputCovariance =
+    let s2 = c.S2.detach().clone().DetachFromDisposeScope ()
+    let w = c.Whitening.detach().clone().DetachFromDisposeScope ()
+    { c with S2 = s2; Whitening = w }
+
+/// Writes `copy` (copyForWrite; disposed once written) for `key` into `folder` on a thread of its own: Writing.
+/// `copySeconds`: what copying it took. A failed write is reported through `warn`, and its result is NaN.
+let writeCopy (folder: string) (key: Key) (copy: InputWhitening.InputCovariance) (warn: string -> unit) (copySeconds: float) : Outcome =
+    // On a thread of its own (LongRunning), not the thread pool's: a blocking write held one of the
+    // pool's few threads (as many as cores), so the strategy call of the first growth step
+    // (ProposalCheck.proposeWithin, a pool task) waited for the pool to add a thread, about 0.5 s
+    // (measured on CIFAR-10-shaped inputs: the first solve 0.47–0.56 s against 0.025 s without the write).
+    let writing =
+        Threading.Tasks.Task.Factory.StartNew ((fun () ->
+            let writeClock = Diagnostics.Stopwatch.StartNew ()
+            try
+                try
+                    writeFile folder key copy
+                    writeClock.Elapsed.TotalSeconds
+                with e ->
+                    warn (notWritable folder e)
+                    nan
+            finally
+                (copy :> IDisposable).Dispose ()), Threading.Tasks.TaskCreationOptions.LongRunning)
+    Writing (entryPath folder key, copySeconds, writing)
+
+/// Disposes what an outcome holds that no write took (Unstored's copy).
+let discard (outcome: Outcome) =
+    match outcome with
+    | Unstored (_, copy) -> (copy :> IDisposable).Dispose ()
+    | _ -> ()
+
+/// Writes `c`, computed for `key`, into `folder` as `how` says. A folder that cannot be written is reported
+/// through `warn` and the result used without being kept.
 let store (folder: string) (key: Key) (c: InputWhitening.InputCovariance) (warn: string -> unit) (how: Store) : Outcome =
     let path = entryPath folder key
     let clock = Diagnostics.Stopwatch.StartNew ()
-    let notWritable (e: exn) =
-        $"The input statistics cache folder {folder} cannot be written ({e.Message}): the input covariance is used for this run and not kept. Set Output:CacheDirectory to a writable folder, or to \"off\"."
     try
         match how with
-        | Later -> Unstored folder
-        | Background ->
-            // A copy of the tensors (one memcpy each; serialising them into the entry's bytes took 0.2–0.4 s
-            // for CIFAR-10's 82 MB), owned by the write, outside the caller's dispose scope.
-            let s2 = c.S2.detach().clone().DetachFromDisposeScope ()
-            let w = c.Whitening.detach().clone().DetachFromDisposeScope ()
-            let copy = { c with S2 = s2; Whitening = w }
-            // On a thread of its own (LongRunning), not the thread pool's: a blocking write held one of the
-            // pool's few threads (as many as cores), so the strategy call of the first growth step
-            // (ProposalCheck.proposeWithin, a pool task) waited for the pool to add a thread, about 0.5 s
-            // (measured on CIFAR-10-shaped inputs: the first solve 0.47–0.56 s against 0.025 s without the write).
-            let writing =
-                Threading.Tasks.Task.Factory.StartNew ((fun () ->
-                    let writeClock = Diagnostics.Stopwatch.StartNew ()
-                    try
-                        try
-                            writeFile folder key copy
-                            writeClock.Elapsed.TotalSeconds
-                        with e ->
-                            warn (notWritable e)
-                            nan
-                    finally
-                        s2.Dispose ()
-                        w.Dispose ()), Threading.Tasks.TaskCreationOptions.LongRunning)
-            Writing (path, clock.Elapsed.TotalSeconds, writing)
+        | Later -> Unstored (folder, copyForWrite c)
+        | Background -> writeCopy folder key (copyForWrite c) warn clock.Elapsed.TotalSeconds
         | Now ->
             write folder key c
             Computed (path, clock.Elapsed.TotalSeconds)
     with
     | :? IOException | :? UnauthorizedAccessException as e ->
-        warn (notWritable e)
+        warn (notWritable folder e)
         NotKept e.Message
     // Tensors too large for one entry (over 2 GB): used for this run, not kept.
     | :? ArgumentException | :? OverflowException as e ->

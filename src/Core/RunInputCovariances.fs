@@ -34,7 +34,7 @@ type RunInputCovariances(logger: ILogger, cacheFolder: string | null, net: Netwo
                 // Computed ahead, before the run was sure to start (its folder claimed): kept in the cache now.
                 let outcome =
                     match outcome with
-                    | InputStatisticsCache.Unstored folder -> InputStatisticsCache.store folder key c warn InputStatisticsCache.Background
+                    | InputStatisticsCache.Unstored (folder, copy) -> InputStatisticsCache.writeCopy folder key copy warn 0.0
                     | other -> other
                 match outcome with
                 | InputStatisticsCache.Hit (file, seconds) ->
@@ -47,10 +47,10 @@ type RunInputCovariances(logger: ILogger, cacheFolder: string | null, net: Netwo
                     pendingWrites.Add (file, writing)
                     logger.LogInformation ("Input covariance of junction {Junction} (kept for the run): {How}S2 on {Samples} samples in {Statistics:f2} s, whitening by {Path} in {Factor:f2} s; being written to the cache {File} in the background (copied for it in {Copy:f2} s; inputs hashed in {Hash:f2} s)",
                                            j, how, c.Samples, c.StatisticsSeconds, c.Path, c.FactorSeconds, file, seconds, key.Seconds)
-                | InputStatisticsCache.NotKept why
-                | InputStatisticsCache.Unstored why ->
+                | InputStatisticsCache.NotKept why ->
                     logger.LogInformation ("Input covariance of junction {Junction} (kept for the run): {How}S2 on {Samples} samples in {Statistics:f2} s, whitening by {Path} in {Factor:f2} s; not cached ({Why})",
                                            j, how, c.Samples, c.StatisticsSeconds, c.Path, c.FactorSeconds, why)
+                | InputStatisticsCache.Unstored _ -> invalidOp "an entry computed ahead is written when taken (above)"
             computed.Covariances)
 
     // The junctions whose A reads the network's input (the keys of Whitenings), from a probe of two random
