@@ -84,7 +84,8 @@ let private runOnce (app: string) (runs: string) (id: string) (cache: string) (s
     for key in [ for k in Environment.GetEnvironmentVariables().Keys -> string k ] do
         if key.StartsWith "TINYGROW_" then info.Environment.Remove key |> ignore
     let folder = Path.Combine (runs, id)
-    if Directory.Exists folder then Directory.Delete (folder, true)
+    // A bench stopped half way leaves the run's .partial folder, which the next run of the id would refuse.
+    for f in [ folder; folder + ".partial" ] do if Directory.Exists f then Directory.Delete (f, true)
     match Process.Start info with
     | null -> failwith "growth-cost: could not start dotnet."
     | p ->
