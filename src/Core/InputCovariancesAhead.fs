@@ -41,15 +41,17 @@ type InputCovariancesAhead private (task: Task<ComputedAhead>, stop: Cancellatio
                 // The run itself builds it and reports what is wrong.
                 logger.LogDebug ("Input covariances not computed ahead: the network could not be built ({Error})", e.Message)
                 None
-        let start (probe: Network) (threads: int) (trainingThreads: int) =
-            let x, y =
-                try
-                    use scope = torch.NewDisposeScope ()
-                    let x, y = InputCovariances.samples growth data
-                    x.DetachFromDisposeScope (), y.DetachFromDisposeScope ()
-                with _ ->
-                    (probe :> IDisposable).Dispose ()
-                    reraise ()
+        let samples (probe: Network) =
+            try
+                use scope = torch.NewDisposeScope ()
+                let x, y = InputCovariances.samples growth data
+                Some (x.DetachFromDisposeScope (), y.DetachFromDisposeScope ())
+            with e when not (e :? OutOfMemoryException) ->
+                // The run draws them again at its first growth step and reports what is wrong there.
+                (probe :> IDisposable).Dispose ()
+                logger.LogDebug ("Input covariances not computed ahead: their samples could not be drawn ({Error})", e.Message)
+                None
+        let start (probe: Network) (x: torch.Tensor, y: torch.Tensor) (threads: int) (trainingThreads: int) =
             let stop = new CancellationTokenSource ()
             let compute () =
                 use probe = probe
@@ -77,7 +79,7 @@ type InputCovariancesAhead private (task: Task<ComputedAhead>, stop: Cancellatio
                     (probe :> IDisposable).Dispose ()
                     logger.LogDebug ("Input covariances not computed ahead: training takes {Threads} of the {Cores} cores", trainingThreads, cores)
                     None
-                else Some (start probe spare trainingThreads)
+                else samples probe |> Option.map (fun xy -> start probe xy spare trainingThreads)
 
     /// Whether this computation is for a run on `data` with `growth` (the same objects it was started with).
     member _.IsFor (runData: LoadedDataset, runGrowth: GrowthOptions) =
