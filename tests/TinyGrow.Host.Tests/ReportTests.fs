@@ -66,6 +66,26 @@ let tests =
             Expect.isEmpty (Directory.GetFiles(path, "*.tmp")) "no temporary file left"
         }
 
+        test "a report that cannot write its last file replaces none: the files of the report before stay as they were" {
+            use folder = new TempFolder()
+            let path = runFolder folder sampleMetrics
+            let code, err = report path
+            Expect.equal code ExitCodes.Ok $"a first report ({err})"
+            let before = [ for f in RunReport.Markdown :: List.ofSeq RunReport.Figures -> f, (if File.Exists (folder.File f) then File.ReadAllBytes (folder.File f) else [||]) ]
+            // More epochs, so that every file of a new report differs; then a folder where the last figure goes.
+            File.AppendAllText(folder.File "metrics.jsonl", "{\"event\":\"epoch\",\"epoch\":3,\"train_loss\":0.5,\"test_loss\":0.5,\"test_accuracy\":0.85,\"parameters\":13000,\"widths\":[16,8],\"seconds\":7.5}\n")
+            let last = folder.File (Seq.last RunReport.Figures)
+            File.Delete last
+            Directory.CreateDirectory last |> ignore
+            let code, err = report path
+            Expect.equal code ExitCodes.BadConfiguration $"exit 2 ({err})"
+            Expect.stringContains err (Seq.last RunReport.Figures) "names the file in the way"
+            for name, bytes in before do
+                if name <> Seq.last RunReport.Figures then
+                    Expect.equal (File.ReadAllBytes (folder.File name)) bytes $"{name} is the first report's"
+            Expect.isEmpty (Directory.GetFiles(path, "*.tmp")) "no temporary file left"
+        }
+
         test "the figures decode as PNGs of the stated size and report.md shows them with the final numbers" {
             use folder = new TempFolder()
             let code, err = report (runFolder folder sampleMetrics)

@@ -20,19 +20,47 @@ public static class RunReport
     /// <summary>The report file.</summary>
     public const string Markdown = "report.md";
 
-    /// <summary>Writes the figures and report.md into <paramref name="runFolder"/>; returns the
-    /// warnings of reading its metrics.jsonl.</summary>
+    /// <summary>Writes the figures and report.md into <paramref name="runFolder"/>, all or none of them
+    /// (a report of figures from two versions of metrics.jsonl would mislead); returns the warnings of
+    /// reading its metrics.jsonl.</summary>
     /// <exception cref="ReportException">metrics.jsonl is missing or corrupt (nothing is written).</exception>
+    /// <exception cref="IOException">A file cannot be written (nothing is replaced).</exception>
     public static IReadOnlyList<string> Write(string runFolder)
     {
         var metrics = RunMetrics.Read(Path.Combine(runFolder, "metrics.jsonl"));
         var growthTimes = metrics.GrowthTimes();
-        Save(LossAccuracy(metrics, growthTimes), Path.Combine(runFolder, Figures[0]));
-        Save(Widths(metrics, growthTimes), Path.Combine(runFolder, Figures[1]));
-        Save(Bottleneck(metrics, growthTimes), Path.Combine(runFolder, Figures[2]));
-        Save(AccuracyParameters(metrics), Path.Combine(runFolder, Figures[3]));
-        WriteAtomically(Path.Combine(runFolder, Markdown), path => File.WriteAllText(path, Text(runFolder, metrics)));
+        WriteAllOrNone(
+        [
+            (Path.Combine(runFolder, Figures[0]), path => LossAccuracy(metrics, growthTimes).SavePng(path, Width, Height)),
+            (Path.Combine(runFolder, Figures[1]), path => Widths(metrics, growthTimes).SavePng(path, Width, Height)),
+            (Path.Combine(runFolder, Figures[2]), path => Bottleneck(metrics, growthTimes).SavePng(path, Width, Height)),
+            (Path.Combine(runFolder, Figures[3]), path => AccuracyParameters(metrics).SavePng(path, Width, Height)),
+            (Path.Combine(runFolder, Markdown), path => File.WriteAllText(path, Text(runFolder, metrics))),
+        ]);
         return metrics.Warnings;
+    }
+
+    /// <summary>Writes each file to a temporary file beside it, and only once all are written renames them
+    /// over their names: a file that cannot be written (a folder in its place, a full disk) leaves every
+    /// file of the folder as it was.</summary>
+    static void WriteAllOrNone(IReadOnlyList<(string Path, Action<string> Write)> files)
+    {
+        var temporaries = files.Select(f => $"{f.Path}.{Environment.ProcessId}.tmp").ToArray();
+        try
+        {
+            foreach (var (path, _) in files)
+                if (Directory.Exists(path))
+                    throw new IOException($"{path} is a folder, where the report writes a file. Move it away");
+            for (var i = 0; i < files.Count; i++)
+                files[i].Write(temporaries[i]);
+            for (var i = 0; i < files.Count; i++)
+                File.Move(temporaries[i], files[i].Path, overwrite: true);
+        }
+        finally
+        {
+            foreach (var temporary in temporaries)
+                if (File.Exists(temporary)) File.Delete(temporary);
+        }
     }
 
     /// <summary>One picture of a grown run: the width of every growable layer over training (left axis) and
@@ -50,23 +78,7 @@ public static class RunReport
         accuracy.LegendText = "test accuracy (%)";
         accuracy.Axes.YAxis = plot.Axes.Right;
         plot.Axes.Right.Label.Text = "test accuracy (%)";
-        Save(plot, path);
-    }
-
-    static void Save(Plot plot, string path) => WriteAtomically(path, temporary => plot.SavePng(temporary, Width, Height));
-
-    static void WriteAtomically(string path, Action<string> write)
-    {
-        var temporary = $"{path}.{Environment.ProcessId}.tmp";
-        try
-        {
-            write(temporary);
-            File.Move(temporary, path, overwrite: true);
-        }
-        finally
-        {
-            if (File.Exists(temporary)) File.Delete(temporary);
-        }
+        WriteAllOrNone([(path, temporary => plot.SavePng(temporary, Width, Height))]);
     }
 
     static Plot NewPlot(string title, string xLabel, string yLabel)
