@@ -70,12 +70,27 @@ public sealed class MnistDatasetProvider(DatasetDownloader downloader) : IDatase
         }
     }
 
+    /// <summary>Reads one file; a raw file that cannot be read while its .gz sits beside it (the locator reads
+    /// the raw one first) is named with that fix, not used in place of it silently.</summary>
+    static T Read<T>(string path, Func<string, T> read)
+    {
+        try
+        {
+            return read(path);
+        }
+        catch (DatasetException e) when (!path.EndsWith(".gz", StringComparison.Ordinal) && File.Exists(path + ".gz"))
+        {
+            throw new DatasetException(
+                $"{e.Message} {Path.GetFileName(path)}.gz is beside it, and a raw file is read before its .gz: delete {path} to read the .gz, or decompress the .gz over it.", e);
+        }
+    }
+
     static DataSplit LoadSplit(MnistVariant variant, string imagesPath, string labelsPath, torch.Device device)
     {
-        var images = IdxReader.ReadImages(imagesPath);
+        var images = Read(imagesPath, IdxReader.ReadImages);
         if (images.Rows != MnistVariant.Side || images.Columns != MnistVariant.Side)
             throw new DatasetException($"{imagesPath}: images are {images.Rows}×{images.Columns}, expected {MnistVariant.Side}×{MnistVariant.Side}: this is not an {variant.Name} file.");
-        var labels = IdxReader.ReadLabels(labelsPath, MnistVariant.Classes);
+        var labels = Read(labelsPath, path => IdxReader.ReadLabels(path, MnistVariant.Classes));
         if (labels.Length != images.Count)
             throw new DatasetException($"{labelsPath}: {labels.Length} labels for {images.Count} images in {imagesPath}: the files do not belong together (re-download both).");
 

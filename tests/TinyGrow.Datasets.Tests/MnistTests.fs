@@ -152,6 +152,18 @@ let errors =
                 expectContains m "expected 1568 bytes"
                 expectContains m "found 1468")
         }
+        test "a raw file that cannot be read beside its .gz: both named, with the fix" {
+            let bytes = imagesBytes 2
+            withBrokenFile "t10k-images-idx3-ubyte" bytes[.. bytes.Length - 101] (fun root m ->
+                File.WriteAllBytes (Path.Combine (root, "mnist", "t10k-images-idx3-ubyte.gz"), gzip bytes)
+                let m = loadError (provider []) "mnist" root
+                expectContains m "truncated"
+                expectContains m "t10k-images-idx3-ubyte.gz is beside it"
+                expectContains m "delete "
+                // Without the .gz beside it, the message is the reader's alone.
+                File.Delete (Path.Combine (root, "mnist", "t10k-images-idx3-ubyte.gz"))
+                Expect.isFalse ((loadError (provider []) "mnist" root).Contains ".gz is beside it") "no .gz: no mention of one")
+        }
         test "truncated gzip data" {
             let bytes = imagesBytes 3
             withBrokenFile "train-images-idx3-ubyte" (gzip bytes[.. bytes.Length - 11]) (fun _ m ->
