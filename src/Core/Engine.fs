@@ -142,8 +142,8 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
 
     /// Starts computing the input covariances of the run about to start on `data` (not a resume) on a core its
     /// training leaves idle (InputCovariancesAhead: nothing starts on a GPU, on a machine without a spare
-    /// core, or for a fixed network). Call once the dataset is loaded, before `Run` with the same `data` and
-    /// `growth`, which then takes them; disposing the engine ends a computation no run took. Set
+    /// core, or for a fixed network). Call once the dataset is loaded, before `Run` with the same `data`,
+    /// `model` and `growth`, which then takes them; disposing the engine ends a computation no run took. Set
     /// InputStatisticsCache first.
     member _.StartInputCovariances (data: LoadedDataset, model: ModelOptions, training: TrainingOptions, growth: GrowthOptions, device: torch.Device) =
         ahead |> Option.iter (fun a -> (a :> IDisposable).Dispose ())
@@ -193,7 +193,7 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
         // The input covariances computed ahead for this run (StartInputCovariances), if they are for it.
         let computedAhead =
             match ahead with
-            | Some a when a.IsFor (data, growth) && not resume -> Some a
+            | Some a when a.IsFor (data, model, growth) && not resume -> Some a
             | other ->
                 other |> Option.iter (fun a -> (a :> IDisposable).Dispose ())
                 None

@@ -22,7 +22,7 @@ type ComputedAhead = { Computed: InputCovariances.Computed; Seconds: float; Thre
 /// Started by `TryStart`; the run takes the result with `Take` (waiting for it if need be). Disposing
 /// waits for the computation to end (it is asked to stop before its next junction) and disposes a result
 /// nobody took.
-type InputCovariancesAhead private (task: Task<ComputedAhead>, stop: CancellationTokenSource, data: LoadedDataset, growth: GrowthOptions) =
+type InputCovariancesAhead private (task: Task<ComputedAhead>, stop: CancellationTokenSource, data: LoadedDataset, model: ModelOptions, growth: GrowthOptions) =
     let mutable taken = false
 
     /// Starts computing the input covariances of a run of `model` on `data` on another thread, or None
@@ -67,7 +67,7 @@ type InputCovariancesAhead private (task: Task<ComputedAhead>, stop: Cancellatio
                 finally torch.set_num_threads trainingThreads
             // Its own thread (LongRunning): the thread pool has as few threads as cores.
             let task = Task.Factory.StartNew (compute, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default)
-            new InputCovariancesAhead (task, stop, data, growth)
+            new InputCovariancesAhead (task, stop, data, model, growth)
         if device.``type`` <> DeviceType.CPU then None
         else
             match buildProbe () with
@@ -81,9 +81,10 @@ type InputCovariancesAhead private (task: Task<ComputedAhead>, stop: Cancellatio
                     None
                 else samples probe |> Option.map (fun xy -> start probe xy spare trainingThreads)
 
-    /// Whether this computation is for a run on `data` with `growth` (the same objects it was started with).
-    member _.IsFor (runData: LoadedDataset, runGrowth: GrowthOptions) =
-        obj.ReferenceEquals (runData, data) && obj.ReferenceEquals (runGrowth, growth)
+    /// Whether this computation is for a run of `runModel` on `runData` with `runGrowth` (the same objects it
+    /// was started with: another model may read its input through other junctions).
+    member _.IsFor (runData: LoadedDataset, runModel: ModelOptions, runGrowth: GrowthOptions) =
+        obj.ReferenceEquals (runData, data) && obj.ReferenceEquals (runModel, model) && obj.ReferenceEquals (runGrowth, growth)
 
     /// The result (the caller owns its covariances) and the seconds waited for it; its failure rethrown as it
     /// was thrown. Waiting stops when `cancellation` is cancelled (OperationCanceledException).

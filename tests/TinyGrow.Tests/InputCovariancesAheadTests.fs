@@ -24,19 +24,21 @@ let private growth () =
 let private entries (folder: string) = Directory.GetFiles (folder, "input-*.bin")
 
 /// A run of one epoch: every line of metrics.jsonl without its seconds, the model file's bytes, the log's
-/// information lines. `ahead`: StartInputCovariances before Run (with `startWith`'s growth options).
-let private run (data: LoadedDataset) (cache: string | null) (ahead: bool) (g: GrowthOptions) (startWith: GrowthOptions) =
+/// information lines. `ahead`: StartInputCovariances before Run (with `startModel` and `startWith`'s growth options).
+let private runStartedFor (startModel: ModelOptions) (data: LoadedDataset) (cache: string | null) (ahead: bool) (g: GrowthOptions) (startWith: GrowthOptions) =
     let logger = RecordingLogger ()
     let dir = Directory.CreateTempSubdirectory("tinygrow-ahead-run-").FullName
     try
         use engine = new GrowthEngine (mlpBlockKinds, denseKinds, tiny, logger, InputStatisticsCache = cache)
-        if ahead then engine.StartInputCovariances (data, model, training, startWith, torch.CPU)
+        if ahead then engine.StartInputCovariances (data, startModel, training, startWith, torch.CPU)
         engine.Run (data, model, training, g, torch.CPU, dir, CancellationToken.None) |> ignore
         let lines =
             File.ReadAllLines (Path.Combine (dir, "metrics.jsonl"))
             |> Array.map (fun l -> Text.RegularExpressions.Regex.Replace (l, "\"[a-z_]*seconds\":[^,}]*", ""))
         lines, File.ReadAllBytes (Path.Combine (dir, "model.bin")), logger.Messages LogLevel.Information
     finally Directory.Delete (dir, true)
+
+let private run = runStartedFor model
 
 let private computedAhead (messages: string list) = messages |> List.exists (fun m -> m.StartsWith "Input covariances computed ahead")
 
@@ -55,7 +57,11 @@ let tests =
             Expect.equal modelAhead modelAtFirstStep "the same model, byte for byte"
             // Started for other growth options (another run's): not used, computed at the first step.
             let _, _, messages2 = run data null true g (growth ())
-            Expect.isFalse (computedAhead messages2) "a computation for other options is not taken"
+            Expect.isFalse (computedAhead messages2) "a computation for other growth options is not taken"
+            // Started for another model (the same layers, another object): not used either.
+            let other = ModelOptions (Layers = ResizeArray [ spec 1 32 "tanh" true; spec 1 32 "tanh" true ])
+            let _, _, messages3 = runStartedFor other data null true g g
+            Expect.isFalse (computedAhead messages3) "a computation for another model is not taken"
         }
 
         test "computed ahead, an entry reaches the cache only when a run takes it; the next run reads it" {
