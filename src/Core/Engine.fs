@@ -34,8 +34,11 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
     let mutable observer: IRunProgress = ProgressLog logger
     // The input statistics cache's folder (InputStatisticsCache); null: none, computed every run.
     let mutable cacheFolder: string | null = null
-    // The input covariances being computed ahead for the next Run (StartInputCovariances), until it takes them.
+    // The input covariances being computed ahead for the next Run (StartInputCovariances), until it takes them;
+    // read and cleared under `aheadLock` (Run's thread and the host's Dispose).
     let mutable ahead: InputCovariancesAhead option = None
+    let aheadLock = obj ()
+    let takeAhead () = lock aheadLock (fun () -> let a = ahead in ahead <- None; a)
 
     let makeOptimizer (training: TrainingOptions) (net: Network) : IOptimizer =
         match training.Optimizer with
@@ -146,10 +149,10 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
     /// `model` and `growth`, which then takes them; disposing the engine ends a computation no run took. Set
     /// InputStatisticsCache first.
     member _.StartInputCovariances (data: LoadedDataset, model: ModelOptions, training: TrainingOptions, growth: GrowthOptions, device: torch.Device) =
-        ahead |> Option.iter (fun a -> (a :> IDisposable).Dispose ())
-        ahead <- None
+        takeAhead () |> Option.iter (fun a -> (a :> IDisposable).Dispose ())
         if growing && growth.StepsPerEpoch > 0 && growth.UntilEpoch >= 1 then
-            ahead <- InputCovariancesAhead.TryStart (logger, cacheFolder, blockKinds, layerKinds, model, training, growth, data, device, Environment.ProcessorCount)
+            let started = InputCovariancesAhead.TryStart (logger, cacheFolder, blockKinds, layerKinds, model, training, growth, data, device, Environment.ProcessorCount)
+            lock aheadLock (fun () -> ahead <- started)
 
     /// The last batch trained, for the report of a run that stops early.
     member _.Progress = progress
@@ -192,12 +195,11 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
         let clock = Stopwatch.StartNew ()
         // The input covariances computed ahead for this run (StartInputCovariances), if they are for it.
         let computedAhead =
-            match ahead with
-            | Some a when a.IsFor (data, model, growth) && not resume -> Some a
+            match takeAhead () with
+            | Some a when a.IsFor (data, model, training, growth, device, cacheFolder) && not resume -> Some a
             | other ->
                 other |> Option.iter (fun a -> (a :> IDisposable).Dispose ())
                 None
-        ahead <- None
         // Disposed here if the run fails before RunInputCovariances owns it.
         let mutable aheadOwned = false
         use _ = { new IDisposable with
@@ -463,5 +465,4 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
     interface IDisposable with
         /// Ends a computation of input covariances ahead that no run took (StartInputCovariances).
         member _.Dispose () =
-            ahead |> Option.iter (fun a -> (a :> IDisposable).Dispose ())
-            ahead <- None
+            takeAhead () |> Option.iter (fun a -> (a :> IDisposable).Dispose ())

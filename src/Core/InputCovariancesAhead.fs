@@ -22,14 +22,19 @@ type ComputedAhead = { Computed: InputCovariances.Computed; Seconds: float; Thre
 /// Started by `TryStart`; the run takes the result with `Take` (waiting for it if need be). Disposing
 /// waits for the computation to end (it is asked to stop before its next junction) and disposes a result
 /// nobody took.
-type InputCovariancesAhead private (task: Task<ComputedAhead>, stop: CancellationTokenSource, data: LoadedDataset, model: ModelOptions, growth: GrowthOptions) =
+type InputCovariancesAhead private (task: Task<ComputedAhead>, stop: CancellationTokenSource, junctions: Set<int>,
+                                    data: LoadedDataset, model: ModelOptions, training: TrainingOptions, growth: GrowthOptions,
+                                    device: torch.Device, cacheFolder: string | null) =
     let mutable taken = false
+    let mutable disposed = false
 
     /// Starts computing the input covariances of a run of `model` on `data` on another thread, or None
     /// (nothing started) when the device is not the CPU (a GPU computes them in a fraction of a growth
-    /// step) or no core is left beside the run's training threads (ComputeThreads; the computation would
-    /// only slow training down). The samples are drawn here, on the calling thread: the dataset's pipeline
-    /// (a plugin's) is never called from two threads at once.
+    /// step) or fewer cores are left beside the run's training threads T (ComputeThreads) than T: the
+    /// computation runs on T threads, as the run's own would (MKL and libtorch's reductions give the same
+    /// bits only at the same thread count), so that the run grows as if it had computed them itself. The
+    /// samples are drawn here, on the calling thread (the dataset's pipeline, a plugin's, is never called from
+    /// two threads at once), and so is the set of junctions that read the input (a forward pass of two of them).
     static member TryStart (logger: ILogger, cacheFolder: string | null, blockKinds, layerKinds, model: ModelOptions,
                             training: TrainingOptions, growth: GrowthOptions, data: LoadedDataset, device: torch.Device,
                             cores: int) : InputCovariancesAhead option =
@@ -51,40 +56,52 @@ type InputCovariancesAhead private (task: Task<ComputedAhead>, stop: Cancellatio
                 (probe :> IDisposable).Dispose ()
                 logger.LogDebug ("Input covariances not computed ahead: their samples could not be drawn ({Error})", e.Message)
                 None
-        let start (probe: Network) (x: torch.Tensor, y: torch.Tensor) (threads: int) (trainingThreads: int) =
+        let start (probe: Network) (x: torch.Tensor, y: torch.Tensor) (threads: int) =
+            let junctions =
+                try set (InputWhitening.readsInput probe x)
+                with _ ->
+                    (probe :> IDisposable).Dispose (); x.Dispose (); y.Dispose ()
+                    reraise ()
             let stop = new CancellationTokenSource ()
             let compute () =
                 use probe = probe
                 use x = x
                 use y = y
-                // The calling thread's intra-op threads (ComputeThreads): the cores training leaves.
+                // This thread's intra-op threads (ComputeThreads): the run's count, on cores training leaves.
                 ComputeThreads.setForThisThread threads
-                try
-                    let clock = Stopwatch.StartNew ()
-                    let computed = InputCovariances.computeOn logger cacheFolder InputStatisticsCache.Later probe growth x y stop.Token
-                    { Computed = computed; Seconds = clock.Elapsed.TotalSeconds; Threads = threads }
-                // The count libtorch stores for threads yet to start (see setForThisThread): the run's again.
-                finally torch.set_num_threads trainingThreads
+                // What this thread's operations run on, as libtorch reports it (the result says so).
+                let applied = torch.get_num_threads ()
+                let clock = Stopwatch.StartNew ()
+                let computed = InputCovariances.computeOn logger cacheFolder InputStatisticsCache.Later probe growth x y stop.Token
+                { Computed = computed; Seconds = clock.Elapsed.TotalSeconds; Threads = applied }
             // Its own thread (LongRunning): the thread pool has as few threads as cores.
             let task = Task.Factory.StartNew (compute, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default)
-            new InputCovariancesAhead (task, stop, data, model, growth)
+            new InputCovariancesAhead (task, stop, junctions, data, model, training, growth, device, cacheFolder)
         if device.``type`` <> DeviceType.CPU then None
         else
             match buildProbe () with
             | None -> None
             | Some probe ->
-                let trainingThreads, _ = ComputeThreads.forRun training device probe
-                let spare = cores - trainingThreads
-                if spare < 1 then
+                let threads, _ = ComputeThreads.forRun training device probe
+                if cores - threads < threads then
                     (probe :> IDisposable).Dispose ()
-                    logger.LogDebug ("Input covariances not computed ahead: training takes {Threads} of the {Cores} cores", trainingThreads, cores)
+                    logger.LogDebug ("Input covariances not computed ahead: training takes {Threads} of the {Cores} cores", threads, cores)
                     None
-                else samples probe |> Option.map (fun xy -> start probe xy spare trainingThreads)
+                else samples probe |> Option.map (fun xy -> start probe xy threads)
 
-    /// Whether this computation is for a run of `runModel` on `runData` with `runGrowth` (the same objects it
-    /// was started with: another model may read its input through other junctions).
-    member _.IsFor (runData: LoadedDataset, runModel: ModelOptions, runGrowth: GrowthOptions) =
-        obj.ReferenceEquals (runData, data) && obj.ReferenceEquals (runModel, model) && obj.ReferenceEquals (runGrowth, growth)
+    /// Whether this computation is for a run of `runModel` on `runData` with these options, device and cache
+    /// folder (the same objects it was started with: another model may read its input through other
+    /// junctions, other training options may use another thread count).
+    member _.IsFor (runData: LoadedDataset, runModel: ModelOptions, runTraining: TrainingOptions, runGrowth: GrowthOptions,
+                    runDevice: torch.Device, runCacheFolder: string | null) =
+        obj.ReferenceEquals (runData, data) && obj.ReferenceEquals (runModel, model) && obj.ReferenceEquals (runTraining, training)
+        && obj.ReferenceEquals (runGrowth, growth) && obj.ReferenceEquals (runDevice, device) && runCacheFolder = cacheFolder
+
+    /// The junctions whose A reads the network's input (the keys of the result), known from the start.
+    member _.Junctions : Set<int> = junctions
+
+    /// Completes when the computation ends (for tests: a computation that ran before it was disposed).
+    member _.Completed : Task = task :> Task
 
     /// The result (the caller owns its covariances) and the seconds waited for it; its failure rethrown as it
     /// was thrown. Waiting stops when `cancellation` is cancelled (OperationCanceledException).
@@ -99,10 +116,12 @@ type InputCovariancesAhead private (task: Task<ComputedAhead>, stop: Cancellatio
 
     interface IDisposable with
         member _.Dispose () =
-            stop.Cancel ()
-            // Its failure, if any, was the run's to report (Take) or does not matter (nobody took it).
-            (try task.Wait () with _ -> ())
-            if not taken && task.Status = TaskStatus.RanToCompletion then
-                for c in task.Result.Computed.Covariances.Values do (c :> IDisposable).Dispose ()
-                for _, _, outcome in task.Result.Computed.Outcomes do InputStatisticsCache.discard outcome
-            stop.Dispose ()
+            if not disposed then
+                disposed <- true
+                stop.Cancel ()
+                // Its failure, if any, was the run's to report (Take) or does not matter (nobody took it).
+                (try task.Wait () with _ -> ())
+                if not taken && task.Status = TaskStatus.RanToCompletion then
+                    for c in task.Result.Computed.Covariances.Values do (c :> IDisposable).Dispose ()
+                    for _, _, outcome in task.Result.Computed.Outcomes do InputStatisticsCache.discard outcome
+                stop.Dispose ()

@@ -64,21 +64,42 @@ let tests =
             Expect.isFalse (computedAhead messages3) "a computation for another model is not taken"
         }
 
+        test "computed ahead only with as many cores beside training's threads as it has, on that many threads" {
+            use data = teacherDataset ()
+            let g = growth ()
+            let started (threads: int) (cores: int) =
+                let t = TrainingOptions (Epochs = 1, BatchSize = 50, LearningRate = 0.05, Seed = 7, Threads = threads)
+                match InputCovariancesAhead.TryStart (NullLogger.Instance, null, mlpBlockKinds, denseKinds, model, t, g, data, torch.CPU, cores) with
+                | Some ahead ->
+                    use ahead = ahead
+                    let result, _ = ahead.Take CancellationToken.None
+                    for c in result.Computed.Covariances.Values do (c :> IDisposable).Dispose ()
+                    Some result.Threads
+                | None -> None
+            // MKL's and libtorch's reductions give the same bits only at the same thread count: the run's.
+            Expect.equal (started 1 1) None "one core: none left"
+            Expect.equal (started 1 2) (Some 1) "one training thread, a core beside it: one thread"
+            Expect.equal (started 2 3) None "two training threads, one core beside them: not enough"
+            Expect.equal (started 2 4) (Some 2) "two training threads, two cores beside them: two threads"
+            Expect.equal (started 1 8) (Some 1) "one training thread on eight cores: still one thread"
+        }
+
         test "computed ahead, an entry reaches the cache only when a run takes it; the next run reads it" {
             if Environment.ProcessorCount < 2 then skiptest "computing ahead needs a core beside the training thread"
             use data = teacherDataset ()
             let folder = Directory.CreateTempSubdirectory("tinygrow-ahead-cache-").FullName
             try
                 let g = growth ()
-                // Started, then the run refused (the host disposes the engine): nothing written.
-                let startedOnly () =
-                    use engine = new GrowthEngine (mlpBlockKinds, denseKinds, tiny, NullLogger.Instance, InputStatisticsCache = folder)
-                    engine.StartInputCovariances (data, model, training, g, torch.CPU)
-                startedOnly ()
-                Expect.isEmpty (entries folder) "a computation no run took writes nothing"
+                // Computed, then the run refused (the host disposes the engine): nothing written.
+                match InputCovariancesAhead.TryStart (NullLogger.Instance, folder, mlpBlockKinds, denseKinds, model, training, g, data, torch.CPU, 2) with
+                | Some ahead ->
+                    ahead.Completed.Wait ()
+                    (ahead :> IDisposable).Dispose ()
+                | None -> failtest "two cores, one training thread: computed ahead"
+                Expect.isEmpty (entries folder) "a computation no run took writes nothing, even once it has finished"
                 let uncached, modelUncached, _ = run data null false g g
                 let written, modelWritten, first = run data folder true g g
-                Expect.isTrue (first |> List.exists (fun m -> m.Contains "computed ahead: S2" && m.Contains "written to the cache")) "computed ahead and written when taken"
+                Expect.isTrue (first |> List.exists (fun m -> m.Contains "computed ahead: S2" && m.Contains "being written to the cache")) "computed ahead and written when taken"
                 Expect.equal (entries folder).Length 1 "one entry"
                 let read, modelRead, second = run data folder true g g
                 Expect.isTrue (second |> List.exists (fun m -> m.Contains "computed ahead: read from the cache")) "the next run reads it, ahead"

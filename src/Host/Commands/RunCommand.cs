@@ -158,10 +158,6 @@ public sealed class RunCommand(TinyGrowSettings settings, PluginCatalogue catalo
             using var engine = new GrowthEngine(catalogue.BlockKinds, catalogue.LayerKinds, strategy, loggers.CreateLogger("TinyGrow.Engine"));
             if (progress is not null) engine.Observer = progress;
             engine.InputStatisticsCache = settings.Output.ResolvedCacheDirectory();
-            // The input covariances depend on the data alone: a spare core computes them while the run is set up
-            // (the default run grows at its first batch). Disposing the engine ends them if the run does not start.
-            if (resumeFolder is null)
-                engine.StartInputCovariances(data, settings.Model, settings.Training, settings.Growth, device);
             // Before the model is built and before the folder is claimed: a run that cannot fit at
             // its largest widths is refused now, naming the keys that drive it.
             if (MemoryRefusal(data, device) is { } refusal)
@@ -169,6 +165,10 @@ public sealed class RunCommand(TinyGrowSettings settings, PluginCatalogue catalo
                 Error(null, "{Error}", refusal);
                 return ExitCodes.BadConfiguration;
             }
+            // The input covariances depend on the data alone: a spare core computes them while the run is set up
+            // (the default run grows at its first batch). Disposing the engine ends them if the run does not start.
+            if (resumeFolder is null)
+                engine.StartInputCovariances(data, settings.Model, settings.Training, settings.Growth, device);
             string runId, partial, final;
             if (resumeFolder is not null)
             {
