@@ -39,6 +39,8 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
     let mutable ahead: InputCovariancesAhead option = None
     let aheadLock = obj ()
     let takeAhead () = lock aheadLock (fun () -> let a = ahead in ahead <- None; a)
+    // The cores StartInputCovariances counts with (Cores).
+    let mutable cores = Environment.ProcessorCount
 
     let makeOptimizer (training: TrainingOptions) (net: Network) : IOptimizer =
         match training.Optimizer with
@@ -151,8 +153,14 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
     member _.StartInputCovariances (data: LoadedDataset, model: ModelOptions, training: TrainingOptions, growth: GrowthOptions, device: torch.Device) =
         takeAhead () |> Option.iter (fun a -> (a :> IDisposable).Dispose ())
         if growing && growth.StepsPerEpoch > 0 && growth.UntilEpoch >= 1 then
-            let started = InputCovariancesAhead.TryStart (logger, cacheFolder, blockKinds, layerKinds, model, training, growth, data, device, Environment.ProcessorCount)
+            let started = InputCovariancesAhead.TryStart (logger, cacheFolder, blockKinds, layerKinds, model, training, growth, data, device, cores)
             lock aheadLock (fun () -> ahead <- started)
+
+    /// The machine's cores, for StartInputCovariances (default Environment.ProcessorCount, which honours the
+    /// process's CPU limits). Set before StartInputCovariances.
+    member _.Cores
+        with get () = cores
+        and set (value: int) = cores <- value
 
     /// The last batch trained, for the report of a run that stops early.
     member _.Progress = progress

@@ -27,19 +27,19 @@ let samples (growth: GrowthOptions) (data: LoadedDataset) : torch.Tensor * torch
     let augmented : torch.Generator | null = if growth.StatisticsFrom = "training" then augmentation else null
     Training.select data data.Train idx augmented
 
-/// S2 and whitening of each junction of `net` whose A reads the network's input, on the samples (x, y):
-/// S2 depends only on the data, so `net` may be any network of the run's plan, at any widths, with any
-/// weights. The row draws come from a generator of a fixed seed (see `samples`). What is computed is kept
+/// S2 and whitening of each of `junctions` (those of `net` whose A reads the network's input:
+/// InputWhitening.readsInput), on the samples (x, y): S2 depends only on the data, so `net` may be any
+/// network of the run's plan, at any widths, with any weights. The row draws come from a generator of a fixed seed (see `samples`). What is computed is kept
 /// in the cache as `store` says (InputStatisticsCache.Store). `stop` is checked before each junction.
-let computeOn (logger: ILogger) (cacheFolder: string | null) (store: InputStatisticsCache.Store) (net: Network) (growth: GrowthOptions)
-              (x: torch.Tensor) (y: torch.Tensor) (stop: CancellationToken) : Computed =
+let computeOn (logger: ILogger) (cacheFolder: string | null) (store: InputStatisticsCache.Store) (net: Network) (junctions: int seq)
+              (growth: GrowthOptions) (x: torch.Tensor) (y: torch.Tensor) (stop: CancellationToken) : Computed =
     use scope = torch.NewDisposeScope ()
     use rows = new torch.Generator (0x9E3779B97F4A7C15UL)
     let cache = Dictionary<int, InputWhitening.InputCovariance> ()
     let outcomes = ResizeArray<int * InputStatisticsCache.Key * InputStatisticsCache.Outcome> ()
     let warn (message: string) = logger.LogWarning ("{Warning}", message)
     try
-        for j in InputWhitening.readsInput net x do
+        for j in junctions do
             stop.ThrowIfCancellationRequested ()
             // Without a cache folder the inputs are not hashed; a key that cannot be formed costs the cache, not the run.
             let key, (folder: string | null) =
@@ -64,4 +64,4 @@ let computeOn (logger: ILogger) (cacheFolder: string | null) (store: InputStatis
 let compute (logger: ILogger) (cacheFolder: string | null) (net: Network) (growth: GrowthOptions) (data: LoadedDataset) : Computed =
     use scope = torch.NewDisposeScope ()
     let x, y = samples growth data
-    computeOn logger cacheFolder InputStatisticsCache.Background net growth x y CancellationToken.None
+    computeOn logger cacheFolder InputStatisticsCache.Background net (InputWhitening.readsInput net x) growth x y CancellationToken.None

@@ -72,7 +72,7 @@ type InputCovariancesAhead private (task: Task<ComputedAhead>, stop: Cancellatio
                 // What this thread's operations run on, as libtorch reports it (the result says so).
                 let applied = torch.get_num_threads ()
                 let clock = Stopwatch.StartNew ()
-                let computed = InputCovariances.computeOn logger cacheFolder InputStatisticsCache.Later probe growth x y stop.Token
+                let computed = InputCovariances.computeOn logger cacheFolder InputStatisticsCache.Later probe junctions growth x y stop.Token
                 { Computed = computed; Seconds = clock.Elapsed.TotalSeconds; Threads = applied }
             // Its own thread (LongRunning): the thread pool has as few threads as cores.
             let task = Task.Factory.StartNew (compute, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default)

@@ -62,8 +62,8 @@ let positionPatchBudget = 64L * 1024L * 1024L
 /// e.g. the input covariance kept for the whole run (DESIGN §4.5): Σ b̃ b̃ᵀ, the largest product of a
 /// junction whose A reads the network's input (D2² per row against D2·D1), is then not formed and
 /// Finish hands over an alias of `givenS2`, which is read only then (a window over training batches
-/// sums while the input covariance is still being computed ahead: InputCovariancesAhead). With groups, the per-group S2 are kept as rows
-/// (JunctionStatistics.GroupRows), so they need no product either, until the rows outgrow
+/// sums while the input covariance is still being computed ahead: InputCovariancesAhead). With groups,
+/// the per-group S2 are kept as rows (JunctionStatistics.GroupRows), so they need no product either, until the rows outgrow
 /// `groupRowsLimit`; from then on each batch's product is formed for the group sums only.
 type JunctionAccumulator(groups: int, givenS2: Lazy<torch.Tensor> | null) =
     let mutable sums: Sums option = None
