@@ -27,6 +27,10 @@ let choose (requested: int) (onCpu: bool) (denseOnly: bool) (libtorchDefault: in
 let forRun (training: TrainingOptions) (device: torch.Device) (net: Network) : int * string =
     choose training.Threads (device.``type`` = DeviceType.CPU) (denseOnly net) libtorchDefault.Value
 
+/// Whether `cores` leave as many idle beside `threads` training threads as training takes: work beside the run
+/// (the input covariances ahead, the γ search's samples kept while a strategy proposes) then runs on its own cores.
+let spareBeside (cores: int) (threads: int) = cores - threads >= threads
+
 /// Sets the intra-op threads of the calling thread's torch operations. libtorch keeps them per thread (OpenMP's
 /// and MKL's settings are the thread's) but also stores the last value set by any thread, which a thread takes
 /// at its first parallel operation, overwriting what it had set before: the read in between makes that happen

@@ -39,8 +39,10 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
     let mutable ahead: InputCovariancesAhead option = None
     let aheadLock = obj ()
     let takeAhead () = lock aheadLock (fun () -> let a = ahead in ahead <- None; a)
-    // The cores StartInputCovariances counts with (Cores).
+    // The cores StartInputCovariances and the growth steps count with (Cores).
     let mutable cores = Environment.ProcessorCount
+    // Whether the run in progress leaves a core for the γ search's samples while a strategy proposes (set by Run).
+    let mutable keepWhileProposing = false
 
     let makeOptimizer (training: TrainingOptions) (net: Network) : IOptimizer =
         match training.Optimizer with
@@ -80,7 +82,8 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
               logger.LogInformation ("Growth: strategy {Strategy} still proposing for junction {Junction} after {Seconds:f0} s (Growth:StrategyTimeoutSeconds = {Limit})",
                                      growingWith.Value.Name, junction, seconds, growth.StrategyTimeoutSeconds))
           StillProposingEvery = TimeSpan.FromSeconds 15.0
-          Cancellation = stopping }
+          Cancellation = stopping
+          KeepWhileProposing = keepWhileProposing }
 
     /// StepReport.book for this run's observer and strategy; returns the neurons added.
     let report (net: Network) (optimizer: IOptimizer) (log: RunLog) (board: TensorBoardLog) (epoch: int) (stepIndex: int)
@@ -156,8 +159,8 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
             let started = InputCovariancesAhead.TryStart (logger, cacheFolder, blockKinds, layerKinds, model, training, growth, data, device, cores)
             lock aheadLock (fun () -> ahead <- started)
 
-    /// The machine's cores, for StartInputCovariances (default Environment.ProcessorCount, which honours the
-    /// process's CPU limits). Set before StartInputCovariances.
+    /// The machine's cores, for StartInputCovariances and the growth steps' work beside a strategy call (default
+    /// Environment.ProcessorCount, which honours the process's CPU limits). Set before StartInputCovariances and Run.
     member _.Cores
         with get () = cores
         and set (value: int) = cores <- value
@@ -235,6 +238,7 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
                 net, makeOptimizer training net, RunState.Start (), null
         use net = net
         let threads, threadsWhy = ComputeThreads.apply training device net
+        keepWhileProposing <- device.``type`` = DeviceType.CPU && ComputeThreads.spareBeside cores threads
         // The permutation of the epoch in progress (null between epochs).
         let mutable order: torch.Tensor | null = restoredOrder
         use log = new RunLog (Path.Combine (runDirectory, "metrics.jsonl"), state.MetricsBytes)

@@ -156,8 +156,10 @@ let spreadsOf (net: Network) (j: int) (proposal: NeuronProposal) (statistics: Ju
 /// `slopeProbe`: an accepted candidate's held-out slope is measured (slopeOverPredicted; one more loss evaluation), a
 /// diagnostic of the prediction (Growth:SlopeProbe). The search uses the loss model of the proposal's AmplitudePower
 /// (lineSearchModel).
-let growJunctionTested (acceptanceZ: float) (slopeProbe: bool) (start: float) (borrowed: float) (amplitudeRatio: float) (net: Network) (j: int) (proposal: NeuronProposal)
-                       (statistics: JunctionStatistics) (heldX: torch.Tensor) (heldY: torch.Tensor) : GrowthEvent =
+/// `samples`: junction j's held-out samples kept from the network as it is (CandidateLoss.keepSearchSamples), which
+/// the search evaluates every candidate on.
+let growJunctionOn (acceptanceZ: float) (slopeProbe: bool) (start: float) (borrowed: float) (amplitudeRatio: float) (net: Network) (j: int) (proposal: NeuronProposal)
+                   (statistics: JunctionStatistics) (samples: SearchSamples) : GrowthEvent =
     let clock = Diagnostics.Stopwatch.StartNew ()
     let junction = net.Junctions[j]
     // A proposal with a fixed Amplitude (GradMax's zero fan-in leaves the loss unchanged at every
@@ -165,8 +167,7 @@ let growJunctionTested (acceptanceZ: float) (slopeProbe: bool) (start: float) (b
     let fixedAmplitude = proposal.Amplitude.HasValue && proposal.Count > 0
     let start, borrowed = startOf proposal start borrowed
     let spreads, bound, search, start, slope, heldOutZ, accepted =
-        use searchScope = torch.NewDisposeScope () // the kept samples go with the search
-        let samples = keepSearchSamples net j heldX heldY
+        use searchScope = torch.NewDisposeScope () // the search's temporaries go with it
         let start = if Double.IsFinite start && start > 0.0 then max start (startFloor proposal.AmplitudePower (proposal.PredictedDecrease 1.0) samples.Loss0) else start
         let spreads =
             // γ does not scale a unit proposal's features (FanOutAmplitude): there is nothing to bound.
@@ -235,6 +236,13 @@ let growJunctionTested (acceptanceZ: float) (slopeProbe: bool) (start: float) (b
       SolveSeconds = 0.0
       SearchSeconds = searchSeconds
       ApplySeconds = clock.Elapsed.TotalSeconds }
+
+/// growJunctionOn the samples kept from (heldX, heldY), released with the search (what it applies outlives the
+/// scope: growable layers hold their tensors in parameters of no scope, Cells.parameter).
+let growJunctionTested (acceptanceZ: float) (slopeProbe: bool) (start: float) (borrowed: float) (amplitudeRatio: float) (net: Network) (j: int) (proposal: NeuronProposal)
+                       (statistics: JunctionStatistics) (heldX: torch.Tensor) (heldY: torch.Tensor) : GrowthEvent =
+    use searchScope = torch.NewDisposeScope ()
+    growJunctionOn acceptanceZ slopeProbe start borrowed amplitudeRatio net j proposal statistics (keepSearchSamples net j heldX heldY)
 
 /// growJunctionTested without the held-out test (the rounding margin alone decides), with the slope probe.
 let growJunctionFrom (start: float) (amplitudeRatio: float) (net: Network) (j: int) (proposal: NeuronProposal) (statistics: JunctionStatistics)

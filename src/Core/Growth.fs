@@ -28,7 +28,10 @@ type GrowthContext =
       StillProposingEvery: TimeSpan
       /// A stop asked (SIGTERM, Ctrl-C): the step is abandoned between junctions and during a strategy
       /// call, nothing more applied; the run's last checkpoint (before the step) is its consistent state.
-      Cancellation: Threading.CancellationToken }
+      Cancellation: Threading.CancellationToken
+      /// Whether the γ search's samples are kept while the strategy proposes (ComputeThreads.spareBeside: the
+      /// two then run on cores of their own; the same values either way).
+      KeepWhileProposing: bool }
 
 let private timed (f: unit -> 'T) =
     let clock = Diagnostics.Stopwatch.StartNew ()
@@ -38,13 +41,14 @@ let private timed (f: unit -> 'T) =
 /// The strategy's proposal for junction j from its statistics, checked against the contract
 /// (ProposalCheck: a fault stops the run before anything is applied), adapted to the configured new
 /// units (NewUnits: at a junction with a normalisation, unit-scale features with a refitted fan-out).
-let propose (context: GrowthContext) (net: Network) (stats: Map<int, JunctionStatistics>) (j: int) =
+/// `meanwhile ()` runs on this thread while the strategy proposes on a worker (ProposalCheck.proposeWhile).
+let proposeWhile (context: GrowthContext) (net: Network) (stats: Map<int, JunctionStatistics>) (j: int) (meanwhile: unit -> 'M) : NeuronProposal * 'M =
     let whitening : torch.Tensor | null = match context.Cached j with Some c -> c.Whitening | None -> null
     let request = GrowthRequest (stats[j], net.Junctions[j], min context.Options.NeuronsPerStep (Selection.room net j), context.Options,
                                  context.Generator, Whitening = whitening)
-    let proposal =
-        ProposalCheck.proposeWithin context.Strategy request (float context.Options.StrategyTimeoutSeconds) context.StillProposingEvery
-                                    (context.StillProposing net.Junctions[j].Name) context.Cancellation
+    let proposal, alongside =
+        ProposalCheck.proposeWhile context.Strategy request (float context.Options.StrategyTimeoutSeconds) context.StillProposingEvery
+                                   (context.StillProposing net.Junctions[j].Name) context.Cancellation meanwhile
     try ProposalCheck.check context.Strategy request proposal
     with _ ->
         proposal.Dispose ()
@@ -52,8 +56,12 @@ let propose (context: GrowthContext) (net: Network) (stats: Map<int, JunctionSta
     match NewUnits.adapt context.Options net.Junctions[j] stats[j] proposal with
     | Some unit ->
         proposal.Dispose ()
-        unit
-    | None -> proposal
+        unit, alongside
+    | None -> proposal, alongside
+
+/// proposeWhile with nothing to do meanwhile.
+let propose (context: GrowthContext) (net: Network) (stats: Map<int, JunctionStatistics>) (j: int) : NeuronProposal =
+    fst (proposeWhile context net stats j ignore)
 
 /// Whether junction k's statistics, taken before junction j grew, still have k's shapes: j shares no layer with k.
 /// A junction's growth widens A's outputs and B's inputs, so a layer of k that is j's A or B changes k's b (A's
@@ -64,12 +72,24 @@ let unaffectedBy (net: Network) (j: int) (k: int) =
     j <> k && not (same grown.A other.A || same grown.A other.B || same grown.B other.A || same grown.B other.B)
 
 /// Junction j proposed, searched and (γ > 0) applied; the event carries `statisticsSeconds` and the solve time.
+/// With KeepWhileProposing the γ search's held-out samples are kept (a probe forward of the network as it is,
+/// which the proposal does not change) while the strategy proposes: the solve time then includes that forward.
 let growOne (context: GrowthContext) (net: Network) (stats: Map<int, JunctionStatistics>) (statisticsSeconds: float) (j: int) : GammaSearch.GrowthEvent =
     context.Cancellation.ThrowIfCancellationRequested ()
-    let proposal, solveSeconds = timed (fun () -> propose context net stats j)
+    // The kept samples go with this scope; what the search applies outlives it (GammaSearch.growJunctionTested).
+    use searchScope = torch.NewDisposeScope ()
+    let keep () = CandidateLoss.keepSearchSamples net j context.HeldX context.HeldY
+    let proposal, alongside, solveSeconds =
+        if context.KeepWhileProposing then
+            let (proposal, samples), seconds = timed (fun () -> proposeWhile context net stats j keep)
+            proposal, Some samples, seconds
+        else
+            let proposal, seconds = timed (fun () -> propose context net stats j)
+            proposal, None, seconds
     use proposal = proposal
-    let e = GammaSearch.growJunctionTested context.Options.AcceptanceZ context.Options.SlopeProbe (context.GammaStart j) (context.BorrowedStart j) context.Options.AmplitudeSpread net j proposal stats[j] context.HeldX context.HeldY
-    { e with StatisticsSeconds = statisticsSeconds; SolveSeconds = solveSeconds }
+    let samples, keepSeconds = match alongside with Some s -> s, 0.0 | None -> timed keep
+    let e = GammaSearch.growJunctionOn context.Options.AcceptanceZ context.Options.SlopeProbe (context.GammaStart j) (context.BorrowedStart j) context.Options.AmplitudeSpread net j proposal stats[j] samples
+    { e with StatisticsSeconds = statisticsSeconds; SolveSeconds = solveSeconds; SearchSeconds = keepSeconds + e.SearchSeconds }
 
 /// Selection "best": every junction of `stats` proposes; the best one (bestProposal) is searched and applied.
 let growBest (context: GrowthContext) (net: Network) (stats: Map<int, JunctionStatistics>) (statisticsSeconds: float) : GammaSearch.GrowthEvent =
@@ -135,5 +155,5 @@ let step (net: Network) (strategy: IGrowthStrategy) (options: GrowthOptions) (ge
          (statsX: torch.Tensor) (statsY: torch.Tensor) (heldX: torch.Tensor) (heldY: torch.Tensor) : GammaSearch.GrowthEvent list =
     let context = { Cached = (fun _ -> None); GammaStart = (fun _ -> nan); BorrowedStart = (fun _ -> nan); Strategy = strategy; Options = options; Generator = generator; HeldX = heldX; HeldY = heldY
                     StillProposing = (fun _ _ -> ()); StillProposingEvery = TimeSpan.FromSeconds 15.0
-                    Cancellation = Threading.CancellationToken.None }
+                    Cancellation = Threading.CancellationToken.None; KeepWhileProposing = false }
     stepIn context net stepIndex statsX statsY

@@ -83,7 +83,7 @@ type InputCovariancesAhead private (task: Task<ComputedAhead>, stop: Cancellatio
             | None -> None
             | Some probe ->
                 let threads, _ = ComputeThreads.forRun training device probe
-                if cores - threads < threads then
+                if not (ComputeThreads.spareBeside cores threads) then
                     (probe :> IDisposable).Dispose ()
                     logger.LogDebug ("Input covariances not computed ahead: training takes {Threads} of the {Cores} cores", threads, cores)
                     None

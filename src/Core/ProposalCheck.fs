@@ -59,9 +59,12 @@ let problems (request: GrowthRequest) (proposal: NeuronProposal) : string list =
 /// `strategy.Propose request` on a worker thread, for at most `timeoutSeconds` (a plugin fault past
 /// them: the call is left to finish on its own, the run stops); `still seconds` is called every `every`
 /// while it runs, so that a long solve is visible in the log. The strategy's own exceptions pass through;
-/// `cancellation` ends the wait at once (OperationCanceledException).
-let proposeWithin (strategy: IGrowthStrategy) (request: GrowthRequest) (timeoutSeconds: float) (every: TimeSpan) (still: float -> unit)
-                   (cancellation: Threading.CancellationToken) : NeuronProposal =
+/// `cancellation` ends the wait at once (OperationCanceledException). `meanwhile ()` runs on the calling
+/// thread while the strategy proposes (work that does not depend on the proposal, on a core the worker
+/// leaves idle; it must not change what the strategy reads); its result comes with the proposal. When it
+/// throws, the proposal is released whenever the call ends, and its exception passes through.
+let proposeWhile (strategy: IGrowthStrategy) (request: GrowthRequest) (timeoutSeconds: float) (every: TimeSpan) (still: float -> unit)
+                 (cancellation: Threading.CancellationToken) (meanwhile: unit -> 'M) : NeuronProposal * 'M =
     let clock = Diagnostics.Stopwatch.StartNew ()
     let call =
         Threading.Tasks.Task.Run (fun () ->
@@ -75,6 +78,13 @@ let proposeWithin (strategy: IGrowthStrategy) (request: GrowthRequest) (timeoutS
                 keep proposal.FanOut
                 keep proposal.Delta
             proposal)
+    let alongside =
+        try meanwhile ()
+        with _ ->
+            call.ContinueWith (fun (t: Threading.Tasks.Task<NeuronProposal>) ->
+                if t.Status = Threading.Tasks.TaskStatus.RanToCompletion && not (isNull (box t.Result)) then t.Result.Dispose ())
+            |> ignore
+            reraise ()
     let mutable finished = false
     while not finished do
         let remaining = timeoutSeconds - clock.Elapsed.TotalSeconds
@@ -91,7 +101,12 @@ let proposeWithin (strategy: IGrowthStrategy) (request: GrowthRequest) (timeoutS
         cancellation.ThrowIfCancellationRequested ()
         if woke then finished <- true
         elif clock.Elapsed.TotalSeconds < timeoutSeconds then still clock.Elapsed.TotalSeconds
-    call.GetAwaiter().GetResult ()
+    call.GetAwaiter().GetResult (), alongside
+
+/// proposeWhile with nothing to do meanwhile.
+let proposeWithin (strategy: IGrowthStrategy) (request: GrowthRequest) (timeoutSeconds: float) (every: TimeSpan) (still: float -> unit)
+                   (cancellation: Threading.CancellationToken) : NeuronProposal =
+    fst (proposeWhile strategy request timeoutSeconds every still cancellation ignore)
 
 /// Throws PluginFaultException when `proposal` breaks the contract.
 let check (strategy: IGrowthStrategy) (request: GrowthRequest) (proposal: NeuronProposal) =

@@ -84,6 +84,75 @@ let tests =
             finally stats |> Array.iter (fun s -> s.Dispose ())
         }
 
+        test "work given to do meanwhile runs while the strategy proposes and comes back with the proposal; when it fails, its error passes through and the proposal is released" {
+            use net = mlp 541L f64 6 [ 2; 2 ] "tanh" 3
+            use x = randn 542L 200L 6L
+            use y = labels 543L 200L 3L
+            let stats = StatisticsPass.statisticsPass net x y 200L
+            try
+                let request = GrowthRequest (stats[0], net.Junctions[0], 4, options 0.0 true, null)
+                // The strategy waits for the work meanwhile to start: done one after the other, it would wait in vain.
+                use started = new System.Threading.ManualResetEventSlim ()
+                let mutable sawStarted = false
+                let waiting = { new IGrowthStrategy with
+                                  member _.Name = "waiting"
+                                  member _.Propose r =
+                                      sawStarted <- started.Wait (System.TimeSpan.FromSeconds 10.0)
+                                      tiny.Propose r }
+                let p, alongside =
+                    ProposalCheck.proposeWhile waiting request 60.0 (System.TimeSpan.FromSeconds 15.0) ignore System.Threading.CancellationToken.None
+                                               (fun () -> started.Set (); 42)
+                use p = p
+                Expect.isTrue sawStarted "the work meanwhile ran while the strategy proposed"
+                Expect.equal alongside 42 "its result comes back"
+                Expect.isGreaterThan p.Count 0 "with the proposal"
+                let made = System.Collections.Concurrent.ConcurrentQueue<NeuronProposal> ()
+                use release = new System.Threading.ManualResetEventSlim ()
+                let held = { new IGrowthStrategy with
+                               member _.Name = "held"
+                               member _.Propose r =
+                                   release.Wait (System.TimeSpan.FromSeconds 10.0) |> ignore
+                                   let p = tiny.Propose r
+                                   made.Enqueue p
+                                   p }
+                Expect.throwsT<System.ArgumentException>
+                    (fun () -> ProposalCheck.proposeWhile held request 60.0 (System.TimeSpan.FromSeconds 15.0) ignore System.Threading.CancellationToken.None
+                                                          (fun () -> invalidArg "heldX" "the work's own error") |> ignore)
+                    "the work's error passes through, without waiting for the proposal"
+                release.Set ()
+                let deadline = System.Diagnostics.Stopwatch.StartNew ()
+                let released () = match made.TryPeek () with | true, p -> p.FanIn.IsInvalid | _ -> false
+                while not (released ()) && deadline.Elapsed.TotalSeconds < 10.0 do System.Threading.Thread.Sleep 10
+                Expect.isTrue (released ()) "the proposal made after the failure is released when the call ends"
+            finally stats |> Array.iter (fun s -> s.Dispose ())
+        }
+
+        test "a step that keeps the γ search's samples while the strategy proposes grows bit for bit as one that keeps them after it" {
+            use x = randn 552L 300L 6L
+            use y = labels 553L 300L 3L
+            use hx = randn 554L 200L 6L
+            use hy = labels 555L 200L 3L
+            let grown (keepWhileProposing: bool) =
+                use net = mlp 551L f64 6 [ 2; 2 ] "tanh" 3
+                use generator = new torch.Generator (556UL)
+                let context : Growth.GrowthContext =
+                    { Cached = (fun _ -> None); GammaStart = (fun _ -> nan); BorrowedStart = (fun _ -> nan); Strategy = tiny; Options = GrowthOptions (NeuronsPerStep = 3)
+                      Generator = generator; HeldX = hx; HeldY = hy; StillProposing = (fun _ _ -> ()); StillProposingEvery = System.TimeSpan.FromSeconds 15.0
+                      Cancellation = System.Threading.CancellationToken.None; KeepWhileProposing = keepWhileProposing }
+                let events = [ for step in 0 .. 2 -> Growth.stepIn context net step x y ] |> List.concat
+                let values (e: GammaSearch.GrowthEvent) = e.Junction, e.Added, e.Gamma, e.LossBefore, e.LossAfter, e.LossEvaluations, e.PredictedDecrease
+                events |> List.map values, net.Parameters |> Array.map (fun p -> (p :> torch.Tensor).clone ())
+            let after, parametersAfter = grown false
+            let alongside, parametersAlongside = grown true
+            Expect.isGreaterThan (after |> List.sumBy (fun (_, added, _, _, _, _, _) -> added)) 0 "the steps grew"
+            Expect.equal alongside after "every event the same: γ, losses, evaluations, neurons"
+            Expect.equal parametersAlongside.Length parametersAfter.Length "the same parameters"
+            for a, b in Array.zip parametersAlongside parametersAfter do
+                Expect.isTrue (identical a b) "bit for bit"
+                a.Dispose ()
+                b.Dispose ()
+        }
+
         test "a stop during a growth step abandons it at once, nothing applied (SIGTERM during a slow strategy call)" {
             use net = mlp 531L f64 6 [ 2; 2 ] "tanh" 3
             use x = randn 532L 200L 6L
@@ -96,7 +165,7 @@ let tests =
             let context : Growth.GrowthContext =
                 { Cached = (fun _ -> None); GammaStart = (fun _ -> nan); BorrowedStart = (fun _ -> nan); Strategy = slow; Options = GrowthOptions (NeuronsPerStep = 3)
                   Generator = null; HeldX = x; HeldY = y; StillProposing = (fun _ _ -> ()); StillProposingEvery = System.TimeSpan.FromSeconds 15.0
-                  Cancellation = stop.Token }
+                  Cancellation = stop.Token; KeepWhileProposing = true }
             let clock = System.Diagnostics.Stopwatch.StartNew ()
             Expect.throwsT<System.OperationCanceledException> (fun () -> Growth.stepIn context net 0 x y |> ignore) "the step is abandoned"
             Expect.isLessThan clock.Elapsed.TotalSeconds 3.0 $"at once, not when the call ends ({clock.Elapsed.TotalSeconds:f1} s)"
