@@ -120,6 +120,8 @@ public interface IGrowthStrategy
 {
     /// <summary>Name used in Growth:Strategy.</summary>
     string Name { get; }
-    /// <summary>Proposes neurons; a proposal with zero neurons means "nothing worth adding".</summary>
+    /// <summary>Proposes neurons; a proposal with zero neurons means "nothing worth adding". Runs on a worker
+    /// thread, possibly while the engine reads the same network (the γ search's probe forward): treat the request,
+    /// its statistics and the junction's layers as read-only (never <c>Apply</c>, <c>Load</c> or dispose them).</summary>
     NeuronProposal Propose(GrowthRequest request);
 }

@@ -62,7 +62,8 @@ let problems (request: GrowthRequest) (proposal: NeuronProposal) : string list =
 /// `cancellation` ends the wait at once (OperationCanceledException). `meanwhile ()` runs on the calling
 /// thread while the strategy proposes (work that does not depend on the proposal, on a core the worker
 /// leaves idle; it must not change what the strategy reads); its result comes with the proposal. When it
-/// throws, the proposal is released whenever the call ends, and its exception passes through.
+/// throws, the call is waited for (within the time limit and the stop) and its proposal released, and the
+/// work's exception passes through (the strategy's own when both failed).
 let proposeWhile (strategy: IGrowthStrategy) (request: GrowthRequest) (timeoutSeconds: float) (every: TimeSpan) (still: float -> unit)
                  (cancellation: Threading.CancellationToken) (meanwhile: unit -> 'M) : NeuronProposal * 'M =
     let clock = Diagnostics.Stopwatch.StartNew ()
@@ -81,14 +82,24 @@ let proposeWhile (strategy: IGrowthStrategy) (request: GrowthRequest) (timeoutSe
     let alongside =
         try meanwhile ()
         with _ ->
-            call.ContinueWith (fun (t: Threading.Tasks.Task<NeuronProposal>) ->
-                if t.Status = Threading.Tasks.TaskStatus.RanToCompletion && not (isNull (box t.Result)) then t.Result.Dispose ())
-            |> ignore
+            // The strategy still reads the request (statistics, layers) that the caller releases once this throws:
+            // wait for it, within its time limit and the stop, and release what it made.
+            let remaining = max 0.0 (timeoutSeconds - clock.Elapsed.TotalSeconds)
+            let ended = try call.Wait (TimeSpan.FromSeconds remaining, cancellation) with _ -> call.IsCompleted
+            if ended then
+                if call.Status = Threading.Tasks.TaskStatus.RanToCompletion && not (isNull (box call.Result)) then call.Result.Dispose ()
+                // Both failed: the strategy's error, which it would have met first had the two run in turn.
+                if call.IsFaulted then call.GetAwaiter().GetResult () |> ignore
+            else
+                call.ContinueWith (fun (t: Threading.Tasks.Task<NeuronProposal>) ->
+                    if t.Status = Threading.Tasks.TaskStatus.RanToCompletion && not (isNull (box t.Result)) then t.Result.Dispose ())
+                |> ignore
             reraise ()
     let mutable finished = false
     while not finished do
         let remaining = timeoutSeconds - clock.Elapsed.TotalSeconds
-        if remaining <= 0.0 then
+        // A call that ended while the work meanwhile ran is on time, however long that work took.
+        if remaining <= 0.0 && not call.IsCompleted then
             raise (PluginFaultException $"Growth strategy {describe strategy} did not propose for junction {request.Junction.Name} within Growth:StrategyTimeoutSeconds = {timeoutSeconds} s. Nothing was applied; the last checkpoint is the run's state before this step. Fix the strategy plugin, raise Growth:StrategyTimeoutSeconds, or choose another Growth:Strategy.")
         // Task.Wait spins briefly before it blocks, so a short solve is picked up without a kernel wait (the hand-off
         // to and from the worker took about 1 ms a call with WaitAny on the task's wait handle; the change in the
@@ -96,7 +107,7 @@ let proposeWhile (strategy: IGrowthStrategy) (request: GrowthRequest) (timeoutSe
         // dropped and GetResult below rethrows the strategy's own exception. A stop (SIGTERM) ends it at once
         // (OperationCanceledException): the step is abandoned, the last checkpoint stands.
         let woke =
-            try call.Wait (TimeSpan.FromSeconds (min every.TotalSeconds remaining), cancellation)
+            try call.Wait (TimeSpan.FromSeconds (min every.TotalSeconds (max 0.0 remaining)), cancellation)
             with :? AggregateException -> true
         cancellation.ThrowIfCancellationRequested ()
         if woke then finished <- true

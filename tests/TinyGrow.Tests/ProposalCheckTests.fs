@@ -36,6 +36,33 @@ let private cases : (string * string * (NeuronProposal -> NeuronProposal)) list 
       "an infinite amplitude", "Amplitude",
       (fun p -> use _ = p in new NeuronProposal (p.FanIn.clone (), p.FanOut.clone (), null, 0.0, p.NeuronScores, p.ActivationSlope, p.Bottleneck, Amplitude = System.Nullable infinity)) ]
 
+/// The two sides of a growth step that may overlap: the strategy call and the first forward without gradients
+/// after it starts (the γ search's probe forward; the statistics pass takes gradients).
+type private Overlap() =
+    member val StrategyStarted = new System.Threading.ManualResetEventSlim ()
+    member val StrategyEnded = new System.Threading.ManualResetEventSlim ()
+    member val ForwardDone = new System.Threading.ManualResetEventSlim ()
+    /// Whether the probe forward ran while the strategy call had started and not ended.
+    member val Concurrent = false with get, set
+
+/// An mlp block whose first forward without gradients waits for the strategy call to start and records whether
+/// it has ended; the strategy waits for that forward (each at most 10 s: run in turn, one of them waits in vain).
+type private HandshakeBlock(inner: IModelBlock, overlap: Overlap) =
+    interface IModelBlock with
+        member _.Kind = inner.Kind
+        member _.Junctions = inner.Junctions
+        member _.Parameters = inner.Parameters
+        member _.Buffers = inner.Buffers
+        member _.CurrentSpec = inner.CurrentSpec
+        member _.OutputShape = inner.OutputShape
+        member _.Forward(x, pass) =
+            if not (torch.is_grad_enabled ()) && not overlap.ForwardDone.IsSet then
+                overlap.StrategyStarted.Wait (System.TimeSpan.FromSeconds 10.0) |> ignore
+                overlap.Concurrent <- overlap.StrategyStarted.IsSet && not overlap.StrategyEnded.IsSet
+                overlap.ForwardDone.Set ()
+            inner.Forward (x, pass)
+        member _.Dispose() = inner.Dispose ()
+
 let tests =
     testList "proposal check (a strategy plugin's proposal at the boundary)" [
         test "tiny's own proposals pass" {
@@ -84,7 +111,7 @@ let tests =
             finally stats |> Array.iter (fun s -> s.Dispose ())
         }
 
-        test "work given to do meanwhile runs while the strategy proposes and comes back with the proposal; when it fails, its error passes through and the proposal is released" {
+        test "work given to do meanwhile runs on the calling thread while the strategy proposes, and comes back with the proposal" {
             use net = mlp 541L f64 6 [ 2; 2 ] "tanh" 3
             use x = randn 542L 200L 6L
             use y = labels 543L 200L 3L
@@ -99,31 +126,51 @@ let tests =
                                   member _.Propose r =
                                       sawStarted <- started.Wait (System.TimeSpan.FromSeconds 10.0)
                                       tiny.Propose r }
-                let p, alongside =
+                let caller = System.Environment.CurrentManagedThreadId
+                let p, workThread =
                     ProposalCheck.proposeWhile waiting request 60.0 (System.TimeSpan.FromSeconds 15.0) ignore System.Threading.CancellationToken.None
-                                               (fun () -> started.Set (); 42)
+                                               (fun () -> started.Set (); System.Environment.CurrentManagedThreadId)
                 use p = p
                 Expect.isTrue sawStarted "the work meanwhile ran while the strategy proposed"
-                Expect.equal alongside 42 "its result comes back"
-                Expect.isGreaterThan p.Count 0 "with the proposal"
+                Expect.equal workThread caller "on the calling thread (its dispose scopes and grad mode are the caller's)"
+                Expect.isGreaterThan p.Count 0 "the proposal comes back with the work's result"
+                // Work longer than the strategy's time limit does not make a prompt strategy late.
+                use q = fst (ProposalCheck.proposeWhile tiny request 1.0 (System.TimeSpan.FromSeconds 0.2) ignore System.Threading.CancellationToken.None
+                                                        (fun () -> System.Threading.Thread.Sleep 1500))
+                Expect.isGreaterThan q.Count 0 "a strategy that ended while the work ran is on time"
+            finally stats |> Array.iter (fun s -> s.Dispose ())
+        }
+
+        test "when the work meanwhile fails, the strategy call is waited for and its proposal released before the error passes through; the strategy's own error when both fail" {
+            use net = mlp 546L f64 6 [ 2; 2 ] "tanh" 3
+            use x = randn 547L 200L 6L
+            use y = labels 548L 200L 3L
+            let stats = StatisticsPass.statisticsPass net x y 200L
+            try
+                let request = GrowthRequest (stats[0], net.Junctions[0], 4, options 0.0 true, null)
                 let made = System.Collections.Concurrent.ConcurrentQueue<NeuronProposal> ()
-                use release = new System.Threading.ManualResetEventSlim ()
-                let held = { new IGrowthStrategy with
-                               member _.Name = "held"
+                let slow = { new IGrowthStrategy with
+                               member _.Name = "slow"
                                member _.Propose r =
-                                   release.Wait (System.TimeSpan.FromSeconds 10.0) |> ignore
+                                   System.Threading.Thread.Sleep 300
                                    let p = tiny.Propose r
                                    made.Enqueue p
                                    p }
                 Expect.throwsT<System.ArgumentException>
-                    (fun () -> ProposalCheck.proposeWhile held request 60.0 (System.TimeSpan.FromSeconds 15.0) ignore System.Threading.CancellationToken.None
+                    (fun () -> ProposalCheck.proposeWhile slow request 60.0 (System.TimeSpan.FromSeconds 15.0) ignore System.Threading.CancellationToken.None
                                                           (fun () -> invalidArg "heldX" "the work's own error") |> ignore)
-                    "the work's error passes through, without waiting for the proposal"
-                release.Set ()
-                let deadline = System.Diagnostics.Stopwatch.StartNew ()
-                let released () = match made.TryPeek () with | true, p -> p.FanIn.IsInvalid | _ -> false
-                while not (released ()) && deadline.Elapsed.TotalSeconds < 10.0 do System.Threading.Thread.Sleep 10
-                Expect.isTrue (released ()) "the proposal made after the failure is released when the call ends"
+                    "the work's error passes through"
+                // Released when the error reaches the caller, who then releases the statistics the strategy was reading.
+                match made.TryPeek () with
+                | true, p -> Expect.isTrue p.FanIn.IsInvalid "the proposal is already released"
+                | _ -> failtest "the error passed through before the strategy call ended"
+                let failing = { new IGrowthStrategy with
+                                  member _.Name = "failing"
+                                  member _.Propose _ = invalidOp "the strategy's own error" }
+                Expect.throwsT<System.InvalidOperationException>
+                    (fun () -> ProposalCheck.proposeWhile failing request 60.0 (System.TimeSpan.FromSeconds 15.0) ignore System.Threading.CancellationToken.None
+                                                          (fun () -> invalidArg "heldX" "the work's own error") |> ignore)
+                    "both failed: the strategy's error"
             finally stats |> Array.iter (fun s -> s.Dispose ())
         }
 
@@ -151,6 +198,34 @@ let tests =
                 Expect.isTrue (identical a b) "bit for bit"
                 a.Dispose ()
                 b.Dispose ()
+        }
+
+        test "with KeepWhileProposing a growth step runs the γ search's probe forward during the strategy call" {
+            use x = randn 562L 300L 6L
+            use y = labels 563L 300L 3L
+            use hx = randn 564L 200L 6L
+            use hy = labels 565L 200L 3L
+            let stepWith (keepWhileProposing: bool) =
+                use g = new torch.Generator (561UL)
+                let overlap = Overlap ()
+                let inner = mlpKind.Create (BlockSpec (Kind = "mlp", Layers = ResizeArray [ spec 2 8 "tanh" true; spec 2 8 "tanh" true ], IsOutput = true),
+                                            BlockContext ([| 6L |], 3, layerKinds, torch.CPU, f64, g, "mlp"))
+                use net = new Network ([| new HandshakeBlock (inner, overlap) :> IModelBlock |])
+                let handshaking = { new IGrowthStrategy with
+                                      member _.Name = "handshaking"
+                                      member _.Propose r =
+                                          overlap.StrategyStarted.Set ()
+                                          overlap.ForwardDone.Wait (System.TimeSpan.FromSeconds 10.0) |> ignore
+                                          overlap.StrategyEnded.Set ()
+                                          tiny.Propose r }
+                let context : Growth.GrowthContext =
+                    { Cached = (fun _ -> None); GammaStart = (fun _ -> nan); BorrowedStart = (fun _ -> nan); Strategy = handshaking
+                      Options = GrowthOptions (NeuronsPerStep = 3, Selection = "roundrobin"); Generator = g; HeldX = hx; HeldY = hy
+                      StillProposing = (fun _ _ -> ()); StillProposingEvery = System.TimeSpan.FromSeconds 15.0
+                      Cancellation = System.Threading.CancellationToken.None; KeepWhileProposing = keepWhileProposing }
+                Growth.stepIn context net 0 x y |> ignore
+                overlap.Concurrent
+            Expect.isTrue (stepWith true) "the probe forward ran while the strategy proposed"
         }
 
         test "a stop during a growth step abandons it at once, nothing applied (SIGTERM during a slow strategy call)" {
