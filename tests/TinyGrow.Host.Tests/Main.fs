@@ -18,6 +18,7 @@ let all =
         DaemonTests.tests
         CheckpointTests.tests
         RunFolderWriterTests.tests
+        InputCacheProcessTests.tests
         PostgresQueueTests.tests
         DaemonResumeTests.tests
         TemplateTests.tests
