@@ -62,6 +62,9 @@ public static class CifarReader
 
     static int CountRecords(CifarVariant variant, string path, CifarFile file)
     {
+        // Asked without opening it: a FIFO would make the open wait for a writer, a device never end.
+        if (FileKind.Of(path).Kind is { } kind)
+            throw new DatasetException($"{path} is {kind}, not a regular file. {Fix(path)}");
         var length = new FileInfo(path).Length;
         if (length == 0 || length % variant.RecordBytes != 0)
             throw new DatasetException(

@@ -67,6 +67,10 @@ public static class IdxReader
     // Decide by content, not by name: downloaders often keep gzip data under the raw name or vice versa.
     static IdxStream Open(string path)
     {
+        // Asked without opening it: a FIFO in a data file's place would make the open wait for a writer for ever,
+        // past the run's stop signals, and a device such as /dev/zero never ends.
+        if (FileKind.Of(path).Kind is { } kind)
+            throw new DatasetException($"{path} is {kind}, not a regular file. Fix: put the IDX file itself there (raw or .gz).");
         FileStream file;
         try { file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16); }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)

@@ -122,6 +122,16 @@ let errors =
             expectContains m "test_batch.bin"
             expectContains m "1 records, the official test_batch.bin holds 3"
         }
+        test "a FIFO in a data file's place is refused by name, not opened" {
+            use tmp = new TempFolder ()
+            writeCifar10 tmp.Path
+            let path = Path.Combine (tmp.Path, "cifar10", "cifar-10-batches-bin", "data_batch_3.bin")
+            File.Delete path
+            makeFifo path
+            let m = within 20.0 (fun () -> datasetError (fun () -> (load (provider [ small10 "" ]) "cifar10" tmp.Path).Dispose ()))
+            expectContains m "data_batch_3.bin"
+            expectContains m "a FIFO"
+        }
         test "label out of range" {
             let m = brokenCifar10 "data_batch_5.bin" (recordsBytes 8 [ [| 1uy |]; [| 10uy |] ])
             expectContains m "data_batch_5.bin"

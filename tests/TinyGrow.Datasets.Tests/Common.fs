@@ -45,3 +45,15 @@ let listing (folder: string) =
         |> Seq.map (fun p -> (Path.GetRelativePath (folder, p)).Replace ('\\', '/'))
         |> Seq.sort |> Seq.toList
     else []
+
+/// Makes a FIFO (named pipe) at `path` (mkfifo(1)): opening it for reading waits for a writer.
+let makeFifo (path: string) =
+    use p = System.Diagnostics.Process.Start ("mkfifo", [ path ])
+    p.WaitForExit ()
+    if p.ExitCode <> 0 then failwith $"mkfifo {path} failed ({p.ExitCode})"
+
+/// `f ()`, failing the test when it has not returned within `seconds` (a reader blocked on a FIFO never would).
+let within (seconds: float) (f: unit -> 'T) : 'T =
+    let task = System.Threading.Tasks.Task.Run (fun () -> f ())
+    if not (task.Wait (System.TimeSpan.FromSeconds seconds)) then failwith $"did not return within {seconds} s"
+    task.Result

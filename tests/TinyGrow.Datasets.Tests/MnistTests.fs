@@ -164,6 +164,18 @@ let errors =
                 File.Delete (Path.Combine (root, "mnist", "t10k-images-idx3-ubyte.gz"))
                 Expect.isFalse ((loadError (provider []) "mnist" root).Contains ".gz is beside it") "no .gz: no mention of one")
         }
+        test "a FIFO in a data file's place is refused by name at once, not opened (the open would wait for a writer for ever)" {
+            use tmp = new TempFolder ()
+            let folder = Path.Combine (tmp.Path, "mnist")
+            writeDataset folder false
+            let fifo = Path.Combine (folder, "t10k-labels-idx1-ubyte")
+            File.Delete fifo
+            makeFifo fifo
+            let m = within 20.0 (fun () -> loadError (provider []) "mnist" tmp.Path)
+            expectContains m "t10k-labels-idx1-ubyte"
+            expectContains m "a FIFO"
+            expectContains m "Fix: put the IDX file itself there"
+        }
         test "truncated gzip data" {
             let bytes = imagesBytes 3
             withBrokenFile "train-images-idx3-ubyte" (gzip bytes[.. bytes.Length - 11]) (fun _ m ->

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using TinyGrow.Abstractions;
 using Microsoft.Extensions.Configuration;
 
 namespace TinyGrow.Host.Configuration;

@@ -1,13 +1,14 @@
 using System.Runtime.InteropServices;
 
-namespace TinyGrow.Host.Configuration;
+namespace TinyGrow.Abstractions;
 
 /// <summary>What kind of file a path names, without opening it: opening a FIFO waits for a writer,
 /// and a device such as <c>/dev/zero</c> never ends. .NET has no public API for the file type
 /// (<see cref="FileAttributes"/> tell only folders and links), so this asks the runtime's own native
 /// shim, <c>libSystem.Native</c> (shipped with every .NET runtime on Unix; its <c>SystemNative_Stat</c>
-/// is what <see cref="File"/> itself calls), which follows symbolic links as <c>stat(2)</c> does.</summary>
-static class FileKind
+/// is what <see cref="File"/> itself calls), which follows symbolic links as <c>stat(2)</c> does. The host uses it
+/// for configuration files and plugins; dataset plugins for their data files.</summary>
+public static class FileKind
 {
     // struct FileStatus (src/native/libs/System.Native/pal_io.h): int32 Flags, int32 Mode, uint32 Uid,
     // uint32 Gid, int64 Size, …; a buffer larger than the struct leaves room for fields added later.
