@@ -100,38 +100,44 @@ let write (directory: string) (net: Network) (inputShape: int64[]) (classes: int
     let states = Array.init net.Parameters.Length optimizer.State
     let generatorStates = generators |> Array.map (fun g -> g.get_state ())
     try
-        let header =
-            { Format = format; InputShape = inputShape; Classes = classes
-              Blocks = net.Blocks |> Array.map (fun b -> b.CurrentSpec)
-              State = state
-              OptimizerStates = states |> Array.map Array.length
-              Generators = generatorStates |> Array.map (fun s -> s.numel ())
-              Order = (match order with null -> 0L | o -> o.numel ())
-              RunSettings = settingsHashOf directory }
-        let size =
-            use file = new FileStream (temporary, FileMode.Create, FileAccess.Write, FileShare.None, 1 <<< 20)
-            use hash = IncrementalHash.CreateHash HashAlgorithmName.SHA256
-            (use hashing = new HashingStream (file, hash)
-             use w = new BinaryWriter (hashing, Encoding.UTF8, true)
-             w.Write magic
-             let headerBytes = JsonSerializer.SerializeToUtf8Bytes (header, json)
-             w.Write headerBytes.Length
-             w.Write headerBytes
-             for p in net.Parameters do saveTensor w p
-             for b in net.Buffers do saveTensor w b
-             for slot in states do for s in slot do saveTensor w s
-             for s in generatorStates do saveTensor w s
-             match order with
-             | null -> ()
-             | o -> saveTensor w o
-             w.Flush ())
-            file.Write (hash.GetHashAndReset ())
-            file.Flush true
-            file.Length
-        if File.Exists path then File.Move (path, Path.Combine (directory, previousName), true)
-        File.Move (temporary, path)
-        syncDirectory directory
-        size
+        try
+            let header =
+                { Format = format; InputShape = inputShape; Classes = classes
+                  Blocks = net.Blocks |> Array.map (fun b -> b.CurrentSpec)
+                  State = state
+                  OptimizerStates = states |> Array.map Array.length
+                  Generators = generatorStates |> Array.map (fun s -> s.numel ())
+                  Order = (match order with null -> 0L | o -> o.numel ())
+                  RunSettings = settingsHashOf directory }
+            let size =
+                use file = new FileStream (temporary, FileMode.Create, FileAccess.Write, FileShare.None, 1 <<< 20)
+                use hash = IncrementalHash.CreateHash HashAlgorithmName.SHA256
+                (use hashing = new HashingStream (file, hash)
+                 use w = new BinaryWriter (hashing, Encoding.UTF8, true)
+                 w.Write magic
+                 let headerBytes = JsonSerializer.SerializeToUtf8Bytes (header, json)
+                 w.Write headerBytes.Length
+                 w.Write headerBytes
+                 for p in net.Parameters do saveTensor w p
+                 for b in net.Buffers do saveTensor w b
+                 for slot in states do for s in slot do saveTensor w s
+                 for s in generatorStates do saveTensor w s
+                 match order with
+                 | null -> ()
+                 | o -> saveTensor w o
+                 w.Flush ())
+                file.Write (hash.GetHashAndReset ())
+                file.Flush true
+                file.Length
+            if File.Exists path then File.Move (path, Path.Combine (directory, previousName), true)
+            File.Move (temporary, path)
+            syncDirectory directory
+            size
+        with _ ->
+            // A write that failed (a full disk) leaves no partial file taking the space its message asks to free;
+            // the checkpoints before it stand.
+            (try if File.Exists temporary then File.Delete temporary with _ -> ())
+            reraise ()
     finally
         for s in generatorStates do s.Dispose ()
 

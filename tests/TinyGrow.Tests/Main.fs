@@ -23,6 +23,7 @@ let all =
         DenseNewUnitsTests.tests
         ConvGeometryTests.tests
         ProposalCheckTests.tests
+        CheckpointWriteTests.tests
         ComputeThreadsTests.tests
         AmplitudeTests.tests
         SearchResumeTests.tests
