@@ -204,26 +204,23 @@ let pythonSource () =
     use reader = new StreamReader (stream)
     reader.ReadToEnd ()
 
-/// `write` into path.tmp, then renamed over `path`; the temporary is removed when either fails (a full disk, a
-/// folder in the way), so that a failed export leaves nothing beside the files it did write.
-let private writeAtomically (path: string) (write: Stream -> unit) =
-    let tmp = path + ".tmp"
-    try
-        (using (File.Create tmp) write)
-        File.Move (tmp, path, true)
-    finally
-        if File.Exists tmp then File.Delete tmp
-
+/// model.pt and tinygrow_model.py, each written in full to a temporary file beside it before either replaces what
+/// was there: a failure (a full disk, a folder in the way) leaves the folder as it was, temporaries removed.
 let private writeEntries (entries: (string * torch.Tensor)[]) (directory: string) =
+    let pt, py = Path.Combine (directory, "model.pt"), Path.Combine (directory, "tinygrow_model.py")
     try
-        let table = Hashtable ()
-        for name, t in entries do table[name] <- t
-        writeAtomically (Path.Combine (directory, "model.pt")) (fun s ->
-            TorchSharp.PyBridge.PyTorchPickler.PickleStateDict (s, table, true))
-        let source = pythonSource ()
-        writeAtomically (Path.Combine (directory, "tinygrow_model.py")) (fun s ->
-            use w = new StreamWriter (s)
-            w.Write source)
+        try
+            let table = Hashtable ()
+            for name, t in entries do table[name] <- t
+            (use s = File.Create (pt + ".tmp") in TorchSharp.PyBridge.PyTorchPickler.PickleStateDict (s, table, true))
+            (use s = File.Create (py + ".tmp")
+             use w = new StreamWriter (s)
+             w.Write (pythonSource ()))
+            File.Move (pt + ".tmp", pt, true)
+            File.Move (py + ".tmp", py, true)
+        finally
+            for tmp in [ pt + ".tmp"; py + ".tmp" ] do
+                if File.Exists tmp then File.Delete tmp
     finally
         for _, t in entries do t.Dispose ()
 
@@ -239,7 +236,4 @@ let writeFromFiles (directory: string) = writeEntries (stateDictOfFiles director
 /// `tinygrow export <run-folder>` can write the export later.
 let writeOrWarn (logger: ILogger) (net: Network) (inputShape: int64[]) (directory: string) =
     try write net inputShape directory
-    with e ->
-        logger.LogWarning ("PyTorch export (model.pt, tinygrow_model.py) not written: {Reason}", e.Message)
-        for name in [ "model.pt"; "tinygrow_model.py" ] do
-            try File.Delete (Path.Combine (directory, name + ".tmp")) with _ -> ()
+    with e -> logger.LogWarning ("PyTorch export (model.pt, tinygrow_model.py) not written: {Reason}", e.Message)

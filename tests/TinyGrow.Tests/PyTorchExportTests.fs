@@ -170,6 +170,21 @@ let tests =
                         for _, t in Array.append live saved do t.Dispose ())
         }
 
+        test "an export that cannot write its second file leaves the folder as it was: no model.pt, no temporary file" {
+            let _, build, shape, classes = List.head cases
+            use net = build ()
+            withTempFolder (fun dir ->
+                ModelFile.save net shape classes dir
+                // A folder where tinygrow_model.py's temporary file goes: the second write fails, as on a full disk.
+                Directory.CreateDirectory (Path.Combine (dir, "tinygrow_model.py.tmp")) |> ignore
+                Expect.throws (fun () -> PyTorchExport.writeFromFiles dir) "the export fails"
+                Expect.isFalse (File.Exists (Path.Combine (dir, "model.pt"))) "model.pt is not left without its script"
+                Expect.isFalse (File.Exists (Path.Combine (dir, "model.pt.tmp"))) "nor its temporary file"
+                Directory.Delete (Path.Combine (dir, "tinygrow_model.py.tmp"))
+                PyTorchExport.writeFromFiles dir
+                Expect.isTrue (File.Exists (Path.Combine (dir, "model.pt")) && File.Exists (Path.Combine (dir, "tinygrow_model.py"))) "once the way is clear, both are written")
+        }
+
         test "a damaged or mismatched saved folder is an error naming the file, never a crash or a silent export" {
             // every kind: the width check (stateNames' Widths) must accept what the run saved
             let refused (dir: string) (file: string) (words: string) =

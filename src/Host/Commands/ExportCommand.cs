@@ -48,6 +48,12 @@ public static class ExportCommand
             error.WriteLine($"tinygrow: export: {e.Message} Make the run folder readable and writable, or copy it somewhere writable, and export again.");
             return ExitCodes.BadConfiguration;
         }
+        catch (IOException e) when (e is not (FileNotFoundException or DirectoryNotFoundException))
+        {
+            // A write that failed (most often a full disk): the export leaves the folder as it was.
+            error.WriteLine($"tinygrow: export: {e.Message} Nothing was written. If the disk is full, free space on it (or copy the run folder to a disk with space) and export again.");
+            return ExitCodes.BadConfiguration;
+        }
         catch (Exception e) when (e is ArgumentException or IOException or InvalidDataException or System.Text.Json.JsonException)
         {
             error.WriteLine($"tinygrow: export: {e.Message}");
