@@ -41,8 +41,56 @@ let private report (folder: string) =
     let code = ReportCommand.Execute(folder, out, err)
     code, err.ToString()
 
+[<Runtime.InteropServices.DllImport("libc", EntryPoint = "kill", SetLastError = true)>]
+extern int private sendSignal(int pid, int signal)
+
+/// A pid no process has now: that of a process that has ended.
+let private endedPid () =
+    use p = Diagnostics.Process.Start("true")
+    p.WaitForExit()
+    p.Id
+
+/// metrics.jsonl of `epochs` epochs with `perEpoch` growth lines each: a report that takes seconds to draw.
+let private longMetrics (epochs: int) (perEpoch: int) =
+    [ for e in 1 .. epochs do
+        for k in 1 .. perEpoch do
+            yield $"""{{"event":"growth","epoch":{e},"junction":{k % 2},"added":1,"width":{k},"gamma":0.5,"predicted_decrease":0.2,"measured_decrease":0.1,"bottleneck":1.5}}"""
+        yield $"""{{"event":"epoch","epoch":{e},"train_loss":1.0,"test_loss":0.9,"test_accuracy":0.7,"parameters":6500,"widths":[8,3],"seconds":{e}.0}}""" ]
+
 let tests =
     testList "reports" [
+        test "temporaries a killed report left (its pid no longer running) are removed by the next report; a running process's are kept" {
+            use folder = new TempFolder()
+            let path = runFolder folder sampleMetrics
+            let left = folder.File $"{RunReport.Figures[0]}.{endedPid ()}.tmp"
+            let running = folder.File $"{RunReport.Figures[1]}.1.tmp" // pid 1 runs as long as the system does
+            File.WriteAllText(left, "half a figure")
+            File.WriteAllText(running, "being written")
+            let code, err = report path
+            Expect.equal code ExitCodes.Ok $"the report is written ({err})"
+            Expect.isFalse (File.Exists left) "the killed report's temporary is removed"
+            Expect.isTrue (File.Exists running) "a running process's is left to it"
+        }
+
+        test "SIGTERM during a report stops it between two files: exit 130, a message, nothing replaced, no temporary left" {
+            use folder = new TempFolder()
+            let path = runFolder folder (longMetrics 20 3000)
+            let errors = Text.StringBuilder()
+            use p = CheckpointTests.start folder.Path [ "report"; path ] errors
+            // Signalled once its first temporary file exists: the handler is in place by then.
+            let first = folder.File $"{RunReport.Figures[0]}.{p.Id}.tmp"
+            let clock = Diagnostics.Stopwatch.StartNew()
+            while not (File.Exists first) && not p.HasExited && clock.Elapsed.TotalSeconds < 120.0 do Threading.Thread.Sleep 2
+            Expect.isTrue (File.Exists first) $"the report started writing ({errors})"
+            Expect.equal (sendSignal(p.Id, 15)) 0 "SIGTERM sent"
+            let code = CheckpointTests.finish p
+            Expect.equal code ExitCodes.Cancelled $"exit 130 ({errors})"
+            Expect.stringContains (string errors) "stopped by a signal" "says why"
+            Expect.isEmpty (Directory.GetFiles(folder.Path, "*.tmp")) "no temporary file left"
+            for f in RunReport.Markdown :: List.ofSeq RunReport.Figures do
+                Expect.isFalse (File.Exists(folder.File f)) $"{f} not written"
+        }
+
         test "report and submit take one operand; report takes no configuration" {
             let parse (args: string list) = CommandLine.Parse(List.toArray args)
             let r = parse [ "report"; "runs/x" ]

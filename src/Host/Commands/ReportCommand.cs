@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using TinyGrow.Host.Reports;
 
 namespace TinyGrow.Host.Commands;
@@ -16,10 +17,21 @@ public static class ReportCommand
             error.WriteLine($"tinygrow: report: {runFolder} is not a folder. Give a run folder (runs/<run-id>), which holds metrics.jsonl.");
             return ExitCodes.BadConfiguration;
         }
+        // Ctrl-C or SIGTERM stops the report between two files, its temporaries removed and nothing replaced (the
+        // signal's default would kill it mid-write and leave them).
+        using var stop = new CancellationTokenSource();
+        void Stop(PosixSignalContext context) { context.Cancel = true; stop.Cancel(); }
+        using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, Stop);
+        using var terminate = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Stop);
         try
         {
-            foreach (var warning in RunReport.Write(runFolder))
+            foreach (var warning in RunReport.Write(runFolder, stop.Token))
                 error.WriteLine($"tinygrow: warning: {warning}");
+        }
+        catch (OperationCanceledException)
+        {
+            error.WriteLine($"tinygrow: report: stopped by a signal; nothing in {runFolder} was replaced. Run the report again.");
+            return ExitCodes.Cancelled;
         }
         catch (ReportException e)
         {

@@ -25,11 +25,13 @@ public static class RunReport
     /// reading its metrics.jsonl.</summary>
     /// <exception cref="ReportException">metrics.jsonl is missing or corrupt (nothing is written).</exception>
     /// <exception cref="IOException">A file cannot be written (nothing is replaced).</exception>
-    public static IReadOnlyList<string> Write(string runFolder)
+    /// <exception cref="OperationCanceledException"><paramref name="stop"/> was signalled (nothing is replaced).</exception>
+    public static IReadOnlyList<string> Write(string runFolder, CancellationToken stop = default)
     {
         var metrics = RunMetrics.Read(Path.Combine(runFolder, "metrics.jsonl"));
+        stop.ThrowIfCancellationRequested();
         var growthTimes = metrics.GrowthTimes();
-        WriteAllOrNone(
+        WriteAllOrNone(stop,
         [
             (Path.Combine(runFolder, Figures[0]), path => LossAccuracy(metrics, growthTimes).SavePng(path, Width, Height)),
             (Path.Combine(runFolder, Figures[1]), path => Widths(metrics, growthTimes).SavePng(path, Width, Height)),
@@ -41,18 +43,24 @@ public static class RunReport
     }
 
     /// <summary>Writes each file to a temporary file beside it, and only once all are written renames them
-    /// over their names: a file that cannot be written (a folder in its place, a full disk) leaves every
-    /// file of the folder as it was.</summary>
-    static void WriteAllOrNone(IReadOnlyList<(string Path, Action<string> Write)> files)
+    /// over their names: a file that cannot be written (a folder in its place, a full disk), or a stop between
+    /// two files, leaves every file of the folder as it was. Temporaries a killed process left (its pid no longer
+    /// running) are removed first.</summary>
+    static void WriteAllOrNone(CancellationToken stop, IReadOnlyList<(string Path, Action<string> Write)> files)
     {
         var temporaries = files.Select(f => $"{f.Path}.{Environment.ProcessId}.tmp").ToArray();
+        foreach (var (path, _) in files) RemoveLeftTemporaries(path);
         try
         {
             foreach (var (path, _) in files)
                 if (Directory.Exists(path))
                     throw new IOException($"{path} is a folder, where the report writes a file. Move it away");
             for (var i = 0; i < files.Count; i++)
+            {
+                stop.ThrowIfCancellationRequested();
                 files[i].Write(temporaries[i]);
+            }
+            stop.ThrowIfCancellationRequested();
             for (var i = 0; i < files.Count; i++)
                 File.Move(temporaries[i], files[i].Path, overwrite: true);
         }
@@ -61,6 +69,27 @@ public static class RunReport
             foreach (var temporary in temporaries)
                 if (File.Exists(temporary)) File.Delete(temporary);
         }
+    }
+
+    // `<path>.<pid>.tmp` files of processes no longer running (a report or run killed mid-write).
+    static void RemoveLeftTemporaries(string path)
+    {
+        var folder = Path.GetDirectoryName(path);
+        if (folder is null || !Directory.Exists(folder)) return;
+        var prefix = Path.GetFileName(path) + ".";
+        foreach (var file in Directory.EnumerateFiles(folder, prefix + "*.tmp"))
+        {
+            var middle = Path.GetFileName(file)[prefix.Length..^".tmp".Length];
+            if (int.TryParse(middle, out var pid) && pid != Environment.ProcessId && !Running(pid))
+                try { File.Delete(file); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+        }
+    }
+
+    static bool Running(int pid)
+    {
+        try { using var process = System.Diagnostics.Process.GetProcessById(pid); return !process.HasExited; }
+        catch (ArgumentException) { return false; }
+        catch (InvalidOperationException) { return false; }
     }
 
     /// <summary>One picture of a grown run: the width of every growable layer over training (left axis) and
@@ -78,7 +107,7 @@ public static class RunReport
         accuracy.LegendText = "test accuracy (%)";
         accuracy.Axes.YAxis = plot.Axes.Right;
         plot.Axes.Right.Label.Text = "test accuracy (%)";
-        WriteAllOrNone([(path, temporary => plot.SavePng(temporary, Width, Height))]);
+        WriteAllOrNone(CancellationToken.None, [(path, temporary => plot.SavePng(temporary, Width, Height))]);
     }
 
     static Plot NewPlot(string title, string xLabel, string yLabel)
