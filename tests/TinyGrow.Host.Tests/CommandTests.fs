@@ -70,6 +70,31 @@ let tests =
             Expect.stringContains (RunCommand.ResumeProblem finished |> string) "this one has finished" "a finished run is"
         }
 
+        test "resume: a file given as the folder, and a run.lock or metrics.jsonl that is a link, a FIFO or a folder, are refused by name before anything is opened" {
+            use tmp = new TempFolder()
+            let run = IO.Directory.CreateDirectory(tmp.File "r.partial").FullName
+            IO.File.WriteAllText(IO.Path.Combine(run, "config.json"), "{}")
+            let config = IO.Path.Combine(run, "config.json")
+            Expect.stringContains (RunCommand.ResumeProblem config |> string) "is a file, not a run folder" "a file, not said to be missing"
+            let outside = tmp.File "elsewhere.txt"
+            IO.File.WriteAllText(outside, "not the run's")
+            for name in [ "run.lock"; "metrics.jsonl" ] do
+                let file = IO.Path.Combine(run, name)
+                IO.File.CreateSymbolicLink(file, outside) |> ignore
+                Expect.stringContains (RunCommand.ResumeProblem run |> string) $"{file} is a symbolic link" $"{name}: a link"
+                IO.File.Delete file
+                use fifo = Diagnostics.Process.Start("mkfifo", [ file ])
+                fifo.WaitForExit()
+                Expect.stringContains (RunCommand.ResumeProblem run |> string) $"{file} is a FIFO" $"{name}: a FIFO"
+                IO.File.Delete file
+                IO.Directory.CreateDirectory file |> ignore
+                Expect.stringContains (RunCommand.ResumeProblem run |> string) $"{file} is a folder" $"{name}: a folder"
+                IO.Directory.Delete file
+            Expect.equal (IO.File.ReadAllText outside) "not the run's" "nothing written through the link"
+            IO.File.WriteAllText(IO.Path.Combine(run, "metrics.jsonl"), "")
+            Expect.isNull (RunCommand.ResumeProblem run) "regular files are tried"
+        }
+
         test "plugins: a service whose constructor or name getter throws, or whose name is blank, is listed under Refused, named with its plugin and the reason" {
             use tmp = new TempFolder()
             addFixture tmp.Path "Fixture.GoodPlugin" |> ignore

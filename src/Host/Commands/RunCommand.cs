@@ -302,6 +302,8 @@ public sealed class RunCommand(TinyGrowSettings settings, PluginCatalogue catalo
     public static string? ResumeProblem(string folder)
     {
         var path = Path.GetFullPath(folder).TrimEnd(Path.DirectorySeparatorChar);
+        if (File.Exists(path))
+            return $"resume {folder}: {folder} is a file, not a run folder. Give the folder of an interrupted run: runs/<run-id>{SettingsValidator.PartialSuffix} (ls runs/).";
         if (!Directory.Exists(path))
             return $"resume {folder}: {folder} does not exist. Give the folder of an interrupted run: runs/<run-id>{SettingsValidator.PartialSuffix} (ls runs/).";
         if (!path.EndsWith(SettingsValidator.PartialSuffix, StringComparison.Ordinal))
@@ -312,6 +314,19 @@ public sealed class RunCommand(TinyGrowSettings settings, PluginCatalogue catalo
             return $"resume {folder}: {path[..^SettingsValidator.PartialSuffix.Length]} already exists (the run finished); nothing to resume.";
         if (!File.Exists(Path.Combine(path, "config.json")))
             return $"resume {folder}: {folder} is not a run folder (it has no config.json), so the run's settings are unknown.";
+        // The files a resume opens in place (the others it writes beside their names and renames): a link would be
+        // written through, wherever it points; a FIFO would hang the open, a folder lose the checkpoints' metrics.
+        foreach (var name in new[] { RunLock.FileName, "metrics.jsonl" })
+        {
+            var file = Path.Combine(path, name);
+            var info = new FileInfo(file);
+            if (info.LinkTarget is { } target)
+                return $"resume {folder}: {file} is a symbolic link (to {target}); a resume writes that file in place. Put the run's own file there (run.lock may simply be deleted when no process runs the folder).";
+            if (Directory.Exists(file))
+                return $"resume {folder}: {file} is a folder, where the run keeps a file. Move it away, and restore the run's own {name} if you have it.";
+            if (info.Exists && FileKind.Of(file).Kind is { } kind)
+                return $"resume {folder}: {file} is {kind}, not a regular file. Put the run's own file there (run.lock may simply be deleted when no process runs the folder).";
+        }
         return null;
     }
 
