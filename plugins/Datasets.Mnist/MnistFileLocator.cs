@@ -29,6 +29,9 @@ public static class MnistFileLocator
     /// MNIST and Fashion-MNIST share file names, so a mix could pair one's images with the other's labels.</summary>
     public static MnistFiles Locate(MnistVariant variant, string root, string? systemFolder)
     {
+        // A file given as the root would otherwise be passed over for the system copy, with the reason "does not exist".
+        if (!string.IsNullOrWhiteSpace(root) && File.Exists(root))
+            throw new DatasetException($"Dataset:Root is '{root}', a file: give the folder that holds {variant.Name}/ (or the four IDX files themselves).");
         var folders = SearchFolders(variant, root, systemFolder);
         var report = new List<string>();
         for (var i = 0; i < folders.Count; i++)

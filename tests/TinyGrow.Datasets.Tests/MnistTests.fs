@@ -176,6 +176,14 @@ let errors =
             expectContains m "a FIFO"
             expectContains m "Fix: put the IDX file itself there"
         }
+        test "Dataset:Root naming a file is refused as a file, not passed over for another copy" {
+            use tmp = new TempFolder ()
+            let file = Path.Combine (tmp.Path, "root.txt")
+            File.WriteAllText (file, "not a folder")
+            let m = loadError (provider []) "mnist" file
+            expectContains m "Dataset:Root"
+            expectContains m "a file"
+        }
         test "truncated gzip data" {
             let bytes = imagesBytes 3
             withBrokenFile "train-images-idx3-ubyte" (gzip bytes[.. bytes.Length - 11]) (fun _ m ->
