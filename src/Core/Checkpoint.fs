@@ -181,11 +181,28 @@ let private headerOf (path: string) : Header =
     use r = new BinaryReader (file)
     readHeader r path
 
+/// SHA-256 (hex) of the first `count` bytes of `path`.
+let private prefixSha256 (path: string) (count: int64) : string =
+    if count = 0L then Convert.ToHexString (SHA256.HashData (Array.empty<byte>)) else
+    use file = new FileStream (path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite)
+    use hash = IncrementalHash.CreateHash HashAlgorithmName.SHA256
+    let buffer = Array.zeroCreate<byte> 65536
+    let mutable left = count
+    while left > 0L do
+        let read = file.Read (buffer, 0, int (min left (int64 buffer.Length)))
+        if read = 0 then left <- 0L
+        else
+            hash.AppendData (buffer, 0, read)
+            left <- left - int64 read
+    Convert.ToHexString (hash.GetHashAndReset ())
+
 /// Why an intact checkpoint in `directory` does not belong to the run there, from its header; None when it does.
 /// - It records the hash of another settingsFile: copied from another run folder, whose network, data or schedule
 ///   may differ (not checked when either hash is missing).
 /// - metrics.jsonl holds fewer bytes than when it was written (cut, replaced, or not on disk after a crash: it is
 ///   flushed, not fsync'ed): a resume would append after lines that are gone, or after half a line.
+/// - Those bytes are not the ones the run wrote (their SHA-256 differs: edited, or a checkpoint copied from another
+///   run whose settings are the same).
 let private notThisRun (directory: string) (path: string) : string option =
     let header = headerOf path
     let metrics = Path.Combine (directory, "metrics.jsonl")
@@ -195,6 +212,8 @@ let private notThisRun (directory: string) (path: string) : string option =
         Some $"written by another run (its {settingsFile} differs from this folder's: a checkpoint copied from another run folder)"
     | _ when metricsBytes < header.State.MetricsBytes ->
         Some $"metrics.jsonl holds {metricsBytes} bytes, fewer than the {header.State.MetricsBytes} it held at this checkpoint (cut or replaced since)"
+    | _ when (match header.State.MetricsSha256 with NonNull recorded -> prefixSha256 metrics header.State.MetricsBytes <> recorded | Null -> false) ->
+        Some $"the first {header.State.MetricsBytes} bytes of metrics.jsonl are not the ones this checkpoint's run wrote (edited or replaced since, or the checkpoint was copied from another run)"
     | _ -> None
 
 /// The newest usable checkpoint in `directory` (checkpoint.bin, else checkpoint.previous.bin), and

@@ -261,6 +261,7 @@ type GrowthEngine(blockKinds: IReadOnlyDictionary<string, IBlockKind>, layerKind
         let checkpoint (why: string) =
             state.Seconds <- elapsed ()
             state.MetricsBytes <- log.Length
+            state.MetricsSha256 <- log.Sha256
             state.FirstLoss <- progress.FirstLoss
             let t = Stopwatch.StartNew ()
             let bytes = Checkpoint.write runDirectory net data.InputShape data.Classes optimizer generators order state

@@ -72,18 +72,29 @@ type MetricsSchema =
 /// written after its checkpoint); `RunLog path` starts a new file. A file that is empty once cut
 /// (a new run, or a resume with no checkpoint) starts with the schema line; a resumed run keeps the
 /// one its checkpoint's length covers, so the line is in every file once.
+/// It keeps a SHA-256 of every byte in the file (the kept prefix read back at open), which a checkpoint records
+/// with the length so that a resume can tell the lines it keeps are the ones the run wrote.
 type RunLog(path: string, keep: int64) =
+    let hash = System.Security.Cryptography.IncrementalHash.CreateHash System.Security.Cryptography.HashAlgorithmName.SHA256
     let writer =
-        let stream = new FileStream (path, FileMode.OpenOrCreate, FileAccess.Write, FileShare.Read)
+        let stream = new FileStream (path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.Read)
         stream.SetLength (min keep stream.Length)
+        stream.Seek (0L, SeekOrigin.Begin) |> ignore
+        let buffer = Array.zeroCreate<byte> 65536
+        let mutable read = stream.Read (buffer, 0, buffer.Length)
+        while read > 0 do
+            hash.AppendData (buffer, 0, read)
+            read <- stream.Read (buffer, 0, buffer.Length)
         stream.Seek (0L, SeekOrigin.End) |> ignore
-        new StreamWriter (stream)
+        stream
 
     let writeLine (line: string) =
-        writer.WriteLine line
+        let bytes = Text.Encoding.UTF8.GetBytes (line + "\n")
+        writer.Write (bytes, 0, bytes.Length)
         writer.Flush ()
+        hash.AppendData bytes
 
-    do if writer.BaseStream.Length = 0L then writeLine MetricsSchema.Line
+    do if writer.Length = 0L then writeLine MetricsSchema.Line
 
     new(path: string) = new RunLog (path, 0L)
 
@@ -107,7 +118,10 @@ type RunLog(path: string, keep: int64) =
     member _.Path = path
 
     /// Bytes written so far (every line is flushed): what a checkpoint records.
-    member _.Length = writer.BaseStream.Position
+    member _.Length = writer.Position
+
+    /// SHA-256 (hex) of the file's bytes so far: what a checkpoint records with the length.
+    member _.Sha256 = Convert.ToHexString (hash.GetCurrentHash ())
 
     /// Writes {"event": name, fields...} as one line.
     member _.Write(name: string, fields: (string * obj | null) list) =
@@ -118,4 +132,6 @@ type RunLog(path: string, keep: int64) =
         writeLine (o.ToJsonString RunLog.Compact)
 
     interface IDisposable with
-        member _.Dispose() = writer.Dispose ()
+        member _.Dispose() =
+            writer.Dispose ()
+            hash.Dispose ()

@@ -28,6 +28,8 @@ type RunState =
       /// Length of metrics.jsonl when the state was taken: a resumed run truncates it there, so no
       /// line is lost or written twice.
       mutable MetricsBytes: int64
+      /// SHA-256 (hex) of those bytes (RunLog.Sha256); null in checkpoints written before it was kept.
+      mutable MetricsSha256: string | null
       /// Where each junction's next γ search starts (0: cold): the γ its last search chose, or after a
       /// refusal the smallest γ that search tried.
       /// Null in checkpoints written before it existed (then every search starts cold).
@@ -63,7 +65,7 @@ type RunState =
 
     static member Start() =
         { Epoch = 1; Batch = 0; GrownAtBatch = false; Step = 0L; GrowthSteps = 0; EmptyGrowthSteps = 0; EpochLossSum = 0.0
-          FirstLoss = nan; Seconds = 0.0; GrowthSeconds = 0.0; LastAccuracy = 0.0; MetricsBytes = 0L
+          FirstLoss = nan; Seconds = 0.0; GrowthSeconds = 0.0; LastAccuracy = 0.0; MetricsBytes = 0L; MetricsSha256 = null
           LastGammas = [||]; AcceptedGammas = [||]; EmptyInARow = [||]; AfterGrowthStep = 0; AfterGrowthBatches = 0; AfterGrowthLossSum = 0.0
           AfterGrowthSquareSum = 0.0; RecentLosses = null; RecentCount = 0L; BeforeGrowthMean = nan; BeforeGrowthError = nan; BeforeGrowthBatches = 0
           PendingJunctions = null; PendingAdded = 0; DeferredSteps = 0 }
