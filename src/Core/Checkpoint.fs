@@ -181,21 +181,6 @@ let private headerOf (path: string) : Header =
     use r = new BinaryReader (file)
     readHeader r path
 
-/// SHA-256 (hex) of the first `count` bytes of `path`.
-let private prefixSha256 (path: string) (count: int64) : string =
-    if count = 0L then Convert.ToHexString (SHA256.HashData (Array.empty<byte>)) else
-    use file = new FileStream (path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite)
-    use hash = IncrementalHash.CreateHash HashAlgorithmName.SHA256
-    let buffer = Array.zeroCreate<byte> 65536
-    let mutable left = count
-    while left > 0L do
-        let read = file.Read (buffer, 0, int (min left (int64 buffer.Length)))
-        if read = 0 then left <- 0L
-        else
-            hash.AppendData (buffer, 0, read)
-            left <- left - int64 read
-    Convert.ToHexString (hash.GetHashAndReset ())
-
 /// Why an intact checkpoint in `directory` does not belong to the run there, from its header; None when it does.
 /// - It records the hash of another settingsFile: copied from another run folder, whose network, data or schedule
 ///   may differ (not checked when either hash is missing).
@@ -212,7 +197,7 @@ let private notThisRun (directory: string) (path: string) : string option =
         Some $"written by another run (its {settingsFile} differs from this folder's: a checkpoint copied from another run folder)"
     | _ when metricsBytes < header.State.MetricsBytes ->
         Some $"metrics.jsonl holds {metricsBytes} bytes, fewer than the {header.State.MetricsBytes} it held at this checkpoint (cut or replaced since)"
-    | _ when (match header.State.MetricsSha256 with NonNull recorded -> prefixSha256 metrics header.State.MetricsBytes <> recorded | Null -> false) ->
+    | _ when (match header.State.MetricsSha256 with NonNull recorded -> RunLog.PrefixSha256 (metrics, header.State.MetricsBytes) <> recorded | Null -> false) ->
         Some $"the first {header.State.MetricsBytes} bytes of metrics.jsonl are not the ones this checkpoint's run wrote (edited or replaced since, or the checkpoint was copied from another run)"
     | _ -> None
 

@@ -85,15 +85,12 @@ let proposeWhile (strategy: IGrowthStrategy) (request: GrowthRequest) (timeoutSe
             // The strategy still reads the request (statistics, layers) that the caller releases once this throws:
             // wait for it, within its time limit and the stop, and release what it made.
             let remaining = max 0.0 (timeoutSeconds - clock.Elapsed.TotalSeconds)
-            let ended = try call.Wait (TimeSpan.FromSeconds remaining, cancellation) with _ -> call.IsCompleted
-            if ended then
-                if call.Status = Threading.Tasks.TaskStatus.RanToCompletion && not (isNull (box call.Result)) then call.Result.Dispose ()
-                // Both failed: the strategy's error, which it would have met first had the two run in turn.
-                if call.IsFaulted then call.GetAwaiter().GetResult () |> ignore
-            else
-                call.ContinueWith (fun (t: Threading.Tasks.Task<NeuronProposal>) ->
-                    if t.Status = Threading.Tasks.TaskStatus.RanToCompletion && not (isNull (box t.Result)) then t.Result.Dispose ())
-                |> ignore
+            let release (t: Threading.Tasks.Task<NeuronProposal>) =
+                if t.Status = Threading.Tasks.TaskStatus.RanToCompletion && not (isNull (box t.Result)) then t.Result.Dispose ()
+            if (try call.Wait (TimeSpan.FromSeconds remaining, cancellation) with _ -> call.IsCompleted) then release call
+            else call.ContinueWith release |> ignore
+            // Both failed: the strategy's error, which it would have met first had the two run in turn.
+            if call.IsFaulted then call.GetAwaiter().GetResult () |> ignore
             reraise ()
     let mutable finished = false
     while not finished do

@@ -79,12 +79,7 @@ type RunLog(path: string, keep: int64) =
     let writer =
         let stream = new FileStream (path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.Read)
         stream.SetLength (min keep stream.Length)
-        stream.Seek (0L, SeekOrigin.Begin) |> ignore
-        let buffer = Array.zeroCreate<byte> 65536
-        let mutable read = stream.Read (buffer, 0, buffer.Length)
-        while read > 0 do
-            hash.AppendData (buffer, 0, read)
-            read <- stream.Read (buffer, 0, buffer.Length)
+        RunLog.AppendPrefix (hash, stream, stream.Length)
         stream.Seek (0L, SeekOrigin.End) |> ignore
         stream
 
@@ -114,6 +109,26 @@ type RunLog(path: string, keep: int64) =
         | :? (int[]) as xs -> JsonArray (xs |> Array.map (fun x -> JsonValue.Create x :> JsonNode | null))
         | :? (string[]) as xs -> JsonArray (xs |> Array.map (fun x -> JsonValue.Create x :> JsonNode | null))
         | other -> JsonValue.Create (string other)
+
+    /// Adds the first `count` bytes of `stream` (fewer when it is shorter) to `hash`, read from its start.
+    static member AppendPrefix (hash: System.Security.Cryptography.IncrementalHash, stream: Stream, count: int64) =
+        stream.Seek (0L, SeekOrigin.Begin) |> ignore
+        let buffer = Array.zeroCreate<byte> 65536
+        let mutable left = count
+        while left > 0L do
+            let read = stream.Read (buffer, 0, int (min left (int64 buffer.Length)))
+            if read = 0 then left <- 0L
+            else
+                hash.AppendData (buffer, 0, read)
+                left <- left - int64 read
+
+    /// SHA-256 (hex) of the first `count` bytes of the file at `path`, as `Sha256` gave it when the file was that long.
+    static member PrefixSha256 (path: string, count: int64) =
+        use hash = System.Security.Cryptography.IncrementalHash.CreateHash System.Security.Cryptography.HashAlgorithmName.SHA256
+        if count > 0L then
+            use file = new FileStream (path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite)
+            RunLog.AppendPrefix (hash, file, count)
+        Convert.ToHexString (hash.GetHashAndReset ())
 
     member _.Path = path
 
